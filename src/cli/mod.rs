@@ -1,0 +1,132 @@
+//! The command line: `serve`, `validate`, `run`, `runs`. Arguments are parsed here and turned
+//! into resolved settings before any work starts.
+
+mod run;
+mod runs;
+mod serve;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookflow",
+    version,
+    about = "Turn incoming webhooks into declarative YAML workflows"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the workflows: webhooks on --listen, admin API on --admin-listen.
+    Serve(ServeArgs),
+    /// Check workflow files and report every problem with file:line:col (exit 1 on any error).
+    Validate(ValidateArgs),
+    /// Run one workflow in-process on a saved payload and print a step-by-step trace.
+    Run(RunArgs),
+    /// Read the runs recorded in the store.
+    Runs(RunsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory of workflow files [default: ./workflows]
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS")]
+    pub workflows: Option<PathBuf>,
+    /// Server config file [default: ./hookflow.yaml when present]
+    #[arg(long, env = "HOOKFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address for webhooks [default: 0.0.0.0:8080]
+    #[arg(long, env = "HOOKFLOW_LISTEN")]
+    pub listen: Option<String>,
+    /// Address for the admin API [default: 127.0.0.1:9090]
+    #[arg(long, env = "HOOKFLOW_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Store: a SQLite file path [default: ./hookflow.db]
+    #[arg(long, env = "HOOKFLOW_STORE")]
+    pub store: Option<String>,
+    /// Runs executed at once [default: 32]
+    #[arg(long, env = "HOOKFLOW_WORKERS")]
+    pub workers: Option<usize>,
+    #[arg(long, env = "HOOKFLOW_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Workflow files or directories [default: ./workflows]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A workflow file, or the name of a workflow in --workflows
+    pub workflow: String,
+    /// The request body to run on (its bytes, exactly)
+    #[arg(long)]
+    pub payload: Option<PathBuf>,
+    /// A request header, 'Name: value' (repeatable)
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Render every step but send nothing; show what would be sent
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where to look up a workflow given by name
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "./workflows")]
+    pub workflows: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: RunsCommand,
+    /// Store: a SQLite file path
+    #[arg(
+        long,
+        env = "HOOKFLOW_STORE",
+        default_value = "./hookflow.db",
+        global = true
+    )]
+    pub store: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The newest runs, newest first.
+    List {
+        #[arg(long)]
+        workflow: Option<String>,
+        /// queued, running, succeeded, failed or filtered
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run with its event and every step (an id or a unique prefix of one).
+    Show {
+        id: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Validate(args) => validate::validate(args),
+        Command::Run(args) => run::run(args).await,
+        Command::Runs(args) => runs::runs(args).await,
+    }
+}

@@ -1,0 +1,248 @@
+//! `hookflow run`: one run in-process on a saved payload, with a step-by-step trace on stderr
+//! and the outcome as JSON on stdout. `--dry-run` renders every step and sends nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use serde_json::{Map, Value as Json};
+
+use super::RunArgs;
+use crate::diag::SourceFile;
+use crate::effects::{BoxFuture, Effects};
+use crate::engine::{
+    self, Event, ExecOptions, Journal, JournalError, RunInfo, RunRequest, RunStatus, StepRecord,
+    StepStatus,
+};
+use crate::http::body::{BodyLimits, parse_body};
+use crate::steps::respond::SyncResponse;
+use crate::workflow::{self, Workflow};
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(crate::telemetry::LogFormat::Text, "warn");
+    let workflow = find_workflow(&args.workflow, &args.workflows)?;
+    let raw = match &args.payload {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read payload {}", path.display()))?,
+        None => Vec::new(),
+    };
+    let mut headers = Map::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            bail!("--header '{header}' is not 'Name: value'");
+        };
+        headers.insert(
+            name.trim().to_ascii_lowercase(),
+            Json::String(value.trim().to_owned()),
+        );
+    }
+    if !headers.contains_key("content-type")
+        && let Some(guess) = args.payload.as_deref().and_then(content_type_for)
+    {
+        headers.insert("content-type".into(), Json::String(guess.to_owned()));
+    }
+    let content_type = headers.get("content-type").and_then(Json::as_str);
+    let body = parse_body(content_type, &raw, &BodyLimits::default())
+        .map_err(|e| anyhow::anyhow!("the payload cannot be parsed: {e}"))?;
+    let trigger = workflow.webhook.as_ref();
+    let event = Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        method: trigger
+            .and_then(|t| t.methods.first().cloned())
+            .unwrap_or_else(|| "POST".to_owned()),
+        path: trigger
+            .map(|t| t.path.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned()),
+        params: BTreeMap::new(),
+        query: Map::new(),
+        headers,
+        body,
+        raw,
+        received_at: Utc::now(),
+    };
+    let run = RunInfo {
+        id: uuid::Uuid::now_v7().to_string(),
+        workflow: workflow.name.clone(),
+        attempt: 1,
+    };
+    let secrets = workflow::secrets_from_env(&workflow);
+    let effects = Effects::real()?;
+    let options = ExecOptions {
+        dry_run: args.dry_run,
+    };
+    eprintln!(
+        "run {} of workflow '{}'{}",
+        run.id,
+        workflow.name,
+        if args.dry_run {
+            " (dry run: nothing is sent)"
+        } else {
+            ""
+        }
+    );
+    let trace = Trace {
+        total: workflow.steps.len(),
+    };
+    let started = std::time::Instant::now();
+    let outcome = engine::execute(
+        RunRequest {
+            workflow: &workflow,
+            event: &event,
+            run: &run,
+            secrets: &secrets,
+            finished: &[],
+            effects: &effects,
+            options: &options,
+        },
+        &trace,
+    )
+    .await?;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    match &outcome.error {
+        Some(error) => eprintln!(
+            "run {} in {elapsed:.1} ms: {error}",
+            outcome.status.as_str()
+        ),
+        None => eprintln!("run {} in {elapsed:.1} ms", outcome.status.as_str()),
+    }
+    let summary = serde_json::json!({
+        "run_id": run.id,
+        "workflow": workflow.name,
+        "status": outcome.status.as_str(),
+        "error": outcome.error,
+        "vars": outcome.vars,
+        "response": outcome.response.as_ref().map(SyncResponse::to_json),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(if outcome.status == RunStatus::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A file path, or the name of a workflow in the workflows directory.
+fn find_workflow(given: &str, dir: &Path) -> anyhow::Result<Arc<Workflow>> {
+    let path = PathBuf::from(given);
+    let loaded = if path.is_file() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        workflow::load_sources(vec![SourceFile::new(path.display().to_string(), text)])
+    } else if dir.is_dir() {
+        workflow::load(&[dir.to_path_buf()])?
+    } else {
+        bail!(
+            "{given} is not a workflow file, and {} is not a directory",
+            dir.display()
+        );
+    };
+    let problems: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::diag::Severity::Error)
+        .map(|d| d.render())
+        .collect();
+    let found = if path.is_file() {
+        loaded.registry.workflows.values().next().cloned()
+    } else {
+        loaded.registry.get(given).cloned()
+    };
+    match found {
+        Some(w) if problems.is_empty() || !path.is_file() => Ok(w),
+        _ if !problems.is_empty() => {
+            for p in &problems {
+                eprint!("{p}");
+            }
+            bail!("the workflow has {} problem(s)", problems.len())
+        }
+        _ => bail!(
+            "no workflow named '{given}' in {} (known: {})",
+            dir.display(),
+            loaded
+                .registry
+                .workflows
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn content_type_for(path: &Path) -> Option<&'static str> {
+    match path.extension()?.to_str()? {
+        "json" => Some("application/json"),
+        "xml" => Some("application/xml"),
+        _ => None,
+    }
+}
+
+/// Prints each step as it finishes.
+struct Trace {
+    total: usize,
+}
+
+impl Journal for Trace {
+    fn vars_evaluated(&self, vars: &Json) {
+        if let Json::Object(map) = vars
+            && !map.is_empty()
+        {
+            eprintln!("vars");
+            for (name, value) in map {
+                eprintln!("    {name} = {}", compact(value, 200));
+            }
+        }
+    }
+
+    fn step_finished<'a>(
+        &'a self,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            let status = match (record.status, record.filtered) {
+                (_, true) => "filtered: the run stops here",
+                (StepStatus::Succeeded, _) => "ok",
+                (StepStatus::Failed, _) => "FAILED",
+                (StepStatus::Skipped, _) => "skipped (`if` was false)",
+            };
+            eprintln!(
+                "[{}/{}] {} ({}) {status} {:.1} ms",
+                record.index + 1,
+                self.total,
+                record.name,
+                record.kind,
+                record.duration_ms
+            );
+            if !record.input.is_null() {
+                eprintln!("    input  {}", indent(&pretty(&record.input)));
+            }
+            if !record.output.is_null() {
+                eprintln!("    output {}", indent(&pretty(&record.output)));
+            }
+            if let Some(error) = &record.error {
+                eprintln!("    error  {error}");
+            }
+            Ok(())
+        })
+    }
+}
+
+fn pretty(value: &Json) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+fn compact(value: &Json, limit: usize) -> String {
+    let text = value.to_string();
+    if text.chars().count() > limit {
+        format!("{}...", text.chars().take(limit).collect::<String>())
+    } else {
+        text
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n           ")
+}

@@ -1,0 +1,121 @@
+//! `hookflow runs list|show`: what the store recorded.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::{RunsArgs, RunsCommand};
+use crate::engine::{RunStatus, StepStatus};
+use crate::store::{RunFilter, Store};
+
+pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
+    if !std::path::Path::new(&args.store).exists() {
+        bail!(
+            "no store at {} (start `hookflow serve` first, or pass --store)",
+            args.store
+        );
+    }
+    let store = Store::open(&args.store).await?;
+    match args.command {
+        RunsCommand::List {
+            workflow,
+            status,
+            limit,
+            json,
+        } => {
+            let status = match status {
+                None => None,
+                Some(s) => match RunStatus::parse(&s) {
+                    Some(s) => Some(s),
+                    None => bail!(
+                        "unknown status '{s}'; expected queued, running, succeeded, failed or filtered"
+                    ),
+                },
+            };
+            let runs = store
+                .list_runs(&RunFilter {
+                    workflow,
+                    status,
+                    limit,
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<36}  {:<24}  {:<9}  {:<24}  {:>9}",
+                "RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"
+            );
+            for run in runs {
+                println!(
+                    "{:<36}  {:<24}  {:<9}  {:<24}  {:>9}",
+                    run.id,
+                    run.workflow,
+                    run.status.as_str(),
+                    run.created_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                    run.duration_ms()
+                        .map(|d| format!("{d} ms"))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        RunsCommand::Show { id, json } => {
+            let Some(detail) = store.run(&id).await? else {
+                bail!("no run with id {id}");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let run = &detail.run;
+            println!("run       {}", run.id);
+            println!("workflow  {} (version {})", run.workflow, run.version);
+            println!("status    {}", run.status.as_str());
+            println!("created   {}", run.created_at.to_rfc3339());
+            if let Some(d) = run.duration_ms() {
+                println!("duration  {d} ms");
+            }
+            if let Some(error) = &run.error {
+                println!("error     {error}");
+            }
+            let event = &detail.event;
+            println!(
+                "event     {} {} {} ({} bytes)",
+                event.id,
+                event.method,
+                event.path,
+                event.raw.len()
+            );
+            println!("steps");
+            for step in &detail.steps {
+                let status = if step.filtered {
+                    "filtered"
+                } else {
+                    match step.status {
+                        StepStatus::Succeeded => "ok",
+                        StepStatus::Failed => "FAILED",
+                        StepStatus::Skipped => "skipped",
+                    }
+                };
+                println!(
+                    "  [{}] {} ({}) {status} {:.1} ms",
+                    step.index + 1,
+                    step.name,
+                    step.kind,
+                    step.duration_ms
+                );
+                if !step.input.is_null() {
+                    println!("      input  {}", step.input);
+                }
+                if !step.output.is_null() {
+                    println!("      output {}", step.output);
+                }
+                if let Some(error) = &step.error {
+                    println!("      error  {error}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

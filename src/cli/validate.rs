@@ -1,0 +1,66 @@
+//! `hookflow validate`: every problem of every file, located, in one pass.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::ValidateArgs;
+use crate::settings::DEFAULT_WORKFLOWS;
+use crate::workflow;
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(DEFAULT_WORKFLOWS)]
+    } else {
+        args.paths
+    };
+    let (report, ok) = report(&paths)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(report.as_bytes())?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The full text `validate` prints, and whether it found no errors.
+pub fn report(paths: &[PathBuf]) -> anyhow::Result<(String, bool)> {
+    for path in paths {
+        if !path.exists() {
+            anyhow::bail!("{}: no such file or directory", path.display());
+        }
+    }
+    let loaded = workflow::load(paths)?;
+    let mut out = String::new();
+    let errors = loaded.diagnostics.error_count();
+    let warnings = loaded.diagnostics.warning_count();
+    let mut missing = Vec::new();
+    for w in loaded.registry.workflows.values() {
+        for secret in workflow::missing_secrets(w) {
+            missing.push(format!(
+                "{}: secret {secret} is not set in this environment",
+                w.name
+            ));
+        }
+    }
+    for d in loaded.diagnostics.sorted() {
+        out.push_str(&d.render());
+        out.push('\n');
+    }
+    for note in &missing {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    let files = loaded.files;
+    if errors == 0 {
+        out.push_str(&format!(
+            "ok: {files} workflow file(s), {} workflow(s), {warnings} warning(s)\n",
+            loaded.registry.workflows.len()
+        ));
+    } else {
+        out.push_str(&format!(
+            "failed: {errors} error(s), {warnings} warning(s) in {files} workflow file(s)\n"
+        ));
+    }
+    Ok((out, errors == 0))
+}

@@ -1,0 +1,66 @@
+//! The outside world a step touches, behind traits: the engine and steps never name a network crate.
+
+pub mod http;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One outgoing HTTP request, fully rendered.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub follow_redirects: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HttpError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl HttpError {
+    /// Worth another attempt: the target may answer next time.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, HttpError::InvalidRequest(_))
+    }
+}
+
+pub trait HttpClient: Send + Sync {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, HttpError>>;
+}
+
+/// Everything a step may use to act on the world.
+#[derive(Clone)]
+pub struct Effects {
+    pub http: Arc<dyn HttpClient>,
+}
+
+impl Effects {
+    pub fn real() -> Result<Self, HttpError> {
+        Ok(Self {
+            http: Arc::new(http::ReqwestClient::new()?),
+        })
+    }
+}

@@ -1,0 +1,464 @@
+//! The interpreter: runs one compiled workflow over one event, step by step, reporting each
+//! finished step to a [`Journal`] so a run can be recorded, traced, and resumed after a crash.
+
+pub mod redact;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+use crate::effects::{BoxFuture, Effects};
+use crate::steps::respond::SyncResponse;
+use crate::steps::{Outcome, Step, StepError, StepIdentity};
+use crate::template::{Scope, to_template_value};
+use crate::workflow::Workflow;
+pub use redact::Redactor;
+
+/// A received webhook (or a payload given by hand), as templates see it under `event`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub method: String,
+    pub path: String,
+    pub params: BTreeMap<String, String>,
+    pub query: Map<String, Json>,
+    /// Lower-case names; a repeated header's values joined with ", ".
+    pub headers: Map<String, Json>,
+    pub body: Json,
+    #[serde(with = "raw_bytes")]
+    pub raw: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+mod raw_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Event {
+    /// The `event` object templates read.
+    pub fn template_json(&self) -> Json {
+        serde_json::json!({
+            "id": self.id,
+            "method": self.method,
+            "path": self.path,
+            "params": self.params,
+            "query": self.query,
+            "headers": self.headers,
+            "body": self.body,
+            "raw": String::from_utf8_lossy(&self.raw),
+            "received_at": self.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "succeeded" => Some(StepStatus::Succeeded),
+            "failed" => Some(StepStatus::Failed),
+            "skipped" => Some(StepStatus::Skipped),
+            _ => None,
+        }
+    }
+}
+
+/// What one step did: its rendered input, its output or error, and its timing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub index: usize,
+    pub name: String,
+    pub kind: String,
+    pub status: StepStatus,
+    pub input: Json,
+    pub output: Json,
+    pub error: Option<String>,
+    /// The run stopped here because a filter did not pass.
+    pub filtered: bool,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Filtered,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Filtered => "filtered",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "queued" => Some(RunStatus::Queued),
+            "running" => Some(RunStatus::Running),
+            "succeeded" => Some(RunStatus::Succeeded),
+            "failed" => Some(RunStatus::Failed),
+            "filtered" => Some(RunStatus::Filtered),
+            _ => None,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Filtered
+        )
+    }
+}
+
+/// Identity of a run as templates see it under `run`.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub id: String,
+    pub workflow: String,
+    pub attempt: u32,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub response: Option<SyncResponse>,
+    pub vars: Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot record the run: {0}")]
+pub struct JournalError(pub String);
+
+/// Where a run reports progress: the store, a trace printer, or both.
+pub trait Journal: Send + Sync {
+    /// Called once the variables are evaluated, before the first step.
+    fn vars_evaluated(&self, _vars: &Json) {}
+
+    /// A step finished (or was skipped). The run does not go on until this returns.
+    fn step_finished<'a>(
+        &'a self,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), JournalError>>;
+
+    /// A `respond` step produced the answer for a synchronous caller.
+    fn responded(&self, _response: &SyncResponse) {}
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Render every step but execute none that acts on the world.
+    pub dry_run: bool,
+}
+
+/// Everything one execution needs besides the workflow.
+pub struct RunRequest<'a> {
+    pub workflow: &'a Workflow,
+    pub event: &'a Event,
+    pub run: &'a RunInfo,
+    pub secrets: &'a BTreeMap<String, String>,
+    /// Steps recorded by an earlier, interrupted execution of this run: not executed again.
+    pub finished: &'a [StepRecord],
+    pub effects: &'a Effects,
+    pub options: &'a ExecOptions,
+}
+
+/// Run the workflow's steps in order. Returns an error only when progress cannot be recorded,
+/// in which case the run must be resumed later rather than marked finished.
+pub async fn execute(
+    request: RunRequest<'_>,
+    journal: &dyn Journal,
+) -> Result<RunOutcome, JournalError> {
+    let RunRequest {
+        workflow,
+        event,
+        run,
+        secrets,
+        finished,
+        effects,
+        options,
+    } = request;
+    let redactor = Redactor::new(secrets.values());
+    let event_json = event.template_json();
+    let event_value = to_template_value(&event_json);
+    let secrets_value = to_template_value(&serde_json::to_value(secrets).unwrap_or_default());
+    let mut state = RunState {
+        vars: Map::new(),
+        steps: Map::new(),
+        run: serde_json::json!({
+            "id": run.id, "workflow": run.workflow, "attempt": run.attempt, "error": null,
+        }),
+        response: None,
+    };
+    let context = |state: &RunState| {
+        minijinja::context! {
+            event => event_value.clone(),
+            vars => to_template_value(&Json::Object(state.vars.clone())),
+            steps => to_template_value(&Json::Object(state.steps.clone())),
+            run => to_template_value(&state.run),
+            secrets => secrets_value.clone(),
+        }
+    };
+
+    for (name, template) in &workflow.vars {
+        let ctx = context(&state);
+        let scope = Scope {
+            templates: &workflow.templates,
+            context: &ctx,
+            event_body: &event.body,
+        };
+        match template.render(&scope) {
+            Ok(value) => {
+                state.vars.insert(name.clone(), value);
+            }
+            Err(err) => {
+                return Ok(state.finish(
+                    RunStatus::Failed,
+                    Some(redactor.redact_str(&format!("vars.{name}: {err}"))),
+                ));
+            }
+        }
+    }
+    journal.vars_evaluated(&redactor.redact_json(&Json::Object(state.vars.clone())));
+
+    for (index, step) in workflow.steps.iter().enumerate() {
+        if let Some(record) = finished
+            .iter()
+            .find(|r| r.index == index && r.name == step.name)
+        {
+            // Finished before an interruption: restore its effect on the context, do not redo it.
+            state.apply(step, record);
+            if record.filtered {
+                return Ok(state.finish(RunStatus::Filtered, None));
+            }
+            if record.status == StepStatus::Failed && !step.continue_on_error {
+                let error = record.error.clone().unwrap_or_default();
+                return Ok(state.finish(
+                    RunStatus::Failed,
+                    Some(format!("step '{}' failed: {error}", step.name)),
+                ));
+            }
+            continue;
+        }
+
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let ctx = context(&state);
+        let scope = Scope {
+            templates: &workflow.templates,
+            context: &ctx,
+            event_body: &event.body,
+        };
+        let identity = StepIdentity {
+            run_id: &run.id,
+            step_name: &step.name,
+        };
+        let mut record = StepRecord {
+            index,
+            name: step.name.clone(),
+            kind: step.kind.name().as_str().to_owned(),
+            status: StepStatus::Succeeded,
+            input: Json::Null,
+            output: Json::Null,
+            error: None,
+            filtered: false,
+            started_at,
+            duration_ms: 0.0,
+        };
+        let result = run_step(step, &scope, &identity, effects, options, &mut record).await;
+        record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        let mut response = None;
+        match result {
+            StepResult::Skipped => record.status = StepStatus::Skipped,
+            StepResult::Done(outcome) => {
+                record.output = outcome.output().clone();
+                match outcome {
+                    Outcome::Filtered(_) => record.filtered = true,
+                    Outcome::Respond(r, _) => response = Some(r),
+                    Outcome::Continue(_) => {}
+                }
+            }
+            StepResult::Failed(err) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(err.message);
+                record.output = err.output.unwrap_or(Json::Null);
+            }
+        }
+        let record = redactor.redact_record(record);
+        journal.step_finished(&record).await?;
+        state.apply(step, &record);
+        if let Some(response) = response {
+            journal.responded(&response);
+            state.response = Some(response);
+        }
+        if record.filtered {
+            return Ok(state.finish(RunStatus::Filtered, None));
+        }
+        if record.status == StepStatus::Failed && !step.continue_on_error {
+            let error = record.error.clone().unwrap_or_default();
+            return Ok(state.finish(
+                RunStatus::Failed,
+                Some(format!("step '{}' failed: {error}", step.name)),
+            ));
+        }
+    }
+    Ok(state.finish(RunStatus::Succeeded, None))
+}
+
+enum StepResult {
+    Skipped,
+    Done(Outcome),
+    Failed(StepError),
+}
+
+async fn run_step(
+    step: &Step,
+    scope: &Scope<'_>,
+    identity: &StepIdentity<'_>,
+    effects: &Effects,
+    options: &ExecOptions,
+    record: &mut StepRecord,
+) -> StepResult {
+    if let Some(condition) = &step.condition {
+        match condition.evaluate(scope.context) {
+            Ok(true) => {}
+            Ok(false) => return StepResult::Skipped,
+            Err(err) => {
+                return StepResult::Failed(StepError::permanent(format!("`if`: {err}")));
+            }
+        }
+    }
+    let rendered = match step.kind.render(scope, identity) {
+        Ok(r) => r,
+        Err(err) => return StepResult::Failed(err),
+    };
+    record.input = rendered.to_json();
+    if options.dry_run && step.kind.has_effects() {
+        return StepResult::Done(Outcome::Continue(serde_json::json!({ "dry_run": true })));
+    }
+    let execution = rendered.execute(effects);
+    let result = match step.timeout {
+        Some(limit) => match tokio::time::timeout(limit, execution).await {
+            Ok(result) => result,
+            Err(_) => Err(StepError {
+                message: format!("timed out after {}", humanize(limit)),
+                output: None,
+                transient: true,
+            }),
+        },
+        None => execution.await,
+    };
+    match result {
+        Ok(outcome) => StepResult::Done(outcome),
+        Err(err) => StepResult::Failed(err),
+    }
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// The parts of the template context that change as steps finish.
+struct RunState {
+    vars: Map<String, Json>,
+    steps: Map<String, Json>,
+    run: Json,
+    response: Option<SyncResponse>,
+}
+
+impl RunState {
+    fn apply(&mut self, step: &Step, record: &StepRecord) {
+        let mut entry = match &record.output {
+            Json::Object(map) => map.clone(),
+            Json::Null => Map::new(),
+            other => {
+                let mut m = Map::new();
+                m.insert("output".into(), other.clone());
+                m
+            }
+        };
+        entry.insert(
+            "ok".into(),
+            Json::Bool(record.status == StepStatus::Succeeded),
+        );
+        entry.insert(
+            "failed".into(),
+            Json::Bool(record.status == StepStatus::Failed),
+        );
+        entry.insert(
+            "skipped".into(),
+            Json::Bool(record.status == StepStatus::Skipped),
+        );
+        entry.insert(
+            "error".into(),
+            record.error.clone().map(Json::String).unwrap_or(Json::Null),
+        );
+        self.steps.insert(step.name.clone(), Json::Object(entry));
+        if record.status == StepStatus::Succeeded
+            && !step.kind.assigned_vars().is_empty()
+            && let Json::Object(values) = &record.output
+        {
+            for (k, v) in values {
+                self.vars.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(error) = &record.error
+            && let Json::Object(run) = &mut self.run
+        {
+            run.insert("error".into(), Json::String(error.clone()));
+        }
+    }
+
+    fn finish(self, status: RunStatus, error: Option<String>) -> RunOutcome {
+        RunOutcome {
+            status,
+            error,
+            response: self.response,
+            vars: Json::Object(self.vars),
+        }
+    }
+}

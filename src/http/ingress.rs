@@ -1,0 +1,265 @@
+//! Webhook ingress: find the workflows bound to the path, enforce the body limit, parse the body,
+//! commit the event and its runs, then answer. Steps run later, in the worker.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Map, Value as Json};
+use tracing::{info, warn};
+
+use super::body::parse_body;
+use super::{AppState, error_response};
+use crate::engine::{Event, RunStatus};
+use crate::steps::respond::SyncResponse;
+use crate::store::NewRun;
+use crate::worker::SyncAnswer;
+use crate::workflow::RespondMode;
+
+pub async fn ingest(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let (response, run_ids) = handle(&state, request).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status < 400 {
+        info!(%method, %path, status, run_ids = %run_ids.join(","), latency_ms, "request");
+    } else {
+        warn!(%method, %path, status, latency_ms, "request refused");
+    }
+    response
+}
+
+async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
+    let registry = match state.registry.read() {
+        Ok(r) => std::sync::Arc::clone(&r),
+        Err(_) => {
+            return (
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+                Vec::new(),
+            );
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let Some((route, params)) = registry.routes.find(&path) else {
+        return (
+            error_response(
+                StatusCode::NOT_FOUND,
+                format!("no workflow is bound to {path}"),
+            ),
+            Vec::new(),
+        );
+    };
+    let method = parts.method.as_str().to_owned();
+    let bound = route.bound(&method);
+    if bound.is_empty() {
+        let allow = route.allowed_methods().join(", ");
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not accepted on {path}; use {allow}"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        return (response, Vec::new());
+    }
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", route.max_body),
+        )
+    };
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared_length.is_some_and(|len| len > route.max_body) {
+        return (too_large(), Vec::new());
+    }
+    let raw = match read_body(body, route.max_body).await {
+        Ok(bytes) => bytes,
+        Err(BodyReadError::TooLarge) => return (too_large(), Vec::new()),
+        Err(BodyReadError::Broken(reason)) => {
+            return (
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {reason}"),
+                ),
+                Vec::new(),
+            );
+        }
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let parsed = match parse_body(content_type, &raw, &state.body_limits) {
+        Ok(value) => value,
+        Err(err) => {
+            return (
+                error_response(StatusCode::BAD_REQUEST, err.to_string()),
+                Vec::new(),
+            );
+        }
+    };
+    let event = Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        method,
+        path,
+        params,
+        query: query_map(parts.uri.query()),
+        headers: header_map(&parts.headers),
+        body: parsed,
+        raw: raw.to_vec(),
+        received_at: Utc::now(),
+    };
+    let runs: Vec<NewRun> = bound
+        .iter()
+        .map(|w| NewRun {
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow: w.name.clone(),
+            version: w.version.clone(),
+        })
+        .collect();
+    let run_ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    // Registered before the commit so an answer cannot slip past between commit and wait.
+    let waiter = (route.respond == RespondMode::Sync).then(|| state.worker.wait_for(&run_ids[0]));
+    if let Err(err) = state.store.accept(&event, &runs).await {
+        warn!(error = %err, "cannot store the event; answering 503 so the sender retries");
+        if waiter.is_some() {
+            state.worker.forget(&run_ids[0]);
+        }
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event could not be stored; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return (response, Vec::new());
+    }
+    for id in &run_ids {
+        state.worker.enqueue(id.clone());
+    }
+    let accepted = || {
+        let body = serde_json::json!({ "event_id": event.id, "run_ids": run_ids });
+        (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+    };
+    let response = match waiter {
+        None => accepted(),
+        Some(waiter) => match tokio::time::timeout(state.sync_timeout, waiter).await {
+            Ok(Ok(SyncAnswer::Responded(answer))) => sync_response(answer),
+            Ok(Ok(SyncAnswer::Finished { status })) => {
+                let code = match status {
+                    RunStatus::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::OK,
+                };
+                let body = serde_json::json!({ "run_id": run_ids[0], "status": status.as_str() });
+                (code, axum::Json(body)).into_response()
+            }
+            // The run goes on; the event is safe, so the caller is told it was accepted.
+            _ => {
+                state.worker.forget(&run_ids[0]);
+                accepted()
+            }
+        },
+    };
+    (response, run_ids.clone())
+}
+
+enum BodyReadError {
+    TooLarge,
+    Broken(String),
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, BodyReadError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let inner = err.into_inner();
+        if inner.is::<http_body_util::LengthLimitError>() {
+            BodyReadError::TooLarge
+        } else {
+            BodyReadError::Broken(inner.to_string())
+        }
+    })
+}
+
+fn sync_response(answer: SyncResponse) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let has_content_type = answer
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    let (body, content_type) = match answer.body {
+        Json::Null => (Vec::new(), None),
+        Json::String(text) => (text.into_bytes(), Some("text/plain; charset=utf-8")),
+        other => (
+            serde_json::to_vec(&other).unwrap_or_default(),
+            Some("application/json"),
+        ),
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in &answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    if !has_content_type && let Some(ct) = content_type {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    response
+}
+
+fn header_map(headers: &HeaderMap) -> Map<String, Json> {
+    let mut out: Map<String, Json> = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match out.get_mut(name.as_str()) {
+            Some(Json::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                out.insert(name.as_str().to_owned(), Json::String(value));
+            }
+        }
+    }
+    out
+}
+
+/// Query parameters: one value -> a string, repeated -> a list.
+pub fn query_map(query: Option<&str>) -> Map<String, Json> {
+    let pairs: Vec<(String, String)> = query
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for (k, v) in pairs {
+        if !grouped.contains_key(&k) {
+            order.push(k.clone());
+        }
+        grouped.entry(k).or_default().push(v);
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let mut values = grouped.remove(&k).unwrap_or_default();
+            let value = if values.len() == 1 {
+                Json::String(values.remove(0))
+            } else {
+                Json::Array(values.into_iter().map(Json::String).collect())
+            };
+            (k, value)
+        })
+        .collect()
+}

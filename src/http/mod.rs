@@ -1,0 +1,40 @@
+//! The HTTP surface: webhook ingress (match, limit, parse, persist, answer; it never runs a step)
+//! and the admin API on its own listener.
+
+pub mod admin;
+pub mod body;
+pub mod ingress;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::store::Store;
+use crate::worker::{SharedRegistry, Worker};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: SharedRegistry,
+    pub store: Store,
+    pub worker: Worker,
+    pub sync_timeout: Duration,
+    pub body_limits: Arc<body::BodyLimits>,
+}
+
+pub fn webhook_router(state: AppState) -> Router {
+    Router::new().fallback(ingress::ingest).with_state(state)
+}
+
+pub fn admin_router(state: AppState) -> Router {
+    admin::router(state)
+}
+
+/// A JSON error answer: `{"error": reason}`.
+pub fn error_response(status: StatusCode, reason: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": reason.into() });
+    (status, axum::Json(body)).into_response()
+}

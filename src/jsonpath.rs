@@ -1,0 +1,123 @@
+//! RFC 9535 JSONPath: compiled once at load, evaluated against JSON values at run time.
+//!
+//! Everything JSONPath goes through this module so the engine depends on one small API
+//! instead of on `jsonpath-rust` directly.
+
+use jsonpath_rust::parser::model::JpQuery;
+use jsonpath_rust::parser::parse_json_path;
+use jsonpath_rust::query::js_path_process;
+use serde_json::Value;
+
+/// A JSONPath query that parsed successfully.
+#[derive(Debug, Clone)]
+pub struct JsonPath {
+    source: String,
+    query: JpQuery,
+}
+
+/// Why a JSONPath query could not be compiled.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid JSONPath `{source_text}`: {message}")]
+pub struct JsonPathError {
+    pub source_text: String,
+    pub message: String,
+    /// 1-based column inside the query text, when the parser knows it.
+    pub column: Option<usize>,
+}
+
+impl JsonPath {
+    pub fn compile(source: &str) -> Result<Self, JsonPathError> {
+        match parse_json_path(source) {
+            Ok(query) => Ok(Self {
+                source: source.to_owned(),
+                query,
+            }),
+            Err(err) => Err(describe_error(source, err)),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Every node the query selects, in document order.
+    pub fn select_all<'v>(&self, value: &'v Value) -> Vec<&'v Value> {
+        match js_path_process(&self.query, value) {
+            Ok(found) => found.into_iter().map(|r| r.val).collect(),
+            // The library reports a computed (non-node) value as an error; RFC 9535 queries
+            // always produce nodes, so this only happens for extensions we do not use.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The selection as one value: nothing -> null, one node -> that node, several -> a list.
+    pub fn select(&self, value: &Value) -> Value {
+        let mut found = self.select_all(value);
+        match found.len() {
+            0 => Value::Null,
+            1 => found.pop().cloned().unwrap_or(Value::Null),
+            _ => Value::Array(found.into_iter().cloned().collect()),
+        }
+    }
+}
+
+fn describe_error(
+    source: &str,
+    err: jsonpath_rust::parser::errors::JsonPathError,
+) -> JsonPathError {
+    use jsonpath_rust::parser::errors::JsonPathError as E;
+    let (message, column) = match &err {
+        E::PestError(pest_err) => {
+            let column = match pest_err.line_col {
+                pest::error::LineColLocation::Pos((_, col)) => col,
+                pest::error::LineColLocation::Span((_, col), _) => col,
+            };
+            let message = match &pest_err.variant {
+                pest::error::ErrorVariant::ParsingError { .. } => {
+                    format!("unexpected input at column {column}")
+                }
+                pest::error::ErrorVariant::CustomError { message } => message.clone(),
+            };
+            (message, Some(column))
+        }
+        other => (other.to_string(), None),
+    };
+    let message = if source.starts_with('$') {
+        message
+    } else {
+        format!("{message} (a JSONPath query starts with `$`)")
+    };
+    JsonPathError {
+        source_text: source.to_owned(),
+        message,
+        column,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn one_match_is_the_value_and_several_are_a_list() {
+        let doc = json!({"a": [{"b": 1}, {"b": 2}], "c": "x"});
+        assert_eq!(JsonPath::compile("$.c").unwrap().select(&doc), json!("x"));
+        assert_eq!(
+            JsonPath::compile("$.a[*].b").unwrap().select(&doc),
+            json!([1, 2])
+        );
+        assert_eq!(
+            JsonPath::compile("$.missing").unwrap().select(&doc),
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_column() {
+        let err = JsonPath::compile("$.a[?@.b ==]").unwrap_err();
+        assert!(err.column.is_some(), "{err:?}");
+        let err = JsonPath::compile("a.b").unwrap_err();
+        assert!(err.message.contains("starts with `$`"), "{err:?}");
+    }
+}

@@ -1,0 +1,19 @@
+//! hookflow: incoming webhooks -> declarative YAML workflows, executed durably.
+//!
+//! Data flows one way: `http` (verify, parse, persist, answer) -> `store` -> `worker` ->
+//! `engine` -> `steps` -> `effects`. See ARCHITECTURE.md for the codemap and invariants.
+
+pub mod cli;
+pub mod diag;
+pub mod effects;
+pub mod engine;
+pub mod http;
+pub mod jsonpath;
+pub mod server;
+pub mod settings;
+pub mod steps;
+pub mod store;
+pub mod telemetry;
+pub mod template;
+pub mod worker;
+pub mod workflow;

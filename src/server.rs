@@ -1,0 +1,170 @@
+//! The composition root of `serve`: load workflows, open the store, start the worker, and serve
+//! the webhook and admin listeners until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::diag::Diagnostics;
+use crate::effects::Effects;
+use crate::http::{self, AppState, body::BodyLimits};
+use crate::settings::ServeSettings;
+use crate::store::{Definition, Store, StoreError};
+use crate::worker::{Worker, WorkerSettings};
+use crate::workflow::{self, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read workflows from {path}: {source}")]
+    Workflows {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{count} problem(s) in the workflows; nothing was started")]
+    Invalid {
+        count: usize,
+        diagnostics: Diagnostics,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot set up outgoing HTTP: {0}")]
+    Http(String),
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// A server running in this process; tests start one on `127.0.0.1:0`.
+pub struct RunningServer {
+    pub webhook_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stop taking requests, let runs in flight finish (bounded), and return when all is closed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Wait until the server stops for another reason (the listeners closing).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Load the workflows; refuse to start when any of them is invalid.
+pub fn load_registry(settings: &ServeSettings) -> Result<Registry, ServerError> {
+    if !settings.workflows.exists() {
+        warn!(path = %settings.workflows.display(), "workflows directory does not exist; serving no workflows");
+        return Ok(Registry::default());
+    }
+    let loaded = workflow::load(std::slice::from_ref(&settings.workflows)).map_err(|source| {
+        ServerError::Workflows {
+            path: settings.workflows.display().to_string(),
+            source,
+        }
+    })?;
+    if loaded.diagnostics.has_errors() {
+        return Err(ServerError::Invalid {
+            count: loaded.diagnostics.error_count(),
+            diagnostics: loaded.diagnostics,
+        });
+    }
+    for d in loaded.diagnostics.iter() {
+        warn!("{d}");
+    }
+    for w in loaded.registry.workflows.values() {
+        for missing in workflow::missing_secrets(w) {
+            warn!(workflow = %w.name, secret = %missing, "declared secret is not set in the environment");
+        }
+    }
+    Ok(loaded.registry)
+}
+
+pub async fn start(
+    settings: &ServeSettings,
+    webhook_listener: TcpListener,
+    admin_listener: TcpListener,
+) -> Result<RunningServer, ServerError> {
+    let registry = load_registry(settings)?;
+    let store = Store::open(&settings.store).await?;
+    for w in registry.workflows.values() {
+        store
+            .save_definition(
+                &w.version,
+                Definition {
+                    name: w.name.clone(),
+                    path: w.source.path.clone(),
+                    source: w.source.text.clone(),
+                },
+            )
+            .await?;
+    }
+    for route in registry.routes.iter() {
+        let names: Vec<&str> = route.workflows.iter().map(|w| w.name.as_str()).collect();
+        info!(path = route.pattern.as_str(), workflows = %names.join(","), "route");
+    }
+    let workflow_count = registry.workflows.len();
+    let registry = Arc::new(RwLock::new(Arc::new(registry)));
+    let effects = Effects::real().map_err(|e| ServerError::Http(e.to_string()))?;
+    let (stop, stopped) = watch::channel(false);
+    let (worker, worker_task) = Worker::start(
+        store.clone(),
+        Arc::clone(&registry),
+        effects,
+        WorkerSettings {
+            concurrency: settings.workers,
+            drain_timeout: settings.shutdown_timeout,
+        },
+        stopped.clone(),
+    );
+    let resumed = worker.resume_unfinished().await?;
+    if resumed > 0 {
+        info!(runs = resumed, "resuming runs left unfinished");
+    }
+    let state = AppState {
+        registry,
+        store,
+        worker,
+        sync_timeout: settings.sync_timeout,
+        body_limits: Arc::new(BodyLimits::default()),
+    };
+    let webhook_addr = webhook_listener
+        .local_addr()
+        .map_err(ServerError::Listener)?;
+    let admin_addr = admin_listener.local_addr().map_err(ServerError::Listener)?;
+    info!(%webhook_addr, %admin_addr, workflows = workflow_count, "hookflow is serving");
+
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let webhook = axum::serve(webhook_listener, http::webhook_router(state.clone()))
+        .with_graceful_shutdown(until_stopped(stopped.clone()));
+    let admin = axum::serve(admin_listener, http::admin_router(state))
+        .with_graceful_shutdown(until_stopped(stopped.clone()));
+    let task = tokio::spawn(async move {
+        let (webhook_result, admin_result, _) = tokio::join!(webhook, admin, worker_task);
+        if let Err(err) = webhook_result {
+            warn!(error = %err, "webhook listener stopped with an error");
+        }
+        if let Err(err) = admin_result {
+            warn!(error = %err, "admin listener stopped with an error");
+        }
+        info!("hookflow stopped");
+    });
+    Ok(RunningServer {
+        webhook_addr,
+        admin_addr,
+        stop,
+        task,
+    })
+}

@@ -1,0 +1,121 @@
+//! Server settings (not workflows): an optional `hookflow.yaml`, overridden by flags and
+//! `HOOKFLOW_*` environment variables, resolved into ready-to-use values.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::workflow::compile::parse_duration;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_WORKFLOWS: &str = "./workflows";
+pub const DEFAULT_STORE: &str = "./hookflow.db";
+pub const DEFAULT_CONFIG: &str = "./hookflow.yaml";
+
+/// The config file as written; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub workflows: Option<PathBuf>,
+    pub store: Option<String>,
+    pub workers: Option<usize>,
+    pub sync_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+/// Values given on the command line or in the environment; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub workflows: Option<PathBuf>,
+    pub store: Option<String>,
+    pub workers: Option<usize>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: String,
+    pub admin_listen: String,
+    pub workflows: PathBuf,
+    /// Path of the SQLite database file (a `sqlite://` prefix is accepted).
+    pub store: String,
+    pub workers: usize,
+    pub sync_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl ServeSettings {
+    pub fn resolve(overrides: &Overrides) -> Result<Self, SettingsError> {
+        let (file, config_path) = match &overrides.config {
+            Some(path) => (read_config(path)?, path.display().to_string()),
+            None if Path::new(DEFAULT_CONFIG).exists() => (
+                read_config(Path::new(DEFAULT_CONFIG))?,
+                DEFAULT_CONFIG.to_owned(),
+            ),
+            None => (ConfigFile::default(), DEFAULT_CONFIG.to_owned()),
+        };
+        let duration = |value: &Option<String>, key: &str, default: Duration| match value {
+            None => Ok(default),
+            Some(text) => parse_duration(text).ok_or_else(|| SettingsError::Invalid {
+                path: config_path.clone(),
+                message: format!("`{key}`: '{text}' is not a duration (e.g. 30s, 5m)"),
+            }),
+        };
+        let store = overrides
+            .store
+            .clone()
+            .or(file.store.clone())
+            .unwrap_or_else(|| DEFAULT_STORE.to_owned());
+        Ok(Self {
+            listen: overrides
+                .listen
+                .clone()
+                .or(file.listen.clone())
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            admin_listen: overrides
+                .admin_listen
+                .clone()
+                .or(file.admin_listen.clone())
+                .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned()),
+            workflows: overrides
+                .workflows
+                .clone()
+                .or(file.workflows.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKFLOWS)),
+            store: store.strip_prefix("sqlite://").unwrap_or(&store).to_owned(),
+            workers: overrides.workers.or(file.workers).unwrap_or(32).max(1),
+            sync_timeout: duration(&file.sync_timeout, "sync_timeout", Duration::from_secs(30))?,
+            shutdown_timeout: duration(
+                &file.shutdown_timeout,
+                "shutdown_timeout",
+                Duration::from_secs(10),
+            )?,
+        })
+    }
+}
+
+fn read_config(path: &Path) -> Result<ConfigFile, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    serde_saphyr::from_str(&text).map_err(|e| SettingsError::Invalid {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}

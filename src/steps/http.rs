@@ -1,0 +1,461 @@
+//! `http`: one outgoing HTTP request with templated parts, an idempotency key, and expected statuses.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value as Json;
+
+use crate::effects::{Effects, HttpRequest, HttpResponse};
+use crate::steps::{StepError, StepIdentity};
+use crate::template::{Scope, ValueTemplate};
+use crate::workflow::compile::Compiler;
+use crate::workflow::yaml::{Node, NodeValue};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const ERROR_BODY_PREVIEW: usize = 300;
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+#[derive(Debug)]
+pub struct HttpStep {
+    method: String,
+    url: ValueTemplate,
+    headers: Vec<(String, ValueTemplate)>,
+    query: Vec<(String, ValueTemplate)>,
+    body: Body,
+    auth: Option<Auth>,
+    timeout: Duration,
+    expect: Vec<StatusPattern>,
+    follow_redirects: bool,
+}
+
+#[derive(Debug)]
+enum Body {
+    None,
+    Json(ValueTemplate),
+    Form(Vec<(String, ValueTemplate)>),
+    Raw(ValueTemplate),
+}
+
+#[derive(Debug)]
+enum Auth {
+    Bearer(ValueTemplate),
+    Basic {
+        username: ValueTemplate,
+        password: ValueTemplate,
+    },
+}
+
+/// An expected status: an exact code, or a class such as `2xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusPattern {
+    Exact(u16),
+    Class(u16),
+}
+
+impl StatusPattern {
+    fn matches(self, status: u16) -> bool {
+        match self {
+            StatusPattern::Exact(code) => code == status,
+            StatusPattern::Class(class) => status / 100 == class,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        if let Some(class) = text.strip_suffix("xx") {
+            return class
+                .parse()
+                .ok()
+                .filter(|c| (1..=5).contains(c))
+                .map(StatusPattern::Class);
+        }
+        text.parse()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .map(StatusPattern::Exact)
+    }
+}
+
+/// The request as rendered, before it is sent.
+#[derive(Debug, Clone)]
+pub struct RenderedHttp {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// The body as the workflow wrote it, for the record: JSON stays JSON.
+    pub body_record: Json,
+    pub body: Option<Vec<u8>>,
+    /// Credentials travel apart from `headers` so records can show the scheme without the secret.
+    pub authorization: Option<(String, String)>,
+    pub timeout: Duration,
+    expect: Vec<StatusPattern>,
+    pub follow_redirects: bool,
+}
+
+impl RenderedHttp {
+    pub fn to_json(&self) -> Json {
+        let mut headers: serde_json::Map<String, Json> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+            .collect();
+        if let Some((scheme, _)) = &self.authorization {
+            headers.insert(
+                "Authorization".into(),
+                Json::String(format!("{scheme} ***")),
+            );
+        }
+        serde_json::json!({
+            "method": self.method,
+            "url": self.url,
+            "headers": headers,
+            "body": self.body_record,
+        })
+    }
+}
+
+impl HttpStep {
+    pub fn compile(c: &mut Compiler, node: &Node) -> Option<Self> {
+        let fields = c.fields(
+            node,
+            "`http`",
+            &[
+                "method",
+                "url",
+                "headers",
+                "query",
+                "json",
+                "form",
+                "body",
+                "auth",
+                "timeout",
+                "expect",
+                "follow_redirects",
+            ],
+            &["url"],
+        )?;
+        let bodies: Vec<&str> = ["json", "form", "body"]
+            .into_iter()
+            .filter(|k| fields.has(k))
+            .collect();
+        if bodies.len() > 1 {
+            let span = fields.key(bodies[1]).map(|k| k.span.clone())?;
+            c.error(
+                span,
+                format!(
+                    "`http` takes one body, but has both '{}' and '{}'",
+                    bodies[0], bodies[1]
+                ),
+            );
+        }
+        let body = if let Some(n) = fields.get("json") {
+            Body::Json(c.value(n)?)
+        } else if let Some(n) = fields.get("form") {
+            Body::Form(c.text_map(n, "`form`")?)
+        } else if let Some(n) = fields.get("body") {
+            Body::Raw(c.text(n, "`body`")?)
+        } else {
+            Body::None
+        };
+        let method = match fields.get("method") {
+            Some(n) => {
+                let m = c.string(n, "`method`")?.to_ascii_uppercase();
+                if !METHODS.contains(&m.as_str()) {
+                    c.error(
+                        n.span.clone(),
+                        format!(
+                            "unknown HTTP method '{m}'; expected one of: {}",
+                            METHODS.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+                m
+            }
+            None if matches!(body, Body::None) => "GET".to_owned(),
+            None => "POST".to_owned(),
+        };
+        let auth = match fields.get("auth") {
+            Some(n) => Some(compile_auth(c, n)?),
+            None => None,
+        };
+        let expect = match fields.get("expect") {
+            Some(n) => compile_expect(c, n)?,
+            None => vec![StatusPattern::Class(2)],
+        };
+        Some(Self {
+            method,
+            url: c.text(fields.get("url")?, "`url`")?,
+            headers: match fields.get("headers") {
+                Some(n) => c.text_map(n, "`headers`")?,
+                None => Vec::new(),
+            },
+            query: match fields.get("query") {
+                Some(n) => c.text_map(n, "`query`")?,
+                None => Vec::new(),
+            },
+            body,
+            auth,
+            timeout: match fields.get("timeout") {
+                Some(n) => c.duration(n, "`timeout`")?,
+                None => DEFAULT_TIMEOUT,
+            },
+            expect,
+            follow_redirects: match fields.get("follow_redirects") {
+                Some(n) => c.bool(n, "`follow_redirects`")?,
+                None => false,
+            },
+        })
+    }
+
+    pub fn render(
+        &self,
+        scope: &Scope<'_>,
+        id: &StepIdentity<'_>,
+    ) -> Result<RenderedHttp, StepError> {
+        let mut url = self.url.render_string(scope)?;
+        if !self.query.is_empty() {
+            let mut pairs = Vec::new();
+            for (name, value) in &self.query {
+                match value.render(scope)? {
+                    Json::Null => {}
+                    Json::Array(items) => {
+                        for item in items {
+                            pairs.push((name.clone(), scalar_text(&item)));
+                        }
+                    }
+                    other => pairs.push((name.clone(), scalar_text(&other))),
+                }
+            }
+            let encoded = serde_urlencoded::to_string(&pairs)
+                .map_err(|e| StepError::permanent(format!("cannot encode `query`: {e}")))?;
+            if !encoded.is_empty() {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&encoded);
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, value) in &self.headers {
+            headers.push((name.clone(), scalar_text(&value.render(scope)?)));
+        }
+        let has_header = |headers: &[(String, String)], name: &str| {
+            headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+        };
+        let (body_record, body) = match &self.body {
+            Body::None => (Json::Null, None),
+            Body::Json(template) => {
+                let value = template.render(scope)?;
+                if !has_header(&headers, "content-type") {
+                    headers.push(("Content-Type".into(), "application/json".into()));
+                }
+                let bytes = serde_json::to_vec(&value)
+                    .map_err(|e| StepError::permanent(format!("cannot encode `json`: {e}")))?;
+                (value, Some(bytes))
+            }
+            Body::Form(fields) => {
+                let mut pairs = Vec::new();
+                for (name, value) in fields {
+                    pairs.push((name.clone(), scalar_text(&value.render(scope)?)));
+                }
+                if !has_header(&headers, "content-type") {
+                    headers.push((
+                        "Content-Type".into(),
+                        "application/x-www-form-urlencoded".into(),
+                    ));
+                }
+                let encoded = serde_urlencoded::to_string(&pairs)
+                    .map_err(|e| StepError::permanent(format!("cannot encode `form`: {e}")))?;
+                let record: serde_json::Map<String, Json> = pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, Json::String(v)))
+                    .collect();
+                (Json::Object(record), Some(encoded.into_bytes()))
+            }
+            Body::Raw(template) => {
+                let text = template.render_string(scope)?;
+                if !has_header(&headers, "content-type") {
+                    headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
+                }
+                (Json::String(text.clone()), Some(text.into_bytes()))
+            }
+        };
+        if !has_header(&headers, "idempotency-key") {
+            headers.push((
+                "Idempotency-Key".into(),
+                format!("{}.{}", id.run_id, id.step_name),
+            ));
+        }
+        let authorization = match &self.auth {
+            None => None,
+            Some(Auth::Bearer(token)) => Some(("Bearer".to_owned(), token.render_string(scope)?)),
+            Some(Auth::Basic { username, password }) => {
+                let pair = format!(
+                    "{}:{}",
+                    username.render_string(scope)?,
+                    password.render_string(scope)?
+                );
+                Some((
+                    "Basic".to_owned(),
+                    base64::engine::general_purpose::STANDARD.encode(pair),
+                ))
+            }
+        };
+        Ok(RenderedHttp {
+            method: self.method.clone(),
+            url,
+            headers,
+            body_record,
+            body,
+            authorization,
+            timeout: self.timeout,
+            expect: self.expect.clone(),
+            follow_redirects: self.follow_redirects,
+        })
+    }
+}
+
+fn compile_auth(c: &mut Compiler, node: &Node) -> Option<Auth> {
+    let fields = c.fields(node, "`auth`", &["bearer", "basic"], &[])?;
+    match (fields.get("bearer"), fields.get("basic")) {
+        (Some(token), None) => Some(Auth::Bearer(c.text(token, "`bearer`")?)),
+        (None, Some(basic)) => {
+            let creds = c.fields(
+                basic,
+                "`basic`",
+                &["username", "password"],
+                &["username", "password"],
+            )?;
+            Some(Auth::Basic {
+                username: c.text(creds.get("username")?, "`username`")?,
+                password: c.text(creds.get("password")?, "`password`")?,
+            })
+        }
+        _ => {
+            c.error(
+                node.span.clone(),
+                "`auth` takes exactly one of `bearer` or `basic`",
+            );
+            None
+        }
+    }
+}
+
+fn compile_expect(c: &mut Compiler, node: &Node) -> Option<Vec<StatusPattern>> {
+    let items: Vec<&Node> = match &node.value {
+        NodeValue::Seq(items) => items.iter().collect(),
+        _ => vec![node],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let text = c.string(item, "`expect`")?;
+        match StatusPattern::parse(&text) {
+            Some(p) => out.push(p),
+            None => {
+                c.error(
+                    item.span.clone(),
+                    format!("'{text}' is not an HTTP status; write a code such as 204 or a class such as 2xx"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn scalar_text(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Send the request and judge the answer against `expect`.
+pub async fn execute(request: RenderedHttp, effects: &Effects) -> Result<Json, StepError> {
+    let mut headers = request.headers.clone();
+    if let Some((scheme, credentials)) = &request.authorization {
+        headers.push(("Authorization".into(), format!("{scheme} {credentials}")));
+    }
+    let outgoing = HttpRequest {
+        method: request.method.clone(),
+        url: request.url.clone(),
+        headers,
+        body: request.body.clone(),
+        timeout: request.timeout,
+        follow_redirects: request.follow_redirects,
+    };
+    let response = effects.http.send(outgoing).await.map_err(|e| StepError {
+        message: format!("{} {}: {e}", request.method, request.url),
+        output: None,
+        transient: e.is_transient(),
+    })?;
+    let output = response_output(&response);
+    if request.expect.iter().any(|p| p.matches(response.status)) {
+        return Ok(output);
+    }
+    let preview: String = String::from_utf8_lossy(&response.body)
+        .chars()
+        .take(ERROR_BODY_PREVIEW)
+        .collect();
+    let status = response.status;
+    Err(StepError {
+        message: format!(
+            "{} {} answered {status}{}{}",
+            request.method,
+            request.url,
+            if preview.is_empty() { "" } else { ": " },
+            preview.trim()
+        ),
+        output: Some(output),
+        transient: status >= 500 || status == 408 || status == 429,
+    })
+}
+
+fn response_output(response: &HttpResponse) -> Json {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &response.headers {
+        headers
+            .entry(name.clone())
+            .and_modify(|existing| {
+                if let Json::String(s) = existing {
+                    s.push_str(", ");
+                    s.push_str(value);
+                }
+            })
+            .or_insert_with(|| Json::String(value.clone()));
+    }
+    let is_json = response.headers.iter().any(|(k, v)| {
+        k == "content-type" && {
+            let media = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            media == "application/json" || media.ends_with("+json")
+        }
+    });
+    let body = if response.body.is_empty() {
+        Json::Null
+    } else if is_json {
+        serde_json::from_slice(&response.body)
+            .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&response.body).into_owned()))
+    } else {
+        Json::String(String::from_utf8_lossy(&response.body).into_owned())
+    };
+    serde_json::json!({ "status": response.status, "headers": headers, "body": body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_patterns() {
+        assert!(StatusPattern::parse("2xx").unwrap().matches(204));
+        assert!(!StatusPattern::parse("2xx").unwrap().matches(301));
+        assert!(StatusPattern::parse("404").unwrap().matches(404));
+        assert_eq!(StatusPattern::parse("700"), None);
+        assert_eq!(StatusPattern::parse("9xx"), None);
+    }
+}

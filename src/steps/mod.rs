@@ -1,0 +1,331 @@
+//! Step kinds: a closed enum, one file per kind. Each kind compiles from YAML, renders its input
+//! from the run context, and executes the rendered input.
+
+pub mod filter;
+pub mod http;
+pub mod log;
+pub mod respond;
+pub mod set;
+pub mod template;
+
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::diag::{Diagnostic, Span, closest};
+use crate::effects::Effects;
+use crate::template::{Condition, RenderError, Scope};
+use crate::workflow::compile::Compiler;
+use crate::workflow::yaml::Node;
+
+/// The names of the step kinds, in the order the docs list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindName {
+    Filter,
+    Set,
+    Template,
+    Http,
+    Log,
+    Respond,
+}
+
+impl KindName {
+    pub const ALL: [KindName; 6] = [
+        KindName::Filter,
+        KindName::Set,
+        KindName::Template,
+        KindName::Http,
+        KindName::Log,
+        KindName::Respond,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KindName::Filter => "filter",
+            KindName::Set => "set",
+            KindName::Template => "template",
+            KindName::Http => "http",
+            KindName::Log => "log",
+            KindName::Respond => "respond",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Keys every step may carry besides its kind.
+pub const COMMON_KEYS: &[&str] = &["name", "if", "timeout", "continue_on_error"];
+
+#[derive(Debug)]
+pub enum StepKind {
+    Filter(filter::FilterStep),
+    Set(set::SetStep),
+    Template(template::TemplateStep),
+    Http(http::HttpStep),
+    Log(log::LogStep),
+    Respond(respond::RespondStep),
+}
+
+/// One compiled step of a workflow.
+#[derive(Debug)]
+pub struct Step {
+    pub name: String,
+    pub span: Span,
+    pub condition: Option<Condition>,
+    pub timeout: Option<Duration>,
+    pub continue_on_error: bool,
+    pub kind: StepKind,
+}
+
+impl StepKind {
+    pub fn name(&self) -> KindName {
+        match self {
+            StepKind::Filter(_) => KindName::Filter,
+            StepKind::Set(_) => KindName::Set,
+            StepKind::Template(_) => KindName::Template,
+            StepKind::Http(_) => KindName::Http,
+            StepKind::Log(_) => KindName::Log,
+            StepKind::Respond(_) => KindName::Respond,
+        }
+    }
+
+    /// Whether executing the step acts on the outside world (skipped by `--dry-run`).
+    pub fn has_effects(&self) -> bool {
+        matches!(self, StepKind::Http(_))
+    }
+
+    /// Keys the set step assigns to `vars`, known at load time.
+    pub fn assigned_vars(&self) -> Vec<String> {
+        match self {
+            StepKind::Set(set) => set.keys(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn render(&self, scope: &Scope<'_>, id: &StepIdentity<'_>) -> Result<Rendered, StepError> {
+        match self {
+            StepKind::Filter(s) => s.render(scope).map(Rendered::Filter),
+            StepKind::Set(s) => s.render(scope).map(Rendered::Set),
+            StepKind::Template(s) => s.render(scope).map(Rendered::Template),
+            StepKind::Http(s) => s.render(scope, id).map(Rendered::Http),
+            StepKind::Log(s) => s.render(scope).map(Rendered::Log),
+            StepKind::Respond(s) => s.render(scope).map(Rendered::Respond),
+        }
+    }
+}
+
+/// Who is executing: the idempotency key of an outgoing call is derived from it.
+pub struct StepIdentity<'a> {
+    pub run_id: &'a str,
+    pub step_name: &'a str,
+}
+
+/// A step's input after rendering: what it will do, recorded before it does it.
+#[derive(Debug, Clone)]
+pub enum Rendered {
+    Filter(bool),
+    Set(serde_json::Map<String, Json>),
+    Template(Json),
+    Http(http::RenderedHttp),
+    Log(String),
+    Respond(respond::SyncResponse),
+}
+
+/// How a finished step affects the rest of the run.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Continue(Json),
+    /// A filter said no: the run ends as `filtered`.
+    Filtered(Json),
+    /// A `respond` step produced the answer for a synchronous webhook.
+    Respond(respond::SyncResponse, Json),
+}
+
+impl Outcome {
+    pub fn output(&self) -> &Json {
+        match self {
+            Outcome::Continue(o) | Outcome::Filtered(o) | Outcome::Respond(_, o) => o,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    /// What the step produced before failing (an HTTP response with an unexpected status).
+    pub output: Option<Json>,
+    /// A later attempt may succeed (connection errors, timeouts, 5xx, 429).
+    pub transient: bool,
+}
+
+impl StepError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            output: None,
+            transient: false,
+        }
+    }
+}
+
+impl From<RenderError> for StepError {
+    fn from(err: RenderError) -> Self {
+        StepError::permanent(err.0)
+    }
+}
+
+impl Rendered {
+    /// The rendered input as recorded in the run history and shown in traces.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Rendered::Filter(passed) => serde_json::json!({ "passed": passed }),
+            Rendered::Set(values) => Json::Object(values.clone()),
+            Rendered::Template(output) => serde_json::json!({ "output": output }),
+            Rendered::Http(request) => request.to_json(),
+            Rendered::Log(message) => serde_json::json!({ "message": message }),
+            Rendered::Respond(response) => response.to_json(),
+        }
+    }
+
+    pub async fn execute(self, effects: &Effects) -> Result<Outcome, StepError> {
+        match self {
+            Rendered::Filter(passed) => {
+                let output = serde_json::json!({ "passed": passed });
+                Ok(if passed {
+                    Outcome::Continue(output)
+                } else {
+                    Outcome::Filtered(output)
+                })
+            }
+            Rendered::Set(values) => Ok(Outcome::Continue(Json::Object(values))),
+            Rendered::Template(output) => {
+                Ok(Outcome::Continue(serde_json::json!({ "output": output })))
+            }
+            Rendered::Http(request) => http::execute(request, effects).await.map(Outcome::Continue),
+            Rendered::Log(message) => {
+                Ok(Outcome::Continue(serde_json::json!({ "message": message })))
+            }
+            Rendered::Respond(response) => {
+                let output = serde_json::json!({ "status": response.status });
+                Ok(Outcome::Respond(response, output))
+            }
+        }
+    }
+}
+
+/// The name a step will have: its `name:`, or `<kind>-<position>`.
+pub fn declared_name(node: &Node, position: usize) -> Option<(String, Span)> {
+    let entries = node.as_map()?;
+    if let Some((_, name)) = entries.iter().find(|(k, _)| k.name == "name") {
+        return name.as_str().map(|s| (s.to_owned(), name.span.clone()));
+    }
+    let (key, _) = entries
+        .iter()
+        .find(|(k, _)| KindName::parse(&k.name).is_some())?;
+    Some((format!("{}-{position}", key.name), key.span.clone()))
+}
+
+/// Compile one step node: common keys, then exactly one kind key handed to its kind's file.
+pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
+    let Some(entries) = node.as_map() else {
+        c.error(
+            node.span.clone(),
+            format!("a step must be a mapping, found {}", node.kind_name()),
+        );
+        return None;
+    };
+    let kinds = KindName::names();
+    let mut kind_entries = Vec::new();
+    for (key, value) in entries {
+        if COMMON_KEYS.contains(&key.name.as_str()) {
+            continue;
+        }
+        match KindName::parse(&key.name) {
+            Some(kind) => kind_entries.push((kind, key, value)),
+            None => {
+                let mut d = Diagnostic::error(
+                    key.span.clone(),
+                    format!(
+                        "unknown step kind '{}'; expected one of: {}",
+                        key.name,
+                        kinds.join(", ")
+                    ),
+                );
+                let mut candidates = kinds.clone();
+                candidates.extend_from_slice(COMMON_KEYS);
+                if let Some(near) = closest(&key.name, candidates) {
+                    d = d.with_hint(format!("did you mean '{near}'?"));
+                }
+                c.push(d);
+            }
+        }
+    }
+    let (kind, kind_key, body) = match kind_entries.as_slice() {
+        [one] => *one,
+        [] => {
+            if entries
+                .iter()
+                .all(|(k, _)| COMMON_KEYS.contains(&k.name.as_str()))
+            {
+                c.error(
+                    node.span.clone(),
+                    format!("this step has no kind; add one of: {}", kinds.join(", ")),
+                );
+            }
+            return None;
+        }
+        [_, second, ..] => {
+            c.error(
+                second.1.span.clone(),
+                format!(
+                    "a step has exactly one kind, but this one has '{}' and '{}'",
+                    kind_entries[0].0.as_str(),
+                    second.0.as_str()
+                ),
+            );
+            return None;
+        }
+    };
+    let common = c.fields(node, "a step", &all_step_keys(), &[])?;
+    let condition = common.get("if").and_then(|n| c.condition(n, "`if`"));
+    let timeout = common
+        .get("timeout")
+        .and_then(|n| c.duration(n, "`timeout`"));
+    let continue_on_error = common
+        .get("continue_on_error")
+        .and_then(|n| c.bool(n, "`continue_on_error`"))
+        .unwrap_or(false);
+    let name = match common.get("name") {
+        Some(n) => c.string(n, "a step name")?,
+        None => format!("{}-{position}", kind.as_str()),
+    };
+    let compiled = match kind {
+        KindName::Filter => filter::FilterStep::compile(c, body).map(StepKind::Filter),
+        KindName::Set => set::SetStep::compile(c, body).map(StepKind::Set),
+        KindName::Template => template::TemplateStep::compile(c, body).map(StepKind::Template),
+        KindName::Http => http::HttpStep::compile(c, body).map(StepKind::Http),
+        KindName::Log => log::LogStep::compile(c, body).map(StepKind::Log),
+        KindName::Respond => respond::RespondStep::compile(c, body).map(StepKind::Respond),
+    }?;
+    Some(Step {
+        name,
+        span: kind_key.span.clone(),
+        condition,
+        timeout,
+        continue_on_error,
+        kind: compiled,
+    })
+}
+
+fn all_step_keys() -> Vec<&'static str> {
+    let mut keys = COMMON_KEYS.to_vec();
+    keys.extend(KindName::names());
+    keys
+}

@@ -1,0 +1,90 @@
+//! `respond`: the answer a `respond: sync` webhook sends back to its caller.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::steps::StepError;
+use crate::template::{Scope, ValueTemplate};
+use crate::workflow::compile::Compiler;
+use crate::workflow::yaml::Node;
+
+#[derive(Debug)]
+pub struct RespondStep {
+    status: Option<ValueTemplate>,
+    headers: Vec<(String, ValueTemplate)>,
+    body: Option<ValueTemplate>,
+}
+
+/// The answer to a synchronous webhook; a text body is sent as is, any other value as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Json,
+}
+
+impl SyncResponse {
+    pub fn to_json(&self) -> Json {
+        let headers: serde_json::Map<String, Json> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+            .collect();
+        serde_json::json!({ "status": self.status, "headers": headers, "body": self.body })
+    }
+}
+
+impl RespondStep {
+    pub fn compile(c: &mut Compiler, node: &Node) -> Option<Self> {
+        let fields = c.fields(node, "`respond`", &["status", "headers", "body"], &[])?;
+        Some(Self {
+            status: match fields.get("status") {
+                Some(n) => Some(c.value(n)?),
+                None => None,
+            },
+            headers: match fields.get("headers") {
+                Some(n) => c.text_map(n, "`headers`")?,
+                None => Vec::new(),
+            },
+            body: match fields.get("body") {
+                Some(n) => Some(c.value(n)?),
+                None => None,
+            },
+        })
+    }
+
+    pub fn render(&self, scope: &Scope<'_>) -> Result<SyncResponse, StepError> {
+        let status = match &self.status {
+            None => 200,
+            Some(template) => {
+                let value = template.render(scope)?;
+                let number = match &value {
+                    Json::Number(n) => n.as_u64(),
+                    Json::String(s) => s.trim().parse().ok(),
+                    _ => None,
+                };
+                match number {
+                    Some(n @ 100..=599) => n as u16,
+                    _ => {
+                        return Err(StepError::permanent(format!(
+                            "`status` must be an HTTP status between 100 and 599, got {value}"
+                        )));
+                    }
+                }
+            }
+        };
+        let mut headers = Vec::new();
+        for (name, value) in &self.headers {
+            headers.push((name.clone(), value.render_string(scope)?));
+        }
+        let body = match &self.body {
+            Some(template) => template.render(scope)?,
+            None => Json::Null,
+        };
+        Ok(SyncResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}

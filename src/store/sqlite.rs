@@ -1,0 +1,524 @@
+//! SQLite backend: WAL with `synchronous=FULL`, one writer task that commits concurrent writes
+//! together (group commit), and a small pool of readers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Definition, NewRun, RunDetail, RunFilter, RunSummary, StoreError, parse_json, parse_timestamp,
+    timestamp,
+};
+use crate::engine::{Event, RunStatus, StepRecord, StepStatus};
+use crate::steps::respond::SyncResponse;
+
+/// Writes that arrive while a commit is in flight wait for the next one, up to this many at once.
+const MAX_BATCH: usize = 512;
+const WRITE_QUEUE: usize = 8192;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    params TEXT NOT NULL,
+    query TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body TEXT NOT NULL,
+    raw BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events(id),
+    workflow TEXT NOT NULL,
+    version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    error TEXT,
+    response TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs(created_at);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    filtered INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT NOT NULL,
+    error TEXT,
+    started_at TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS definitions (
+    version TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"#;
+
+enum Write {
+    Accept {
+        event: Box<Event>,
+        runs: Vec<NewRun>,
+    },
+    RunStarted {
+        run_id: String,
+    },
+    StepFinished {
+        run_id: String,
+        record: Box<StepRecord>,
+    },
+    RunFinished {
+        run_id: String,
+        status: RunStatus,
+        error: Option<String>,
+        response: Option<SyncResponse>,
+    },
+    Definition {
+        version: String,
+        definition: Definition,
+    },
+}
+
+struct WriteRequest {
+    write: Write,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Cheap to clone; every clone talks to the same writer task and reader pool.
+#[derive(Clone)]
+pub struct Store {
+    writes: mpsc::Sender<WriteRequest>,
+    readers: SqlitePool,
+}
+
+impl Store {
+    /// Open (or create) the database file and start its writer.
+    pub async fn open(path: &str) -> Result<Self, StoreError> {
+        let open_error = |e: sqlx::Error| StoreError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before an accepted webhook is answered.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let mut writer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(open_error)?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut writer)
+            .await
+            .map_err(open_error)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(open_error)?;
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(write_loop(writer, queue));
+        Ok(Self { writes, readers })
+    }
+
+    async fn write(&self, write: Write) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.writes
+            .send(WriteRequest { write, done })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The event and its queued runs, durable when this returns.
+    pub async fn accept(&self, event: &Event, runs: &[NewRun]) -> Result<(), StoreError> {
+        self.write(Write::Accept {
+            event: Box::new(event.clone()),
+            runs: runs.to_vec(),
+        })
+        .await
+    }
+
+    pub async fn run_started(&self, run_id: &str) -> Result<(), StoreError> {
+        self.write(Write::RunStarted {
+            run_id: run_id.to_owned(),
+        })
+        .await
+    }
+
+    pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
+        self.write(Write::StepFinished {
+            run_id: run_id.to_owned(),
+            record: Box::new(record.clone()),
+        })
+        .await
+    }
+
+    pub async fn run_finished(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        error: Option<String>,
+        response: Option<SyncResponse>,
+    ) -> Result<(), StoreError> {
+        self.write(Write::RunFinished {
+            run_id: run_id.to_owned(),
+            status,
+            error,
+            response,
+        })
+        .await
+    }
+
+    pub async fn save_definition(
+        &self,
+        version: &str,
+        definition: Definition,
+    ) -> Result<(), StoreError> {
+        self.write(Write::Definition {
+            version: version.to_owned(),
+            definition,
+        })
+        .await
+    }
+
+    pub async fn definition(&self, version: &str) -> Result<Option<Definition>, StoreError> {
+        let row = sqlx::query("SELECT name, path, source FROM definitions WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(read_error)?;
+        row.map(|r| {
+            Ok(Definition {
+                name: r.try_get("name").map_err(read_error)?,
+                path: r.try_get("path").map_err(read_error)?,
+                source: r.try_get("source").map_err(read_error)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Runs that were accepted but not finished: queued, or interrupted while running.
+    pub async fn unfinished_runs(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at, id",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(read_error)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(read_error))
+            .collect()
+    }
+
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        let limit = if filter.limit == 0 {
+            50
+        } else {
+            filter.limit.min(1000)
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM runs
+             WHERE ($1 IS NULL OR workflow = $1) AND ($2 IS NULL OR status = $2)
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(filter.workflow.as_deref())
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(read_error)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// A run by id, or by a unique prefix of its id (ids are long to type).
+    pub async fn run(&self, id: &str) -> Result<Option<RunDetail>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE id = $1 OR id LIKE $2 LIMIT 2")
+            .bind(id)
+            .bind(format!("{}%", id.replace(['%', '_'], "")))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(read_error)?;
+        let row = match rows.as_slice() {
+            [one] => one,
+            _ => match rows
+                .iter()
+                .find(|r| r.try_get::<String, _>("id").ok().as_deref() == Some(id))
+            {
+                Some(exact) => exact,
+                None => return Ok(None),
+            },
+        };
+        let run = run_from_row(row)?;
+        let event_row = sqlx::query("SELECT * FROM events WHERE id = $1")
+            .bind(&run.event_id)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(read_error)?;
+        let event = event_from_row(&event_row)?;
+        let step_rows = sqlx::query("SELECT * FROM steps WHERE run_id = $1 ORDER BY idx")
+            .bind(&run.id)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(read_error)?;
+        let steps = step_rows
+            .iter()
+            .map(step_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(RunDetail { run, event, steps }))
+    }
+
+    /// Whether the store answers at all (for readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.readers)
+            .await
+            .map(|_| ())
+            .map_err(read_error)
+    }
+}
+
+fn read_error(e: sqlx::Error) -> StoreError {
+    StoreError::Read(e.to_string())
+}
+
+async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteRequest>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match apply_batch(&mut conn, &batch).await {
+            Ok(()) => {
+                for request in batch.drain(..) {
+                    let _ = request.done.send(Ok(()));
+                }
+            }
+            Err(_) => {
+                // One bad write must not fail its neighbours: retry each on its own.
+                for request in batch.drain(..) {
+                    let result = apply_batch(&mut conn, std::slice::from_ref(&request)).await;
+                    let _ = request.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn apply_batch(
+    conn: &mut SqliteConnection,
+    batch: &[WriteRequest],
+) -> Result<(), StoreError> {
+    let write_error = |e: sqlx::Error| StoreError::Write(e.to_string());
+    let mut tx = conn.begin().await.map_err(write_error)?;
+    for request in batch {
+        apply(&mut tx, &request.write).await.map_err(write_error)?;
+    }
+    tx.commit().await.map_err(write_error)
+}
+
+async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<(), sqlx::Error> {
+    let now = timestamp(Utc::now());
+    match write {
+        Write::Accept { event, runs } => {
+            sqlx::query(
+                "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&event.id)
+            .bind(timestamp(event.received_at))
+            .bind(&event.method)
+            .bind(&event.path)
+            .bind(to_text(&event.params))
+            .bind(to_text(&event.query))
+            .bind(to_text(&event.headers))
+            .bind(to_text(&event.body))
+            .bind(event.raw.as_slice())
+            .execute(&mut *conn)
+            .await?;
+            for run in runs {
+                sqlx::query(
+                    "INSERT INTO runs (id, event_id, workflow, version, status, created_at)
+                     VALUES ($1, $2, $3, $4, 'queued', $5)",
+                )
+                .bind(&run.id)
+                .bind(&event.id)
+                .bind(&run.workflow)
+                .bind(&run.version)
+                .bind(timestamp(event.received_at))
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Write::RunStarted { run_id } => {
+            sqlx::query(
+                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2) WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::StepFinished { run_id, record } => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO steps
+                 (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(run_id)
+            .bind(record.index as i64)
+            .bind(&record.name)
+            .bind(&record.kind)
+            .bind(record.status.as_str())
+            .bind(record.filtered)
+            .bind(to_text(&record.input))
+            .bind(to_text(&record.output))
+            .bind(record.error.as_deref())
+            .bind(timestamp(record.started_at))
+            .bind(record.duration_ms)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::RunFinished {
+            run_id,
+            status,
+            error,
+            response,
+        } => {
+            sqlx::query(
+                "UPDATE runs SET status = $2, error = $3, response = $4, finished_at = $5 WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(status.as_str())
+            .bind(error.as_deref())
+            .bind(response.as_ref().map(to_text))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::Definition {
+            version,
+            definition,
+        } => {
+            sqlx::query(
+                "INSERT OR IGNORE INTO definitions (version, name, path, source, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(version)
+            .bind(&definition.name)
+            .bind(&definition.path)
+            .bind(&definition.source)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn to_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn get<T>(row: &SqliteRow, column: &str) -> Result<T, StoreError>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column).map_err(read_error)
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<RunSummary, StoreError> {
+    let status: String = get(row, "status")?;
+    let optional_time = |column: &str| -> Result<_, StoreError> {
+        get::<Option<String>>(row, column)?
+            .map(|t| parse_timestamp(&t))
+            .transpose()
+    };
+    Ok(RunSummary {
+        id: get(row, "id")?,
+        event_id: get(row, "event_id")?,
+        workflow: get(row, "workflow")?,
+        version: get(row, "version")?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("run status '{status}'")))?,
+        attempt: get::<i64>(row, "attempt")? as u32,
+        created_at: parse_timestamp(&get::<String>(row, "created_at")?)?,
+        started_at: optional_time("started_at")?,
+        finished_at: optional_time("finished_at")?,
+        error: get(row, "error")?,
+        response: get::<Option<String>>(row, "response")?
+            .map(|r| {
+                serde_json::from_str(&r)
+                    .map_err(|e| StoreError::Corrupt(format!("run response: {e}")))
+            })
+            .transpose()?,
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
+    let object = |column: &str| -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        match parse_json(&get::<String>(row, column)?)? {
+            serde_json::Value::Object(map) => Ok(map),
+            _ => Err(StoreError::Corrupt(format!(
+                "event {column} is not an object"
+            ))),
+        }
+    };
+    let params = object("params")?
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    Ok(Event {
+        id: get(row, "id")?,
+        method: get(row, "method")?,
+        path: get(row, "path")?,
+        params,
+        query: object("query")?,
+        headers: object("headers")?,
+        body: parse_json(&get::<String>(row, "body")?)?,
+        raw: get(row, "raw")?,
+        received_at: parse_timestamp(&get::<String>(row, "received_at")?)?,
+    })
+}
+
+fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
+    let status: String = get(row, "status")?;
+    Ok(StepRecord {
+        index: get::<i64>(row, "idx")? as usize,
+        name: get(row, "name")?,
+        kind: get(row, "kind")?,
+        status: StepStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("step status '{status}'")))?,
+        input: parse_json(&get::<String>(row, "input")?)?,
+        output: parse_json(&get::<String>(row, "output")?)?,
+        error: get(row, "error")?,
+        filtered: get(row, "filtered")?,
+        started_at: parse_timestamp(&get::<String>(row, "started_at")?)?,
+        duration_ms: get(row, "duration_ms")?,
+    })
+}

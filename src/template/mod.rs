@@ -1,0 +1,429 @@
+//! Templates and expressions: the sandboxed minijinja environment, and values compiled once at load.
+//!
+//! A workflow string is compiled into a [`ValueTemplate`]: a literal when it has no template
+//! syntax, a typed expression when it is exactly one `{{ expr }}`, or a text template otherwise.
+//! Text templates live in a per-workflow [`TemplateSet`] (an environment owning their compiled
+//! form); expressions are compiled against one shared environment with the same configuration.
+
+pub mod filters;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, LazyLock};
+
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, Expression, UndefinedBehavior};
+use serde_json::Value as Json;
+
+use crate::jsonpath::JsonPath;
+
+/// Instructions one render may execute: generous for real templates, fatal for runaway loops.
+pub const FUEL_PER_RENDER: u64 = 1_000_000;
+const RECURSION_LIMIT: usize = 64;
+
+/// The one place the sandbox is configured, so expressions and templates behave alike.
+fn configured_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Template names would otherwise switch HTML escaping on by extension and change output.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(FUEL_PER_RENDER));
+    env.set_recursion_limit(RECURSION_LIMIT);
+    // Block scalars (`|`) end with a newline that a text body should keep.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    filters::register(&mut env);
+    env
+}
+
+static EXPRESSION_ENV: LazyLock<Environment<'static>> = LazyLock::new(configured_environment);
+
+/// Why a template could not be compiled; positions are 1-based inside the template text.
+#[derive(Debug, Clone)]
+pub struct TemplateSyntaxError {
+    pub message: String,
+    pub line: usize,
+    pub col: usize,
+    pub len: usize,
+}
+
+/// A failure while rendering: a missing value, a filter error, running out of fuel.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+impl RenderError {
+    fn from_minijinja(err: &minijinja::Error) -> Self {
+        let mut message = match err.kind() {
+            minijinja::ErrorKind::UndefinedError => match err.detail() {
+                Some(detail) => format!("undefined value: {detail}"),
+                None => "undefined value (a name or attribute that does not exist)".to_owned(),
+            },
+            minijinja::ErrorKind::OutOfFuel => {
+                "the template ran too long (out of fuel); simplify it".to_owned()
+            }
+            _ => match err.detail() {
+                Some(detail) => format!("{}: {detail}", err.kind()),
+                None => err.kind().to_string(),
+            },
+        };
+        if let Some(line) = err.line()
+            && line > 1
+        {
+            message.push_str(&format!(" (template line {line})"));
+        }
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        RenderError(message)
+    }
+}
+
+/// The compiled text templates of one workflow.
+pub struct TemplateSet {
+    env: Environment<'static>,
+    count: usize,
+}
+
+impl Default for TemplateSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for TemplateSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TemplateSet({} templates)", self.count)
+    }
+}
+
+impl TemplateSet {
+    pub fn new() -> Self {
+        Self {
+            env: configured_environment(),
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, source: &str) -> Result<TemplateId, TemplateSyntaxError> {
+        let name = format!("t{}", self.count);
+        self.env
+            .add_template_owned(name.clone(), source.to_owned())
+            .map_err(|err| syntax_error(source, &err))?;
+        self.count += 1;
+        Ok(TemplateId(Arc::from(name)))
+    }
+
+    fn variables_of(&self, id: &TemplateId) -> BTreeSet<String> {
+        self.env
+            .get_template(&id.0)
+            .map(|t| t.undeclared_variables(true).into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    fn render(&self, id: &TemplateId, ctx: &minijinja::Value) -> Result<String, RenderError> {
+        let template = self
+            .env
+            .get_template(&id.0)
+            .map_err(|e| RenderError::from_minijinja(&e))?;
+        template
+            .render(ctx)
+            .map_err(|e| RenderError::from_minijinja(&e))
+    }
+}
+
+/// Opaque handle on a text template inside the workflow's [`TemplateSet`].
+#[derive(Debug, Clone)]
+pub struct TemplateId(Arc<str>);
+
+/// A compiled boolean expression (`filter:`, `if:`).
+#[derive(Clone)]
+pub struct Condition {
+    source: String,
+    expr: Arc<Expression<'static, 'static>>,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Condition({:?})", self.source)
+    }
+}
+
+impl Condition {
+    pub fn compile(source: &str) -> Result<Self, TemplateSyntaxError> {
+        let expr = EXPRESSION_ENV
+            .compile_expression_owned(source.to_owned())
+            .map_err(|err| syntax_error(source, &err))?;
+        Ok(Self {
+            source: source.to_owned(),
+            expr: Arc::new(expr),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn variables(&self) -> BTreeSet<String> {
+        self.expr.undeclared_variables(true).into_iter().collect()
+    }
+
+    pub fn evaluate(&self, ctx: &minijinja::Value) -> Result<bool, RenderError> {
+        self.expr
+            .eval(ctx)
+            .map(|v| v.is_true())
+            .map_err(|e| RenderError::from_minijinja(&e))
+    }
+
+    fn value(&self, ctx: &minijinja::Value) -> Result<Json, RenderError> {
+        let value = self
+            .expr
+            .eval(ctx)
+            .map_err(|e| RenderError::from_minijinja(&e))?;
+        serde_json::to_value(&value)
+            .map_err(|e| RenderError(format!("not representable as JSON: {e}")))
+    }
+}
+
+/// Any value in a workflow that may contain templates, compiled.
+#[derive(Debug, Clone)]
+pub enum ValueTemplate {
+    /// No template syntax anywhere: used as is.
+    Literal(Json),
+    /// Exactly one `{{ expr }}`: keeps the expression's type.
+    Expr(Condition),
+    /// Text with template syntax: always renders to a string.
+    Text(TemplateId),
+    /// `{ jsonpath: "$..." }`: selects from `event.body`.
+    JsonPath(JsonPath),
+    List(Vec<ValueTemplate>),
+    Map(Vec<(String, ValueTemplate)>),
+}
+
+/// What a render needs: the minijinja context and the event body for JSONPath selections.
+pub struct Scope<'a> {
+    pub templates: &'a TemplateSet,
+    pub context: &'a minijinja::Value,
+    pub event_body: &'a Json,
+}
+
+impl ValueTemplate {
+    /// Compile a string: literal, typed expression, or text template.
+    pub fn compile_str(set: &mut TemplateSet, source: &str) -> Result<Self, TemplateSyntaxError> {
+        if !has_template_syntax(source) {
+            return Ok(ValueTemplate::Literal(Json::String(source.to_owned())));
+        }
+        if let Some(inner) = single_expression(source) {
+            let offset = source.find(inner).unwrap_or(0);
+            return Condition::compile(inner)
+                .map(ValueTemplate::Expr)
+                .map_err(|mut e| {
+                    if e.line == 1 {
+                        e.col += offset;
+                    }
+                    e
+                });
+        }
+        set.add(source).map(ValueTemplate::Text)
+    }
+
+    /// Whether rendering can only produce the same value every time.
+    pub fn is_literal(&self) -> bool {
+        matches!(self, ValueTemplate::Literal(_))
+    }
+
+    /// Every context variable the value reads, as dotted paths (`steps.build.ok`).
+    pub fn variables(&self, set: &TemplateSet) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        self.collect_variables(set, &mut out);
+        out
+    }
+
+    fn collect_variables(&self, set: &TemplateSet, out: &mut BTreeSet<String>) {
+        match self {
+            ValueTemplate::Literal(_) | ValueTemplate::JsonPath(_) => {}
+            ValueTemplate::Expr(expr) => out.extend(expr.variables()),
+            ValueTemplate::Text(id) => out.extend(set.variables_of(id)),
+            ValueTemplate::List(items) => items.iter().for_each(|i| i.collect_variables(set, out)),
+            ValueTemplate::Map(entries) => entries
+                .iter()
+                .for_each(|(_, v)| v.collect_variables(set, out)),
+        }
+    }
+
+    pub fn render(&self, scope: &Scope<'_>) -> Result<Json, RenderError> {
+        match self {
+            ValueTemplate::Literal(value) => Ok(value.clone()),
+            ValueTemplate::Expr(expr) => expr.value(scope.context),
+            ValueTemplate::Text(id) => scope.templates.render(id, scope.context).map(Json::String),
+            ValueTemplate::JsonPath(path) => Ok(path.select(scope.event_body)),
+            ValueTemplate::List(items) => items
+                .iter()
+                .map(|item| item.render(scope))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Json::Array),
+            ValueTemplate::Map(entries) => {
+                let mut map = serde_json::Map::new();
+                for (key, value) in entries {
+                    map.insert(key.clone(), value.render(scope)?);
+                }
+                Ok(Json::Object(map))
+            }
+        }
+    }
+
+    /// Render and require a string (URLs, header values, subjects).
+    pub fn render_string(&self, scope: &Scope<'_>) -> Result<String, RenderError> {
+        match self.render(scope)? {
+            Json::String(s) => Ok(s),
+            Json::Null => Ok(String::new()),
+            Json::Bool(b) => Ok(b.to_string()),
+            Json::Number(n) => Ok(n.to_string()),
+            other => Err(RenderError(format!(
+                "expected text, got {}",
+                crate::template::json_kind(&other)
+            ))),
+        }
+    }
+}
+
+/// Describes a JSON value's type for error messages.
+pub fn json_kind(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Converts JSON into a template value once, so each render only clones reference counts.
+pub fn to_template_value(value: &Json) -> minijinja::Value {
+    minijinja::Value::from(Serde(value))
+}
+
+fn has_template_syntax(source: &str) -> bool {
+    source.contains("{{") || source.contains("{%") || source.contains("{#")
+}
+
+/// The expression inside a string that is exactly `{{ expr }}` (with optional `-` trim marks).
+fn single_expression(source: &str) -> Option<&str> {
+    let inner = source.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
+        return None;
+    }
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    let trimmed = inner.trim();
+    (!trimmed.is_empty()).then_some(trimmed)
+}
+
+fn syntax_error(source: &str, err: &minijinja::Error) -> TemplateSyntaxError {
+    let message = match err.detail() {
+        Some(detail) => detail.to_owned(),
+        None => err.kind().to_string(),
+    };
+    let (line, col, len) = match err.range() {
+        Some(range) => {
+            let before = &source[..range.start.min(source.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count() + 1)
+                .unwrap_or(1);
+            let len = source
+                .get(range.clone())
+                .map(|s| s.chars().count())
+                .unwrap_or(1);
+            (line, col, len.max(1))
+        }
+        None => (err.line().unwrap_or(1), 1, 1),
+    };
+    TemplateSyntaxError {
+        message,
+        line,
+        col,
+        len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(source: &str, ctx: Json) -> Result<Json, RenderError> {
+        let mut set = TemplateSet::new();
+        let template = ValueTemplate::compile_str(&mut set, source).expect("compiles");
+        let context = to_template_value(&ctx);
+        template.render(&Scope {
+            templates: &set,
+            context: &context,
+            event_body: &ctx,
+        })
+    }
+
+    #[test]
+    fn a_single_expression_keeps_its_type() {
+        let ctx = json!({"n": 3, "list": [1, 2], "obj": {"a": true}});
+        assert_eq!(render("{{ n }}", ctx.clone()).unwrap(), json!(3));
+        assert_eq!(render("{{ list }}", ctx.clone()).unwrap(), json!([1, 2]));
+        assert_eq!(
+            render("{{- obj -}}", ctx.clone()).unwrap(),
+            json!({"a": true})
+        );
+        assert_eq!(render("n={{ n }}", ctx.clone()).unwrap(), json!("n=3"));
+        assert_eq!(render("{{ n }}{{ n }}", ctx.clone()).unwrap(), json!("33"));
+        assert_eq!(render("plain", ctx).unwrap(), json!("plain"));
+    }
+
+    #[test]
+    fn undefined_values_are_errors() {
+        let err = render("{{ missing.field }}", json!({})).unwrap_err();
+        assert!(err.0.contains("undefined"), "{err}");
+        let err = render("x {{ a.b }}", json!({"a": {}})).unwrap_err();
+        assert!(err.0.contains("undefined"), "{err}");
+        assert_eq!(
+            render("{{ a.b | default('d') }}", json!({"a": {}})).unwrap(),
+            json!("d")
+        );
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel() {
+        let err = render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_point_into_the_text() {
+        let mut set = TemplateSet::new();
+        let err = ValueTemplate::compile_str(&mut set, "hello {{ user. }}").unwrap_err();
+        assert_eq!(err.line, 1);
+        assert!(err.col > 6, "{err:?}");
+        let err = ValueTemplate::compile_str(&mut set, "{{ a + }}").unwrap_err();
+        assert!(err.col >= 4, "{err:?}");
+    }
+
+    #[test]
+    fn variables_are_reported_as_dotted_paths() {
+        let mut set = TemplateSet::new();
+        let t = ValueTemplate::compile_str(&mut set, "{{ steps.build.ok }} {{ vars.x }}").unwrap();
+        let vars = t.variables(&set);
+        assert!(vars.contains("steps.build.ok"), "{vars:?}");
+        assert!(vars.contains("vars.x"), "{vars:?}");
+    }
+}

@@ -1,0 +1,325 @@
+//! The worker: takes accepted runs off the queue, executes them with the engine, records every
+//! step in the store, and wakes the callers of synchronous webhooks. Runs left unfinished by a
+//! crash are queued again at start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::diag::SourceFile;
+use crate::effects::{BoxFuture, Effects};
+use crate::engine::{
+    self, ExecOptions, Journal, JournalError, RunInfo, RunRequest, RunStatus, StepRecord,
+};
+use crate::steps::respond::SyncResponse;
+use crate::store::{Store, StoreError};
+use crate::workflow::{self, Registry, Workflow};
+
+/// The registry in use; a reload swaps the whole of it.
+pub type SharedRegistry = Arc<RwLock<Arc<Registry>>>;
+
+/// What a synchronous caller is told.
+#[derive(Debug, Clone)]
+pub enum SyncAnswer {
+    Responded(SyncResponse),
+    Finished { status: RunStatus },
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: SharedRegistry,
+    effects: Effects,
+    queue: mpsc::UnboundedSender<String>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<SyncAnswer>>>,
+}
+
+pub struct WorkerSettings {
+    /// Runs executed at once.
+    pub concurrency: usize,
+    /// How long shutdown waits for runs in flight; the rest resume at the next start.
+    pub drain_timeout: Duration,
+}
+
+impl Worker {
+    /// Start the dispatcher. It stops taking runs when `shutdown` turns true.
+    pub fn start(
+        store: Store,
+        registry: SharedRegistry,
+        effects: Effects,
+        settings: WorkerSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let worker = Worker {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                effects,
+                queue,
+                waiters: Mutex::new(HashMap::new()),
+            }),
+        };
+        let handle = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
+        (worker, handle)
+    }
+
+    pub fn enqueue(&self, run_id: String) {
+        // The receiver lives as long as the dispatcher; after shutdown the run stays queued in the
+        // store and is picked up at the next start.
+        let _ = self.inner.queue.send(run_id);
+    }
+
+    /// Queue every run the store holds as unfinished.
+    pub async fn resume_unfinished(&self) -> Result<usize, StoreError> {
+        let ids = self.inner.store.unfinished_runs().await?;
+        let count = ids.len();
+        for id in ids {
+            self.enqueue(id);
+        }
+        Ok(count)
+    }
+
+    /// Register interest in a run's answer before it is queued, so none can be missed.
+    pub fn wait_for(&self, run_id: &str) -> oneshot::Receiver<SyncAnswer> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut waiters) = self.inner.waiters.lock() {
+            waiters.insert(run_id.to_owned(), tx);
+        }
+        rx
+    }
+
+    pub fn forget(&self, run_id: &str) {
+        if let Ok(mut waiters) = self.inner.waiters.lock() {
+            waiters.remove(run_id);
+        }
+    }
+
+    fn answer(&self, run_id: &str, answer: SyncAnswer) {
+        let waiter = self
+            .inner
+            .waiters
+            .lock()
+            .ok()
+            .and_then(|mut waiters| waiters.remove(run_id));
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(answer);
+        }
+    }
+}
+
+async fn dispatch(
+    worker: Worker,
+    mut receiver: mpsc::UnboundedReceiver<String>,
+    settings: WorkerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut running = JoinSet::new();
+    loop {
+        while running.try_join_next().is_some() {}
+        let run_id = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            next = receiver.recv() => match next {
+                Some(id) => id,
+                None => break,
+            },
+        };
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let worker = worker.clone();
+        running.spawn(async move {
+            execute_run(&worker, &run_id).await;
+            drop(permit);
+        });
+    }
+    let in_flight = running.len();
+    if in_flight > 0 {
+        info!(runs = in_flight, "waiting for runs in flight");
+    }
+    let drained = tokio::time::timeout(settings.drain_timeout, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            runs = running.len(),
+            "runs still in flight at shutdown; they resume at the next start"
+        );
+        running.abort_all();
+    }
+}
+
+async fn execute_run(worker: &Worker, run_id: &str) {
+    let store = &worker.inner.store;
+    let detail = match store.run(run_id).await {
+        Ok(Some(detail)) => detail,
+        Ok(None) => {
+            error!(run_id, "queued run not found in the store");
+            return;
+        }
+        Err(err) => {
+            error!(run_id, error = %err, "cannot load run; it stays queued");
+            return;
+        }
+    };
+    if detail.run.status.is_final() {
+        return;
+    }
+    let span = info_span!("run", run_id = %run_id, workflow = %detail.run.workflow);
+    async {
+        let workflow = match workflow_for(worker, &detail.run.workflow, &detail.run.version).await {
+            Ok(w) => w,
+            Err(message) => {
+                finish(worker, run_id, RunStatus::Failed, Some(message), None).await;
+                return;
+            }
+        };
+        if let Err(err) = store.run_started(run_id).await {
+            error!(error = %err, "cannot mark run as running; it stays queued");
+            return;
+        }
+        let started = Instant::now();
+        let secrets = workflow::secrets_from_env(&workflow);
+        let info = RunInfo {
+            id: detail.run.id.clone(),
+            workflow: workflow.name.clone(),
+            attempt: detail.run.attempt,
+        };
+        let journal = StoreJournal { worker, run_id };
+        let options = ExecOptions::default();
+        let request = RunRequest {
+            workflow: &workflow,
+            event: &detail.event,
+            run: &info,
+            secrets: &secrets,
+            finished: &detail.steps,
+            effects: &worker.inner.effects,
+            options: &options,
+        };
+        match engine::execute(request, &journal).await {
+            Ok(outcome) => {
+                let duration_ms = started.elapsed().as_millis() as u64;
+                info!(
+                    status = outcome.status.as_str(),
+                    duration_ms,
+                    error = outcome.error.as_deref().unwrap_or(""),
+                    "run finished"
+                );
+                finish(
+                    worker,
+                    run_id,
+                    outcome.status,
+                    outcome.error,
+                    outcome.response,
+                )
+                .await;
+            }
+            Err(err) => {
+                // Progress could not be recorded: stop here and leave the run to be resumed, so
+                // no finished step is ever executed twice on account of a lost record.
+                error!(error = %err, "run interrupted; it resumes at the next start");
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn finish(
+    worker: &Worker,
+    run_id: &str,
+    status: RunStatus,
+    error: Option<String>,
+    response: Option<SyncResponse>,
+) {
+    if let Err(err) = worker
+        .inner
+        .store
+        .run_finished(run_id, status, error, response)
+        .await
+    {
+        error!(run_id, error = %err, "cannot record the end of the run");
+    }
+    worker.answer(run_id, SyncAnswer::Finished { status });
+}
+
+/// The definition the run started with: the loaded one if unchanged, else the stored copy.
+async fn workflow_for(worker: &Worker, name: &str, version: &str) -> Result<Arc<Workflow>, String> {
+    let loaded = worker
+        .inner
+        .registry
+        .read()
+        .ok()
+        .and_then(|registry| registry.get(name).cloned());
+    if let Some(workflow) = loaded.filter(|w| w.version == version) {
+        return Ok(workflow);
+    }
+    let definition = worker
+        .inner
+        .store
+        .definition(version)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("workflow '{name}' version {version} is not available"))?;
+    let (compiled, diagnostics) =
+        workflow::compile_file(SourceFile::new(definition.path, definition.source));
+    compiled.map(Arc::new).ok_or_else(|| {
+        format!(
+            "the stored definition of workflow '{name}' no longer compiles: {}",
+            diagnostics
+                .iter()
+                .next()
+                .map(|d| d.message.clone())
+                .unwrap_or_default()
+        )
+    })
+}
+
+struct StoreJournal<'a> {
+    worker: &'a Worker,
+    run_id: &'a str,
+}
+
+impl Journal for StoreJournal<'_> {
+    fn step_finished<'a>(
+        &'a self,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            info!(
+                step = %record.name,
+                kind = %record.kind,
+                status = record.status.as_str(),
+                duration_ms = record.duration_ms,
+                "step finished"
+            );
+            self.worker
+                .inner
+                .store
+                .step_finished(self.run_id, record)
+                .await
+                .map_err(|e| JournalError(e.to_string()))
+        })
+    }
+
+    fn responded(&self, response: &SyncResponse) {
+        self.worker
+            .answer(self.run_id, SyncAnswer::Responded(response.clone()));
+    }
+}

@@ -1,0 +1,546 @@
+//! Checking a workflow's node tree and compiling it: every problem is collected, none stops the pass.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
+use crate::jsonpath::JsonPath;
+use crate::template::{Condition, TemplateSet, TemplateSyntaxError, ValueTemplate};
+use crate::workflow::yaml::{Key, Node, NodeValue};
+
+/// The names a template may read at the point it is compiled.
+#[derive(Debug, Default, Clone)]
+pub struct Scope {
+    /// Steps that ran before the one being compiled.
+    pub earlier_steps: BTreeSet<String>,
+    /// Every step of the workflow, to tell "runs later" from "does not exist".
+    pub all_steps: BTreeSet<String>,
+    pub vars: BTreeSet<String>,
+    pub secrets: BTreeSet<String>,
+    /// Names bound by an enclosing construct, readable as top-level variables.
+    pub locals: BTreeSet<String>,
+}
+
+pub const CONTEXT_ROOTS: &[&str] = &["event", "vars", "steps", "secrets", "run"];
+const EVENT_FIELDS: &[&str] = &[
+    "id",
+    "method",
+    "path",
+    "params",
+    "query",
+    "headers",
+    "body",
+    "raw",
+    "received_at",
+];
+const RUN_FIELDS: &[&str] = &["id", "workflow", "attempt", "error"];
+/// Functions and globals of the template environment, which minijinja reports as variables.
+const TEMPLATE_GLOBALS: &[&str] = &[
+    "now",
+    "jsonpath",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+    "varargs",
+    "kwargs",
+    "caller",
+];
+
+/// Shared state while compiling one workflow file.
+pub struct Compiler {
+    pub file: Arc<SourceFile>,
+    pub diagnostics: Diagnostics,
+    pub templates: TemplateSet,
+    pub scope: Scope,
+}
+
+/// The entries of a mapping after its keys were checked against what the schema allows.
+pub struct Fields<'n> {
+    entries: Vec<(&'n Key, &'n Node)>,
+    pub span: Span,
+}
+
+impl<'n> Fields<'n> {
+    pub fn get(&self, name: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(_, v)| *v)
+    }
+
+    pub fn key(&self, name: &str) -> Option<&'n Key> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(k, _)| *k)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+impl Compiler {
+    pub fn new(file: Arc<SourceFile>) -> Self {
+        Self {
+            file,
+            diagnostics: Diagnostics::default(),
+            templates: TemplateSet::new(),
+            scope: Scope::default(),
+        }
+    }
+
+    pub fn error(&mut self, span: Span, message: impl Into<String>) {
+        self.diagnostics.error(span, message);
+    }
+
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// A mapping whose keys must come from `allowed`; `required` keys must be present.
+    /// Unknown keys are reported with the closest allowed key as a hint.
+    pub fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&str],
+        required: &[&str],
+    ) -> Option<Fields<'n>> {
+        let Some(entries) = node.as_map() else {
+            self.error(
+                node.span.clone(),
+                format!("{what} must be a mapping, found {}", node.kind_name()),
+            );
+            return None;
+        };
+        let mut kept = Vec::new();
+        for (key, value) in entries {
+            if allowed.contains(&key.name.as_str()) {
+                kept.push((key, value));
+            } else {
+                let mut d = Diagnostic::error(
+                    key.span.clone(),
+                    format!("unknown key '{}' in {what}", key.name),
+                );
+                d = match closest(&key.name, allowed.iter().copied()) {
+                    Some(near) => d.with_hint(format!("did you mean '{near}'?")),
+                    None => d.with_hint(format!("expected one of: {}", allowed.join(", "))),
+                };
+                self.push(d);
+            }
+        }
+        for name in required {
+            if !entries.iter().any(|(k, _)| k.name == *name) {
+                self.error(
+                    node.span.clone(),
+                    format!("{what} is missing the required key '{name}'"),
+                );
+            }
+        }
+        Some(Fields {
+            entries: kept,
+            span: node.span.clone(),
+        })
+    }
+
+    pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            NodeValue::Str(s) => Some(s.clone()),
+            NodeValue::Int(i) => Some(i.to_string()),
+            NodeValue::Float(f) => Some(f.to_string()),
+            NodeValue::Bool(b) => Some(b.to_string()),
+            _ => {
+                self.error(
+                    node.span.clone(),
+                    format!("{what} must be a string, found {}", node.kind_name()),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn bool(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match &node.value {
+            NodeValue::Bool(b) => Some(*b),
+            _ => {
+                self.error(
+                    node.span.clone(),
+                    format!("{what} must be true or false, found {}", node.kind_name()),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<(String, Span)>> {
+        match &node.value {
+            NodeValue::Seq(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    if let Some(s) = self.string(item, what) {
+                        out.push((s, item.span.clone()));
+                    }
+                }
+                Some(out)
+            }
+            NodeValue::Str(s) => Some(vec![(s.clone(), node.span.clone())]),
+            _ => {
+                self.error(
+                    node.span.clone(),
+                    format!(
+                        "{what} must be a list of strings, found {}",
+                        node.kind_name()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+        let text = self.string(node, what)?;
+        match parse_duration(&text) {
+            Some(d) => Some(d),
+            None => {
+                self.push(
+                    Diagnostic::error(
+                        node.span.clone(),
+                        format!("{what}: '{text}' is not a duration"),
+                    )
+                    .with_hint("write a number and a unit: 500ms, 30s, 5m, 1h"),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn size(&mut self, node: &Node, what: &str) -> Option<usize> {
+        if let NodeValue::Int(i) = node.value
+            && i > 0
+        {
+            return Some(i as usize);
+        }
+        let text = self.string(node, what)?;
+        match parse_size(&text) {
+            Some(s) => Some(s),
+            None => {
+                self.push(
+                    Diagnostic::error(node.span.clone(), format!("{what}: '{text}' is not a size"))
+                        .with_hint("write bytes or a number and a unit: 512KiB, 1MiB, 10MB"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A value that may hold templates anywhere inside it; `{jsonpath: ...}` selects from the body.
+    pub fn value(&mut self, node: &Node) -> Option<ValueTemplate> {
+        match &node.value {
+            NodeValue::Str(s) => self.template_str(node, s),
+            NodeValue::Seq(items) => {
+                let compiled: Vec<Option<ValueTemplate>> =
+                    items.iter().map(|i| self.value(i)).collect();
+                let compiled: Option<Vec<ValueTemplate>> = compiled.into_iter().collect();
+                let compiled = compiled?;
+                if compiled.iter().all(ValueTemplate::is_literal) {
+                    Some(ValueTemplate::Literal(node.to_json()))
+                } else {
+                    Some(ValueTemplate::List(compiled))
+                }
+            }
+            NodeValue::Map(entries) => {
+                if entries.len() == 1 && entries[0].0.name == "jsonpath" {
+                    return self.jsonpath(&entries[0].1).map(ValueTemplate::JsonPath);
+                }
+                let mut out = Vec::new();
+                let mut ok = true;
+                for (key, value) in entries {
+                    match self.value(value) {
+                        Some(v) => out.push((key.name.clone(), v)),
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                if out.iter().all(|(_, v)| v.is_literal()) {
+                    Some(ValueTemplate::Literal(node.to_json()))
+                } else {
+                    Some(ValueTemplate::Map(out))
+                }
+            }
+            _ => Some(ValueTemplate::Literal(node.to_json())),
+        }
+    }
+
+    /// A value that must be text (a URL, a header, a subject): numbers and booleans are taken as text.
+    pub fn text(&mut self, node: &Node, what: &str) -> Option<ValueTemplate> {
+        match &node.value {
+            NodeValue::Str(s) => self.template_str(node, s),
+            NodeValue::Int(_) | NodeValue::Float(_) | NodeValue::Bool(_) => {
+                let s = self.string(node, what)?;
+                Some(ValueTemplate::Literal(serde_json::Value::String(s)))
+            }
+            _ => {
+                self.error(
+                    node.span.clone(),
+                    format!("{what} must be a string, found {}", node.kind_name()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A mapping of names to text templates (headers, query parameters).
+    pub fn text_map(&mut self, node: &Node, what: &str) -> Option<Vec<(String, ValueTemplate)>> {
+        let Some(entries) = node.as_map() else {
+            self.error(
+                node.span.clone(),
+                format!("{what} must be a mapping, found {}", node.kind_name()),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (key, value) in entries {
+            if let Some(v) = self.value(value) {
+                out.push((key.name.clone(), v));
+            }
+        }
+        Some(out)
+    }
+
+    fn template_str(&mut self, node: &Node, source: &str) -> Option<ValueTemplate> {
+        match ValueTemplate::compile_str(&mut self.templates, source) {
+            Ok(template) => {
+                let variables = template.variables(&self.templates);
+                self.check_references(node, source, &variables);
+                Some(template)
+            }
+            Err(err) => {
+                self.template_error(node, &err, "template");
+                None
+            }
+        }
+    }
+
+    /// A minijinja expression without braces (`filter:`, `if:`).
+    pub fn condition(&mut self, node: &Node, what: &str) -> Option<Condition> {
+        let source = match &node.value {
+            NodeValue::Str(s) => s.clone(),
+            NodeValue::Bool(b) => b.to_string(),
+            _ => {
+                self.error(
+                    node.span.clone(),
+                    format!("{what} must be an expression, found {}", node.kind_name()),
+                );
+                return None;
+            }
+        };
+        if source.trim_start().starts_with("{{") {
+            self.push(
+                Diagnostic::error(
+                    node.span.clone(),
+                    format!("{what} is an expression and takes no {{{{ }}}}"),
+                )
+                .with_hint(format!(
+                    "write `{}` without the braces",
+                    source
+                        .trim()
+                        .trim_start_matches("{{")
+                        .trim_end_matches("}}")
+                        .trim()
+                )),
+            );
+            return None;
+        }
+        match Condition::compile(&source) {
+            Ok(condition) => {
+                let variables = condition.variables();
+                self.check_references(node, &source, &variables);
+                Some(condition)
+            }
+            Err(err) => {
+                self.template_error(node, &err, "expression");
+                None
+            }
+        }
+    }
+
+    pub fn jsonpath(&mut self, node: &Node) -> Option<JsonPath> {
+        let source = self.string(node, "jsonpath")?;
+        match JsonPath::compile(&source) {
+            Ok(path) => Some(path),
+            Err(err) => {
+                let col = err.column.unwrap_or(1);
+                let span = node.span_within(1, col, 1);
+                self.error(span, err.to_string());
+                None
+            }
+        }
+    }
+
+    fn template_error(&mut self, node: &Node, err: &TemplateSyntaxError, what: &str) {
+        let span = node.span_within(err.line, err.col, err.len);
+        self.error(span, format!("{what} syntax error: {}", err.message));
+    }
+
+    /// Every variable a template reads must exist at that point of the workflow.
+    fn check_references(&mut self, node: &Node, source: &str, variables: &BTreeSet<String>) {
+        for path in variables {
+            let mut parts = path.split('.');
+            let Some(root) = parts.next() else { continue };
+            let field = parts.next();
+            if self.scope.locals.contains(root) || TEMPLATE_GLOBALS.contains(&root) {
+                continue;
+            }
+            let problem = match (root, field) {
+                ("event", Some(f)) if !EVENT_FIELDS.contains(&f) => Some((
+                    format!("`event` has no field '{f}'"),
+                    hint_for(f, EVENT_FIELDS, "event fields"),
+                    format!("event.{f}"),
+                )),
+                ("run", Some(f)) if !RUN_FIELDS.contains(&f) => Some((
+                    format!("`run` has no field '{f}'"),
+                    hint_for(f, RUN_FIELDS, "run fields"),
+                    format!("run.{f}"),
+                )),
+                ("steps", Some(name)) if !self.scope.earlier_steps.contains(name) => {
+                    if self.scope.all_steps.contains(name) {
+                        Some((
+                            format!(
+                                "step '{name}' runs after this point; its output is not available here"
+                            ),
+                            "a template can only read steps that ran before it".to_owned(),
+                            format!("steps.{name}"),
+                        ))
+                    } else {
+                        let names: Vec<&str> =
+                            self.scope.all_steps.iter().map(String::as_str).collect();
+                        Some((
+                            format!("no step named '{name}'"),
+                            hint_for(name, &names, "steps"),
+                            format!("steps.{name}"),
+                        ))
+                    }
+                }
+                ("vars", Some(name)) if !self.scope.vars.contains(name) => {
+                    let names: Vec<&str> = self.scope.vars.iter().map(String::as_str).collect();
+                    Some((
+                        format!("no variable named '{name}' is set before this point"),
+                        hint_for(name, &names, "vars"),
+                        format!("vars.{name}"),
+                    ))
+                }
+                ("secrets", Some(name)) if !self.scope.secrets.contains(name) => Some((
+                    format!("secret '{name}' is not declared"),
+                    format!("add it to the workflow's `secrets:` list"),
+                    format!("secrets.{name}"),
+                )),
+                (root, _) if !CONTEXT_ROOTS.contains(&root) => {
+                    let mut known: Vec<&str> = CONTEXT_ROOTS.to_vec();
+                    known.extend(self.scope.locals.iter().map(String::as_str));
+                    Some((
+                        format!("unknown variable '{root}'"),
+                        hint_for(root, &known, "variables"),
+                        root.to_owned(),
+                    ))
+                }
+                _ => None,
+            };
+            if let Some((message, hint, needle)) = problem {
+                let span = locate_in_scalar(node, source, &needle);
+                self.push(Diagnostic::error(span, message).with_hint(hint));
+            }
+        }
+    }
+}
+
+fn hint_for(word: &str, candidates: &[&str], what: &str) -> String {
+    match closest(word, candidates.iter().copied()) {
+        Some(near) => format!("did you mean '{near}'?"),
+        None if candidates.is_empty() => format!("there are no {what} here"),
+        None => format!("known {what}: {}", candidates.join(", ")),
+    }
+}
+
+/// The span of `needle` inside a string scalar, or the scalar itself when it cannot be found.
+fn locate_in_scalar(node: &Node, source: &str, needle: &str) -> Span {
+    match source.find(needle) {
+        Some(offset) => {
+            let before = &source[..offset];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count() + 1)
+                .unwrap_or(1);
+            node.span_within(line, col, needle.chars().count())
+        }
+        None => node.span.clone(),
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, `2d`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        "d" => number * 86400.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// `1024`, `512KiB`, `1MiB`, `10MB`, `1GiB`.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "kib" | "k" => 1024.0,
+        "mb" => 1e6,
+        "mib" | "m" => 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("ten"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_size("1MiB"), Some(1024 * 1024));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("lots"), None);
+    }
+}

@@ -1,0 +1,414 @@
+//! Workflows: a YAML file compiled into an immutable [`Workflow`], and the set of them a server
+//! serves ([`Registry`], with its route table). Nothing here runs a step.
+
+pub mod compile;
+pub mod routes;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
+use crate::steps::{self, Step};
+use crate::template::{TemplateSet, ValueTemplate};
+use compile::Compiler;
+use routes::{RoutePattern, RouteTable};
+use yaml::Node;
+
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "on", "secrets", "vars", "steps"];
+const TRIGGER_KEYS: &[&str] = &["webhook"];
+const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body"];
+const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// A workflow compiled from one file: templates and JSONPath parsed once, never changed after.
+#[derive(Debug)]
+pub struct Workflow {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: Arc<SourceFile>,
+    /// A digest of the source text: runs remember which definition they started with.
+    pub version: String,
+    pub webhook: Option<WebhookTrigger>,
+    pub secrets: Vec<String>,
+    pub vars: Vec<(String, ValueTemplate)>,
+    pub steps: Vec<Step>,
+    pub templates: TemplateSet,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookTrigger {
+    pub path: RoutePattern,
+    pub methods: Vec<String>,
+    pub respond: RespondMode,
+    pub max_body: usize,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RespondMode {
+    /// Answer 202 once the event is stored.
+    Async,
+    /// Wait for the run (bounded) and answer with its `respond` step.
+    Sync,
+}
+
+/// The digest that names a workflow definition.
+pub fn version_of(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compile one workflow file. The default name is the file stem.
+pub fn compile_file(file: Arc<SourceFile>) -> (Option<Workflow>, Diagnostics) {
+    let mut c = Compiler::new(Arc::clone(&file));
+    let node = match yaml::parse(&file) {
+        Ok(node) => node,
+        Err(d) => {
+            c.push(d);
+            return (None, c.diagnostics);
+        }
+    };
+    let workflow = compile_workflow(&mut c, &node);
+    let diagnostics = std::mem::take(&mut c.diagnostics);
+    if diagnostics.has_errors() {
+        (None, diagnostics)
+    } else {
+        (workflow, diagnostics)
+    }
+}
+
+fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
+    let fields = c.fields(node, "a workflow", TOP_LEVEL_KEYS, &["steps"])?;
+    let name = match fields.get("name") {
+        Some(n) => c.string(n, "`name`"),
+        None => Some(file_stem(&c.file.path)),
+    };
+    if let (Some(name), Some(n)) = (&name, fields.get("name"))
+        && !valid_name(name)
+    {
+        c.error(
+            n.span.clone(),
+            format!("workflow name '{name}' may only use letters, digits, '-', '_' and '.'"),
+        );
+    }
+    let description = fields
+        .get("description")
+        .and_then(|n| c.string(n, "`description`"));
+    let webhook = fields.get("on").and_then(|n| compile_triggers(c, n));
+
+    let mut secrets = Vec::new();
+    if let Some(n) = fields.get("secrets") {
+        for (secret, span) in c.string_list(n, "`secrets`").unwrap_or_default() {
+            if !valid_secret_name(&secret) {
+                c.error(
+                    span,
+                    format!("secret name '{secret}' must look like an environment variable (A-Z, 0-9, _)"),
+                );
+            } else if secrets.contains(&secret) {
+                c.error(span, format!("secret '{secret}' is declared twice"));
+            } else {
+                secrets.push(secret);
+            }
+        }
+    }
+    c.scope.secrets = secrets.iter().cloned().collect();
+
+    let step_nodes: Vec<&Node> = match fields.get("steps") {
+        Some(n) => match n.as_seq() {
+            Some(items) if !items.is_empty() => items.iter().collect(),
+            Some(_) => {
+                c.error(
+                    n.span.clone(),
+                    "`steps` is empty; a workflow needs at least one step",
+                );
+                Vec::new()
+            }
+            None => {
+                c.error(
+                    n.span.clone(),
+                    format!("`steps` must be a list, found {}", n.kind_name()),
+                );
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    // Every name first, so a reference to a later step is told apart from a typo.
+    let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+    for (i, step) in step_nodes.iter().enumerate() {
+        if let Some((name, span)) = steps::declared_name(step, i + 1) {
+            if !valid_name(&name) {
+                c.push(Diagnostic::error(
+                    span.clone(),
+                    format!("step name '{name}' may only use letters, digits, '-', '_' and '.'"),
+                ));
+            }
+            if let Some(first) = seen.get(&name) {
+                c.push(
+                    Diagnostic::error(span, format!("duplicate step name '{name}'")).with_hint(
+                        format!("the first step with this name is on line {}", first.line),
+                    ),
+                );
+            } else {
+                seen.insert(name.clone(), span);
+            }
+            c.scope.all_steps.insert(name);
+        }
+    }
+
+    let mut vars = Vec::new();
+    if let Some(n) = fields.get("vars") {
+        match n.as_map() {
+            Some(entries) => {
+                for (key, value) in entries {
+                    if let Some(v) = c.value(value) {
+                        vars.push((key.name.clone(), v));
+                    }
+                    // Each variable sees the ones above it.
+                    c.scope.vars.insert(key.name.clone());
+                }
+            }
+            None => c.error(
+                n.span.clone(),
+                format!("`vars` must be a mapping, found {}", n.kind_name()),
+            ),
+        }
+    }
+
+    let mut compiled_steps = Vec::new();
+    for (i, node) in step_nodes.iter().enumerate() {
+        if let Some(step) = steps::compile(c, node, i + 1) {
+            c.scope.vars.extend(step.kind.assigned_vars());
+            c.scope.earlier_steps.insert(step.name.clone());
+            compiled_steps.push(step);
+        } else if let Some((name, _)) = steps::declared_name(node, i + 1) {
+            // A broken step still counts as earlier, so its readers are not blamed twice.
+            c.scope.earlier_steps.insert(name);
+        }
+    }
+
+    Some(Workflow {
+        name: name?,
+        description,
+        version: version_of(&c.file.text),
+        source: Arc::clone(&c.file),
+        webhook,
+        secrets,
+        vars,
+        steps: compiled_steps,
+        templates: std::mem::take(&mut c.templates),
+    })
+}
+
+fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
+    let fields = c.fields(node, "`on`", TRIGGER_KEYS, &[])?;
+    let webhook = fields.get("webhook")?;
+    let w = c.fields(webhook, "`on.webhook`", WEBHOOK_KEYS, &["path"])?;
+    let path_node = w.get("path")?;
+    let path_text = c.string(path_node, "`path`")?;
+    let path = match RoutePattern::parse(&path_text) {
+        Ok(p) => p,
+        Err(message) => {
+            c.error(path_node.span.clone(), message);
+            return None;
+        }
+    };
+    let methods = match w.get("methods") {
+        Some(n) => {
+            let mut methods = Vec::new();
+            for (m, span) in c.string_list(n, "`methods`")? {
+                let upper = m.to_ascii_uppercase();
+                if HTTP_METHODS.contains(&upper.as_str()) {
+                    methods.push(upper);
+                } else {
+                    c.error(
+                        span,
+                        format!(
+                            "unknown method '{m}'; expected one of: {}",
+                            HTTP_METHODS.join(", ")
+                        ),
+                    );
+                }
+            }
+            methods
+        }
+        None => vec!["POST".to_owned()],
+    };
+    let respond = match w.get("respond") {
+        None => RespondMode::Async,
+        Some(n) => match c.string(n, "`respond`")?.as_str() {
+            "async" => RespondMode::Async,
+            "sync" => RespondMode::Sync,
+            other => {
+                c.error(
+                    n.span.clone(),
+                    format!("`respond` is 'async' or 'sync', not '{other}'"),
+                );
+                return None;
+            }
+        },
+    };
+    let max_body = match w.get("max_body") {
+        Some(n) => c.size(n, "`max_body`")?,
+        None => DEFAULT_MAX_BODY,
+    };
+    Some(WebhookTrigger {
+        path,
+        methods,
+        respond,
+        max_body,
+        span: path_node.span.clone(),
+    })
+}
+
+fn file_stem(path: &str) -> String {
+    Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_owned())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The workflows a server runs, by name, and the routes they bind.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub workflows: BTreeMap<String, Arc<Workflow>>,
+    pub routes: RouteTable,
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<&Arc<Workflow>> {
+        self.workflows.get(name)
+    }
+}
+
+/// The result of loading a set of files: what compiled, and every problem found.
+pub struct Loaded {
+    pub registry: Registry,
+    pub diagnostics: Diagnostics,
+    pub files: usize,
+}
+
+/// The workflow files under the given paths: files as given, directories searched for
+/// `*.yaml`/`*.yml` (test files `*.test.yaml` excluded), sorted for stable output.
+pub fn workflow_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found = Vec::new();
+            collect_dir(path, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_dir(&path, out)?;
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        let is_test = name.ends_with(".test.yaml") || name.ends_with(".test.yml");
+        if is_yaml && !is_test && !name.starts_with('.') {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Load and compile every workflow under `paths`, then check what files can only get wrong
+/// together: duplicate names and routes that disagree.
+pub fn load(paths: &[PathBuf]) -> std::io::Result<Loaded> {
+    let files = workflow_files(paths)?;
+    let mut sources = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
+        })?;
+        sources.push(SourceFile::new(path.display().to_string(), text));
+    }
+    Ok(load_sources(sources))
+}
+
+pub fn load_sources(sources: Vec<Arc<SourceFile>>) -> Loaded {
+    let mut diagnostics = Diagnostics::default();
+    let mut registry = Registry::default();
+    let files = sources.len();
+    let mut names: BTreeMap<String, Span> = BTreeMap::new();
+    for file in sources {
+        let (workflow, problems) = compile_file(file);
+        diagnostics.extend(problems);
+        let Some(workflow) = workflow else { continue };
+        let name_span = Span::file_start(&workflow.source);
+        if let Some(first) = names.get(&workflow.name) {
+            diagnostics.push(
+                Diagnostic::error(
+                    name_span,
+                    format!("duplicate workflow name '{}'", workflow.name),
+                )
+                .with_hint(format!("'{}' already uses it", first.file.path)),
+            );
+            continue;
+        }
+        names.insert(workflow.name.clone(), name_span);
+        registry
+            .workflows
+            .insert(workflow.name.clone(), Arc::new(workflow));
+    }
+    let route_problems = registry.routes.build(registry.workflows.values());
+    diagnostics.extend(route_problems);
+    Loaded {
+        registry,
+        diagnostics,
+        files,
+    }
+}
+
+/// Secret values a workflow declared, read from the environment; missing ones are left out.
+pub fn secrets_from_env(workflow: &Workflow) -> BTreeMap<String, String> {
+    workflow
+        .secrets
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+        .collect()
+}
+
+/// Declared secrets that are not set, for a warning at load.
+pub fn missing_secrets(workflow: &Workflow) -> BTreeSet<String> {
+    workflow
+        .secrets
+        .iter()
+        .filter(|name| std::env::var(name).is_err())
+        .cloned()
+        .collect()
+}
+
+/// How long a sync webhook waits for its answer by default.
+pub const SYNC_WAIT: Duration = Duration::from_secs(30);
