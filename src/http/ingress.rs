@@ -26,7 +26,7 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
     let path = request.uri().path().to_owned();
     let (response, run_ids) = handle(&state, request).await;
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     if status < 400 {
         info!(%method, %path, status, run_ids = %run_ids.join(","), latency_ms, "request");
     } else {

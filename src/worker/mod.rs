@@ -215,12 +215,10 @@ async fn execute_run(worker: &Worker, run_id: &str) {
         match engine::execute(request, &journal).await {
             Ok(outcome) => {
                 let duration_ms = started.elapsed().as_millis() as u64;
-                info!(
-                    status = outcome.status.as_str(),
-                    duration_ms,
-                    error = outcome.error.as_deref().unwrap_or(""),
-                    "run finished"
-                );
+                match &outcome.error {
+                    Some(error) => warn!(status = outcome.status.as_str(), duration_ms, %error, "run finished"),
+                    None => info!(status = outcome.status.as_str(), duration_ms, "run finished"),
+                }
                 finish(
                     worker,
                     run_id,
@@ -306,7 +304,7 @@ impl Journal for StoreJournal<'_> {
                 step = %record.name,
                 kind = %record.kind,
                 status = record.status.as_str(),
-                duration_ms = record.duration_ms,
+                duration_ms = (record.duration_ms * 10.0).round() / 10.0,
                 "step finished"
             );
             self.worker

@@ -1,1 +1,9 @@
+//! The integration tests: one binary that starts real servers on loopback, sends real payloads,
+//! and checks what a real HTTP receiver got; plus CLI, golden and compliance tests.
 
+mod cli;
+mod e2e;
+mod examples;
+mod golden;
+mod jsonpath_cts;
+mod support;

@@ -1,0 +1,293 @@
+//! Test support: a hookflow server in-process on an ephemeral port, a recording HTTP receiver,
+//! and the fixtures.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hookflow::server::{self, RunningServer};
+use hookflow::settings::ServeSettings;
+use serde_json::Value as Json;
+use tokio::net::TcpListener;
+
+/// Where test payloads live (copies of the shared fixtures).
+pub fn fixture_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
+}
+
+pub fn fixture(relative: &str) -> Vec<u8> {
+    let path = fixture_path(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+pub fn fixture_json(relative: &str) -> Json {
+    serde_json::from_slice(&fixture(relative)).expect("fixture is JSON")
+}
+
+/// A hookflow server with its own workflows directory and SQLite file.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub running: Option<RunningServer>,
+    pub base: String,
+    pub admin: String,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    /// Start with the given workflow files (name, YAML text).
+    pub async fn start(workflows: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wf_dir = dir.path().join("workflows");
+        std::fs::create_dir_all(&wf_dir).expect("workflows dir");
+        for (name, text) in workflows {
+            std::fs::write(wf_dir.join(name), text).expect("write workflow");
+        }
+        Self::start_in(dir).await
+    }
+
+    /// Start (again) on an existing directory: same workflows, same store.
+    pub async fn start_in(dir: tempfile::TempDir) -> Self {
+        let settings = ServeSettings {
+            listen: "127.0.0.1:0".into(),
+            admin_listen: "127.0.0.1:0".into(),
+            workflows: dir.path().join("workflows"),
+            store: dir.path().join("hookflow.db").display().to_string(),
+            workers: 8,
+            sync_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(5),
+        };
+        let webhook = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let running = server::start(&settings, webhook, admin)
+            .await
+            .unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let base = format!("http://{}", running.webhook_addr);
+        let admin = format!("http://{}", running.admin_addr);
+        Self {
+            dir,
+            running: Some(running),
+            base,
+            admin,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        self.dir
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("hookflow.db")
+    }
+
+    pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+        self.post_with(path, content_type, body, &[]).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Json) -> reqwest::Response {
+        self.post(path, "application/json", serde_json::to_vec(body).expect("json"))
+            .await
+    }
+
+    /// POST and return the run ids of the 202 answer.
+    pub async fn accepted(&self, path: &str, content_type: &str, body: Vec<u8>) -> Vec<String> {
+        let response = self.post(path, content_type, body).await;
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, 202, "expected 202, got {status}: {text}");
+        let answer: Json = serde_json::from_str(&text).expect("json answer");
+        answer["run_ids"]
+            .as_array()
+            .expect("run_ids")
+            .iter()
+            .map(|v| v.as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// The run as the admin API shows it, once it reached a final status.
+    pub async fn finished_run(&self, run_id: &str) -> Json {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let detail: Json = self
+                .client
+                .get(format!("{}/api/runs/{run_id}", self.admin))
+                .send()
+                .await
+                .expect("admin request")
+                .json()
+                .await
+                .expect("admin json");
+            let status = detail["run"]["status"].as_str().unwrap_or_default();
+            if matches!(status, "succeeded" | "failed" | "filtered") {
+                return detail;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} did not finish: {detail}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query, as sent.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Json {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// What the receiver answers on a path.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Mutex<Vec<Received>>,
+    replies: Mutex<Vec<(String, Reply)>>,
+}
+
+/// A real HTTP server on loopback that records every request and answers as told
+/// (default: 200 with `{"ok": true}`).
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let state = Arc::new(ReceiverState::default());
+        let app = Router::new()
+            .fallback(record)
+            .with_state(Arc::clone(&state));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answer requests whose path starts with `prefix` with this reply.
+    pub fn reply(&self, prefix: &str, status: u16, content_type: &'static str, body: &str) {
+        self.state.replies.lock().expect("lock").push((
+            prefix.to_owned(),
+            Reply {
+                status,
+                content_type,
+                body: body.to_owned(),
+            },
+        ));
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().expect("lock").clone()
+    }
+
+    /// Wait until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "receiver got {} of {n} requests: {got:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn record(State(state): State<Arc<ReceiverState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let uri = parts.uri.to_string();
+    let path = parts.uri.path().to_owned();
+    state.received.lock().expect("lock").push(Received {
+        method: parts.method.to_string(),
+        uri,
+        headers: parts.headers,
+        body,
+    });
+    let reply = state
+        .replies
+        .lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+        .map(|(_, r)| r.clone());
+    match reply {
+        Some(r) => (
+            StatusCode::from_u16(r.status).expect("status"),
+            [("content-type", r.content_type)],
+            r.body,
+        )
+            .into_response(),
+        None => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            r#"{"ok":true}"#.to_owned(),
+        )
+            .into_response(),
+    }
+}
