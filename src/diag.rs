@@ -267,6 +267,9 @@ mod tests {
         assert_eq!(closest("emial", kinds), Some("email"));
         assert_eq!(closest("htp", kinds), Some("http"));
         assert_eq!(closest("database", kinds), None);
-        assert_eq!(closest("frist", ["fifth", "first", "fourth"]), Some("first"));
+        assert_eq!(
+            closest("frist", ["fifth", "first", "fourth"]),
+            Some("first")
+        );
     }
 }

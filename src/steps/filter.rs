@@ -21,7 +21,12 @@ pub enum Rule {
     All(Vec<Rule>),
     Any(Vec<Rule>),
     Not(Box<Rule>),
-    Test { subject: Subject, test: Test },
+    Test {
+        subject: Subject,
+        test: Test,
+        /// The rule as written, to say which one did not hold.
+        text: String,
+    },
 }
 
 /// What a test looks at: nodes selected from the body, or a rendered value.
@@ -66,10 +71,18 @@ impl FilterStep {
         }
     }
 
-    pub fn render(&self, scope: &Scope<'_>) -> Result<bool, StepError> {
+    /// Whether the run goes on, and when it does not, which rule stopped it.
+    pub fn render(&self, scope: &Scope<'_>) -> Result<(bool, Option<String>), StepError> {
         match self {
-            FilterStep::Expression(condition) => Ok(condition.evaluate(scope.context)?),
-            FilterStep::Rules(rule) => rule.evaluate(scope),
+            FilterStep::Expression(condition) => {
+                let passed = condition.evaluate(scope.context)?;
+                let reason = (!passed).then(|| format!("`{}` is false", condition.source()));
+                Ok((passed, reason))
+            }
+            FilterStep::Rules(rule) => {
+                let failure = rule.failure(scope)?;
+                Ok((failure.is_none(), failure))
+            }
         }
     }
 }
@@ -175,6 +188,11 @@ fn compile_test(c: &mut Compiler, node: &Node) -> Option<Rule> {
         }
     };
     let operand = fields.get(op)?;
+    let subject_text = match (fields.get("jsonpath"), fields.get("value")) {
+        (Some(n), _) | (None, Some(n)) => compact_json(&n.to_json()),
+        (None, None) => String::new(),
+    };
+    let text = format!("{subject_text} {op} {}", compact_json(&operand.to_json()));
     let test = match op {
         "matches" => {
             let pattern = c.string(operand, "`matches`")?;
@@ -213,30 +231,51 @@ fn compile_test(c: &mut Compiler, node: &Node) -> Option<Rule> {
             }
         }
     };
-    Some(Rule::Test { subject, test })
+    Some(Rule::Test {
+        subject,
+        test,
+        text,
+    })
+}
+
+fn compact_json(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl Rule {
-    pub fn evaluate(&self, scope: &Scope<'_>) -> Result<bool, StepError> {
+    /// `None` when the rule holds, else the reason it does not.
+    pub fn failure(&self, scope: &Scope<'_>) -> Result<Option<String>, StepError> {
         match self {
             Rule::All(rules) => {
                 for rule in rules {
-                    if !rule.evaluate(scope)? {
-                        return Ok(false);
+                    if let Some(reason) = rule.failure(scope)? {
+                        return Ok(Some(reason));
                     }
                 }
-                Ok(true)
+                Ok(None)
             }
             Rule::Any(rules) => {
+                let mut reasons = Vec::new();
                 for rule in rules {
-                    if rule.evaluate(scope)? {
-                        return Ok(true);
+                    match rule.failure(scope)? {
+                        None => return Ok(None),
+                        Some(reason) => reasons.push(reason),
                     }
                 }
-                Ok(false)
+                Ok(Some(format!("none of `any` held: {}", reasons.join("; "))))
             }
-            Rule::Not(rule) => Ok(!rule.evaluate(scope)?),
-            Rule::Test { subject, test } => {
+            Rule::Not(rule) => Ok(match rule.failure(scope)? {
+                Some(_) => None,
+                None => Some(format!("`not` failed because {} held", rule.describe())),
+            }),
+            Rule::Test {
+                subject,
+                test,
+                text,
+            } => {
                 let nodes: Vec<Json> = match subject {
                     Subject::JsonPath(path) => path
                         .select_all(scope.event_body)
@@ -245,8 +284,17 @@ impl Rule {
                         .collect(),
                     Subject::Value(value) => vec![value.render(scope)?],
                 };
-                test.holds(&nodes, scope)
+                Ok((!test.holds(&nodes, scope)?).then(|| format!("`{text}` did not hold")))
             }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Rule::All(rules) => format!("all of {} rules", rules.len()),
+            Rule::Any(rules) => format!("any of {} rules", rules.len()),
+            Rule::Not(rule) => format!("not ({})", rule.describe()),
+            Rule::Test { text, .. } => format!("`{text}`"),
         }
     }
 }

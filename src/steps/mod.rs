@@ -110,7 +110,9 @@ impl StepKind {
 
     pub fn render(&self, scope: &Scope<'_>, id: &StepIdentity<'_>) -> Result<Rendered, StepError> {
         match self {
-            StepKind::Filter(s) => s.render(scope).map(Rendered::Filter),
+            StepKind::Filter(s) => s
+                .render(scope)
+                .map(|(passed, reason)| Rendered::Filter { passed, reason }),
             StepKind::Set(s) => s.render(scope).map(Rendered::Set),
             StepKind::Template(s) => s.render(scope).map(Rendered::Template),
             StepKind::Http(s) => s.render(scope, id).map(Rendered::Http),
@@ -129,7 +131,10 @@ pub struct StepIdentity<'a> {
 /// A step's input after rendering: what it will do, recorded before it does it.
 #[derive(Debug, Clone)]
 pub enum Rendered {
-    Filter(bool),
+    Filter {
+        passed: bool,
+        reason: Option<String>,
+    },
     Set(serde_json::Map<String, Json>),
     Template(Json),
     Http(http::RenderedHttp),
@@ -185,7 +190,7 @@ impl Rendered {
     /// The rendered input as recorded in the run history and shown in traces.
     pub fn to_json(&self) -> Json {
         match self {
-            Rendered::Filter(passed) => serde_json::json!({ "passed": passed }),
+            Rendered::Filter { passed, reason } => filter_output(*passed, reason),
             Rendered::Set(values) => Json::Object(values.clone()),
             Rendered::Template(output) => serde_json::json!({ "output": output }),
             Rendered::Http(request) => request.to_json(),
@@ -196,8 +201,8 @@ impl Rendered {
 
     pub async fn execute(self, effects: &Effects) -> Result<Outcome, StepError> {
         match self {
-            Rendered::Filter(passed) => {
-                let output = serde_json::json!({ "passed": passed });
+            Rendered::Filter { passed, reason } => {
+                let output = filter_output(passed, &reason);
                 Ok(if passed {
                     Outcome::Continue(output)
                 } else {
@@ -217,6 +222,13 @@ impl Rendered {
                 Ok(Outcome::Respond(response, output))
             }
         }
+    }
+}
+
+fn filter_output(passed: bool, reason: &Option<String>) -> Json {
+    match reason {
+        Some(reason) => serde_json::json!({ "passed": passed, "reason": reason }),
+        None => serde_json::json!({ "passed": passed }),
     }
 }
 

@@ -216,8 +216,13 @@ async fn execute_run(worker: &Worker, run_id: &str) {
             Ok(outcome) => {
                 let duration_ms = started.elapsed().as_millis() as u64;
                 match &outcome.error {
-                    Some(error) => warn!(status = outcome.status.as_str(), duration_ms, %error, "run finished"),
-                    None => info!(status = outcome.status.as_str(), duration_ms, "run finished"),
+                    Some(error) => {
+                        warn!(status = outcome.status.as_str(), duration_ms, %error, "run finished")
+                    }
+                    None => info!(
+                        status = outcome.status.as_str(),
+                        duration_ms, "run finished"
+                    ),
                 }
                 finish(
                     worker,

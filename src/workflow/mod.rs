@@ -29,6 +29,8 @@ const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 #[derive(Debug)]
 pub struct Workflow {
     pub name: String,
+    /// Where the name is written (or the file start when it defaults to the file stem).
+    pub name_span: Span,
     pub description: Option<String>,
     pub source: Arc<SourceFile>,
     /// A digest of the source text: runs remember which definition they started with.
@@ -192,8 +194,13 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         }
     }
 
+    let name_span = fields
+        .get("name")
+        .map(|n| n.span.clone())
+        .unwrap_or_else(|| Span::file_start(&c.file));
     Some(Workflow {
         name: name?,
+        name_span,
         description,
         version: version_of(&c.file.text),
         source: Arc::clone(&c.file),
@@ -210,14 +217,16 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
     let webhook = fields.get("webhook")?;
     let w = c.fields(webhook, "`on.webhook`", WEBHOOK_KEYS, &["path"])?;
     let path_node = w.get("path")?;
-    let path_text = c.string(path_node, "`path`")?;
-    let path = match RoutePattern::parse(&path_text) {
-        Ok(p) => p,
-        Err(message) => {
-            c.error(path_node.span.clone(), message);
-            return None;
-        }
-    };
+    // Every key is checked even when the path is wrong, so all problems show in one pass.
+    let path = c
+        .string(path_node, "`path`")
+        .and_then(|text| match RoutePattern::parse(&text) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                c.error(path_node.span.clone(), message);
+                None
+            }
+        });
     let methods = match w.get("methods") {
         Some(n) => {
             let mut methods = Vec::new();
@@ -240,28 +249,29 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
         None => vec!["POST".to_owned()],
     };
     let respond = match w.get("respond") {
-        None => RespondMode::Async,
-        Some(n) => match c.string(n, "`respond`")?.as_str() {
-            "async" => RespondMode::Async,
-            "sync" => RespondMode::Sync,
-            other => {
+        None => Some(RespondMode::Async),
+        Some(n) => match c.string(n, "`respond`").as_deref() {
+            Some("async") => Some(RespondMode::Async),
+            Some("sync") => Some(RespondMode::Sync),
+            Some(other) => {
                 c.error(
                     n.span.clone(),
                     format!("`respond` is 'async' or 'sync', not '{other}'"),
                 );
-                return None;
+                None
             }
+            None => None,
         },
     };
     let max_body = match w.get("max_body") {
-        Some(n) => c.size(n, "`max_body`")?,
-        None => DEFAULT_MAX_BODY,
+        Some(n) => c.size(n, "`max_body`"),
+        None => Some(DEFAULT_MAX_BODY),
     };
     Some(WebhookTrigger {
-        path,
+        path: path?,
+        respond: respond?,
+        max_body: max_body?,
         methods,
-        respond,
-        max_body,
         span: path_node.span.clone(),
     })
 }
@@ -366,14 +376,17 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>) -> Loaded {
         let (workflow, problems) = compile_file(file);
         diagnostics.extend(problems);
         let Some(workflow) = workflow else { continue };
-        let name_span = Span::file_start(&workflow.source);
+        let name_span = workflow.name_span.clone();
         if let Some(first) = names.get(&workflow.name) {
             diagnostics.push(
                 Diagnostic::error(
                     name_span,
                     format!("duplicate workflow name '{}'", workflow.name),
                 )
-                .with_hint(format!("'{}' already uses it", first.file.path)),
+                .with_hint(format!(
+                    "{}:{} already uses it",
+                    first.file.path, first.line
+                )),
             );
             continue;
         }
