@@ -219,7 +219,8 @@ impl Journal for Trace {
             if !record.input.is_null() {
                 eprintln!("    input  {}", indent(&pretty(&record.input)));
             }
-            if !record.output.is_null() {
+            // Most local steps output what they rendered; say it once.
+            if !record.output.is_null() && record.output != record.input {
                 eprintln!("    output {}", indent(&pretty(&record.output)));
             }
             if let Some(error) = &record.error {

@@ -67,7 +67,7 @@ pub enum StepKind {
     Filter(filter::FilterStep),
     Set(set::SetStep),
     Template(template::TemplateStep),
-    Http(http::HttpStep),
+    Http(Box<http::HttpStep>),
     Log(log::LogStep),
     Respond(respond::RespondStep),
 }
@@ -322,7 +322,7 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         KindName::Filter => filter::FilterStep::compile(c, body).map(StepKind::Filter),
         KindName::Set => set::SetStep::compile(c, body).map(StepKind::Set),
         KindName::Template => template::TemplateStep::compile(c, body).map(StepKind::Template),
-        KindName::Http => http::HttpStep::compile(c, body).map(StepKind::Http),
+        KindName::Http => http::HttpStep::compile(c, body).map(|s| StepKind::Http(Box::new(s))),
         KindName::Log => log::LogStep::compile(c, body).map(StepKind::Log),
         KindName::Respond => respond::RespondStep::compile(c, body).map(StepKind::Respond),
     }?;

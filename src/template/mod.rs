@@ -174,17 +174,27 @@ impl Condition {
     }
 
     pub fn evaluate(&self, ctx: &minijinja::Value) -> Result<bool, RenderError> {
-        self.expr
-            .eval(ctx)
-            .map(|v| v.is_true())
-            .map_err(|e| RenderError::from_minijinja(&e))
+        self.eval_defined(ctx).map(|v| v.is_true())
     }
 
-    fn value(&self, ctx: &minijinja::Value) -> Result<Json, RenderError> {
+    /// Strict undefined behaviour only errors when an undefined value is printed or iterated;
+    /// an expression whose whole result is undefined is a typo or a missing field just the same.
+    fn eval_defined(&self, ctx: &minijinja::Value) -> Result<minijinja::Value, RenderError> {
         let value = self
             .expr
             .eval(ctx)
             .map_err(|e| RenderError::from_minijinja(&e))?;
+        if value.is_undefined() {
+            return Err(RenderError(format!(
+                "undefined value: `{}` does not exist (test it with `is defined`, or add `| default(...)`)",
+                self.source
+            )));
+        }
+        Ok(value)
+    }
+
+    fn value(&self, ctx: &minijinja::Value) -> Result<Json, RenderError> {
+        let value = self.eval_defined(ctx)?;
         serde_json::to_value(&value)
             .map_err(|e| RenderError(format!("not representable as JSON: {e}")))
     }
@@ -392,6 +402,20 @@ mod tests {
         assert!(err.0.contains("undefined"), "{err}");
         let err = render("x {{ a.b }}", json!({"a": {}})).unwrap_err();
         assert!(err.0.contains("undefined"), "{err}");
+        let err = render("{{ a.b }}", json!({"a": {}})).unwrap_err();
+        assert!(err.0.contains("`a.b` does not exist"), "{err}");
+        assert!(
+            Condition::compile("a.b")
+                .unwrap()
+                .evaluate(&to_template_value(&json!({"a": {}})))
+                .is_err()
+        );
+        assert!(
+            !Condition::compile("a.b is defined")
+                .unwrap()
+                .evaluate(&to_template_value(&json!({"a": {}})))
+                .unwrap()
+        );
         assert_eq!(
             render("{{ a.b | default('d') }}", json!({"a": {}})).unwrap(),
             json!("d")

@@ -439,7 +439,7 @@ impl Compiler {
                 }
                 ("secrets", Some(name)) if !self.scope.secrets.contains(name) => Some((
                     format!("secret '{name}' is not declared"),
-                    format!("add it to the workflow's `secrets:` list"),
+                    "add it to the workflow's `secrets:` list".to_owned(),
                     format!("secrets.{name}"),
                 )),
                 (root, _) if !CONTEXT_ROOTS.contains(&root) => {

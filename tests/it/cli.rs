@@ -1,1 +1,318 @@
-//! placeholder
+//! The real binary: serve on the defaults and read runs back, validate, run and dry-run.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::support::{Receiver, fixture, fixture_path};
+
+fn hookflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hookflow"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+/// A `hookflow serve` process and the addresses it logged.
+struct ServeProcess {
+    child: Child,
+    webhook: String,
+    logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServeProcess {
+    fn start(dir: &Path) -> Self {
+        let mut child = hookflow()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, logs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let webhook = loop {
+            let line = logs
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("serve did not report its address");
+            if line.contains("hookflow is serving") {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("webhook_addr="))
+                    .expect("webhook_addr in the log line");
+                break format!("http://{addr}");
+            }
+        };
+        Self {
+            child,
+            webhook,
+            logs,
+        }
+    }
+
+    /// SIGTERM, then the exit status and the rest of the log.
+    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let rest = self.logs.try_iter().collect();
+        (status, rest)
+    }
+}
+
+#[tokio::test]
+async fn serve_on_the_defaults_then_a_fixture_shows_up_in_runs_show() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"),
+        &dir.path().join("workflows"),
+    );
+    let server = ServeProcess::start(dir.path());
+    let response = crate::support::client()
+        .post(format!("{}/hooks/github", server.webhook))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .body(fixture("github/push.json"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 202);
+    let answer: Json = response.json().await.expect("json");
+    let run_id = answer["run_ids"][0].as_str().expect("run id").to_owned();
+
+    // The store is the default ./hookflow.db, readable while the server runs.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let shown = loop {
+        let output = hookflow()
+            .args(["runs", "show", &run_id])
+            .current_dir(dir.path())
+            .output()
+            .expect("runs show");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if text.contains("status    succeeded") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "run did not succeed: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(shown.contains("workflow  github-push"), "{shown}");
+    assert!(shown.contains("[1] pushes-only (filter) ok"), "{shown}");
+    assert!(shown.contains("[2] summary (template) ok"), "{shown}");
+    assert!(
+        shown.contains("Codertocat pushed 1 commit(s) to Codertocat/Hello-World@master"),
+        "{shown}"
+    );
+    assert!(shown.contains("[3] default-branch (log) ok"), "{shown}");
+    assert!(dir.path().join("hookflow.db").exists());
+
+    let listed = hookflow()
+        .args(["runs", "list", "--status", "succeeded"])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs list");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&run_id) && listed.contains("github-push"),
+        "{listed}"
+    );
+
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "serve exited with {status}: {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("hookflow stopped")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn validate_finds_five_different_mistakes_in_one_pass() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workflows/five-mistakes");
+    let output = hookflow()
+        .arg("validate")
+        .arg(case.join("workflow.yaml"))
+        .output()
+        .expect("validate");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let located: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("workflow.yaml:") && l.contains(": error: "))
+        .collect();
+    assert_eq!(located.len(), 5, "{text}");
+    for (line, what) in located.iter().zip([
+        "unknown key 'methds'",
+        "unknown step kind 'emial'",
+        "template syntax error",
+        "invalid JSONPath",
+        "secret 'CI_TOKEN' is not declared",
+    ]) {
+        assert!(line.contains(what), "{line} should mention {what}");
+    }
+    // Every diagnostic carries its source line and a caret.
+    assert!(text.matches('^').count() >= 5, "{text}");
+}
+
+#[test]
+fn validate_of_a_missing_path_says_so() {
+    let output = hookflow()
+        .args(["validate", "no/such/dir"])
+        .output()
+        .expect("validate");
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("no/such/dir: no such file or directory"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_sends_nothing_and_a_real_run_sends_the_request() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflow = dir.path().join("notify.yaml");
+    std::fs::write(
+        &workflow,
+        format!(
+            r#"
+on: {{ webhook: {{ path: /hooks/notify }} }}
+secrets: [CLI_TEST_TOKEN]
+steps:
+  - name: notify
+    http:
+      url: "{url}/orders/{{{{ event.body.id }}}}"
+      auth: {{ bearer: "{{{{ secrets.CLI_TEST_TOKEN }}}}" }}
+      json: {{ total: "{{{{ event.body.total_price }}}}", email: "{{{{ event.body.email }}}}" }}
+"#,
+            url = receiver.url("")
+        ),
+    )
+    .expect("write");
+    let run = move |dry: bool| {
+        let mut command = hookflow();
+        command
+            .arg("run")
+            .arg(&workflow)
+            .arg("--payload")
+            .arg(fixture_path("shopify/orders.create.json"))
+            .env("CLI_TEST_TOKEN", "cli-secret-value");
+        if dry {
+            command.arg("--dry-run");
+        }
+        command.output().expect("run")
+    };
+    let run_again = run.clone();
+    let dry = tokio::task::spawn_blocking(move || run(true))
+        .await
+        .expect("join");
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let trace = String::from_utf8_lossy(&dry.stderr);
+    assert!(trace.contains("dry run: nothing is sent"), "{trace}");
+    let order: Json = serde_json::from_slice(&fixture("shopify/orders.create.json")).expect("json");
+    let url = format!("{}/orders/{}", receiver.url(""), order["id"]);
+    assert!(trace.contains(&url), "{trace}");
+    assert!(
+        trace.contains("\"Authorization\": \"Bearer ***\""),
+        "{trace}"
+    );
+    assert!(!trace.contains("cli-secret-value"), "{trace}");
+    assert!(trace.contains("\"dry_run\": true"), "{trace}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(receiver.received().is_empty(), "a dry run sent a request");
+
+    let real = tokio::task::spawn_blocking(move || run_again(false))
+        .await
+        .expect("join");
+    assert!(
+        real.status.success(),
+        "{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    let outcome: Json = serde_json::from_slice(&real.stdout).expect("outcome json");
+    assert_eq!(outcome["status"], "succeeded");
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].uri, format!("/orders/{}", order["id"]));
+    assert_eq!(
+        got[0].header("authorization"),
+        Some("Bearer cli-secret-value")
+    );
+    assert_eq!(
+        got[0].json(),
+        serde_json::json!({"total": order["total_price"], "email": order["email"]})
+    );
+}
+
+#[test]
+fn a_failed_run_exits_1_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflow = dir.path().join("fails.yaml");
+    std::fs::write(
+        &workflow,
+        "steps:\n  - name: needs-name\n    template: \"{{ event.body.customer.name }}\"\n",
+    )
+    .expect("write");
+    let payload = dir.path().join("p.json");
+    std::fs::write(&payload, "{\"customer\": {}}").expect("write");
+    let output = hookflow()
+        .arg("run")
+        .arg(&workflow)
+        .arg("--payload")
+        .arg(&payload)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let trace = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        trace.contains("[1/1] needs-name (template) FAILED"),
+        "{trace}"
+    );
+    assert!(trace.contains("run failed"), "{trace}");
+    let outcome: Json = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(outcome["status"], "failed");
+    assert!(
+        outcome["error"]
+            .as_str()
+            .expect("error")
+            .contains("step 'needs-name' failed: undefined"),
+        "{outcome}"
+    );
+}

@@ -18,6 +18,12 @@ use hookflow::settings::ServeSettings;
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
 
+/// An HTTP client for tests (the process-wide TLS provider must be chosen first).
+pub fn client() -> reqwest::Client {
+    hookflow::effects::http::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Where test payloads live (copies of the shared fixtures).
 pub fn fixture_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -78,7 +84,7 @@ impl TestServer {
             running: Some(running),
             base,
             admin,
-            client: reqwest::Client::new(),
+            client: client(),
         }
     }
 
@@ -116,8 +122,12 @@ impl TestServer {
     }
 
     pub async fn post_json(&self, path: &str, body: &Json) -> reqwest::Response {
-        self.post(path, "application/json", serde_json::to_vec(body).expect("json"))
-            .await
+        self.post(
+            path,
+            "application/json",
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
     }
 
     /// POST and return the run ids of the 202 answer.
@@ -209,7 +219,9 @@ impl Receiver {
         let app = Router::new()
             .fallback(record)
             .with_state(Arc::clone(&state));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
