@@ -13,6 +13,20 @@ use crate::workflow::yaml::{Node, NodeValue};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const ERROR_BODY_PREVIEW: usize = 300;
+/// The keys of an `http` step.
+pub const KEYS: &[&str] = &[
+    "method",
+    "url",
+    "headers",
+    "query",
+    "json",
+    "form",
+    "body",
+    "auth",
+    "timeout",
+    "expect",
+    "follow_redirects",
+];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 #[derive(Debug)]
@@ -116,24 +130,7 @@ impl RenderedHttp {
 
 impl HttpStep {
     pub fn compile(c: &mut Compiler, node: &Node) -> Option<Self> {
-        let fields = c.fields(
-            node,
-            "`http`",
-            &[
-                "method",
-                "url",
-                "headers",
-                "query",
-                "json",
-                "form",
-                "body",
-                "auth",
-                "timeout",
-                "expect",
-                "follow_redirects",
-            ],
-            &["url"],
-        )?;
+        let fields = c.fields(node, "`http`", KEYS, &["url"])?;
         let bodies: Vec<&str> = ["json", "form", "body"]
             .into_iter()
             .filter(|k| fields.has(k))

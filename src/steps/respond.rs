@@ -8,6 +8,9 @@ use crate::template::{Scope, ValueTemplate};
 use crate::workflow::compile::Compiler;
 use crate::workflow::yaml::Node;
 
+/// The keys of a `respond` step.
+pub const KEYS: &[&str] = &["status", "headers", "body"];
+
 #[derive(Debug)]
 pub struct RespondStep {
     status: Option<ValueTemplate>,
@@ -36,7 +39,7 @@ impl SyncResponse {
 
 impl RespondStep {
     pub fn compile(c: &mut Compiler, node: &Node) -> Option<Self> {
-        let fields = c.fields(node, "`respond`", &["status", "headers", "body"], &[])?;
+        let fields = c.fields(node, "`respond`", KEYS, &[])?;
         Some(Self {
             status: match fields.get("status") {
                 Some(n) => Some(c.value(n)?),

@@ -7,6 +7,9 @@ use crate::template::{Scope, ValueTemplate};
 use crate::workflow::compile::Compiler;
 use crate::workflow::yaml::{Node, NodeValue};
 
+/// The keys of a `template` step written as a mapping.
+pub const KEYS: &[&str] = &["text", "format"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Text,
@@ -28,7 +31,7 @@ impl TemplateStep {
                 format: Format::Text,
             });
         }
-        let fields = c.fields(node, "`template`", &["text", "format"], &["text"])?;
+        let fields = c.fields(node, "`template`", KEYS, &["text"])?;
         let format = match fields.get("format") {
             None => Format::Text,
             Some(f) => match c.string(f, "`format`")?.as_str() {

@@ -20,9 +20,9 @@ use routes::{RoutePattern, RouteTable};
 use yaml::Node;
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
-const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "on", "secrets", "vars", "steps"];
-const TRIGGER_KEYS: &[&str] = &["webhook"];
-const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "on", "secrets", "vars", "steps"];
+pub const TRIGGER_KEYS: &[&str] = &["webhook"];
+pub const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body"];
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// A workflow compiled from one file: templates and JSONPath parsed once, never changed after.

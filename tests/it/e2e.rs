@@ -120,7 +120,11 @@ steps:
     );
     let server = TestServer::start(&[("filter.yaml", &workflow)]).await;
     let runs = server
-        .accepted("/hooks/github", "application/json", fixture("github/push.tag-deleted.json"))
+        .accepted(
+            "/hooks/github",
+            "application/json",
+            fixture("github/push.tag-deleted.json"),
+        )
         .await;
     let run = server.finished_run(&runs[0]).await;
     assert_eq!(run["run"]["status"], "filtered", "{run}");
@@ -128,7 +132,11 @@ steps:
     assert_eq!(run["steps"].as_array().expect("steps").len(), 1);
     // A branch push passes the same rule tree.
     let runs = server
-        .accepted("/hooks/github", "application/json", fixture("github/push.json"))
+        .accepted(
+            "/hooks/github",
+            "application/json",
+            fixture("github/push.json"),
+        )
         .await;
     let run = server.finished_run(&runs[0]).await;
     assert_eq!(run["run"]["status"], "succeeded", "{run}");
@@ -171,7 +179,11 @@ steps:
     let invoice = fixture_json("stripe/invoice.paid.json");
     let object = &invoice["data"]["object"];
     let runs = server
-        .accepted("/hooks/stripe", "application/json", fixture("stripe/invoice.paid.json"))
+        .accepted(
+            "/hooks/stripe",
+            "application/json",
+            fixture("stripe/invoice.paid.json"),
+        )
         .await;
     let run = server.finished_run(&runs[0]).await;
     assert_eq!(run["run"]["status"], "succeeded", "{run}");
@@ -185,7 +197,10 @@ steps:
             object["customer"].as_str().expect("customer")
         )
     );
-    assert_eq!(request.header("authorization"), Some("Bearer crm-token-4242"));
+    assert_eq!(
+        request.header("authorization"),
+        Some("Bearer crm-token-4242")
+    );
     let amount = object["amount_paid"].as_i64().expect("amount");
     let line_amounts: Vec<Json> = object["lines"]["data"]
         .as_array()
@@ -260,7 +275,10 @@ steps:
         assert_eq!(run["run"]["status"], "succeeded", "{run}");
     }
     let got = receiver.wait_for(2).await;
-    let notify = got.iter().find(|r| r.uri == "/notify").expect("notify call");
+    let notify = got
+        .iter()
+        .find(|r| r.uri == "/notify")
+        .expect("notify call");
     let audit = got.iter().find(|r| r.uri == "/audit").expect("audit call");
     let text = notify.json()["text"].as_str().expect("text").to_owned();
     assert!(text.starts_with(&format!(
@@ -277,7 +295,10 @@ steps:
         assert!(text.contains(&line), "missing {line:?} in {text:?}");
     }
     assert_eq!(notify.json()["total"], order["total_price"]);
-    assert_eq!(audit.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        audit.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(
         String::from_utf8_lossy(&audit.body),
         order["id"].to_string(),
@@ -313,7 +334,11 @@ steps:
             .expect("field")
     };
     let runs = server
-        .accepted("/hooks/sms", "application/x-www-form-urlencoded", raw.clone())
+        .accepted(
+            "/hooks/sms",
+            "application/x-www-form-urlencoded",
+            raw.clone(),
+        )
         .await;
     let run = server.finished_run(&runs[0]).await;
     assert_eq!(run["run"]["status"], "succeeded", "{run}");
@@ -382,8 +407,18 @@ steps:
 #[tokio::test]
 async fn if_skips_continue_on_error_goes_on_and_a_failure_fails_the_run() {
     let receiver = Receiver::start().await;
-    receiver.reply("/broken", 503, "application/json", r#"{"message":"down for maintenance"}"#);
-    receiver.reply("/rejects", 422, "application/json", r#"{"message":"Validation Failed"}"#);
+    receiver.reply(
+        "/broken",
+        503,
+        "application/json",
+        r#"{"message":"down for maintenance"}"#,
+    );
+    receiver.reply(
+        "/rejects",
+        422,
+        "application/json",
+        r#"{"message":"Validation Failed"}"#,
+    );
     let workflow = format!(
         r#"
 on: {{ webhook: {{ path: /hooks/flow }} }}
@@ -410,19 +445,30 @@ steps:
     );
     let server = TestServer::start(&[("flow.yaml", &workflow)]).await;
     let runs = server
-        .accepted("/hooks/flow", "application/json", br#"{"flag": "x"}"#.to_vec())
+        .accepted(
+            "/hooks/flow",
+            "application/json",
+            br#"{"flag": "x"}"#.to_vec(),
+        )
         .await;
     let run = server.finished_run(&runs[0]).await;
     assert_eq!(run["run"]["status"], "failed", "{run}");
     let error = run["run"]["error"].as_str().expect("error");
     assert!(error.starts_with("step 'strict' failed:"), "{error}");
-    assert!(error.contains("422") && error.contains("Validation Failed"), "{error}");
+    assert!(
+        error.contains("422") && error.contains("Validation Failed"),
+        "{error}"
+    );
     assert_eq!(step(&run, "never")["status"], "skipped");
     assert_eq!(step(&run, "flaky")["status"], "failed");
     assert_eq!(step(&run, "report")["status"], "succeeded");
     assert_eq!(step(&run, "strict")["output"]["status"], 422);
     assert!(
-        run["steps"].as_array().expect("steps").iter().all(|s| s["name"] != "after"),
+        run["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .all(|s| s["name"] != "after"),
         "nothing runs after a failure"
     );
     let got = receiver.wait_for(3).await;
@@ -472,7 +518,10 @@ steps:
         .await;
     assert_eq!(response.status(), 201);
     assert_eq!(
-        response.headers().get("x-handled-by").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("x-handled-by")
+            .and_then(|v| v.to_str().ok()),
         Some("hookflow")
     );
     assert_eq!(
@@ -487,7 +536,10 @@ steps:
         .expect("request");
     assert_eq!(response.status(), 200);
     assert_eq!(
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("text/plain; charset=utf-8")
     );
     assert_eq!(response.text().await.expect("text"), "plain yes");
@@ -495,7 +547,9 @@ steps:
     assert_eq!(response.status(), 500);
     let answer: Json = response.json().await.expect("json");
     assert_eq!(answer["status"], "failed");
-    let run = server.finished_run(answer["run_id"].as_str().expect("id")).await;
+    let run = server
+        .finished_run(answer["run_id"].as_str().expect("id"))
+        .await;
     let error = run["run"]["error"].as_str().expect("error");
     assert!(error.contains("undefined"), "{error}");
     server.stop().await;
@@ -517,7 +571,13 @@ steps:
 
     let response = server.post_json("/hooks/unknown", &json!({})).await;
     assert_eq!(response.status(), 404);
-    assert!(response.text().await.expect("text").contains("/hooks/unknown"));
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("/hooks/unknown")
+    );
 
     let response = server
         .client
@@ -527,7 +587,10 @@ steps:
         .expect("request");
     assert_eq!(response.status(), 405);
     assert_eq!(
-        response.headers().get("allow").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
         Some("POST, PUT")
     );
 
@@ -537,7 +600,10 @@ steps:
     assert_eq!(response.status(), 400);
     let reason: Json = response.json().await.expect("json");
     assert!(
-        reason["error"].as_str().expect("error").contains("invalid JSON at line 1"),
+        reason["error"]
+            .as_str()
+            .expect("error")
+            .contains("invalid JSON at line 1"),
         "{reason}"
     );
 
@@ -559,7 +625,9 @@ steps:
     // None of the refused requests left a run behind; an accepted one does.
     let runs = list_runs(&server).await;
     assert!(runs.is_empty(), "{runs:?}");
-    let ok = server.post("/hooks/small", "text/plain", vec![b'x'; 64]).await;
+    let ok = server
+        .post("/hooks/small", "text/plain", vec![b'x'; 64])
+        .await;
     assert_eq!(ok.status(), 202);
     assert_eq!(list_runs(&server).await.len(), 1);
     server.stop().await;
@@ -625,7 +693,10 @@ steps:
         .await;
     // Readable from the store the moment the 202 arrived.
     let listed = list_runs(&server).await;
-    assert!(listed.iter().any(|r| r["id"] == runs[0].as_str()), "{listed:?}");
+    assert!(
+        listed.iter().any(|r| r["id"] == runs[0].as_str()),
+        "{listed:?}"
+    );
     let run = server.finished_run(&runs[0]).await;
     assert_eq!(run["run"]["status"], "succeeded", "{run}");
     let got = receiver.wait_for(2).await;
@@ -651,7 +722,9 @@ steps:
 "#;
     // Port 9 (discard) is closed on loopback: the connection is refused at once, so use a
     // listener that accepts and never answers instead.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = silent.local_addr().expect("addr");
     tokio::spawn(async move {
         let mut held = Vec::new();
