@@ -50,13 +50,26 @@ impl JsonPath {
         }
     }
 
-    /// The selection as one value: nothing -> null, one node -> that node, several -> a list.
+    /// Whether the query can select at most one node (RFC 9535 §2.3.5.1: only name and index
+    /// selectors, no wildcards, slices, filters or descendants).
+    pub fn is_singular(&self) -> bool {
+        use jsonpath_rust::parser::model::{Segment, Selector};
+        let single = |s: &Selector| matches!(s, Selector::Name(_) | Selector::Index(_));
+        self.query.segments.iter().all(|segment| match segment {
+            Segment::Selector(s) => single(s),
+            Segment::Selectors(list) => list.len() == 1 && list.iter().all(single),
+            Segment::Descendant(_) => false,
+        })
+    }
+
+    /// The selection as one value. A singular query gives its node or null; any other query
+    /// gives a list, even of one or no node, so the shape of the result never depends on the data.
     pub fn select(&self, value: &Value) -> Value {
-        let mut found = self.select_all(value);
-        match found.len() {
-            0 => Value::Null,
-            1 => found.pop().cloned().unwrap_or(Value::Null),
-            _ => Value::Array(found.into_iter().cloned().collect()),
+        let found = self.select_all(value);
+        if self.is_singular() {
+            found.first().map(|v| (*v).clone()).unwrap_or(Value::Null)
+        } else {
+            Value::Array(found.into_iter().cloned().collect())
         }
     }
 }
@@ -100,17 +113,18 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn one_match_is_the_value_and_several_are_a_list() {
-        let doc = json!({"a": [{"b": 1}, {"b": 2}], "c": "x"});
-        assert_eq!(JsonPath::compile("$.c").unwrap().select(&doc), json!("x"));
-        assert_eq!(
-            JsonPath::compile("$.a[*].b").unwrap().select(&doc),
-            json!([1, 2])
-        );
-        assert_eq!(
-            JsonPath::compile("$.missing").unwrap().select(&doc),
-            Value::Null
-        );
+    fn singular_queries_give_a_value_and_others_always_a_list() {
+        let doc = json!({"a": [{"b": 1}, {"b": 2}], "c": "x", "d": [{"b": 3}]});
+        let select = |q: &str| JsonPath::compile(q).unwrap().select(&doc);
+        assert_eq!(select("$.c"), json!("x"));
+        assert_eq!(select("$.a[1].b"), json!(2));
+        assert_eq!(select("$['c']"), json!("x"));
+        assert_eq!(select("$.missing"), Value::Null);
+        assert_eq!(select("$.a[*].b"), json!([1, 2]));
+        assert_eq!(select("$.d[*].b"), json!([3]));
+        assert_eq!(select("$.d[?@.b > 5]"), json!([]));
+        assert_eq!(select("$..c"), json!(["x"]));
+        assert_eq!(select("$.a[0:1].b"), json!([1]));
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub fn report(paths: &[PathBuf]) -> anyhow::Result<(String, bool)> {
         out.push_str(&d.render());
         out.push('\n');
     }
+    // Notes depend on this shell's environment, so they go to stderr and not into the report.
     for note in &missing {
-        out.push_str(&format!("note: {note}\n"));
+        eprintln!("note: {note}");
     }
     let files = loaded.files;
     if errors == 0 {

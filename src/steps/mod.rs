@@ -215,6 +215,8 @@ impl Rendered {
             }
             Rendered::Http(request) => http::execute(request, effects).await.map(Outcome::Continue),
             Rendered::Log(message) => {
+                // Inside the run's span, so the server log line carries the run id.
+                tracing::info!(target: "hookflow::log", "{message}");
                 Ok(Outcome::Continue(serde_json::json!({ "message": message })))
             }
             Rendered::Respond(response) => {

@@ -47,6 +47,7 @@ static JSONPATH_CACHE: LazyLock<PathCache> =
 /// Adds this project's filters and functions to `env`.
 pub fn register(env: &mut Environment<'static>) {
     env.add_filter("json", json);
+    env.add_filter("fromjson", fromjson);
     env.add_filter("yaml", yaml);
     env.add_filter("b64encode", b64encode);
     env.add_filter("b64decode", b64decode);
@@ -60,6 +61,20 @@ pub fn register(env: &mut Environment<'static>) {
 
 fn invalid(detail: impl Into<Cow<'static, str>>) -> Error {
     Error::new(ErrorKind::InvalidOperation, detail)
+}
+
+/// `fromjson(text)`: parse JSON text into a value (GitHub's form-encoded `payload=` field,
+/// JSON carried inside a string field).
+fn fromjson(value: &Value) -> Result<Value, Error> {
+    let Some(text) = value.as_str() else {
+        return Err(invalid(format!(
+            "fromjson: expected a string, got {}",
+            value.kind()
+        )));
+    };
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|parsed| Value::from(Serde(parsed)))
+        .map_err(|e| invalid(format!("fromjson: invalid JSON: {e}")))
 }
 
 /// `json(value, indent=none)`: compact JSON, or pretty-printed with `indent` spaces.
@@ -673,6 +688,27 @@ mod tests {
             ),
             "c1,c2"
         );
+    }
+
+    #[test]
+    fn jsonpath_wildcards_give_a_list_even_for_one_match() {
+        let one = context! { d => Value::from(Serde(json!({"items": [{"id": 1}]}))) };
+        assert_eq!(
+            eval("d | jsonpath('$.items[*].id')", one),
+            Value::from(vec![1])
+        );
+    }
+
+    #[test]
+    fn fromjson_parses_text_and_refuses_garbage() {
+        let ctx = context! { p => r#"{"ref": "refs/heads/main", "n": [1, 2]}"# };
+        assert_eq!(
+            render("{{ (p | fromjson).ref }}", ctx.clone()),
+            "refs/heads/main"
+        );
+        assert_eq!(eval("(p | fromjson).n", ctx), Value::from(vec![1, 2]));
+        let err = render_err("{{ '{nope' | fromjson }}", context! {});
+        assert!(err.contains("fromjson: invalid JSON"), "{err}");
     }
 
     #[test]
