@@ -1,0 +1,195 @@
+//! Ingest benchmark: the release binary serves a filter + template + http workflow whose http
+//! step calls a receiver on loopback; `wrk` drives webhooks at it. Prints accepted requests/s and
+//! latency from wrk, then how long the worker took to finish every accepted run.
+//!
+//! Run with `cargo bench --bench ingest` (needs `wrk`: `apt-get install wrk`). Settings via env:
+//! BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_THREADS (default 2).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const WORKFLOW: &str = r#"
+name: bench
+on: { webhook: { path: /hooks/bench } }
+vars:
+  branch: "{{ event.body.ref | replace('refs/heads/', '') }}"
+steps:
+  - name: main-only
+    filter: vars.branch == event.body.repository.default_branch
+  - name: summary
+    template: "{{ event.body.pusher.name }} pushed {{ event.body.commits | length }} commit(s) to {{ vars.branch }}"
+  - name: notify
+    http:
+      url: "RECEIVER/notify"
+      json: { text: "{{ steps.summary.output }}", sha: "{{ event.body.after }}" }
+"#;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let binary = root.join("target/release/hookflow");
+    if !binary.exists() {
+        eprintln!("build the release binary first: cargo build --release");
+        std::process::exit(2);
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is not installed (apt-get install wrk)");
+        std::process::exit(2);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let received = Arc::new(AtomicU64::new(0));
+    let receiver_addr = runtime.block_on(start_receiver(Arc::clone(&received)));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("bench.yaml"),
+        WORKFLOW.replace("RECEIVER", &format!("http://{receiver_addr}")),
+    )
+    .expect("write workflow");
+    let payload = root.join("tests/fixtures/github/push.json");
+    let (mut server, webhook, admin) = start_server(&binary, dir.path());
+
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let connections = env_or("BENCH_CONNECTIONS", 32);
+    let threads = env_or("BENCH_THREADS", 2);
+    let script = dir.path().join("post.lua");
+    let body = std::fs::read_to_string(&payload).expect("payload");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
+            lua_string(&body)
+        ),
+    )
+    .expect("write script");
+    println!(
+        "hookflow ingest benchmark: filter + template + http workflow, {} byte GitHub push payload",
+        body.len()
+    );
+    println!("wrk -t{threads} -c{connections} -d{seconds}s against {webhook}/hooks/bench\n");
+    let started = Instant::now();
+    let output = Command::new("wrk")
+        .args([
+            format!("-t{threads}"),
+            format!("-c{connections}"),
+            format!("-d{seconds}s"),
+            "--latency".into(),
+            "-s".into(),
+            script.display().to_string(),
+            format!("{webhook}/hooks/bench"),
+        ])
+        .output()
+        .expect("run wrk");
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}");
+    let sent = report
+        .lines()
+        .find_map(|l| l.trim().split(" requests in ").next().filter(|_| l.contains(" requests in ")))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let non_2xx = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let accepted = sent.saturating_sub(non_2xx);
+
+    // Every accepted run calls the receiver once; wait for the worker to catch up.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while received.load(Ordering::Relaxed) < accepted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let drained = started.elapsed();
+    let done = received.load(Ordering::Relaxed);
+    println!("accepted (2xx): {accepted}, refused: {non_2xx}");
+    println!(
+        "runs completed: {done} in {:.1}s from the start of the load ({:.0} runs/s end to end)",
+        drained.as_secs_f64(),
+        done as f64 / drained.as_secs_f64()
+    );
+    let health = Command::new("curl")
+        .args(["-s", &format!("{admin}/api/runs?status=failed&limit=1")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    println!("failed runs (first): {health}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    assert!(done >= accepted, "lost runs: {accepted} accepted, {done} completed");
+}
+
+/// A Lua long string holding the body exactly.
+fn lua_string(text: &str) -> String {
+    let mut level = String::new();
+    while text.contains(&format!("]{level}]")) {
+        level.push('=');
+    }
+    format!("[{level}[{text}]{level}]")
+}
+
+fn start_server(binary: &Path, dir: &Path) -> (std::process::Child, String, String) {
+    let mut child = Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("RUST_LOG", "warn,hookflow::server=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn hookflow");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("hookflow exited before serving")
+            .expect("read log");
+        if line.contains("hookflow is serving") {
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .map(|a| format!("http://{a}"))
+                    .expect("address in log line")
+            };
+            let addresses = (field("webhook_addr="), field("admin_addr="));
+            // Keep draining the log so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, addresses.0, addresses.1);
+        }
+    }
+}
+
+async fn start_receiver(count: Arc<AtomicU64>) -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(move || {
+        let count = Arc::clone(&count);
+        async move {
+            count.fetch_add(1, Ordering::Relaxed);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
