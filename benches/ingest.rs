@@ -100,7 +100,12 @@ fn main() {
     println!("{report}");
     let sent = report
         .lines()
-        .find_map(|l| l.trim().split(" requests in ").next().filter(|_| l.contains(" requests in ")))
+        .find_map(|l| {
+            l.trim()
+                .split(" requests in ")
+                .next()
+                .filter(|_| l.contains(" requests in "))
+        })
         .and_then(|n| n.trim().parse::<u64>().ok())
         .unwrap_or(0);
     let non_2xx = report
@@ -133,7 +138,10 @@ fn main() {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
-    assert!(done >= accepted, "lost runs: {accepted} accepted, {done} completed");
+    assert!(
+        done >= accepted,
+        "lost runs: {accepted} accepted, {done} completed"
+    );
 }
 
 /// A Lua long string holding the body exactly.
@@ -147,7 +155,13 @@ fn lua_string(text: &str) -> String {
 
 fn start_server(binary: &Path, dir: &Path) -> (std::process::Child, String, String) {
     let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .current_dir(dir)
         .env("RUST_LOG", "warn,hookflow::server=info")
         .stderr(Stdio::piped())

@@ -145,11 +145,15 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return (response, Vec::new());
     }
-    for id in &run_ids {
-        state.worker.enqueue(id.clone());
+    let event_id = event.id.clone();
+    let event = std::sync::Arc::new(event);
+    for run in &runs {
+        state
+            .worker
+            .enqueue_fresh(run, std::sync::Arc::clone(&event));
     }
     let accepted = || {
-        let body = serde_json::json!({ "event_id": event.id, "run_ids": run_ids });
+        let body = serde_json::json!({ "event_id": event_id, "run_ids": run_ids });
         (StatusCode::ACCEPTED, axum::Json(body)).into_response()
     };
     let response = match waiter {

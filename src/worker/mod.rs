@@ -13,10 +13,10 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::diag::SourceFile;
 use crate::effects::{BoxFuture, Effects};
 use crate::engine::{
-    self, ExecOptions, Journal, JournalError, RunInfo, RunRequest, RunStatus, StepRecord,
+    self, Event, ExecOptions, Journal, JournalError, RunInfo, RunRequest, RunStatus, StepRecord,
 };
 use crate::steps::respond::SyncResponse;
-use crate::store::{Store, StoreError};
+use crate::store::{NewRun, Store, StoreError};
 use crate::workflow::{self, Registry, Workflow};
 
 /// The registry in use; a reload swaps the whole of it.
@@ -38,8 +38,30 @@ struct Inner {
     store: Store,
     registry: SharedRegistry,
     effects: Effects,
-    queue: mpsc::UnboundedSender<String>,
+    queue: mpsc::UnboundedSender<Job>,
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncAnswer>>>,
+}
+
+/// One run to execute.
+pub struct Job {
+    run_id: String,
+    fresh: Option<FreshRun>,
+}
+
+/// A run accepted moments ago: nothing recorded yet, the event at hand.
+struct FreshRun {
+    event: Arc<Event>,
+    workflow: String,
+    version: String,
+}
+
+/// What a run needs from the store (or from the ingress, for a fresh run).
+struct Loaded {
+    event: Arc<Event>,
+    workflow: String,
+    version: String,
+    attempt: u32,
+    finished: Vec<StepRecord>,
 }
 
 pub struct WorkerSettings {
@@ -72,10 +94,31 @@ impl Worker {
         (worker, handle)
     }
 
+    /// Queue a run the store holds; it is loaded from the store when its turn comes.
     pub fn enqueue(&self, run_id: String) {
+        self.send(Job {
+            run_id,
+            fresh: None,
+        });
+    }
+
+    /// Queue a run that was just committed, handing over what the ingress already has in memory
+    /// so the worker does not read it back.
+    pub fn enqueue_fresh(&self, run: &NewRun, event: Arc<Event>) {
+        self.send(Job {
+            run_id: run.id.clone(),
+            fresh: Some(FreshRun {
+                event,
+                workflow: run.workflow.clone(),
+                version: run.version.clone(),
+            }),
+        });
+    }
+
+    fn send(&self, job: Job) {
         // The receiver lives as long as the dispatcher; after shutdown the run stays queued in the
         // store and is picked up at the next start.
-        let _ = self.inner.queue.send(run_id);
+        let _ = self.inner.queue.send(job);
     }
 
     /// Queue every run the store holds as unfinished.
@@ -118,7 +161,7 @@ impl Worker {
 
 async fn dispatch(
     worker: Worker,
-    mut receiver: mpsc::UnboundedReceiver<String>,
+    mut receiver: mpsc::UnboundedReceiver<Job>,
     settings: WorkerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -126,11 +169,11 @@ async fn dispatch(
     let mut running = JoinSet::new();
     loop {
         while running.try_join_next().is_some() {}
-        let run_id = tokio::select! {
+        let job = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
             next = receiver.recv() => match next {
-                Some(id) => id,
+                Some(job) => job,
                 None => break,
             },
         };
@@ -144,7 +187,7 @@ async fn dispatch(
         };
         let worker = worker.clone();
         running.spawn(async move {
-            execute_run(&worker, &run_id).await;
+            execute_run(&worker, job).await;
             drop(permit);
         });
     }
@@ -165,25 +208,47 @@ async fn dispatch(
     }
 }
 
-async fn execute_run(worker: &Worker, run_id: &str) {
-    let store = &worker.inner.store;
-    let detail = match store.run(run_id).await {
-        Ok(Some(detail)) => detail,
+async fn load(store: &Store, job: Job) -> Option<Loaded> {
+    if let Some(fresh) = job.fresh {
+        return Some(Loaded {
+            event: fresh.event,
+            workflow: fresh.workflow,
+            version: fresh.version,
+            attempt: 1,
+            finished: Vec::new(),
+        });
+    }
+    let run_id = job.run_id.as_str();
+    match store.run(run_id).await {
+        Ok(Some(detail)) if detail.run.status.is_final() => None,
+        Ok(Some(detail)) => Some(Loaded {
+            event: Arc::new(detail.event),
+            workflow: detail.run.workflow,
+            version: detail.run.version,
+            attempt: detail.run.attempt,
+            finished: detail.steps,
+        }),
         Ok(None) => {
             error!(run_id, "queued run not found in the store");
-            return;
+            None
         }
         Err(err) => {
             error!(run_id, error = %err, "cannot load run; it stays queued");
-            return;
+            None
         }
-    };
-    if detail.run.status.is_final() {
-        return;
     }
-    let span = info_span!("run", run_id = %run_id, workflow = %detail.run.workflow);
+}
+
+async fn execute_run(worker: &Worker, job: Job) {
+    let store = &worker.inner.store;
+    let run_id = job.run_id.clone();
+    let run_id = run_id.as_str();
+    let Some(detail) = load(store, job).await else {
+        return;
+    };
+    let span = info_span!("run", run_id = %run_id, workflow = %detail.workflow);
     async {
-        let workflow = match workflow_for(worker, &detail.run.workflow, &detail.run.version).await {
+        let workflow = match workflow_for(worker, &detail.workflow, &detail.version).await {
             Ok(w) => w,
             Err(message) => {
                 finish(worker, run_id, RunStatus::Failed, Some(message), None).await;
@@ -197,9 +262,9 @@ async fn execute_run(worker: &Worker, run_id: &str) {
         let started = Instant::now();
         let secrets = workflow::secrets_from_env(&workflow);
         let info = RunInfo {
-            id: detail.run.id.clone(),
+            id: run_id.to_owned(),
             workflow: workflow.name.clone(),
-            attempt: detail.run.attempt,
+            attempt: detail.attempt,
         };
         let journal = StoreJournal { worker, run_id };
         let options = ExecOptions::default();
@@ -208,7 +273,7 @@ async fn execute_run(worker: &Worker, run_id: &str) {
             event: &detail.event,
             run: &info,
             secrets: &secrets,
-            finished: &detail.steps,
+            finished: &detail.finished,
             effects: &worker.inner.effects,
             options: &options,
         };

@@ -2,6 +2,7 @@
 //! and checks what a real HTTP receiver got; plus CLI, golden and compliance tests.
 
 mod cli;
+mod docs;
 mod e2e;
 mod examples;
 mod golden;
