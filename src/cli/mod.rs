@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// Where to look up a workflow given by name
     #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "./workflows")]
     pub workflows: PathBuf,
+    /// The request path, e.g. /hooks/acme/orders, to fill `event.path` and the path parameters
+    /// [default: the webhook's path pattern]
+    #[arg(long)]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

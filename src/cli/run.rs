@@ -34,10 +34,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let Some((name, value)) = header.split_once(':') else {
             bail!("--header '{header}' is not 'Name: value'");
         };
-        headers.insert(
-            name.trim().to_ascii_lowercase(),
-            Json::String(value.trim().to_owned()),
-        );
+        // Repeated headers are joined the way the server joins them.
+        let name = name.trim().to_ascii_lowercase();
+        let value = value.trim();
+        match headers.get_mut(&name) {
+            Some(Json::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(value);
+            }
+            _ => {
+                headers.insert(name, Json::String(value.to_owned()));
+            }
+        }
     }
     if !headers.contains_key("content-type")
         && let Some(guess) = args.payload.as_deref().and_then(content_type_for)
@@ -48,15 +56,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let body = parse_body(content_type, &raw, &BodyLimits::default())
         .map_err(|e| anyhow::anyhow!("the payload cannot be parsed: {e}"))?;
     let trigger = workflow.webhook.as_ref();
+    let (path, params) = match (&args.path, trigger) {
+        (Some(path), Some(t)) => match t.path.matches(path) {
+            Some(params) => (path.clone(), params),
+            None => bail!(
+                "--path {path} does not match the workflow's path {}",
+                t.path.as_str()
+            ),
+        },
+        (Some(path), None) => (path.clone(), BTreeMap::new()),
+        (None, Some(t)) => (t.path.as_str().to_owned(), BTreeMap::new()),
+        (None, None) => ("/".to_owned(), BTreeMap::new()),
+    };
     let event = Event {
         id: uuid::Uuid::now_v7().to_string(),
         method: trigger
             .and_then(|t| t.methods.first().cloned())
             .unwrap_or_else(|| "POST".to_owned()),
-        path: trigger
-            .map(|t| t.path.as_str().to_owned())
-            .unwrap_or_else(|| "/".to_owned()),
-        params: BTreeMap::new(),
+        path,
+        params,
         query: Map::new(),
         headers,
         body,

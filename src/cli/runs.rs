@@ -9,13 +9,11 @@ use crate::engine::{RunStatus, StepStatus};
 use crate::store::{RunFilter, Store};
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
-    if !std::path::Path::new(&args.store).exists() {
-        bail!(
-            "no store at {} (start `hookflow serve` first, or pass --store)",
-            args.store
-        );
+    let path = args.store.strip_prefix("sqlite://").unwrap_or(&args.store);
+    if !std::path::Path::new(path).exists() {
+        bail!("no store at {path} (start `hookflow serve` first, or pass --store)");
     }
-    let store = Store::open(&args.store).await?;
+    let store = Store::open(path).await?;
     match args.command {
         RunsCommand::List {
             workflow,
@@ -62,7 +60,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
         }
         RunsCommand::Show { id, json } => {
             let Some(detail) = store.run(&id).await? else {
-                bail!("no run with id {id}");
+                bail!("no run with id {id} (or the prefix matches several runs)");
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);

@@ -253,6 +253,7 @@ pub async fn execute(
             }
             Err(err) => {
                 return Ok(state.finish(
+                    &redactor,
                     RunStatus::Failed,
                     Some(redactor.redact_str(&format!("vars.{name}: {err}"))),
                 ));
@@ -262,18 +263,19 @@ pub async fn execute(
     journal.vars_evaluated(&redactor.redact_json(&Json::Object(state.vars.clone())));
 
     for (index, step) in workflow.steps.iter().enumerate() {
+        // A step that acted on the world before an interruption is not done again: its record
+        // is restored. Steps without effects are simply evaluated again, which also gives them
+        // back the secret values their record had masked.
         if let Some(record) = finished
             .iter()
             .find(|r| r.index == index && r.name == step.name)
+            .filter(|_| step.kind.has_effects())
         {
-            // Finished before an interruption: restore its effect on the context, do not redo it.
             state.apply(step, record);
-            if record.filtered {
-                return Ok(state.finish(RunStatus::Filtered, None));
-            }
             if record.status == StepStatus::Failed && !step.continue_on_error {
                 let error = record.error.clone().unwrap_or_default();
                 return Ok(state.finish(
+                    &redactor,
                     RunStatus::Failed,
                     Some(format!("step '{}' failed: {error}", step.name)),
                 ));
@@ -310,6 +312,13 @@ pub async fn execute(
         let mut response = None;
         match result {
             StepResult::Skipped => record.status = StepStatus::Skipped,
+            StepResult::Done(Outcome::Respond(_, _)) if state.response.is_some() => {
+                record.status = StepStatus::Failed;
+                record.error = Some(
+                    "the caller was already answered by an earlier `respond` step; a run answers once"
+                        .to_owned(),
+                );
+            }
             StepResult::Done(outcome) => {
                 record.output = outcome.output().clone();
                 match outcome {
@@ -324,25 +333,28 @@ pub async fn execute(
                 record.output = err.output.unwrap_or(Json::Null);
             }
         }
-        let record = redactor.redact_record(record);
-        journal.step_finished(&record).await?;
+        // The record is masked; the run itself goes on with the real values.
+        journal
+            .step_finished(&redactor.redact_record(record.clone()))
+            .await?;
         state.apply(step, &record);
         if let Some(response) = response {
             journal.responded(&response);
             state.response = Some(response);
         }
         if record.filtered {
-            return Ok(state.finish(RunStatus::Filtered, None));
+            return Ok(state.finish(&redactor, RunStatus::Filtered, None));
         }
         if record.status == StepStatus::Failed && !step.continue_on_error {
             let error = record.error.clone().unwrap_or_default();
             return Ok(state.finish(
+                &redactor,
                 RunStatus::Failed,
                 Some(format!("step '{}' failed: {error}", step.name)),
             ));
         }
     }
-    Ok(state.finish(RunStatus::Succeeded, None))
+    Ok(state.finish(&redactor, RunStatus::Succeeded, None))
 }
 
 enum StepResult {
@@ -453,12 +465,21 @@ impl RunState {
         }
     }
 
-    fn finish(self, status: RunStatus, error: Option<String>) -> RunOutcome {
+    /// The outcome is kept and shown, so it is masked like every record.
+    fn finish(self, redactor: &Redactor, status: RunStatus, error: Option<String>) -> RunOutcome {
         RunOutcome {
             status,
-            error,
-            response: self.response,
-            vars: Json::Object(self.vars),
+            error: error.map(|e| redactor.redact_str(&e)),
+            response: self.response.map(|mut r| {
+                r.body = redactor.redact_json(&r.body);
+                r.headers = r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k, redactor.redact_str(&v)))
+                    .collect();
+                r
+            }),
+            vars: redactor.redact_json(&Json::Object(self.vars)),
         }
     }
 }

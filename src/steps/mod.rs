@@ -257,6 +257,8 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
     };
     let kinds = KindName::names();
     let mut kind_entries = Vec::new();
+    // Keys already reported as unknown kinds are not reported again as unknown keys.
+    let mut reported: Vec<&str> = Vec::new();
     for (key, value) in entries {
         if COMMON_KEYS.contains(&key.name.as_str()) {
             continue;
@@ -278,6 +280,7 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
                     d = d.with_hint(format!("did you mean '{near}'?"));
                 }
                 c.push(d);
+                reported.push(key.name.as_str());
             }
         }
     }
@@ -307,7 +310,9 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
             return None;
         }
     };
-    let common = c.fields(node, "a step", &all_step_keys(), &[])?;
+    let mut allowed = all_step_keys();
+    allowed.extend(reported);
+    let common = c.fields(node, "a step", &allowed, &[])?;
     let condition = common.get("if").and_then(|n| c.condition(n, "`if`"));
     let timeout = common
         .get("timeout")

@@ -319,7 +319,7 @@ impl Compiler {
         match ValueTemplate::compile_str(&mut self.templates, source) {
             Ok(template) => {
                 let variables = template.variables(&self.templates);
-                self.check_references(node, source, &variables);
+                self.check_references(node, source, &variables, false);
                 Some(template)
             }
             Err(err) => {
@@ -362,7 +362,7 @@ impl Compiler {
         match Condition::compile(&source) {
             Ok(condition) => {
                 let variables = condition.variables();
-                self.check_references(node, &source, &variables);
+                self.check_references(node, &source, &variables, true);
                 Some(condition)
             }
             Err(err) => {
@@ -391,11 +391,37 @@ impl Compiler {
     }
 
     /// Every variable a template reads must exist at that point of the workflow.
-    fn check_references(&mut self, node: &Node, source: &str, variables: &BTreeSet<String>) {
+    fn check_references(
+        &mut self,
+        node: &Node,
+        source: &str,
+        variables: &BTreeSet<String>,
+        whole_is_expression: bool,
+    ) {
+        let mut references: Vec<(String, Option<String>, String)> = Vec::new();
         for path in variables {
             let mut parts = path.split('.');
             let Some(root) = parts.next() else { continue };
-            let field = parts.next();
+            let field = parts.next().map(str::to_owned);
+            let needle = match &field {
+                Some(f) => format!("{root}.{f}"),
+                None => root.to_owned(),
+            };
+            references.push((root.to_owned(), field, needle));
+        }
+        // minijinja reports `steps['a-b'].ok` and `vars.x[:7]` only by their root; read those
+        // references from the expression text so they are checked too.
+        for (root, field, needle) in scan_references(source, whole_is_expression) {
+            if !references
+                .iter()
+                .any(|(r, f, _)| *r == root && f.as_deref() == Some(field.as_str()))
+            {
+                references.push((root, Some(field), needle));
+            }
+        }
+        for (root, field, needle) in &references {
+            let root = root.as_str();
+            let field = field.as_deref();
             if self.scope.locals.contains(root) || TEMPLATE_GLOBALS.contains(&root) {
                 continue;
             }
@@ -453,12 +479,73 @@ impl Compiler {
                 }
                 _ => None,
             };
-            if let Some((message, hint, needle)) = problem {
-                let span = locate_in_scalar(node, source, &needle);
+            if let Some((message, hint, _)) = problem {
+                let span = locate_in_scalar(node, source, needle);
                 self.push(Diagnostic::error(span, message).with_hint(hint));
             }
         }
     }
+}
+
+/// References written `root.name` or `root['name']` inside the expression parts of a template
+/// (or anywhere in an expression): (root, name, the text as written).
+fn scan_references(source: &str, whole_is_expression: bool) -> Vec<(String, String, String)> {
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?:^|[^A-Za-z0-9_.\]'"])((steps|vars|secrets|event|run)(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(?:'([^']*)'|"([^"]*)")\s*\]))"#,
+        )
+        .ok()
+    });
+    let Some(pattern) = PATTERN.as_ref() else {
+        return Vec::new();
+    };
+    let regions: Vec<&str> = if whole_is_expression {
+        vec![source]
+    } else {
+        expression_regions(source)
+    };
+    let mut found = Vec::new();
+    for region in regions {
+        for caps in pattern.captures_iter(region) {
+            let (Some(text), Some(root)) = (caps.get(1), caps.get(2)) else {
+                continue;
+            };
+            let Some(field) = caps.get(3).or(caps.get(4)).or(caps.get(5)) else {
+                continue;
+            };
+            found.push((
+                root.as_str().to_owned(),
+                field.as_str().to_owned(),
+                text.as_str().to_owned(),
+            ));
+        }
+    }
+    found
+}
+
+/// The text inside `{{ }}` and `{% %}` of a template.
+fn expression_regions(source: &str) -> Vec<&str> {
+    let mut regions = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find(['{']) {
+        let after = &rest[start..];
+        let close = if after.starts_with("{{") {
+            "}}"
+        } else if after.starts_with("{%") {
+            "%}"
+        } else {
+            rest = &rest[start + 1..];
+            continue;
+        };
+        match after[2..].find(close) {
+            Some(end) => {
+                regions.push(&after[2..2 + end]);
+                rest = &after[2 + end + 2..];
+            }
+            None => break,
+        }
+    }
+    regions
 }
 
 fn hint_for(word: &str, candidates: &[&str], what: &str) -> String {

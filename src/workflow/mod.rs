@@ -8,7 +8,6 @@ pub mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -90,13 +89,24 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         Some(n) => c.string(n, "`name`"),
         None => Some(file_stem(&c.file.path)),
     };
-    if let (Some(name), Some(n)) = (&name, fields.get("name"))
+    if let Some(name) = &name
         && !valid_name(name)
     {
-        c.error(
-            n.span.clone(),
-            format!("workflow name '{name}' may only use letters, digits, '-', '_' and '.'"),
-        );
+        match fields.get("name") {
+            Some(n) => c.error(
+                n.span.clone(),
+                format!("workflow name '{name}' may only use letters, digits, '-', '_' and '.'"),
+            ),
+            None => c.push(
+                Diagnostic::error(
+                    Span::file_start(&c.file),
+                    format!(
+                        "the file name gives the workflow name '{name}', which may only use letters, digits, '-', '_' and '.'"
+                    ),
+                )
+                .with_hint("rename the file, or set `name:`"),
+            ),
+        }
     }
     let description = fields
         .get("description")
@@ -109,7 +119,7 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
             if !valid_secret_name(&secret) {
                 c.error(
                     span,
-                    format!("secret name '{secret}' must look like an environment variable (A-Z, 0-9, _)"),
+                    format!("secret name '{secret}' must be an environment variable name: letters, digits and '_', not starting with a digit"),
                 );
             } else if secrets.contains(&secret) {
                 c.error(span, format!("secret '{secret}' is declared twice"));
@@ -194,6 +204,20 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         }
     }
 
+    let answers_synchronously = webhook
+        .as_ref()
+        .is_some_and(|w| w.respond == RespondMode::Sync);
+    for step in &compiled_steps {
+        if matches!(step.kind, steps::StepKind::Respond(_)) && !answers_synchronously {
+            c.push(
+                Diagnostic::warning(
+                    step.span.clone(),
+                    "this `respond` step answers nobody: the webhook is answered 202 before the run starts",
+                )
+                .with_hint("set `respond: sync` under `on.webhook` to answer with it"),
+            );
+        }
+    }
     let name_span = fields
         .get("name")
         .map(|n| n.span.clone())
@@ -227,6 +251,7 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
                 None
             }
         });
+    let errors_before = c.diagnostics.error_count();
     let methods = match w.get("methods") {
         Some(n) => {
             let mut methods = Vec::new();
@@ -243,6 +268,9 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
                         ),
                     );
                 }
+            }
+            if methods.is_empty() && c.diagnostics.error_count() == errors_before {
+                c.error(n.span.clone(), "`methods` is empty; a webhook needs at least one method");
             }
             methods
         }
@@ -422,6 +450,3 @@ pub fn missing_secrets(workflow: &Workflow) -> BTreeSet<String> {
         .cloned()
         .collect()
 }
-
-/// How long a sync webhook waits for its answer by default.
-pub const SYNC_WAIT: Duration = Duration::from_secs(30);

@@ -738,3 +738,74 @@ steps:
     assert_eq!(step(&run, "stuck")["error"], "timed out after 200ms");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_secret_passed_through_set_reaches_the_target_and_no_record() {
+    let receiver = Receiver::start().await;
+    set_env("E2E_SET_SECRET", "set-secret-9876");
+    let workflow = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/secret, respond: sync }} }}
+secrets: [E2E_SET_SECRET]
+vars:
+  header: "Token {{{{ secrets.E2E_SET_SECRET }}}}"
+steps:
+  - name: keep
+    set: {{ token: "{{{{ secrets.E2E_SET_SECRET }}}}" }}
+  - name: call
+    http:
+      url: "{url}"
+      auth: {{ bearer: "{{{{ vars.token }}}}" }}
+      headers: {{ X-Api: "{{{{ vars.header }}}}" }}
+  - respond: {{ body: {{ echoed: "{{{{ vars.token }}}}" }} }}
+"#,
+        url = receiver.url("/api")
+    );
+    let server = TestServer::start(&[("secret.yaml", &workflow)]).await;
+    let response = server.post_json("/hooks/secret", &json!({})).await;
+    assert_eq!(response.status(), 200);
+    // The workflow chose to answer with the secret: the caller gets it, the record does not.
+    let answer: Json = response.json().await.expect("json");
+    assert_eq!(answer, json!({"echoed": "set-secret-9876"}));
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].header("authorization"), Some("Bearer set-secret-9876"));
+    assert_eq!(got[0].header("x-api"), Some("Token set-secret-9876"));
+    let runs = list_runs(&server).await;
+    let run = server
+        .finished_run(runs[0]["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let recorded = run.to_string();
+    assert!(!recorded.contains("set-secret-9876"), "{recorded}");
+    assert_eq!(step(&run, "keep")["output"]["token"], "***");
+    assert_eq!(run["run"]["response"]["body"]["echoed"], "***");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_answers_once_and_a_second_respond_step_fails() {
+    let workflow = r#"
+on: { webhook: { path: /hooks/twice, respond: sync } }
+steps:
+  - respond: { status: 201, body: first }
+  - name: again
+    continue_on_error: true
+    respond: { status: 202, body: second }
+"#;
+    let server = TestServer::start(&[("twice.yaml", workflow)]).await;
+    let response = server.post_json("/hooks/twice", &json!({})).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.text().await.expect("text"), "first");
+    let runs = list_runs(&server).await;
+    let run = server
+        .finished_run(runs[0]["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(run["run"]["response"]["status"], 201, "{run}");
+    let again = step(&run, "again");
+    assert_eq!(again["status"], "failed");
+    assert!(
+        again["error"].as_str().expect("error").contains("already answered"),
+        "{again}"
+    );
+    server.stop().await;
+}
