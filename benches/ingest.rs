@@ -1,4 +1,4 @@
-//! Ingest benchmark: the release binary serves a filter + template + http workflow whose http
+//! Ingest benchmark: the optimised binary serves a filter + template + http workflow whose http
 //! step calls a receiver on loopback; `wrk` drives webhooks at it. Prints accepted requests/s and
 //! latency from wrk, then how long the worker took to finish every accepted run.
 //!
@@ -37,11 +37,8 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let binary = root.join("target/release/hookflow");
-    if !binary.exists() {
-        eprintln!("build the release binary first: cargo build --release");
-        std::process::exit(2);
-    }
+    // Cargo builds the binary with the same (optimised) profile as this bench.
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_hookflow"));
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("wrk is not installed (apt-get install wrk)");
         std::process::exit(2);
@@ -168,26 +165,34 @@ fn start_server(binary: &Path, dir: &Path) -> (std::process::Child, String, Stri
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn hookflow");
-    let stderr = child.stderr.take().expect("stderr");
+    let Some(stderr) = child.stderr.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no stderr pipe");
+    };
     let mut lines = BufReader::new(stderr).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("hookflow exited before serving")
-            .expect("read log");
-        if line.contains("hookflow is serving") {
-            let field = |name: &str| {
-                line.split_whitespace()
-                    .find_map(|w| w.strip_prefix(name))
-                    .map(|a| format!("http://{a}"))
-                    .expect("address in log line")
-            };
-            let addresses = (field("webhook_addr="), field("admin_addr="));
-            // Keep draining the log so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (child, addresses.0, addresses.1);
+    let addresses = loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("hookflow is serving") => {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .map(|a| format!("http://{a}"))
+                };
+                break field("webhook_addr=").zip(field("admin_addr="));
+            }
+            Some(Ok(_)) => continue,
+            _ => break None,
         }
-    }
+    };
+    let Some((webhook, admin)) = addresses else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("hookflow exited before reporting its addresses");
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, webhook, admin)
 }
 
 async fn start_receiver(count: Arc<AtomicU64>) -> std::net::SocketAddr {

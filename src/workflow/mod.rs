@@ -270,7 +270,10 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
                 }
             }
             if methods.is_empty() && c.diagnostics.error_count() == errors_before {
-                c.error(n.span.clone(), "`methods` is empty; a webhook needs at least one method");
+                c.error(
+                    n.span.clone(),
+                    "`methods` is empty; a webhook needs at least one method",
+                );
             }
             methods
         }

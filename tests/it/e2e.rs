@@ -768,7 +768,10 @@ steps:
     let answer: Json = response.json().await.expect("json");
     assert_eq!(answer, json!({"echoed": "set-secret-9876"}));
     let got = receiver.wait_for(1).await;
-    assert_eq!(got[0].header("authorization"), Some("Bearer set-secret-9876"));
+    assert_eq!(
+        got[0].header("authorization"),
+        Some("Bearer set-secret-9876")
+    );
     assert_eq!(got[0].header("x-api"), Some("Token set-secret-9876"));
     let runs = list_runs(&server).await;
     let run = server
@@ -804,7 +807,10 @@ steps:
     let again = step(&run, "again");
     assert_eq!(again["status"], "failed");
     assert!(
-        again["error"].as_str().expect("error").contains("already answered"),
+        again["error"]
+            .as_str()
+            .expect("error")
+            .contains("already answered"),
         "{again}"
     );
     server.stop().await;
