@@ -67,12 +67,14 @@ pub fn load_registry(settings: &ServeSettings) -> Result<Registry, ServerError> 
         warn!(path = %settings.workflows.display(), "workflows directory does not exist; serving no workflows");
         return Ok(Registry::default());
     }
-    let loaded = workflow::load(std::slice::from_ref(&settings.workflows)).map_err(|source| {
-        ServerError::Workflows {
-            path: settings.workflows.display().to_string(),
-            source,
-        }
-    })?;
+    let options = settings.compile_options();
+    let loaded =
+        workflow::load(std::slice::from_ref(&settings.workflows), &options).map_err(|source| {
+            ServerError::Workflows {
+                path: settings.workflows.display().to_string(),
+                source,
+            }
+        })?;
     if loaded.diagnostics.has_errors() {
         return Err(ServerError::Invalid {
             count: loaded.diagnostics.error_count(),
@@ -124,6 +126,7 @@ pub async fn start(
         WorkerSettings {
             concurrency: settings.workers,
             drain_timeout: settings.shutdown_timeout,
+            compile_options: settings.compile_options(),
         },
         stopped.clone(),
     );

@@ -25,6 +25,30 @@ pub struct ConfigFile {
     pub workers: Option<usize>,
     pub sync_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub email: Option<EmailConfig>,
+    pub exec: Option<ExecConfig>,
+}
+
+/// `email:` in the config file: how `email` steps deliver.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://user:pass@host:587` (STARTTLS), `smtps://...` (implicit TLS),
+    /// `smtp://host:25?tls=none`; without it, messages are written to `outbox`.
+    pub smtp: Option<String>,
+    /// The `from` address of steps that give none.
+    pub from: Option<String>,
+    /// Where `.eml` files go when no SMTP server is configured.
+    pub outbox: Option<PathBuf>,
+    pub timeout: Option<String>,
+}
+
+/// `exec:` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    /// `exec` steps run local commands: off unless enabled here.
+    pub enabled: Option<bool>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -36,6 +60,7 @@ pub struct Overrides {
     pub workflows: Option<PathBuf>,
     pub store: Option<String>,
     pub workers: Option<usize>,
+    pub smtp: Option<String>,
 }
 
 /// Everything `serve` needs, resolved.
@@ -49,6 +74,28 @@ pub struct ServeSettings {
     pub workers: usize,
     pub sync_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub email: EmailSettings,
+    pub exec_enabled: bool,
+}
+
+pub const DEFAULT_OUTBOX: &str = "./outbox";
+
+/// How `email` steps deliver: SMTP when `smtp` is set, else `.eml` files in `outbox`.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub smtp: Option<String>,
+    pub from: Option<String>,
+    pub outbox: PathBuf,
+    pub timeout: Duration,
+}
+
+impl ServeSettings {
+    /// What workflows may use on this server.
+    pub fn compile_options(&self) -> crate::workflow::CompileOptions {
+        crate::workflow::CompileOptions {
+            exec_enabled: self.exec_enabled,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +152,24 @@ impl ServeSettings {
                 "shutdown_timeout",
                 Duration::from_secs(10),
             )?,
+            email: EmailSettings {
+                smtp: overrides
+                    .smtp
+                    .clone()
+                    .or(file.email.as_ref().and_then(|e| e.smtp.clone())),
+                from: file.email.as_ref().and_then(|e| e.from.clone()),
+                outbox: file
+                    .email
+                    .as_ref()
+                    .and_then(|e| e.outbox.clone())
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX)),
+                timeout: duration(
+                    &file.email.as_ref().and_then(|e| e.timeout.clone()),
+                    "email.timeout",
+                    Duration::from_secs(30),
+                )?,
+            },
+            exec_enabled: file.exec.as_ref().and_then(|e| e.enabled).unwrap_or(false),
         })
     }
 }

@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// Runs executed at once [default: 32]
     #[arg(long, env = "HOOKFLOW_WORKERS")]
     pub workers: Option<usize>,
+    /// SMTP server for `email` steps, e.g. smtp://user:pass@host:587 [default: write .eml files to ./outbox]
+    #[arg(long, env = "HOOKFLOW_SMTP", hide_env_values = true)]
+    pub smtp: Option<String>,
     #[arg(long, env = "HOOKFLOW_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }
@@ -64,6 +67,10 @@ pub struct ServeArgs {
 pub struct ValidateArgs {
     /// Workflow files or directories [default: ./workflows]
     pub paths: Vec<PathBuf>,
+    /// Server config file, for the settings that decide what workflows may use
+    /// [default: ./hookflow.yaml when present]
+    #[arg(long, env = "HOOKFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +89,9 @@ pub struct RunArgs {
     /// Where to look up a workflow given by name
     #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "./workflows")]
     pub workflows: PathBuf,
+    /// Server config file (email delivery, exec) [default: ./hookflow.yaml when present]
+    #[arg(long, env = "HOOKFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The request path, e.g. /hooks/acme/orders, to fill `event.path` and the path parameters
     /// [default: the webhook's path pattern]
     #[arg(long)]

@@ -18,12 +18,17 @@ use crate::engine::{
     StepStatus,
 };
 use crate::http::body::{BodyLimits, parse_body};
+use crate::settings::{Overrides, ServeSettings};
 use crate::steps::respond::SyncResponse;
-use crate::workflow::{self, Workflow};
+use crate::workflow::{self, CompileOptions, Workflow};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(crate::telemetry::LogFormat::Text, "warn");
-    let workflow = find_workflow(&args.workflow, &args.workflows)?;
+    let settings = ServeSettings::resolve(&Overrides {
+        config: args.config.clone(),
+        ..Overrides::default()
+    })?;
+    let workflow = find_workflow(&args.workflow, &args.workflows, &settings.compile_options())?;
     let raw = match &args.payload {
         Some(path) => std::fs::read(path)
             .with_context(|| format!("cannot read payload {}", path.display()))?,
@@ -143,14 +148,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A file path, or the name of a workflow in the workflows directory.
-fn find_workflow(given: &str, dir: &Path) -> anyhow::Result<Arc<Workflow>> {
+fn find_workflow(
+    given: &str,
+    dir: &Path,
+    options: &CompileOptions,
+) -> anyhow::Result<Arc<Workflow>> {
     let path = PathBuf::from(given);
     let loaded = if path.is_file() {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        workflow::load_sources(vec![SourceFile::new(path.display().to_string(), text)])
+        workflow::load_sources(
+            vec![SourceFile::new(path.display().to_string(), text)],
+            options,
+        )
     } else if dir.is_dir() {
-        workflow::load(&[dir.to_path_buf()])?
+        workflow::load(&[dir.to_path_buf()], options)?
     } else {
         bail!(
             "{given} is not a workflow file, and {} is not a directory",

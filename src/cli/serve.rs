@@ -19,6 +19,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         workflows: args.workflows,
         store: args.store,
         workers: args.workers,
+        smtp: args.smtp,
     })?;
     let webhook = TcpListener::bind(&settings.listen)
         .await

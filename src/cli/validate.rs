@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::ValidateArgs;
-use crate::settings::DEFAULT_WORKFLOWS;
-use crate::workflow;
+use crate::settings::{DEFAULT_WORKFLOWS, Overrides, ServeSettings};
+use crate::workflow::{self, CompileOptions};
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let paths = if args.paths.is_empty() {
@@ -14,7 +14,11 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.paths
     };
-    let (report, ok) = report(&paths)?;
+    let settings = ServeSettings::resolve(&Overrides {
+        config: args.config,
+        ..Overrides::default()
+    })?;
+    let (report, ok) = report(&paths, &settings.compile_options())?;
     let mut out = std::io::stdout().lock();
     out.write_all(report.as_bytes())?;
     Ok(if ok {
@@ -25,13 +29,13 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The full text `validate` prints, and whether it found no errors.
-pub fn report(paths: &[PathBuf]) -> anyhow::Result<(String, bool)> {
+pub fn report(paths: &[PathBuf], options: &CompileOptions) -> anyhow::Result<(String, bool)> {
     for path in paths {
         if !path.exists() {
             anyhow::bail!("{}: no such file or directory", path.display());
         }
     }
-    let loaded = workflow::load(paths)?;
+    let loaded = workflow::load(paths, options)?;
     let mut out = String::new();
     let errors = loaded.diagnostics.error_count();
     let warnings = loaded.diagnostics.warning_count();

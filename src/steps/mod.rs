@@ -1,6 +1,9 @@
 //! Step kinds: a closed enum, one file per kind. Each kind compiles from YAML, renders its input
 //! from the run context, and executes the rendered input.
 
+pub mod ci;
+pub mod email;
+pub mod exec;
 pub mod filter;
 pub mod http;
 pub mod log;
@@ -25,16 +28,22 @@ pub enum KindName {
     Set,
     Template,
     Http,
+    Email,
+    Ci,
+    Exec,
     Log,
     Respond,
 }
 
 impl KindName {
-    pub const ALL: [KindName; 6] = [
+    pub const ALL: [KindName; 9] = [
         KindName::Filter,
         KindName::Set,
         KindName::Template,
         KindName::Http,
+        KindName::Email,
+        KindName::Ci,
+        KindName::Exec,
         KindName::Log,
         KindName::Respond,
     ];
@@ -45,6 +54,9 @@ impl KindName {
             KindName::Set => "set",
             KindName::Template => "template",
             KindName::Http => "http",
+            KindName::Email => "email",
+            KindName::Ci => "ci",
+            KindName::Exec => "exec",
             KindName::Log => "log",
             KindName::Respond => "respond",
         }
@@ -68,6 +80,9 @@ pub enum StepKind {
     Set(set::SetStep),
     Template(template::TemplateStep),
     Http(Box<http::HttpStep>),
+    Email(Box<email::EmailStep>),
+    Ci(Box<ci::CiStep>),
+    Exec(Box<exec::ExecStep>),
     Log(log::LogStep),
     Respond(respond::RespondStep),
 }
@@ -90,6 +105,9 @@ impl StepKind {
             StepKind::Set(_) => KindName::Set,
             StepKind::Template(_) => KindName::Template,
             StepKind::Http(_) => KindName::Http,
+            StepKind::Email(_) => KindName::Email,
+            StepKind::Ci(_) => KindName::Ci,
+            StepKind::Exec(_) => KindName::Exec,
             StepKind::Log(_) => KindName::Log,
             StepKind::Respond(_) => KindName::Respond,
         }
@@ -97,7 +115,10 @@ impl StepKind {
 
     /// Whether executing the step acts on the outside world (skipped by `--dry-run`).
     pub fn has_effects(&self) -> bool {
-        matches!(self, StepKind::Http(_))
+        matches!(
+            self,
+            StepKind::Http(_) | StepKind::Email(_) | StepKind::Ci(_) | StepKind::Exec(_)
+        )
     }
 
     /// Keys the set step assigns to `vars`, known at load time.
@@ -116,6 +137,9 @@ impl StepKind {
             StepKind::Set(s) => s.render(scope).map(Rendered::Set),
             StepKind::Template(s) => s.render(scope).map(Rendered::Template),
             StepKind::Http(s) => s.render(scope, id).map(Rendered::Http),
+            StepKind::Email(s) => s.render(scope, id).map(Rendered::Email),
+            StepKind::Ci(s) => s.render(scope, id).map(Rendered::Ci),
+            StepKind::Exec(s) => s.render(scope, id).map(Rendered::Exec),
             StepKind::Log(s) => s.render(scope).map(Rendered::Log),
             StepKind::Respond(s) => s.render(scope).map(Rendered::Respond),
         }
@@ -138,6 +162,9 @@ pub enum Rendered {
     Set(serde_json::Map<String, Json>),
     Template(Json),
     Http(http::RenderedHttp),
+    Email(email::RenderedEmail),
+    Ci(ci::RenderedCi),
+    Exec(exec::RenderedExec),
     Log(String),
     Respond(respond::SyncResponse),
 }
@@ -194,6 +221,9 @@ impl Rendered {
             Rendered::Set(values) => Json::Object(values.clone()),
             Rendered::Template(output) => serde_json::json!({ "output": output }),
             Rendered::Http(request) => request.to_json(),
+            Rendered::Email(email) => email.to_json(),
+            Rendered::Ci(call) => call.to_json(),
+            Rendered::Exec(command) => command.to_json(),
             Rendered::Log(message) => serde_json::json!({ "message": message }),
             Rendered::Respond(response) => response.to_json(),
         }
@@ -214,6 +244,9 @@ impl Rendered {
                 Ok(Outcome::Continue(serde_json::json!({ "output": output })))
             }
             Rendered::Http(request) => http::execute(request, effects).await.map(Outcome::Continue),
+            Rendered::Email(email) => email::execute(email, effects).await.map(Outcome::Continue),
+            Rendered::Ci(call) => ci::execute(call, effects).await.map(Outcome::Continue),
+            Rendered::Exec(command) => exec::execute(command, effects).await.map(Outcome::Continue),
             Rendered::Log(message) => {
                 // Inside the run's span, so the server log line carries the run id.
                 tracing::info!(target: "hookflow::log", "{message}");
@@ -330,6 +363,9 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         KindName::Set => set::SetStep::compile(c, body).map(StepKind::Set),
         KindName::Template => template::TemplateStep::compile(c, body).map(StepKind::Template),
         KindName::Http => http::HttpStep::compile(c, body).map(|s| StepKind::Http(Box::new(s))),
+        KindName::Email => email::EmailStep::compile(c, body).map(|s| StepKind::Email(Box::new(s))),
+        KindName::Ci => ci::CiStep::compile(c, body).map(|s| StepKind::Ci(Box::new(s))),
+        KindName::Exec => exec::ExecStep::compile(c, body).map(|s| StepKind::Exec(Box::new(s))),
         KindName::Log => log::LogStep::compile(c, body).map(StepKind::Log),
         KindName::Respond => respond::RespondStep::compile(c, body).map(StepKind::Respond),
     }?;

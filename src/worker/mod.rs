@@ -40,6 +40,7 @@ struct Inner {
     effects: Effects,
     queue: mpsc::UnboundedSender<Job>,
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncAnswer>>>,
+    compile_options: workflow::CompileOptions,
 }
 
 /// One run to execute.
@@ -69,6 +70,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// How long shutdown waits for runs in flight; the rest resume at the next start.
     pub drain_timeout: Duration,
+    /// For stored definitions compiled again when a run resumes.
+    pub compile_options: workflow::CompileOptions,
 }
 
 impl Worker {
@@ -88,6 +91,7 @@ impl Worker {
                 effects,
                 queue,
                 waiters: Mutex::new(HashMap::new()),
+                compile_options: settings.compile_options.clone(),
             }),
         };
         let handle = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
@@ -345,8 +349,10 @@ async fn workflow_for(worker: &Worker, name: &str, version: &str) -> Result<Arc<
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("workflow '{name}' version {version} is not available"))?;
-    let (compiled, diagnostics) =
-        workflow::compile_file(SourceFile::new(definition.path, definition.source));
+    let (compiled, diagnostics) = workflow::compile_file(
+        SourceFile::new(definition.path, definition.source),
+        &worker.inner.compile_options,
+    );
     compiled.map(Arc::new).ok_or_else(|| {
         format!(
             "the stored definition of workflow '{name}' no longer compiles: {}",

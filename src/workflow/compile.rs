@@ -51,9 +51,17 @@ const TEMPLATE_GLOBALS: &[&str] = &[
     "caller",
 ];
 
+/// What the server allows, which decides whether some workflows are valid.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// `exec` steps run local commands; a server must enable them explicitly.
+    pub exec_enabled: bool,
+}
+
 /// Shared state while compiling one workflow file.
 pub struct Compiler {
     pub file: Arc<SourceFile>,
+    pub options: CompileOptions,
     pub diagnostics: Diagnostics,
     pub templates: TemplateSet,
     pub scope: Scope,
@@ -86,9 +94,10 @@ impl<'n> Fields<'n> {
 }
 
 impl Compiler {
-    pub fn new(file: Arc<SourceFile>) -> Self {
+    pub fn new(file: Arc<SourceFile>, options: CompileOptions) -> Self {
         Self {
             file,
+            options,
             diagnostics: Diagnostics::default(),
             templates: TemplateSet::new(),
             scope: Scope::default(),

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::steps::{self, Step};
 use crate::template::{TemplateSet, ValueTemplate};
+pub use compile::CompileOptions;
 use compile::Compiler;
 use routes::{RoutePattern, RouteTable};
 use yaml::Node;
@@ -65,8 +66,11 @@ pub fn version_of(text: &str) -> String {
 }
 
 /// Compile one workflow file. The default name is the file stem.
-pub fn compile_file(file: Arc<SourceFile>) -> (Option<Workflow>, Diagnostics) {
-    let mut c = Compiler::new(Arc::clone(&file));
+pub fn compile_file(
+    file: Arc<SourceFile>,
+    options: &CompileOptions,
+) -> (Option<Workflow>, Diagnostics) {
+    let mut c = Compiler::new(Arc::clone(&file), options.clone());
     let node = match yaml::parse(&file) {
         Ok(node) => node,
         Err(d) => {
@@ -386,7 +390,7 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Load and compile every workflow under `paths`, then check what files can only get wrong
 /// together: duplicate names and routes that disagree.
-pub fn load(paths: &[PathBuf]) -> std::io::Result<Loaded> {
+pub fn load(paths: &[PathBuf], options: &CompileOptions) -> std::io::Result<Loaded> {
     let files = workflow_files(paths)?;
     let mut sources = Vec::new();
     for path in &files {
@@ -395,16 +399,16 @@ pub fn load(paths: &[PathBuf]) -> std::io::Result<Loaded> {
         })?;
         sources.push(SourceFile::new(path.display().to_string(), text));
     }
-    Ok(load_sources(sources))
+    Ok(load_sources(sources, options))
 }
 
-pub fn load_sources(sources: Vec<Arc<SourceFile>>) -> Loaded {
+pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> Loaded {
     let mut diagnostics = Diagnostics::default();
     let mut registry = Registry::default();
     let files = sources.len();
     let mut names: BTreeMap<String, Span> = BTreeMap::new();
     for file in sources {
-        let (workflow, problems) = compile_file(file);
+        let (workflow, problems) = compile_file(file, options);
         diagnostics.extend(problems);
         let Some(workflow) = workflow else { continue };
         let name_span = workflow.name_span.clone();

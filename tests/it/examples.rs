@@ -40,7 +40,8 @@ fn payload_of(dir: &Path) -> Json {
 
 /// The secrets a workflow declares, as hookflow itself compiles them.
 fn declared_secrets(dir: &Path) -> Vec<String> {
-    let loaded = hookflow::workflow::load(&[dir.join("workflow.yaml")]).expect("load the workflow");
+    let loaded = hookflow::workflow::load(&[dir.join("workflow.yaml")], &Default::default())
+        .expect("load the workflow");
     loaded
         .registry
         .workflows

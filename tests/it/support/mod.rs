@@ -52,18 +52,34 @@ pub struct TestServer {
 impl TestServer {
     /// Start with the given workflow files (name, YAML text).
     pub async fn start(workflows: &[(&str, &str)]) -> Self {
+        Self::start_with(workflows, |_| {}).await
+    }
+
+    /// Start with the given workflow files and settings changed by `configure`
+    /// (SMTP server, exec enabled, ...).
+    pub async fn start_with(
+        workflows: &[(&str, &str)],
+        configure: impl FnOnce(&mut ServeSettings),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let wf_dir = dir.path().join("workflows");
         std::fs::create_dir_all(&wf_dir).expect("workflows dir");
         for (name, text) in workflows {
             std::fs::write(wf_dir.join(name), text).expect("write workflow");
         }
-        Self::start_in(dir).await
+        Self::start_in_with(dir, configure).await
     }
 
     /// Start (again) on an existing directory: same workflows, same store.
     pub async fn start_in(dir: tempfile::TempDir) -> Self {
-        let settings = ServeSettings {
+        Self::start_in_with(dir, |_| {}).await
+    }
+
+    pub async fn start_in_with(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut ServeSettings),
+    ) -> Self {
+        let mut settings = ServeSettings {
             listen: "127.0.0.1:0".into(),
             admin_listen: "127.0.0.1:0".into(),
             workflows: dir.path().join("workflows"),
@@ -71,7 +87,15 @@ impl TestServer {
             workers: 8,
             sync_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
+            email: hookflow::settings::EmailSettings {
+                smtp: None,
+                from: None,
+                outbox: dir.path().join("outbox"),
+                timeout: Duration::from_secs(10),
+            },
+            exec_enabled: false,
         };
+        configure(&mut settings);
         let webhook = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let running = server::start(&settings, webhook, admin)
