@@ -30,8 +30,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot set up outgoing HTTP: {0}")]
-    Http(String),
+    #[error("cannot set up the steps' effects: {0}")]
+    Effects(String),
     #[error("listener: {0}")]
     Listener(std::io::Error),
 }
@@ -117,7 +117,8 @@ pub async fn start(
     }
     let workflow_count = registry.workflows.len();
     let registry = Arc::new(RwLock::new(Arc::new(registry)));
-    let effects = Effects::real().map_err(|e| ServerError::Http(e.to_string()))?;
+    let effects =
+        Effects::from_settings(settings).map_err(|e| ServerError::Effects(e.to_string()))?;
     let (stop, stopped) = watch::channel(false);
     let (worker, worker_task) = Worker::start(
         store.clone(),

@@ -92,7 +92,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         attempt: 1,
     };
     let secrets = workflow::secrets_from_env(&workflow);
-    let effects = Effects::real()?;
+    let effects = Effects::from_settings(&settings)?;
     let options = ExecOptions {
         dry_run: args.dry_run,
     };

@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::settings::ServeSettings;
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One outgoing HTTP request, fully rendered.
@@ -57,8 +59,16 @@ pub struct Effects {
     pub http: Arc<dyn HttpClient>,
 }
 
+/// Why the outside world could not be set up from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum EffectsError {
+    #[error("outgoing HTTP: {0}")]
+    Http(#[from] HttpError),
+}
+
 impl Effects {
-    pub fn real() -> Result<Self, HttpError> {
+    /// The real implementations, configured from the server settings.
+    pub fn from_settings(_settings: &ServeSettings) -> Result<Self, EffectsError> {
         Ok(Self {
             http: Arc::new(http::ReqwestClient::new()?),
         })
