@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::engine::retry::{Backoff, RetryPolicy};
 use crate::workflow::compile::parse_duration;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -27,6 +28,17 @@ pub struct ConfigFile {
     pub shutdown_timeout: Option<String>,
     pub email: Option<EmailConfig>,
     pub exec: Option<ExecConfig>,
+    pub retry: Option<RetryConfig>,
+}
+
+/// `retry:` in the config file: the policy of steps whose workflow says nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    pub attempts: Option<u32>,
+    pub backoff: Option<String>,
+    pub initial: Option<String>,
+    pub max: Option<String>,
 }
 
 /// `email:` in the config file: how `email` steps deliver.
@@ -76,6 +88,7 @@ pub struct ServeSettings {
     pub shutdown_timeout: Duration,
     pub email: EmailSettings,
     pub exec_enabled: bool,
+    pub default_retry: RetryPolicy,
 }
 
 pub const DEFAULT_OUTBOX: &str = "./outbox";
@@ -94,6 +107,7 @@ impl ServeSettings {
     pub fn compile_options(&self) -> crate::workflow::CompileOptions {
         crate::workflow::CompileOptions {
             exec_enabled: self.exec_enabled,
+            default_retry: self.default_retry.clone(),
         }
     }
 }
@@ -170,8 +184,45 @@ impl ServeSettings {
                 )?,
             },
             exec_enabled: file.exec.as_ref().and_then(|e| e.enabled).unwrap_or(false),
+            default_retry: resolve_retry(file.retry.as_ref(), &config_path)?,
         })
     }
+}
+
+fn resolve_retry(config: Option<&RetryConfig>, path: &str) -> Result<RetryPolicy, SettingsError> {
+    let mut policy = RetryPolicy::default();
+    let Some(config) = config else {
+        return Ok(policy);
+    };
+    let invalid = |message: String| SettingsError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    if let Some(attempts) = config.attempts {
+        if !(1..=100).contains(&attempts) {
+            return Err(invalid(format!(
+                "`retry.attempts`: {attempts} is not from 1 to 100"
+            )));
+        }
+        policy.attempts = attempts;
+    }
+    if let Some(backoff) = &config.backoff {
+        policy.backoff = match backoff.as_str() {
+            "exponential" => Backoff::Exponential,
+            "fixed" => Backoff::Fixed,
+            other => return Err(invalid(format!("`retry.backoff`: unknown '{other}'"))),
+        };
+    }
+    for (value, key, target) in [
+        (&config.initial, "retry.initial", &mut policy.initial),
+        (&config.max, "retry.max", &mut policy.max),
+    ] {
+        if let Some(text) = value {
+            *target = parse_duration(text)
+                .ok_or_else(|| invalid(format!("`{key}`: '{text}' is not a duration")))?;
+        }
+    }
+    Ok(policy)
 }
 
 fn read_config(path: &Path) -> Result<ConfigFile, SettingsError> {

@@ -108,21 +108,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let trace = Trace {
         total: workflow.steps.len(),
+        records: std::sync::Mutex::new(Vec::new()),
     };
     let started = std::time::Instant::now();
-    let outcome = engine::execute(
-        RunRequest {
-            workflow: &workflow,
-            event: &event,
-            run: &run,
-            secrets: &secrets,
-            finished: &[],
-            effects: &effects,
-            options: &options,
-        },
-        &trace,
-    )
-    .await?;
+    let outcome = loop {
+        let finished = trace.records.lock().map(|r| r.clone()).unwrap_or_default();
+        let outcome = engine::execute(
+            RunRequest {
+                workflow: &workflow,
+                event: &event,
+                run: &run,
+                secrets: &secrets,
+                finished: &finished,
+                effects: &effects,
+                options: &options,
+            },
+            &trace,
+        )
+        .await?;
+        // In-process, a retry simply waits here; the server stores the due time instead.
+        match (outcome.status, outcome.due_at) {
+            (RunStatus::Retrying, Some(due_at)) => {
+                let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
+                eprintln!(
+                    "    waiting {:.1} s before the next attempt",
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            _ => break outcome,
+        }
+    };
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     match &outcome.error {
         Some(error) => eprintln!(
@@ -213,6 +229,8 @@ fn content_type_for(path: &Path) -> Option<&'static str> {
 /// Prints each step as it finishes.
 struct Trace {
     total: usize,
+    /// Every record so far, the latest per step, as a resumed execution needs them.
+    records: std::sync::Mutex<Vec<StepRecord>>,
 }
 
 impl Journal for Trace {
@@ -231,12 +249,17 @@ impl Journal for Trace {
         &'a self,
         record: &'a StepRecord,
     ) -> BoxFuture<'a, Result<(), JournalError>> {
+        if let Ok(mut records) = self.records.lock() {
+            records.retain(|r| r.index != record.index);
+            records.push(record.clone());
+        }
         Box::pin(async move {
             let status = match (record.status, record.filtered) {
                 (_, true) => "filtered: the run stops here",
                 (StepStatus::Succeeded, _) => "ok",
                 (StepStatus::Failed, _) => "FAILED",
                 (StepStatus::Skipped, _) => "skipped (`if` was false)",
+                (StepStatus::Retrying, _) => "failed, will retry",
             };
             eprintln!(
                 "[{}/{}] {} ({}) {status} {:.1} ms",

@@ -94,6 +94,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                         StepStatus::Succeeded => "ok",
                         StepStatus::Failed => "FAILED",
                         StepStatus::Skipped => "skipped",
+                        StepStatus::Retrying => "retrying",
                     }
                 };
                 println!(

@@ -1,6 +1,8 @@
 //! The outside world a step touches, behind traits: the engine and steps never name a network crate.
 
 pub mod http;
+pub mod mail;
+pub mod process;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +59,10 @@ pub trait HttpClient: Send + Sync {
 #[derive(Clone)]
 pub struct Effects {
     pub http: Arc<dyn HttpClient>,
+    /// Outgoing email of `email` steps: SMTP, or `.eml` files in the outbox.
+    pub mail: Arc<dyn mail::Mailer>,
+    /// Local commands of `exec` steps.
+    pub process: Arc<dyn process::ProcessRunner>,
 }
 
 /// Why the outside world could not be set up from the settings.
@@ -64,13 +70,17 @@ pub struct Effects {
 pub enum EffectsError {
     #[error("outgoing HTTP: {0}")]
     Http(#[from] HttpError),
+    #[error("outgoing email: {0}")]
+    Mail(#[from] mail::MailSetupError),
 }
 
 impl Effects {
     /// The real implementations, configured from the server settings.
-    pub fn from_settings(_settings: &ServeSettings) -> Result<Self, EffectsError> {
+    pub fn from_settings(settings: &ServeSettings) -> Result<Self, EffectsError> {
         Ok(Self {
             http: Arc::new(http::ReqwestClient::new()?),
+            mail: Arc::new(mail::LettreMailer::from_settings(&settings.email)?),
+            process: Arc::new(process::TokioProcessRunner),
         })
     }
 }

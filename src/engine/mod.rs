@@ -2,6 +2,7 @@
 //! finished step to a [`Journal`] so a run can be recorded, traced, and resumed after a crash.
 
 pub mod redact;
+pub mod retry;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -72,6 +73,8 @@ pub enum StepStatus {
     Succeeded,
     Failed,
     Skipped,
+    /// Failed, and will be tried again: not finished.
+    Retrying,
 }
 
 impl StepStatus {
@@ -80,6 +83,7 @@ impl StepStatus {
             StepStatus::Succeeded => "succeeded",
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
+            StepStatus::Retrying => "retrying",
         }
     }
 
@@ -88,6 +92,7 @@ impl StepStatus {
             "succeeded" => Some(StepStatus::Succeeded),
             "failed" => Some(StepStatus::Failed),
             "skipped" => Some(StepStatus::Skipped),
+            "retrying" => Some(StepStatus::Retrying),
             _ => None,
         }
     }
@@ -107,6 +112,13 @@ pub struct StepRecord {
     pub filtered: bool,
     pub started_at: DateTime<Utc>,
     pub duration_ms: f64,
+    /// How many times the step was tried, this time included.
+    #[serde(default = "one")]
+    pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +126,8 @@ pub struct StepRecord {
 pub enum RunStatus {
     Queued,
     Running,
+    /// Waiting for a step's next attempt, due at a stored time.
+    Retrying,
     Succeeded,
     Failed,
     Filtered,
@@ -124,6 +138,7 @@ impl RunStatus {
         match self {
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
+            RunStatus::Retrying => "retrying",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Filtered => "filtered",
@@ -134,6 +149,7 @@ impl RunStatus {
         match text {
             "queued" => Some(RunStatus::Queued),
             "running" => Some(RunStatus::Running),
+            "retrying" => Some(RunStatus::Retrying),
             "succeeded" => Some(RunStatus::Succeeded),
             "failed" => Some(RunStatus::Failed),
             "filtered" => Some(RunStatus::Filtered),
@@ -164,6 +180,8 @@ pub struct RunOutcome {
     pub error: Option<String>,
     pub response: Option<SyncResponse>,
     pub vars: Json,
+    /// For `Retrying`: when the next attempt is due.
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,10 +284,11 @@ pub async fn execute(
         // A step that acted on the world before an interruption is not done again: its record
         // is restored. Steps without effects are simply evaluated again, which also gives them
         // back the secret values their record had masked.
-        if let Some(record) = finished
+        let previous = finished
             .iter()
-            .find(|r| r.index == index && r.name == step.name)
-            .filter(|_| step.kind.has_effects())
+            .find(|r| r.index == index && r.name == step.name);
+        if let Some(record) =
+            previous.filter(|r| step.kind.has_effects() && r.status != StepStatus::Retrying)
         {
             state.apply(step, record);
             if record.status == StepStatus::Failed && !step.continue_on_error {
@@ -283,6 +302,9 @@ pub async fn execute(
             continue;
         }
 
+        let attempt = previous
+            .filter(|r| r.status == StepStatus::Retrying)
+            .map_or(1, |r| r.attempts + 1);
         let started_at = Utc::now();
         let clock = Instant::now();
         let ctx = context(&state);
@@ -306,10 +328,12 @@ pub async fn execute(
             filtered: false,
             started_at,
             duration_ms: 0.0,
+            attempts: attempt,
         };
         let result = run_step(step, &scope, &identity, effects, options, &mut record).await;
         record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
         let mut response = None;
+        let mut retry_at = None;
         match result {
             StepResult::Skipped => record.status = StepStatus::Skipped,
             StepResult::Done(Outcome::Respond(_, _)) if state.response.is_some() => {
@@ -328,7 +352,18 @@ pub async fn execute(
                 }
             }
             StepResult::Failed(err) => {
-                record.status = StepStatus::Failed;
+                if step.retry.should_retry(&err, attempt) {
+                    let wait = step.retry.delay(
+                        attempt,
+                        retry::jitter_unit(),
+                        retry::retry_after(err.output.as_ref(), Utc::now()),
+                    );
+                    record.status = StepStatus::Retrying;
+                    retry_at =
+                        Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                } else {
+                    record.status = StepStatus::Failed;
+                }
                 record.error = Some(err.message);
                 record.output = err.output.unwrap_or(Json::Null);
             }
@@ -337,6 +372,18 @@ pub async fn execute(
         journal
             .step_finished(&redactor.redact_record(record.clone()))
             .await?;
+        if let Some(due_at) = retry_at {
+            // The wait is stored, not slept here: a restart neither loses nor shortens it.
+            let error = format!(
+                "step '{}' attempt {attempt} failed, retrying at {}: {}",
+                step.name,
+                due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                record.error.clone().unwrap_or_default()
+            );
+            let mut outcome = state.finish(&redactor, RunStatus::Retrying, Some(error));
+            outcome.due_at = Some(due_at);
+            return Ok(outcome);
+        }
         state.apply(step, &record);
         if let Some(response) = response {
             journal.responded(&response);
@@ -480,6 +527,7 @@ impl RunState {
                 r
             }),
             vars: redactor.redact_json(&Json::Object(self.vars)),
+            due_at: None,
         }
     }
 }

@@ -61,13 +61,13 @@ enum Auth {
 
 /// An expected status: an exact code, or a class such as `2xx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StatusPattern {
+pub(crate) enum StatusPattern {
     Exact(u16),
     Class(u16),
 }
 
 impl StatusPattern {
-    fn matches(self, status: u16) -> bool {
+    pub(crate) fn matches(self, status: u16) -> bool {
         match self {
             StatusPattern::Exact(code) => code == status,
             StatusPattern::Class(class) => status / 100 == class,
@@ -102,7 +102,7 @@ pub struct RenderedHttp {
     /// Credentials travel apart from `headers` so records can show the scheme without the secret.
     pub authorization: Option<(String, String)>,
     pub timeout: Duration,
-    expect: Vec<StatusPattern>,
+    pub(crate) expect: Vec<StatusPattern>,
     pub follow_redirects: bool,
 }
 
@@ -130,7 +130,12 @@ impl RenderedHttp {
 
 impl HttpStep {
     pub fn compile(c: &mut Compiler, node: &Node) -> Option<Self> {
-        let fields = c.fields(node, "`http`", KEYS, &["url"])?;
+        Self::compile_as(c, node, "`http`")
+    }
+
+    /// Compile under another name in diagnostics (`ci.generic` takes the same keys).
+    pub(crate) fn compile_as(c: &mut Compiler, node: &Node, what: &str) -> Option<Self> {
+        let fields = c.fields(node, what, KEYS, &["url"])?;
         let bodies: Vec<&str> = ["json", "form", "body"]
             .into_iter()
             .filter(|k| fields.has(k))
@@ -140,7 +145,7 @@ impl HttpStep {
             c.error(
                 span,
                 format!(
-                    "`http` takes one body, but has both '{}' and '{}'",
+                    "{what} takes one body, but has both '{}' and '{}'",
                     bodies[0], bodies[1]
                 ),
             );
@@ -359,7 +364,7 @@ fn compile_expect(c: &mut Compiler, node: &Node) -> Option<Vec<StatusPattern>> {
     Some(out)
 }
 
-fn scalar_text(value: &Json) -> String {
+pub(crate) fn scalar_text(value: &Json) -> String {
     match value {
         Json::String(s) => s.clone(),
         Json::Null => String::new(),
@@ -408,7 +413,7 @@ pub async fn execute(request: RenderedHttp, effects: &Effects) -> Result<Json, S
     })
 }
 
-fn response_output(response: &HttpResponse) -> Json {
+pub(crate) fn response_output(response: &HttpResponse) -> Json {
     let mut headers = serde_json::Map::new();
     for (name, value) in &response.headers {
         headers

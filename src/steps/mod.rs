@@ -17,6 +17,7 @@ use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, Span, closest};
 use crate::effects::Effects;
+use crate::engine::retry::RetryPolicy;
 use crate::template::{Condition, RenderError, Scope};
 use crate::workflow::compile::Compiler;
 use crate::workflow::yaml::Node;
@@ -72,7 +73,7 @@ impl KindName {
 }
 
 /// Keys every step may carry besides its kind.
-pub const COMMON_KEYS: &[&str] = &["name", "if", "timeout", "continue_on_error"];
+pub const COMMON_KEYS: &[&str] = &["name", "if", "timeout", "continue_on_error", "retry"];
 
 #[derive(Debug)]
 pub enum StepKind {
@@ -95,6 +96,8 @@ pub struct Step {
     pub condition: Option<Condition>,
     pub timeout: Option<Duration>,
     pub continue_on_error: bool,
+    /// The effective policy: the step's `retry`, else the workflow's, else the server's.
+    pub retry: RetryPolicy,
     pub kind: StepKind,
 }
 
@@ -350,6 +353,10 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
     let timeout = common
         .get("timeout")
         .and_then(|n| c.duration(n, "`timeout`"));
+    let retry = match common.get("retry") {
+        Some(n) => c.retry_policy(n, &c.retry_default.clone()),
+        None => Some(c.retry_default.clone()),
+    };
     let continue_on_error = common
         .get("continue_on_error")
         .and_then(|n| c.bool(n, "`continue_on_error`"))
@@ -365,7 +372,9 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         KindName::Http => http::HttpStep::compile(c, body).map(|s| StepKind::Http(Box::new(s))),
         KindName::Email => email::EmailStep::compile(c, body).map(|s| StepKind::Email(Box::new(s))),
         KindName::Ci => ci::CiStep::compile(c, body).map(|s| StepKind::Ci(Box::new(s))),
-        KindName::Exec => exec::ExecStep::compile(c, body).map(|s| StepKind::Exec(Box::new(s))),
+        KindName::Exec => {
+            exec::ExecStep::compile(c, body, &kind_key.span).map(|s| StepKind::Exec(Box::new(s)))
+        }
         KindName::Log => log::LogStep::compile(c, body).map(StepKind::Log),
         KindName::Respond => respond::RespondStep::compile(c, body).map(StepKind::Respond),
     }?;
@@ -375,6 +384,7 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         condition,
         timeout,
         continue_on_error,
+        retry: retry?,
         kind: compiled,
     })
 }

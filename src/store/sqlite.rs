@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -46,8 +46,10 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT,
     finished_at TEXT,
     error TEXT,
-    response TEXT
+    response TEXT,
+    due_at TEXT
 );
+CREATE INDEX IF NOT EXISTS runs_due ON runs(status, due_at);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs(created_at);
@@ -63,6 +65,7 @@ CREATE TABLE IF NOT EXISTS steps (
     error TEXT,
     started_at TEXT NOT NULL,
     duration_ms REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (run_id, idx)
 );
 CREATE TABLE IF NOT EXISTS definitions (
@@ -92,6 +95,15 @@ enum Write {
         error: Option<String>,
         response: Option<SyncResponse>,
     },
+    RunRetrying {
+        run_id: String,
+        error: Option<String>,
+        due_at: DateTime<Utc>,
+    },
+    /// Move retrying runs whose time has come back to `queued`; answers their ids.
+    ClaimDue {
+        now: DateTime<Utc>,
+    },
     Definition {
         version: String,
         definition: Definition,
@@ -100,7 +112,8 @@ enum Write {
 
 struct WriteRequest {
     write: Write,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    /// Ids for the writes that select runs (`ClaimDue`), empty otherwise.
+    done: oneshot::Sender<Result<Vec<String>, StoreError>>,
 }
 
 /// Cheap to clone; every clone talks to the same writer task and reader pool.
@@ -143,12 +156,47 @@ impl Store {
     }
 
     async fn write(&self, write: Write) -> Result<(), StoreError> {
+        self.write_returning(write).await.map(|_| ())
+    }
+
+    async fn write_returning(&self, write: Write) -> Result<Vec<String>, StoreError> {
         let (done, wait) = oneshot::channel();
         self.writes
             .send(WriteRequest { write, done })
             .await
             .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The run waits for a step's next attempt until `due_at`.
+    pub async fn run_retrying(
+        &self,
+        run_id: &str,
+        error: Option<String>,
+        due_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write(Write::RunRetrying {
+            run_id: run_id.to_owned(),
+            error,
+            due_at,
+        })
+        .await
+    }
+
+    /// Retrying runs whose time has come, moved back to `queued`.
+    pub async fn claim_due_retries(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        self.write_returning(Write::ClaimDue { now }).await
+    }
+
+    /// When the earliest waiting retry is due.
+    pub async fn next_retry_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query("SELECT MIN(due_at) AS due FROM runs WHERE status = 'retrying'")
+            .fetch_one(&self.readers)
+            .await
+            .map_err(read_error)?;
+        get::<Option<String>>(&row, "due")?
+            .map(|t| parse_timestamp(&t))
+            .transpose()
     }
 
     /// The event and its queued runs, durable when this returns.
@@ -314,15 +362,17 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteR
             }
         }
         match apply_batch(&mut conn, &batch).await {
-            Ok(()) => {
-                for request in batch.drain(..) {
-                    let _ = request.done.send(Ok(()));
+            Ok(results) => {
+                for (request, result) in batch.drain(..).zip(results) {
+                    let _ = request.done.send(Ok(result));
                 }
             }
             Err(_) => {
                 // One bad write must not fail its neighbours: retry each on its own.
                 for request in batch.drain(..) {
-                    let result = apply_batch(&mut conn, std::slice::from_ref(&request)).await;
+                    let result = apply_batch(&mut conn, std::slice::from_ref(&request))
+                        .await
+                        .map(|mut r| r.pop().unwrap_or_default());
                     let _ = request.done.send(result);
                 }
             }
@@ -333,18 +383,44 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteR
 async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[WriteRequest],
-) -> Result<(), StoreError> {
+) -> Result<Vec<Vec<String>>, StoreError> {
     let write_error = |e: sqlx::Error| StoreError::Write(e.to_string());
     let mut tx = conn.begin().await.map_err(write_error)?;
+    let mut results = Vec::with_capacity(batch.len());
     for request in batch {
-        apply(&mut tx, &request.write).await.map_err(write_error)?;
+        results.push(apply(&mut tx, &request.write).await.map_err(write_error)?);
     }
-    tx.commit().await.map_err(write_error)
+    tx.commit().await.map_err(write_error)?;
+    Ok(results)
 }
 
-async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<(), sqlx::Error> {
+async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Vec<String>, sqlx::Error> {
     let now = timestamp(Utc::now());
     match write {
+        Write::ClaimDue { now } => {
+            let rows = sqlx::query(
+                "UPDATE runs SET status = 'queued', due_at = NULL
+                 WHERE status = 'retrying' AND due_at <= $1 RETURNING id",
+            )
+            .bind(timestamp(*now))
+            .fetch_all(&mut *conn)
+            .await?;
+            return rows.iter().map(|r| r.try_get::<String, _>("id")).collect();
+        }
+        Write::RunRetrying {
+            run_id,
+            error,
+            due_at,
+        } => {
+            sqlx::query(
+                "UPDATE runs SET status = 'retrying', error = $2, due_at = $3 WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(error.as_deref())
+            .bind(timestamp(*due_at))
+            .execute(&mut *conn)
+            .await?;
+        }
         Write::Accept { event, runs } => {
             sqlx::query(
                 "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw)
@@ -387,8 +463,8 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<(), sqlx::E
         Write::StepFinished { run_id, record } => {
             sqlx::query(
                 "INSERT OR REPLACE INTO steps
-                 (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(run_id)
             .bind(record.index as i64)
@@ -401,6 +477,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<(), sqlx::E
             .bind(record.error.as_deref())
             .bind(timestamp(record.started_at))
             .bind(record.duration_ms)
+            .bind(i64::from(record.attempts))
             .execute(&mut *conn)
             .await?;
         }
@@ -438,7 +515,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<(), sqlx::E
             .await?;
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 fn to_text<T: serde::Serialize>(value: &T) -> String {
@@ -520,5 +597,6 @@ fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
         filtered: get(row, "filtered")?,
         started_at: parse_timestamp(&get::<String>(row, "started_at")?)?,
         duration_ms: get(row, "duration_ms")?,
+        attempts: get::<i64>(row, "attempts")? as u32,
     })
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -41,6 +41,8 @@ struct Inner {
     queue: mpsc::UnboundedSender<Job>,
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncAnswer>>>,
     compile_options: workflow::CompileOptions,
+    /// Wakes the retry scheduler when a run starts waiting, so it can look at the new due time.
+    retries: Notify,
 }
 
 /// One run to execute.
@@ -92,8 +94,10 @@ impl Worker {
                 queue,
                 waiters: Mutex::new(HashMap::new()),
                 compile_options: settings.compile_options.clone(),
+                retries: Notify::new(),
             }),
         };
+        tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
         let handle = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
         (worker, handle)
     }
@@ -159,6 +163,40 @@ impl Worker {
             .and_then(|mut waiters| waiters.remove(run_id));
         if let Some(waiter) = waiter {
             let _ = waiter.send(answer);
+        }
+    }
+}
+
+/// Longest sleep between looks at the store, in case a wake-up was missed.
+const RETRY_POLL: Duration = Duration::from_secs(30);
+
+/// Queue each retrying run when its stored due time comes.
+async fn schedule_retries(worker: Worker, mut shutdown: watch::Receiver<bool>) {
+    let store = &worker.inner.store;
+    loop {
+        let wait = match store.next_retry_due().await {
+            Ok(Some(due)) => (due - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(RETRY_POLL),
+            Ok(None) => RETRY_POLL,
+            Err(err) => {
+                warn!(error = %err, "cannot read retry times");
+                RETRY_POLL
+            }
+        };
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = worker.inner.retries.notified() => continue,
+        }
+        match store.claim_due_retries(chrono::Utc::now()).await {
+            Ok(ids) => {
+                for id in ids {
+                    worker.enqueue(id);
+                }
+            }
+            Err(err) => warn!(error = %err, "cannot queue due retries"),
         }
     }
 }
@@ -282,6 +320,20 @@ async fn execute_run(worker: &Worker, job: Job) {
             options: &options,
         };
         match engine::execute(request, &journal).await {
+            Ok(outcome) if outcome.status == RunStatus::Retrying => {
+                let due_at = outcome.due_at.unwrap_or_else(chrono::Utc::now);
+                warn!(
+                    error = outcome.error.as_deref().unwrap_or_default(),
+                    due_at = %due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "step failed; the run will try again"
+                );
+                match store.run_retrying(run_id, outcome.error, due_at).await {
+                    Ok(()) => worker.inner.retries.notify_one(),
+                    Err(err) => {
+                        error!(error = %err, "cannot record the retry; the run resumes at the next start")
+                    }
+                }
+            }
             Ok(outcome) => {
                 let duration_ms = started.elapsed().as_millis() as u64;
                 match &outcome.error {

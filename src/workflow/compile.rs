@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
+use crate::engine::retry::{Backoff, RetryPolicy, StatusMatch};
 use crate::jsonpath::JsonPath;
 use crate::template::{Condition, TemplateSet, TemplateSyntaxError, ValueTemplate};
 use crate::workflow::yaml::{Key, Node, NodeValue};
@@ -56,7 +57,12 @@ const TEMPLATE_GLOBALS: &[&str] = &[
 pub struct CompileOptions {
     /// `exec` steps run local commands; a server must enable them explicitly.
     pub exec_enabled: bool,
+    /// The retry policy of steps whose workflow and step say nothing.
+    pub default_retry: RetryPolicy,
 }
+
+/// The keys of a `retry:` mapping.
+pub const RETRY_KEYS: &[&str] = &["attempts", "backoff", "initial", "max", "on"];
 
 /// Shared state while compiling one workflow file.
 pub struct Compiler {
@@ -65,6 +71,8 @@ pub struct Compiler {
     pub diagnostics: Diagnostics,
     pub templates: TemplateSet,
     pub scope: Scope,
+    /// The retry policy a step gets when it says nothing: the workflow's or the server's.
+    pub retry_default: RetryPolicy,
 }
 
 /// The entries of a mapping after its keys were checked against what the schema allows.
@@ -96,6 +104,7 @@ impl<'n> Fields<'n> {
 impl Compiler {
     pub fn new(file: Arc<SourceFile>, options: CompileOptions) -> Self {
         Self {
+            retry_default: options.default_retry.clone(),
             file,
             options,
             diagnostics: Diagnostics::default(),
@@ -379,6 +388,71 @@ impl Compiler {
                 None
             }
         }
+    }
+
+    /// A `retry:` mapping; keys it leaves out keep the values of `base`.
+    pub fn retry_policy(&mut self, node: &Node, base: &RetryPolicy) -> Option<RetryPolicy> {
+        let fields = self.fields(node, "`retry`", RETRY_KEYS, &[])?;
+        let mut policy = base.clone();
+        if let Some(n) = fields.get("attempts") {
+            match n.value {
+                NodeValue::Int(i) if (1..=100).contains(&i) => policy.attempts = i as u32,
+                _ => {
+                    self.error(
+                        n.span.clone(),
+                        "`attempts` is the number of tries in all, from 1 to 100",
+                    );
+                    return None;
+                }
+            }
+        }
+        if let Some(n) = fields.get("backoff") {
+            policy.backoff = match self.string(n, "`backoff`")?.as_str() {
+                "exponential" => Backoff::Exponential,
+                "fixed" => Backoff::Fixed,
+                other => {
+                    self.error(
+                        n.span.clone(),
+                        format!("unknown backoff '{other}'; expected exponential or fixed"),
+                    );
+                    return None;
+                }
+            };
+        }
+        if let Some(n) = fields.get("initial") {
+            policy.initial = self.duration(n, "`initial`")?;
+        }
+        if let Some(n) = fields.get("max") {
+            policy.max = self.duration(n, "`max`")?;
+        }
+        if let Some(n) = fields.get("on") {
+            let items: Vec<&Node> = match &n.value {
+                NodeValue::Seq(items) => items.iter().collect(),
+                _ => vec![n],
+            };
+            policy.on.clear();
+            for item in items {
+                let text = self.string(item, "`on`")?;
+                match StatusMatch::parse(&text) {
+                    Some(m) => policy.on.push(m),
+                    None => {
+                        self.error(
+                            item.span.clone(),
+                            format!("'{text}' is not an HTTP status; write a code such as 409 or a class such as 4xx"),
+                        );
+                        return None;
+                    }
+                }
+            }
+        }
+        if policy.max < policy.initial {
+            self.error(
+                fields.span.clone(),
+                "`retry`: `max` is shorter than `initial`",
+            );
+            return None;
+        }
+        Some(policy)
     }
 
     pub fn jsonpath(&mut self, node: &Node) -> Option<JsonPath> {

@@ -20,7 +20,15 @@ use routes::{RoutePattern, RouteTable};
 use yaml::Node;
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
-pub const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "on", "secrets", "vars", "steps"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "on",
+    "secrets",
+    "vars",
+    "retry",
+    "steps",
+];
 pub const TRIGGER_KEYS: &[&str] = &["webhook"];
 pub const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body"];
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -133,6 +141,12 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         }
     }
     c.scope.secrets = secrets.iter().cloned().collect();
+    if let Some(n) = fields.get("retry") {
+        let base = c.retry_default.clone();
+        if let Some(policy) = c.retry_policy(n, &base) {
+            c.retry_default = policy;
+        }
+    }
 
     let step_nodes: Vec<&Node> = match fields.get("steps") {
         Some(n) => match n.as_seq() {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod docs;
+mod durable;
 mod e2e;
 mod examples;
 mod golden;

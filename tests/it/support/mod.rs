@@ -94,6 +94,7 @@ impl TestServer {
                 timeout: Duration::from_secs(10),
             },
             exec_enabled: false,
+            default_retry: Default::default(),
         };
         configure(&mut settings);
         let webhook = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -198,6 +199,8 @@ impl TestServer {
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived.
+    pub at: Instant,
     pub method: String,
     /// Path and query, as sent.
     pub uri: String,
@@ -222,12 +225,16 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// More answer headers (a `Location`, a `Retry-After`).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
 struct ReceiverState {
     received: Mutex<Vec<Received>>,
     replies: Mutex<Vec<(String, Reply)>>,
+    /// Replies used once each, in order, before the standing ones (an outage that ends).
+    queued: Mutex<Vec<(String, Reply)>>,
 }
 
 /// A real HTTP server on loopback that records every request and answers as told
@@ -259,14 +266,56 @@ impl Receiver {
 
     /// Answer requests whose path starts with `prefix` with this reply.
     pub fn reply(&self, prefix: &str, status: u16, content_type: &'static str, body: &str) {
+        self.reply_with_headers(prefix, status, content_type, body, &[]);
+    }
+
+    /// Like `reply`, with more answer headers.
+    pub fn reply_with_headers(
+        &self,
+        prefix: &str,
+        status: u16,
+        content_type: &'static str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) {
         self.state.replies.lock().expect("lock").push((
             prefix.to_owned(),
             Reply {
                 status,
                 content_type,
                 body: body.to_owned(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             },
         ));
+    }
+
+    /// Answer the next `times` requests under `prefix` with this reply, then as before.
+    pub fn reply_times(
+        &self,
+        prefix: &str,
+        times: usize,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) {
+        let mut queued = self.state.queued.lock().expect("lock");
+        for _ in 0..times {
+            queued.push((
+                prefix.to_owned(),
+                Reply {
+                    status,
+                    content_type: "text/plain",
+                    body: body.to_owned(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                },
+            ));
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -299,26 +348,45 @@ async fn record(State(state): State<Arc<ReceiverState>>, request: Request) -> Re
     let uri = parts.uri.to_string();
     let path = parts.uri.path().to_owned();
     state.received.lock().expect("lock").push(Received {
+        at: Instant::now(),
         method: parts.method.to_string(),
         uri,
         headers: parts.headers,
         body,
     });
-    let reply = state
-        .replies
-        .lock()
-        .expect("lock")
-        .iter()
-        .rev()
-        .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-        .map(|(_, r)| r.clone());
+    let once = {
+        let mut queued = state.queued.lock().expect("lock");
+        queued
+            .iter()
+            .position(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|i| queued.remove(i).1)
+    };
+    let reply = once.or_else(|| {
+        state
+            .replies
+            .lock()
+            .expect("lock")
+            .iter()
+            .rev()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, r)| r.clone())
+    });
     match reply {
-        Some(r) => (
-            StatusCode::from_u16(r.status).expect("status"),
-            [("content-type", r.content_type)],
-            r.body,
-        )
-            .into_response(),
+        Some(r) => {
+            let mut response = (
+                StatusCode::from_u16(r.status).expect("status"),
+                [("content-type", r.content_type)],
+                r.body,
+            )
+                .into_response();
+            for (name, value) in &r.headers {
+                response.headers_mut().insert(
+                    axum::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                    axum::http::HeaderValue::from_str(value).expect("header value"),
+                );
+            }
+            response
+        }
         None => (
             StatusCode::OK,
             [("content-type", "application/json")],

@@ -1,0 +1,174 @@
+//! Durable runs: retries with a stored due time, an outage that ends, a restart during a wait.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::support::{Receiver, TestServer};
+
+fn step<'a>(run: &'a Json, name: &str) -> &'a Json {
+    run["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {run}"))
+}
+
+fn workflow(receiver: &Receiver, retry: &str) -> String {
+    format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/flaky }} }}
+steps:
+  - name: first
+    log: "before the call"
+  - name: call
+    retry: {retry}
+    http: {{ url: "{url}", json: {{ n: 1 }} }}
+  - name: after
+    log: "{{{{ steps.call.status }}}}"
+"#,
+        url = receiver.url("/flaky")
+    )
+}
+
+#[tokio::test]
+async fn an_outage_that_ends_is_retried_until_the_run_succeeds() {
+    let receiver = Receiver::start().await;
+    receiver.reply_times("/flaky", 3, 503, &[], "down");
+    let yaml = workflow(&receiver, "{ attempts: 5, initial: 100ms, max: 400ms }");
+    let server = TestServer::start(&[("flaky.yaml", &yaml)]).await;
+    let runs = server
+        .accepted("/hooks/flaky", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 4, "three 503s, then success");
+    let key = got[0].header("idempotency-key").expect("key").to_owned();
+    assert_eq!(key, format!("{}.call", runs[0]));
+    for request in &got {
+        assert_eq!(request.header("idempotency-key"), Some(key.as_str()));
+    }
+    // Full jitter under a ceiling of 100ms, 200ms, 400ms (plus scheduling slack).
+    for (i, pair) in got.windows(2).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        let ceiling = Duration::from_millis(100 << i) + Duration::from_millis(400);
+        assert!(gap <= ceiling, "gap {i} was {gap:?}");
+    }
+    let call = step(&run, "call");
+    assert_eq!(call["status"], "succeeded");
+    assert_eq!(call["attempts"], 4);
+    assert_eq!(step(&run, "after")["output"]["message"], "200");
+    // The step before the retried one ran once.
+    assert_eq!(step(&run, "first")["attempts"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_exhausted_attempts_fail_the_run() {
+    let receiver = Receiver::start().await;
+    receiver.reply_times("/flaky", 1, 429, &[("retry-after", "1")], "slow down");
+    receiver.reply("/flaky/never", 503, "text/plain", "still down");
+    let yaml = workflow(&receiver, "{ attempts: 3, initial: 10ms, max: 20ms }");
+    let never = yaml
+        .replace("/hooks/flaky", "/hooks/never")
+        .replace("/flaky\"", "/flaky/never\"");
+    let server = TestServer::start(&[("flaky.yaml", &yaml), ("never.yaml", &never)]).await;
+    let runs = server
+        .accepted("/hooks/flaky", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: {gap:?}"
+    );
+
+    let runs = server
+        .accepted("/hooks/never", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "failed", "{run}");
+    let call = step(&run, "call");
+    assert_eq!(call["status"], "failed");
+    assert_eq!(call["attempts"], 3);
+    assert!(
+        run["run"]["error"].as_str().expect("error").contains("503"),
+        "{run}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_error_is_not_retried() {
+    let receiver = Receiver::start().await;
+    receiver.reply("/flaky", 422, "application/json", r#"{"message":"bad"}"#);
+    let yaml = workflow(&receiver, "{ attempts: 5, initial: 10ms }");
+    let server = TestServer::start(&[("flaky.yaml", &yaml)]).await;
+    let runs = server
+        .accepted("/hooks/flaky", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "failed");
+    assert_eq!(receiver.received().len(), 1);
+    assert_eq!(step(&run, "call")["attempts"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_during_a_retry_wait_keeps_the_due_time() {
+    let receiver = Receiver::start().await;
+    receiver.reply_times("/flaky", 1, 503, &[], "down");
+    let yaml = workflow(&receiver, "{ attempts: 3, backoff: fixed, initial: 3s }");
+    let server = TestServer::start(&[("flaky.yaml", &yaml)]).await;
+    let runs = server
+        .accepted("/hooks/flaky", "application/json", b"{}".to_vec())
+        .await;
+    receiver.wait_for(1).await;
+    let first_attempt = receiver.received()[0].at;
+    // Wait until the retry is recorded, then stop the server in the middle of the wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let detail: Json = server
+            .client
+            .get(format!("{}/api/runs/{}", server.admin, runs[0]))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        if detail["run"]["status"] == "retrying" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never retrying: {detail}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = server.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "nothing is sent while stopped"
+    );
+    let server = TestServer::start_in(dir).await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    let waited = got[1].at - first_attempt;
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "the restart shortened the wait to {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(8),
+        "the wait grew to {waited:?}"
+    );
+    assert_eq!(step(&run, "call")["attempts"], 2);
+    server.stop().await;
+}
