@@ -16,9 +16,11 @@ use super::body::parse_body;
 use super::{AppState, error_response};
 use crate::engine::{Event, RunStatus};
 use crate::steps::respond::SyncResponse;
-use crate::store::NewRun;
+use crate::store::{DedupeKey, NewRun};
+use crate::template::Scope;
 use crate::worker::SyncAnswer;
 use crate::workflow::RespondMode;
+use crate::workflow::Workflow;
 
 pub async fn ingest(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
@@ -120,40 +122,60 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
         raw: raw.to_vec(),
         received_at: Utc::now(),
     };
+    let event_context = event_context(&event);
     let runs: Vec<NewRun> = bound
         .iter()
         .map(|w| NewRun {
             id: uuid::Uuid::now_v7().to_string(),
             workflow: w.name.clone(),
             version: w.version.clone(),
+            dedupe: dedupe_key(w, &event, &event_context),
         })
         .collect();
-    let run_ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
     // Registered before the commit so an answer cannot slip past between commit and wait.
-    let waiter = (route.respond == RespondMode::Sync).then(|| state.worker.wait_for(&run_ids[0]));
-    if let Err(err) = state.store.accept(&event, &runs).await {
-        warn!(error = %err, "cannot store the event; answering 503 so the sender retries");
-        if waiter.is_some() {
-            state.worker.forget(&run_ids[0]);
+    let waiter = (route.respond == RespondMode::Sync).then(|| state.worker.wait_for(&runs[0].id));
+    let accepted_runs = match state.store.accept(&event, &runs).await {
+        Ok(accepted) => accepted,
+        Err(err) => {
+            warn!(error = %err, "cannot store the event; answering 503 so the sender retries");
+            if waiter.is_some() {
+                state.worker.forget(&runs[0].id);
+            }
+            let mut response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event could not be stored; retry later",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return (response, Vec::new());
         }
-        let mut response = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the event could not be stored; retry later",
+    };
+    let duplicate_of = accepted_runs.duplicate_of;
+    let run_ids = accepted_runs.created;
+    if run_ids.is_empty() {
+        // A repeated delivery: the sender is told it arrived, and nothing runs again.
+        if waiter.is_some() {
+            state.worker.forget(&runs[0].id);
+        }
+        let body = serde_json::json!({ "duplicate_of": duplicate_of });
+        return (
+            (StatusCode::OK, axum::Json(body)).into_response(),
+            Vec::new(),
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return (response, Vec::new());
     }
     let event_id = event.id.clone();
     let event = std::sync::Arc::new(event);
-    for run in &runs {
+    for run in runs.iter().filter(|r| run_ids.contains(&r.id)) {
         state
             .worker
             .enqueue_fresh(run, std::sync::Arc::clone(&event));
     }
     let accepted = || {
-        let body = serde_json::json!({ "event_id": event_id, "run_ids": run_ids });
+        let mut body = serde_json::json!({ "event_id": event_id, "run_ids": run_ids });
+        if !duplicate_of.is_empty() {
+            body["duplicate_of"] = serde_json::json!(duplicate_of);
+        }
         (StatusCode::ACCEPTED, axum::Json(body)).into_response()
     };
     let response = match waiter {
@@ -222,6 +244,40 @@ fn sync_response(answer: SyncResponse) -> Response {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
     response
+}
+
+/// What a dedupe key template reads: `event`, and the event's fields at the top level.
+fn event_context(event: &Event) -> minijinja::Value {
+    let mut context = match event.template_json() {
+        Json::Object(map) => map,
+        _ => Map::new(),
+    };
+    let whole = Json::Object(context.clone());
+    context.insert("event".into(), whole);
+    crate::template::to_template_value(&Json::Object(context))
+}
+
+/// The run's dedupe key, or none when the workflow has no `dedupe` or the key is empty.
+fn dedupe_key(workflow: &Workflow, event: &Event, context: &minijinja::Value) -> Option<DedupeKey> {
+    let dedupe = workflow.webhook.as_ref()?.dedupe.as_ref()?;
+    let scope = Scope {
+        templates: &workflow.templates,
+        context,
+        event_body: &event.body,
+    };
+    match dedupe.key.render_string(&scope) {
+        Ok(key) if !key.trim().is_empty() => Some(DedupeKey {
+            key,
+            expires_at: event.received_at
+                + chrono::Duration::from_std(dedupe.window).unwrap_or(chrono::Duration::days(7)),
+        }),
+        Ok(_) => None,
+        Err(err) => {
+            // A delivery without the key is still accepted, just not deduplicated.
+            warn!(workflow = %workflow.name, error = %err, "dedupe key could not be computed");
+            None
+        }
+    }
 }
 
 fn header_map(headers: &HeaderMap) -> Map<String, Json> {

@@ -31,6 +31,22 @@ pub struct NewRun {
     pub id: String,
     pub workflow: String,
     pub version: String,
+    /// Not created when another run holds this key.
+    pub dedupe: Option<DedupeKey>,
+}
+
+/// A delivery's identity for one workflow, and how long it is remembered.
+#[derive(Debug, Clone)]
+pub struct DedupeKey {
+    pub key: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What an accept created, and the runs that already held a repeated delivery.
+#[derive(Debug, Clone, Default)]
+pub struct Accepted {
+    pub created: Vec<String>,
+    pub duplicate_of: Vec<String>,
 }
 
 /// A run as listed: no steps, no event.

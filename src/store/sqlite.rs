@@ -13,8 +13,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Definition, NewRun, RunDetail, RunFilter, RunSummary, StoreError, parse_json, parse_timestamp,
-    timestamp,
+    Accepted, Definition, NewRun, RunDetail, RunFilter, RunSummary, StoreError, parse_json,
+    parse_timestamp, timestamp,
 };
 use crate::engine::{Event, RunStatus, StepRecord, StepStatus};
 use crate::steps::respond::SyncResponse;
@@ -68,6 +68,13 @@ CREATE TABLE IF NOT EXISTS steps (
     attempts INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (run_id, idx)
 );
+CREATE TABLE IF NOT EXISTS dedupe (
+    workflow TEXT NOT NULL,
+    key TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (workflow, key)
+);
 CREATE TABLE IF NOT EXISTS definitions (
     version TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -110,10 +117,17 @@ enum Write {
     },
 }
 
+/// What a write answers besides success.
+enum Returned {
+    Nothing,
+    Ids(Vec<String>),
+    Accepted(Accepted),
+}
+
 struct WriteRequest {
     write: Write,
     /// Ids for the writes that select runs (`ClaimDue`), empty otherwise.
-    done: oneshot::Sender<Result<Vec<String>, StoreError>>,
+    done: oneshot::Sender<Result<Returned, StoreError>>,
 }
 
 /// Cheap to clone; every clone talks to the same writer task and reader pool.
@@ -159,7 +173,7 @@ impl Store {
         self.write_returning(write).await.map(|_| ())
     }
 
-    async fn write_returning(&self, write: Write) -> Result<Vec<String>, StoreError> {
+    async fn write_returning(&self, write: Write) -> Result<Returned, StoreError> {
         let (done, wait) = oneshot::channel();
         self.writes
             .send(WriteRequest { write, done })
@@ -185,7 +199,10 @@ impl Store {
 
     /// Retrying runs whose time has come, moved back to `queued`.
     pub async fn claim_due_retries(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
-        self.write_returning(Write::ClaimDue { now }).await
+        match self.write_returning(Write::ClaimDue { now }).await? {
+            Returned::Ids(ids) => Ok(ids),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// When the earliest waiting retry is due.
@@ -200,12 +217,19 @@ impl Store {
     }
 
     /// The event and its queued runs, durable when this returns.
-    pub async fn accept(&self, event: &Event, runs: &[NewRun]) -> Result<(), StoreError> {
-        self.write(Write::Accept {
-            event: Box::new(event.clone()),
-            runs: runs.to_vec(),
-        })
-        .await
+    /// The event and its queued runs, durable when this returns. A run whose dedupe key was
+    /// seen within its window is not created; the run that holds the key is answered instead.
+    pub async fn accept(&self, event: &Event, runs: &[NewRun]) -> Result<Accepted, StoreError> {
+        match self
+            .write_returning(Write::Accept {
+                event: Box::new(event.clone()),
+                runs: runs.to_vec(),
+            })
+            .await?
+        {
+            Returned::Accepted(accepted) => Ok(accepted),
+            _ => Err(StoreError::Write("the accept answered nothing".into())),
+        }
     }
 
     pub async fn run_started(&self, run_id: &str) -> Result<(), StoreError> {
@@ -372,7 +396,7 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteR
                 for request in batch.drain(..) {
                     let result = apply_batch(&mut conn, std::slice::from_ref(&request))
                         .await
-                        .map(|mut r| r.pop().unwrap_or_default());
+                        .map(|mut r| r.pop().unwrap_or(Returned::Nothing));
                     let _ = request.done.send(result);
                 }
             }
@@ -383,7 +407,7 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteR
 async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[WriteRequest],
-) -> Result<Vec<Vec<String>>, StoreError> {
+) -> Result<Vec<Returned>, StoreError> {
     let write_error = |e: sqlx::Error| StoreError::Write(e.to_string());
     let mut tx = conn.begin().await.map_err(write_error)?;
     let mut results = Vec::with_capacity(batch.len());
@@ -394,7 +418,7 @@ async fn apply_batch(
     Ok(results)
 }
 
-async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Vec<String>, sqlx::Error> {
+async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, sqlx::Error> {
     let now = timestamp(Utc::now());
     match write {
         Write::ClaimDue { now } => {
@@ -405,7 +429,11 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Vec<String>
             .bind(timestamp(*now))
             .fetch_all(&mut *conn)
             .await?;
-            return rows.iter().map(|r| r.try_get::<String, _>("id")).collect();
+            let ids = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Returned::Ids(ids));
         }
         Write::RunRetrying {
             run_id,
@@ -422,6 +450,40 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Vec<String>
             .await?;
         }
         Write::Accept { event, runs } => {
+            let mut accepted = Accepted::default();
+            let mut created = Vec::new();
+            for run in runs {
+                let Some(dedupe) = &run.dedupe else {
+                    created.push(run);
+                    continue;
+                };
+                let holder = sqlx::query(
+                    "SELECT run_id FROM dedupe WHERE workflow = $1 AND key = $2 AND expires_at > $3",
+                )
+                .bind(&run.workflow)
+                .bind(&dedupe.key)
+                .bind(timestamp(event.received_at))
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(holder) = holder {
+                    accepted.duplicate_of.push(holder.try_get("run_id")?);
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT OR REPLACE INTO dedupe (workflow, key, run_id, expires_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&run.workflow)
+                .bind(&dedupe.key)
+                .bind(&run.id)
+                .bind(timestamp(dedupe.expires_at))
+                .execute(&mut *conn)
+                .await?;
+                created.push(run);
+            }
+            if created.is_empty() {
+                // Nothing new: the event itself is not kept either.
+                return Ok(Returned::Accepted(accepted));
+            }
             sqlx::query(
                 "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -437,7 +499,8 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Vec<String>
             .bind(event.raw.as_slice())
             .execute(&mut *conn)
             .await?;
-            for run in runs {
+            for run in created {
+                accepted.created.push(run.id.clone());
                 sqlx::query(
                     "INSERT INTO runs (id, event_id, workflow, version, status, created_at)
                      VALUES ($1, $2, $3, $4, 'queued', $5)",
@@ -450,6 +513,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Vec<String>
                 .execute(&mut *conn)
                 .await?;
             }
+            return Ok(Returned::Accepted(accepted));
         }
         Write::RunStarted { run_id } => {
             sqlx::query(
@@ -515,7 +579,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Vec<String>
             .await?;
         }
     }
-    Ok(Vec::new())
+    Ok(Returned::Nothing)
 }
 
 fn to_text<T: serde::Serialize>(value: &T) -> String {

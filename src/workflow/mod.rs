@@ -30,7 +30,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "steps",
 ];
 pub const TRIGGER_KEYS: &[&str] = &["webhook"];
-pub const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body"];
+pub const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body", "dedupe"];
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// A workflow compiled from one file: templates and JSONPath parsed once, never changed after.
@@ -56,8 +56,24 @@ pub struct WebhookTrigger {
     pub methods: Vec<String>,
     pub respond: RespondMode,
     pub max_body: usize,
+    pub dedupe: Option<Dedupe>,
     pub span: Span,
 }
+
+/// `dedupe:`: a delivery whose key was seen within `window` starts no run.
+#[derive(Debug, Clone)]
+pub struct Dedupe {
+    pub key: ValueTemplate,
+    pub window: std::time::Duration,
+}
+
+pub const DEFAULT_DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
+/// The keys of a `dedupe:` mapping.
+pub const DEDUPE_KEYS: &[&str] = &["key", "window"];
+/// What a dedupe key template reads: the event's fields, also at the top level.
+pub const DEDUPE_LOCALS: &[&str] = &[
+    "headers", "body", "query", "params", "method", "path", "raw",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RespondMode {
@@ -316,13 +332,38 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
         Some(n) => c.size(n, "`max_body`"),
         None => Some(DEFAULT_MAX_BODY),
     };
+    let dedupe = match w.get("dedupe") {
+        Some(n) => Some(compile_dedupe(c, n)?),
+        None => None,
+    };
     Some(WebhookTrigger {
         path: path?,
         respond: respond?,
         max_body: max_body?,
+        dedupe,
         methods,
         span: path_node.span.clone(),
     })
+}
+
+fn compile_dedupe(c: &mut Compiler, node: &Node) -> Option<Dedupe> {
+    let (key_node, window) = match node.as_map() {
+        Some(_) => {
+            let fields = c.fields(node, "`dedupe`", DEDUPE_KEYS, &["key"])?;
+            let window = match fields.get("window") {
+                Some(n) => c.duration(n, "`window`")?,
+                None => DEFAULT_DEDUPE_WINDOW,
+            };
+            (fields.get("key")?, window)
+        }
+        None => (node, DEFAULT_DEDUPE_WINDOW),
+    };
+    // The key is computed before any step runs: only the event is there to read.
+    let saved = std::mem::take(&mut c.scope.locals);
+    c.scope.locals = DEDUPE_LOCALS.iter().map(|s| (*s).to_owned()).collect();
+    let key = c.text(key_node, "`dedupe` key");
+    c.scope.locals = saved;
+    Some(Dedupe { key: key?, window })
 }
 
 fn file_stem(path: &str) -> String {

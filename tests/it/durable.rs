@@ -172,3 +172,91 @@ async fn a_restart_during_a_retry_wait_keeps_the_due_time() {
     assert_eq!(step(&run, "call")["attempts"], 2);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_same_delivery_sent_20_times_at_once_starts_one_run() {
+    let receiver = Receiver::start().await;
+    let yaml = format!(
+        r#"
+on:
+  webhook:
+    path: /hooks/github
+    dedupe: "{{{{ headers['x-github-delivery'] }}}}"
+steps:
+  - http: {{ url: "{url}", json: {{ sha: "{{{{ event.body.after }}}}" }} }}
+"#,
+        url = receiver.url("/build")
+    );
+    let windowed = r#"
+on:
+  webhook:
+    path: /hooks/short
+    dedupe: { key: "{{ body.id }}", window: 1s }
+steps:
+  - log: "{{ event.body.id }}"
+"#;
+    let server = TestServer::start(&[("gh.yaml", &yaml), ("short.yaml", windowed)]).await;
+    let payload = crate::support::fixture("github/push.json");
+    let mut sends = Vec::new();
+    for _ in 0..20 {
+        let client = server.client.clone();
+        let url = format!("{}/hooks/github", server.base);
+        let body = payload.clone();
+        sends.push(tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+                .body(body)
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            let answer: Json = response.json().await.expect("json");
+            (status, answer)
+        }));
+    }
+    let mut created = Vec::new();
+    let mut duplicates = Vec::new();
+    for send in sends {
+        let (status, answer) = send.await.expect("join");
+        match status {
+            202 => created.push(answer["run_ids"][0].as_str().expect("id").to_owned()),
+            200 => duplicates.push(answer["duplicate_of"][0].as_str().expect("id").to_owned()),
+            other => panic!("unexpected {other}: {answer}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one delivery starts a run");
+    assert_eq!(duplicates.len(), 19);
+    assert!(duplicates.iter().all(|d| *d == created[0]));
+    let run = server.finished_run(&created[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.received().len(), 1, "one build, not twenty");
+    // Another delivery id is another run.
+    let response = server
+        .post_with(
+            "/hooks/github",
+            "application/json",
+            payload,
+            &[("x-github-delivery", "another")],
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+
+    // After the window the key is forgotten.
+    let first = server
+        .post_json("/hooks/short", &serde_json::json!({"id": 7}))
+        .await;
+    assert_eq!(first.status(), 202);
+    let again = server
+        .post_json("/hooks/short", &serde_json::json!({"id": 7}))
+        .await;
+    assert_eq!(again.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = server
+        .post_json("/hooks/short", &serde_json::json!({"id": 7}))
+        .await;
+    assert_eq!(later.status(), 202);
+    server.stop().await;
+}

@@ -38,9 +38,32 @@ fn payload_of(dir: &Path) -> Json {
     read_json(&dir.join("payload.json"))
 }
 
+/// The example's own server settings (`hookflow.yaml`, e.g. enabling `exec`), when it has them.
+fn config_of(dir: &Path) -> Option<PathBuf> {
+    Some(dir.join("hookflow.yaml")).filter(|path| path.is_file())
+}
+
+/// `--config <dir>/hookflow.yaml` when the example has one, else nothing.
+fn config_args(dir: &Path) -> Vec<std::ffi::OsString> {
+    config_of(dir)
+        .map(|path| vec!["--config".into(), path.into_os_string()])
+        .unwrap_or_default()
+}
+
 /// The secrets a workflow declares, as hookflow itself compiles them.
 fn declared_secrets(dir: &Path) -> Vec<String> {
-    let loaded = hookflow::workflow::load(&[dir.join("workflow.yaml")], &Default::default())
+    let options = match config_of(dir) {
+        Some(config) => {
+            hookflow::settings::ServeSettings::resolve(&hookflow::settings::Overrides {
+                config: Some(config),
+                ..Default::default()
+            })
+            .expect("the example's hookflow.yaml")
+            .compile_options()
+        }
+        None => Default::default(),
+    };
+    let loaded = hookflow::workflow::load(&[dir.join("workflow.yaml")], &options)
         .expect("load the workflow");
     loaded
         .registry
@@ -185,7 +208,8 @@ fn dry_run(dir: &Path, payload: &Path, headers: &[(String, String)]) -> DryRun {
         .arg(dir.join("workflow.yaml"))
         .arg("--payload")
         .arg(payload)
-        .arg("--dry-run");
+        .arg("--dry-run")
+        .args(config_args(dir));
     for (name, value) in headers {
         command.arg("-H").arg(format!("{name}: {value}"));
     }
@@ -249,6 +273,7 @@ fn every_example_validates_and_dry_runs_to_succeeded() {
             .current_dir(manifest_dir())
             .arg("validate")
             .arg(dir.join("workflow.yaml"))
+            .args(config_args(dir))
             .envs(fake_secrets(dir))
             .output()
             .expect("run hookflow validate");
@@ -285,6 +310,7 @@ fn example_payloads_are_the_published_fixtures() {
         ("github-push-build", "github/push.json"),
         ("stripe-invoice-crm", "stripe/invoice.paid.json"),
         ("shop-order-notify", "shopify/orders.create.json"),
+        ("deploy-script", "github/push.json"),
     ] {
         let ours =
             std::fs::read(example(example_name).join("payload.json")).expect("example payload");

@@ -1,6 +1,7 @@
 //! The integration tests: one binary that starts real servers on loopback, sends real payloads,
 //! and checks what a real HTTP receiver got; plus CLI, golden and compliance tests.
 
+mod ci;
 mod cli;
 mod docs;
 mod durable;
