@@ -127,6 +127,20 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a finished run again through a running server: from its failed step (finished
+    /// steps are not redone), or with --from-start from the first step.
+    Replay {
+        id: String,
+        #[arg(long)]
+        from_start: bool,
+        /// The server's admin address
+        #[arg(
+            long,
+            env = "HOOKFLOW_ADMIN_URL",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        admin: String,
+    },
     /// One run with its event and every step (an id or a unique prefix of one).
     Show {
         id: String,

@@ -9,18 +9,19 @@ use crate::engine::{RunStatus, StepStatus};
 use crate::store::{RunFilter, Store};
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let path = args.store.strip_prefix("sqlite://").unwrap_or(&args.store);
-    if !std::path::Path::new(path).exists() {
-        bail!("no store at {path} (start `hookflow serve` first, or pass --store)");
-    }
-    let store = Store::open(path).await?;
     match args.command {
+        RunsCommand::Replay {
+            id,
+            from_start,
+            admin,
+        } => return replay(&id, from_start, &admin).await,
         RunsCommand::List {
             workflow,
             status,
             limit,
             json,
         } => {
+            let store = open_store(&args.store).await?;
             let status = match status {
                 None => None,
                 Some(s) => match RunStatus::parse(&s) {
@@ -59,6 +60,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         RunsCommand::Show { id, json } => {
+            let store = open_store(&args.store).await?;
             let Some(detail) = store.run(&id).await? else {
                 bail!("no run with id {id} (or the prefix matches several runs)");
             };
@@ -117,4 +119,48 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn open_store(store: &str) -> anyhow::Result<Store> {
+    let path = store.strip_prefix("sqlite://").unwrap_or(store);
+    if !std::path::Path::new(path).exists() {
+        bail!("no store at {path} (start `hookflow serve` first, or pass --store)");
+    }
+    Ok(Store::open(path).await?)
+}
+
+/// Replays go through the server, whose worker must pick the run up.
+async fn replay(id: &str, from_start: bool, admin: &str) -> anyhow::Result<ExitCode> {
+    crate::effects::http::install_crypto_provider();
+    let url = format!(
+        "{}/api/runs/{id}/replay?from_start={from_start}",
+        admin.trim_end_matches('/')
+    );
+    let response = reqwest::Client::new()
+        .post(&url)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the server at {admin} (is `hookflow serve` running?): {e}"
+            )
+        })?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_success() {
+        println!(
+            "run {} queued again (attempt {})",
+            body["run_id"].as_str().unwrap_or(id),
+            body["attempt"]
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!(
+            "{}",
+            body["error"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("the server answered {status}"))
+        )
+    }
 }

@@ -4,12 +4,12 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{AppState, error_response};
 use crate::engine::RunStatus;
-use crate::store::RunFilter;
+use crate::store::{Replayed, RunFilter};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -17,6 +17,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(show_run))
+        .route("/api/runs/{id}/replay", post(replay_run))
         .with_state(state)
 }
 
@@ -63,6 +64,49 @@ async fn show_run(State(state): State<AppState>, Path(id): Path<String>) -> Resp
         Err(err) => {
             tracing::error!(error = %err, "reading a run failed");
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplayQuery {
+    /// Run every step again instead of resuming at the failed one.
+    #[serde(default)]
+    from_start: bool,
+}
+
+async fn replay_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ReplayQuery>,
+) -> Response {
+    // Accept a unique prefix like `runs show` does.
+    let run_id = match state.store.run(&id).await {
+        Ok(Some(detail)) => detail.run.id,
+        Ok(None) => return error_response(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(err) => {
+            tracing::error!(error = %err, "reading a run failed");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    match state.store.replay(&run_id, query.from_start).await {
+        Ok(Replayed::Queued { attempt }) => {
+            state.worker.enqueue(run_id.clone());
+            tracing::info!(run_id = %run_id, attempt, from_start = query.from_start, "run replayed");
+            let body = serde_json::json!({ "run_id": run_id, "attempt": attempt });
+            (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+        }
+        Ok(Replayed::NotFound) => error_response(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Ok(Replayed::NotFinished(status)) => error_response(
+            StatusCode::CONFLICT,
+            format!("run {run_id} is {status}; only a finished run can be replayed"),
+        ),
+        Err(err) => {
+            tracing::error!(error = %err, "replay failed");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the replay could not be stored",
+            )
         }
     }
 }

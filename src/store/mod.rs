@@ -42,6 +42,17 @@ pub struct DedupeKey {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The answer to a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    Queued {
+        attempt: u32,
+    },
+    NotFound,
+    /// Only a finished run can be replayed; this one is in the given status.
+    NotFinished(String),
+}
+
 /// What an accept created, and the runs that already held a repeated delivery.
 #[derive(Debug, Clone, Default)]
 pub struct Accepted {

@@ -13,8 +13,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, Definition, NewRun, RunDetail, RunFilter, RunSummary, StoreError, parse_json,
-    parse_timestamp, timestamp,
+    Accepted, Definition, NewRun, Replayed, RunDetail, RunFilter, RunSummary, StoreError,
+    parse_json, parse_timestamp, timestamp,
 };
 use crate::engine::{Event, RunStatus, StepRecord, StepStatus};
 use crate::steps::respond::SyncResponse;
@@ -107,6 +107,11 @@ enum Write {
         error: Option<String>,
         due_at: DateTime<Utc>,
     },
+    /// Queue a finished run again, from its failed step or from the start.
+    Replay {
+        run_id: String,
+        from_start: bool,
+    },
     /// Move retrying runs whose time has come back to `queued`; answers their ids.
     ClaimDue {
         now: DateTime<Utc>,
@@ -122,6 +127,7 @@ enum Returned {
     Nothing,
     Ids(Vec<String>),
     Accepted(Accepted),
+    Replayed(Replayed),
 }
 
 struct WriteRequest {
@@ -195,6 +201,21 @@ impl Store {
             due_at,
         })
         .await
+    }
+
+    /// Queue a finished run again with its next attempt number: from its first failed step
+    /// (finished steps are kept and not redone), or from the start.
+    pub async fn replay(&self, run_id: &str, from_start: bool) -> Result<Replayed, StoreError> {
+        match self
+            .write_returning(Write::Replay {
+                run_id: run_id.to_owned(),
+                from_start,
+            })
+            .await?
+        {
+            Returned::Replayed(replayed) => Ok(replayed),
+            _ => Err(StoreError::Write("the replay answered nothing".into())),
+        }
     }
 
     /// Retrying runs whose time has come, moved back to `queued`.
@@ -421,6 +442,46 @@ async fn apply_batch(
 async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, sqlx::Error> {
     let now = timestamp(Utc::now());
     match write {
+        Write::Replay { run_id, from_start } => {
+            let row = sqlx::query("SELECT status, attempt FROM runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let Some(row) = row else {
+                return Ok(Returned::Replayed(Replayed::NotFound));
+            };
+            let status: String = row.try_get("status")?;
+            let attempt: i64 = row.try_get("attempt")?;
+            if !RunStatus::parse(&status).is_some_and(RunStatus::is_final) {
+                return Ok(Returned::Replayed(Replayed::NotFinished(status)));
+            }
+            if *from_start {
+                sqlx::query("DELETE FROM steps WHERE run_id = $1")
+                    .bind(run_id)
+                    .execute(&mut *conn)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "DELETE FROM steps WHERE run_id = $1 AND idx >= COALESCE(
+                        (SELECT MIN(idx) FROM steps WHERE run_id = $1 AND status = 'failed'),
+                        (SELECT MAX(idx) + 1 FROM steps WHERE run_id = $1), 0)",
+                )
+                .bind(run_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            sqlx::query(
+                "UPDATE runs SET status = 'queued', attempt = $2, error = NULL, response = NULL,
+                 started_at = NULL, finished_at = NULL, due_at = NULL WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(attempt + 1)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(Returned::Replayed(Replayed::Queued {
+                attempt: (attempt + 1) as u32,
+            }));
+        }
         Write::ClaimDue { now } => {
             let rows = sqlx::query(
                 "UPDATE runs SET status = 'queued', due_at = NULL

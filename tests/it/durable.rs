@@ -260,3 +260,95 @@ steps:
     assert_eq!(later.status(), 202);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_run_is_replayed_from_its_failed_step_or_from_the_start() {
+    let receiver = Receiver::start().await;
+    receiver.reply_times("/b", 1, 500, &[], "broken");
+    let yaml = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/replay }} }}
+steps:
+  - name: a
+    http: {{ url: "{url}/a" }}
+  - name: b
+    http: {{ url: "{url}/b" }}
+  - name: attempt
+    set: {{ n: "{{{{ run.attempt }}}}" }}
+"#,
+        url = receiver.url("")
+    );
+    let server = TestServer::start(&[("replay.yaml", &yaml)]).await;
+    let runs = server
+        .accepted("/hooks/replay", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "failed", "{run}");
+
+    // The CLI asks the running server; the prefix of an id is enough.
+    let admin = server.admin.clone();
+    let prefix = runs[0][..20].to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(["runs", "replay", &prefix, "--admin", &admin])
+            .output()
+            .expect("replay")
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("attempt 2"));
+    let run = wait_for_attempt(&server, &runs[0], 2).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(step(&run, "attempt")["output"]["n"], 2);
+    let paths: Vec<String> = receiver.received().iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(
+        paths,
+        vec!["/a", "/b", "/b"],
+        "a finished step is not redone"
+    );
+
+    // A finished run again, from the start this time.
+    let response = server
+        .client
+        .post(format!(
+            "{}/api/runs/{}/replay?from_start=true",
+            server.admin, runs[0]
+        ))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(response.status(), 202);
+    let run = wait_for_attempt(&server, &runs[0], 3).await;
+    assert_eq!(run["run"]["status"], "succeeded");
+    let paths: Vec<String> = receiver.received().iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(paths, vec!["/a", "/b", "/b", "/a", "/b"]);
+
+    let missing = server
+        .client
+        .post(format!("{}/api/runs/nope/replay", server.admin))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(missing.status(), 404);
+    server.stop().await;
+}
+
+async fn wait_for_attempt(server: &TestServer, run_id: &str, attempt: u64) -> Json {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let run = server.finished_run(run_id).await;
+        if run["run"]["attempt"] == attempt {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attempt {attempt} never finished: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

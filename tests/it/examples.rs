@@ -346,6 +346,7 @@ fn github_push_build_dispatches_the_pushed_commit() {
     assert_eq!(run.outcome["vars"]["sha"], json!(after));
 
     let request = run.input("dispatch-build");
+    assert_eq!(request["provider"], "github_actions");
     assert_eq!(request["method"], "POST");
     assert_eq!(
         request["url"],
@@ -368,7 +369,19 @@ fn github_push_build_dispatches_the_pushed_commit() {
     assert_eq!(sent["Accept"], "application/vnd.github+json");
     assert_eq!(sent["X-GitHub-Api-Version"], "2022-11-28");
     assert_eq!(sent["Content-Type"], "application/json");
+    let run_id = run.outcome["run_id"].as_str().expect("run_id");
+    assert_eq!(
+        sent["Idempotency-Key"],
+        json!(format!("{run_id}.dispatch-build")),
+        "{sent}"
+    );
 
+    // The failure branch is there, but a dispatch that went out does not take it.
+    assert!(
+        run.trace.contains("cannot-start (log) skipped"),
+        "{}",
+        run.trace
+    );
     let log = run.input("done");
     let message = log["message"].as_str().expect("log message");
     assert!(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
-use crate::effects::{Effects, HttpRequest};
+use crate::effects::{Effects, HttpError, HttpRequest, HttpResponse};
 use crate::steps::http::{self, HttpStep, RenderedHttp, StatusPattern};
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
@@ -309,10 +309,12 @@ impl RenderedCi {
     }
 
     /// `text` with every credential replaced by `***` (a transport error may quote the URL).
+    /// Like the engine's redaction, values under 4 characters are left alone: masking every `a`
+    /// would garble the message and hide nothing.
     fn mask(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for secret in &self.credentials {
-            if !secret.is_empty() {
+            if secret.chars().count() >= 4 {
                 text = text.replace(secret.as_str(), "***");
             }
         }
@@ -322,7 +324,6 @@ impl RenderedCi {
 
 /// Send the request and judge the provider's answer.
 pub async fn execute(rendered: RenderedCi, effects: &Effects) -> Result<Json, StepError> {
-    let provider = rendered.provider;
     let outgoing = HttpRequest {
         method: rendered.method.clone(),
         url: rendered.url.clone(),
@@ -335,7 +336,17 @@ pub async fn execute(rendered: RenderedCi, effects: &Effects) -> Result<Json, St
         timeout: rendered.timeout,
         follow_redirects: rendered.follow_redirects,
     };
-    let response = effects.http.send(outgoing).await.map_err(|e| StepError {
+    let result = effects.http.send(outgoing).await;
+    judge(&rendered, result)
+}
+
+/// The step's result from the provider's answer, or from the failure to get one.
+fn judge(
+    rendered: &RenderedCi,
+    result: Result<HttpResponse, HttpError>,
+) -> Result<Json, StepError> {
+    let provider = rendered.provider;
+    let response = result.map_err(|e| StepError {
         message: format!(
             "{}: {} {}: {}",
             provider.as_str(),
@@ -832,6 +843,141 @@ mod tests {
         assert_eq!(
             provider_message(&json!(long)).map(|m| m.len()),
             Some(MESSAGE_LIMIT + 3)
+        );
+    }
+
+    fn answer(status: u16, content_type: &str, body: &str) -> Result<HttpResponse, HttpError> {
+        Ok(HttpResponse {
+            status,
+            headers: vec![("content-type".to_owned(), content_type.to_owned())],
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_outages_transient() {
+        let request = RenderedCi::post(
+            Provider::Buildkite,
+            "https://api.buildkite.test/v2/organizations/o/pipelines/p/builds".to_owned(),
+            Duration::from_secs(5),
+        )
+        .credential_header(
+            "Authorization",
+            "Bearer bk-secret".to_owned(),
+            "Bearer ***",
+            "bk-secret".to_owned(),
+        );
+        let ok = judge(
+            &request,
+            answer(201, "application/json", r#"{"number": 7}"#),
+        );
+        assert_eq!(ok.map(|o| o["number"].clone()).ok(), Some(json!(7)));
+        for (status, transient) in [
+            (400, false),
+            (401, false),
+            (403, false),
+            (404, false),
+            (422, false),
+            (408, true),
+            (429, true),
+            (500, true),
+            (502, true),
+            (503, true),
+        ] {
+            let err = judge(
+                &request,
+                answer(status, "application/json", r#"{"message":"no"}"#),
+            )
+            .expect_err("not a 2xx");
+            assert_eq!(err.transient, transient, "{status}");
+            assert!(
+                err.message.starts_with(&format!("buildkite: {status} ")),
+                "{}",
+                err.message
+            );
+            assert_eq!(
+                err.output.as_ref().map(|o| o["status"].clone()),
+                Some(json!(status))
+            );
+        }
+        // A redirect is not followed: the error says where it pointed.
+        let moved = judge(
+            &request,
+            Ok(HttpResponse {
+                status: 301,
+                headers: vec![("location".to_owned(), "https://new.test/v2".to_owned())],
+                body: Vec::new(),
+            }),
+        )
+        .expect_err("3xx");
+        assert_eq!(
+            moved.message,
+            "buildkite: 301 Moved Permanently: redirected to https://new.test/v2; point `base_url` at the final address"
+        );
+        // Transport errors: a connection is worth retrying, a malformed request is not; a
+        // credential quoted by the error is masked.
+        let refused = judge(
+            &request,
+            Err(HttpError::Connect(
+                "tcp connect error (bk-secret)".to_owned(),
+            )),
+        )
+        .expect_err("no answer");
+        assert!(refused.transient);
+        assert_eq!(
+            refused.message,
+            "buildkite: POST https://api.buildkite.test/v2/organizations/o/pipelines/p/builds: could not connect: tcp connect error (***)"
+        );
+        let invalid = judge(
+            &request,
+            Err(HttpError::InvalidRequest("bad URL".to_owned())),
+        )
+        .expect_err("no answer");
+        assert!(!invalid.transient);
+        // A provider echoing the credential back does not put it in the error.
+        let echoed = judge(
+            &request,
+            answer(401, "text/plain", "token bk-secret is revoked"),
+        )
+        .expect_err("401");
+        assert_eq!(
+            echoed.message,
+            "buildkite: 401 Unauthorized: token *** is revoked"
+        );
+    }
+
+    #[test]
+    fn records_show_credentials_as_stars() {
+        let id = StepIdentity {
+            run_id: "0197",
+            step_name: "build",
+        };
+        let request = RenderedCi::post(
+            Provider::Jenkins,
+            "https://ci.test/job/a/build".to_owned(),
+            Duration::from_secs(5),
+        )
+        .credential_query("token", "build-secret".to_owned())
+        .credential_header(
+            "Authorization",
+            "Basic dTpw".to_owned(),
+            "Basic ***",
+            "p".to_owned(),
+        )
+        .idempotency_key(&id);
+        assert_eq!(
+            request.url,
+            "https://ci.test/job/a/build?token=build-secret"
+        );
+        assert_eq!(
+            request.to_json(),
+            json!({
+                "provider": "jenkins",
+                "method": "POST",
+                "url": "https://ci.test/job/a/build?token=***",
+                "headers": { "Authorization": "Basic ***", "Idempotency-Key": "0197.build" },
+                "body": null,
+            })
         );
     }
 
