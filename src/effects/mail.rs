@@ -920,6 +920,32 @@ mod tests {
         assert!(err.to_string().contains("`email.from`"), "{err}");
     }
 
+    #[tokio::test]
+    async fn transports_for_all_three_forms_are_built_without_connecting() {
+        for url in [
+            "smtp://user:pw@mail.example.test",
+            "smtps://user:pw@mail.example.test",
+            "smtp://127.0.0.1:2525?tls=none",
+        ] {
+            let mailer = LettreMailer::from_settings(&EmailSettings {
+                smtp: Some(url.to_owned()),
+                from: None,
+                outbox: PathBuf::from("unused"),
+                timeout: Duration::from_secs(5),
+            });
+            assert!(mailer.is_ok(), "{url}: {:?}", mailer.err());
+        }
+        let err = LettreMailer::from_settings(&EmailSettings {
+            smtp: Some("smtp://user:hunter2-literal@x.test?tls=maybe".to_owned()),
+            from: None,
+            outbox: PathBuf::from("unused"),
+            timeout: Duration::from_secs(5),
+        })
+        .err()
+        .expect("a bad URL is refused");
+        assert!(!err.to_string().contains("hunter2-literal"), "{err}");
+    }
+
     #[test]
     fn a_bad_default_sender_stops_the_setup() {
         let settings = |from: &str| EmailSettings {

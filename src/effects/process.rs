@@ -236,20 +236,24 @@ async fn run(request: ProcessRequest) -> Result<ProcessOutput, ProcessError> {
         let mut fed = false;
         let exited = {
             let mut waiting = pin!(child.wait());
-            let exited = loop {
+            loop {
                 tokio::select! {
                     status = &mut waiting => break Some(status),
                     _ = &mut reading, if !read_done => read_done = true,
                     () = &mut feeding, if !fed => fed = true,
                     () = tokio::time::sleep_until(deadline) => break None,
                 }
-            };
-            // Whatever is left of the group goes now: after a timeout, all of it; after a
-            // normal exit, background processes the command did not wait for.
-            drop(guard.take());
-            match exited {
-                Some(status) => (status, false),
-                None => ((&mut waiting).await, true),
+            }
+        };
+        // Whatever is left of the group goes now: after a timeout, all of it; after a normal
+        // exit, background processes the command did not wait for.
+        drop(guard.take());
+        let exited = match exited {
+            Some(status) => (status, false),
+            None => {
+                // Already killed with its group; this covers a child whose group was unknown.
+                let _ = child.start_kill();
+                (child.wait().await, true)
             }
         };
         if !read_done {

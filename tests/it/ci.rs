@@ -902,7 +902,7 @@ steps:
 }
 
 #[tokio::test]
-async fn a_provider_that_cannot_be_reached_fails_transiently_with_the_url() {
+async fn a_provider_that_cannot_be_reached_fails_with_the_url_and_no_credential() {
     // A port that was just free: nothing listens there.
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

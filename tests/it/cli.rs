@@ -1,13 +1,12 @@
 //! The real binary: serve on the defaults and read runs back, validate, run and dry-run.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::support::{Receiver, fixture, fixture_path};
+use crate::support::{Receiver, ServeProcess, fixture, fixture_path};
 
 fn hookflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookflow"))
@@ -18,80 +17,6 @@ fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");
         std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-    }
-}
-
-/// A `hookflow serve` process and the addresses it logged.
-struct ServeProcess {
-    child: Child,
-    webhook: String,
-    logs: std::sync::mpsc::Receiver<String>,
-}
-
-impl ServeProcess {
-    fn start(dir: &Path) -> Self {
-        let mut child = hookflow()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(dir)
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, logs) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let webhook = loop {
-            let line = logs
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("serve did not report its address");
-            if line.contains("hookflow is serving") {
-                let addr = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("webhook_addr="))
-                    .expect("webhook_addr in the log line");
-                break format!("http://{addr}");
-            }
-        };
-        Self {
-            child,
-            webhook,
-            logs,
-        }
-    }
-
-    /// SIGTERM, then the exit status and the rest of the log.
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let rest = self.logs.try_iter().collect();
-        (status, rest)
     }
 }
 

@@ -36,7 +36,7 @@ fn every_step_kind_has_a_section_in_the_language_reference() {
 #[test]
 fn every_key_and_operator_is_in_the_language_reference() {
     let text = doc("language.md");
-    let lists: [(&str, &[&str]); 8] = [
+    let lists: [(&str, &[&str]); 11] = [
         (
             "workflow::TOP_LEVEL_KEYS",
             hookflow::workflow::TOP_LEVEL_KEYS,
@@ -45,6 +45,12 @@ fn every_key_and_operator_is_in_the_language_reference() {
         ("workflow::WEBHOOK_KEYS", hookflow::workflow::WEBHOOK_KEYS),
         ("steps::COMMON_KEYS", hookflow::steps::COMMON_KEYS),
         ("steps::http::KEYS", hookflow::steps::http::KEYS),
+        ("steps::email::KEYS", hookflow::steps::email::KEYS),
+        (
+            "steps::email::ATTACHMENT_KEYS",
+            hookflow::steps::email::ATTACHMENT_KEYS,
+        ),
+        ("steps::exec::KEYS", hookflow::steps::exec::KEYS),
         ("steps::respond::KEYS", hookflow::steps::respond::KEYS),
         ("steps::template::KEYS", hookflow::steps::template::KEYS),
         (
@@ -64,6 +70,46 @@ fn every_key_and_operator_is_in_the_language_reference() {
     assert!(
         missing.is_empty(),
         "docs/language.md does not mention:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// The `ci` providers share key names (`token`, `ref`, `project`), so each must be named in the
+/// `ci` section itself, not just somewhere in the page.
+#[test]
+fn every_ci_provider_and_key_is_in_the_ci_section() {
+    let text = doc("language.md");
+    let start = text
+        .find("\n### `ci`\n")
+        .expect("docs/language.md has a ### `ci` section");
+    let rest = &text[start + 1..];
+    let end = rest[4..].find("\n### ").map_or(rest.len(), |i| i + 4);
+    let section = &rest[..end];
+    use hookflow::steps::ci;
+    let lists: [(&str, &[&str]); 7] = [
+        ("steps::ci::PROVIDERS", ci::PROVIDERS),
+        ("steps::ci::github::ACTIONS_KEYS", ci::github::ACTIONS_KEYS),
+        (
+            "steps::ci::github::DISPATCH_KEYS",
+            ci::github::DISPATCH_KEYS,
+        ),
+        ("steps::ci::gitlab::KEYS", ci::gitlab::KEYS),
+        ("steps::ci::jenkins::KEYS", ci::jenkins::KEYS),
+        ("steps::ci::buildkite::KEYS", ci::buildkite::KEYS),
+        ("steps::ci::circleci::KEYS", ci::circleci::KEYS),
+    ];
+    let mut missing = Vec::new();
+    for (list, keys) in lists {
+        assert!(!keys.is_empty(), "{list} is empty");
+        for key in keys {
+            if !section.contains(&format!("`{key}`")) {
+                missing.push(format!("{list}: `{key}`"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the `ci` section of docs/language.md does not mention:\n{}",
         missing.join("\n")
     );
 }
@@ -112,6 +158,9 @@ fn the_marked_examples_of_the_language_reference_validate() {
         blocks.len()
     );
     let dir = tempfile::tempdir().expect("tempdir");
+    // Server settings the examples may need: `exec` steps are off unless enabled.
+    let config = dir.path().join("hookflow.yaml");
+    std::fs::write(&config, "exec: { enabled: true }\n").expect("write hookflow.yaml");
     let mut failures = Vec::new();
     for (line, yaml) in &blocks {
         // One file each: examples may reuse a name or a path.
@@ -120,6 +169,8 @@ fn the_marked_examples_of_the_language_reference_validate() {
         let output = hookflow()
             .arg("validate")
             .arg(&path)
+            .arg("--config")
+            .arg(&config)
             .output()
             .expect("run hookflow validate");
         let stdout = String::from_utf8_lossy(&output.stdout);

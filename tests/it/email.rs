@@ -676,7 +676,7 @@ fn validate_reports_every_problem_of_an_email_step_with_its_line() {
 "#,
     );
     let expect = [
-        (3, "`email` has no body"),
+        (4, "`email` has no body"),
         (4, "`from` takes one address"),
         (5, "'not an address' is not an email address"),
         (6, "unknown key 'bc' in `email`"),

@@ -311,6 +311,7 @@ fn example_payloads_are_the_published_fixtures() {
         ("stripe-invoice-crm", "stripe/invoice.paid.json"),
         ("shop-order-notify", "shopify/orders.create.json"),
         ("deploy-script", "github/push.json"),
+        ("gitlab-push-jenkins", "gitlab/push.json"),
     ] {
         let ours =
             std::fs::read(example(example_name).join("payload.json")).expect("example payload");
@@ -450,6 +451,111 @@ fn github_push_build_follows_the_repository_default_branch() {
     payload["ref"] = json!("refs/heads/master");
     let file = variant(&payload);
     let run = dry_run(&dir, &file.path, &example_headers(&dir));
+    run.assert_status("filtered");
+}
+
+// --- gitlab-push-jenkins ---
+
+#[test]
+fn gitlab_push_jenkins_queues_a_parameterized_build_of_the_pushed_commit() {
+    let dir = example("gitlab-push-jenkins");
+    let payload = payload_of(&dir);
+    let project = payload["project"]["path_with_namespace"]
+        .as_str()
+        .expect("path_with_namespace");
+    let sha = payload["checkout_sha"].as_str().expect("checkout_sha");
+    // The sample is what the README says: a push to the default branch of mike/diaspora.
+    assert_eq!(project, "mike/diaspora");
+    assert_eq!(payload["ref"], json!("refs/heads/master"));
+    assert_eq!(payload["project"]["default_branch"], json!("master"));
+    assert_eq!(
+        example_headers(&dir),
+        headers(&[("X-Gitlab-Event", "Push Hook")])
+    );
+
+    let run = dry_run_example(&dir);
+    run.assert_status("succeeded");
+    assert_eq!(run.outcome["vars"]["project"], json!(project));
+    let request = run.input("build");
+    assert_eq!(request["provider"], "jenkins");
+    assert_eq!(request["method"], "POST");
+    // A folder per group: mike/diaspora is /job/mike/job/diaspora; the build token is masked.
+    assert_eq!(
+        request["url"],
+        "https://jenkins.example.test/job/mike/job/diaspora/buildWithParameters?token=***"
+    );
+    let sent = &request["headers"];
+    assert_eq!(sent["Authorization"], "Basic ***", "{sent}");
+    assert_eq!(sent["Content-Type"], "application/x-www-form-urlencoded");
+    let run_id = run.outcome["run_id"].as_str().expect("run_id");
+    assert_eq!(sent["Idempotency-Key"], json!(format!("{run_id}.build")));
+    assert_eq!(
+        request["body"],
+        json!({
+            "GIT_COMMIT": sha,
+            "GIT_BRANCH": "master",
+            "GITLAB_PROJECT": project,
+            "PUSHED_BY": payload["user_username"],
+        })
+    );
+    assert!(
+        run.trace.contains("cannot-start (log) skipped"),
+        "{}",
+        run.trace
+    );
+    let message = run.input("done")["message"]
+        .as_str()
+        .expect("log")
+        .to_owned();
+    assert_eq!(
+        message,
+        format!(
+            "queued {project}@master ({}) pushed by jsmith: not sent (dry run)",
+            &sha[..8]
+        )
+    );
+}
+
+#[test]
+fn gitlab_push_jenkins_filters_what_it_must_not_build() {
+    let dir = example("gitlab-push-jenkins");
+    let payload = payload_of(&dir);
+    let push = headers(&[("X-Gitlab-Event", "Push Hook")]);
+
+    // Another event's header, or none, is not a push.
+    for headers in [headers(&[("X-Gitlab-Event", "Tag Push Hook")]), Vec::new()] {
+        let run = dry_run(&dir, &dir.join("payload.json"), &headers);
+        run.assert_status("filtered");
+        assert!(!run.ran("build"), "{headers:?}: {}", run.trace);
+    }
+
+    // A push to another branch.
+    let mut other_branch = payload.clone();
+    other_branch["ref"] = json!("refs/heads/feature/login");
+    let file = variant(&other_branch);
+    let run = dry_run(&dir, &file.path, &push);
+    run.assert_status("filtered");
+    assert!(!run.ran("build"), "{}", run.trace);
+
+    // The default branch being deleted: GitLab sends no checkout_sha and an all-zero `after`.
+    let mut deleted = payload.clone();
+    deleted["checkout_sha"] = Json::Null;
+    deleted["after"] = json!("0000000000000000000000000000000000000000");
+    let file = variant(&deleted);
+    let run = dry_run(&dir, &file.path, &push);
+    run.assert_status("filtered");
+    assert!(!run.ran("build"), "{}", run.trace);
+
+    // A merge request event on the same URL has no `ref`: filtered, not failed.
+    let merge_request = variant(&json!({
+        "object_kind": "merge_request",
+        "project": { "path_with_namespace": "mike/diaspora", "default_branch": "master" }
+    }));
+    let run = dry_run(
+        &dir,
+        &merge_request.path,
+        &headers(&[("X-Gitlab-Event", "Merge Request Hook")]),
+    );
     run.assert_status("filtered");
 }
 

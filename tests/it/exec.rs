@@ -298,7 +298,8 @@ steps:
         "{error}"
     );
 
-    assert_eq!(step(&run, "report")["output"]["message"], "3 4 true");
+    // minijinja prints booleans the Python way.
+    assert_eq!(step(&run, "report")["output"]["message"], "3 4 True");
     server.stop().await;
 }
 
@@ -657,10 +658,12 @@ fn traced(trace: &str, step: &str, label: &str) -> Json {
         .expect("valid JSON")
 }
 
-fn variant(payload: &Json) -> tempfile::NamedTempFile {
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(file.path(), serde_json::to_vec(payload).expect("json")).expect("write");
-    file
+/// A changed payload in `<tempdir>/payload.json` (the extension makes it JSON for `hookflow run`).
+fn variant(payload: &Json) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("payload.json");
+    std::fs::write(&path, serde_json::to_vec(payload).expect("json")).expect("write");
+    (dir, path)
 }
 
 #[test]
@@ -702,8 +705,8 @@ fn deploy_script_example_filters_arguments_that_could_be_options() {
     for branch in ["--upload-pack=touch /tmp/x", "-rf", "main;reboot"] {
         payload["ref"] = json!(format!("refs/heads/{branch}"));
         payload["repository"]["default_branch"] = json!(branch);
-        let file = variant(&payload);
-        let (outcome, trace) = run_example(file.path(), true);
+        let (_keep, file) = variant(&payload);
+        let (outcome, trace) = run_example(&file, true);
         assert_eq!(outcome["status"], "filtered", "{branch}: {trace}");
         assert!(trace.contains("] safe-arguments ("), "{trace}");
         assert!(!trace.contains("] deploy ("), "{branch}: {trace}");

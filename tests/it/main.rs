@@ -3,6 +3,7 @@
 
 mod ci;
 mod cli;
+mod crash;
 mod docs;
 mod durable;
 mod e2e;

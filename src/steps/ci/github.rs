@@ -105,12 +105,11 @@ impl Api {
     }
 }
 
-/// `owner/name`, both non-empty, nothing else.
+/// `owner/name`, both names (not empty, not `.` or `..`), nothing else.
 fn owner_and_name(repo: &str) -> Result<(&str, &str), String> {
+    let is_name = |part: &str| !matches!(part, "" | "." | "..") && !part.contains('/');
     match repo.trim().split_once('/') {
-        Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((owner, name))
-        }
+        Some((owner, name)) if is_name(owner) && is_name(name) => Ok((owner, name)),
         _ => Err(format!(
             "`repo` must be 'owner/name' (like 'octo-org/octo-repo'), not '{repo}'"
         )),
@@ -210,10 +209,11 @@ impl Dispatch {
     ) -> Result<RenderedCi, StepError> {
         let url = format!("{}/dispatches", self.api.repo_url(scope)?);
         let mut body = Map::new();
-        body.insert(
-            "event_type".into(),
-            Json::String(path_part(&self.event_type, scope, "event_type")?),
-        );
+        let event_type = self.event_type.render_string(scope)?;
+        if event_type.trim().is_empty() {
+            return Err(StepError::permanent("`event_type` is empty"));
+        }
+        body.insert("event_type".into(), Json::String(event_type));
         if let Some(payload) = &self.client_payload {
             let payload = payload.render(scope)?;
             if !payload.is_object() {
@@ -242,5 +242,7 @@ mod tests {
         assert!(owner_and_name("a/b/c").is_err());
         assert!(owner_and_name("/b").is_err());
         assert!(owner_and_name("a/").is_err());
+        assert!(owner_and_name("../admin").is_err());
+        assert!(owner_and_name("octo/..").is_err());
     }
 }

@@ -692,13 +692,25 @@ fn optional_map(
     }
 }
 
-/// Render a text value that becomes part of a URL path: it must not be empty.
+/// Render a text value that becomes one URL path segment.
 fn path_part(template: &ValueTemplate, scope: &Scope<'_>, key: &str) -> Result<String, StepError> {
     let text = template.render_string(scope)?;
-    if text.trim().is_empty() {
-        return Err(StepError::permanent(format!("`{key}` is empty")));
+    check_segment(text.trim(), key, &text)?;
+    Ok(text.trim().to_owned())
+}
+
+/// A path segment must be a name: not empty, and not `.` or `..`, which URL parsers resolve
+/// (even percent-encoded) and which would let a payload value climb to another API route.
+fn check_segment(segment: &str, key: &str, whole: &str) -> Result<(), StepError> {
+    match segment {
+        "" => Err(StepError::permanent(format!(
+            "`{key}` has an empty part: '{whole}'"
+        ))),
+        "." | ".." => Err(StepError::permanent(format!(
+            "`{key}` has a '{segment}' part: '{whole}'"
+        ))),
+        _ => Ok(()),
     }
-    Ok(text)
 }
 
 /// A mapping whose values keep their types (JSON bodies).
@@ -739,13 +751,11 @@ pub(crate) fn encode_segment(text: &str) -> String {
     out
 }
 
-/// A path of segments separated by `/` (`gh/acme/shop`, `folder/job`): none may be empty.
+/// A path of segments separated by `/` (`gh/acme/shop`, `folder/job`), each one a name.
 fn segments<'t>(text: &'t str, key: &str) -> Result<Vec<&'t str>, StepError> {
     let parts: Vec<&str> = text.trim().trim_matches('/').split('/').collect();
-    if parts.iter().any(|p| p.trim().is_empty()) {
-        return Err(StepError::permanent(format!(
-            "`{key}` has an empty part: '{text}'"
-        )));
+    for part in &parts {
+        check_segment(part.trim(), key, text)?;
     }
     Ok(parts)
 }
@@ -761,6 +771,24 @@ mod tests {
         assert_eq!(encode_segment("mike/diaspora"), "mike%2Fdiaspora");
         assert_eq!(encode_segment("my job #2"), "my%20job%20%232");
         assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn path_parts_are_names() {
+        assert_eq!(
+            segments("gh/acme/shop", "project").ok(),
+            Some(vec!["gh", "acme", "shop"])
+        );
+        assert_eq!(
+            segments("/folder/job/", "job").ok(),
+            Some(vec!["folder", "job"])
+        );
+        assert!(segments("a//b", "job").is_err());
+        assert!(segments("a/../admin", "job").is_err());
+        assert!(segments("./a", "job").is_err());
+        assert!(segments("", "job").is_err());
+        assert!(check_segment("..", "repo", "..").is_err());
+        assert!(check_segment("...", "repo", "...").is_ok());
     }
 
     #[test]

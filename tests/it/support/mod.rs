@@ -3,8 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -235,6 +238,8 @@ struct ReceiverState {
     replies: Mutex<Vec<(String, Reply)>>,
     /// Replies used once each, in order, before the standing ones (an outage that ends).
     queued: Mutex<Vec<(String, Reply)>>,
+    /// Paths answered only after a pause (a slow target).
+    delays: Mutex<Vec<(String, Duration)>>,
 }
 
 /// A real HTTP server on loopback that records every request and answers as told
@@ -318,6 +323,15 @@ impl Receiver {
         }
     }
 
+    /// Answer requests under `prefix` only after `pause`.
+    pub fn slow(&self, prefix: &str, pause: Duration) {
+        self.state
+            .delays
+            .lock()
+            .expect("lock")
+            .push((prefix.to_owned(), pause));
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().expect("lock").clone()
     }
@@ -354,6 +368,16 @@ async fn record(State(state): State<Arc<ReceiverState>>, request: Request) -> Re
         headers: parts.headers,
         body,
     });
+    let pause = state
+        .delays
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+        .map(|(_, d)| *d);
+    if let Some(pause) = pause {
+        tokio::time::sleep(pause).await;
+    }
     let once = {
         let mut queued = state.queued.lock().expect("lock");
         queued
@@ -393,5 +417,89 @@ async fn record(State(state): State<Arc<ReceiverState>>, request: Request) -> Re
             r#"{"ok":true}"#.to_owned(),
         )
             .into_response(),
+    }
+}
+
+/// A `hookflow serve` process and the addresses it logged.
+pub struct ServeProcess {
+    pub child: Child,
+    pub webhook: String,
+    pub admin: String,
+    logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServeProcess {
+    pub fn start(dir: &Path) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, logs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (webhook, admin) = loop {
+            let line = logs
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("serve did not report its address");
+            if line.contains("hookflow is serving") {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .map(|addr| format!("http://{addr}"))
+                        .expect("address in the log line")
+                };
+                break (field("webhook_addr="), field("admin_addr="));
+            }
+        };
+        Self {
+            child,
+            webhook,
+            admin,
+            logs,
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status and the rest of the log.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let rest = self.logs.try_iter().collect();
+        (status, rest)
     }
 }
