@@ -227,181 +227,276 @@ pub async fn execute(
     request: RunRequest<'_>,
     journal: &dyn Journal,
 ) -> Result<RunOutcome, JournalError> {
-    let RunRequest {
-        workflow,
-        event,
-        run,
-        secrets,
-        finished,
-        effects,
-        options,
-    } = request;
-    let redactor = Redactor::new(secrets.values());
-    let event_json = event.template_json();
-    let event_value = to_template_value(&event_json);
-    let secrets_value = to_template_value(&serde_json::to_value(secrets).unwrap_or_default());
+    let execution = Execution::new(&request, journal);
     let mut state = RunState {
         vars: Map::new(),
         steps: Map::new(),
         run: serde_json::json!({
-            "id": run.id, "workflow": run.workflow, "attempt": run.attempt, "error": null,
+            "id": request.run.id, "workflow": request.run.workflow,
+            "attempt": request.run.attempt, "error": null, "failed_step": null,
         }),
         response: None,
     };
-    let context = |state: &RunState| {
-        minijinja::context! {
-            event => event_value.clone(),
-            vars => to_template_value(&Json::Object(state.vars.clone())),
-            steps => to_template_value(&Json::Object(state.steps.clone())),
-            run => to_template_value(&state.run),
-            secrets => secrets_value.clone(),
-        }
-    };
-
+    let workflow = request.workflow;
     for (name, template) in &workflow.vars {
-        let ctx = context(&state);
-        let scope = Scope {
-            templates: &workflow.templates,
-            context: &ctx,
-            event_body: &event.body,
-        };
+        let ctx = execution.context(&state);
+        let scope = execution.scope(&ctx);
         match template.render(&scope) {
             Ok(value) => {
                 state.vars.insert(name.clone(), value);
             }
             Err(err) => {
-                return Ok(state.finish(
-                    &redactor,
-                    RunStatus::Failed,
-                    Some(redactor.redact_str(&format!("vars.{name}: {err}"))),
-                ));
+                let error = format!("vars.{name}: {err}");
+                return execution.fail(state, error, None).await;
             }
         }
     }
-    journal.vars_evaluated(&redactor.redact_json(&Json::Object(state.vars.clone())));
-
-    for (index, step) in workflow.steps.iter().enumerate() {
-        // A step that acted on the world before an interruption is not done again: its record
-        // is restored. Steps without effects are simply evaluated again, which also gives them
-        // back the secret values their record had masked.
-        let previous = finished
-            .iter()
-            .find(|r| r.index == index && r.name == step.name);
-        if let Some(record) =
-            previous.filter(|r| step.kind.has_effects() && r.status != StepStatus::Retrying)
-        {
-            state.apply(step, record);
-            if record.status == StepStatus::Failed && !step.continue_on_error {
-                let error = record.error.clone().unwrap_or_default();
-                return Ok(state.finish(
-                    &redactor,
-                    RunStatus::Failed,
-                    Some(format!("step '{}' failed: {error}", step.name)),
-                ));
-            }
-            continue;
-        }
-
-        let attempt = previous
-            .filter(|r| r.status == StepStatus::Retrying)
-            .map_or(1, |r| r.attempts + 1);
-        let started_at = Utc::now();
-        let clock = Instant::now();
-        let ctx = context(&state);
-        let scope = Scope {
-            templates: &workflow.templates,
-            context: &ctx,
-            event_body: &event.body,
-        };
-        let identity = StepIdentity {
-            run_id: &run.id,
-            step_name: &step.name,
-        };
-        let mut record = StepRecord {
-            index,
-            name: step.name.clone(),
-            kind: step.kind.name().as_str().to_owned(),
-            status: StepStatus::Succeeded,
-            input: Json::Null,
-            output: Json::Null,
-            error: None,
-            filtered: false,
-            started_at,
-            duration_ms: 0.0,
-            attempts: attempt,
-        };
-        let result = run_step(step, &scope, &identity, effects, options, &mut record).await;
-        record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
-        let mut response = None;
-        let mut retry_at = None;
-        match result {
-            StepResult::Skipped => record.status = StepStatus::Skipped,
-            StepResult::Done(Outcome::Respond(_, _)) if state.response.is_some() => {
-                record.status = StepStatus::Failed;
-                record.error = Some(
-                    "the caller was already answered by an earlier `respond` step; a run answers once"
-                        .to_owned(),
-                );
-            }
-            StepResult::Done(outcome) => {
-                record.output = outcome.output().clone();
-                match outcome {
-                    Outcome::Filtered(_) => record.filtered = true,
-                    Outcome::Respond(r, _) => response = Some(r),
-                    Outcome::Continue(_) => {}
-                }
-            }
-            StepResult::Failed(err) => {
-                if step.retry.should_retry(&err, attempt) {
-                    let wait = step.retry.delay(
-                        attempt,
-                        retry::jitter_unit(),
-                        retry::retry_after(err.output.as_ref(), Utc::now()),
-                    );
-                    record.status = StepStatus::Retrying;
-                    retry_at =
-                        Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
-                } else {
-                    record.status = StepStatus::Failed;
-                }
-                record.error = Some(err.message);
-                record.output = err.output.unwrap_or(Json::Null);
-            }
-        }
-        // The record is masked; the run itself goes on with the real values.
-        journal
-            .step_finished(&redactor.redact_record(record.clone()))
-            .await?;
-        if let Some(due_at) = retry_at {
-            // The wait is stored, not slept here: a restart neither loses nor shortens it.
-            let error = format!(
-                "step '{}' attempt {attempt} failed, retrying at {}: {}",
-                step.name,
-                due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                record.error.clone().unwrap_or_default()
-            );
-            let mut outcome = state.finish(&redactor, RunStatus::Retrying, Some(error));
+    journal.vars_evaluated(
+        &execution
+            .redactor
+            .redact_json(&Json::Object(state.vars.clone())),
+    );
+    match execution.run_steps(&mut state, &workflow.steps, 0).await? {
+        Flow::Completed => Ok(state.finish(&execution.redactor, RunStatus::Succeeded, None)),
+        Flow::Filtered => Ok(state.finish(&execution.redactor, RunStatus::Filtered, None)),
+        Flow::Retrying(error, due_at) => {
+            let mut outcome = state.finish(&execution.redactor, RunStatus::Retrying, Some(error));
             outcome.due_at = Some(due_at);
-            return Ok(outcome);
+            Ok(outcome)
         }
-        state.apply(step, &record);
-        if let Some(response) = response {
-            journal.responded(&response);
-            state.response = Some(response);
-        }
-        if record.filtered {
-            return Ok(state.finish(&redactor, RunStatus::Filtered, None));
-        }
-        if record.status == StepStatus::Failed && !step.continue_on_error {
-            let error = record.error.clone().unwrap_or_default();
-            return Ok(state.finish(
-                &redactor,
-                RunStatus::Failed,
-                Some(format!("step '{}' failed: {error}", step.name)),
-            ));
+        Flow::Failed { step, error } => {
+            let message = format!("step '{step}' failed: {error}");
+            execution.fail(state, message, Some(step)).await
         }
     }
-    Ok(state.finish(&redactor, RunStatus::Succeeded, None))
+}
+
+/// How a list of steps ended.
+enum Flow {
+    Completed,
+    Filtered,
+    /// A step waits for another attempt: the error so far and when it is due.
+    Retrying(String, DateTime<Utc>),
+    Failed {
+        step: String,
+        error: String,
+    },
+}
+
+/// One execution of a run: what every step needs besides the changing state.
+struct Execution<'a> {
+    workflow: &'a Workflow,
+    event: &'a Event,
+    run: &'a RunInfo,
+    finished: &'a [StepRecord],
+    effects: &'a Effects,
+    options: &'a ExecOptions,
+    journal: &'a dyn Journal,
+    redactor: Redactor,
+    event_value: minijinja::Value,
+    secrets_value: minijinja::Value,
+}
+
+impl<'a> Execution<'a> {
+    fn new(request: &RunRequest<'a>, journal: &'a dyn Journal) -> Self {
+        Self {
+            workflow: request.workflow,
+            event: request.event,
+            run: request.run,
+            finished: request.finished,
+            effects: request.effects,
+            options: request.options,
+            journal,
+            redactor: Redactor::new(request.secrets.values()),
+            event_value: to_template_value(&request.event.template_json()),
+            secrets_value: to_template_value(
+                &serde_json::to_value(request.secrets).unwrap_or_default(),
+            ),
+        }
+    }
+
+    fn context(&self, state: &RunState) -> minijinja::Value {
+        minijinja::context! {
+            event => self.event_value.clone(),
+            vars => to_template_value(&Json::Object(state.vars.clone())),
+            steps => to_template_value(&Json::Object(state.steps.clone())),
+            run => to_template_value(&state.run),
+            secrets => self.secrets_value.clone(),
+        }
+    }
+
+    fn scope<'s>(&'s self, context: &'s minijinja::Value) -> Scope<'s> {
+        Scope {
+            templates: &self.workflow.templates,
+            context,
+            event_body: &self.event.body,
+        }
+    }
+
+    /// The run failed for good: its `on_error` steps run (with `run.error` and
+    /// `run.failed_step` set), then it ends `failed` whatever they do.
+    async fn fail(
+        &self,
+        mut state: RunState,
+        error: String,
+        failed_step: Option<String>,
+    ) -> Result<RunOutcome, JournalError> {
+        if let Json::Object(run) = &mut state.run {
+            run.insert("error".into(), Json::String(error.clone()));
+            run.insert(
+                "failed_step".into(),
+                failed_step.map(Json::String).unwrap_or(Json::Null),
+            );
+        }
+        if !self.workflow.on_error.is_empty() {
+            let offset = self.workflow.steps.len();
+            match self
+                .run_steps(&mut state, &self.workflow.on_error, offset)
+                .await?
+            {
+                // A handler waiting for a retry keeps the run open until it is done.
+                Flow::Retrying(retry_error, due_at) => {
+                    let mut outcome =
+                        state.finish(&self.redactor, RunStatus::Retrying, Some(retry_error));
+                    outcome.due_at = Some(due_at);
+                    return Ok(outcome);
+                }
+                Flow::Completed | Flow::Filtered | Flow::Failed { .. } => {}
+            }
+        }
+        Ok(state.finish(&self.redactor, RunStatus::Failed, Some(error)))
+    }
+
+    /// Run `steps` in order; their records are numbered from `offset`.
+    async fn run_steps(
+        &self,
+        state: &mut RunState,
+        steps: &[Step],
+        offset: usize,
+    ) -> Result<Flow, JournalError> {
+        for (position, step) in steps.iter().enumerate() {
+            let index = offset + position;
+            // A step that acted on the world before an interruption is not done again: its
+            // record is restored. Steps without effects are simply evaluated again, which also
+            // gives them back the secret values their record had masked.
+            let previous = self
+                .finished
+                .iter()
+                .find(|r| r.index == index && r.name == step.name);
+            if let Some(record) =
+                previous.filter(|r| step.kind.has_effects() && r.status != StepStatus::Retrying)
+            {
+                state.apply(step, record);
+                if record.status == StepStatus::Failed && !step.continue_on_error {
+                    return Ok(Flow::Failed {
+                        step: step.name.clone(),
+                        error: record.error.clone().unwrap_or_default(),
+                    });
+                }
+                continue;
+            }
+
+            let attempt = previous
+                .filter(|r| r.status == StepStatus::Retrying)
+                .map_or(1, |r| r.attempts + 1);
+            let started_at = Utc::now();
+            let clock = Instant::now();
+            let ctx = self.context(state);
+            let scope = self.scope(&ctx);
+            let identity = StepIdentity {
+                run_id: &self.run.id,
+                step_name: &step.name,
+            };
+            let mut record = StepRecord {
+                index,
+                name: step.name.clone(),
+                kind: step.kind.name().as_str().to_owned(),
+                status: StepStatus::Succeeded,
+                input: Json::Null,
+                output: Json::Null,
+                error: None,
+                filtered: false,
+                started_at,
+                duration_ms: 0.0,
+                attempts: attempt,
+            };
+            let result = run_step(
+                step,
+                &scope,
+                &identity,
+                self.effects,
+                self.options,
+                &mut record,
+            )
+            .await;
+            record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+            let mut response = None;
+            let mut retry_at = None;
+            match result {
+                StepResult::Skipped => record.status = StepStatus::Skipped,
+                StepResult::Done(Outcome::Respond(_, _)) if state.response.is_some() => {
+                    record.status = StepStatus::Failed;
+                    record.error = Some(
+                        "the caller was already answered by an earlier `respond` step; a run answers once"
+                            .to_owned(),
+                    );
+                }
+                StepResult::Done(outcome) => {
+                    record.output = outcome.output().clone();
+                    match outcome {
+                        Outcome::Filtered(_) => record.filtered = true,
+                        Outcome::Respond(r, _) => response = Some(r),
+                        Outcome::Continue(_) => {}
+                    }
+                }
+                StepResult::Failed(err) => {
+                    if step.retry.should_retry(&err, attempt) {
+                        let wait = step.retry.delay(
+                            attempt,
+                            retry::jitter_unit(),
+                            retry::retry_after(err.output.as_ref(), Utc::now()),
+                        );
+                        record.status = StepStatus::Retrying;
+                        retry_at =
+                            Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                    } else {
+                        record.status = StepStatus::Failed;
+                    }
+                    record.error = Some(err.message);
+                    record.output = err.output.unwrap_or(Json::Null);
+                }
+            }
+            // The record is masked; the run itself goes on with the real values.
+            self.journal
+                .step_finished(&self.redactor.redact_record(record.clone()))
+                .await?;
+            if let Some(due_at) = retry_at {
+                // The wait is stored, not slept here: a restart neither loses nor shortens it.
+                let error = format!(
+                    "step '{}' attempt {attempt} failed, retrying at {}: {}",
+                    step.name,
+                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    record.error.clone().unwrap_or_default()
+                );
+                return Ok(Flow::Retrying(error, due_at));
+            }
+            state.apply(step, &record);
+            if let Some(response) = response {
+                self.journal.responded(&response);
+                state.response = Some(response);
+            }
+            if record.filtered {
+                return Ok(Flow::Filtered);
+            }
+            if record.status == StepStatus::Failed && !step.continue_on_error {
+                return Ok(Flow::Failed {
+                    step: step.name.clone(),
+                    error: record.error.clone().unwrap_or_default(),
+                });
+            }
+        }
+        Ok(Flow::Completed)
+    }
 }
 
 enum StepResult {

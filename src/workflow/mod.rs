@@ -28,6 +28,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "vars",
     "retry",
     "steps",
+    "on_error",
 ];
 pub const TRIGGER_KEYS: &[&str] = &["webhook"];
 pub const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body", "dedupe"];
@@ -47,6 +48,8 @@ pub struct Workflow {
     pub secrets: Vec<String>,
     pub vars: Vec<(String, ValueTemplate)>,
     pub steps: Vec<Step>,
+    /// Steps run when the run fails for good, with `run.error` and `run.failed_step` set.
+    pub on_error: Vec<Step>,
     pub templates: TemplateSet,
 }
 
@@ -184,9 +187,26 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         },
         None => Vec::new(),
     };
-    // Every name first, so a reference to a later step is told apart from a typo.
+    let handler_nodes: Vec<&Node> = match fields.get("on_error") {
+        Some(n) => match n.as_seq() {
+            Some(items) => items.iter().collect(),
+            None => {
+                c.error(
+                    n.span.clone(),
+                    format!(
+                        "`on_error` must be a list of steps, found {}",
+                        n.kind_name()
+                    ),
+                );
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    // Every name first, so a reference to a later step is told apart from a typo. `on_error`
+    // steps are numbered after the main ones, so default names stay unique.
     let mut seen: BTreeMap<String, Span> = BTreeMap::new();
-    for (i, step) in step_nodes.iter().enumerate() {
+    for (i, step) in step_nodes.iter().chain(handler_nodes.iter()).enumerate() {
         if let Some((name, span)) = steps::declared_name(step, i + 1) {
             if !valid_name(&name) {
                 c.push(Diagnostic::error(
@@ -237,6 +257,19 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
             c.scope.earlier_steps.insert(name);
         }
     }
+    // Handlers run after any main step may have failed: each main step is readable there
+    // (test `steps.x is defined` for one that may not have run).
+    let mut on_error = Vec::new();
+    for (i, node) in handler_nodes.iter().enumerate() {
+        let position = step_nodes.len() + i + 1;
+        if let Some(step) = steps::compile(c, node, position) {
+            c.scope.vars.extend(step.kind.assigned_vars());
+            c.scope.earlier_steps.insert(step.name.clone());
+            on_error.push(step);
+        } else if let Some((name, _)) = steps::declared_name(node, position) {
+            c.scope.earlier_steps.insert(name);
+        }
+    }
 
     let answers_synchronously = webhook
         .as_ref()
@@ -266,6 +299,7 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         secrets,
         vars,
         steps: compiled_steps,
+        on_error,
         templates: std::mem::take(&mut c.templates),
     })
 }

@@ -347,6 +347,7 @@ steps:
           SHA: "{{ event.body.checkout_sha }}"
           PUSHED_BY: "{{ event.body.user_username }}"
           COMMITS: "{{ event.body.total_commits_count }}"
+          SKIPPED: "{{ event.body.project.avatar_url }}"
   - name: by-path
     ci:
       gitlab:

@@ -352,3 +352,91 @@ async fn wait_for_attempt(server: &TestServer, run_id: &str, attempt: u64) -> Js
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn on_error_steps_run_when_a_run_fails_for_good() {
+    let receiver = Receiver::start().await;
+    receiver.reply(
+        "/deploy",
+        503,
+        "application/json",
+        r#"{"message":"maintenance"}"#,
+    );
+    let yaml = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/deploy }} }}
+steps:
+  - name: deploy
+    retry: {{ attempts: 2, initial: 10ms, max: 20ms }}
+    http: {{ url: "{url}/deploy", json: {{ sha: "{{{{ event.body.sha }}}}" }} }}
+  - name: never
+    log: "not reached"
+on_error:
+  - name: alert
+    http:
+      url: "{url}/alert"
+      json:
+        failed_step: "{{{{ run.failed_step }}}}"
+        error: "{{{{ run.error }}}}"
+        status: "{{{{ steps.deploy.status }}}}"
+        sha: "{{{{ event.body.sha }}}}"
+"#,
+        url = receiver.url("")
+    );
+    let healthy = yaml
+        .replace("/hooks/deploy", "/hooks/fine")
+        .replace("/deploy\"", "/ok\"");
+    let server = TestServer::start(&[("deploy.yaml", &yaml), ("fine.yaml", &healthy)]).await;
+    let runs = server
+        .accepted(
+            "/hooks/deploy",
+            "application/json",
+            br#"{"sha": "abc123"}"#.to_vec(),
+        )
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "failed", "{run}");
+    let alert = receiver
+        .received()
+        .into_iter()
+        .find(|r| r.uri == "/alert")
+        .expect("the on_error step called out");
+    let body = alert.json();
+    assert_eq!(body["failed_step"], "deploy");
+    assert_eq!(body["status"], 503);
+    assert_eq!(body["sha"], "abc123");
+    let error = body["error"].as_str().expect("error");
+    assert!(
+        error.starts_with("step 'deploy' failed:") && error.contains("maintenance"),
+        "{error}"
+    );
+    assert_eq!(step(&run, "deploy")["attempts"], 2);
+    assert_eq!(step(&run, "alert")["status"], "succeeded");
+    assert!(
+        run["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .all(|s| s["name"] != "never")
+    );
+
+    // A run that succeeds never runs its handlers.
+    let runs = server
+        .accepted(
+            "/hooks/fine",
+            "application/json",
+            br#"{"sha": "def456"}"#.to_vec(),
+        )
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.uri == "/alert")
+            .count(),
+        1
+    );
+    server.stop().await;
+}

@@ -755,6 +755,42 @@ fn hookflow_run_writes_to_dot_outbox_and_dry_run_writes_nothing() {
 }
 
 #[test]
+fn the_example_greets_guests_and_skips_orders_without_an_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dry_run = |order: &Json| {
+        let payload = dir.path().join("order.json");
+        std::fs::write(&payload, serde_json::to_vec(order).unwrap()).unwrap();
+        let output = hookflow(dir.path())
+            .arg("run")
+            .arg(example_dir().join("workflow.yaml"))
+            .arg("--payload")
+            .arg(&payload)
+            .arg("--dry-run")
+            .output()
+            .expect("run hookflow");
+        let outcome: Json = serde_json::from_slice(&output.stdout).expect("outcome JSON");
+        (
+            outcome,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let mut guest = fixture_json(ORDER_FIXTURE);
+    guest.as_object_mut().unwrap().remove("customer");
+    let (outcome, trace) = dry_run(&guest);
+    assert_eq!(outcome["status"], "succeeded", "{trace}");
+    assert!(trace.contains(r#""text": "Hello there,\n"#), "{trace}");
+
+    for email in [Json::Null, json!(""), json!("  ")] {
+        let mut order = fixture_json(ORDER_FIXTURE);
+        order["email"] = email.clone();
+        let (outcome, trace) = dry_run(&order);
+        assert_eq!(outcome["status"], "filtered", "{email}: {trace}");
+        assert!(!trace.contains("confirm (email)"), "{trace}");
+    }
+    assert!(!dir.path().join("outbox").exists());
+}
+
+#[test]
 fn the_example_payload_is_the_published_shopify_fixture() {
     let ours = std::fs::read(example_dir().join("payload.json")).expect("example payload");
     assert!(

@@ -77,15 +77,16 @@ pub struct CiStep {
     call: Call,
 }
 
+/// Each provider boxed: their compiled forms differ a lot in size, and a step is compiled once.
 #[derive(Debug)]
 enum Call {
-    GithubActions(github::Actions),
-    GithubDispatch(github::Dispatch),
-    Gitlab(gitlab::Trigger),
-    Jenkins(jenkins::Build),
-    Buildkite(buildkite::Build),
-    Circleci(circleci::Pipeline),
-    Generic(HttpStep),
+    GithubActions(Box<github::Actions>),
+    GithubDispatch(Box<github::Dispatch>),
+    Gitlab(Box<gitlab::Trigger>),
+    Jenkins(Box<jenkins::Build>),
+    Buildkite(Box<buildkite::Build>),
+    Circleci(Box<circleci::Pipeline>),
+    Generic(Box<HttpStep>),
 }
 
 impl CiStep {
@@ -119,13 +120,19 @@ impl CiStep {
         };
         let body = fields.get(name)?;
         let call = match Provider::parse(name)? {
-            Provider::GithubActions => Call::GithubActions(github::Actions::compile(c, body)?),
-            Provider::GithubDispatch => Call::GithubDispatch(github::Dispatch::compile(c, body)?),
-            Provider::Gitlab => Call::Gitlab(gitlab::Trigger::compile(c, body)?),
-            Provider::Jenkins => Call::Jenkins(jenkins::Build::compile(c, body)?),
-            Provider::Buildkite => Call::Buildkite(buildkite::Build::compile(c, body)?),
-            Provider::Circleci => Call::Circleci(circleci::Pipeline::compile(c, body)?),
-            Provider::Generic => Call::Generic(HttpStep::compile_as(c, body, "`ci.generic`")?),
+            Provider::GithubActions => {
+                Call::GithubActions(Box::new(github::Actions::compile(c, body)?))
+            }
+            Provider::GithubDispatch => {
+                Call::GithubDispatch(Box::new(github::Dispatch::compile(c, body)?))
+            }
+            Provider::Gitlab => Call::Gitlab(Box::new(gitlab::Trigger::compile(c, body)?)),
+            Provider::Jenkins => Call::Jenkins(Box::new(jenkins::Build::compile(c, body)?)),
+            Provider::Buildkite => Call::Buildkite(Box::new(buildkite::Build::compile(c, body)?)),
+            Provider::Circleci => Call::Circleci(Box::new(circleci::Pipeline::compile(c, body)?)),
+            Provider::Generic => {
+                Call::Generic(Box::new(HttpStep::compile_as(c, body, "`ci.generic`")?))
+            }
         };
         Some(Self { call })
     }
@@ -436,7 +443,7 @@ fn output(provider: Provider, answer: &Json) -> Json {
 /// What the provider said about a failure, in one line: GitHub `{message, errors}`, GitLab
 /// `{message}` (text, or a mapping of fields to messages) or `{error, error_description}`,
 /// Buildkite `{message, errors}`, CircleCI `{message}`, Jenkins an HTML page or text.
-pub(crate) fn provider_message(body: &Json) -> Option<String> {
+fn provider_message(body: &Json) -> Option<String> {
     let text = match body {
         Json::Object(map) => {
             let mut text = map
@@ -725,21 +732,25 @@ fn render_map(
     Ok(out)
 }
 
-/// A mapping whose values are sent as text (environment variables, form fields).
+/// A mapping whose values are sent as text (environment variables, form fields); a `null`
+/// leaves its entry out, so a template can make one optional.
 fn render_text_map(
     entries: &[(String, ValueTemplate)],
     scope: &Scope<'_>,
 ) -> Result<Vec<(String, String)>, StepError> {
     let mut out = Vec::new();
     for (name, value) in entries {
-        out.push((name.clone(), http::scalar_text(&value.render(scope)?)));
+        match value.render(scope)? {
+            Json::Null => {}
+            other => out.push((name.clone(), http::scalar_text(&other))),
+        }
     }
     Ok(out)
 }
 
 /// Percent-encode one URL path segment: everything but RFC 3986 unreserved characters, so a
 /// `/` inside a name (a GitLab project path) cannot change the route.
-pub(crate) fn encode_segment(text: &str) -> String {
+fn encode_segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
