@@ -135,10 +135,83 @@ fn main() {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
+
+    // The same load against a bare axum handler that parses the body and answers 202 without
+    // storing anything: the ceiling the durable path is compared with.
+    let raw_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let raw_addr = raw_runtime.block_on(start_raw_ingest());
+    let raw = Command::new("wrk")
+        .args([
+            format!("-t{threads}"),
+            format!("-c{connections}"),
+            format!("-d{seconds}s"),
+            "--latency".into(),
+            "-s".into(),
+            script.display().to_string(),
+            format!("http://{raw_addr}/hooks/bench"),
+        ])
+        .output()
+        .expect("run wrk");
+    let raw_report = String::from_utf8_lossy(&raw.stdout);
+    println!("\nraw axum ingest (parse + 202, no persistence):\n{raw_report}");
+    let durable_rps = requests_per_second(&report);
+    let raw_rps = requests_per_second(&raw_report);
+    println!(
+        "summary: durable {durable_rps:.0} req/s (p50 {}, p99 {}), raw {raw_rps:.0} req/s (p50 {}, p99 {}), ratio {:.1}%",
+        percentile(&report, "50%"),
+        percentile(&report, "99%"),
+        percentile(&raw_report, "50%"),
+        percentile(&raw_report, "99%"),
+        100.0 * durable_rps / raw_rps.max(1.0)
+    );
     assert!(
         done >= accepted,
         "lost runs: {accepted} accepted, {done} completed"
     );
+}
+
+fn requests_per_second(report: &str) -> f64 {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn percentile(report: &str, which: &str) -> String {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(which))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| "?".into())
+}
+
+async fn start_raw_ingest() -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(|body: axum::body::Bytes| async move {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&body);
+        match parsed {
+            Ok(_) => (
+                axum::http::StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({ "run_ids": [uuid::Uuid::now_v7().to_string()] })),
+            ),
+            Err(e) => (
+                axum::http::StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({ "error": e.to_string() })),
+            ),
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind raw");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
 }
 
 /// A Lua long string holding the body exactly.
