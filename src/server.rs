@@ -131,6 +131,11 @@ pub async fn start(
         },
         stopped.clone(),
     );
+    tokio::spawn(prune_periodically(
+        store.clone(),
+        settings.retention,
+        stopped.clone(),
+    ));
     let resumed = worker.resume_unfinished().await?;
     if resumed > 0 {
         info!(runs = resumed, "resuming runs left unfinished");
@@ -171,4 +176,28 @@ pub async fn start(
         stop,
         task,
     })
+}
+
+/// How often old runs are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Forget finished runs older than the retention, once at start and then every hour.
+async fn prune_periodically(
+    store: Store,
+    retention: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let before = chrono::Utc::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+        match store.prune(before).await {
+            Ok(0) => {}
+            Ok(count) => info!(runs = count, "pruned finished runs past the retention"),
+            Err(err) => warn!(error = %err, "pruning old runs failed"),
+        }
+        tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
 }

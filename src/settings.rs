@@ -29,6 +29,8 @@ pub struct ConfigFile {
     pub email: Option<EmailConfig>,
     pub exec: Option<ExecConfig>,
     pub retry: Option<RetryConfig>,
+    /// How long finished runs and their events are kept (e.g. `30d`).
+    pub retention: Option<String>,
 }
 
 /// `retry:` in the config file: the policy of steps whose workflow says nothing.
@@ -89,6 +91,8 @@ pub struct ServeSettings {
     pub email: EmailSettings,
     pub exec_enabled: bool,
     pub default_retry: RetryPolicy,
+    /// Finished runs older than this are pruned.
+    pub retention: Duration,
 }
 
 pub const DEFAULT_OUTBOX: &str = "./outbox";
@@ -185,6 +189,11 @@ impl ServeSettings {
             },
             exec_enabled: file.exec.as_ref().and_then(|e| e.enabled).unwrap_or(false),
             default_retry: resolve_retry(file.retry.as_ref(), &config_path)?,
+            retention: duration(
+                &file.retention,
+                "retention",
+                Duration::from_secs(30 * 86400),
+            )?,
         })
     }
 }

@@ -112,6 +112,11 @@ enum Write {
         run_id: String,
         from_start: bool,
     },
+    /// Forget finished runs (and their steps and events) finished before `before`, and dedupe
+    /// keys past their window; answers how many runs went.
+    Prune {
+        before: DateTime<Utc>,
+    },
     /// Move retrying runs whose time has come back to `queued`; answers their ids.
     ClaimDue {
         now: DateTime<Utc>,
@@ -215,6 +220,15 @@ impl Store {
         {
             Returned::Replayed(replayed) => Ok(replayed),
             _ => Err(StoreError::Write("the replay answered nothing".into())),
+        }
+    }
+
+    /// Remove finished runs older than `before`, their steps and events, and expired dedupe
+    /// keys. Unfinished runs are never removed. Returns how many runs were removed.
+    pub async fn prune(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        match self.write_returning(Write::Prune { before }).await? {
+            Returned::Ids(ids) => Ok(ids.len()),
+            _ => Ok(0),
         }
     }
 
@@ -481,6 +495,37 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             return Ok(Returned::Replayed(Replayed::Queued {
                 attempt: (attempt + 1) as u32,
             }));
+        }
+        Write::Prune { before } => {
+            let cutoff = timestamp(*before);
+            let rows = sqlx::query(
+                "SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'filtered')
+                 AND finished_at < $1",
+            )
+            .bind(&cutoff)
+            .fetch_all(&mut *conn)
+            .await?;
+            let ids = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            for statement in [
+                "DELETE FROM steps WHERE run_id IN (SELECT id FROM runs
+                 WHERE status IN ('succeeded', 'failed', 'filtered') AND finished_at < $1)",
+                "DELETE FROM runs WHERE status IN ('succeeded', 'failed', 'filtered') AND finished_at < $1",
+                "DELETE FROM events WHERE received_at < $1
+                 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.event_id = events.id)",
+            ] {
+                sqlx::query(statement)
+                    .bind(&cutoff)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM dedupe WHERE expires_at < $1")
+                .bind(&now)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(Returned::Ids(ids));
         }
         Write::ClaimDue { now } => {
             let rows = sqlx::query(

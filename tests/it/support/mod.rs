@@ -98,6 +98,7 @@ impl TestServer {
             },
             exec_enabled: false,
             default_retry: Default::default(),
+            retention: Duration::from_secs(30 * 86400),
         };
         configure(&mut settings);
         let webhook = TcpListener::bind("127.0.0.1:0").await.expect("bind");
