@@ -470,7 +470,9 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             .unwrap_or_default();
         let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
         let is_test = name.ends_with(".test.yaml") || name.ends_with(".test.yml");
-        if is_yaml && !is_test && !name.starts_with('.') {
+        // A server config kept beside its workflows is not a workflow.
+        let is_config = name == "hookflow.yaml" || name == "hookflow.yml";
+        if is_yaml && !is_test && !is_config && !name.starts_with('.') {
             out.push(path);
         }
     }
