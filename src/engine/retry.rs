@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use crate::steps::StepError;
+pub use crate::steps::http::StatusPattern;
 
 /// The longest a `Retry-After` answer may push a retry out.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(6 * 3600);
@@ -17,37 +18,6 @@ pub enum Backoff {
     Fixed,
 }
 
-/// An HTTP status a policy retries even though it is not transient by itself (`on: [409, 4xx]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusMatch {
-    Exact(u16),
-    Class(u16),
-}
-
-impl StatusMatch {
-    pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim().to_ascii_lowercase();
-        if let Some(class) = text.strip_suffix("xx") {
-            return class
-                .parse()
-                .ok()
-                .filter(|c| (1..=5).contains(c))
-                .map(StatusMatch::Class);
-        }
-        text.parse()
-            .ok()
-            .filter(|c| (100..=599).contains(c))
-            .map(StatusMatch::Exact)
-    }
-
-    fn matches(self, status: u16) -> bool {
-        match self {
-            StatusMatch::Exact(code) => code == status,
-            StatusMatch::Class(class) => status / 100 == class,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included: 1 means no retry.
@@ -56,7 +26,7 @@ pub struct RetryPolicy {
     pub initial: Duration,
     pub max: Duration,
     /// Statuses retried besides the transient ones (connection errors, timeouts, 408, 429, 5xx).
-    pub on: Vec<StatusMatch>,
+    pub on: Vec<StatusPattern>,
 }
 
 impl Default for RetryPolicy {
@@ -146,7 +116,7 @@ mod tests {
             backoff: Backoff::Exponential,
             initial: Duration::from_secs(2),
             max: Duration::from_secs(10),
-            on: vec![StatusMatch::Exact(409)],
+            on: vec![StatusPattern::Exact(409)],
         }
     }
 

@@ -59,22 +59,23 @@ enum Auth {
     },
 }
 
-/// An expected status: an exact code, or a class such as `2xx`.
+/// An HTTP status as workflows write it: an exact code, or a class such as `2xx` (in `expect`
+/// and in `retry.on`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StatusPattern {
+pub enum StatusPattern {
     Exact(u16),
     Class(u16),
 }
 
 impl StatusPattern {
-    pub(crate) fn matches(self, status: u16) -> bool {
+    pub fn matches(self, status: u16) -> bool {
         match self {
             StatusPattern::Exact(code) => code == status,
             StatusPattern::Class(class) => status / 100 == class,
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         let text = text.trim().to_ascii_lowercase();
         if let Some(class) = text.strip_suffix("xx") {
             return class

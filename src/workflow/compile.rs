@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
-use crate::engine::retry::{Backoff, RetryPolicy, StatusMatch};
+use crate::engine::retry::{Backoff, RetryPolicy, StatusPattern};
 use crate::jsonpath::JsonPath;
 use crate::template::{Condition, TemplateSet, TemplateSyntaxError, ValueTemplate};
 use crate::workflow::yaml::{Key, Node, NodeValue};
@@ -433,7 +433,7 @@ impl Compiler {
             policy.on.clear();
             for item in items {
                 let text = self.string(item, "`on`")?;
-                match StatusMatch::parse(&text) {
+                match StatusPattern::parse(&text) {
                     Some(m) => policy.on.push(m),
                     None => {
                         self.error(

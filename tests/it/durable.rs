@@ -4,16 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::support::{Receiver, TestServer};
-
-fn step<'a>(run: &'a Json, name: &str) -> &'a Json {
-    run["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {run}"))
-}
+use crate::support::{Receiver, TestServer, step};
 
 fn workflow(receiver: &Receiver, retry: &str) -> String {
     format!(

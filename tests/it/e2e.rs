@@ -2,22 +2,7 @@
 
 use serde_json::{Value as Json, json};
 
-use crate::support::{Receiver, TestServer, fixture, fixture_json};
-
-/// Secrets come from the environment; each test uses its own variable names.
-fn set_env(name: &str, value: &str) {
-    // SAFETY: every test uses distinct variable names, so no two threads touch the same one.
-    unsafe { std::env::set_var(name, value) };
-}
-
-fn step<'a>(run: &'a Json, name: &str) -> &'a Json {
-    run["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {run}"))
-}
+use crate::support::{Receiver, TestServer, fixture, fixture_json, set_env, step};
 
 #[tokio::test]
 async fn github_push_passes_the_filter_and_triggers_a_typed_json_call() {

@@ -11,7 +11,7 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 use serde_json::{Value as Json, json};
 
 use crate::smtp_server::SmtpServer;
-use crate::support::{TestServer, fixture, fixture_json};
+use crate::support::{TestServer, fixture, fixture_json, set_env, step};
 
 const ORDER_FIXTURE: &str = "shopify/orders.create.json";
 const ORDER_PATH: &str = "/hooks/shopify/orders";
@@ -24,21 +24,6 @@ fn example_dir() -> PathBuf {
 fn example_workflow() -> String {
     let path = example_dir().join("workflow.yaml");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn step<'a>(run: &'a Json, name: &str) -> &'a Json {
-    run["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {run}"))
-}
-
-/// Secrets come from the environment; each test uses its own variable names.
-fn set_env(name: &str, value: &str) {
-    // SAFETY: every test uses distinct variable names, so no two threads touch the same one.
-    unsafe { std::env::set_var(name, value) };
 }
 
 fn parse(raw: &[u8]) -> mail_parser::Message<'_> {

@@ -8,24 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use crate::support::{TestServer, fixture};
+use crate::support::{TestServer, fixture, set_env, step};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookflow");
 const DISABLED: &str = "`exec` steps are disabled on this server; enable them with `exec: { enabled: true }` in hookflow.yaml";
-
-fn set_env(name: &str, value: &str) {
-    // SAFETY: every test uses distinct variable names, so no two threads touch the same one.
-    unsafe { std::env::set_var(name, value) };
-}
-
-fn step<'a>(run: &'a Json, name: &str) -> &'a Json {
-    run["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name} in {run}"))
-}
 
 /// A temporary directory with its real path (scripts compare it with `pwd -P`).
 fn workdir() -> (tempfile::TempDir, PathBuf) {

@@ -21,6 +21,22 @@ use hookflow::settings::ServeSettings;
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
 
+/// One step of a run as the admin API shows it.
+pub fn step<'a>(run: &'a Json, name: &str) -> &'a Json {
+    run["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {run}"))
+}
+
+/// Secrets come from the environment; each test uses its own variable names.
+pub fn set_env(name: &str, value: &str) {
+    // SAFETY: every test uses distinct variable names, so no two threads touch the same one.
+    unsafe { std::env::set_var(name, value) };
+}
+
 /// An HTTP client for tests (the process-wide TLS provider must be chosen first).
 pub fn client() -> reqwest::Client {
     hookflow::effects::http::install_crypto_provider();
