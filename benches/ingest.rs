@@ -81,19 +81,13 @@ fn main() {
     );
     println!("wrk -t{threads} -c{connections} -d{seconds}s against {webhook}/hooks/bench\n");
     let started = Instant::now();
-    let output = Command::new("wrk")
-        .args([
-            format!("-t{threads}"),
-            format!("-c{connections}"),
-            format!("-d{seconds}s"),
-            "--latency".into(),
-            "-s".into(),
-            script.display().to_string(),
-            format!("{webhook}/hooks/bench"),
-        ])
-        .output()
-        .expect("run wrk");
-    let report = String::from_utf8_lossy(&output.stdout);
+    let report = run_wrk(
+        threads,
+        connections,
+        seconds,
+        &script,
+        &format!("{webhook}/hooks/bench"),
+    );
     println!("{report}");
     let sent = report
         .lines()
@@ -144,19 +138,13 @@ fn main() {
         .build()
         .expect("runtime");
     let raw_addr = raw_runtime.block_on(start_raw_ingest());
-    let raw = Command::new("wrk")
-        .args([
-            format!("-t{threads}"),
-            format!("-c{connections}"),
-            format!("-d{seconds}s"),
-            "--latency".into(),
-            "-s".into(),
-            script.display().to_string(),
-            format!("http://{raw_addr}/hooks/bench"),
-        ])
-        .output()
-        .expect("run wrk");
-    let raw_report = String::from_utf8_lossy(&raw.stdout);
+    let raw_report = run_wrk(
+        threads,
+        connections,
+        seconds,
+        &script,
+        &format!("http://{raw_addr}/hooks/bench"),
+    );
     println!("\nraw axum ingest (parse + 202, no persistence):\n{raw_report}");
     let durable_rps = requests_per_second(&report);
     let raw_rps = requests_per_second(&raw_report);
@@ -172,6 +160,23 @@ fn main() {
         done >= accepted,
         "lost runs: {accepted} accepted, {done} completed"
     );
+}
+
+/// wrk's report of one load against `url`.
+fn run_wrk(threads: u64, connections: u64, seconds: u64, script: &Path, url: &str) -> String {
+    let output = Command::new("wrk")
+        .args([
+            format!("-t{threads}"),
+            format!("-c{connections}"),
+            format!("-d{seconds}s"),
+            "--latency".into(),
+            "-s".into(),
+            script.display().to_string(),
+            url.to_owned(),
+        ])
+        .output()
+        .expect("run wrk");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn requests_per_second(report: &str) -> f64 {
