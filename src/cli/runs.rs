@@ -109,7 +109,8 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                 if !step.input.is_null() {
                     println!("      input  {}", step.input);
                 }
-                if !step.output.is_null() {
+                // Most local steps output what they rendered; say it once.
+                if !step.output.is_null() && step.output != step.input {
                     println!("      output {}", step.output);
                 }
                 if let Some(error) = &step.error {

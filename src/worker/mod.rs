@@ -233,6 +233,8 @@ async fn dispatch(
             drop(permit);
         });
     }
+    // Runs that already ended are still in the set until joined.
+    while running.try_join_next().is_some() {}
     let in_flight = running.len();
     if in_flight > 0 {
         info!(runs = in_flight, "waiting for runs in flight");
