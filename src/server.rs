@@ -12,7 +12,7 @@ use crate::diag::Diagnostics;
 use crate::effects::Effects;
 use crate::http::{self, AppState, body::BodyLimits};
 use crate::settings::ServeSettings;
-use crate::store::{Definition, Store, StoreError};
+use crate::store::{Definition, OpenMode, Store, StoreError};
 use crate::worker::{Worker, WorkerSettings};
 use crate::workflow::{self, Registry};
 
@@ -98,7 +98,9 @@ pub async fn start(
     admin_listener: TcpListener,
 ) -> Result<RunningServer, ServerError> {
     let registry = load_registry(settings)?;
-    let store = Store::open(&settings.store).await?;
+    let store = Store::open(&settings.store, OpenMode::Serve).await?;
+    // This process holds the store alone: runs left `running` belong to a process that is gone.
+    store.take_over_orphans().await?;
     for w in registry.workflows.values() {
         store
             .save_definition(

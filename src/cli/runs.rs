@@ -6,7 +6,7 @@ use anyhow::bail;
 
 use super::{RunsArgs, RunsCommand};
 use crate::engine::{RunStatus, StepStatus};
-use crate::store::{RunFilter, Store};
+use crate::store::{OpenMode, RunFilter, Store};
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -127,7 +127,7 @@ async fn open_store(store: &str) -> anyhow::Result<Store> {
     if !std::path::Path::new(path).exists() {
         bail!("no store at {path} (start `hookflow serve` first, or pass --store)");
     }
-    Ok(Store::open(path).await?)
+    Ok(Store::open(path, OpenMode::Read).await?)
 }
 
 /// Replays go through the server, whose worker must pick the run up.

@@ -9,7 +9,128 @@ use serde_json::Value as Json;
 
 use crate::engine::{Event, RunStatus, StepRecord};
 use crate::steps::respond::SyncResponse;
-pub use sqlite::Store;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+use crate::effects::BoxFuture;
+
+/// What the rest of hookflow needs from a store. Every backend implements it and passes the
+/// conformance suite in `tests/it/store.rs`. The shape is a job queue's (River, Oban): accepting
+/// commits an event with its queued runs; a worker *claims* a run with a lease it renews
+/// (`FOR UPDATE SKIP LOCKED` on PostgreSQL), records each step, and ends it; a run whose owner
+/// stopped renewing can be claimed by another.
+pub trait StoreBackend: Send + Sync {
+    fn accept<'a>(
+        &'a self,
+        event: &'a Event,
+        runs: &'a [NewRun],
+    ) -> BoxFuture<'a, Result<Accepted, StoreError>>;
+    /// Take a run to execute until `until`; false when another owner holds a live lease or
+    /// the run is not waiting to run.
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Extend the leases `owner` holds on `run_ids` (runs it no longer holds are left alone).
+    fn renew_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        run_ids: &'a [String],
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// At start: make claimable the runs of processes that are gone.
+    fn take_over_orphans(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn expired_leases(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    fn step_finished<'a>(
+        &'a self,
+        run_id: &'a str,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn run_finished<'a>(
+        &'a self,
+        run_id: &'a str,
+        status: RunStatus,
+        error: Option<String>,
+        response: Option<SyncResponse>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn run_retrying<'a>(
+        &'a self,
+        run_id: &'a str,
+        error: Option<String>,
+        due_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn claim_due_retries(
+        &self,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    fn next_retry_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+    fn replay<'a>(
+        &'a self,
+        run_id: &'a str,
+        from_start: bool,
+    ) -> BoxFuture<'a, Result<Replayed, StoreError>>;
+    fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<usize, StoreError>>;
+    fn save_definition<'a>(
+        &'a self,
+        version: &'a str,
+        definition: Definition,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn definition<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Definition>, StoreError>>;
+    fn unfinished_runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    fn list_runs<'a>(
+        &'a self,
+        filter: &'a RunFilter,
+    ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>>;
+    fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>>;
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// For a server: the store is its own (a SQLite file is locked to this process).
+    Serve,
+    /// For reading alongside a running server (`hookflow runs`).
+    Read,
+}
+
+/// A handle on the store, cheap to clone.
+#[derive(Clone)]
+pub struct Store(Arc<dyn StoreBackend>);
+
+impl std::ops::Deref for Store {
+    type Target = dyn StoreBackend;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
+impl Store {
+    /// Open the store at `location`: a SQLite file path (optionally `sqlite://...`).
+    pub async fn open(location: &str, mode: OpenMode) -> Result<Self, StoreError> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            return Err(StoreError::Open {
+                path: location.to_owned(),
+                message: "PostgreSQL stores are not available in this version; use a SQLite file"
+                    .to_owned(),
+            });
+        }
+        let path = location.strip_prefix("sqlite://").unwrap_or(location);
+        let sqlite = SqliteStore::open(path, mode == OpenMode::Serve).await?;
+        Ok(Self::from_backend(Arc::new(sqlite)))
+    }
+
+    pub fn from_backend(backend: Arc<dyn StoreBackend>) -> Self {
+        Self(backend)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -2,6 +2,7 @@
 //! together (group commit), and a small pool of readers.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use super::{
     Accepted, Definition, NewRun, Replayed, RunDetail, RunFilter, RunSummary, StoreError,
     parse_json, parse_timestamp, timestamp,
 };
+use crate::effects::BoxFuture;
 use crate::engine::{Event, RunStatus, StepRecord, StepStatus};
 use crate::steps::respond::SyncResponse;
 
@@ -47,7 +49,9 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT,
     error TEXT,
     response TEXT,
-    due_at TEXT
+    due_at TEXT,
+    lease_owner TEXT,
+    lease_until TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_due ON runs(status, due_at);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, created_at);
@@ -89,9 +93,20 @@ enum Write {
         event: Box<Event>,
         runs: Vec<NewRun>,
     },
-    RunStarted {
+    /// Take a run to execute: queued, or running with a lease that ended (or is ours).
+    Claim {
         run_id: String,
+        owner: String,
+        until: DateTime<Utc>,
     },
+    /// Extend the leases `owner` holds on these runs.
+    RenewLeases {
+        owner: String,
+        run_ids: Vec<String>,
+        until: DateTime<Utc>,
+    },
+    /// Single-node recovery: every lease belongs to a process that is gone.
+    ReleaseAllLeases,
     StepFinished {
         run_id: String,
         record: Box<StepRecord>,
@@ -108,19 +123,12 @@ enum Write {
         due_at: DateTime<Utc>,
     },
     /// Queue a finished run again, from its failed step or from the start.
-    Replay {
-        run_id: String,
-        from_start: bool,
-    },
+    Replay { run_id: String, from_start: bool },
     /// Forget finished runs (and their steps and events) finished before `before`, and dedupe
     /// keys past their window; answers how many runs went.
-    Prune {
-        before: DateTime<Utc>,
-    },
+    Prune { before: DateTime<Utc> },
     /// Move retrying runs whose time has come back to `queued`; answers their ids.
-    ClaimDue {
-        now: DateTime<Utc>,
-    },
+    ClaimDue { now: DateTime<Utc> },
     Definition {
         version: String,
         definition: Definition,
@@ -143,17 +151,25 @@ struct WriteRequest {
 
 /// Cheap to clone; every clone talks to the same writer task and reader pool.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     writes: mpsc::Sender<WriteRequest>,
     readers: SqlitePool,
+    /// Held while a server uses the file: one server process per SQLite store.
+    _lock: Option<Arc<std::fs::File>>,
 }
 
-impl Store {
-    /// Open (or create) the database file and start its writer.
-    pub async fn open(path: &str) -> Result<Self, StoreError> {
+impl SqliteStore {
+    /// Open (or create) the database file and start its writer. A server (`exclusive`) locks
+    /// the file for itself: two servers on one SQLite file would run the same runs.
+    pub async fn open(path: &str, exclusive: bool) -> Result<Self, StoreError> {
         let open_error = |e: sqlx::Error| StoreError::Open {
             path: path.to_owned(),
             message: e.to_string(),
+        };
+        let lock = if exclusive {
+            Some(Arc::new(lock_store(path)?))
+        } else {
+            None
         };
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(open_error)?
@@ -177,7 +193,11 @@ impl Store {
             .map_err(open_error)?;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         tokio::spawn(write_loop(writer, queue));
-        Ok(Self { writes, readers })
+        Ok(Self {
+            writes,
+            readers,
+            _lock: lock,
+        })
     }
 
     async fn write(&self, write: Write) -> Result<(), StoreError> {
@@ -267,11 +287,56 @@ impl Store {
         }
     }
 
-    pub async fn run_started(&self, run_id: &str) -> Result<(), StoreError> {
-        self.write(Write::RunStarted {
-            run_id: run_id.to_owned(),
+    pub async fn claim(
+        &self,
+        run_id: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match self
+            .write_returning(Write::Claim {
+                run_id: run_id.to_owned(),
+                owner: owner.to_owned(),
+                until,
+            })
+            .await?
+        {
+            Returned::Ids(ids) => Ok(!ids.is_empty()),
+            _ => Ok(false),
+        }
+    }
+
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        run_ids: &[String],
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write(Write::RenewLeases {
+            owner: owner.to_owned(),
+            run_ids: run_ids.to_vec(),
+            until,
         })
         .await
+    }
+
+    /// The file is locked to one server process, so at its start every lease is orphaned.
+    pub async fn take_over_orphans(&self) -> Result<(), StoreError> {
+        self.write(Write::ReleaseAllLeases).await
+    }
+
+    /// Runs executing under a lease that ended: their owner stopped renewing.
+    pub async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM runs WHERE status = 'running' AND lease_until < $1 ORDER BY created_at",
+        )
+        .bind(timestamp(now))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(read_error)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(read_error))
+            .collect()
     }
 
     pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
@@ -403,6 +468,30 @@ impl Store {
             .await
             .map(|_| ())
             .map_err(read_error)
+    }
+}
+
+fn lock_store(path: &str) -> Result<std::fs::File, StoreError> {
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Open {
+            path: lock_path.clone(),
+            message: e.to_string(),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Open {
+            path: path.to_owned(),
+            message: "another hookflow server is using this store (a SQLite store serves one process; use PostgreSQL for several)".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
+            path: lock_path,
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -621,12 +710,49 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             }
             return Ok(Returned::Accepted(accepted));
         }
-        Write::RunStarted { run_id } => {
-            sqlx::query(
-                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2) WHERE id = $1",
+        Write::Claim {
+            run_id,
+            owner,
+            until,
+        } => {
+            let claimed = sqlx::query(
+                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2),
+                 lease_owner = $3, lease_until = $4
+                 WHERE id = $1 AND (status = 'queued' OR (status = 'running'
+                   AND (lease_until IS NULL OR lease_until < $2)))
+                 RETURNING id",
             )
             .bind(run_id)
-            .bind(now)
+            .bind(&now)
+            .bind(owner)
+            .bind(timestamp(*until))
+            .fetch_optional(&mut *conn)
+            .await?;
+            return Ok(Returned::Ids(
+                claimed.map(|_| run_id.clone()).into_iter().collect(),
+            ));
+        }
+        Write::RenewLeases {
+            owner,
+            run_ids,
+            until,
+        } => {
+            for run_id in run_ids {
+                sqlx::query(
+                    "UPDATE runs SET lease_until = $3
+                     WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(run_id)
+                .bind(owner)
+                .bind(timestamp(*until))
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Write::ReleaseAllLeases => {
+            sqlx::query(
+                "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE status = 'running'",
+            )
             .execute(&mut *conn)
             .await?;
         }
@@ -769,4 +895,126 @@ fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
         duration_ms: get(row, "duration_ms")?,
         attempts: get::<i64>(row, "attempts")? as u32,
     })
+}
+
+impl super::StoreBackend for SqliteStore {
+    fn accept<'a>(
+        &'a self,
+        event: &'a Event,
+        runs: &'a [NewRun],
+    ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
+        Box::pin(SqliteStore::accept(self, event, runs))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SqliteStore::claim(self, run_id, owner, until))
+    }
+
+    fn renew_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        run_ids: &'a [String],
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::renew_leases(self, owner, run_ids, until))
+    }
+
+    fn take_over_orphans(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(SqliteStore::take_over_orphans(self))
+    }
+
+    fn expired_leases(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(SqliteStore::expired_leases(self, now))
+    }
+
+    fn step_finished<'a>(
+        &'a self,
+        run_id: &'a str,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::step_finished(self, run_id, record))
+    }
+
+    fn run_finished<'a>(
+        &'a self,
+        run_id: &'a str,
+        status: RunStatus,
+        error: Option<String>,
+        response: Option<SyncResponse>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::run_finished(
+            self, run_id, status, error, response,
+        ))
+    }
+
+    fn run_retrying<'a>(
+        &'a self,
+        run_id: &'a str,
+        error: Option<String>,
+        due_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::run_retrying(self, run_id, error, due_at))
+    }
+
+    fn claim_due_retries(
+        &self,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(SqliteStore::claim_due_retries(self, now))
+    }
+
+    fn next_retry_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(SqliteStore::next_retry_due(self))
+    }
+
+    fn replay<'a>(
+        &'a self,
+        run_id: &'a str,
+        from_start: bool,
+    ) -> BoxFuture<'a, Result<Replayed, StoreError>> {
+        Box::pin(SqliteStore::replay(self, run_id, from_start))
+    }
+
+    fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(SqliteStore::prune(self, before))
+    }
+
+    fn save_definition<'a>(
+        &'a self,
+        version: &'a str,
+        definition: Definition,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::save_definition(self, version, definition))
+    }
+
+    fn definition<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Definition>, StoreError>> {
+        Box::pin(SqliteStore::definition(self, version))
+    }
+
+    fn unfinished_runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(SqliteStore::unfinished_runs(self))
+    }
+
+    fn list_runs<'a>(
+        &'a self,
+        filter: &'a RunFilter,
+    ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>> {
+        Box::pin(SqliteStore::list_runs(self, filter))
+    }
+
+    fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
+        Box::pin(SqliteStore::run(self, id))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(SqliteStore::ping(self))
+    }
 }

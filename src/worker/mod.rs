@@ -43,6 +43,10 @@ struct Inner {
     compile_options: workflow::CompileOptions,
     /// Wakes the retry scheduler when a run starts waiting, so it can look at the new due time.
     retries: Notify,
+    /// This process, as the owner of the leases on the runs it executes.
+    owner: String,
+    /// The runs executing now, whose leases are renewed.
+    executing: Mutex<std::collections::HashSet<String>>,
 }
 
 /// One run to execute.
@@ -95,9 +99,12 @@ impl Worker {
                 waiters: Mutex::new(HashMap::new()),
                 compile_options: settings.compile_options.clone(),
                 retries: Notify::new(),
+                owner: format!("hookflow-{}", uuid::Uuid::now_v7()),
+                executing: Mutex::new(std::collections::HashSet::new()),
             }),
         };
         tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
+        tokio::spawn(keep_leases(worker.clone(), shutdown.clone()));
         let handle = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
         (worker, handle)
     }
@@ -163,6 +170,48 @@ impl Worker {
             .and_then(|mut waiters| waiters.remove(run_id));
         if let Some(waiter) = waiter {
             let _ = waiter.send(answer);
+        }
+    }
+}
+
+/// How long a claimed run is ours without renewal; renewed well before it ends.
+const LEASE: Duration = Duration::from_secs(30);
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+
+fn lease_end() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::seconds(30))
+}
+
+/// Renew the leases of the runs this process executes, and take over runs whose owner stopped
+/// renewing theirs (a process that died while another keeps serving the same store).
+async fn keep_leases(worker: Worker, mut shutdown: watch::Receiver<bool>) {
+    let store = &worker.inner.store;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(LEASE_RENEWAL) => {}
+        }
+        let executing: Vec<String> = worker
+            .inner
+            .executing
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        if !executing.is_empty()
+            && let Err(err) = store
+                .renew_leases(&worker.inner.owner, &executing, lease_end())
+                .await
+        {
+            warn!(error = %err, "cannot renew leases");
+        }
+        match store.expired_leases(chrono::Utc::now()).await {
+            Ok(ids) => {
+                for id in ids {
+                    info!(run_id = %id, "taking over a run whose lease ended");
+                    worker.enqueue(id);
+                }
+            }
+            Err(err) => warn!(error = %err, "cannot look for expired leases"),
         }
     }
 }
@@ -299,9 +348,18 @@ async fn execute_run(worker: &Worker, job: Job) {
                 return;
             }
         };
-        if let Err(err) = store.run_started(run_id).await {
-            error!(error = %err, "cannot mark run as running; it stays queued");
-            return;
+        match store.claim(run_id, &worker.inner.owner, lease_end()).await {
+            Ok(true) => {
+                if let Ok(mut executing) = worker.inner.executing.lock() {
+                    executing.insert(run_id.to_owned());
+                }
+            }
+            // Another worker holds it (a duplicate queue entry, or another node).
+            Ok(false) => return,
+            Err(err) => {
+                error!(error = %err, "cannot claim the run; it stays queued");
+                return;
+            }
         }
         let started = Instant::now();
         let secrets = workflow::secrets_from_env(&workflow);
@@ -365,6 +423,11 @@ async fn execute_run(worker: &Worker, job: Job) {
     }
     .instrument(span)
     .await;
+    // Finished, waiting for a retry, or interrupted: either way no longer ours to renew. An
+    // interrupted run's lease runs out and the run is taken over again.
+    if let Ok(mut executing) = worker.inner.executing.lock() {
+        executing.remove(run_id);
+    }
 }
 
 async fn finish(

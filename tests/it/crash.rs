@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookflow::engine::{RunStatus, StepStatus};
-use hookflow::store::Store;
+use hookflow::store::{OpenMode, Store};
 use tokio::sync::Semaphore;
 
 use crate::support::{Receiver, ServeProcess, client};
@@ -92,7 +92,9 @@ steps:
     // What the store held at the moment of the kill: runs whose step `a` was recorded.
     let store_path = dir.path().join("hookflow.db").display().to_string();
     let a_recorded: HashSet<String> = {
-        let store = Store::open(&store_path).await.expect("open the store");
+        let store = Store::open(&store_path, OpenMode::Read)
+            .await
+            .expect("open the store");
         let mut recorded = HashSet::new();
         for id in &accepted {
             let detail = store
@@ -113,7 +115,9 @@ steps:
     let received_before_restart = receiver.received().len();
 
     let server = ServeProcess::start(dir.path());
-    let store = Store::open(&store_path).await.expect("open the store");
+    let store = Store::open(&store_path, OpenMode::Read)
+        .await
+        .expect("open the store");
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut unfinished: Vec<String> = accepted.clone();
     while !unfinished.is_empty() {

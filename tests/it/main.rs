@@ -13,4 +13,5 @@ mod exec;
 mod golden;
 mod jsonpath_cts;
 mod smtp_server;
+mod store;
 mod support;

@@ -1,0 +1,325 @@
+//! The store conformance suite: what every backend must do, run against each one (SQLite here;
+//! a PostgreSQL backend runs the same `conformance` function).
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use hookflow::engine::{Event, RunStatus, StepRecord, StepStatus};
+use hookflow::steps::respond::SyncResponse;
+use hookflow::store::{
+    DedupeKey, Definition, NewRun, OpenMode, Replayed, RunFilter, Store, StoreError,
+};
+use serde_json::json;
+
+fn event(n: u32) -> Event {
+    let mut headers = serde_json::Map::new();
+    headers.insert("x-delivery".into(), json!(format!("d-{n}")));
+    Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        method: "POST".into(),
+        path: "/hooks/x".into(),
+        params: BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]),
+        query: serde_json::Map::new(),
+        headers,
+        body: json!({"n": n}),
+        raw: format!("{{\"n\": {n}}}\u{0}\u{ff}").into_bytes(),
+        received_at: Utc::now(),
+    }
+}
+
+fn new_run(workflow: &str, dedupe: Option<(&str, i64)>) -> NewRun {
+    NewRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        workflow: workflow.into(),
+        version: "v1".into(),
+        dedupe: dedupe.map(|(key, secs)| DedupeKey {
+            key: key.into(),
+            expires_at: Utc::now() + Duration::seconds(secs),
+        }),
+    }
+}
+
+fn record(index: usize, name: &str, status: StepStatus, attempts: u32) -> StepRecord {
+    StepRecord {
+        index,
+        name: name.into(),
+        kind: "http".into(),
+        status,
+        input: json!({"url": "http://x"}),
+        output: json!({"status": 200}),
+        error: (status == StepStatus::Failed).then(|| "boom".to_owned()),
+        filtered: false,
+        started_at: Utc::now(),
+        duration_ms: 1.5,
+        attempts,
+    }
+}
+
+async fn status(store: &Store, id: &str) -> RunStatus {
+    store.run(id).await.expect("read").expect("run").run.status
+}
+
+/// Every check a store backend must pass.
+pub async fn conformance(store: Store) -> Result<(), StoreError> {
+    // Accept: the event and its queued runs, read back exactly.
+    let ev = event(1);
+    let (a, b) = (new_run("wf-a", None), new_run("wf-b", None));
+    let accepted = store.accept(&ev, &[a.clone(), b.clone()]).await?;
+    assert_eq!(accepted.created, vec![a.id.clone(), b.id.clone()]);
+    assert!(accepted.duplicate_of.is_empty());
+    let detail = store.run(&a.id).await?.expect("accepted run");
+    assert_eq!(detail.run.status, RunStatus::Queued);
+    assert_eq!(detail.run.attempt, 1);
+    assert_eq!(detail.run.workflow, "wf-a");
+    assert_eq!(detail.event.raw, ev.raw, "raw bytes kept exactly");
+    assert_eq!(detail.event.body, ev.body);
+    assert_eq!(detail.event.headers, ev.headers);
+    assert_eq!(detail.event.params, ev.params);
+    assert!(detail.steps.is_empty());
+    let unfinished = store.unfinished_runs().await?;
+    assert!(unfinished.contains(&a.id) && unfinished.contains(&b.id));
+    // A unique prefix finds a run; an unknown id finds none.
+    assert!(store.run(&a.id[..30]).await?.is_some());
+    assert!(store.run("no-such-run").await?.is_none());
+
+    // Dedupe: a key held within its window starts nothing; other workflows are separate.
+    let first = new_run("wf-a", Some(("delivery-1", 3600)));
+    let accepted = store.accept(&event(2), &[first.clone()]).await?;
+    assert_eq!(accepted.created, vec![first.id.clone()]);
+    let again = new_run("wf-a", Some(("delivery-1", 3600)));
+    let other = new_run("wf-b", Some(("delivery-1", 3600)));
+    let accepted = store
+        .accept(&event(3), &[again.clone(), other.clone()])
+        .await?;
+    assert_eq!(accepted.created, vec![other.id.clone()]);
+    assert_eq!(accepted.duplicate_of, vec![first.id.clone()]);
+    assert!(
+        store.run(&again.id).await?.is_none(),
+        "a duplicate is not stored"
+    );
+    let only_dup = store
+        .accept(&event(4), &[new_run("wf-a", Some(("delivery-1", 3600)))])
+        .await?;
+    assert!(only_dup.created.is_empty());
+    // An expired key is free again.
+    let short = new_run("wf-c", Some(("k", -1)));
+    store.accept(&event(5), &[short]).await?;
+    let later = new_run("wf-c", Some(("k", 3600)));
+    assert_eq!(
+        store.accept(&event(6), &[later.clone()]).await?.created,
+        vec![later.id]
+    );
+
+    // Claims are exclusive while the lease lives, and free once it ended.
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&a.id, "node-1", until).await?);
+    assert!(!store.claim(&a.id, "node-2", until).await?);
+    assert!(
+        !store.claim(&a.id, "node-1", until).await?,
+        "a live lease is not claimed twice"
+    );
+    assert_eq!(status(&store, &a.id).await, RunStatus::Running);
+    assert!(
+        store
+            .claim(&b.id, "node-2", Utc::now() - Duration::seconds(1))
+            .await?
+    );
+    let expired = store.expired_leases(Utc::now()).await?;
+    assert!(expired.contains(&b.id) && !expired.contains(&a.id));
+    assert!(
+        store.claim(&b.id, "node-1", until).await?,
+        "an ended lease is taken over"
+    );
+    store
+        .renew_leases("node-2", &[b.id.clone()], Utc::now() - Duration::seconds(5))
+        .await?;
+    assert!(
+        !store.expired_leases(Utc::now()).await?.contains(&b.id),
+        "only the holder renews a lease"
+    );
+    store.take_over_orphans().await?;
+    assert!(
+        store.claim(&a.id, "node-3", until).await?,
+        "orphans are claimable"
+    );
+
+    // Step records: one per step, replaced by a later attempt, in order.
+    store
+        .step_finished(&a.id, &record(1, "second", StepStatus::Retrying, 1))
+        .await?;
+    store
+        .step_finished(&a.id, &record(0, "first", StepStatus::Succeeded, 1))
+        .await?;
+    store
+        .step_finished(&a.id, &record(1, "second", StepStatus::Succeeded, 2))
+        .await?;
+    let steps = store.run(&a.id).await?.expect("run").steps;
+    assert_eq!(steps.len(), 2);
+    assert_eq!((steps[0].name.as_str(), steps[0].index), ("first", 0));
+    assert_eq!(steps[1].status, StepStatus::Succeeded);
+    assert_eq!(steps[1].attempts, 2);
+    assert_eq!(steps[1].input, json!({"url": "http://x"}));
+
+    // Ending a run.
+    let answer = SyncResponse {
+        status: 201,
+        headers: vec![("x-a".into(), "b".into())],
+        body: json!({"ok": true}),
+    };
+    store
+        .run_finished(&a.id, RunStatus::Succeeded, None, Some(answer.clone()))
+        .await?;
+    let done = store.run(&a.id).await?.expect("run").run;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(done.response, Some(answer));
+    assert!(done.finished_at.is_some() && done.started_at.is_some());
+    assert!(!store.unfinished_runs().await?.contains(&a.id));
+    assert!(
+        !store.claim(&a.id, "node-1", until).await?,
+        "a finished run is not claimed"
+    );
+
+    // Retries wait for their due time, then are queued again once.
+    let due = Utc::now() + Duration::milliseconds(300);
+    store.run_retrying(&b.id, Some("503".into()), due).await?;
+    assert_eq!(status(&store, &b.id).await, RunStatus::Retrying);
+    let next = store.next_retry_due().await?.expect("a due time");
+    assert!((next - due).num_milliseconds().abs() < 5, "{next} vs {due}");
+    assert!(store.claim_due_retries(Utc::now()).await?.is_empty());
+    let claimed = store
+        .claim_due_retries(Utc::now() + Duration::seconds(1))
+        .await?;
+    assert_eq!(claimed, vec![b.id.clone()]);
+    assert_eq!(status(&store, &b.id).await, RunStatus::Queued);
+    assert!(
+        store
+            .claim_due_retries(Utc::now() + Duration::seconds(1))
+            .await?
+            .is_empty()
+    );
+
+    // Replay resumes at the failed step, or starts over; only finished runs.
+    assert_eq!(
+        store.replay(&b.id, false).await?,
+        Replayed::NotFinished("queued".into())
+    );
+    assert!(store.claim(&b.id, "node-1", until).await?);
+    store
+        .step_finished(&b.id, &record(0, "first", StepStatus::Succeeded, 1))
+        .await?;
+    store
+        .step_finished(&b.id, &record(1, "second", StepStatus::Failed, 1))
+        .await?;
+    store
+        .run_finished(&b.id, RunStatus::Failed, Some("boom".into()), None)
+        .await?;
+    assert_eq!(
+        store.replay(&b.id, false).await?,
+        Replayed::Queued { attempt: 2 }
+    );
+    let replayed = store.run(&b.id).await?.expect("run");
+    assert_eq!(replayed.run.status, RunStatus::Queued);
+    assert_eq!(replayed.run.error, None);
+    assert_eq!(
+        replayed.steps.len(),
+        1,
+        "steps before the failed one are kept"
+    );
+    store
+        .run_finished(&b.id, RunStatus::Succeeded, None, None)
+        .await?;
+    assert_eq!(
+        store.replay(&b.id, true).await?,
+        Replayed::Queued { attempt: 3 }
+    );
+    assert!(store.run(&b.id).await?.expect("run").steps.is_empty());
+    assert_eq!(store.replay("missing", true).await?, Replayed::NotFound);
+
+    // Listing: newest first, filtered, limited.
+    let listed = store
+        .list_runs(&RunFilter {
+            workflow: Some("wf-a".into()),
+            status: None,
+            limit: 10,
+        })
+        .await?;
+    assert!(listed.iter().all(|r| r.workflow == "wf-a"));
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| w[0].created_at >= w[1].created_at)
+    );
+    let succeeded = store
+        .list_runs(&RunFilter {
+            workflow: None,
+            status: Some(RunStatus::Succeeded),
+            limit: 10,
+        })
+        .await?;
+    assert_eq!(
+        succeeded.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        vec![&a.id]
+    );
+    let one = store
+        .list_runs(&RunFilter {
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .await?;
+    assert_eq!(one.len(), 1);
+
+    // Definitions are kept per version, first write wins.
+    let definition = Definition {
+        name: "wf-a".into(),
+        path: "workflows/a.yaml".into(),
+        source: "steps: []".into(),
+    };
+    store.save_definition("v1", definition.clone()).await?;
+    store
+        .save_definition(
+            "v1",
+            Definition {
+                source: "changed".into(),
+                ..definition.clone()
+            },
+        )
+        .await?;
+    let kept = store.definition("v1").await?.expect("definition");
+    assert_eq!(kept.source, "steps: []");
+    assert!(store.definition("v9").await?.is_none());
+
+    // Pruning removes finished runs older than the cut, never unfinished ones.
+    let pruned = store.prune(Utc::now() + Duration::seconds(1)).await?;
+    assert!(pruned >= 1, "{pruned}");
+    assert!(store.run(&a.id).await?.is_none());
+    assert!(store.run(&b.id).await?.is_some(), "a queued run is kept");
+    store.ping().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db").display().to_string();
+    let store = Store::open(&path, OpenMode::Serve).await.expect("open");
+    conformance(store).await.expect("conformance");
+}
+
+#[tokio::test]
+async fn a_sqlite_store_serves_one_server_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db").display().to_string();
+    let first = Store::open(&path, OpenMode::Serve).await.expect("open");
+    let second = Store::open(&path, OpenMode::Serve).await;
+    let Err(err) = second else {
+        panic!("a second server opened the same SQLite store");
+    };
+    assert!(err.to_string().contains("another hookflow server"), "{err}");
+    // Reading alongside a server is fine.
+    let reader = Store::open(&path, OpenMode::Read).await.expect("read");
+    reader.ping().await.expect("ping");
+    drop(first);
+    Store::open(&path, OpenMode::Serve)
+        .await
+        .expect("free again once the first server is gone");
+}
