@@ -84,7 +84,9 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
 
     // Dedupe: a key held within its window starts nothing; other workflows are separate.
     let first = new_run("wf-a", Some(("delivery-1", 3600)));
-    let accepted = store.accept(&event(2), &[first.clone()]).await?;
+    let accepted = store
+        .accept(&event(2), std::slice::from_ref(&first))
+        .await?;
     assert_eq!(accepted.created, vec![first.id.clone()]);
     let again = new_run("wf-a", Some(("delivery-1", 3600)));
     let other = new_run("wf-b", Some(("delivery-1", 3600)));
@@ -106,7 +108,10 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     store.accept(&event(5), &[short]).await?;
     let later = new_run("wf-c", Some(("k", 3600)));
     assert_eq!(
-        store.accept(&event(6), &[later.clone()]).await?.created,
+        store
+            .accept(&event(6), std::slice::from_ref(&later))
+            .await?
+            .created,
         vec![later.id]
     );
 
@@ -131,7 +136,11 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
         "an ended lease is taken over"
     );
     store
-        .renew_leases("node-2", &[b.id.clone()], Utc::now() - Duration::seconds(5))
+        .renew_leases(
+            "node-2",
+            std::slice::from_ref(&b.id),
+            Utc::now() - Duration::seconds(5),
+        )
         .await?;
     assert!(
         !store.expired_leases(Utc::now()).await?.contains(&b.id),
