@@ -99,6 +99,28 @@ pub async fn start(
 ) -> Result<RunningServer, ServerError> {
     let registry = load_registry(settings)?;
     let store = Store::open(&settings.store, OpenMode::Serve).await?;
+    serve_with(settings, registry, store, webhook_listener, admin_listener).await
+}
+
+/// Start with a store opened by the caller (any backend), e.g. to test how the server behaves
+/// when its store fails.
+pub async fn start_with_store(
+    settings: &ServeSettings,
+    store: Store,
+    webhook_listener: TcpListener,
+    admin_listener: TcpListener,
+) -> Result<RunningServer, ServerError> {
+    let registry = load_registry(settings)?;
+    serve_with(settings, registry, store, webhook_listener, admin_listener).await
+}
+
+async fn serve_with(
+    settings: &ServeSettings,
+    registry: Registry,
+    store: Store,
+    webhook_listener: TcpListener,
+    admin_listener: TcpListener,
+) -> Result<RunningServer, ServerError> {
     // This process holds the store alone: runs left `running` belong to a process that is gone.
     store.take_over_orphans().await?;
     for w in registry.workflows.values() {

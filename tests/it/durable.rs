@@ -431,3 +431,183 @@ on_error:
     );
     server.stop().await;
 }
+
+/// A real SQLite store whose writes of new events can be made to fail, as on a full disk.
+struct FailingStore {
+    inner: hookflow::store::Store,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+mod failing_store {
+    use chrono::{DateTime, Utc};
+    use hookflow::effects::BoxFuture;
+    use hookflow::engine::{Event, RunStatus, StepRecord};
+    use hookflow::steps::respond::SyncResponse;
+    use hookflow::store::{
+        Accepted, Definition, NewRun, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend,
+        StoreError,
+    };
+    use std::sync::atomic::Ordering;
+
+    impl StoreBackend for super::FailingStore {
+        fn accept<'a>(
+            &'a self,
+            event: &'a Event,
+            runs: &'a [NewRun],
+        ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Box::pin(async { Err(StoreError::Write("disk I/O error".into())) });
+            }
+            self.inner.accept(event, runs)
+        }
+        fn claim<'a>(
+            &'a self,
+            run_id: &'a str,
+            owner: &'a str,
+            until: DateTime<Utc>,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.claim(run_id, owner, until)
+        }
+        fn renew_leases<'a>(
+            &'a self,
+            owner: &'a str,
+            run_ids: &'a [String],
+            until: DateTime<Utc>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.renew_leases(owner, run_ids, until)
+        }
+        fn take_over_orphans(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.take_over_orphans()
+        }
+        fn expired_leases(
+            &self,
+            now: DateTime<Utc>,
+        ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+            self.inner.expired_leases(now)
+        }
+        fn step_finished<'a>(
+            &'a self,
+            run_id: &'a str,
+            record: &'a StepRecord,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.step_finished(run_id, record)
+        }
+        fn run_finished<'a>(
+            &'a self,
+            run_id: &'a str,
+            status: RunStatus,
+            error: Option<String>,
+            response: Option<SyncResponse>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.run_finished(run_id, status, error, response)
+        }
+        fn run_retrying<'a>(
+            &'a self,
+            run_id: &'a str,
+            error: Option<String>,
+            due_at: DateTime<Utc>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.run_retrying(run_id, error, due_at)
+        }
+        fn claim_due_retries(
+            &self,
+            now: DateTime<Utc>,
+        ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+            self.inner.claim_due_retries(now)
+        }
+        fn next_retry_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+            self.inner.next_retry_due()
+        }
+        fn replay<'a>(
+            &'a self,
+            run_id: &'a str,
+            from_start: bool,
+        ) -> BoxFuture<'a, Result<Replayed, StoreError>> {
+            self.inner.replay(run_id, from_start)
+        }
+        fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<usize, StoreError>> {
+            self.inner.prune(before)
+        }
+        fn save_definition<'a>(
+            &'a self,
+            version: &'a str,
+            definition: Definition,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.save_definition(version, definition)
+        }
+        fn definition<'a>(
+            &'a self,
+            version: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Definition>, StoreError>> {
+            self.inner.definition(version)
+        }
+        fn unfinished_runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+            self.inner.unfinished_runs()
+        }
+        fn list_runs<'a>(
+            &'a self,
+            filter: &'a RunFilter,
+        ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>> {
+            self.inner.list_runs(filter)
+        }
+        fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
+            self.inner.run(id)
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.ping()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_write_answers_503_and_the_sender_can_retry() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("w.yaml"),
+        workflow(&receiver, "{ attempts: 1 }"),
+    )
+    .expect("write");
+    let sqlite = hookflow::store::Store::open(
+        &dir.path().join("hookflow.db").display().to_string(),
+        hookflow::store::OpenMode::Serve,
+    )
+    .await
+    .expect("open");
+    let failing = std::sync::Arc::new(FailingStore {
+        inner: sqlite,
+        failing: std::sync::atomic::AtomicBool::new(true),
+    });
+    let store = hookflow::store::Store::from_backend(failing.clone());
+    let mut settings = crate::support::settings_for(dir.path());
+    settings.workers = 2;
+    let webhook = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let running = hookflow::server::start_with_store(&settings, store, webhook, admin)
+        .await
+        .expect("start");
+    let url = format!("http://{}/hooks/flaky", running.webhook_addr);
+    let http = crate::support::client();
+    let response = http.post(&url).body("{}").send().await.expect("send");
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        receiver.received().is_empty(),
+        "nothing runs for an event not stored"
+    );
+
+    failing
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let response = http.post(&url).body("{}").send().await.expect("send");
+    assert_eq!(response.status(), 202, "the retried delivery is accepted");
+    receiver.wait_for(1).await;
+    running.shutdown().await;
+}

@@ -43,6 +43,28 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// Settings for a test server in `dir`: ephemeral ports, its own store and outbox.
+pub fn settings_for(dir: &Path) -> ServeSettings {
+    ServeSettings {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        workflows: dir.join("workflows"),
+        store: dir.join("hookflow.db").display().to_string(),
+        workers: 8,
+        sync_timeout: Duration::from_secs(10),
+        shutdown_timeout: Duration::from_secs(5),
+        email: hookflow::settings::EmailSettings {
+            smtp: None,
+            from: None,
+            outbox: dir.join("outbox"),
+            timeout: Duration::from_secs(10),
+        },
+        exec_enabled: false,
+        default_retry: Default::default(),
+        retention: Duration::from_secs(30 * 86400),
+    }
+}
+
 /// Where test payloads live (copies of the shared fixtures).
 pub fn fixture_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -98,24 +120,7 @@ impl TestServer {
         dir: tempfile::TempDir,
         configure: impl FnOnce(&mut ServeSettings),
     ) -> Self {
-        let mut settings = ServeSettings {
-            listen: "127.0.0.1:0".into(),
-            admin_listen: "127.0.0.1:0".into(),
-            workflows: dir.path().join("workflows"),
-            store: dir.path().join("hookflow.db").display().to_string(),
-            workers: 8,
-            sync_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(5),
-            email: hookflow::settings::EmailSettings {
-                smtp: None,
-                from: None,
-                outbox: dir.path().join("outbox"),
-                timeout: Duration::from_secs(10),
-            },
-            exec_enabled: false,
-            default_retry: Default::default(),
-            retention: Duration::from_secs(30 * 86400),
-        };
+        let mut settings = settings_for(dir.path());
         configure(&mut settings);
         let webhook = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
