@@ -122,19 +122,30 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
         raw: raw.to_vec(),
         received_at: Utc::now(),
     };
-    let event_context = event_context(&event);
+    // The dedupe context is a full copy of the event: only built when a workflow needs it.
+    let wants_dedupe = bound
+        .iter()
+        .any(|w| w.webhook.as_ref().is_some_and(|t| t.dedupe.is_some()));
+    let event_context = wants_dedupe.then(|| event_context(&event));
     let runs: Vec<NewRun> = bound
         .iter()
         .map(|w| NewRun {
             id: uuid::Uuid::now_v7().to_string(),
             workflow: w.name.clone(),
             version: w.version.clone(),
-            dedupe: dedupe_key(w, &event, &event_context),
+            dedupe: event_context
+                .as_ref()
+                .and_then(|context| dedupe_key(w, &event, context)),
         })
         .collect();
+    let event = std::sync::Arc::new(event);
     // Registered before the commit so an answer cannot slip past between commit and wait.
     let waiter = (route.respond == RespondMode::Sync).then(|| state.worker.wait_for(&runs[0].id));
-    let accepted_runs = match state.store.accept(&event, &runs).await {
+    let accepted_runs = match state
+        .store
+        .accept(std::sync::Arc::clone(&event), &runs)
+        .await
+    {
         Ok(accepted) => accepted,
         Err(err) => {
             warn!(error = %err, "cannot store the event; answering 503 so the sender retries");
@@ -165,7 +176,6 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
         );
     }
     let event_id = event.id.clone();
-    let event = std::sync::Arc::new(event);
     for run in runs.iter().filter(|r| run_ids.contains(&r.id)) {
         state
             .worker

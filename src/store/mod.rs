@@ -21,9 +21,10 @@ use crate::effects::BoxFuture;
 /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL), records each step, and ends it; a run whose owner
 /// stopped renewing can be claimed by another.
 pub trait StoreBackend: Send + Sync {
+    /// Commit the event and its queued runs (shared, not copied: events can be large).
     fn accept<'a>(
         &'a self,
-        event: &'a Event,
+        event: Arc<Event>,
         runs: &'a [NewRun],
     ) -> BoxFuture<'a, Result<Accepted, StoreError>>;
     /// Take a run to execute until `until`; false when another owner holds a live lease or

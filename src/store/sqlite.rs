@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS definitions (
 
 enum Write {
     Accept {
-        event: Box<Event>,
+        event: Arc<Event>,
         runs: Vec<NewRun>,
     },
     /// Take a run to execute: queued, or running with a lease that ended (or is ours).
@@ -274,10 +274,10 @@ impl SqliteStore {
     /// The event and its queued runs, durable when this returns.
     /// The event and its queued runs, durable when this returns. A run whose dedupe key was
     /// seen within its window is not created; the run that holds the key is answered instead.
-    pub async fn accept(&self, event: &Event, runs: &[NewRun]) -> Result<Accepted, StoreError> {
+    pub async fn accept(&self, event: Arc<Event>, runs: &[NewRun]) -> Result<Accepted, StoreError> {
         match self
             .write_returning(Write::Accept {
-                event: Box::new(event.clone()),
+                event,
                 runs: runs.to_vec(),
             })
             .await?
@@ -900,7 +900,7 @@ fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
 impl super::StoreBackend for SqliteStore {
     fn accept<'a>(
         &'a self,
-        event: &'a Event,
+        event: Arc<Event>,
         runs: &'a [NewRun],
     ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
         Box::pin(SqliteStore::accept(self, event, runs))

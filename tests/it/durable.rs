@@ -452,7 +452,7 @@ mod failing_store {
     impl StoreBackend for super::FailingStore {
         fn accept<'a>(
             &'a self,
-            event: &'a Event,
+            event: std::sync::Arc<Event>,
             runs: &'a [NewRun],
         ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
             if self.failing.load(Ordering::SeqCst) {

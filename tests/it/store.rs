@@ -2,6 +2,7 @@
 //! a PostgreSQL backend runs the same `conformance` function).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use hookflow::engine::{Event, RunStatus, StepRecord, StepStatus};
@@ -64,7 +65,9 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     // Accept: the event and its queued runs, read back exactly.
     let ev = event(1);
     let (a, b) = (new_run("wf-a", None), new_run("wf-b", None));
-    let accepted = store.accept(&ev, &[a.clone(), b.clone()]).await?;
+    let accepted = store
+        .accept(Arc::new(ev.clone()), &[a.clone(), b.clone()])
+        .await?;
     assert_eq!(accepted.created, vec![a.id.clone(), b.id.clone()]);
     assert!(accepted.duplicate_of.is_empty());
     let detail = store.run(&a.id).await?.expect("accepted run");
@@ -85,13 +88,13 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     // Dedupe: a key held within its window starts nothing; other workflows are separate.
     let first = new_run("wf-a", Some(("delivery-1", 3600)));
     let accepted = store
-        .accept(&event(2), std::slice::from_ref(&first))
+        .accept(Arc::new(event(2)), std::slice::from_ref(&first))
         .await?;
     assert_eq!(accepted.created, vec![first.id.clone()]);
     let again = new_run("wf-a", Some(("delivery-1", 3600)));
     let other = new_run("wf-b", Some(("delivery-1", 3600)));
     let accepted = store
-        .accept(&event(3), &[again.clone(), other.clone()])
+        .accept(Arc::new(event(3)), &[again.clone(), other.clone()])
         .await?;
     assert_eq!(accepted.created, vec![other.id.clone()]);
     assert_eq!(accepted.duplicate_of, vec![first.id.clone()]);
@@ -100,16 +103,19 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
         "a duplicate is not stored"
     );
     let only_dup = store
-        .accept(&event(4), &[new_run("wf-a", Some(("delivery-1", 3600)))])
+        .accept(
+            Arc::new(event(4)),
+            &[new_run("wf-a", Some(("delivery-1", 3600)))],
+        )
         .await?;
     assert!(only_dup.created.is_empty());
     // An expired key is free again.
     let short = new_run("wf-c", Some(("k", -1)));
-    store.accept(&event(5), &[short]).await?;
+    store.accept(Arc::new(event(5)), &[short]).await?;
     let later = new_run("wf-c", Some(("k", 3600)));
     assert_eq!(
         store
-            .accept(&event(6), std::slice::from_ref(&later))
+            .accept(Arc::new(event(6)), std::slice::from_ref(&later))
             .await?
             .created,
         vec![later.id]
