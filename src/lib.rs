@@ -15,5 +15,6 @@ pub mod steps;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod verify;
 pub mod worker;
 pub mod workflow;

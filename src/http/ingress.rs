@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Map, Value as Json};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::body::parse_body;
 use super::{AppState, error_response};
@@ -98,6 +98,13 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
             );
         }
     };
+    // Signatures cover the exact bytes received: checked before anything parses or stores them.
+    if !verified(&bound, &parts.headers, &raw) {
+        return (
+            error_response(StatusCode::UNAUTHORIZED, "unauthorized"),
+            Vec::new(),
+        );
+    }
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -254,6 +261,59 @@ fn sync_response(answer: SyncResponse) -> Response {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
     response
+}
+
+/// Whether the request passes every `verify` preset of its route. Workflows sharing a path
+/// verify alike (the route table refuses them otherwise), so the first one with `verify` decides.
+/// Reasons are logged, never answered: a sender probing signatures learns nothing.
+fn verified(bound: &[&std::sync::Arc<Workflow>], headers: &HeaderMap, raw: &[u8]) -> bool {
+    let Some((workflow, verify)) = bound.iter().find_map(|w| {
+        w.webhook
+            .as_ref()
+            .and_then(|t| t.verify.as_ref())
+            .map(|v| (w, v))
+    }) else {
+        return true;
+    };
+    let secrets = crate::workflow::secrets_from_env(workflow);
+    let context = crate::template::to_template_value(&serde_json::json!({ "secrets": secrets }));
+    let scope = Scope {
+        templates: &workflow.templates,
+        context: &context,
+        event_body: &Json::Null,
+    };
+    let now = Utc::now().timestamp();
+    for preset in &verify.presets {
+        let scheme = preset.preset.scheme.as_str();
+        let mut values = Vec::with_capacity(preset.secrets.len());
+        for template in &preset.secrets {
+            match template.render_string(&scope) {
+                Ok(value) if !value.is_empty() => values.push(value),
+                // A missing secret must never turn into "accept everything".
+                Ok(_) => {
+                    error!(workflow = %workflow.name, preset = scheme, "the verify secret is empty or not set; refusing the request");
+                    return false;
+                }
+                Err(err) => {
+                    error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify secret cannot be rendered; refusing the request");
+                    return false;
+                }
+            }
+        }
+        match crate::verify::check(&preset.preset, headers, raw, now, &values) {
+            Ok(()) => {}
+            // The workflow's configuration is wrong, not the sender: an operator must act.
+            Err(reason @ crate::verify::Rejection::UnusableSecret(_)) => {
+                error!(workflow = %workflow.name, preset = scheme, %reason, "webhook verification is misconfigured; refusing the request");
+                return false;
+            }
+            Err(reason) => {
+                warn!(workflow = %workflow.name, preset = scheme, %reason, "webhook verification failed");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// What a dedupe key template reads: `event`, and the event's fields at the top level.

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::steps::{self, Step};
 use crate::template::{TemplateSet, ValueTemplate};
+use crate::verify;
 pub use compile::CompileOptions;
 use compile::Compiler;
 use routes::{RoutePattern, RouteTable};
@@ -31,7 +32,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "on_error",
 ];
 pub const TRIGGER_KEYS: &[&str] = &["webhook"];
-pub const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body", "dedupe"];
+pub const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body", "dedupe", "verify"];
+pub use crate::verify::VERIFY_PRESETS;
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// A workflow compiled from one file: templates and JSONPath parsed once, never changed after.
@@ -60,7 +62,24 @@ pub struct WebhookTrigger {
     pub respond: RespondMode,
     pub max_body: usize,
     pub dedupe: Option<Dedupe>,
+    pub verify: Option<Verify>,
     pub span: Span,
+}
+
+/// `verify:`: signature presets a request must all pass, on its raw bytes, before it is parsed.
+#[derive(Debug, Clone)]
+pub struct Verify {
+    pub presets: Vec<VerifyPreset>,
+    /// The `verify` node as canonical JSON: workflows sharing a path must have the same one,
+    /// since one request is checked once for all of them.
+    pub text: String,
+}
+
+/// One preset with its secret templates (several while a secret is rotated; any may match).
+#[derive(Debug, Clone)]
+pub struct VerifyPreset {
+    pub preset: crate::verify::Preset,
+    pub secrets: Vec<ValueTemplate>,
 }
 
 /// `dedupe:`: a delivery whose key was seen within `window` starts no run.
@@ -142,6 +161,18 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
     let description = fields
         .get("description")
         .and_then(|n| c.string(n, "`description`"));
+    // `verify` secrets are templates over `secrets`, so the declared names must be known before
+    // the trigger compiles; the declaration itself is checked (and reported) below.
+    c.scope.secrets = fields
+        .get("secrets")
+        .and_then(|n| n.as_seq())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     let webhook = fields.get("on").and_then(|n| compile_triggers(c, n));
 
     let mut secrets = Vec::new();
@@ -366,15 +397,20 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
         Some(n) => c.size(n, "`max_body`"),
         None => Some(DEFAULT_MAX_BODY),
     };
+    let verify = match w.get("verify") {
+        Some(n) => Some(compile_verify(c, n)?),
+        None => None,
+    };
     let dedupe = match w.get("dedupe") {
         Some(n) => Some(compile_dedupe(c, n)?),
-        None => None,
+        None => verify.as_ref().and_then(|v| default_dedupe(c, v)),
     };
     Some(WebhookTrigger {
         path: path?,
         respond: respond?,
         max_body: max_body?,
         dedupe,
+        verify,
         methods,
         span: path_node.span.clone(),
     })
@@ -398,6 +434,106 @@ fn compile_dedupe(c: &mut Compiler, node: &Node) -> Option<Dedupe> {
     let key = c.text(key_node, "`dedupe` key");
     c.scope.locals = saved;
     Some(Dedupe { key: key?, window })
+}
+
+fn compile_verify(c: &mut Compiler, node: &Node) -> Option<Verify> {
+    let fields = c.fields(node, "`verify`", VERIFY_PRESETS, &[])?;
+    if node.as_map()?.is_empty() {
+        c.push(
+            Diagnostic::error(
+                node.span.clone(),
+                "`verify` is empty; name at least one preset",
+            )
+            .with_hint(format!("one of: {}", VERIFY_PRESETS.join(", "))),
+        );
+        return None;
+    }
+    let mut presets = Vec::new();
+    let mut ok = true;
+    for name in VERIFY_PRESETS {
+        let (Some(preset_node), Some(scheme)) = (fields.get(name), verify::Scheme::from_name(name))
+        else {
+            continue;
+        };
+        match compile_verify_preset(c, preset_node, scheme) {
+            Some(p) => presets.push(p),
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(Verify {
+        presets,
+        text: serde_json::to_string(&node.to_json()).unwrap_or_default(),
+    })
+}
+
+fn compile_verify_preset(
+    c: &mut Compiler,
+    node: &Node,
+    scheme: verify::Scheme,
+) -> Option<VerifyPreset> {
+    let what = format!("`verify.{}`", scheme.as_str());
+    let keys = scheme.keys();
+    let secret_key = keys[0];
+    let fields = c.fields(node, &what, keys, &[secret_key])?;
+    let mut preset = verify::Preset::new(scheme);
+    let mut ok = true;
+    if let Some(n) = fields.get("tolerance") {
+        match c.duration(n, "`tolerance`") {
+            Some(d) => preset.tolerance_secs = d.as_secs(),
+            None => ok = false,
+        }
+    }
+    if let Some(n) = fields.get("legacy_sha1") {
+        match c.bool(n, "`legacy_sha1`") {
+            Some(b) => preset.legacy_sha1 = b,
+            None => ok = false,
+        }
+    }
+    let secret_node = fields.get(secret_key)?;
+    let what = format!("{what} `{secret_key}`");
+    // Rendered with `secrets` only: nothing of the request exists when it is checked.
+    let saved = std::mem::take(&mut c.scope.locals);
+    let secrets: Vec<Option<ValueTemplate>> = match secret_node.as_seq() {
+        Some([]) => {
+            c.error(
+                secret_node.span.clone(),
+                format!("{what} is an empty list; give at least one"),
+            );
+            vec![None]
+        }
+        Some(items) => items.iter().map(|i| c.text(i, &what)).collect(),
+        None => vec![c.text(secret_node, &what)],
+    };
+    c.scope.locals = saved;
+    let secrets: Option<Vec<ValueTemplate>> = secrets.into_iter().collect();
+    let secrets = secrets?;
+    ok.then_some(VerifyPreset { preset, secrets })
+}
+
+/// With one provider named, its delivery id is the natural dedupe key: a sender's retry of the
+/// same delivery then starts no second run.
+fn default_dedupe(c: &mut Compiler, verify: &Verify) -> Option<Dedupe> {
+    let [only] = verify.presets.as_slice() else {
+        return None;
+    };
+    let source = match only.preset.scheme {
+        verify::Scheme::StandardWebhooks => {
+            "{{ headers['webhook-id'] | default(headers['svix-id'] | default('')) }}".to_owned()
+        }
+        verify::Scheme::Stripe => "{{ body.id | default('') }}".to_owned(),
+        scheme => format!(
+            "{{{{ headers['{}'] | default('') }}}}",
+            scheme.delivery_header()?
+        ),
+    };
+    let key = ValueTemplate::compile_str(&mut c.templates, &source).ok()?;
+    Some(Dedupe {
+        key,
+        window: DEFAULT_DEDUPE_WINDOW,
+    })
 }
 
 fn file_stem(path: &str) -> String {

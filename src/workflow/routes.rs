@@ -214,6 +214,14 @@ impl RouteTable {
                     route.max_body,
                     trigger.max_body
                 ))
+            } else if verify_text(first) != trigger.verify.as_ref().map(|v| v.text.as_str()) {
+                // One request is checked once, so every workflow on the path must trust the
+                // same senders; a workflow without `verify` would accept what another refuses.
+                Some(format!(
+                    "workflow '{}' also binds '{}' with a different `verify`; workflows sharing a path must verify alike",
+                    first.name,
+                    trigger.path.as_str()
+                ))
             } else {
                 None
             };
@@ -247,6 +255,14 @@ impl RouteTable {
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter()
     }
+}
+
+fn verify_text(workflow: &Workflow) -> Option<&str> {
+    workflow
+        .webhook
+        .as_ref()
+        .and_then(|t| t.verify.as_ref())
+        .map(|v| v.text.as_str())
 }
 
 #[cfg(test)]

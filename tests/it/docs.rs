@@ -36,13 +36,17 @@ fn every_step_kind_has_a_section_in_the_language_reference() {
 #[test]
 fn every_key_and_operator_is_in_the_language_reference() {
     let text = doc("language.md");
-    let lists: [(&str, &[&str]); 11] = [
+    let lists: [(&str, &[&str]); 12] = [
         (
             "workflow::TOP_LEVEL_KEYS",
             hookflow::workflow::TOP_LEVEL_KEYS,
         ),
         ("workflow::TRIGGER_KEYS", hookflow::workflow::TRIGGER_KEYS),
         ("workflow::WEBHOOK_KEYS", hookflow::workflow::WEBHOOK_KEYS),
+        (
+            "workflow::VERIFY_PRESETS",
+            hookflow::workflow::VERIFY_PRESETS,
+        ),
         ("steps::COMMON_KEYS", hookflow::steps::COMMON_KEYS),
         ("steps::http::KEYS", hookflow::steps::http::KEYS),
         ("steps::email::KEYS", hookflow::steps::email::KEYS),

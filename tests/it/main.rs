@@ -15,3 +15,4 @@ mod jsonpath_cts;
 mod smtp_server;
 mod store;
 mod support;
+mod verify;

@@ -1,0 +1,780 @@
+//! Webhook signature schemes (`on.webhook.verify`): pure checks over the request headers, the raw
+//! body bytes, the current time and the already rendered secrets. Nothing here reads the
+//! environment or the clock, so every published test vector can be replayed exactly.
+//!
+//! Every comparison of a secret-derived value is constant time and over equal lengths: HMACs go
+//! through `Mac::verify_slice`, tokens through fixed-size digests compared without early exit.
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// The preset names of `on.webhook.verify`, in the order the docs list them.
+pub const VERIFY_PRESETS: &[&str] = &[
+    "github",
+    "gitlab",
+    "stripe",
+    "shopify",
+    "slack",
+    "standard_webhooks",
+];
+
+/// The replay window of the schemes that sign a timestamp, when the workflow sets none.
+pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
+
+/// Which sender's scheme a preset checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Github,
+    Gitlab,
+    Stripe,
+    Shopify,
+    Slack,
+    StandardWebhooks,
+}
+
+impl Scheme {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "github" => Self::Github,
+            "gitlab" => Self::Gitlab,
+            "stripe" => Self::Stripe,
+            "shopify" => Self::Shopify,
+            "slack" => Self::Slack,
+            "standard_webhooks" => Self::StandardWebhooks,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Github => "github",
+            Self::Gitlab => "gitlab",
+            Self::Stripe => "stripe",
+            Self::Shopify => "shopify",
+            Self::Slack => "slack",
+            Self::StandardWebhooks => "standard_webhooks",
+        }
+    }
+
+    /// The keys its YAML mapping accepts; the first is the secret (a template or a list of them).
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Github => &["secret", "legacy_sha1"],
+            Self::Gitlab => &["token"],
+            Self::Shopify => &["secret"],
+            Self::Stripe | Self::Slack | Self::StandardWebhooks => &["secret", "tolerance"],
+        }
+    }
+
+    /// The header that names one delivery, kept across the sender's retries (the default
+    /// dedupe key); Stripe's is the body's `id`, which is not a header.
+    pub fn delivery_header(self) -> Option<&'static str> {
+        match self {
+            Self::Github => Some("x-github-delivery"),
+            Self::Gitlab => Some("x-gitlab-event-uuid"),
+            Self::Shopify => Some("x-shopify-webhook-id"),
+            Self::StandardWebhooks => Some("webhook-id"),
+            Self::Stripe | Self::Slack => None,
+        }
+    }
+}
+
+/// One preset as compiled, without its secrets (those are rendered per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    pub scheme: Scheme,
+    /// Seconds a signed timestamp may be away from now (Stripe: only older is rejected).
+    pub tolerance_secs: u64,
+    /// GitHub: also accept the SHA-1 `X-Hub-Signature` when the SHA-256 header is absent.
+    pub legacy_sha1: bool,
+}
+
+impl Preset {
+    pub fn new(scheme: Scheme) -> Self {
+        Self {
+            scheme,
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            legacy_sha1: false,
+        }
+    }
+}
+
+/// Why a request was refused. Logged, never sent back: the sender only sees 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the header {0} is missing")]
+    MissingHeader(&'static str),
+    #[error("no signature matches")]
+    BadSignature,
+    #[error("the signed timestamp is outside the tolerance")]
+    StaleTimestamp,
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+    /// A configuration problem, not the sender's: no secret, or one the scheme cannot use.
+    #[error("the secret is unusable: {0}")]
+    UnusableSecret(&'static str),
+}
+
+type HmacSha256 = Hmac<Sha256>;
+type HmacSha1 = Hmac<sha1::Sha1>;
+
+/// Check one request against one preset; any of `secrets` (rotation) may match.
+pub fn check(
+    preset: &Preset,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    secrets: &[String],
+) -> Result<(), Rejection> {
+    // An empty secret would make every HMAC forgeable by anyone: never accept with one.
+    if secrets.is_empty() || secrets.iter().any(|s| s.is_empty()) {
+        return Err(Rejection::UnusableSecret("empty"));
+    }
+    match preset.scheme {
+        Scheme::Github => github(preset, headers, body, secrets),
+        Scheme::Gitlab => gitlab(headers, secrets),
+        Scheme::Stripe => stripe(preset, headers, body, now, secrets),
+        Scheme::Shopify => shopify(headers, body, secrets),
+        Scheme::Slack => slack(preset, headers, body, now, secrets),
+        Scheme::StandardWebhooks => standard_webhooks(preset, headers, body, now, secrets),
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Rejection> {
+    let value = headers.get(name).ok_or(Rejection::MissingHeader(name))?;
+    value
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| Rejection::Malformed("a header is not ASCII"))
+}
+
+fn hmac_sha256_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+        return false;
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.verify_slice(expected).is_ok()
+}
+
+fn hmac_sha1_matches(key: &[u8], body: &[u8], expected: &[u8]) -> bool {
+    let Ok(mut mac) = HmacSha1::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(expected).is_ok()
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn timestamp(text: &str) -> Result<i64, Rejection> {
+    text.parse::<i64>()
+        .map_err(|_| Rejection::Malformed("the timestamp is not a unix time"))
+}
+
+fn github(
+    preset: &Preset,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[String],
+) -> Result<(), Rejection> {
+    const SHA256: &str = "x-hub-signature-256";
+    const SHA1: &str = "x-hub-signature";
+    if headers.get(SHA256).is_none() && preset.legacy_sha1 && headers.get(SHA1).is_some() {
+        let value = header(headers, SHA1)?;
+        let hex = value.strip_prefix("sha1=").ok_or(Rejection::Malformed(
+            "X-Hub-Signature does not start with sha1=",
+        ))?;
+        let expected = hex_decode(hex).ok_or(Rejection::Malformed("the signature is not hex"))?;
+        return secrets
+            .iter()
+            .any(|s| hmac_sha1_matches(s.as_bytes(), body, &expected))
+            .then_some(())
+            .ok_or(Rejection::BadSignature);
+    }
+    let value = header(headers, SHA256)?;
+    let hex = value.strip_prefix("sha256=").ok_or(Rejection::Malformed(
+        "X-Hub-Signature-256 does not start with sha256=",
+    ))?;
+    let expected = hex_decode(hex).ok_or(Rejection::Malformed("the signature is not hex"))?;
+    secrets
+        .iter()
+        .any(|s| hmac_sha256_matches(s.as_bytes(), &[body], &expected))
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
+}
+
+fn gitlab(headers: &HeaderMap, tokens: &[String]) -> Result<(), Rejection> {
+    let sent = header(headers, "x-gitlab-token")?;
+    // Comparing digests makes both sides 32 bytes, so neither the length nor the first
+    // differing byte of the token shows in the timing.
+    let sent = Sha256::digest(sent.as_bytes());
+    let mut matched = false;
+    for token in tokens {
+        let want = Sha256::digest(token.as_bytes());
+        let diff = sent
+            .iter()
+            .zip(want.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        matched |= diff == 0;
+    }
+    matched.then_some(()).ok_or(Rejection::BadSignature)
+}
+
+fn stripe(
+    preset: &Preset,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    secrets: &[String],
+) -> Result<(), Rejection> {
+    let value = header(headers, "stripe-signature")?;
+    let mut t = None;
+    let mut signatures = Vec::new();
+    for part in value.split(',') {
+        // Like stripe-go: a part that is not `key=value` makes the whole header invalid.
+        let (key, val) = part.trim().split_once('=').ok_or(Rejection::Malformed(
+            "Stripe-Signature has a part without '='",
+        ))?;
+        match key {
+            "t" => t = Some(val),
+            // Non-hex `v1` values are skipped, as stripe-go does; other schemes are ignored.
+            "v1" => signatures.extend(hex_decode(val)),
+            _ => {}
+        }
+    }
+    let t_text = t.ok_or(Rejection::Malformed("Stripe-Signature has no t="))?;
+    let t_value = timestamp(t_text)?;
+    // Stripe signs the timestamp exactly as sent in the header.
+    let payload_prefix = format!("{t_text}.");
+    let matched = signatures.iter().any(|sig| {
+        secrets
+            .iter()
+            .any(|s| hmac_sha256_matches(s.as_bytes(), &[payload_prefix.as_bytes(), body], sig))
+    });
+    if !matched {
+        return Err(Rejection::BadSignature);
+    }
+    // Only old timestamps are refused, like Stripe's own libraries.
+    if t_value < now.saturating_sub(tolerance(preset)) {
+        return Err(Rejection::StaleTimestamp);
+    }
+    Ok(())
+}
+
+fn tolerance(preset: &Preset) -> i64 {
+    i64::try_from(preset.tolerance_secs).unwrap_or(i64::MAX)
+}
+
+fn shopify(headers: &HeaderMap, body: &[u8], secrets: &[String]) -> Result<(), Rejection> {
+    let value = header(headers, "x-shopify-hmac-sha256")?;
+    let expected = BASE64
+        .decode(value)
+        .map_err(|_| Rejection::Malformed("X-Shopify-Hmac-Sha256 is not base64"))?;
+    secrets
+        .iter()
+        .any(|s| hmac_sha256_matches(s.as_bytes(), &[body], &expected))
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
+}
+
+fn slack(
+    preset: &Preset,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    secrets: &[String],
+) -> Result<(), Rejection> {
+    let ts_text = header(headers, "x-slack-request-timestamp")?;
+    let value = header(headers, "x-slack-signature")?;
+    let ts = timestamp(ts_text)?;
+    if now.abs_diff(ts) > preset.tolerance_secs {
+        return Err(Rejection::StaleTimestamp);
+    }
+    let hex = value.strip_prefix("v0=").ok_or(Rejection::Malformed(
+        "X-Slack-Signature does not start with v0=",
+    ))?;
+    let expected = hex_decode(hex).ok_or(Rejection::Malformed("the signature is not hex"))?;
+    let prefix = format!("v0:{ts_text}:");
+    secrets
+        .iter()
+        .any(|s| hmac_sha256_matches(s.as_bytes(), &[prefix.as_bytes(), body], &expected))
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
+}
+
+/// `webhook-*`, or the Svix-branded `svix-*` a Svix sender uses unless white-labelled.
+fn standard_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+    svix: &'static str,
+) -> Result<&'h str, Rejection> {
+    if headers.get(name).is_none() && headers.get(svix).is_some() {
+        return header(headers, svix);
+    }
+    header(headers, name)
+}
+
+fn standard_webhooks(
+    preset: &Preset,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    secrets: &[String],
+) -> Result<(), Rejection> {
+    let id = standard_header(headers, "webhook-id", "svix-id")?;
+    let ts_text = standard_header(headers, "webhook-timestamp", "svix-timestamp")?;
+    let value = standard_header(headers, "webhook-signature", "svix-signature")?;
+    let ts = timestamp(ts_text)?;
+    if now.abs_diff(ts) > preset.tolerance_secs {
+        return Err(Rejection::StaleTimestamp);
+    }
+    let mut keys = Vec::with_capacity(secrets.len());
+    for secret in secrets {
+        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+        let key = BASE64
+            .decode(encoded)
+            .map_err(|_| Rejection::UnusableSecret("a standard_webhooks secret is not base64"))?;
+        keys.push(key);
+    }
+    let prefix = format!("{id}.{ts}.");
+    // Entries of other versions (`v1a`, `v2`) and undecodable ones are ignored; an empty or
+    // truncated `v1` decodes to the wrong length and fails `verify_slice`.
+    let matched = value
+        .split_whitespace()
+        .filter_map(|entry| entry.split_once(','))
+        .filter(|(version, _)| *version == "v1")
+        .filter_map(|(_, sig)| BASE64.decode(sig).ok())
+        .any(|sig| {
+            keys.iter()
+                .any(|key| hmac_sha256_matches(key, &[prefix.as_bytes(), body], &sig))
+        });
+    matched.then_some(()).ok_or(Rejection::BadSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn secrets(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn preset(scheme: Scheme) -> Preset {
+        Preset::new(scheme)
+    }
+
+    // G1, G2
+    const G_SECRET: &str = "It's a Secret to Everybody";
+    const G_BODY: &[u8] = b"Hello, World!";
+    const G1: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    const G2: &str = "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59";
+
+    #[test]
+    fn github_g1_passes_and_variants_fail() {
+        let p = preset(Scheme::Github);
+        let ok = headers(&[("x-hub-signature-256", G1)]);
+        assert_eq!(check(&p, &ok, G_BODY, 0, &secrets(&[G_SECRET])), Ok(()));
+        // Rotation: the matching secret second.
+        assert_eq!(
+            check(&p, &ok, G_BODY, 0, &secrets(&["old", G_SECRET])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &ok, G_BODY, 0, &secrets(&["other secret"])),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&p, &ok, b"Hello, World!!", 0, &secrets(&[G_SECRET])),
+            Err(Rejection::BadSignature)
+        );
+        let truncated = headers(&[("x-hub-signature-256", &G1[..G1.len() - 2])]);
+        assert_eq!(
+            check(&p, &truncated, G_BODY, 0, &secrets(&[G_SECRET])),
+            Err(Rejection::BadSignature)
+        );
+        let longer = headers(&[("x-hub-signature-256", &format!("{G1}0"))]);
+        assert!(check(&p, &longer, G_BODY, 0, &secrets(&[G_SECRET])).is_err());
+        let wrong_prefix = headers(&[("x-hub-signature-256", &G1.replace("sha256=", "sha1="))]);
+        assert!(matches!(
+            check(&p, &wrong_prefix, G_BODY, 0, &secrets(&[G_SECRET])),
+            Err(Rejection::Malformed(_))
+        ));
+        assert_eq!(
+            check(&p, &HeaderMap::new(), G_BODY, 0, &secrets(&[G_SECRET])),
+            Err(Rejection::MissingHeader("x-hub-signature-256"))
+        );
+        assert_eq!(
+            check(&p, &ok, G_BODY, 0, &secrets(&[""])),
+            Err(Rejection::UnusableSecret("empty"))
+        );
+    }
+
+    #[test]
+    fn github_g2_passes_only_with_legacy_sha1() {
+        let sha1_only = headers(&[("x-hub-signature", G2)]);
+        assert_eq!(
+            check(
+                &preset(Scheme::Github),
+                &sha1_only,
+                G_BODY,
+                0,
+                &secrets(&[G_SECRET])
+            ),
+            Err(Rejection::MissingHeader("x-hub-signature-256"))
+        );
+        let legacy = Preset {
+            legacy_sha1: true,
+            ..preset(Scheme::Github)
+        };
+        assert_eq!(
+            check(&legacy, &sha1_only, G_BODY, 0, &secrets(&[G_SECRET])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&legacy, &sha1_only, G_BODY, 0, &secrets(&["other"])),
+            Err(Rejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn gitlab_gl1() {
+        let p = preset(Scheme::Gitlab);
+        let sent = headers(&[("x-gitlab-token", "my-gitlab-token")]);
+        assert_eq!(
+            check(&p, &sent, b"", 0, &secrets(&["my-gitlab-token"])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &sent, b"", 0, &secrets(&["new", "my-gitlab-token"])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &sent, b"", 0, &secrets(&["my-gitlab-token2"])),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&p, &sent, b"", 0, &secrets(&["my-gitlab-toke"])),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(
+                &p,
+                &HeaderMap::new(),
+                b"",
+                0,
+                &secrets(&["my-gitlab-token"])
+            ),
+            Err(Rejection::MissingHeader("x-gitlab-token"))
+        );
+    }
+
+    const ST1: &str =
+        "t=1700000000,v1=9890228da14bae54b7a0781fd00a7245f2a35befaf6fdaa680dbc1f38547654f";
+    const ST_BODY: &[u8] = br#"{"event":"ping","id":42}"#;
+
+    #[test]
+    fn stripe_st1_and_st2() {
+        let p = preset(Scheme::Stripe);
+        let sent = headers(&[("stripe-signature", ST1)]);
+        let s = secrets(&["whsec_test_secret"]);
+        assert_eq!(check(&p, &sent, ST_BODY, 1_700_000_000, &s), Ok(()));
+        assert_eq!(check(&p, &sent, ST_BODY, 1_700_000_300, &s), Ok(()));
+        // A future timestamp passes, like Stripe's libraries.
+        assert_eq!(check(&p, &sent, ST_BODY, 1_699_999_000, &s), Ok(()));
+        assert_eq!(
+            check(&p, &sent, ST_BODY, 1_700_000_301, &s),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            check(
+                &p,
+                &sent,
+                ST_BODY,
+                1_700_000_000,
+                &secrets(&["whsec_other"])
+            ),
+            Err(Rejection::BadSignature)
+        );
+        // Several v1 (a secret roll) and other schemes: any v1 match passes.
+        let rolled = headers(&[(
+            "stripe-signature",
+            "t=1700000000,v1=00ff,v0=abc,v1=9890228da14bae54b7a0781fd00a7245f2a35befaf6fdaa680dbc1f38547654f",
+        )]);
+        assert_eq!(check(&p, &rolled, ST_BODY, 1_700_000_000, &s), Ok(()));
+        let truncated = headers(&[("stripe-signature", &ST1[..ST1.len() - 2])]);
+        assert_eq!(
+            check(&p, &truncated, ST_BODY, 1_700_000_000, &s),
+            Err(Rejection::BadSignature)
+        );
+        let no_t = headers(&[("stripe-signature", &ST1[13..])]);
+        assert!(matches!(
+            check(&p, &no_t, ST_BODY, 1_700_000_000, &s),
+            Err(Rejection::Malformed(_))
+        ));
+        assert_eq!(
+            check(&p, &HeaderMap::new(), ST_BODY, 1_700_000_000, &s),
+            Err(Rejection::MissingHeader("stripe-signature"))
+        );
+
+        // ST2: Stripe keys with the literal whsec_ string, unlike Standard Webhooks (W1).
+        let st2 = headers(&[(
+            "stripe-signature",
+            "t=1614265330,v1=2e37df5d4a028c51a7f3133d64ae1e300d2c2c900f1b1d49d4369ad2530f8964",
+        )]);
+        assert_eq!(
+            check(
+                &p,
+                &st2,
+                br#"{"test": 2432232314}"#,
+                1_614_265_330,
+                &secrets(&[W1_SECRET])
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn shopify_sh1() {
+        let p = preset(Scheme::Shopify);
+        let sent = headers(&[(
+            "x-shopify-hmac-sha256",
+            "FAICgC8U4T61S6i2tta7AjOY9kLLQ7gEMFCBfdBJzOo=",
+        )]);
+        assert_eq!(check(&p, &sent, ST_BODY, 0, &secrets(&["hush"])), Ok(()));
+        assert_eq!(
+            check(&p, &sent, ST_BODY, 0, &secrets(&["hush2"])),
+            Err(Rejection::BadSignature)
+        );
+        let truncated = headers(&[("x-shopify-hmac-sha256", "FAICgC8U4T61S6i2tta7AjOY9kLLQ7gE")]);
+        assert_eq!(
+            check(&p, &truncated, ST_BODY, 0, &secrets(&["hush"])),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&p, &HeaderMap::new(), ST_BODY, 0, &secrets(&["hush"])),
+            Err(Rejection::MissingHeader("x-shopify-hmac-sha256"))
+        );
+    }
+
+    const S1_BODY: &[u8] = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    const S1_SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+    const S1_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const S1_TS: i64 = 1_531_420_618;
+
+    #[test]
+    fn slack_s1() {
+        let p = preset(Scheme::Slack);
+        let sent = headers(&[
+            ("x-slack-request-timestamp", "1531420618"),
+            ("x-slack-signature", S1_SIG),
+        ]);
+        let s = secrets(&[S1_SECRET]);
+        assert_eq!(check(&p, &sent, S1_BODY, S1_TS, &s), Ok(()));
+        assert_eq!(check(&p, &sent, S1_BODY, S1_TS + 300, &s), Ok(()));
+        assert_eq!(check(&p, &sent, S1_BODY, S1_TS - 300, &s), Ok(()));
+        assert_eq!(
+            check(&p, &sent, S1_BODY, S1_TS + 301, &s),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            check(&p, &sent, S1_BODY, S1_TS - 301, &s),
+            Err(Rejection::StaleTimestamp)
+        );
+        let mut longer = S1_BODY.to_vec();
+        longer.extend_from_slice(b"------");
+        assert_eq!(
+            check(&p, &sent, &longer, S1_TS, &s),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&p, &sent, S1_BODY, S1_TS, &secrets(&["other"])),
+            Err(Rejection::BadSignature)
+        );
+        let only_sig = headers(&[("x-slack-signature", S1_SIG)]);
+        assert_eq!(
+            check(&p, &only_sig, S1_BODY, S1_TS, &s),
+            Err(Rejection::MissingHeader("x-slack-request-timestamp"))
+        );
+    }
+
+    const W1_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const W1_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const W1_TS: i64 = 1_614_265_330;
+    const W1_BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const W1_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    const W2_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+    fn w1_headers(signature: &str) -> HeaderMap {
+        headers(&[
+            ("webhook-id", W1_ID),
+            ("webhook-timestamp", "1614265330"),
+            ("webhook-signature", signature),
+        ])
+    }
+
+    #[test]
+    fn standard_webhooks_w1_w3_w4() {
+        let p = preset(Scheme::StandardWebhooks);
+        let s = secrets(&[W1_SECRET]);
+        assert_eq!(check(&p, &w1_headers(W1_SIG), W1_BODY, W1_TS, &s), Ok(()));
+        // W3: the prefix is optional.
+        let bare = secrets(&["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        assert_eq!(
+            check(&p, &w1_headers(W1_SIG), W1_BODY, W1_TS, &bare),
+            Ok(())
+        );
+        // W4: a header signed with two secrets passes with either.
+        let w4 = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= v1,78nXHjpFP0tVJQW5D0SBwmVyyW87BV/rL6MgfM/Bw44=";
+        assert_eq!(check(&p, &w1_headers(w4), W1_BODY, W1_TS, &s), Ok(()));
+        assert_eq!(
+            check(&p, &w1_headers(w4), W1_BODY, W1_TS, &secrets(&[W2_SECRET])),
+            Ok(())
+        );
+        // Rotation on our side: either configured secret may match.
+        assert_eq!(
+            check(
+                &p,
+                &w1_headers(W1_SIG),
+                W1_BODY,
+                W1_TS,
+                &secrets(&[W2_SECRET, W1_SECRET])
+            ),
+            Ok(())
+        );
+        // Svix-branded headers.
+        let svix = headers(&[
+            ("svix-id", W1_ID),
+            ("svix-timestamp", "1614265330"),
+            ("svix-signature", W1_SIG),
+        ]);
+        assert_eq!(check(&p, &svix, W1_BODY, W1_TS, &s), Ok(()));
+    }
+
+    #[test]
+    fn standard_webhooks_w2() {
+        let p = preset(Scheme::StandardWebhooks);
+        let sent = headers(&[
+            ("webhook-id", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"),
+            ("webhook-timestamp", "1649367553"),
+            (
+                "webhook-signature",
+                "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+            ),
+        ]);
+        assert_eq!(
+            check(
+                &p,
+                &sent,
+                br#"{"email":"test@example.com","username":"test_user"}"#,
+                1_649_367_553,
+                &secrets(&[W2_SECRET])
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_negative_vectors() {
+        let p = preset(Scheme::StandardWebhooks);
+        let s = secrets(&[W1_SECRET]);
+        let fails = |signature: &str| {
+            assert_eq!(
+                check(&p, &w1_headers(signature), W1_BODY, W1_TS, &s),
+                Err(Rejection::BadSignature),
+                "{signature}"
+            );
+        };
+        fails("v1,dawfeoifkpqwoekfpqoekf");
+        fails(&W1_SIG[..8]);
+        fails("v1,");
+        fails("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=");
+        fails(&format!("{W1_SIG}A"));
+        fails(&W1_SIG.replace("v1,", "v2,"));
+        fails(&W1_SIG.replace("v1,", "v1a,"));
+        // Other versions and garbage around a valid entry are ignored.
+        let mixed = format!(
+            "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= {W1_SIG} v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="
+        );
+        assert_eq!(check(&p, &w1_headers(&mixed), W1_BODY, W1_TS, &s), Ok(()));
+        assert_eq!(
+            check(
+                &p,
+                &w1_headers(W1_SIG),
+                W1_BODY,
+                W1_TS,
+                &secrets(&[W2_SECRET])
+            ),
+            Err(Rejection::BadSignature)
+        );
+        // The window, both ways, at ±301 s.
+        assert_eq!(
+            check(&p, &w1_headers(W1_SIG), W1_BODY, W1_TS + 300, &s),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &w1_headers(W1_SIG), W1_BODY, W1_TS + 301, &s),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            check(&p, &w1_headers(W1_SIG), W1_BODY, W1_TS - 301, &s),
+            Err(Rejection::StaleTimestamp)
+        );
+        for missing in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            let mut sent = w1_headers(W1_SIG);
+            sent.remove(missing);
+            assert!(
+                matches!(
+                    check(&p, &sent, W1_BODY, W1_TS, &s),
+                    Err(Rejection::MissingHeader(_))
+                ),
+                "{missing}"
+            );
+        }
+        let mut hello = w1_headers(W1_SIG);
+        hello.insert("webhook-timestamp", "hello".parse().unwrap());
+        assert!(matches!(
+            check(&p, &hello, W1_BODY, W1_TS, &s),
+            Err(Rejection::Malformed(_))
+        ));
+        assert_eq!(
+            check(
+                &p,
+                &w1_headers(W1_SIG),
+                W1_BODY,
+                W1_TS,
+                &secrets(&["whsec_not base64!"])
+            ),
+            Err(Rejection::UnusableSecret(
+                "a standard_webhooks secret is not base64"
+            ))
+        );
+    }
+
+    #[test]
+    fn every_preset_name_round_trips() {
+        for name in VERIFY_PRESETS {
+            assert_eq!(Scheme::from_name(name).map(Scheme::as_str), Some(*name));
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! `on.webhook.verify`: real fixtures signed by an independent implementation (tests/sign.py, a
+//! copy of the reference signer) are accepted and run; a wrong signature, a missing header or a
+//! stale timestamp is answered 401 and stores nothing.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value as Json;
+
+use crate::support::{TestServer, fixture, fixture_path, set_env};
+
+/// The headers `sign.py` computes for `scheme` over the fixture's exact bytes.
+fn sign(scheme: &str, secrets: &[&str], fixture: &str, extra: &[&str]) -> Vec<(String, String)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("sign.py");
+    let mut command = Command::new("python3");
+    command.arg(&script).args(["sign", scheme]);
+    for secret in secrets {
+        command.args(["--secret", secret]);
+    }
+    command
+        .arg("--body-file")
+        .arg(fixture_path(fixture))
+        .args(["--format", "json"])
+        .args(extra);
+    let output = command.output().expect("python3 tests/sign.py");
+    assert!(
+        output.status.success(),
+        "sign.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let headers: serde_json::Map<String, Json> =
+        serde_json::from_slice(&output.stdout).expect("sign.py json");
+    headers
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().expect("header value").to_owned()))
+        .collect()
+}
+
+fn workflow(name: &str, path: &str, secrets: &[&str], verify: &str) -> String {
+    format!(
+        "name: {name}\non:\n  webhook:\n    path: {path}\n    verify:\n{verify}\nsecrets: [{}]\nsteps:\n  - name: note\n    log: \"received\"\n",
+        secrets.join(", ")
+    )
+}
+
+async fn post(
+    server: &TestServer,
+    path: &str,
+    fixture_name: &str,
+    headers: &[(String, String)],
+) -> (u16, Json) {
+    let borrowed: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let response = server
+        .post_with(path, "application/json", fixture(fixture_name), &borrowed)
+        .await;
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+}
+
+async fn runs(server: &TestServer) -> Vec<Json> {
+    let answer: Json = server
+        .client
+        .get(format!("{}/api/runs", server.admin))
+        .send()
+        .await
+        .expect("admin request")
+        .json()
+        .await
+        .expect("admin json");
+    answer["runs"].as_array().expect("runs").clone()
+}
+
+async fn assert_unauthorized(server: &TestServer, answer: (u16, Json)) {
+    assert_eq!(answer.0, 401, "{}", answer.1);
+    assert_eq!(answer.1, serde_json::json!({ "error": "unauthorized" }));
+    assert!(
+        runs(server).await.is_empty(),
+        "a refused request stored a run"
+    );
+}
+
+async fn assert_runs(server: &TestServer, answer: (u16, Json)) {
+    assert_eq!(answer.0, 202, "{}", answer.1);
+    let run_id = answer.1["run_ids"][0].as_str().expect("run id").to_owned();
+    let run = server.finished_run(&run_id).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+}
+
+fn now() -> String {
+    chrono::Utc::now().timestamp().to_string()
+}
+
+#[tokio::test]
+async fn github_signed_push_runs_and_forgeries_are_refused() {
+    set_env("VERIFY_IT_GITHUB", "gh-secret-1");
+    let yaml = workflow(
+        "gh",
+        "/hooks/gh",
+        &["VERIFY_IT_GITHUB"],
+        "      github:\n        secret: \"{{ secrets.VERIFY_IT_GITHUB }}\"",
+    );
+    let server = TestServer::start(&[("gh.yaml", &yaml)]).await;
+    let file = "github/push.json";
+
+    let wrong = sign("github", &["other-secret"], file, &[]);
+    assert_unauthorized(&server, post(&server, "/hooks/gh", file, &wrong).await).await;
+    assert_unauthorized(&server, post(&server, "/hooks/gh", file, &[]).await).await;
+    // The SHA-1 header alone is not enough without `legacy_sha1`.
+    let good = sign("github", &["gh-secret-1"], file, &[]);
+    let sha1_only: Vec<_> = good
+        .iter()
+        .filter(|(k, _)| k == "X-Hub-Signature")
+        .cloned()
+        .collect();
+    assert_unauthorized(&server, post(&server, "/hooks/gh", file, &sha1_only).await).await;
+
+    assert_runs(&server, post(&server, "/hooks/gh", file, &good).await).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn github_delivery_id_is_the_default_dedupe_key() {
+    set_env("VERIFY_IT_GITHUB_DEDUPE", "gh-secret-2");
+    let yaml = workflow(
+        "gh-dedupe",
+        "/hooks/gh-dedupe",
+        &["VERIFY_IT_GITHUB_DEDUPE"],
+        "      github:\n        secret: \"{{ secrets.VERIFY_IT_GITHUB_DEDUPE }}\"",
+    );
+    let server = TestServer::start(&[("gh.yaml", &yaml)]).await;
+    let file = "github/push.json";
+    let mut headers = sign("github", &["gh-secret-2"], file, &[]);
+    headers.push((
+        "X-GitHub-Delivery".to_owned(),
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958".to_owned(),
+    ));
+    let first = post(&server, "/hooks/gh-dedupe", file, &headers).await;
+    assert_eq!(first.0, 202, "{}", first.1);
+    let second = post(&server, "/hooks/gh-dedupe", file, &headers).await;
+    assert_eq!(second.0, 200, "{}", second.1);
+    assert_eq!(second.1["duplicate_of"], first.1["run_ids"], "{}", second.1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stripe_signed_invoice_runs_and_stale_or_forged_ones_are_refused() {
+    set_env("VERIFY_IT_STRIPE", "whsec_it_stripe_secret");
+    let yaml = workflow(
+        "stripe",
+        "/hooks/stripe",
+        &["VERIFY_IT_STRIPE"],
+        "      stripe:\n        secret: \"{{ secrets.VERIFY_IT_STRIPE }}\"\n        tolerance: 300s",
+    );
+    let server = TestServer::start(&[("stripe.yaml", &yaml)]).await;
+    let file = "stripe/invoice.paid.json";
+
+    let stale = (chrono::Utc::now().timestamp() - 301).to_string();
+    let old = sign(
+        "stripe",
+        &["whsec_it_stripe_secret"],
+        file,
+        &["--timestamp", &stale],
+    );
+    assert_unauthorized(&server, post(&server, "/hooks/stripe", file, &old).await).await;
+    let forged = sign("stripe", &["whsec_other"], file, &["--timestamp", &now()]);
+    assert_unauthorized(&server, post(&server, "/hooks/stripe", file, &forged).await).await;
+    assert_unauthorized(&server, post(&server, "/hooks/stripe", file, &[]).await).await;
+
+    let good = sign(
+        "stripe",
+        &["whsec_it_stripe_secret"],
+        file,
+        &["--timestamp", &now()],
+    );
+    assert_runs(&server, post(&server, "/hooks/stripe", file, &good).await).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shopify_rotation_accepts_either_secret() {
+    set_env("VERIFY_IT_SHOPIFY_OLD", "shopify-old");
+    set_env("VERIFY_IT_SHOPIFY_NEW", "shopify-new");
+    let yaml = workflow(
+        "shopify",
+        "/hooks/shopify",
+        &["VERIFY_IT_SHOPIFY_OLD", "VERIFY_IT_SHOPIFY_NEW"],
+        "      shopify:\n        secret:\n          - \"{{ secrets.VERIFY_IT_SHOPIFY_OLD }}\"\n          - \"{{ secrets.VERIFY_IT_SHOPIFY_NEW }}\"",
+    );
+    let server = TestServer::start(&[("shopify.yaml", &yaml)]).await;
+    let file = "shopify/orders.create.json";
+
+    let forged = sign("shopify", &["shopify-other"], file, &[]);
+    assert_unauthorized(
+        &server,
+        post(&server, "/hooks/shopify", file, &forged).await,
+    )
+    .await;
+
+    let second = sign("shopify", &["shopify-new"], file, &[]);
+    assert_runs(
+        &server,
+        post(&server, "/hooks/shopify", file, &second).await,
+    )
+    .await;
+    let first = sign("shopify", &["shopify-old"], file, &[]);
+    let answer = post(&server, "/hooks/shopify", file, &first).await;
+    assert_eq!(answer.0, 202, "{}", answer.1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unset_secret_refuses_every_request() {
+    let yaml = workflow(
+        "unset",
+        "/hooks/unset",
+        &["VERIFY_IT_NEVER_SET"],
+        "      github:\n        secret: \"{{ secrets.VERIFY_IT_NEVER_SET }}\"",
+    );
+    let server = TestServer::start(&[("unset.yaml", &yaml)]).await;
+    let file = "github/push.json";
+    // Signed with the empty key an unset secret would otherwise become.
+    let signed = sign("github", &[""], file, &[]);
+    assert_unauthorized(&server, post(&server, "/hooks/unset", file, &signed).await).await;
+    server.stop().await;
+}
+
+#[test]
+fn workflows_sharing_a_path_must_verify_alike() {
+    let a = workflow(
+        "a",
+        "/hooks/shared",
+        &["VERIFY_IT_A"],
+        "      github:\n        secret: \"{{ secrets.VERIFY_IT_A }}\"",
+    );
+    let b = "name: b\non:\n  webhook:\n    path: /hooks/shared\nsteps:\n  - log: \"b\"\n";
+    let sources = vec![
+        hookflow::diag::SourceFile::new("a.yaml".to_owned(), a),
+        hookflow::diag::SourceFile::new("b.yaml".to_owned(), b.to_owned()),
+    ];
+    let loaded = hookflow::workflow::load_sources(sources, &Default::default());
+    let messages: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("different `verify`")),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn verify_secrets_must_be_declared_and_presets_known() {
+    let yaml = "name: bad\non:\n  webhook:\n    path: /hooks/bad\n    verify:\n      github:\n        secret: \"{{ secrets.UNDECLARED }}\"\n      gitlabb:\n        token: x\nsteps:\n  - log: \"x\"\n";
+    let file = hookflow::diag::SourceFile::new("bad.yaml".to_owned(), yaml.to_owned());
+    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+    assert!(workflow.is_none());
+    let text: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+    assert!(text.iter().any(|m| m.contains("UNDECLARED")), "{text:?}");
+    assert!(text.iter().any(|m| m.contains("gitlabb")), "{text:?}");
+}
