@@ -170,6 +170,7 @@ async fn serve_with(
         worker,
         sync_timeout: settings.sync_timeout,
         body_limits: Arc::new(BodyLimits::default()),
+        limiter: Arc::new(crate::http::limit::Limiter::default()),
     };
     let webhook_addr = webhook_listener
         .local_addr()
@@ -180,8 +181,13 @@ async fn serve_with(
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let webhook = axum::serve(webhook_listener, http::webhook_router(state.clone()))
-        .with_graceful_shutdown(until_stopped(stopped.clone()));
+    // Peer addresses feed per-source rate limits.
+    let webhook = axum::serve(
+        webhook_listener,
+        http::webhook_router(state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(until_stopped(stopped.clone()));
     let admin = axum::serve(admin_listener, http::admin_router(state))
         .with_graceful_shutdown(until_stopped(stopped.clone()));
     let task = tokio::spawn(async move {

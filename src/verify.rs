@@ -19,6 +19,10 @@ pub const VERIFY_PRESETS: &[&str] = &[
     "shopify",
     "slack",
     "standard_webhooks",
+    "bitbucket",
+    "gitea",
+    "forgejo",
+    "twilio",
 ];
 
 /// The replay window of the schemes that sign a timestamp, when the workflow sets none.
@@ -33,6 +37,10 @@ pub enum Scheme {
     Shopify,
     Slack,
     StandardWebhooks,
+    Bitbucket,
+    Gitea,
+    Forgejo,
+    Twilio,
 }
 
 impl Scheme {
@@ -44,6 +52,10 @@ impl Scheme {
             "shopify" => Self::Shopify,
             "slack" => Self::Slack,
             "standard_webhooks" => Self::StandardWebhooks,
+            "bitbucket" => Self::Bitbucket,
+            "gitea" => Self::Gitea,
+            "forgejo" => Self::Forgejo,
+            "twilio" => Self::Twilio,
             _ => return None,
         })
     }
@@ -56,6 +68,10 @@ impl Scheme {
             Self::Shopify => "shopify",
             Self::Slack => "slack",
             Self::StandardWebhooks => "standard_webhooks",
+            Self::Bitbucket => "bitbucket",
+            Self::Gitea => "gitea",
+            Self::Forgejo => "forgejo",
+            Self::Twilio => "twilio",
         }
     }
 
@@ -64,8 +80,19 @@ impl Scheme {
         match self {
             Self::Github => &["secret", "legacy_sha1"],
             Self::Gitlab => &["token"],
-            Self::Shopify => &["secret"],
+            Self::Shopify | Self::Bitbucket | Self::Gitea | Self::Forgejo => &["secret"],
             Self::Stripe | Self::Slack | Self::StandardWebhooks => &["secret", "tolerance"],
+            Self::Twilio => &["secret", "url"],
+        }
+    }
+
+    /// The keys that must be given: the secret, and what the scheme cannot work out alone.
+    pub fn required_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Gitlab => &["token"],
+            // Behind a proxy the server cannot know the public URL Twilio signs.
+            Self::Twilio => &["secret", "url"],
+            _ => &["secret"],
         }
     }
 
@@ -77,7 +104,11 @@ impl Scheme {
             Self::Gitlab => Some("x-gitlab-event-uuid"),
             Self::Shopify => Some("x-shopify-webhook-id"),
             Self::StandardWebhooks => Some("webhook-id"),
-            Self::Stripe | Self::Slack => None,
+            Self::Gitea => Some("x-gitea-delivery"),
+            Self::Forgejo => Some("x-forgejo-delivery"),
+            // Bitbucket's `X-Request-UUID` is not confirmed to stay the same across its retries.
+            // Twilio sends no delivery id in a header that is documented to survive retries.
+            Self::Stripe | Self::Slack | Self::Bitbucket | Self::Twilio => None,
         }
     }
 }
@@ -121,7 +152,19 @@ pub enum Rejection {
 type HmacSha256 = Hmac<Sha256>;
 type HmacSha1 = Hmac<sha1::Sha1>;
 
-/// Check one request against one preset; any of `secrets` (rotation) may match.
+/// What of one request a scheme may read, besides the clock and the secrets.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub headers: &'a HeaderMap,
+    /// The raw body bytes, exactly as received.
+    pub body: &'a [u8],
+    /// The request's query string, without the `?`.
+    pub query: Option<&'a str>,
+    /// Twilio: the rendered public URL the sender calls (`url:`), before the query is added.
+    pub url: Option<&'a str>,
+}
+
+/// Check one request, of which only the headers and body are known, against one preset.
 pub fn check(
     preset: &Preset,
     headers: &HeaderMap,
@@ -129,6 +172,23 @@ pub fn check(
     now: i64,
     secrets: &[String],
 ) -> Result<(), Rejection> {
+    let request = Request {
+        headers,
+        body,
+        query: None,
+        url: None,
+    };
+    check_request(preset, &request, now, secrets)
+}
+
+/// Check one request against one preset; any of `secrets` (rotation) may match.
+pub fn check_request(
+    preset: &Preset,
+    request: &Request<'_>,
+    now: i64,
+    secrets: &[String],
+) -> Result<(), Rejection> {
+    let (headers, body) = (request.headers, request.body);
     // An empty secret would make every HMAC forgeable by anyone: never accept with one.
     if secrets.is_empty() || secrets.iter().any(|s| s.is_empty()) {
         return Err(Rejection::UnusableSecret("empty"));
@@ -140,6 +200,18 @@ pub fn check(
         Scheme::Shopify => shopify(headers, body, secrets),
         Scheme::Slack => slack(preset, headers, body, now, secrets),
         Scheme::StandardWebhooks => standard_webhooks(preset, headers, body, now, secrets),
+        Scheme::Bitbucket => bitbucket(headers, body, secrets),
+        Scheme::Gitea => bare_hex_sha256(header(headers, "x-gitea-signature")?, body, secrets),
+        Scheme::Forgejo => {
+            // Forgejo sends its own header and, for compatibility, the Gitea one.
+            let value = if headers.get("x-forgejo-signature").is_some() {
+                header(headers, "x-forgejo-signature")?
+            } else {
+                header(headers, "x-gitea-signature")?
+            };
+            bare_hex_sha256(value, body, secrets)
+        }
+        Scheme::Twilio => twilio(request, secrets),
     }
 }
 
@@ -161,11 +233,13 @@ fn hmac_sha256_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
     mac.verify_slice(expected).is_ok()
 }
 
-fn hmac_sha1_matches(key: &[u8], body: &[u8], expected: &[u8]) -> bool {
+fn hmac_sha1_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
     let Ok(mut mac) = HmacSha1::new_from_slice(key) else {
         return false;
     };
-    mac.update(body);
+    for part in parts {
+        mac.update(part);
+    }
     mac.verify_slice(expected).is_ok()
 }
 
@@ -200,7 +274,7 @@ fn github(
         let expected = hex_decode(hex).ok_or(Rejection::Malformed("the signature is not hex"))?;
         return secrets
             .iter()
-            .any(|s| hmac_sha1_matches(s.as_bytes(), body, &expected))
+            .any(|s| hmac_sha1_matches(s.as_bytes(), &[body], &expected))
             .then_some(())
             .ok_or(Rejection::BadSignature);
     }
@@ -313,6 +387,128 @@ fn slack(
         .any(|s| hmac_sha256_matches(s.as_bytes(), &[prefix.as_bytes(), body], &expected))
         .then_some(())
         .ok_or(Rejection::BadSignature)
+}
+
+/// Bitbucket Cloud reuses GitHub's legacy header name with SHA-256: the preset, not the header,
+/// decides the algorithm.
+fn bitbucket(headers: &HeaderMap, body: &[u8], secrets: &[String]) -> Result<(), Rejection> {
+    let value = header(headers, "x-hub-signature")?;
+    let hex = value.strip_prefix("sha256=").ok_or(Rejection::Malformed(
+        "X-Hub-Signature does not start with sha256=",
+    ))?;
+    let expected = hex_decode(hex).ok_or(Rejection::Malformed("the signature is not hex"))?;
+    secrets
+        .iter()
+        .any(|s| hmac_sha256_matches(s.as_bytes(), &[body], &expected))
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
+}
+
+/// Gitea and Forgejo: the HMAC-SHA256 of the raw body as hex, with no prefix.
+fn bare_hex_sha256(value: &str, body: &[u8], secrets: &[String]) -> Result<(), Rejection> {
+    let expected = hex_decode(value).ok_or(Rejection::Malformed("the signature is not hex"))?;
+    secrets
+        .iter()
+        .any(|s| hmac_sha256_matches(s.as_bytes(), &[body], &expected))
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
+}
+
+/// Twilio: base64 HMAC-SHA1 of the public URL followed by every form parameter's key and value,
+/// sorted by key then value. A JSON body is bound instead by `bodySHA256=<hex>` in the URL.
+fn twilio(request: &Request<'_>, secrets: &[String]) -> Result<(), Rejection> {
+    let configured = request
+        .url
+        .filter(|u| !u.is_empty())
+        .ok_or(Rejection::UnusableSecret("twilio needs the public url"))?;
+    let value = header(request.headers, "x-twilio-signature")?;
+    let expected = BASE64
+        .decode(value)
+        .map_err(|_| Rejection::Malformed("X-Twilio-Signature is not base64"))?;
+    // Twilio signs the URL it called, query included; a configured URL with its own query
+    // string wins, since the proxy in between may have rewritten the request's.
+    let url = match request.query {
+        Some(query) if !query.is_empty() && !configured.contains('?') => {
+            format!("{configured}?{query}")
+        }
+        _ => configured.to_owned(),
+    };
+    let mut signed_params = String::new();
+    if let Some(hash) = query_param(&url, "bodySHA256") {
+        // The body hash is public (it is in the URL), so a plain comparison leaks nothing.
+        let actual = Sha256::digest(request.body);
+        if hex_decode(&hash).as_deref() != Some(actual.as_slice()) {
+            return Err(Rejection::BadSignature);
+        }
+    } else {
+        let mut params: Vec<(String, String)> = url::form_urlencoded::parse(request.body)
+            .into_owned()
+            .collect();
+        // Sorting the pairs orders by key, then by value for repeated keys, as Twilio does.
+        params.sort();
+        for (key, value) in params {
+            signed_params.push_str(&key);
+            signed_params.push_str(&value);
+        }
+    }
+    // Twilio's validators accept the URL both without a port and with one (the default port
+    // when none is written), as the URL seen by the sender may differ from the configured one.
+    let candidates = [url_without_port(&url), url_with_port(&url)];
+    let matched = candidates.iter().any(|candidate| {
+        secrets.iter().any(|s| {
+            hmac_sha1_matches(
+                s.as_bytes(),
+                &[candidate.as_bytes(), signed_params.as_bytes()],
+                &expected,
+            )
+        })
+    });
+    matched.then_some(()).ok_or(Rejection::BadSignature)
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let (_, rest) = url.split_once('?')?;
+    let query = rest.split('#').next().unwrap_or(rest);
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// `(scheme://, host, port, rest)` of an absolute URL; `None` when it has no `://`.
+fn url_parts(url: &str) -> Option<(&str, &str, Option<&str>, &str)> {
+    let start = url.find("://")? + 3;
+    let end = url
+        .get(start..)?
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let authority = url.get(start..end)?;
+    // A port is the digits after the last `:`; an IPv6 literal's colons end in `]`, not digits.
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host, Some(port))
+        }
+        _ => (authority, None),
+    };
+    Some((url.get(..start)?, host, port, url.get(end..)?))
+}
+
+fn url_without_port(url: &str) -> String {
+    match url_parts(url) {
+        Some((scheme, host, Some(_), rest)) => format!("{scheme}{host}{rest}"),
+        _ => url.to_owned(),
+    }
+}
+
+fn url_with_port(url: &str) -> String {
+    let Some((scheme, host, None, rest)) = url_parts(url) else {
+        return url.to_owned();
+    };
+    let port = match scheme.to_ascii_lowercase().as_str() {
+        "https://" => 443,
+        "http://" => 80,
+        _ => return url.to_owned(),
+    };
+    format!("{scheme}{host}:{port}{rest}")
 }
 
 /// `webhook-*`, or the Svix-branded `svix-*` a Svix sender uses unless white-labelled.
@@ -768,6 +964,135 @@ mod tests {
             Err(Rejection::UnusableSecret(
                 "a standard_webhooks secret is not base64"
             ))
+        );
+    }
+
+    const B1: &str = "sha256=7d4e732b39dfc86e7e532e0209097807da77dd3486513c41bb8a2206e911cf89";
+
+    #[test]
+    fn bitbucket_b1() {
+        let p = preset(Scheme::Bitbucket);
+        let s = secrets(&["bb-secret"]);
+        let sent = headers(&[("x-hub-signature", B1)]);
+        assert_eq!(check(&p, &sent, ST_BODY, 0, &s), Ok(()));
+        assert_eq!(
+            check(&p, &sent, ST_BODY, 0, &secrets(&["old", "bb-secret"])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &sent, ST_BODY, 0, &secrets(&["bb-secret2"])),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&p, &sent, br#"{"event":"ping","id":43}"#, 0, &s),
+            Err(Rejection::BadSignature)
+        );
+        let truncated = headers(&[("x-hub-signature", &B1[..B1.len() - 2])]);
+        assert_eq!(
+            check(&p, &truncated, ST_BODY, 0, &s),
+            Err(Rejection::BadSignature)
+        );
+        // GitHub's SHA-1 form in the same header is not Bitbucket's scheme.
+        let sha1 = headers(&[("x-hub-signature", &B1.replace("sha256=", "sha1="))]);
+        assert!(matches!(
+            check(&p, &sha1, ST_BODY, 0, &s),
+            Err(Rejection::Malformed(_))
+        ));
+        // The GitHub header name does not count.
+        let github = headers(&[("x-hub-signature-256", B1)]);
+        assert_eq!(
+            check(&p, &github, ST_BODY, 0, &s),
+            Err(Rejection::MissingHeader("x-hub-signature"))
+        );
+    }
+
+    const GT1: &str = "0423390bd19da5eac4f09ec9263c058f54a19723e780f1970bf2797c82030a9c";
+
+    #[test]
+    fn gitea_gt1() {
+        let p = preset(Scheme::Gitea);
+        let s = secrets(&["gitea-secret"]);
+        assert_eq!(
+            check(&p, &headers(&[("X-Gitea-Signature", GT1)]), ST_BODY, 0, &s),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &p,
+                &headers(&[("x-gitea-signature", GT1)]),
+                ST_BODY,
+                0,
+                &secrets(&["other"])
+            ),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&p, &headers(&[("x-gitea-signature", GT1)]), b"{}", 0, &s),
+            Err(Rejection::BadSignature)
+        );
+        let prefixed = headers(&[("x-gitea-signature", &format!("sha256={GT1}"))]);
+        assert!(matches!(
+            check(&p, &prefixed, ST_BODY, 0, &s),
+            Err(Rejection::Malformed(_))
+        ));
+        let truncated = headers(&[("x-gitea-signature", &GT1[..GT1.len() - 2])]);
+        assert_eq!(
+            check(&p, &truncated, ST_BODY, 0, &s),
+            Err(Rejection::BadSignature)
+        );
+        // Gitea does not read Forgejo's header.
+        assert_eq!(
+            check(
+                &p,
+                &headers(&[("x-forgejo-signature", GT1)]),
+                ST_BODY,
+                0,
+                &s
+            ),
+            Err(Rejection::MissingHeader("x-gitea-signature"))
+        );
+    }
+
+    #[test]
+    fn forgejo_gt1_with_either_header() {
+        let p = preset(Scheme::Forgejo);
+        let s = secrets(&["gitea-secret"]);
+        assert_eq!(
+            check(
+                &p,
+                &headers(&[("x-forgejo-signature", GT1)]),
+                ST_BODY,
+                0,
+                &s
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &headers(&[("x-gitea-signature", GT1)]), ST_BODY, 0, &s),
+            Ok(())
+        );
+        // With both present, Forgejo's own header decides.
+        let both = headers(&[
+            ("x-forgejo-signature", &GT1.replace('0', "1")),
+            ("x-gitea-signature", GT1),
+        ]);
+        assert_eq!(
+            check(&p, &both, ST_BODY, 0, &s),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(
+                &p,
+                &headers(&[("x-forgejo-signature", GT1)]),
+                ST_BODY,
+                0,
+                &secrets(&["other"])
+            ),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&p, &HeaderMap::new(), ST_BODY, 0, &s),
+            Err(Rejection::MissingHeader("x-gitea-signature"))
         );
     }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -70,6 +72,29 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
             response.headers_mut().insert(header::ALLOW, value);
         }
         return (response, Vec::new());
+    }
+    // Before the body is read: a flood costs as little as possible.
+    if let Some(limit) = &route.rate_limit {
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        if let Err(wait) = state.limiter.admit(
+            route.pattern.as_str(),
+            source,
+            limit,
+            std::time::Instant::now(),
+        ) {
+            let mut response = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests on {path}; retry later"),
+            );
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return (response, Vec::new());
+        }
     }
     let too_large = || {
         error_response(

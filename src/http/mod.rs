@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod body;
 pub mod ingress;
+pub mod limit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub worker: Worker,
     pub sync_timeout: Duration,
     pub body_limits: Arc<body::BodyLimits>,
+    pub limiter: Arc<limit::Limiter>,
 }
 
 pub fn webhook_router(state: AppState) -> Router {

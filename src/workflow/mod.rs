@@ -32,7 +32,17 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "on_error",
 ];
 pub const TRIGGER_KEYS: &[&str] = &["webhook"];
-pub const WEBHOOK_KEYS: &[&str] = &["path", "methods", "respond", "max_body", "dedupe", "verify"];
+pub const WEBHOOK_KEYS: &[&str] = &[
+    "path",
+    "methods",
+    "respond",
+    "max_body",
+    "dedupe",
+    "verify",
+    "rate_limit",
+];
+/// The keys of a `rate_limit:` mapping.
+pub const RATE_LIMIT_KEYS: &[&str] = &["rate", "burst", "per"];
 pub use crate::verify::VERIFY_PRESETS;
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -63,7 +73,25 @@ pub struct WebhookTrigger {
     pub max_body: usize,
     pub dedupe: Option<Dedupe>,
     pub verify: Option<Verify>,
+    pub rate_limit: Option<RateLimit>,
     pub span: Span,
+}
+
+/// `rate_limit:`: a token bucket refilled at `per_second`, holding at most `burst` requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+    pub per: RateScope,
+}
+
+/// What one bucket counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// Every request on the route.
+    Route,
+    /// The requests of each source address on the route.
+    Source,
 }
 
 /// `verify:`: signature presets a request must all pass, on its raw bytes, before it is parsed.
@@ -405,7 +433,12 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
         Some(n) => Some(compile_dedupe(c, n)?),
         None => verify.as_ref().and_then(|v| default_dedupe(c, v)),
     };
+    let rate_limit = match w.get("rate_limit") {
+        Some(n) => Some(compile_rate_limit(c, n)?),
+        None => None,
+    };
     Some(WebhookTrigger {
+        rate_limit,
         path: path?,
         respond: respond?,
         max_body: max_body?,
@@ -414,6 +447,71 @@ fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
         methods,
         span: path_node.span.clone(),
     })
+}
+
+/// `50/s`, or `{rate: 50/s, burst: 100, per: route | source}`.
+fn compile_rate_limit(c: &mut Compiler, node: &Node) -> Option<RateLimit> {
+    let (rate_node, burst_node, per) = match node.as_map() {
+        Some(_) => {
+            let fields = c.fields(node, "`rate_limit`", RATE_LIMIT_KEYS, &["rate"])?;
+            let per = match fields.get("per") {
+                None => RateScope::Route,
+                Some(n) => match c.string(n, "`per`")?.as_str() {
+                    "route" => RateScope::Route,
+                    "source" => RateScope::Source,
+                    other => {
+                        c.error(
+                            n.span.clone(),
+                            format!("`per` is 'route' or 'source', not '{other}'"),
+                        );
+                        return None;
+                    }
+                },
+            };
+            (fields.get("rate")?, fields.get("burst"), per)
+        }
+        None => (node, None, RateScope::Route),
+    };
+    let text = c.string(rate_node, "`rate`")?;
+    let Some(per_second) = parse_rate(&text) else {
+        c.push(
+            Diagnostic::error(rate_node.span.clone(), format!("'{text}' is not a rate"))
+                .with_hint("write requests per second, minute or hour: 50/s, 600/m, 1000/h"),
+        );
+        return None;
+    };
+    let burst = match burst_node {
+        Some(n) => match n.value {
+            yaml::NodeValue::Int(i) if i >= 1 && i <= i64::from(u32::MAX) => i as u32,
+            _ => {
+                c.error(
+                    n.span.clone(),
+                    "`burst` is a whole number of requests, at least 1",
+                );
+                return None;
+            }
+        },
+        // By default a second's worth of requests may arrive at once.
+        None => per_second.ceil().max(1.0) as u32,
+    };
+    Some(RateLimit {
+        per_second,
+        burst,
+        per,
+    })
+}
+
+/// `50/s`, `600/m`, `1000/h` as requests per second.
+fn parse_rate(text: &str) -> Option<f64> {
+    let (count, unit) = text.trim().split_once('/')?;
+    let count: f64 = count.trim().parse().ok()?;
+    let seconds = match unit.trim() {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hour" => 3600.0,
+        _ => return None,
+    };
+    (count.is_finite() && count > 0.0).then_some(count / seconds)
 }
 
 fn compile_dedupe(c: &mut Compiler, node: &Node) -> Option<Dedupe> {

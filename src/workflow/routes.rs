@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::workflow::{RespondMode, Workflow};
+use crate::workflow::{RateLimit, RespondMode, Workflow};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -132,6 +132,8 @@ pub struct Route {
     pub workflows: Vec<Arc<Workflow>>,
     pub respond: RespondMode,
     pub max_body: usize,
+    /// One bucket for the path, whichever workflow a request starts.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Route {
@@ -182,6 +184,7 @@ impl RouteTable {
                     workflows: vec![Arc::clone(workflow)],
                     respond: trigger.respond,
                     max_body: trigger.max_body,
+                    rate_limit: trigger.rate_limit.clone(),
                 });
                 continue;
             };
@@ -219,6 +222,12 @@ impl RouteTable {
                 // same senders; a workflow without `verify` would accept what another refuses.
                 Some(format!(
                     "workflow '{}' also binds '{}' with a different `verify`; workflows sharing a path must verify alike",
+                    first.name,
+                    trigger.path.as_str()
+                ))
+            } else if route.rate_limit != trigger.rate_limit {
+                Some(format!(
+                    "workflow '{}' also binds '{}' with a different `rate_limit`; a path has one limit",
                     first.name,
                     trigger.path.as_str()
                 ))

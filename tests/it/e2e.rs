@@ -800,3 +800,39 @@ steps:
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_rate_limited_route_answers_429_with_retry_after_and_recovers() {
+    let workflow = r#"
+on:
+  webhook:
+    path: /hooks/limited
+    rate_limit: { rate: 2/s, burst: 2 }
+steps:
+  - log: "{{ event.body.n }}"
+"#;
+    let server = TestServer::start(&[("limited.yaml", workflow)]).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for n in 0..4 {
+        let response = server.post_json("/hooks/limited", &json!({ "n": n })).await;
+        if response.status() == 429 {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..2], &[202, 202], "{statuses:?}");
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    // Refused requests are not stored.
+    let runs = list_runs(&server).await;
+    assert_eq!(runs.len(), statuses.iter().filter(|s| **s == 202).count());
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let response = server.post_json("/hooks/limited", &json!({ "n": 9 })).await;
+    assert_eq!(response.status(), 202, "a token came back");
+    server.stop().await;
+}
