@@ -836,3 +836,39 @@ steps:
     assert_eq!(response.status(), 202, "a token came back");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn hostile_bodies_are_refused_with_400_quickly() {
+    let workflow = r#"
+on: { webhook: { path: /hooks/any } }
+steps:
+  - log: "{{ event.raw | length }}"
+"#;
+    let server = TestServer::start(&[("any.yaml", workflow)]).await;
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let laughs = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol9 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+]>
+<lolz>&lol9;</lolz>"#;
+    let external = r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>"#;
+    for (content_type, body, reason) in [
+        ("application/json", deep.clone(), "nested deeper"),
+        ("application/xml", laughs.to_owned(), "entity declarations"),
+        ("text/xml", external.to_owned(), "entity declarations"),
+    ] {
+        let started = std::time::Instant::now();
+        let response = server
+            .post("/hooks/any", content_type, body.into_bytes())
+            .await;
+        assert_eq!(response.status(), 400, "{content_type}");
+        let text = response.text().await.expect("text");
+        assert!(text.contains(reason), "{text}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+    assert!(list_runs(&server).await.is_empty(), "nothing was stored");
+    server.stop().await;
+}
