@@ -34,6 +34,10 @@ pub enum ServerError {
     Effects(String),
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    #[error(
+        "refusing to serve the admin API on {0} without a token: set --admin-token (HOOKFLOW_ADMIN_TOKEN), bind it to loopback, or pass --admin-insecure"
+    )]
+    InsecureAdmin(std::net::SocketAddr),
 }
 
 /// A server running in this process; tests start one on `127.0.0.1:0`.
@@ -121,6 +125,14 @@ async fn serve_with(
     webhook_listener: TcpListener,
     admin_listener: TcpListener,
 ) -> Result<RunningServer, ServerError> {
+    // Runs, events and replays are behind the admin API: not for the network without a token.
+    let admin_addr = admin_listener.local_addr().map_err(ServerError::Listener)?;
+    if !admin_addr.ip().is_loopback() && settings.admin_token.is_none() {
+        if !settings.admin_insecure {
+            return Err(ServerError::InsecureAdmin(admin_addr));
+        }
+        warn!(%admin_addr, "the admin API is open to the network without a token (--admin-insecure)");
+    }
     // This process holds the store alone: runs left `running` belong to a process that is gone.
     store.take_over_orphans().await?;
     for w in registry.workflows.values() {
@@ -188,8 +200,11 @@ async fn serve_with(
             .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(until_stopped(stopped.clone()));
-    let admin = axum::serve(admin_listener, http::admin_router(state))
-        .with_graceful_shutdown(until_stopped(stopped.clone()));
+    let admin = axum::serve(
+        admin_listener,
+        http::admin_router(state, settings.admin_token.clone()),
+    )
+    .with_graceful_shutdown(until_stopped(stopped.clone()));
     let task = tokio::spawn(async move {
         let (webhook_result, admin_result, _) = tokio::join!(webhook, admin, worker_task);
         if let Err(err) = webhook_result {

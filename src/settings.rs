@@ -21,6 +21,8 @@ pub const DEFAULT_CONFIG: &str = "./hookflow.yaml";
 pub struct ConfigFile {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
+    /// Bearer token the admin API requires (besides /healthz and /readyz).
+    pub admin_token: Option<String>,
     pub workflows: Option<PathBuf>,
     pub store: Option<String>,
     pub workers: Option<usize>,
@@ -71,10 +73,13 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
+    /// Bearer token the admin API requires (besides /healthz and /readyz).
+    pub admin_token: Option<String>,
     pub workflows: Option<PathBuf>,
     pub store: Option<String>,
     pub workers: Option<usize>,
     pub smtp: Option<String>,
+    pub admin_insecure: bool,
 }
 
 /// Everything `serve` needs, resolved.
@@ -82,6 +87,10 @@ pub struct Overrides {
 pub struct ServeSettings {
     pub listen: String,
     pub admin_listen: String,
+    /// When set, the admin API requires `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// Serve the admin API on a non-loopback address without a token (logged as a warning).
+    pub admin_insecure: bool,
     pub workflows: PathBuf,
     /// Path of the SQLite database file (a `sqlite://` prefix is accepted).
     pub store: String,
@@ -157,6 +166,12 @@ impl ServeSettings {
                 .clone()
                 .or(file.admin_listen.clone())
                 .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned()),
+            admin_token: overrides
+                .admin_token
+                .clone()
+                .or(file.admin_token.clone())
+                .filter(|t| !t.is_empty()),
+            admin_insecure: overrides.admin_insecure,
             workflows: overrides
                 .workflows
                 .clone()

@@ -1096,6 +1096,207 @@ mod tests {
         );
     }
 
+    const T_URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
+    const T1_FORM: &[u8] = b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
+
+    fn twilio(
+        signature: &str,
+        url: Option<&str>,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
+        let sent = headers(&[("x-twilio-signature", signature)]);
+        let request = Request {
+            headers: &sent,
+            body,
+            query,
+            url,
+        };
+        check_request(&preset(Scheme::Twilio), &request, 0, &secrets(&["12345"]))
+    }
+
+    #[test]
+    fn twilio_t1_t2_t3_form_params() {
+        let t1 = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
+        assert_eq!(twilio(t1, Some(T_URL), None, T1_FORM), Ok(()));
+        // The order of the form fields does not matter: Twilio sorts them.
+        let reordered = b"To=%2B18005551212&Digits=1234&CallSid=CA1234567890ABCDE&From=%2B14158675309&Caller=%2B14158675309";
+        assert_eq!(twilio(t1, Some(T_URL), None, reordered), Ok(()));
+        // The request's query is added to a configured URL without one.
+        assert_eq!(
+            twilio(
+                t1,
+                Some("https://mycompany.com/myapp.php"),
+                Some("foo=1&bar=2"),
+                T1_FORM
+            ),
+            Ok(())
+        );
+        // A configured query string wins over the request's.
+        assert_eq!(twilio(t1, Some(T_URL), Some("foo=9"), T1_FORM), Ok(()));
+        assert_eq!(
+            twilio(t1, Some("https://mycompany.com/myapp.php"), None, T1_FORM),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            twilio(
+                t1,
+                Some("https://mycompany.com/other.php?foo=1&bar=2"),
+                None,
+                T1_FORM
+            ),
+            Err(Rejection::BadSignature)
+        );
+        let tampered = b"CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1235&From=%2B14158675309&To=%2B18005551212";
+        assert_eq!(
+            twilio(t1, Some(T_URL), None, tampered),
+            Err(Rejection::BadSignature)
+        );
+        let t2 = "GvWf1cFY/Q7PnoempGyD5oXAezc=";
+        let t2_form = b"CallSid=CA1234567890ABCDE&Caller=%2B14158675310&Digits=1234&From=%2B14158675310&To=%2B18005551212";
+        assert_eq!(twilio(t2, Some(T_URL), None, t2_form), Ok(()));
+        assert_eq!(
+            twilio(t2, Some(T_URL), None, T1_FORM),
+            Err(Rejection::BadSignature)
+        );
+        // T3: repeated keys are ordered by value too.
+        let t3 = "IK+Dwps556ElfBT0I3Rgjkr1wJU=";
+        let t3_form = b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234";
+        assert_eq!(twilio(t3, Some(T_URL), None, t3_form), Ok(()));
+        assert_eq!(
+            twilio(
+                t3,
+                Some(T_URL),
+                None,
+                b"Sid=CA123&SidAccount=AC123&Digits=5678"
+            ),
+            Err(Rejection::BadSignature)
+        );
+        let sent = headers(&[("x-twilio-signature", t1)]);
+        let wrong_secret = Request {
+            headers: &sent,
+            body: T1_FORM,
+            query: None,
+            url: Some(T_URL),
+        };
+        assert_eq!(
+            check_request(
+                &preset(Scheme::Twilio),
+                &wrong_secret,
+                0,
+                &secrets(&["1234"])
+            ),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            twilio(t1, None, None, T1_FORM),
+            Err(Rejection::UnusableSecret("twilio needs the public url"))
+        );
+        assert!(matches!(
+            twilio("not base64!", Some(T_URL), None, T1_FORM),
+            Err(Rejection::Malformed(_))
+        ));
+        assert_eq!(
+            check_request(
+                &preset(Scheme::Twilio),
+                &Request {
+                    headers: &HeaderMap::new(),
+                    body: T1_FORM,
+                    query: None,
+                    url: Some(T_URL)
+                },
+                0,
+                &secrets(&["12345"])
+            ),
+            Err(Rejection::MissingHeader("x-twilio-signature"))
+        );
+    }
+
+    #[test]
+    fn twilio_t4_json_body() {
+        let t4 = "a9nBmqA0ju/hNViExpshrM61xv4=";
+        let body = br#"{"property": "value", "boolean": true}"#;
+        let hash = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+        // The configured URL has a query, so the body hash is appended by Twilio to the request's.
+        assert_eq!(
+            twilio(t4, Some(&format!("{T_URL}&bodySHA256={hash}")), None, body),
+            Ok(())
+        );
+        assert_eq!(
+            twilio(
+                t4,
+                Some("https://mycompany.com/myapp.php"),
+                Some(&format!("foo=1&bar=2&bodySHA256={hash}")),
+                body
+            ),
+            Ok(())
+        );
+        // A changed body no longer matches the signed hash.
+        assert_eq!(
+            twilio(
+                t4,
+                Some(&format!("{T_URL}&bodySHA256={hash}")),
+                None,
+                br#"{"property": "value", "boolean": false}"#
+            ),
+            Err(Rejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn twilio_t5_ports() {
+        // Signed with :443; configured without a port.
+        assert_eq!(
+            twilio("kvajT1Ptam85bY51eRf/AJRuM3w=", Some(T_URL), None, T1_FORM),
+            Ok(())
+        );
+        // Signed without a port; configured with :443.
+        assert_eq!(
+            twilio(
+                "RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+                Some("https://mycompany.com:443/myapp.php?foo=1&bar=2"),
+                None,
+                T1_FORM
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            twilio(
+                "0ZXoZLH/DfblKGATFgpif+LLRf4=",
+                Some("http://mycompany.com/myapp.php?foo=1&bar=2"),
+                None,
+                T1_FORM
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            twilio(
+                "Zmvh+3yNM1Phv2jhDCwEM3q5ebU=",
+                Some("http://mycompany.com:1234/myapp.php?foo=1&bar=2"),
+                None,
+                T1_FORM
+            ),
+            Ok(())
+        );
+        // A different explicit port is a different URL.
+        assert_eq!(
+            twilio(
+                "Zmvh+3yNM1Phv2jhDCwEM3q5ebU=",
+                Some("http://mycompany.com:1235/myapp.php?foo=1&bar=2"),
+                None,
+                T1_FORM
+            ),
+            Err(Rejection::BadSignature)
+        );
+        // The http :80 signature does not pass for the https URL.
+        assert_eq!(
+            twilio("0ZXoZLH/DfblKGATFgpif+LLRf4=", Some(T_URL), None, T1_FORM),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(url_with_port("https://[::1]/x"), "https://[::1]:443/x");
+        assert_eq!(url_without_port("https://[::1]:8443/x"), "https://[::1]/x");
+    }
+
     #[test]
     fn every_preset_name_round_trips() {
         for name in VERIFY_PRESETS {

@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// Runs executed at once [default: 32]
     #[arg(long, env = "HOOKFLOW_WORKERS")]
     pub workers: Option<usize>,
+    /// Bearer token the admin API requires; needed when --admin-listen is not loopback
+    #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Serve the admin API on a non-loopback address without a token (not recommended)
+    #[arg(long)]
+    pub admin_insecure: bool,
     /// SMTP server for `email` steps, e.g. smtp://user:pass@host:587 [default: write .eml files to ./outbox]
     #[arg(long, env = "HOOKFLOW_SMTP", hide_env_values = true)]
     pub smtp: Option<String>,
@@ -140,6 +146,9 @@ pub enum RunsCommand {
             default_value = "http://127.0.0.1:9090"
         )]
         admin: String,
+        /// The server's admin token, when it has one
+        #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// One run with its event and every step (an id or a unique prefix of one).
     Show {

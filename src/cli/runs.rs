@@ -14,7 +14,8 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
             id,
             from_start,
             admin,
-        } => return replay(&id, from_start, &admin).await,
+            admin_token,
+        } => return replay(&id, from_start, &admin, admin_token.as_deref()).await,
         RunsCommand::List {
             workflow,
             status,
@@ -131,21 +132,24 @@ async fn open_store(store: &str) -> anyhow::Result<Store> {
 }
 
 /// Replays go through the server, whose worker must pick the run up.
-async fn replay(id: &str, from_start: bool, admin: &str) -> anyhow::Result<ExitCode> {
+async fn replay(
+    id: &str,
+    from_start: bool,
+    admin: &str,
+    token: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     crate::effects::http::install_crypto_provider();
     let url = format!(
         "{}/api/runs/{id}/replay?from_start={from_start}",
         admin.trim_end_matches('/')
     );
-    let response = reqwest::Client::new()
-        .post(&url)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the server at {admin} (is `hookflow serve` running?): {e}"
-            )
-        })?;
+    let mut request = reqwest::Client::new().post(&url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| {
+        anyhow::anyhow!("cannot reach the server at {admin} (is `hookflow serve` running?): {e}")
+    })?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if status.is_success() {

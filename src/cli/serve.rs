@@ -20,6 +20,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store: args.store,
         workers: args.workers,
         smtp: args.smtp,
+        admin_token: args.admin_token,
+        admin_insecure: args.admin_insecure,
     })?;
     let webhook = TcpListener::bind(&settings.listen)
         .await

@@ -11,14 +11,56 @@ use super::{AppState, error_response};
 use crate::engine::RunStatus;
 use crate::store::{Replayed, RunFilter};
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+pub fn router(state: AppState, token: Option<String>) -> Router {
+    let api = Router::new()
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(show_run))
         .route("/api/runs/{id}/replay", post(replay_run))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            require_token(token.clone(), request, next)
+        }));
+    // Probes stay open: a load balancer checking health holds no token.
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .merge(api)
         .with_state(state)
+}
+
+async fn require_token(
+    token: Option<String>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(expected) = token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if same_secret(given, &expected) {
+        next.run(request).await
+    } else {
+        let mut response = error_response(StatusCode::UNAUTHORIZED, "unauthorized");
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+/// Compare digests, not the strings: equal time whatever the input and its length.
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

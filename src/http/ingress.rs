@@ -124,7 +124,7 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
         }
     };
     // Signatures cover the exact bytes received: checked before anything parses or stores them.
-    if !verified(&bound, &parts.headers, &raw) {
+    if !verified(&bound, &parts.headers, parts.uri.query(), &raw) {
         return (
             error_response(StatusCode::UNAUTHORIZED, "unauthorized"),
             Vec::new(),
@@ -291,7 +291,12 @@ fn sync_response(answer: SyncResponse) -> Response {
 /// Whether the request passes every `verify` preset of its route. Workflows sharing a path
 /// verify alike (the route table refuses them otherwise), so the first one with `verify` decides.
 /// Reasons are logged, never answered: a sender probing signatures learns nothing.
-fn verified(bound: &[&std::sync::Arc<Workflow>], headers: &HeaderMap, raw: &[u8]) -> bool {
+fn verified(
+    bound: &[&std::sync::Arc<Workflow>],
+    headers: &HeaderMap,
+    query: Option<&str>,
+    raw: &[u8],
+) -> bool {
     let Some((workflow, verify)) = bound.iter().find_map(|w| {
         w.webhook
             .as_ref()
@@ -325,7 +330,26 @@ fn verified(bound: &[&std::sync::Arc<Workflow>], headers: &HeaderMap, raw: &[u8]
                 }
             }
         }
-        match crate::verify::check(&preset.preset, headers, raw, now, &values) {
+        // Twilio's public URL: rendered like the secrets, and refused alike when it is empty.
+        let url = match preset.url.as_ref().map(|t| t.render_string(&scope)) {
+            Some(Ok(url)) if !url.is_empty() => Some(url),
+            Some(Ok(_)) => {
+                error!(workflow = %workflow.name, preset = scheme, "the verify url renders empty; refusing the request");
+                return false;
+            }
+            Some(Err(err)) => {
+                error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify url cannot be rendered; refusing the request");
+                return false;
+            }
+            None => None,
+        };
+        let request = crate::verify::Request {
+            headers,
+            body: raw,
+            query,
+            url: url.as_deref(),
+        };
+        match crate::verify::check_request(&preset.preset, &request, now, &values) {
             Ok(()) => {}
             // The workflow's configuration is wrong, not the sender: an operator must act.
             Err(reason @ crate::verify::Rejection::UnusableSecret(_)) => {

@@ -31,8 +31,8 @@ pub fn webhook_router(state: AppState) -> Router {
     Router::new().fallback(ingress::ingest).with_state(state)
 }
 
-pub fn admin_router(state: AppState) -> Router {
-    admin::router(state)
+pub fn admin_router(state: AppState, token: Option<String>) -> Router {
+    admin::router(state, token)
 }
 
 /// A JSON error answer: `{"error": reason}`.

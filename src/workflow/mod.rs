@@ -108,6 +108,8 @@ pub struct Verify {
 pub struct VerifyPreset {
     pub preset: crate::verify::Preset,
     pub secrets: Vec<ValueTemplate>,
+    /// `twilio`: the public URL the sender calls, a template over `secrets` like the secret.
+    pub url: Option<ValueTemplate>,
 }
 
 /// `dedupe:`: a delivery whose key was seen within `window` starts no run.
@@ -575,7 +577,7 @@ fn compile_verify_preset(
     let what = format!("`verify.{}`", scheme.as_str());
     let keys = scheme.keys();
     let secret_key = keys[0];
-    let fields = c.fields(node, &what, keys, &[secret_key])?;
+    let fields = c.fields(node, &what, keys, scheme.required_keys())?;
     let mut preset = verify::Preset::new(scheme);
     let mut ok = true;
     if let Some(n) = fields.get("tolerance") {
@@ -605,10 +607,22 @@ fn compile_verify_preset(
         Some(items) => items.iter().map(|i| c.text(i, &what)).collect(),
         None => vec![c.text(secret_node, &what)],
     };
+    let url = fields
+        .get("url")
+        .map(|n| c.text(n, &format!("`verify.{}` `url`", scheme.as_str())));
     c.scope.locals = saved;
+    let url = match url {
+        Some(Some(t)) => Some(t),
+        Some(None) => return None,
+        None => None,
+    };
     let secrets: Option<Vec<ValueTemplate>> = secrets.into_iter().collect();
     let secrets = secrets?;
-    ok.then_some(VerifyPreset { preset, secrets })
+    ok.then_some(VerifyPreset {
+        preset,
+        secrets,
+        url,
+    })
 }
 
 /// With one provider named, its delivery id is the natural dedupe key: a sender's retry of the

@@ -230,6 +230,77 @@ async fn an_unset_secret_refuses_every_request() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn twilio_signed_sms_runs_and_a_tampered_one_is_refused() {
+    set_env("VERIFY_IT_TWILIO", "twilio-auth-token");
+    let yaml = workflow(
+        "twilio",
+        "/hooks/twilio",
+        &["VERIFY_IT_TWILIO"],
+        "      twilio:\n        secret: \"{{ secrets.VERIFY_IT_TWILIO }}\"\n        url: https://hooks.example.com/hooks/twilio",
+    );
+    let server = TestServer::start(&[("twilio.yaml", &yaml)]).await;
+    let file = "twilio/sms.incoming.txt";
+    // The request's query string is part of the signed URL, added to the configured one.
+    let path = "/hooks/twilio?site=eu";
+    let signed_url = "https://hooks.example.com/hooks/twilio?site=eu";
+    let send = |headers: Vec<(String, String)>, body: Vec<u8>| {
+        let server = &server;
+        async move {
+            let borrowed: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let response = server
+                .post_with(path, "application/x-www-form-urlencoded", body, &borrowed)
+                .await;
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+        }
+    };
+    let good = sign(
+        "twilio",
+        &["twilio-auth-token"],
+        file,
+        &["--url", signed_url],
+    );
+
+    let mut tampered = fixture(file);
+    let at = tampered
+        .iter()
+        .position(|b| *b == b'9')
+        .expect("a digit to change");
+    tampered[at] = b'8';
+    assert_unauthorized(&server, send(good.clone(), tampered).await).await;
+    // Signed for another URL: the query string matters.
+    let other = sign(
+        "twilio",
+        &["twilio-auth-token"],
+        file,
+        &["--url", "https://hooks.example.com/hooks/twilio"],
+    );
+    assert_unauthorized(&server, send(other, fixture(file)).await).await;
+
+    assert_runs(&server, send(good, fixture(file)).await).await;
+    server.stop().await;
+}
+
+#[test]
+fn twilio_needs_its_url() {
+    let yaml = workflow(
+        "twilio-no-url",
+        "/hooks/twilio",
+        &["VERIFY_IT_TWILIO"],
+        "      twilio:\n        secret: \"{{ secrets.VERIFY_IT_TWILIO }}\"",
+    );
+    let file = hookflow::diag::SourceFile::new("t.yaml".to_owned(), yaml);
+    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+    assert!(workflow.is_none());
+    let text: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+    assert!(text.iter().any(|m| m.contains("url")), "{text:?}");
+}
+
 #[test]
 fn workflows_sharing_a_path_must_verify_alike() {
     let a = workflow(

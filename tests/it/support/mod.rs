@@ -48,6 +48,8 @@ pub fn settings_for(dir: &Path) -> ServeSettings {
     ServeSettings {
         listen: "127.0.0.1:0".into(),
         admin_listen: "127.0.0.1:0".into(),
+        admin_token: None,
+        admin_insecure: false,
         workflows: dir.join("workflows"),
         store: dir.join("hookflow.db").display().to_string(),
         workers: 8,
