@@ -89,7 +89,7 @@ pub fn load_registry(settings: &ServeSettings) -> Result<Registry, ServerError> 
         warn!("{d}");
     }
     for w in loaded.registry.workflows.values() {
-        for missing in workflow::missing_secrets(w) {
+        for missing in settings.secrets.missing(w) {
             warn!(workflow = %w.name, secret = %missing, "declared secret is not set in the environment");
         }
     }
@@ -164,6 +164,7 @@ async fn serve_with(
             concurrency: settings.workers,
             drain_timeout: settings.shutdown_timeout,
             compile_options: settings.compile_options(),
+            secrets: settings.secrets.clone(),
         },
         stopped.clone(),
     );
@@ -183,6 +184,7 @@ async fn serve_with(
         sync_timeout: settings.sync_timeout,
         body_limits: Arc::new(BodyLimits::default()),
         limiter: Arc::new(crate::http::limit::Limiter::default()),
+        secrets: settings.secrets.clone(),
     };
     let webhook_addr = webhook_listener
         .local_addr()

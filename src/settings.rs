@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub admin_listen: Option<String>,
     /// Bearer token the admin API requires (besides /healthz and /readyz).
     pub admin_token: Option<String>,
+    /// One file per secret, for secrets not in the environment.
+    pub secrets_dir: Option<PathBuf>,
     pub workflows: Option<PathBuf>,
     pub store: Option<String>,
     pub workers: Option<usize>,
@@ -75,6 +77,8 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     /// Bearer token the admin API requires (besides /healthz and /readyz).
     pub admin_token: Option<String>,
+    /// One file per secret, for secrets not in the environment.
+    pub secrets_dir: Option<PathBuf>,
     pub workflows: Option<PathBuf>,
     pub store: Option<String>,
     pub workers: Option<usize>,
@@ -91,6 +95,8 @@ pub struct ServeSettings {
     pub admin_token: Option<String>,
     /// Serve the admin API on a non-loopback address without a token (logged as a warning).
     pub admin_insecure: bool,
+    /// Where secret values come from besides the environment.
+    pub secrets: crate::secrets::SecretSource,
     pub workflows: PathBuf,
     /// Path of the SQLite database file (a `sqlite://` prefix is accepted).
     pub store: String,
@@ -172,6 +178,9 @@ impl ServeSettings {
                 .or(file.admin_token.clone())
                 .filter(|t| !t.is_empty()),
             admin_insecure: overrides.admin_insecure,
+            secrets: crate::secrets::SecretSource::new(
+                overrides.secrets_dir.clone().or(file.secrets_dir.clone()),
+            ),
             workflows: overrides
                 .workflows
                 .clone()

@@ -23,6 +23,9 @@ pub const VERIFY_PRESETS: &[&str] = &[
     "gitea",
     "forgejo",
     "twilio",
+    "hmac",
+    "basic",
+    "token",
 ];
 
 /// The replay window of the schemes that sign a timestamp, when the workflow sets none.
@@ -41,6 +44,9 @@ pub enum Scheme {
     Gitea,
     Forgejo,
     Twilio,
+    Hmac,
+    Basic,
+    Token,
 }
 
 impl Scheme {
@@ -56,6 +62,9 @@ impl Scheme {
             "gitea" => Self::Gitea,
             "forgejo" => Self::Forgejo,
             "twilio" => Self::Twilio,
+            "hmac" => Self::Hmac,
+            "basic" => Self::Basic,
+            "token" => Self::Token,
             _ => return None,
         })
     }
@@ -72,6 +81,9 @@ impl Scheme {
             Self::Gitea => "gitea",
             Self::Forgejo => "forgejo",
             Self::Twilio => "twilio",
+            Self::Hmac => "hmac",
+            Self::Basic => "basic",
+            Self::Token => "token",
         }
     }
 
@@ -83,6 +95,20 @@ impl Scheme {
             Self::Shopify | Self::Bitbucket | Self::Gitea | Self::Forgejo => &["secret"],
             Self::Stripe | Self::Slack | Self::StandardWebhooks => &["secret", "tolerance"],
             Self::Twilio => &["secret", "url"],
+            Self::Hmac => &[
+                "secret",
+                "header",
+                "algorithm",
+                "encoding",
+                "prefix",
+                "content",
+                "timestamp_header",
+                "tolerance",
+                "id_header",
+            ],
+            // The password first: it is the secret, and may be a list while it is rotated.
+            Self::Basic => &["password", "username"],
+            Self::Token => &["value", "header", "query"],
         }
     }
 
@@ -92,6 +118,10 @@ impl Scheme {
             Self::Gitlab => &["token"],
             // Behind a proxy the server cannot know the public URL Twilio signs.
             Self::Twilio => &["secret", "url"],
+            Self::Hmac => &["secret", "header"],
+            Self::Basic => &["password", "username"],
+            // `header` or `query`: exactly one, checked when the workflow is compiled.
+            Self::Token => &["value"],
             _ => &["secret"],
         }
     }
@@ -108,19 +138,123 @@ impl Scheme {
             Self::Forgejo => Some("x-forgejo-delivery"),
             // Bitbucket's `X-Request-UUID` is not confirmed to stay the same across its retries.
             // Twilio sends no delivery id in a header that is documented to survive retries.
-            Self::Stripe | Self::Slack | Self::Bitbucket | Self::Twilio => None,
+            // `hmac` names its id header in the workflow, not here.
+            Self::Stripe
+            | Self::Slack
+            | Self::Bitbucket
+            | Self::Twilio
+            | Self::Hmac
+            | Self::Basic
+            | Self::Token => None,
         }
     }
 }
 
-/// One preset as compiled, without its secrets (those are rendered per request).
+/// The digest of a generic `hmac` preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub const NAMES: &'static [&'static str] = &["sha1", "sha256", "sha512"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "sha1" => Self::Sha1,
+            "sha256" => Self::Sha256,
+            "sha512" => Self::Sha512,
+            _ => return None,
+        })
+    }
+}
+
+/// How a generic `hmac` preset's header spells the MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Hex,
+    Base64,
+}
+
+impl Encoding {
+    pub const NAMES: &'static [&'static str] = &["hex", "base64"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "hex" => Self::Hex,
+            "base64" => Self::Base64,
+            _ => return None,
+        })
+    }
+}
+
+/// A generic `hmac` preset: which header carries which MAC of what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmacSpec {
+    /// Lower-case header names, checked valid when the workflow is compiled.
+    pub header: String,
+    pub algorithm: Algorithm,
+    pub encoding: Encoding,
+    /// Text before the encoded MAC in the header (`sha256=`); empty for none.
+    pub prefix: String,
+    pub timestamp_header: Option<String>,
+    pub id_header: Option<String>,
+    /// Whether `content` was given: without it the raw body bytes are signed as they are, so a
+    /// body that is not UTF-8 still verifies.
+    pub custom_content: bool,
+}
+
+impl HmacSpec {
+    pub fn new(header: String) -> Self {
+        Self {
+            header,
+            algorithm: Algorithm::Sha256,
+            encoding: Encoding::Hex,
+            prefix: String::new(),
+            timestamp_header: None,
+            id_header: None,
+            custom_content: false,
+        }
+    }
+}
+
+/// What a generic `hmac` preset's `content` template reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ContentInputs<'a> {
+    /// The body as text (invalid UTF-8 replaced).
+    pub body: &'a str,
+    /// The timestamp header as sent, or empty without `timestamp_header`.
+    pub timestamp: &'a str,
+    /// The id header as sent, or empty without `id_header`.
+    pub id: &'a str,
+}
+
+/// Renders a generic `hmac` preset's `content`; `None` when it cannot be rendered.
+pub type RenderContent<'a> = &'a dyn Fn(ContentInputs<'_>) -> Option<String>;
+
+/// Where a `token` preset finds the shared token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A lower-case header name.
+    Header(String),
+    /// A query parameter name.
+    Query(String),
+}
+
+/// One preset as compiled, without its secrets (those are rendered per request).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preset {
     pub scheme: Scheme,
     /// Seconds a signed timestamp may be away from now (Stripe: only older is rejected).
     pub tolerance_secs: u64,
     /// GitHub: also accept the SHA-1 `X-Hub-Signature` when the SHA-256 header is absent.
     pub legacy_sha1: bool,
+    /// `hmac`: its settings (`None` for every other scheme).
+    pub hmac: Option<HmacSpec>,
+    /// `token`: where the token is sent (`None` for every other scheme).
+    pub token: Option<TokenSource>,
 }
 
 impl Preset {
@@ -129,6 +263,8 @@ impl Preset {
             scheme,
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             legacy_sha1: false,
+            hmac: None,
+            token: None,
         }
     }
 }
@@ -138,6 +274,11 @@ impl Preset {
 pub enum Rejection {
     #[error("the header {0} is missing")]
     MissingHeader(&'static str),
+    /// A header the workflow named (`hmac`) is missing.
+    #[error("the header {0} is missing")]
+    MissingNamedHeader(String),
+    #[error("the query parameter {0} is missing")]
+    MissingQueryParameter(String),
     #[error("no signature matches")]
     BadSignature,
     #[error("the signed timestamp is outside the tolerance")]
@@ -153,7 +294,7 @@ type HmacSha256 = Hmac<Sha256>;
 type HmacSha1 = Hmac<sha1::Sha1>;
 
 /// What of one request a scheme may read, besides the clock and the secrets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     /// The raw body bytes, exactly as received.
@@ -162,6 +303,10 @@ pub struct Request<'a> {
     pub query: Option<&'a str>,
     /// Twilio: the rendered public URL the sender calls (`url:`), before the query is added.
     pub url: Option<&'a str>,
+    /// `hmac` with `content`: renders the signed text.
+    pub content: Option<RenderContent<'a>>,
+    /// `basic`: the rendered user name.
+    pub username: Option<&'a str>,
 }
 
 /// Check one request, of which only the headers and body are known, against one preset.
@@ -177,6 +322,8 @@ pub fn check(
         body,
         query: None,
         url: None,
+        content: None,
+        username: None,
     };
     check_request(preset, &request, now, secrets)
 }
@@ -212,6 +359,9 @@ pub fn check_request(
             bare_hex_sha256(value, body, secrets)
         }
         Scheme::Twilio => twilio(request, secrets),
+        Scheme::Hmac => generic_hmac(preset, request, now, secrets),
+        Scheme::Basic => basic(request, secrets),
+        Scheme::Token => token(preset, request, secrets),
     }
 }
 
@@ -292,11 +442,18 @@ fn github(
 
 fn gitlab(headers: &HeaderMap, tokens: &[String]) -> Result<(), Rejection> {
     let sent = header(headers, "x-gitlab-token")?;
-    // Comparing digests makes both sides 32 bytes, so neither the length nor the first
-    // differing byte of the token shows in the timing.
+    matches_any(sent, tokens)
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
+}
+
+/// Whether `sent` equals one of `wanted`. Comparing digests makes both sides 32 bytes, so
+/// neither the length nor the first differing byte of a token shows in the timing; every
+/// candidate is compared, so neither does which one matched.
+fn matches_any(sent: &str, wanted: &[String]) -> bool {
     let sent = Sha256::digest(sent.as_bytes());
     let mut matched = false;
-    for token in tokens {
+    for token in wanted {
         let want = Sha256::digest(token.as_bytes());
         let diff = sent
             .iter()
@@ -304,7 +461,60 @@ fn gitlab(headers: &HeaderMap, tokens: &[String]) -> Result<(), Rejection> {
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         matched |= diff == 0;
     }
-    matched.then_some(()).ok_or(Rejection::BadSignature)
+    matched
+}
+
+/// `Authorization: Basic base64(user:password)`; the password is the secret (any may match).
+fn basic(request: &Request<'_>, passwords: &[String]) -> Result<(), Rejection> {
+    let username = request
+        .username
+        .filter(|u| !u.is_empty())
+        .ok_or(Rejection::UnusableSecret("basic needs a username"))?;
+    let value = header(request.headers, "authorization")?;
+    let (kind, encoded) = value.split_once(' ').ok_or(Rejection::Malformed(
+        "Authorization is not `Basic <credentials>`",
+    ))?;
+    if !kind.eq_ignore_ascii_case("basic") {
+        return Err(Rejection::Malformed(
+            "Authorization is not `Basic <credentials>`",
+        ));
+    }
+    let decoded = BASE64
+        .decode(encoded.trim())
+        .map_err(|_| Rejection::Malformed("the Basic credentials are not base64"))?;
+    let decoded = String::from_utf8(decoded)
+        .map_err(|_| Rejection::Malformed("the Basic credentials are not UTF-8"))?;
+    // The user name cannot contain `:` (RFC 7617); the password may.
+    let (sent_user, sent_password) = decoded
+        .split_once(':')
+        .ok_or(Rejection::Malformed("the Basic credentials have no ':'"))?;
+    // Both are compared whatever the first gives, so timing tells neither apart.
+    let user_ok = matches_any(sent_user, &[username.to_owned()]);
+    let password_ok = matches_any(sent_password, passwords);
+    (user_ok & password_ok)
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
+}
+
+/// A shared token in a header or a query parameter; any of `tokens` may match.
+fn token(preset: &Preset, request: &Request<'_>, tokens: &[String]) -> Result<(), Rejection> {
+    let source = preset.token.as_ref().ok_or(Rejection::UnusableSecret(
+        "the token preset has no header or query",
+    ))?;
+    let sent = match source {
+        TokenSource::Header(name) => named_header(request.headers, name)?.to_owned(),
+        TokenSource::Query(name) => request
+            .query
+            .and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.into_owned())
+            })
+            .ok_or_else(|| Rejection::MissingQueryParameter(name.clone()))?,
+    };
+    matches_any(&sent, tokens)
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
 }
 
 fn stripe(
@@ -509,6 +719,98 @@ fn url_with_port(url: &str) -> String {
         _ => return url.to_owned(),
     };
     format!("{scheme}{host}:{port}{rest}")
+}
+
+fn named_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, Rejection> {
+    let value = headers
+        .get(name)
+        .ok_or_else(|| Rejection::MissingNamedHeader(name.to_owned()))?;
+    value
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| Rejection::Malformed("a header is not ASCII"))
+}
+
+fn mac_matches<M: Mac + hmac::digest::KeyInit>(
+    key: &[u8],
+    content: &[u8],
+    expected: &[u8],
+) -> bool {
+    let Ok(mut mac) = <M as hmac::digest::KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(content);
+    mac.verify_slice(expected).is_ok()
+}
+
+/// A generic `hmac` preset: `<prefix><encoded MAC>` in one header, over the raw body or the
+/// rendered `content`, with an optional timestamp window.
+fn generic_hmac(
+    preset: &Preset,
+    request: &Request<'_>,
+    now: i64,
+    secrets: &[String],
+) -> Result<(), Rejection> {
+    let spec = preset
+        .hmac
+        .as_ref()
+        .ok_or(Rejection::UnusableSecret("the hmac preset has no settings"))?;
+    let value = named_header(request.headers, &spec.header)?;
+    let timestamp_text = match &spec.timestamp_header {
+        Some(name) => {
+            let text = named_header(request.headers, name)?;
+            if now.abs_diff(timestamp(text)?) > preset.tolerance_secs {
+                return Err(Rejection::StaleTimestamp);
+            }
+            text
+        }
+        None => "",
+    };
+    let id = match &spec.id_header {
+        Some(name) => named_header(request.headers, name)?,
+        None => "",
+    };
+    let encoded = value
+        .strip_prefix(spec.prefix.as_str())
+        .ok_or(Rejection::Malformed(
+            "the signature header does not start with the prefix",
+        ))?;
+    let expected = match spec.encoding {
+        Encoding::Hex => {
+            hex_decode(encoded).ok_or(Rejection::Malformed("the signature is not hex"))
+        }
+        Encoding::Base64 => BASE64
+            .decode(encoded)
+            .map_err(|_| Rejection::Malformed("the signature is not base64")),
+    }?;
+    let rendered;
+    let content: &[u8] = if spec.custom_content {
+        let render = request.content.ok_or(Rejection::UnusableSecret(
+            "the hmac content cannot be rendered",
+        ))?;
+        let body = String::from_utf8_lossy(request.body);
+        rendered = render(ContentInputs {
+            body: &body,
+            timestamp: timestamp_text,
+            id,
+        })
+        .ok_or(Rejection::UnusableSecret(
+            "the hmac content cannot be rendered",
+        ))?;
+        rendered.as_bytes()
+    } else {
+        request.body
+    };
+    let matches = |key: &[u8]| match spec.algorithm {
+        Algorithm::Sha1 => mac_matches::<HmacSha1>(key, content, &expected),
+        Algorithm::Sha256 => mac_matches::<HmacSha256>(key, content, &expected),
+        Algorithm::Sha512 => mac_matches::<Hmac<sha2::Sha512>>(key, content, &expected),
+    };
+    secrets
+        .iter()
+        .any(|s| matches(s.as_bytes()))
+        .then_some(())
+        .ok_or(Rejection::BadSignature)
 }
 
 /// `webhook-*`, or the Svix-branded `svix-*` a Svix sender uses unless white-labelled.
@@ -1111,6 +1413,8 @@ mod tests {
             body,
             query,
             url,
+            content: None,
+            username: None,
         };
         check_request(&preset(Scheme::Twilio), &request, 0, &secrets(&["12345"]))
     }
@@ -1178,6 +1482,8 @@ mod tests {
             body: T1_FORM,
             query: None,
             url: Some(T_URL),
+            content: None,
+            username: None,
         };
         assert_eq!(
             check_request(
@@ -1203,7 +1509,9 @@ mod tests {
                     headers: &HeaderMap::new(),
                     body: T1_FORM,
                     query: None,
-                    url: Some(T_URL)
+                    url: Some(T_URL),
+                    content: None,
+                    username: None,
                 },
                 0,
                 &secrets(&["12345"])
@@ -1295,6 +1603,342 @@ mod tests {
         );
         assert_eq!(url_with_port("https://[::1]/x"), "https://[::1]:443/x");
         assert_eq!(url_without_port("https://[::1]:8443/x"), "https://[::1]/x");
+    }
+
+    fn hmac_preset(spec: HmacSpec) -> Preset {
+        Preset {
+            hmac: Some(spec),
+            ..preset(Scheme::Hmac)
+        }
+    }
+
+    #[test]
+    fn hmac_reproduces_github_g1() {
+        let p = hmac_preset(HmacSpec {
+            prefix: "sha256=".to_owned(),
+            ..HmacSpec::new("x-hub-signature-256".to_owned())
+        });
+        let s = secrets(&[G_SECRET]);
+        let ok = headers(&[("x-hub-signature-256", G1)]);
+        assert_eq!(check(&p, &ok, G_BODY, 0, &s), Ok(()));
+        assert_eq!(
+            check(&p, &ok, b"Hello, World!!", 0, &s),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&p, &ok, G_BODY, 0, &secrets(&["other"])),
+            Err(Rejection::BadSignature)
+        );
+        let truncated = headers(&[("x-hub-signature-256", &G1[..G1.len() - 2])]);
+        assert_eq!(
+            check(&p, &truncated, G_BODY, 0, &s),
+            Err(Rejection::BadSignature)
+        );
+        let no_prefix = headers(&[("x-hub-signature-256", &G1["sha256=".len()..])]);
+        assert!(matches!(
+            check(&p, &no_prefix, G_BODY, 0, &s),
+            Err(Rejection::Malformed(_))
+        ));
+        assert_eq!(
+            check(&p, &HeaderMap::new(), G_BODY, 0, &s),
+            Err(Rejection::MissingNamedHeader(
+                "x-hub-signature-256".to_owned()
+            ))
+        );
+        // G2 with SHA-1 in the legacy header.
+        let sha1 = hmac_preset(HmacSpec {
+            prefix: "sha1=".to_owned(),
+            algorithm: Algorithm::Sha1,
+            ..HmacSpec::new("x-hub-signature".to_owned())
+        });
+        assert_eq!(
+            check(&sha1, &headers(&[("x-hub-signature", G2)]), G_BODY, 0, &s),
+            Ok(())
+        );
+        // The same MAC as base64 (SH1) and as SHA-512 (computed with Python's hmac module).
+        let base64 = hmac_preset(HmacSpec {
+            encoding: Encoding::Base64,
+            ..HmacSpec::new("x-shopify-hmac-sha256".to_owned())
+        });
+        let sh1 = headers(&[(
+            "x-shopify-hmac-sha256",
+            "FAICgC8U4T61S6i2tta7AjOY9kLLQ7gEMFCBfdBJzOo=",
+        )]);
+        assert_eq!(
+            check(&base64, &sh1, ST_BODY, 0, &secrets(&["hush"])),
+            Ok(())
+        );
+        let sha512 = hmac_preset(HmacSpec {
+            algorithm: Algorithm::Sha512,
+            ..HmacSpec::new("x-signature".to_owned())
+        });
+        let sent = headers(&[("x-signature", G_SHA512)]);
+        assert_eq!(check(&sha512, &sent, G_BODY, 0, &s), Ok(()));
+        assert_eq!(
+            check(&sha512, &sent, b"Hello", 0, &s),
+            Err(Rejection::BadSignature)
+        );
+    }
+
+    const G_SHA512: &str = "11ed355a617e98134e842012a7944ccf59c10256cb182357bd7e3a42013ff07c376f8c14cf5cc1923da20b51d64256b2fb8ebbf100aa67a61326f61fea8111bc";
+
+    #[test]
+    fn hmac_reproduces_slack_s1_with_content() {
+        let p = hmac_preset(HmacSpec {
+            prefix: "v0=".to_owned(),
+            timestamp_header: Some("x-slack-request-timestamp".to_owned()),
+            custom_content: true,
+            ..HmacSpec::new("x-slack-signature".to_owned())
+        });
+        // What `content: "v0:{{ timestamp }}:{{ body }}"` renders to.
+        let render =
+            |inputs: ContentInputs<'_>| Some(format!("v0:{}:{}", inputs.timestamp, inputs.body));
+        let sent = headers(&[
+            ("x-slack-request-timestamp", "1531420618"),
+            ("x-slack-signature", S1_SIG),
+        ]);
+        let run = |sent: &HeaderMap, body: &[u8], now: i64, content: Option<RenderContent<'_>>| {
+            let request = Request {
+                headers: sent,
+                body,
+                query: None,
+                url: None,
+                content,
+                username: None,
+            };
+            check_request(&p, &request, now, &secrets(&[S1_SECRET]))
+        };
+        assert_eq!(run(&sent, S1_BODY, S1_TS, Some(&render)), Ok(()));
+        assert_eq!(run(&sent, S1_BODY, S1_TS + 300, Some(&render)), Ok(()));
+        assert_eq!(
+            run(&sent, S1_BODY, S1_TS + 301, Some(&render)),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            run(&sent, S1_BODY, S1_TS - 301, Some(&render)),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            run(&sent, &S1_BODY[1..], S1_TS, Some(&render)),
+            Err(Rejection::BadSignature)
+        );
+        let other_ts = headers(&[
+            ("x-slack-request-timestamp", "1531420619"),
+            ("x-slack-signature", S1_SIG),
+        ]);
+        assert_eq!(
+            run(&other_ts, S1_BODY, S1_TS, Some(&render)),
+            Err(Rejection::BadSignature)
+        );
+        let hello = headers(&[
+            ("x-slack-request-timestamp", "hello"),
+            ("x-slack-signature", S1_SIG),
+        ]);
+        assert!(matches!(
+            run(&hello, S1_BODY, S1_TS, Some(&render)),
+            Err(Rejection::Malformed(_))
+        ));
+        let only_sig = headers(&[("x-slack-signature", S1_SIG)]);
+        assert_eq!(
+            run(&only_sig, S1_BODY, S1_TS, Some(&render)),
+            Err(Rejection::MissingNamedHeader(
+                "x-slack-request-timestamp".to_owned()
+            ))
+        );
+        // Content that cannot be rendered refuses, never falls back to the bare body.
+        let failing = |_: ContentInputs<'_>| None;
+        assert!(matches!(
+            run(&sent, S1_BODY, S1_TS, Some(&failing)),
+            Err(Rejection::UnusableSecret(_))
+        ));
+        assert!(matches!(
+            run(&sent, S1_BODY, S1_TS, None),
+            Err(Rejection::UnusableSecret(_))
+        ));
+    }
+
+    #[test]
+    fn hmac_id_header_is_required_when_named() {
+        let p = hmac_preset(HmacSpec {
+            id_header: Some("x-id".to_owned()),
+            custom_content: true,
+            ..HmacSpec::new("x-signature".to_owned())
+        });
+        let render = |inputs: ContentInputs<'_>| Some(format!("{}.{}", inputs.id, inputs.body));
+        let sig = "c26605b857c120f40ad5373fb580a9b816af38ff9727bc36a46c8d19066ceec3";
+        let run = |sent: &HeaderMap| {
+            check_request(
+                &p,
+                &Request {
+                    headers: sent,
+                    body: G_BODY,
+                    query: None,
+                    url: None,
+                    content: Some(&render),
+                    username: None,
+                },
+                0,
+                &secrets(&[G_SECRET]),
+            )
+        };
+        assert_eq!(
+            run(&headers(&[("x-id", "msg_1"), ("x-signature", sig)])),
+            Ok(())
+        );
+        assert_eq!(
+            run(&headers(&[("x-id", "msg_2"), ("x-signature", sig)])),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            run(&headers(&[("x-signature", sig)])),
+            Err(Rejection::MissingNamedHeader("x-id".to_owned()))
+        );
+    }
+
+    fn basic_check(
+        authorization: Option<&str>,
+        username: Option<&str>,
+        passwords: &[&str],
+    ) -> Result<(), Rejection> {
+        let sent = match authorization {
+            Some(value) => headers(&[("authorization", value)]),
+            None => HeaderMap::new(),
+        };
+        let request = Request {
+            headers: &sent,
+            body: b"",
+            query: None,
+            url: None,
+            content: None,
+            username,
+        };
+        check_request(&preset(Scheme::Basic), &request, 0, &secrets(passwords))
+    }
+
+    #[test]
+    fn basic_credentials() {
+        // RFC 7617's example: Aladdin / open sesame.
+        let aladdin = "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==";
+        assert_eq!(
+            basic_check(Some(aladdin), Some("Aladdin"), &["open sesame"]),
+            Ok(())
+        );
+        assert_eq!(
+            basic_check(
+                Some(&aladdin.replace("Basic", "basic")),
+                Some("Aladdin"),
+                &["open sesame"]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            basic_check(Some(aladdin), Some("Aladdin"), &["old", "open sesame"]),
+            Ok(())
+        );
+        assert_eq!(
+            basic_check(Some(aladdin), Some("aladdin"), &["open sesame"]),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            basic_check(Some(aladdin), Some("Aladdin"), &["open sesam"]),
+            Err(Rejection::BadSignature)
+        );
+        // A password with `:` in it: `user:pa:ss`.
+        let colon = format!("Basic {}", BASE64.encode("user:pa:ss"));
+        assert_eq!(basic_check(Some(&colon), Some("user"), &["pa:ss"]), Ok(()));
+        assert!(matches!(
+            basic_check(
+                Some("Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+                Some("Aladdin"),
+                &["open sesame"]
+            ),
+            Err(Rejection::Malformed(_))
+        ));
+        let no_colon = format!("Basic {}", BASE64.encode("Aladdin"));
+        assert!(matches!(
+            basic_check(Some(&no_colon), Some("Aladdin"), &["open sesame"]),
+            Err(Rejection::Malformed(_))
+        ));
+        assert!(matches!(
+            basic_check(Some("Basic not-base64!"), Some("Aladdin"), &["open sesame"]),
+            Err(Rejection::Malformed(_))
+        ));
+        assert_eq!(
+            basic_check(None, Some("Aladdin"), &["open sesame"]),
+            Err(Rejection::MissingHeader("authorization"))
+        );
+        assert_eq!(
+            basic_check(Some(aladdin), None, &["open sesame"]),
+            Err(Rejection::UnusableSecret("basic needs a username"))
+        );
+    }
+
+    fn token_check(
+        source: TokenSource,
+        sent: &HeaderMap,
+        query: Option<&str>,
+        tokens: &[&str],
+    ) -> Result<(), Rejection> {
+        let p = Preset {
+            token: Some(source),
+            ..preset(Scheme::Token)
+        };
+        let request = Request {
+            headers: sent,
+            body: b"",
+            query,
+            url: None,
+            content: None,
+            username: None,
+        };
+        check_request(&p, &request, 0, &secrets(tokens))
+    }
+
+    #[test]
+    fn token_in_a_header_or_the_query() {
+        let header = || TokenSource::Header("x-token".to_owned());
+        let query = || TokenSource::Query("token".to_owned());
+        let sent = headers(&[("X-Token", "s3cret")]);
+        assert_eq!(token_check(header(), &sent, None, &["s3cret"]), Ok(()));
+        assert_eq!(
+            token_check(header(), &sent, None, &["new", "s3cret"]),
+            Ok(())
+        );
+        assert_eq!(
+            token_check(header(), &sent, None, &["s3cre"]),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            token_check(header(), &HeaderMap::new(), None, &["s3cret"]),
+            Err(Rejection::MissingNamedHeader("x-token".to_owned()))
+        );
+        let none = HeaderMap::new();
+        assert_eq!(
+            token_check(query(), &none, Some("a=1&token=s3cret"), &["s3cret"]),
+            Ok(())
+        );
+        // Percent-encoded as any query value.
+        assert_eq!(
+            token_check(query(), &none, Some("token=a%2Bb"), &["a+b"]),
+            Ok(())
+        );
+        assert_eq!(
+            token_check(query(), &none, Some("token=s3cret2"), &["s3cret"]),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            token_check(query(), &none, Some("tok=s3cret"), &["s3cret"]),
+            Err(Rejection::MissingQueryParameter("token".to_owned()))
+        );
+        assert_eq!(
+            token_check(query(), &none, None, &["s3cret"]),
+            Err(Rejection::MissingQueryParameter("token".to_owned()))
+        );
+        // A token in the header does not satisfy a query preset.
+        assert_eq!(
+            token_check(query(), &headers(&[("token", "s3cret")]), None, &["s3cret"]),
+            Err(Rejection::MissingQueryParameter("token".to_owned()))
+        );
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Runs executed at once [default: 32]
     #[arg(long, env = "HOOKFLOW_WORKERS")]
     pub workers: Option<usize>,
+    /// A directory with one file per secret (Docker/Kubernetes secrets), for secrets not in the
+    /// environment
+    #[arg(long, env = "HOOKFLOW_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
     /// Bearer token the admin API requires; needed when --admin-listen is not loopback
     #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -77,6 +81,9 @@ pub struct ValidateArgs {
     /// [default: ./hookflow.yaml when present]
     #[arg(long, env = "HOOKFLOW_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A directory with one file per secret, for secrets not in the environment
+    #[arg(long, env = "HOOKFLOW_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +105,9 @@ pub struct RunArgs {
     /// Server config file (email delivery, exec) [default: ./hookflow.yaml when present]
     #[arg(long, env = "HOOKFLOW_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A directory with one file per secret, for secrets not in the environment
+    #[arg(long, env = "HOOKFLOW_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
     /// The request path, e.g. /hooks/acme/orders, to fill `event.path` and the path parameters
     /// [default: the webhook's path pattern]
     #[arg(long)]

@@ -26,6 +26,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(crate::telemetry::LogFormat::Text, "warn");
     let settings = ServeSettings::resolve(&Overrides {
         config: args.config.clone(),
+        secrets_dir: args.secrets_dir.clone(),
         ..Overrides::default()
     })?;
     let workflow = find_workflow(&args.workflow, &args.workflows, &settings.compile_options())?;
@@ -91,7 +92,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         workflow: workflow.name.clone(),
         attempt: 1,
     };
-    let secrets = workflow::secrets_from_env(&workflow);
+    let secrets = settings.secrets.resolve(&workflow);
     let effects = Effects::from_settings(&settings)?;
     let options = ExecOptions {
         dry_run: args.dry_run,

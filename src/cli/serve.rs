@@ -22,6 +22,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         smtp: args.smtp,
         admin_token: args.admin_token,
         admin_insecure: args.admin_insecure,
+        secrets_dir: args.secrets_dir,
     })?;
     let webhook = TcpListener::bind(&settings.listen)
         .await

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::ValidateArgs;
+use crate::secrets::SecretSource;
 use crate::settings::{DEFAULT_WORKFLOWS, Overrides, ServeSettings};
 use crate::workflow::{self, CompileOptions};
 
@@ -16,9 +17,10 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     let settings = ServeSettings::resolve(&Overrides {
         config: args.config,
+        secrets_dir: args.secrets_dir,
         ..Overrides::default()
     })?;
-    let (report, ok) = report(&paths, &settings.compile_options())?;
+    let (report, ok) = report(&paths, &settings.compile_options(), &settings.secrets)?;
     let mut out = std::io::stdout().lock();
     out.write_all(report.as_bytes())?;
     Ok(if ok {
@@ -29,7 +31,11 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The full text `validate` prints, and whether it found no errors.
-pub fn report(paths: &[PathBuf], options: &CompileOptions) -> anyhow::Result<(String, bool)> {
+pub fn report(
+    paths: &[PathBuf],
+    options: &CompileOptions,
+    secrets: &SecretSource,
+) -> anyhow::Result<(String, bool)> {
     for path in paths {
         if !path.exists() {
             anyhow::bail!("{}: no such file or directory", path.display());
@@ -41,7 +47,7 @@ pub fn report(paths: &[PathBuf], options: &CompileOptions) -> anyhow::Result<(St
     let warnings = loaded.diagnostics.warning_count();
     let mut missing = Vec::new();
     for w in loaded.registry.workflows.values() {
-        for secret in workflow::missing_secrets(w) {
+        for secret in secrets.missing(w) {
             missing.push(format!(
                 "{}: secret {secret} is not set in this environment",
                 w.name

@@ -124,7 +124,13 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
         }
     };
     // Signatures cover the exact bytes received: checked before anything parses or stores them.
-    if !verified(&bound, &parts.headers, parts.uri.query(), &raw) {
+    if !verified(
+        &bound,
+        &state.secrets,
+        &parts.headers,
+        parts.uri.query(),
+        &raw,
+    ) {
         return (
             error_response(StatusCode::UNAUTHORIZED, "unauthorized"),
             Vec::new(),
@@ -293,6 +299,7 @@ fn sync_response(answer: SyncResponse) -> Response {
 /// Reasons are logged, never answered: a sender probing signatures learns nothing.
 fn verified(
     bound: &[&std::sync::Arc<Workflow>],
+    secrets: &crate::secrets::SecretSource,
     headers: &HeaderMap,
     query: Option<&str>,
     raw: &[u8],
@@ -305,7 +312,7 @@ fn verified(
     }) else {
         return true;
     };
-    let secrets = crate::workflow::secrets_from_env(workflow);
+    let secrets = secrets.resolve(workflow);
     let context = crate::template::to_template_value(&serde_json::json!({ "secrets": secrets }));
     let scope = Scope {
         templates: &workflow.templates,
@@ -330,24 +337,45 @@ fn verified(
                 }
             }
         }
-        // Twilio's public URL: rendered like the secrets, and refused alike when it is empty.
-        let url = match preset.url.as_ref().map(|t| t.render_string(&scope)) {
-            Some(Ok(url)) if !url.is_empty() => Some(url),
-            Some(Ok(_)) => {
-                error!(workflow = %workflow.name, preset = scheme, "the verify url renders empty; refusing the request");
-                return false;
-            }
-            Some(Err(err)) => {
-                error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify url cannot be rendered; refusing the request");
-                return false;
-            }
-            None => None,
+        // Twilio's public URL and Basic's user name: rendered like the secrets, and refused
+        // alike when they are empty.
+        let Some(url) = render_setting(workflow, &scope, scheme, "url", preset.url.as_ref()) else {
+            return false;
+        };
+        let Some(username) = render_setting(
+            workflow,
+            &scope,
+            scheme,
+            "username",
+            preset.username.as_ref(),
+        ) else {
+            return false;
+        };
+        // `hmac` content: rendered with the request's body, timestamp and id only.
+        let render = |inputs: crate::verify::ContentInputs<'_>| {
+            let template = preset.content.as_ref()?;
+            let context = crate::template::to_template_value(&serde_json::json!({
+                "body": inputs.body,
+                "timestamp": inputs.timestamp,
+                "id": inputs.id,
+            }));
+            let scope = Scope {
+                templates: &workflow.templates,
+                context: &context,
+                event_body: &Json::Null,
+            };
+            template
+                .render_string(&scope)
+                .inspect_err(|err| error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify content cannot be rendered; refusing the request"))
+                .ok()
         };
         let request = crate::verify::Request {
             headers,
             body: raw,
             query,
             url: url.as_deref(),
+            content: Some(&render),
+            username: username.as_deref(),
         };
         match crate::verify::check_request(&preset.preset, &request, now, &values) {
             Ok(()) => {}
@@ -363,6 +391,31 @@ fn verified(
         }
     }
     true
+}
+
+/// A `verify` setting other than the secret: `Some(None)` when the preset has none, `None` (after
+/// logging why) when it cannot be rendered or renders empty.
+fn render_setting(
+    workflow: &Workflow,
+    scope: &Scope<'_>,
+    scheme: &str,
+    key: &str,
+    template: Option<&crate::template::ValueTemplate>,
+) -> Option<Option<String>> {
+    let Some(template) = template else {
+        return Some(None);
+    };
+    match template.render_string(scope) {
+        Ok(value) if !value.is_empty() => Some(Some(value)),
+        Ok(_) => {
+            error!(workflow = %workflow.name, preset = scheme, key, "the verify setting renders empty; refusing the request");
+            None
+        }
+        Err(err) => {
+            error!(workflow = %workflow.name, preset = scheme, key, error = %err, "the verify setting cannot be rendered; refusing the request");
+            None
+        }
+    }
 }
 
 /// What a dedupe key template reads: `event`, and the event's fields at the top level.

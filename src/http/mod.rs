@@ -25,6 +25,7 @@ pub struct AppState {
     pub sync_timeout: Duration,
     pub body_limits: Arc<body::BodyLimits>,
     pub limiter: Arc<limit::Limiter>,
+    pub secrets: crate::secrets::SecretSource,
 }
 
 pub fn webhook_router(state: AppState) -> Router {

@@ -41,6 +41,7 @@ struct Inner {
     queue: mpsc::UnboundedSender<Job>,
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncAnswer>>>,
     compile_options: workflow::CompileOptions,
+    secrets: crate::secrets::SecretSource,
     /// Wakes the retry scheduler when a run starts waiting, so it can look at the new due time.
     retries: Notify,
     /// This process, as the owner of the leases on the runs it executes.
@@ -78,6 +79,7 @@ pub struct WorkerSettings {
     pub drain_timeout: Duration,
     /// For stored definitions compiled again when a run resumes.
     pub compile_options: workflow::CompileOptions,
+    pub secrets: crate::secrets::SecretSource,
 }
 
 impl Worker {
@@ -98,6 +100,7 @@ impl Worker {
                 queue,
                 waiters: Mutex::new(HashMap::new()),
                 compile_options: settings.compile_options.clone(),
+                secrets: settings.secrets.clone(),
                 retries: Notify::new(),
                 owner: format!("hookflow-{}", uuid::Uuid::now_v7()),
                 executing: Mutex::new(std::collections::HashSet::new()),
@@ -362,7 +365,7 @@ async fn execute_run(worker: &Worker, job: Job) {
             }
         }
         let started = Instant::now();
-        let secrets = workflow::secrets_from_env(&workflow);
+        let secrets = worker.inner.secrets.resolve(&workflow);
         let info = RunInfo {
             id: run_id.to_owned(),
             workflow: workflow.name.clone(),

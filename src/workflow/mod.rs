@@ -5,7 +5,7 @@ pub mod compile;
 pub mod routes;
 pub mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -110,6 +110,10 @@ pub struct VerifyPreset {
     pub secrets: Vec<ValueTemplate>,
     /// `twilio`: the public URL the sender calls, a template over `secrets` like the secret.
     pub url: Option<ValueTemplate>,
+    /// `hmac` with `content`: the signed text, a template over `body`, `timestamp` and `id`.
+    pub content: Option<ValueTemplate>,
+    /// `basic`: the user name, a template over `secrets` like the password.
+    pub username: Option<ValueTemplate>,
 }
 
 /// `dedupe:`: a delivery whose key was seen within `window` starts no run.
@@ -592,6 +596,22 @@ fn compile_verify_preset(
             None => ok = false,
         }
     }
+    if scheme == verify::Scheme::Token {
+        match compile_token_source(c, &fields, &what) {
+            Some(source) => preset.token = Some(source),
+            None => ok = false,
+        }
+    }
+    let mut content = None;
+    if scheme == verify::Scheme::Hmac {
+        match compile_hmac(c, &fields, &what) {
+            Some((spec, template)) => {
+                preset.hmac = Some(spec);
+                content = template;
+            }
+            None => ok = false,
+        }
+    }
     let secret_node = fields.get(secret_key)?;
     let what = format!("{what} `{secret_key}`");
     // Rendered with `secrets` only: nothing of the request exists when it is checked.
@@ -610,8 +630,16 @@ fn compile_verify_preset(
     let url = fields
         .get("url")
         .map(|n| c.text(n, &format!("`verify.{}` `url`", scheme.as_str())));
+    let username = fields
+        .get("username")
+        .map(|n| c.text(n, &format!("`verify.{}` `username`", scheme.as_str())));
     c.scope.locals = saved;
     let url = match url {
+        Some(Some(t)) => Some(t),
+        Some(None) => return None,
+        None => None,
+    };
+    let username = match username {
         Some(Some(t)) => Some(t),
         Some(None) => return None,
         None => None,
@@ -622,7 +650,157 @@ fn compile_verify_preset(
         preset,
         secrets,
         url,
+        content,
+        username,
     })
+}
+
+/// `token`'s `header` or `query`: exactly one says where the token is sent.
+fn compile_token_source(
+    c: &mut Compiler,
+    fields: &compile::Fields<'_>,
+    what: &str,
+) -> Option<verify::TokenSource> {
+    match (fields.get("header"), fields.get("query")) {
+        (Some(n), None) => {
+            let name = c
+                .string(n, &format!("{what} `header`"))?
+                .to_ascii_lowercase();
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                c.error(
+                    n.span.clone(),
+                    format!("{what} `header` is not a valid header name: {name:?}"),
+                );
+                return None;
+            }
+            Some(verify::TokenSource::Header(name))
+        }
+        (None, Some(n)) => {
+            let name = c.string(n, &format!("{what} `query`"))?;
+            if name.is_empty() {
+                c.error(n.span.clone(), format!("{what} `query` is empty"));
+                return None;
+            }
+            Some(verify::TokenSource::Query(name))
+        }
+        (Some(n), Some(_)) => {
+            c.error(
+                n.span.clone(),
+                format!("{what} takes `header` or `query`, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            c.error(
+                fields.span.clone(),
+                format!("{what} needs `header` or `query`: where the token is sent"),
+            );
+            None
+        }
+    }
+}
+
+/// What a generic `hmac` preset's `content` template reads.
+pub const HMAC_CONTENT_LOCALS: &[&str] = &["body", "timestamp", "id"];
+
+/// The settings of a generic `hmac` preset, and its `content` template when one is given.
+fn compile_hmac(
+    c: &mut Compiler,
+    fields: &compile::Fields<'_>,
+    what: &str,
+) -> Option<(verify::HmacSpec, Option<ValueTemplate>)> {
+    let mut ok = true;
+    // Header names are checked here so a typo fails `validate`, not every request.
+    let header_name = |c: &mut Compiler, key: &str| -> Option<Option<String>> {
+        let Some(node) = fields.get(key) else {
+            return Some(None);
+        };
+        let name = c
+            .string(node, &format!("{what} `{key}`"))?
+            .to_ascii_lowercase();
+        if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.error(
+                node.span.clone(),
+                format!("{what} `{key}` is not a valid header name: {name:?}"),
+            );
+            return None;
+        }
+        Some(Some(name))
+    };
+    let header = header_name(c, "header");
+    let timestamp_header = header_name(c, "timestamp_header");
+    let id_header = header_name(c, "id_header");
+    let (Some(Some(header)), Some(timestamp_header), Some(id_header)) =
+        (header, timestamp_header, id_header)
+    else {
+        return None;
+    };
+    let mut spec = verify::HmacSpec::new(header);
+    spec.timestamp_header = timestamp_header;
+    spec.id_header = id_header;
+    if let (Some(n), None) = (fields.get("tolerance"), &spec.timestamp_header) {
+        c.error(
+            n.span.clone(),
+            format!("{what} `tolerance` needs `timestamp_header`: nothing else is dated"),
+        );
+        ok = false;
+    }
+    if let Some(n) = fields.get("algorithm") {
+        match c
+            .string(n, "`algorithm`")
+            .map(|name| (verify::Algorithm::from_name(&name), name))
+        {
+            Some((Some(a), _)) => spec.algorithm = a,
+            Some((None, name)) => {
+                c.push(
+                    Diagnostic::error(n.span.clone(), format!("unknown `algorithm` {name:?}"))
+                        .with_hint(format!("one of: {}", verify::Algorithm::NAMES.join(", "))),
+                );
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = fields.get("encoding") {
+        match c
+            .string(n, "`encoding`")
+            .map(|name| (verify::Encoding::from_name(&name), name))
+        {
+            Some((Some(e), _)) => spec.encoding = e,
+            Some((None, name)) => {
+                c.push(
+                    Diagnostic::error(n.span.clone(), format!("unknown `encoding` {name:?}"))
+                        .with_hint(format!("one of: {}", verify::Encoding::NAMES.join(", "))),
+                );
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = fields.get("prefix") {
+        match c.string(n, "`prefix`") {
+            Some(p) => spec.prefix = p,
+            None => ok = false,
+        }
+    }
+    let content = match fields.get("content") {
+        Some(n) => {
+            // Only the request's body, timestamp and id exist when the signature is checked.
+            let saved = std::mem::replace(
+                &mut c.scope.locals,
+                HMAC_CONTENT_LOCALS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            );
+            let template = c.text(n, &format!("{what} `content`"));
+            c.scope.locals = saved;
+            spec.custom_content = true;
+            Some(template?)
+        }
+        None => None,
+    };
+    ok.then_some((spec, content))
 }
 
 /// With one provider named, its delivery id is the natural dedupe key: a sender's retry of the
@@ -776,23 +954,4 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> 
         diagnostics,
         files,
     }
-}
-
-/// Secret values a workflow declared, read from the environment; missing ones are left out.
-pub fn secrets_from_env(workflow: &Workflow) -> BTreeMap<String, String> {
-    workflow
-        .secrets
-        .iter()
-        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
-        .collect()
-}
-
-/// Declared secrets that are not set, for a warning at load.
-pub fn missing_secrets(workflow: &Workflow) -> BTreeSet<String> {
-    workflow
-        .secrets
-        .iter()
-        .filter(|name| std::env::var(name).is_err())
-        .cloned()
-        .collect()
 }

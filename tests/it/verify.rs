@@ -301,6 +301,169 @@ fn twilio_needs_its_url() {
     assert!(text.iter().any(|m| m.contains("url")), "{text:?}");
 }
 
+#[tokio::test]
+async fn generic_hmac_reproduces_slack_through_its_content_template() {
+    set_env("VERIFY_IT_HMAC", "hmac-slack-secret");
+    let yaml = workflow(
+        "hmac",
+        "/hooks/hmac",
+        &["VERIFY_IT_HMAC"],
+        "      hmac:\n        secret: \"{{ secrets.VERIFY_IT_HMAC }}\"\n        header: X-Slack-Signature\n        prefix: \"v0=\"\n        timestamp_header: X-Slack-Request-Timestamp\n        tolerance: 5m\n        content: \"v0:{{ timestamp }}:{{ body }}\"",
+    );
+    let server = TestServer::start(&[("hmac.yaml", &yaml)]).await;
+    // A JSON body: quotes and `&`-free text must reach the MAC unescaped.
+    let file = "github/push.json";
+    let stale = sign(
+        "slack",
+        &["hmac-slack-secret"],
+        file,
+        &["--timestamp", "1531420618"],
+    );
+    assert_unauthorized(&server, post(&server, "/hooks/hmac", file, &stale).await).await;
+    let forged = sign("slack", &["other"], file, &["--timestamp", &now()]);
+    assert_unauthorized(&server, post(&server, "/hooks/hmac", file, &forged).await).await;
+    let good = sign(
+        "slack",
+        &["hmac-slack-secret"],
+        file,
+        &["--timestamp", &now()],
+    );
+    assert_runs(&server, post(&server, "/hooks/hmac", file, &good).await).await;
+    server.stop().await;
+}
+
+#[test]
+fn generic_hmac_settings_are_checked_when_compiled() {
+    let compile = |settings: &str| {
+        let yaml = workflow(
+            "hmac-bad",
+            "/hooks/hmac",
+            &["VERIFY_IT_HMAC"],
+            &format!(
+                "      hmac:\n        secret: \"{{{{ secrets.VERIFY_IT_HMAC }}}}\"\n{settings}"
+            ),
+        );
+        let file = hookflow::diag::SourceFile::new("h.yaml".to_owned(), yaml);
+        let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+        let text: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+        (workflow.is_some(), text)
+    };
+    let (ok, text) =
+        compile("        header: X-Sig\n        algorithm: sha512\n        encoding: base64");
+    assert!(ok, "{text:?}");
+    for (settings, expected) in [
+        ("        algorithm: sha256", "header"),
+        ("        header: X-Sig\n        algorithm: md5", "algorithm"),
+        (
+            "        header: X-Sig\n        encoding: base32",
+            "encoding",
+        ),
+        ("        header: \"bad header\"", "header name"),
+        (
+            "        header: X-Sig\n        tolerance: 5m",
+            "timestamp_header",
+        ),
+        (
+            "        header: X-Sig\n        content: \"{{ body\"",
+            "syntax",
+        ),
+    ] {
+        let (ok, text) = compile(settings);
+        assert!(!ok, "{settings}");
+        assert!(
+            text.iter().any(|m| m.contains(expected)),
+            "{settings}: {text:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn basic_and_query_token_presets_guard_their_routes() {
+    set_env("VERIFY_IT_BASIC_USER", "hooks");
+    set_env("VERIFY_IT_BASIC_PASSWORD", "pa:ss");
+    set_env("VERIFY_IT_TOKEN", "tok-123");
+    let basic = workflow(
+        "basic",
+        "/hooks/basic",
+        &["VERIFY_IT_BASIC_USER", "VERIFY_IT_BASIC_PASSWORD"],
+        "      basic:\n        username: \"{{ secrets.VERIFY_IT_BASIC_USER }}\"\n        password: \"{{ secrets.VERIFY_IT_BASIC_PASSWORD }}\"",
+    );
+    let token = workflow(
+        "token",
+        "/hooks/token",
+        &["VERIFY_IT_TOKEN"],
+        "      token:\n        query: key\n        value: \"{{ secrets.VERIFY_IT_TOKEN }}\"",
+    );
+    let server = TestServer::start(&[("basic.yaml", &basic), ("token.yaml", &token)]).await;
+    let file = "github/push.json";
+    let auth = |credentials: &str| {
+        use base64::Engine;
+        vec![(
+            "Authorization".to_owned(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            ),
+        )]
+    };
+    assert_unauthorized(
+        &server,
+        post(&server, "/hooks/basic", file, &auth("hooks:pass")).await,
+    )
+    .await;
+    assert_unauthorized(
+        &server,
+        post(&server, "/hooks/basic", file, &auth("hook:pa:ss")).await,
+    )
+    .await;
+    assert_unauthorized(&server, post(&server, "/hooks/basic", file, &[]).await).await;
+    assert_unauthorized(
+        &server,
+        post(&server, "/hooks/token?key=tok-124", file, &[]).await,
+    )
+    .await;
+    assert_unauthorized(&server, post(&server, "/hooks/token", file, &[]).await).await;
+
+    // The refusals first: each checks that no run at all was stored.
+    assert_runs(
+        &server,
+        post(&server, "/hooks/basic", file, &auth("hooks:pa:ss")).await,
+    )
+    .await;
+    assert_runs(
+        &server,
+        post(&server, "/hooks/token?x=1&key=tok-123", file, &[]).await,
+    )
+    .await;
+    server.stop().await;
+}
+
+#[test]
+fn token_needs_exactly_one_of_header_and_query() {
+    for (settings, expected) in [
+        ("        value: x", "`header` or `query`"),
+        (
+            "        value: x\n        header: X-Token\n        query: key",
+            "not both",
+        ),
+    ] {
+        let yaml = workflow(
+            "token-bad",
+            "/hooks/token",
+            &["VERIFY_IT_TOKEN"],
+            &format!("      token:\n{settings}"),
+        );
+        let file = hookflow::diag::SourceFile::new("t.yaml".to_owned(), yaml);
+        let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+        assert!(workflow.is_none(), "{settings}");
+        let text: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+        assert!(
+            text.iter().any(|m| m.contains(expected)),
+            "{settings}: {text:?}"
+        );
+    }
+}
+
 #[test]
 fn workflows_sharing_a_path_must_verify_alike() {
     let a = workflow(
