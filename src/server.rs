@@ -13,7 +13,7 @@ use crate::effects::Effects;
 use crate::http::{self, AppState, body::BodyLimits};
 use crate::settings::ServeSettings;
 use crate::store::{Definition, OpenMode, Store, StoreError};
-use crate::worker::{Worker, WorkerSettings};
+use crate::worker::{SharedRegistry, Worker, WorkerSettings};
 use crate::workflow::{self, Registry};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +46,56 @@ pub struct RunningServer {
     pub admin_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    reloader: Reloader,
+}
+
+/// What a reload needs: the settings that found the workflows, the registry to swap, the store
+/// that keeps each version a run may need.
+#[derive(Clone)]
+pub struct Reloader {
+    settings: ServeSettings,
+    registry: SharedRegistry,
+    store: Store,
+}
+
+impl Reloader {
+    /// Load every workflow again through the start-up path. When any of them is invalid, the
+    /// running set stays and every problem is logged; runs in flight keep their version either
+    /// way. Returns the number of workflows now served.
+    pub async fn reload(&self) -> Result<usize, ServerError> {
+        let registry = match load_registry(&self.settings) {
+            Ok(registry) => registry,
+            Err(ServerError::Invalid { count, diagnostics }) => {
+                for d in diagnostics.sorted() {
+                    warn!("{d}");
+                }
+                warn!(
+                    problems = count,
+                    "reload refused: the workflows keep their previous version"
+                );
+                return Err(ServerError::Invalid {
+                    count,
+                    diagnostics: Diagnostics::default(),
+                });
+            }
+            Err(other) => return Err(other),
+        };
+        save_definitions(&self.store, &registry).await?;
+        log_routes(&registry);
+        let count = registry.workflows.len();
+        if let Ok(mut current) = self.registry.write() {
+            *current = Arc::new(registry);
+        }
+        info!(workflows = count, "workflows reloaded");
+        Ok(count)
+    }
 }
 
 impl RunningServer {
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Stop taking requests, let runs in flight finish (bounded), and return when all is closed.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -135,24 +182,15 @@ async fn serve_with(
     }
     // This process holds the store alone: runs left `running` belong to a process that is gone.
     store.take_over_orphans().await?;
-    for w in registry.workflows.values() {
-        store
-            .save_definition(
-                &w.version,
-                Definition {
-                    name: w.name.clone(),
-                    path: w.source.path.clone(),
-                    source: w.source.text.clone(),
-                },
-            )
-            .await?;
-    }
-    for route in registry.routes.iter() {
-        let names: Vec<&str> = route.workflows.iter().map(|w| w.name.as_str()).collect();
-        info!(path = route.pattern.as_str(), workflows = %names.join(","), "route");
-    }
+    save_definitions(&store, &registry).await?;
+    log_routes(&registry);
     let workflow_count = registry.workflows.len();
     let registry = Arc::new(RwLock::new(Arc::new(registry)));
+    let reloader = Reloader {
+        settings: settings.clone(),
+        registry: Arc::clone(&registry),
+        store: store.clone(),
+    };
     let effects =
         Effects::from_settings(settings).map_err(|e| ServerError::Effects(e.to_string()))?;
     let (stop, stopped) = watch::channel(false);
@@ -222,7 +260,31 @@ async fn serve_with(
         admin_addr,
         stop,
         task,
+        reloader,
     })
+}
+
+async fn save_definitions(store: &Store, registry: &Registry) -> Result<(), StoreError> {
+    for w in registry.workflows.values() {
+        store
+            .save_definition(
+                &w.version,
+                Definition {
+                    name: w.name.clone(),
+                    path: w.source.path.clone(),
+                    source: w.source.text.clone(),
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+fn log_routes(registry: &Registry) {
+    for route in registry.routes.iter() {
+        let names: Vec<&str> = route.workflows.iter().map(|w| w.name.as_str()).collect();
+        info!(path = route.pattern.as_str(), workflows = %names.join(","), "route");
+    }
 }
 
 /// How often old runs are pruned.

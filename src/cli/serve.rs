@@ -40,6 +40,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Err(err) => return Err(err.into()),
     };
+    #[cfg(unix)]
+    {
+        // SIGHUP reloads the workflows, as daemons conventionally do.
+        let reloader = running.reloader();
+        if let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    info!("SIGHUP: reloading the workflows");
+                    // A refused reload logged its problems and kept the running set.
+                    let _ = reloader.reload().await;
+                }
+            });
+        }
+    }
     let stopper = running.stopper();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -241,3 +241,52 @@ fn a_failed_run_exits_1_with_the_reason() {
         "{outcome}"
     );
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_workflows_of_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    let file = workflows.join("w.yaml");
+    std::fs::write(
+        &file,
+        "on: { webhook: { path: /hooks/old } }\nsteps:\n  - log: old\n",
+    )
+    .expect("write");
+    let server = ServeProcess::start(dir.path());
+    let http = crate::support::client();
+    let post = |path: &'static str| {
+        let (http, base) = (http.clone(), server.webhook.clone());
+        async move {
+            http.post(format!("{base}{path}"))
+                .body("{}")
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post("/hooks/old").await, 202);
+    std::fs::write(
+        &file,
+        "on: { webhook: { path: /hooks/new } }\nsteps:\n  - log: new\n",
+    )
+    .expect("write");
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post("/hooks/new").await != 202 {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the workflows"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(post("/hooks/old").await, 404);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+}

@@ -611,3 +611,58 @@ async fn a_store_that_cannot_write_answers_503_and_the_sender_can_retry() {
     receiver.wait_for(1).await;
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reload_swaps_the_workflows_and_a_broken_one_keeps_the_old_set() {
+    let first = "on: { webhook: { path: /hooks/before } }\nsteps:\n  - log: before\n";
+    let server = TestServer::start(&[("w.yaml", first)]).await;
+    assert_eq!(
+        server
+            .post_json("/hooks/before", &serde_json::json!({}))
+            .await
+            .status(),
+        202
+    );
+    let file = server.dir.path().join("workflows/w.yaml");
+    let reloader = server.running.as_ref().expect("running").reloader();
+
+    std::fs::write(&file, first.replace("/hooks/before", "/hooks/after")).expect("write");
+    assert_eq!(reloader.reload().await.expect("reload"), 1);
+    assert_eq!(
+        server
+            .post_json("/hooks/after", &serde_json::json!({}))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        server
+            .post_json("/hooks/before", &serde_json::json!({}))
+            .await
+            .status(),
+        404
+    );
+
+    // A broken file: the reload is refused and the working set stays.
+    std::fs::write(
+        &file,
+        "on: { webhook: { path: /hooks/broken } }\nsteps:\n  - emial: {}\n",
+    )
+    .expect("write");
+    assert!(reloader.reload().await.is_err());
+    assert_eq!(
+        server
+            .post_json("/hooks/after", &serde_json::json!({}))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        server
+            .post_json("/hooks/broken", &serde_json::json!({}))
+            .await
+            .status(),
+        404
+    );
+    server.stop().await;
+}
