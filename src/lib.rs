@@ -17,5 +17,6 @@ pub mod store;
 pub mod telemetry;
 pub mod template;
 pub mod verify;
+pub mod watch;
 pub mod worker;
 pub mod workflow;

@@ -191,9 +191,16 @@ async fn serve_with(
         registry: Arc::clone(&registry),
         store: store.clone(),
     };
+    let (stop, stopped) = watch::channel(false);
+    if settings.workflows.is_dir()
+        && let Err(err) =
+            crate::watch::watch_workflows(&settings.workflows, reloader.clone(), stopped.clone())
+    {
+        // Not fatal: SIGHUP still reloads.
+        warn!(error = %err, "cannot watch the workflows directory; send SIGHUP to reload");
+    }
     let effects =
         Effects::from_settings(settings).map_err(|e| ServerError::Effects(e.to_string()))?;
-    let (stop, stopped) = watch::channel(false);
     let (worker, worker_task) = Worker::start(
         store.clone(),
         Arc::clone(&registry),

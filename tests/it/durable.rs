@@ -666,3 +666,57 @@ async fn a_reload_swaps_the_workflows_and_a_broken_one_keeps_the_old_set() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn editing_a_served_workflow_changes_behaviour_within_a_second() {
+    let first = "on: { webhook: { path: /hooks/edited } }\nsteps:\n  - log: before\n";
+    let server = TestServer::start(&[("w.yaml", first)]).await;
+    assert_eq!(
+        server
+            .post_json("/hooks/edited", &serde_json::json!({}))
+            .await
+            .status(),
+        202
+    );
+    // An editor's save: write a temporary file, then rename it over the workflow.
+    let workflows = server.dir.path().join("workflows");
+    let temporary = workflows.join(".w.yaml.swp");
+    std::fs::write(&temporary, first.replace("/hooks/edited", "/hooks/renamed")).expect("write");
+    std::fs::rename(&temporary, workflows.join("w.yaml")).expect("rename");
+    let saved = Instant::now();
+    loop {
+        let moved = server
+            .post_json("/hooks/renamed", &serde_json::json!({}))
+            .await
+            .status();
+        if moved == 202 {
+            break;
+        }
+        assert!(
+            saved.elapsed() < Duration::from_secs(10),
+            "the edit was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The time is reported, not asserted tightly: a loaded CI machine must not fail the test.
+    println!("an edited workflow was served after {:?}", saved.elapsed());
+    assert_eq!(
+        server
+            .post_json("/hooks/edited", &serde_json::json!({}))
+            .await
+            .status(),
+        404
+    );
+
+    // Breaking the file keeps the old behaviour.
+    std::fs::write(workflows.join("w.yaml"), "steps: [ { emial: {} } ]\n").expect("write");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        server
+            .post_json("/hooks/renamed", &serde_json::json!({}))
+            .await
+            .status(),
+        202
+    );
+    server.stop().await;
+}
