@@ -426,23 +426,31 @@ impl SqliteStore {
 
     /// A run by id, or by a unique prefix of its id (ids are long to type).
     pub async fn run(&self, id: &str) -> Result<Option<RunDetail>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE id = $1 OR id LIKE $2 LIMIT 2")
+        // The exact id is a primary-key lookup: the worker loads runs this way on every resume.
+        let exact = sqlx::query("SELECT * FROM runs WHERE id = $1")
             .bind(id)
-            .bind(format!("{}%", id.replace(['%', '_'], "")))
-            .fetch_all(&self.readers)
+            .fetch_optional(&self.readers)
             .await
             .map_err(read_error)?;
-        let row = match rows.as_slice() {
-            [one] => one,
-            _ => match rows
-                .iter()
-                .find(|r| r.try_get::<String, _>("id").ok().as_deref() == Some(id))
-            {
-                Some(exact) => exact,
-                None => return Ok(None),
-            },
+        let row = match exact {
+            Some(row) => row,
+            None => {
+                // A prefix as a key range, so the index serves it too. Ids are lower-case hex
+                // and dashes, all sorting before '~'.
+                let rows = sqlx::query("SELECT * FROM runs WHERE id >= $1 AND id < $2 LIMIT 2")
+                    .bind(id)
+                    .bind(format!("{id}~"))
+                    .fetch_all(&self.readers)
+                    .await
+                    .map_err(read_error)?;
+                match <[SqliteRow; 1]>::try_from(rows) {
+                    Ok([one]) => one,
+                    // None, or several: a prefix must name one run.
+                    Err(_) => return Ok(None),
+                }
+            }
         };
-        let run = run_from_row(row)?;
+        let run = run_from_row(&row)?;
         let event_row = sqlx::query("SELECT * FROM events WHERE id = $1")
             .bind(&run.event_id)
             .fetch_one(&self.readers)
