@@ -412,13 +412,7 @@ fn collect_addresses(key: &str, value: &Json, out: &mut Vec<Address>) -> Result<
 }
 
 fn compile_headers(c: &mut Compiler, node: &Node) -> Option<Vec<(String, ValueTemplate)>> {
-    let Some(entries) = node.as_map() else {
-        c.error(
-            node.span.clone(),
-            format!("`headers` must be a mapping, found {}", node.kind_name()),
-        );
-        return None;
-    };
+    let entries = c.mapping(node, "`headers`")?;
     let mut out = Vec::new();
     let mut ok = true;
     for (key, value) in entries {

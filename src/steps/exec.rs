@@ -332,13 +332,7 @@ fn compile_cwd(c: &mut Compiler, node: &Node) -> Option<String> {
 }
 
 fn compile_env(c: &mut Compiler, node: &Node) -> Option<Vec<(String, Part)>> {
-    let Some(entries) = node.as_map() else {
-        c.error(
-            node.span.clone(),
-            format!("`env` must be a mapping, found {}", node.kind_name()),
-        );
-        return None;
-    };
+    let entries = c.mapping(node, "`env`")?;
     let mut out = Vec::new();
     let mut ok = true;
     for (key, value) in entries {

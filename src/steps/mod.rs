@@ -284,13 +284,7 @@ pub fn declared_name(node: &Node, position: usize) -> Option<(String, Span)> {
 
 /// Compile one step node: common keys, then exactly one kind key handed to its kind's file.
 pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
-    let Some(entries) = node.as_map() else {
-        c.error(
-            node.span.clone(),
-            format!("a step must be a mapping, found {}", node.kind_name()),
-        );
-        return None;
-    };
+    let entries = c.mapping(node, "a step")?;
     let kinds = KindName::names();
     let mut kind_entries = Vec::new();
     // Keys already reported as unknown kinds are not reported again as unknown keys.

@@ -121,6 +121,18 @@ impl Compiler {
         self.diagnostics.push(diagnostic);
     }
 
+    /// The entries of a mapping, or a located error naming what should have been one.
+    pub fn mapping<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Key, Node)]> {
+        let entries = node.as_map();
+        if entries.is_none() {
+            self.error(
+                node.span.clone(),
+                format!("{what} must be a mapping, found {}", node.kind_name()),
+            );
+        }
+        entries
+    }
+
     /// A mapping whose keys must come from `allowed`; `required` keys must be present.
     /// Unknown keys are reported with the closest allowed key as a hint.
     pub fn fields<'n>(
@@ -130,13 +142,7 @@ impl Compiler {
         allowed: &[&str],
         required: &[&str],
     ) -> Option<Fields<'n>> {
-        let Some(entries) = node.as_map() else {
-            self.error(
-                node.span.clone(),
-                format!("{what} must be a mapping, found {}", node.kind_name()),
-            );
-            return None;
-        };
+        let entries = self.mapping(node, what)?;
         let mut kept = Vec::new();
         for (key, value) in entries {
             if allowed.contains(&key.name.as_str()) {
@@ -317,13 +323,7 @@ impl Compiler {
 
     /// A mapping of names to text templates (headers, query parameters).
     pub fn text_map(&mut self, node: &Node, what: &str) -> Option<Vec<(String, ValueTemplate)>> {
-        let Some(entries) = node.as_map() else {
-            self.error(
-                node.span.clone(),
-                format!("{what} must be a mapping, found {}", node.kind_name()),
-            );
-            return None;
-        };
+        let entries = self.mapping(node, what)?;
         let mut out = Vec::new();
         for (key, value) in entries {
             if let Some(v) = self.value(value) {
