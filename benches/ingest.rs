@@ -1,6 +1,8 @@
 //! Ingest benchmark: the optimised binary serves a filter + template + http workflow whose http
-//! step calls a receiver on loopback; `wrk` drives webhooks at it. Prints accepted requests/s and
-//! latency from wrk, then how long the worker took to finish every accepted run.
+//! step calls a receiver on loopback; `wrk` drives webhooks at it. Measured in one run: the
+//! durable server (SQLite file), the same server with persistence off (`--store :memory:`), and
+//! a bare axum handler. Prints accepted requests/s and latency from wrk, how long the worker took
+//! to finish every accepted run, and the ratios.
 //!
 //! Run with `cargo bench --bench ingest` (needs `wrk`: `apt-get install wrk`). Settings via env:
 //! BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_THREADS (default 2).
@@ -35,6 +37,21 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// One measured load: a hookflow server on `store`, or (with `store: None`) the bare axum handler.
+struct Measured {
+    label: String,
+    requests_per_second: f64,
+    p50: String,
+    p99: String,
+}
+
+struct Load {
+    seconds: u64,
+    connections: u64,
+    threads: u64,
+    script: PathBuf,
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // Cargo builds the binary with the same (optimised) profile as this bench.
@@ -60,15 +77,15 @@ fn main() {
     )
     .expect("write workflow");
     let payload = root.join("tests/fixtures/github/push.json");
-    let (mut server, webhook, admin) = start_server(&binary, dir.path());
-
-    let seconds = env_or("BENCH_SECONDS", 10);
-    let connections = env_or("BENCH_CONNECTIONS", 32);
-    let threads = env_or("BENCH_THREADS", 2);
-    let script = dir.path().join("post.lua");
     let body = std::fs::read_to_string(&payload).expect("payload");
+    let load = Load {
+        seconds: env_or("BENCH_SECONDS", 10),
+        connections: env_or("BENCH_CONNECTIONS", 32),
+        threads: env_or("BENCH_THREADS", 2),
+        script: dir.path().join("post.lua"),
+    };
     std::fs::write(
-        &script,
+        &load.script,
         format!(
             "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
             lua_string(&body)
@@ -79,16 +96,73 @@ fn main() {
         "hookflow ingest benchmark: filter + template + http workflow, {} byte GitHub push payload",
         body.len()
     );
-    println!("wrk -t{threads} -c{connections} -d{seconds}s against {webhook}/hooks/bench\n");
-    let started = Instant::now();
-    let report = run_wrk(
-        threads,
-        connections,
-        seconds,
-        &script,
-        &format!("{webhook}/hooks/bench"),
+    println!(
+        "wrk -t{} -c{} -d{}s --latency against each target in turn\n",
+        load.threads, load.connections, load.seconds
     );
-    println!("{report}");
+
+    let store_path = dir.path().join("bench.db").display().to_string();
+    let durable = measure_hookflow(
+        "hookflow, durable (SQLite file, fsync before 202)",
+        &binary,
+        dir.path(),
+        &store_path,
+        &load,
+        &received,
+    );
+    let in_memory = measure_hookflow(
+        "hookflow, persistence off (--store :memory:)",
+        &binary,
+        dir.path(),
+        ":memory:",
+        &load,
+        &received,
+    );
+    // The same load against a bare axum handler that parses the body and answers 202 without
+    // storing or running anything: the ceiling of the HTTP path itself.
+    let raw_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let raw_addr = raw_runtime.block_on(start_raw_ingest());
+    let raw_report = run_wrk(&load, &format!("http://{raw_addr}/hooks/bench"));
+    println!("== bare axum handler (parse + 202, no store, no runs)\n{raw_report}");
+    let raw = Measured {
+        label: "bare axum handler (parse + 202)".into(),
+        requests_per_second: requests_per_second(&raw_report),
+        p50: percentile(&raw_report, "50%"),
+        p99: percentile(&raw_report, "99%"),
+    };
+    println!("summary:");
+    for m in [&durable, &in_memory, &raw] {
+        println!(
+            "  {:<52} {:>8.0} req/s  p50 {:>9}  p99 {:>9}",
+            m.label, m.requests_per_second, m.p50, m.p99
+        );
+    }
+    println!(
+        "  durable / persistence off: {:.1}%   durable / bare axum: {:.1}%",
+        100.0 * durable.requests_per_second / in_memory.requests_per_second.max(1.0),
+        100.0 * durable.requests_per_second / raw.requests_per_second.max(1.0)
+    );
+}
+
+/// Serve the bench workflow on `store`, drive the load, wait until every accepted run has called
+/// the receiver, and stop the server.
+fn measure_hookflow(
+    label: &str,
+    binary: &Path,
+    dir: &Path,
+    store: &str,
+    load: &Load,
+    received: &AtomicU64,
+) -> Measured {
+    let (mut server, webhook, admin) = start_server(binary, dir, store);
+    let received_before = received.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let report = run_wrk(load, &format!("{webhook}/hooks/bench"));
+    println!("== {label}\n{report}");
     let sent = report
         .lines()
         .find_map(|l| {
@@ -108,70 +182,51 @@ fn main() {
 
     // Every accepted run calls the receiver once; wait for the worker to catch up.
     let deadline = Instant::now() + Duration::from_secs(600);
-    while received.load(Ordering::Relaxed) < accepted && Instant::now() < deadline {
+    let done = || received.load(Ordering::Relaxed) - received_before;
+    while done() < accepted && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let drained = started.elapsed();
-    let done = received.load(Ordering::Relaxed);
     println!("accepted (2xx): {accepted}, refused: {non_2xx}");
     println!(
-        "runs completed: {done} in {:.1}s from the start of the load ({:.0} runs/s end to end)",
+        "runs completed: {} in {:.1}s from the start of the load ({:.0} runs/s end to end)",
+        done(),
         drained.as_secs_f64(),
-        done as f64 / drained.as_secs_f64()
+        done() as f64 / drained.as_secs_f64()
     );
-    let health = Command::new("curl")
+    let failed = Command::new("curl")
         .args(["-s", &format!("{admin}/api/runs?status=failed&limit=1")])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    println!("failed runs (first): {health}");
+    println!("failed runs (first): {failed}\n");
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
-
-    // The same load against a bare axum handler that parses the body and answers 202 without
-    // storing anything: the ceiling the durable path is compared with.
-    let raw_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let raw_addr = raw_runtime.block_on(start_raw_ingest());
-    let raw_report = run_wrk(
-        threads,
-        connections,
-        seconds,
-        &script,
-        &format!("http://{raw_addr}/hooks/bench"),
-    );
-    println!("\nraw axum ingest (parse + 202, no persistence):\n{raw_report}");
-    let durable_rps = requests_per_second(&report);
-    let raw_rps = requests_per_second(&raw_report);
-    println!(
-        "summary: durable {durable_rps:.0} req/s (p50 {}, p99 {}), raw {raw_rps:.0} req/s (p50 {}, p99 {}), ratio {:.1}%",
-        percentile(&report, "50%"),
-        percentile(&report, "99%"),
-        percentile(&raw_report, "50%"),
-        percentile(&raw_report, "99%"),
-        100.0 * durable_rps / raw_rps.max(1.0)
-    );
     assert!(
-        done >= accepted,
-        "lost runs: {accepted} accepted, {done} completed"
+        done() >= accepted,
+        "lost runs: {accepted} accepted, {} completed",
+        done()
     );
+    Measured {
+        label: label.to_owned(),
+        requests_per_second: requests_per_second(&report),
+        p50: percentile(&report, "50%"),
+        p99: percentile(&report, "99%"),
+    }
 }
 
 /// wrk's report of one load against `url`.
-fn run_wrk(threads: u64, connections: u64, seconds: u64, script: &Path, url: &str) -> String {
+fn run_wrk(load: &Load, url: &str) -> String {
     let output = Command::new("wrk")
         .args([
-            format!("-t{threads}"),
-            format!("-c{connections}"),
-            format!("-d{seconds}s"),
+            format!("-t{}", load.threads),
+            format!("-c{}", load.connections),
+            format!("-d{}s", load.seconds),
             "--latency".into(),
             "-s".into(),
-            script.display().to_string(),
+            load.script.display().to_string(),
             url.to_owned(),
         ])
         .output()
@@ -228,7 +283,7 @@ fn lua_string(text: &str) -> String {
     format!("[{level}[{text}]{level}]")
 }
 
-fn start_server(binary: &Path, dir: &Path) -> (std::process::Child, String, String) {
+fn start_server(binary: &Path, dir: &Path, store: &str) -> (std::process::Child, String, String) {
     let mut child = Command::new(binary)
         .args([
             "serve",
@@ -236,6 +291,8 @@ fn start_server(binary: &Path, dir: &Path) -> (std::process::Child, String, Stri
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--store",
+            store,
         ])
         .current_dir(dir)
         .env("RUST_LOG", "warn,hookflow::server=info")

@@ -166,19 +166,36 @@ impl SqliteStore {
             path: path.to_owned(),
             message: e.to_string(),
         };
-        let lock = if exclusive {
+        let in_memory = is_in_memory(path);
+        let lock = if exclusive && !in_memory {
             Some(Arc::new(lock_store(path)?))
         } else {
             None
         };
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+        if in_memory && exclusive {
+            tracing::warn!(
+                "the store is in memory: accepted events and runs are lost when the process ends"
+            );
+        }
+        let options = if in_memory {
+            // One private database shared by this store's connections; gone when they close.
+            let name = uuid::Uuid::now_v7().simple().to_string();
+            SqliteConnectOptions::from_str(&format!(
+                "sqlite:file:hookflow-{name}?mode=memory&cache=shared"
+            ))
             .map_err(open_error)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before an accepted webhook is answered.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .journal_mode(SqliteJournalMode::Memory)
+            .synchronous(SqliteSynchronous::Off)
+        } else {
+            SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+                .map_err(open_error)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before an accepted webhook is answered.
+                .synchronous(SqliteSynchronous::Full)
+        }
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
         let mut writer = SqliteConnection::connect_with(&options)
             .await
             .map_err(open_error)?;
@@ -188,7 +205,7 @@ impl SqliteStore {
             .map_err(open_error)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.read_only(!in_memory))
             .await
             .map_err(open_error)?;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
@@ -477,6 +494,12 @@ impl SqliteStore {
             .map(|_| ())
             .map_err(read_error)
     }
+}
+
+/// `:memory:` (or sqlx's `sqlite::memory:`): a store that keeps nothing after the process
+/// ends — for trying workflows out and for measuring what durability costs, never for real traffic.
+pub fn is_in_memory(path: &str) -> bool {
+    matches!(path, ":memory:" | "sqlite::memory:")
 }
 
 fn lock_store(path: &str) -> Result<std::fs::File, StoreError> {

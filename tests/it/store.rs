@@ -321,6 +321,26 @@ async fn sqlite_passes_the_conformance_suite() {
 }
 
 #[tokio::test]
+async fn an_in_memory_store_passes_the_conformance_suite_and_keeps_nothing() {
+    let store = Store::open(":memory:", OpenMode::Serve)
+        .await
+        .expect("open");
+    conformance(store).await.expect("conformance");
+    // Each in-memory store is its own database: a second one starts empty.
+    let other = Store::open(":memory:", OpenMode::Serve)
+        .await
+        .expect("open");
+    let runs = other
+        .list_runs(&hookflow::store::RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert!(runs.is_empty(), "a new in-memory store holds {runs:?}");
+}
+
+#[tokio::test]
 async fn a_sqlite_store_serves_one_server_at_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store.db").display().to_string();
