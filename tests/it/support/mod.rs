@@ -455,7 +455,10 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn start(dir: &Path) -> Self {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        // HOOKFLOW_TEST_BINARY: run the same checks against another build (the release one).
+        let binary = std::env::var("HOOKFLOW_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_owned());
+        let mut child = std::process::Command::new(binary)
             .args([
                 "serve",
                 "--listen",
