@@ -9,6 +9,7 @@ pub mod effects;
 pub mod engine;
 pub mod http;
 pub mod jsonpath;
+pub mod net;
 pub mod secrets;
 pub mod server;
 pub mod settings;

@@ -230,6 +230,9 @@ async fn serve_with(
         body_limits: Arc::new(BodyLimits::default()),
         limiter: Arc::new(crate::http::limit::Limiter::default()),
         secrets: settings.secrets.clone(),
+        rejected: Arc::new(crate::http::rejected::RejectedLog::default()),
+        trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+        body_timeout: settings.body_timeout,
     };
     let webhook_addr = webhook_listener
         .local_addr()

@@ -35,6 +35,36 @@ pub struct ConfigFile {
     pub retry: Option<RetryConfig>,
     /// How long finished runs and their events are kept (e.g. `30d`).
     pub retention: Option<String>,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Which addresses `http`, `ci` and `email` steps may reach.
+    pub egress: Option<EgressConfig>,
+    /// How long a client may take to send the request line and headers.
+    pub header_timeout: Option<String>,
+    /// How long a client may take to send the body, once its headers are in.
+    pub body_timeout: Option<String>,
+    /// The largest request line plus headers accepted (e.g. `64KiB`).
+    pub max_header_size: Option<String>,
+    /// Serve webhooks over HTTPS with this certificate and key (PEM files).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `egress:` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Address classes never connected to: `private`, `loopback`, `link_local`, `metadata`.
+    pub deny: Option<Vec<String>>,
+    /// Host names (`crm.internal`, `*.corp.example`) or CIDRs reachable even so.
+    pub allow: Option<Vec<String>>,
+}
+
+/// `tls:` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// `retry:` in the config file: the policy of steps whose workflow says nothing.
@@ -84,6 +114,10 @@ pub struct Overrides {
     pub workers: Option<usize>,
     pub smtp: Option<String>,
     pub admin_insecure: bool,
+    /// Comma-separated CIDRs of trusted proxies.
+    pub trusted_proxies: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Everything `serve` needs, resolved.
@@ -108,7 +142,29 @@ pub struct ServeSettings {
     pub default_retry: RetryPolicy,
     /// Finished runs older than this are pruned.
     pub retention: Duration,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::net::Cidr>,
+    /// Which addresses outgoing steps may reach.
+    pub egress: crate::net::EgressPolicy,
+    /// Slow clients are cut off: headers within `header_timeout`, the body within `body_timeout`.
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_header_size: usize,
+    /// HTTPS for the webhook listener.
+    pub tls: Option<TlsFiles>,
 }
+
+/// The certificate chain and private key of the webhook listener, PEM files read at start and
+/// again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 
 pub const DEFAULT_OUTBOX: &str = "./outbox";
 
@@ -218,7 +274,107 @@ impl ServeSettings {
                 "retention",
                 Duration::from_secs(30 * 86400),
             )?,
+            trusted_proxies: resolve_trusted_proxies(overrides, &file, &config_path)?,
+            egress: resolve_egress(file.egress.as_ref(), &config_path)?,
+            header_timeout: duration(
+                &file.header_timeout,
+                "header_timeout",
+                DEFAULT_HEADER_TIMEOUT,
+            )?,
+            body_timeout: duration(&file.body_timeout, "body_timeout", DEFAULT_BODY_TIMEOUT)?,
+            max_header_size: match &file.max_header_size {
+                None => DEFAULT_MAX_HEADER_SIZE,
+                // hyper needs room for at least one 8 KiB read.
+                Some(text) => crate::workflow::compile::parse_size(text)
+                    .filter(|size| *size >= 8192)
+                    .ok_or_else(|| SettingsError::Invalid {
+                        path: config_path.clone(),
+                        message: format!(
+                            "`max_header_size`: '{text}' is not a size of at least 8KiB"
+                        ),
+                    })?,
+            },
+            tls: resolve_tls(overrides, file.tls.as_ref(), &config_path)?,
         })
+    }
+}
+
+fn resolve_trusted_proxies(
+    overrides: &Overrides,
+    file: &ConfigFile,
+    path: &str,
+) -> Result<Vec<crate::net::Cidr>, SettingsError> {
+    let entries: Vec<String> = match &overrides.trusted_proxies {
+        Some(list) => list.split(',').map(str::to_owned).collect(),
+        None => file.trusted_proxies.clone().unwrap_or_default(),
+    };
+    entries
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.parse()
+                .map_err(|err: crate::net::CidrError| SettingsError::Invalid {
+                    path: path.to_owned(),
+                    message: format!("`trusted_proxies`: {err}"),
+                })
+        })
+        .collect()
+}
+
+fn resolve_egress(
+    config: Option<&EgressConfig>,
+    path: &str,
+) -> Result<crate::net::EgressPolicy, SettingsError> {
+    use crate::net::AddressClass;
+    let mut policy = crate::net::EgressPolicy::default();
+    let Some(config) = config else {
+        return Ok(policy);
+    };
+    for name in config.deny.iter().flatten() {
+        let class = AddressClass::from_name(name).ok_or_else(|| SettingsError::Invalid {
+            path: path.to_owned(),
+            message: format!(
+                "`egress.deny`: unknown '{name}'; expected some of: {}",
+                AddressClass::NAMES.join(", ")
+            ),
+        })?;
+        if !policy.deny.contains(&class) {
+            policy.deny.push(class);
+        }
+    }
+    for entry in config.allow.iter().flatten() {
+        if entry.trim().is_empty() {
+            return Err(SettingsError::Invalid {
+                path: path.to_owned(),
+                message: "`egress.allow`: an empty entry".to_owned(),
+            });
+        }
+        policy.allow(entry);
+    }
+    Ok(policy)
+}
+
+fn resolve_tls(
+    overrides: &Overrides,
+    config: Option<&TlsConfig>,
+    path: &str,
+) -> Result<Option<TlsFiles>, SettingsError> {
+    let cert = overrides
+        .tls_cert
+        .clone()
+        .or(config.and_then(|c| c.cert.clone()));
+    let key = overrides
+        .tls_key
+        .clone()
+        .or(config.and_then(|c| c.key.clone()));
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            message: "`tls` needs both `cert` and `key`".to_owned(),
+        }),
     }
 }
 

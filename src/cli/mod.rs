@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Serve the admin API on a non-loopback address without a token (not recommended)
     #[arg(long)]
     pub admin_insecure: bool,
+    /// Proxies whose X-Forwarded-For names the client: comma-separated CIDRs, e.g. 10.0.0.0/8
+    #[arg(long, env = "HOOKFLOW_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Serve webhooks over HTTPS: the certificate chain (PEM); needs --tls-key
+    #[arg(long, env = "HOOKFLOW_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "HOOKFLOW_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// SMTP server for `email` steps, e.g. smtp://user:pass@host:587 [default: write .eml files to ./outbox]
     #[arg(long, env = "HOOKFLOW_SMTP", hide_env_values = true)]
     pub smtp: Option<String>,

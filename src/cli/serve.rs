@@ -23,6 +23,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         admin_token: args.admin_token,
         admin_insecure: args.admin_insecure,
         secrets_dir: args.secrets_dir,
+        trusted_proxies: args.trusted_proxies,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     })?;
     let webhook = TcpListener::bind(&settings.listen)
         .await

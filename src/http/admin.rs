@@ -16,6 +16,7 @@ pub fn router(state: AppState, token: Option<String>) -> Router {
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(show_run))
         .route("/api/runs/{id}/replay", post(replay_run))
+        .route("/api/rejected", get(list_rejected))
         .layer(axum::middleware::from_fn(move |request, next| {
             require_token(token.clone(), request, next)
         }));
@@ -108,6 +109,20 @@ async fn show_run(State(state): State<AppState>, Path(id): Path<String>) -> Resp
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct RejectedQuery {
+    limit: Option<usize>,
+}
+
+/// Refused webhook requests, newest first: `{"rejected": [...]}`.
+async fn list_rejected(
+    State(state): State<AppState>,
+    Query(query): Query<RejectedQuery>,
+) -> Response {
+    let limit = query.limit.unwrap_or(super::rejected::DEFAULT_CAPACITY);
+    axum::Json(serde_json::json!({ "rejected": state.rejected.recent(limit) })).into_response()
 }
 
 #[derive(Debug, Deserialize)]

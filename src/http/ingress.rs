@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::body::Body;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,6 +15,7 @@ use serde_json::{Map, Value as Json};
 use tracing::{error, info, warn};
 
 use super::body::parse_body;
+use super::rejected::{RejectReason, RejectedRequest};
 use super::{AppState, error_response};
 use crate::engine::{Event, RunStatus};
 use crate::steps::respond::SyncResponse;
@@ -28,38 +29,98 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
-    let (response, run_ids) = handle(&state, request).await;
-    let status = response.status().as_u16();
+    let mut seen = Seen::default();
+    let outcome = handle(&state, request, &mut seen).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
-    if status < 400 {
-        info!(%method, %path, status, run_ids = %run_ids.join(","), latency_ms, "request");
-    } else {
-        warn!(%method, %path, status, latency_ms, "request refused");
+    match outcome {
+        Ok((response, run_ids)) => {
+            let status = response.status().as_u16();
+            if status < 400 {
+                info!(%method, %path, status, run_ids = %run_ids.join(","), latency_ms, "request");
+            } else {
+                warn!(%method, %path, status, latency_ms, "request refused");
+            }
+            response
+        }
+        Err(refused) => {
+            state.rejected.record(RejectedRequest {
+                at: Utc::now(),
+                method,
+                path,
+                route: seen.route,
+                workflows: seen.workflows,
+                source: seen.source,
+                status: refused.response.status().as_u16(),
+                reason: refused.reason,
+                detail: refused.detail,
+            });
+            refused.response
+        }
     }
-    response
 }
 
-async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
+/// What is known of a request by the time it is answered, for the rejected-requests record.
+#[derive(Default)]
+struct Seen {
+    route: Option<String>,
+    workflows: Vec<String>,
+    source: Option<IpAddr>,
+}
+
+/// A request refused on purpose: the bare answer, and the reason kept for the operator.
+struct Refused {
+    response: Response,
+    reason: RejectReason,
+    detail: String,
+}
+
+impl Refused {
+    fn new(response: Response, reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self {
+            response,
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The answer (with the runs started), or why the request was refused.
+type Handled = Result<(Response, Vec<String>), Refused>;
+
+async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled {
     let registry = match state.registry.read() {
         Ok(r) => std::sync::Arc::clone(&r),
         Err(_) => {
-            return (
+            return Ok((
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
                 Vec::new(),
-            );
+            ));
         }
     };
     let (parts, body) = request.into_parts();
+    seen.source = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| {
+            let forwarded = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            crate::net::client_address(info.0.ip(), forwarded, &state.trusted_proxies)
+        });
     let path = parts.uri.path().to_owned();
     let Some((route, params)) = registry.routes.find(&path) else {
-        return (
+        return Err(Refused::new(
             error_response(
                 StatusCode::NOT_FOUND,
                 format!("no workflow is bound to {path}"),
             ),
-            Vec::new(),
-        );
+            RejectReason::NoRoute,
+            "no workflow is bound to the path",
+        ));
     };
+    seen.route = Some(route.pattern.as_str().to_owned());
     let method = parts.method.as_str().to_owned();
     let bound = route.bound(&method);
     if bound.is_empty() {
@@ -71,17 +132,34 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
         if let Ok(value) = HeaderValue::from_str(&allow) {
             response.headers_mut().insert(header::ALLOW, value);
         }
-        return (response, Vec::new());
+        return Err(Refused::new(
+            response,
+            RejectReason::MethodNotAllowed,
+            format!("{method} is not accepted; use {allow}"),
+        ));
+    }
+    seen.workflows = bound.iter().map(|w| w.name.clone()).collect();
+    // The cheapest check first: an address outside `ip_allow` costs no token and no read.
+    if let Some(blocks) = bound.iter().find_map(|w| {
+        w.webhook
+            .as_ref()
+            .and_then(|t| t.verify.as_ref())
+            .and_then(|v| v.ip_allow.as_ref())
+    }) && !seen
+        .source
+        .is_some_and(|source| crate::net::any_contains(blocks, source))
+    {
+        return Err(Refused::new(
+            error_response(StatusCode::UNAUTHORIZED, "unauthorized"),
+            RejectReason::IpNotAllowed,
+            "ip not allowed",
+        ));
     }
     // Before the body is read: a flood costs as little as possible.
     if let Some(limit) = &route.rate_limit {
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
         if let Err(wait) = state.limiter.admit(
             route.pattern.as_str(),
-            source,
+            seen.source,
             limit,
             std::time::Instant::now(),
         ) {
@@ -93,13 +171,24 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
-            return (response, Vec::new());
+            return Err(Refused::new(
+                response,
+                RejectReason::RateLimited,
+                format!("over the rate limit; retry after {seconds} s"),
+            ));
         }
     }
     let too_large = || {
-        error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {} bytes", route.max_body),
+        Refused::new(
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes", route.max_body),
+            ),
+            RejectReason::BodyTooLarge,
+            format!(
+                "the body is larger than max_body ({} bytes)",
+                route.max_body
+            ),
         )
     };
     let declared_length = parts
@@ -108,33 +197,52 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared_length.is_some_and(|len| len > route.max_body) {
-        return (too_large(), Vec::new());
+        return Err(too_large());
     }
-    let raw = match read_body(body, route.max_body).await {
-        Ok(bytes) => bytes,
-        Err(BodyReadError::TooLarge) => return (too_large(), Vec::new()),
-        Err(BodyReadError::Broken(reason)) => {
-            return (
+    // A client trickling its body would hold a connection and a task: it gets a deadline.
+    let raw = match tokio::time::timeout(state.body_timeout, read_body(body, route.max_body)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyReadError::TooLarge)) => return Err(too_large()),
+        Ok(Err(BodyReadError::Broken(reason))) => {
+            return Err(Refused::new(
                 error_response(
                     StatusCode::BAD_REQUEST,
                     format!("cannot read the body: {reason}"),
                 ),
-                Vec::new(),
-            );
+                RejectReason::BodyUnreadable,
+                "the body could not be read",
+            ));
+        }
+        Err(_) => {
+            let mut response =
+                error_response(StatusCode::REQUEST_TIMEOUT, "the body was not sent in time");
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Err(Refused::new(
+                response,
+                RejectReason::BodyUnreadable,
+                format!(
+                    "the body was not complete within body_timeout ({} s)",
+                    state.body_timeout.as_secs()
+                ),
+            ));
         }
     };
     // Signatures cover the exact bytes received: checked before anything parses or stores them.
-    if !verified(
+    if let Err((reason, detail)) = verified(
         &bound,
         &state.secrets,
         &parts.headers,
         parts.uri.query(),
         &raw,
     ) {
-        return (
+        return Err(Refused::new(
             error_response(StatusCode::UNAUTHORIZED, "unauthorized"),
-            Vec::new(),
-        );
+            reason,
+            detail,
+        ));
     }
     let content_type = parts
         .headers
@@ -143,10 +251,16 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
     let parsed = match parse_body(content_type, &raw, &state.body_limits) {
         Ok(value) => value,
         Err(err) => {
-            return (
-                error_response(StatusCode::BAD_REQUEST, err.to_string()),
-                Vec::new(),
+            // The parser's message may quote the body, so the record names only the type.
+            let detail = format!(
+                "the body does not parse as {}",
+                content_type.unwrap_or("its content type")
             );
+            return Err(Refused::new(
+                error_response(StatusCode::BAD_REQUEST, err.to_string()),
+                RejectReason::BadBody,
+                detail,
+            ));
         }
     };
     let event = Event {
@@ -197,7 +311,7 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return (response, Vec::new());
+            return Ok((response, Vec::new()));
         }
     };
     let duplicate_of = accepted_runs.duplicate_of;
@@ -208,10 +322,10 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
             state.worker.forget(&runs[0].id);
         }
         let body = serde_json::json!({ "duplicate_of": duplicate_of });
-        return (
+        return Ok((
             (StatusCode::OK, axum::Json(body)).into_response(),
             Vec::new(),
-        );
+        ));
     }
     let event_id = event.id.clone();
     for run in runs.iter().filter(|r| run_ids.contains(&r.id)) {
@@ -245,7 +359,7 @@ async fn handle(state: &AppState, request: Request) -> (Response, Vec<String>) {
             }
         },
     };
-    (response, run_ids.clone())
+    Ok((response, run_ids.clone()))
 }
 
 enum BodyReadError {
@@ -294,23 +408,29 @@ fn sync_response(answer: SyncResponse) -> Response {
     response
 }
 
-/// Whether the request passes every `verify` preset of its route. Workflows sharing a path
-/// verify alike (the route table refuses them otherwise), so the first one with `verify` decides.
-/// Reasons are logged, never answered: a sender probing signatures learns nothing.
+/// Whether the request passes every `verify` preset of its route, or why not. Workflows sharing
+/// a path verify alike (the route table refuses them otherwise), so the first one with `verify`
+/// decides. Reasons are recorded, never answered: a sender probing signatures learns nothing.
 fn verified(
     bound: &[&std::sync::Arc<Workflow>],
     secrets: &crate::secrets::SecretSource,
     headers: &HeaderMap,
     query: Option<&str>,
     raw: &[u8],
-) -> bool {
+) -> Result<(), (RejectReason, String)> {
     let Some((workflow, verify)) = bound.iter().find_map(|w| {
         w.webhook
             .as_ref()
             .and_then(|t| t.verify.as_ref())
             .map(|v| (w, v))
     }) else {
-        return true;
+        return Ok(());
+    };
+    let misconfigured = |scheme: &str, what: &str| {
+        Err((
+            RejectReason::VerifyMisconfigured,
+            format!("{scheme}: {what}"),
+        ))
     };
     let secrets = secrets.resolve(workflow);
     let context = crate::template::to_template_value(&serde_json::json!({ "secrets": secrets }));
@@ -329,18 +449,18 @@ fn verified(
                 // A missing secret must never turn into "accept everything".
                 Ok(_) => {
                     error!(workflow = %workflow.name, preset = scheme, "the verify secret is empty or not set; refusing the request");
-                    return false;
+                    return misconfigured(scheme, "the secret is empty or not set");
                 }
                 Err(err) => {
                     error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify secret cannot be rendered; refusing the request");
-                    return false;
+                    return misconfigured(scheme, "the secret cannot be rendered");
                 }
             }
         }
         // Twilio's public URL and Basic's user name: rendered like the secrets, and refused
         // alike when they are empty.
         let Some(url) = render_setting(workflow, &scope, scheme, "url", preset.url.as_ref()) else {
-            return false;
+            return misconfigured(scheme, "`url` renders empty or cannot be rendered");
         };
         let Some(username) = render_setting(
             workflow,
@@ -349,7 +469,7 @@ fn verified(
             "username",
             preset.username.as_ref(),
         ) else {
-            return false;
+            return misconfigured(scheme, "`username` renders empty or cannot be rendered");
         };
         // `hmac` content: rendered with the request's body, timestamp and id only.
         let render = |inputs: crate::verify::ContentInputs<'_>| {
@@ -382,15 +502,18 @@ fn verified(
             // The workflow's configuration is wrong, not the sender: an operator must act.
             Err(reason @ crate::verify::Rejection::UnusableSecret(_)) => {
                 error!(workflow = %workflow.name, preset = scheme, %reason, "webhook verification is misconfigured; refusing the request");
-                return false;
+                return misconfigured(scheme, &reason.to_string());
             }
+            // Logged with the request by the rejected-requests record.
             Err(reason) => {
-                warn!(workflow = %workflow.name, preset = scheme, %reason, "webhook verification failed");
-                return false;
+                return Err((
+                    RejectReason::of_verify(&reason),
+                    format!("{scheme}: {reason}"),
+                ));
             }
         }
     }
-    true
+    Ok(())
 }
 
 /// A `verify` setting other than the secret: `Some(None)` when the preset has none, `None` (after

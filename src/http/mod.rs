@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod ingress;
 pub mod limit;
+pub mod rejected;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,12 @@ pub struct AppState {
     pub body_limits: Arc<body::BodyLimits>,
     pub limiter: Arc<limit::Limiter>,
     pub secrets: crate::secrets::SecretSource,
+    /// Refused requests, newest first, for the admin API, the UI and metrics.
+    pub rejected: Arc<rejected::RejectedLog>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<Vec<crate::net::Cidr>>,
+    /// How long a client may take to send a body.
+    pub body_timeout: Duration,
 }
 
 pub fn webhook_router(state: AppState) -> Router {

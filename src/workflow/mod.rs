@@ -98,6 +98,9 @@ pub enum RateScope {
 #[derive(Debug, Clone)]
 pub struct Verify {
     pub presets: Vec<VerifyPreset>,
+    /// `ip_allow`: the client address must be in one of these blocks (checked before anything
+    /// else, even the rate limit).
+    pub ip_allow: Option<Vec<crate::net::Cidr>>,
     /// The `verify` node as canonical JSON: workflows sharing a path must have the same one,
     /// since one request is checked once for all of them.
     pub text: String,
@@ -540,20 +543,38 @@ fn compile_dedupe(c: &mut Compiler, node: &Node) -> Option<Dedupe> {
     Some(Dedupe { key: key?, window })
 }
 
+/// The `verify` entry that checks the client address rather than a signature.
+pub const VERIFY_IP_ALLOW: &str = "ip_allow";
+
 fn compile_verify(c: &mut Compiler, node: &Node) -> Option<Verify> {
-    let fields = c.fields(node, "`verify`", VERIFY_PRESETS, &[])?;
+    let entries: Vec<&str> = VERIFY_PRESETS
+        .iter()
+        .copied()
+        .chain([VERIFY_IP_ALLOW])
+        .collect();
+    let fields = c.fields(node, "`verify`", &entries, &[])?;
     if node.as_map()?.is_empty() {
         c.push(
             Diagnostic::error(
                 node.span.clone(),
                 "`verify` is empty; name at least one preset",
             )
-            .with_hint(format!("one of: {}", VERIFY_PRESETS.join(", "))),
+            .with_hint(format!("one of: {}", entries.join(", "))),
         );
         return None;
     }
     let mut presets = Vec::new();
     let mut ok = true;
+    let ip_allow = match fields.get(VERIFY_IP_ALLOW) {
+        Some(n) => match compile_ip_allow(c, n) {
+            Some(blocks) => Some(blocks),
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
     for name in VERIFY_PRESETS {
         let (Some(preset_node), Some(scheme)) = (fields.get(name), verify::Scheme::from_name(name))
         else {
@@ -569,8 +590,33 @@ fn compile_verify(c: &mut Compiler, node: &Node) -> Option<Verify> {
     }
     Some(Verify {
         presets,
+        ip_allow,
         text: serde_json::to_string(&node.to_json()).unwrap_or_default(),
     })
+}
+
+/// `ip_allow`: a list of CIDR blocks or addresses, at least one.
+fn compile_ip_allow(c: &mut Compiler, node: &Node) -> Option<Vec<crate::net::Cidr>> {
+    let entries = c.string_list(node, "`verify.ip_allow`")?;
+    if entries.is_empty() {
+        c.error(
+            node.span.clone(),
+            "`verify.ip_allow` is an empty list; it would refuse every request",
+        );
+        return None;
+    }
+    let mut blocks = Vec::with_capacity(entries.len());
+    let mut ok = true;
+    for (text, span) in entries {
+        match text.parse::<crate::net::Cidr>() {
+            Ok(block) => blocks.push(block),
+            Err(err) => {
+                c.error(span, format!("`verify.ip_allow`: {err}"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(blocks)
 }
 
 fn compile_verify_preset(

@@ -12,6 +12,7 @@ mod examples;
 mod exec;
 mod golden;
 mod jsonpath_cts;
+mod security;
 mod smtp_server;
 mod store;
 mod support;

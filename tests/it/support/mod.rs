@@ -65,6 +65,12 @@ pub fn settings_for(dir: &Path) -> ServeSettings {
         exec_enabled: false,
         default_retry: Default::default(),
         retention: Duration::from_secs(30 * 86400),
+        trusted_proxies: Vec::new(),
+        egress: Default::default(),
+        header_timeout: hookflow::settings::DEFAULT_HEADER_TIMEOUT,
+        body_timeout: hookflow::settings::DEFAULT_BODY_TIMEOUT,
+        max_header_size: hookflow::settings::DEFAULT_MAX_HEADER_SIZE,
+        tls: None,
     }
 }
 

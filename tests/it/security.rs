@@ -1,0 +1,194 @@
+//! Security at the door: `verify.ip_allow` with trusted proxies, and the record of refused
+//! requests the admin API lists.
+
+use serde_json::Value as Json;
+
+use crate::support::{TestServer, set_env};
+
+fn ip_workflow(name: &str, path: &str, blocks: &str) -> (String, String) {
+    (
+        format!("{name}.yaml"),
+        format!(
+            "name: {name}\non:\n  webhook:\n    path: {path}\n    verify:\n      ip_allow: {blocks}\nsteps:\n  - log: \"in\"\n"
+        ),
+    )
+}
+
+async fn status_with(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> u16 {
+    server
+        .post_with(path, "application/json", b"{}".to_vec(), headers)
+        .await
+        .status()
+        .as_u16()
+}
+
+async fn rejected(server: &TestServer, query: &str, token: Option<&str>) -> (u16, Json) {
+    let mut request = server
+        .client
+        .get(format!("{}/api/rejected{query}", server.admin));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("admin request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+}
+
+#[tokio::test]
+async fn ip_allow_admits_listed_sources_and_ignores_forwarded_for_from_untrusted_peers() {
+    let (a, loopback) = ip_workflow("ip-loopback", "/hooks/ip/loopback", "[127.0.0.0/8]");
+    let (b, private) = ip_workflow(
+        "ip-private",
+        "/hooks/ip/private",
+        "[\"10.0.0.0/8\", \"192.0.2.7\"]",
+    );
+    let server = TestServer::start(&[(&a, &loopback), (&b, &private)]).await;
+    assert_eq!(status_with(&server, "/hooks/ip/loopback", &[]).await, 202);
+    assert_eq!(status_with(&server, "/hooks/ip/private", &[]).await, 401);
+    // Anyone can write X-Forwarded-For: without trusted proxies it changes nothing.
+    let spoofed = [("x-forwarded-for", "10.1.2.3")];
+    assert_eq!(
+        status_with(&server, "/hooks/ip/private", &spoofed).await,
+        401
+    );
+    assert_eq!(
+        status_with(&server, "/hooks/ip/loopback", &spoofed).await,
+        202
+    );
+    let (_, list) = rejected(&server, "", None).await;
+    let first = &list["rejected"][0];
+    assert_eq!(first["reason"], "ip_not_allowed", "{list}");
+    assert_eq!(first["source"], "127.0.0.1", "{list}");
+    assert_eq!(first["status"], 401, "{list}");
+    assert_eq!(first["route"], "/hooks/ip/private", "{list}");
+    assert_eq!(
+        first["workflows"],
+        serde_json::json!(["ip-private"]),
+        "{list}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_from_a_trusted_proxy_names_the_client() {
+    let (a, loopback) = ip_workflow("ip-loopback", "/hooks/ip/loopback", "[127.0.0.0/8]");
+    let (b, private) = ip_workflow("ip-private", "/hooks/ip/private", "[10.0.0.0/8]");
+    let server = TestServer::start_with(&[(&a, &loopback), (&b, &private)], |s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let from_private = [("x-forwarded-for", "10.1.2.3")];
+    assert_eq!(
+        status_with(&server, "/hooks/ip/private", &from_private).await,
+        202
+    );
+    // Now the client is 10.1.2.3, not the loopback proxy.
+    assert_eq!(
+        status_with(&server, "/hooks/ip/loopback", &from_private).await,
+        401
+    );
+    // The client wrote the leftmost entry; the proxy appended the real one.
+    let spoofed = [("x-forwarded-for", "10.9.9.9, 203.0.113.9")];
+    assert_eq!(
+        status_with(&server, "/hooks/ip/private", &spoofed).await,
+        401
+    );
+    // Without the header the peer (the proxy itself) is the source.
+    assert_eq!(status_with(&server, "/hooks/ip/loopback", &[]).await, 202);
+    let (_, list) = rejected(&server, "", None).await;
+    let sources: Vec<&str> = list["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["203.0.113.9", "10.1.2.3"], "{list}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refused_requests_are_recorded_with_their_reason_and_never_the_secret() {
+    let secret = "rejected-record-secret-7d1f";
+    set_env("REJECTED_IT_SECRET", secret);
+    let signed = "name: signed\non:\n  webhook:\n    path: /hooks/signed\n    max_body: 64\n    rate_limit: { rate: 1/m, burst: 6 }\n    verify:\n      github:\n        secret: \"{{ secrets.REJECTED_IT_SECRET }}\"\nsecrets: [REJECTED_IT_SECRET]\nsteps:\n  - log: \"in\"\n";
+    let server = TestServer::start_with(&[("signed.yaml", signed)], |s| {
+        s.admin_token = Some("admin-token-for-rejected".into());
+    })
+    .await;
+    let body = br#"{"planted":"body-marker-5c2a"}"#.to_vec();
+    let post = |headers: &'static [(&'static str, &'static str)], body: Vec<u8>| {
+        let server = &server;
+        async move {
+            server
+                .post_with("/hooks/signed", "application/json", body, headers)
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(&[], body.clone()).await, 401);
+    assert_eq!(
+        post(&[("x-hub-signature-256", "sha256=00ff")], body.clone()).await,
+        401
+    );
+    assert_eq!(post(&[], vec![b'x'; 65]).await, 413);
+    let nowhere = server
+        .post("/hooks/nowhere", "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(nowhere.status(), 404);
+    // Burst of 6, of which 3 went: the 7th request is over the limit.
+    for _ in 0..3 {
+        assert_eq!(post(&[], body.clone()).await, 401);
+    }
+    assert_eq!(post(&[], body.clone()).await, 429);
+
+    let (status, _) = rejected(&server, "", None).await;
+    assert_eq!(status, 401, "the list is behind the admin token");
+    let (status, list) = rejected(&server, "", Some("admin-token-for-rejected")).await;
+    assert_eq!(status, 200, "{list}");
+    let reasons: Vec<&str> = list["rejected"]
+        .as_array()
+        .expect("rejected list")
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "rate_limited",
+            "missing_header",
+            "missing_header",
+            "missing_header",
+            "no_route",
+            "body_too_large",
+            "bad_signature",
+            "missing_header",
+        ],
+        "{list}"
+    );
+    let first = &list["rejected"][0];
+    assert_eq!(first["status"], 429);
+    assert_eq!(first["path"], "/hooks/signed");
+    assert_eq!(first["method"], "POST");
+    assert_eq!(first["source"], "127.0.0.1");
+    assert!(
+        first["at"].as_str().is_some_and(|t| t.contains('T')),
+        "{first}"
+    );
+    assert_eq!(
+        list["rejected"][7]["detail"],
+        "github: the header x-hub-signature-256 is missing"
+    );
+    let text = list.to_string();
+    assert!(!text.contains(secret), "the secret leaked: {text}");
+    assert!(
+        !text.contains("body-marker-5c2a"),
+        "the body leaked: {text}"
+    );
+
+    let (_, two) = rejected(&server, "?limit=2", Some("admin-token-for-rejected")).await;
+    assert_eq!(two["rejected"].as_array().unwrap().len(), 2, "{two}");
+    assert_eq!(two["rejected"][0], list["rejected"][0]);
+    server.stop().await;
+}
