@@ -1,31 +1,106 @@
-//! The real HTTP client: one shared reqwest client with rustls, used by every `http` step.
+//! The real HTTP client: one shared reqwest client with rustls, used by every `http` and `ci`
+//! step, with the egress policy enforced where the address is known: in the DNS resolver (so a
+//! name that resolves somewhere else on the next lookup, DNS rebinding, is still judged on the
+//! address actually connected to), and before sending to an address written in the URL (which
+//! reqwest connects to without asking the resolver), including each redirect's target.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{BoxFuture, HttpClient, HttpError, HttpRequest, HttpResponse};
+use crate::net::{EgressDenied, EgressPolicy};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_REDIRECTS: usize = 5;
 
 /// Two clients because reqwest fixes the redirect policy per client; both share nothing else.
 pub struct ReqwestClient {
     no_redirects: reqwest::Client,
     follow_redirects: reqwest::Client,
+    egress: Arc<EgressPolicy>,
 }
 
 impl ReqwestClient {
+    /// A client that may reach any address.
     pub fn new() -> Result<Self, HttpError> {
+        Self::with_egress(EgressPolicy::default())
+    }
+
+    /// A client that connects only where `egress` allows.
+    pub fn with_egress(egress: EgressPolicy) -> Result<Self, HttpError> {
         install_crypto_provider();
+        let egress = Arc::new(egress);
         let build = |policy: reqwest::redirect::Policy| {
-            reqwest::Client::builder()
+            let mut builder = reqwest::Client::builder()
                 .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(CONNECT_TIMEOUT)
-                .redirect(policy)
+                .redirect(policy);
+            if !egress.is_open() {
+                // Through a proxy, the resolver would judge the proxy's address, not the target's.
+                builder = builder
+                    .no_proxy()
+                    .dns_resolver(Arc::new(EgressResolver(Arc::clone(&egress))));
+            }
+            builder
                 .build()
                 .map_err(|e| HttpError::Other(format!("cannot build the HTTP client: {e}")))
         };
+        let redirect_egress = Arc::clone(&egress);
+        let follow = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            match literal_address(attempt.url()).map(|ip| redirect_egress.check("", ip)) {
+                Some(Err(denied)) => attempt.error(denied),
+                _ => attempt.follow(),
+            }
+        });
         Ok(Self {
             no_redirects: build(reqwest::redirect::Policy::none())?,
-            follow_redirects: build(reqwest::redirect::Policy::limited(5))?,
+            follow_redirects: build(follow)?,
+            egress,
+        })
+    }
+}
+
+/// The address a URL names directly (`http://10.0.0.1/`, `http://[::1]/`), which reqwest
+/// connects to without resolving.
+fn literal_address(url: &reqwest::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Resolves names with the system resolver and keeps only the addresses the policy allows; when
+/// none is left, the connection fails with the first refusal.
+struct EgressResolver(Arc<EgressPolicy>);
+
+impl reqwest::dns::Resolve for EgressResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = Arc::clone(&self.0);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut allowed = Vec::with_capacity(resolved.len());
+            let mut refused = None;
+            for address in resolved {
+                match policy.check(&host, address.ip()) {
+                    Ok(()) => allowed.push(address),
+                    Err(denied) => {
+                        refused.get_or_insert(denied);
+                    }
+                }
+            }
+            match (allowed.is_empty(), refused) {
+                (true, Some(denied)) => {
+                    Err(Box::new(denied) as Box<dyn std::error::Error + Send + Sync>)
+                }
+                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            }
         })
     }
 }
@@ -55,6 +130,11 @@ impl HttpClient for ReqwestClient {
                     "URL scheme '{}' is not http or https",
                     url.scheme()
                 )));
+            }
+            if let Some(ip) = literal_address(&url) {
+                self.egress
+                    .check("", ip)
+                    .map_err(|denied| HttpError::Denied(denied.to_string()))?;
             }
             let mut builder = client.request(method, url).timeout(request.timeout);
             for (name, value) in &request.headers {
@@ -93,7 +173,9 @@ impl HttpClient for ReqwestClient {
 }
 
 fn classify(err: reqwest::Error, timeout: Duration) -> HttpError {
-    if err.is_timeout() {
+    if let Some(denied) = egress_denial(&err) {
+        HttpError::Denied(denied.to_string())
+    } else if err.is_timeout() {
         HttpError::Timeout(timeout)
     } else if err.is_connect() {
         HttpError::Connect(error_chain(&err))
@@ -102,6 +184,18 @@ fn classify(err: reqwest::Error, timeout: Duration) -> HttpError {
     } else {
         HttpError::Other(error_chain(&err))
     }
+}
+
+/// The egress refusal somewhere in the error's causes (from the resolver or a redirect).
+fn egress_denial<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a EgressDenied> {
+    let mut current = Some(err);
+    while let Some(error) = current {
+        if let Some(denied) = error.downcast_ref::<EgressDenied>() {
+            return Some(denied);
+        }
+        current = error.source();
+    }
+    None
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

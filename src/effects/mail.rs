@@ -163,6 +163,9 @@ pub enum MailError {
     Client { server: String, message: String },
     #[error("cannot write the outbox file {path}: {message}")]
     Outbox { path: String, message: String },
+    /// The egress policy forbids the SMTP server's address.
+    #[error("cannot deliver to {server}: {message}")]
+    Denied { server: String, message: String },
 }
 
 impl MailError {
@@ -393,6 +396,7 @@ pub trait Mailer: Send + Sync {
 pub struct LettreMailer {
     default_from: Option<Address>,
     route: Route,
+    egress: crate::net::EgressPolicy,
 }
 
 enum Route {
@@ -400,6 +404,8 @@ enum Route {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         /// `host:port`, without credentials: what messages and logs name.
         server: String,
+        host: String,
+        port: u16,
     },
     Outbox(PathBuf),
 }
@@ -431,14 +437,57 @@ impl LettreMailer {
                 Route::Smtp {
                     transport: smtp_transport(&url, settings.timeout)?,
                     server: url.server(),
+                    host: url.host.clone(),
+                    port: url.port,
                 }
             }
         };
         Ok(Self {
             default_from,
             route,
+            egress: crate::net::EgressPolicy::default(),
         })
     }
+
+    /// Deliver only to an SMTP server whose addresses `egress` allows.
+    pub fn with_egress(mut self, egress: crate::net::EgressPolicy) -> Self {
+        self.egress = egress;
+        self
+    }
+}
+
+/// The SMTP server's name is resolved and every address it has must be allowed before lettre
+/// connects (lettre resolves it again itself; the name comes from the server's settings, never
+/// from a payload).
+async fn check_egress(
+    egress: &crate::net::EgressPolicy,
+    host: &str,
+    port: u16,
+    server: &str,
+) -> Result<(), MailError> {
+    if egress.is_open() {
+        return Ok(());
+    }
+    let denied = |message: String| MailError::Denied {
+        server: server.to_owned(),
+        message,
+    };
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return egress.check(host, ip).map_err(|e| denied(e.to_string()));
+    }
+    let addresses =
+        tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| MailError::Connection {
+                server: server.to_owned(),
+                message: format!("cannot resolve {host}: {e}"),
+            })?;
+    for address in addresses {
+        egress
+            .check(host, address.ip())
+            .map_err(|e| denied(e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn smtp_transport(
@@ -485,7 +534,13 @@ impl Mailer for LettreMailer {
                 .or_else(|| self.default_from.clone())
                 .ok_or(MailError::NoFrom)?;
             match &self.route {
-                Route::Smtp { transport, server } => {
+                Route::Smtp {
+                    transport,
+                    server,
+                    host,
+                    port,
+                } => {
+                    check_egress(&self.egress, host, *port, server).await?;
                     let message = build_message(&email, &from, false)?;
                     let recipients = message.envelope().to().len();
                     let response = transport

@@ -40,6 +40,9 @@ pub enum HttpError {
     Connect(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The egress policy forbids the address: asking again changes nothing.
+    #[error("{0}")]
+    Denied(String),
     #[error("{0}")]
     Other(String),
 }
@@ -47,7 +50,7 @@ pub enum HttpError {
 impl HttpError {
     /// Worth another attempt: the target may answer next time.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, HttpError::InvalidRequest(_))
+        !matches!(self, HttpError::InvalidRequest(_) | HttpError::Denied(_))
     }
 }
 
@@ -78,8 +81,11 @@ impl Effects {
     /// The real implementations, configured from the server settings.
     pub fn from_settings(settings: &ServeSettings) -> Result<Self, EffectsError> {
         Ok(Self {
-            http: Arc::new(http::ReqwestClient::new()?),
-            mail: Arc::new(mail::LettreMailer::from_settings(&settings.email)?),
+            http: Arc::new(http::ReqwestClient::with_egress(settings.egress.clone())?),
+            mail: Arc::new(
+                mail::LettreMailer::from_settings(&settings.email)?
+                    .with_egress(settings.egress.clone()),
+            ),
             process: Arc::new(process::TokioProcessRunner),
         })
     }

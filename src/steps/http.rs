@@ -188,7 +188,11 @@ impl HttpStep {
         };
         Some(Self {
             method,
-            url: c.text(fields.get("url")?, "`url`")?,
+            url: {
+                let node = fields.get("url")?;
+                c.warn_if_host_from_payload(node, "`url`");
+                c.text(node, "`url`")?
+            },
             headers: match fields.get("headers") {
                 Some(n) => c.text_map(n, "`headers`")?,
                 None => Vec::new(),

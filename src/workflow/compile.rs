@@ -121,6 +121,26 @@ impl Compiler {
         self.diagnostics.push(diagnostic);
     }
 
+    /// Warn (not refuse) when a URL template lets the payload pick the scheme or host: a sender
+    /// could then aim the server's requests anywhere it can reach.
+    pub fn warn_if_host_from_payload(&mut self, node: &Node, what: &str) {
+        if let NodeValue::Str(text) = &node.value
+            && host_from_payload(text)
+        {
+            self.push(
+                Diagnostic::warning(
+                    node.span.clone(),
+                    format!(
+                        "the host of {what} comes from the payload (`event`): a sender can aim this request anywhere the server can reach"
+                    ),
+                )
+                .with_hint(
+                    "name the host in the workflow, or close egress in hookflow.yaml (README: Closing egress)",
+                ),
+            );
+        }
+    }
+
     /// The entries of a mapping, or a located error naming what should have been one.
     pub fn mapping<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Key, Node)]> {
         let entries = node.as_map();
@@ -657,6 +677,52 @@ fn locate_in_scalar(node: &Node, source: &str, needle: &str) -> Span {
 }
 
 /// `500ms`, `30s`, `5m`, `1h`, `2d`, or a plain number of seconds.
+/// Whether a URL template reads `event` in a tag before its path starts: in the scheme or host,
+/// or in a leading tag that may produce the whole URL.
+pub fn host_from_payload(url: &str) -> bool {
+    let reads_event = |tag: &str| {
+        tag.match_indices("event").any(|(i, _)| {
+            let before = tag[..i].chars().next_back();
+            let after = tag[i + "event".len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
+    };
+    let mut outside = String::new();
+    let mut rest = url;
+    loop {
+        let next_tag = [rest.find("{{"), rest.find("{%")]
+            .into_iter()
+            .flatten()
+            .min();
+        outside.push_str(&rest[..next_tag.unwrap_or(rest.len())]);
+        // The host part is over at the first `/`, `?` or `#` after `://` (or before any).
+        let host_part = outside
+            .split_once("://")
+            .map_or(outside.as_str(), |(_, r)| r);
+        if host_part.contains(['/', '?', '#']) {
+            return false;
+        }
+        let Some(start) = next_tag else {
+            return false;
+        };
+        let close = if rest[start..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let end = rest[start..]
+            .find(close)
+            .map_or(rest.len(), |e| start + e + 2);
+        if reads_event(&rest[start..end]) {
+            return true;
+        }
+        // The tag's output stands in the host part.
+        outside.push('x');
+        rest = &rest[end..];
+    }
+}
+
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text
@@ -700,6 +766,29 @@ pub fn parse_size(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_host_from_the_payload_is_noticed_and_a_path_from_it_is_not() {
+        for url in [
+            "{{ event.body.callback_url }}",
+            "https://{{ event.body.tenant }}.example.com/hook",
+            "https://api.example.com:{{ event.query.port }}/x",
+            "{% if event.body.a %}https://a.test{% else %}https://b.test{% endif %}/x",
+            "{{event['headers']['x-target']}}/path",
+        ] {
+            assert!(host_from_payload(url), "{url}");
+        }
+        for url in [
+            "https://api.example.com/orders/{{ event.body.id }}",
+            "https://api.example.com?id={{ event.body.id }}",
+            "https://{{ vars.host }}/x/{{ event.body.id }}",
+            "https://{{ secrets.HOST }}/",
+            "https://example.com/{{ prevent }}",
+            "https://{{ events_host }}/",
+        ] {
+            assert!(!host_from_payload(url), "{url}");
+        }
+    }
 
     #[test]
     fn durations_and_sizes() {

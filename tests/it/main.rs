@@ -7,6 +7,7 @@ mod crash;
 mod docs;
 mod durable;
 mod e2e;
+mod egress;
 mod email;
 mod examples;
 mod exec;

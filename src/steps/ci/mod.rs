@@ -623,6 +623,7 @@ impl Endpoint {
     fn compile(c: &mut Compiler, fields: &Fields<'_>) -> Option<Self> {
         let base_url = match fields.get("base_url") {
             Some(n) => {
+                c.warn_if_host_from_payload(n, "`base_url`");
                 let template = c.text(n, "`base_url`")?;
                 if let Some(text) = literal(&template)
                     && let Err(problem) = check_base_url(text)
