@@ -26,7 +26,10 @@ pub const KEYS: &[&str] = &[
     "timeout",
     "expect",
     "follow_redirects",
+    "sign",
 ];
+/// The schemes of an `http` step's `sign`.
+pub const SIGN_SCHEMES: &[&str] = &["standard_webhooks"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 #[derive(Debug)]
@@ -40,6 +43,15 @@ pub struct HttpStep {
     timeout: Duration,
     expect: Vec<StatusPattern>,
     follow_redirects: bool,
+    sign: Option<Sign>,
+}
+
+/// `sign:`: how the request is signed for a receiver that verifies.
+#[derive(Debug)]
+enum Sign {
+    /// `webhook-id` (the idempotency key, so every attempt keeps it), `webhook-timestamp` and
+    /// `webhook-signature`, keyed with a `whsec_` secret.
+    StandardWebhooks { secret: ValueTemplate },
 }
 
 #[derive(Debug)]
@@ -105,6 +117,9 @@ pub struct RenderedHttp {
     pub timeout: Duration,
     pub(crate) expect: Vec<StatusPattern>,
     pub follow_redirects: bool,
+    /// The Standard Webhooks secret to sign with, apart from `headers` so no record holds it;
+    /// the timestamp and signature are made when the request is sent.
+    pub signing_secret: Option<String>,
 }
 
 impl RenderedHttp {
@@ -212,6 +227,10 @@ impl HttpStep {
                 Some(n) => c.bool(n, "`follow_redirects`")?,
                 None => false,
             },
+            sign: match fields.get("sign") {
+                Some(n) => Some(compile_sign(c, n)?),
+                None => None,
+            },
         })
     }
 
@@ -292,6 +311,26 @@ impl HttpStep {
                 format!("{}.{}", id.run_id, id.step_name),
             ));
         }
+        let signing_secret = match &self.sign {
+            None => None,
+            Some(Sign::StandardWebhooks { secret }) => {
+                let secret = secret.render_string(scope)?;
+                crate::verify::standard_webhooks_key(&secret).map_err(|_| {
+                    StepError::permanent(
+                        "`sign.standard_webhooks.secret` is not a base64 secret (whsec_...)",
+                    )
+                })?;
+                // The receiver deduplicates on it: the same for every attempt of this step.
+                let message_id = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| format!("{}.{}", id.run_id, id.step_name));
+                headers.retain(|(k, _)| !k.eq_ignore_ascii_case("webhook-id"));
+                headers.push(("webhook-id".into(), message_id));
+                Some(secret)
+            }
+        };
         let authorization = match &self.auth {
             None => None,
             Some(Auth::Bearer(token)) => Some(("Bearer".to_owned(), token.render_string(scope)?)),
@@ -317,8 +356,33 @@ impl HttpStep {
             timeout: self.timeout,
             expect: self.expect.clone(),
             follow_redirects: self.follow_redirects,
+            signing_secret,
         })
     }
+}
+
+fn compile_sign(c: &mut Compiler, node: &Node) -> Option<Sign> {
+    let fields = c.fields(node, "`sign`", SIGN_SCHEMES, &[])?;
+    let Some(scheme) = fields.get("standard_webhooks") else {
+        c.error(
+            node.span.clone(),
+            format!("`sign` names one scheme: {}", SIGN_SCHEMES.join(", ")),
+        );
+        return None;
+    };
+    let keys = c.fields(scheme, "`sign.standard_webhooks`", &["secret"], &["secret"])?;
+    let secret_node = keys.get("secret")?;
+    let secret = c.text(secret_node, "`sign.standard_webhooks.secret`")?;
+    if let ValueTemplate::Literal(Json::String(text)) = &secret
+        && crate::verify::standard_webhooks_key(text).is_err()
+    {
+        c.error(
+            secret_node.span.clone(),
+            "`sign.standard_webhooks.secret` is not a base64 secret (whsec_...)",
+        );
+        return None;
+    }
+    Some(Sign::StandardWebhooks { secret })
 }
 
 fn compile_auth(c: &mut Compiler, node: &Node) -> Option<Auth> {
@@ -382,6 +446,21 @@ pub async fn execute(request: RenderedHttp, effects: &Effects) -> Result<Json, S
     let mut headers = request.headers.clone();
     if let Some((scheme, credentials)) = &request.authorization {
         headers.push(("Authorization".into(), format!("{scheme} {credentials}")));
+    }
+    if let Some(secret) = &request.signing_secret {
+        // Signed when sent: each attempt carries a fresh timestamp, within the receiver's window.
+        let message_id = headers
+            .iter()
+            .find(|(k, _)| k == "webhook-id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let timestamp = chrono::Utc::now().timestamp();
+        let body = request.body.as_deref().unwrap_or_default();
+        let signature =
+            crate::verify::standard_webhooks_signature(secret, &message_id, timestamp, body)
+                .map_err(|e| StepError::permanent(format!("cannot sign the request: {e}")))?;
+        headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+        headers.push(("webhook-signature".into(), signature));
     }
     let outgoing = HttpRequest {
         method: request.method.clone(),

@@ -192,3 +192,64 @@ async fn refused_requests_are_recorded_with_their_reason_and_never_the_secret() 
     assert_eq!(two["rejected"][0], list["rejected"][0]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_signed_http_step_passes_our_own_standard_webhooks_verify_on_every_attempt() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    set_env("SIGN_IT_SECRET", secret);
+    let receiver = crate::support::Receiver::start().await;
+    receiver.reply_times("/signed", 1, 503, &[], "busy");
+    let workflow = format!(
+        "name: forward-signed\non:\n  webhook:\n    path: /hooks/forward-signed\nsecrets: [SIGN_IT_SECRET]\nsteps:\n  - name: forward\n    retry: {{ attempts: 2, initial: 200ms }}\n    http:\n      url: {}\n      json: \"{{{{ event.body }}}}\"\n      sign:\n        standard_webhooks:\n          secret: \"{{{{ secrets.SIGN_IT_SECRET }}}}\"\n",
+        receiver.url("/signed")
+    );
+    let server = TestServer::start(&[("forward.yaml", &workflow)]).await;
+    let ids = server
+        .accepted(
+            "/hooks/forward-signed",
+            "application/json",
+            br#"{"order": 42}"#.to_vec(),
+        )
+        .await;
+    let run = server.finished_run(&ids[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let got = receiver.wait_for(2).await;
+    let preset = hookflow::verify::Preset::new(hookflow::verify::Scheme::StandardWebhooks);
+    let now = chrono::Utc::now().timestamp();
+    for request in &got {
+        assert_eq!(
+            hookflow::verify::check(
+                &preset,
+                &request.headers,
+                &request.body,
+                now,
+                &[secret.to_owned()]
+            ),
+            Ok(()),
+            "{request:?}"
+        );
+        // A receiver keyed with another secret refuses it.
+        assert!(
+            hookflow::verify::check(
+                &preset,
+                &request.headers,
+                &request.body,
+                now,
+                &["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned()]
+            )
+            .is_err()
+        );
+    }
+    // The retry is the same message to the receiver.
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(
+        ids[0],
+        format!("{}.forward", run["run"]["id"].as_str().unwrap())
+    );
+    assert!(!run.to_string().contains(secret), "{run}");
+    server.stop().await;
+}
