@@ -426,6 +426,7 @@ impl<'a> Execution<'a> {
                 &identity,
                 self.effects,
                 self.options,
+                &self.redactor,
                 &mut record,
             )
             .await;
@@ -511,6 +512,7 @@ async fn run_step(
     identity: &StepIdentity<'_>,
     effects: &Effects,
     options: &ExecOptions,
+    redactor: &Redactor,
     record: &mut StepRecord,
 ) -> StepResult {
     if let Some(condition) = &step.condition {
@@ -527,6 +529,11 @@ async fn run_step(
         Err(err) => return StepResult::Failed(err),
     };
     record.input = rendered.to_json();
+    // Written here, masked, rather than by the step: the server log is a record too. Inside
+    // the run's span, so the line carries the run id.
+    if let Some(line) = rendered.log_line() {
+        tracing::info!(target: "hookflow::log", "{}", redactor.redact_str(line));
+    }
     if options.dry_run && step.kind.has_effects() {
         return StepResult::Done(Outcome::Continue(serde_json::json!({ "dry_run": true })));
     }

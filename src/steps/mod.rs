@@ -232,6 +232,14 @@ impl Rendered {
         }
     }
 
+    /// The line this step writes to the server log, before secrets are masked.
+    pub fn log_line(&self) -> Option<&str> {
+        match self {
+            Rendered::Log(message) => Some(message),
+            _ => None,
+        }
+    }
+
     pub async fn execute(self, effects: &Effects) -> Result<Outcome, StepError> {
         match self {
             Rendered::Filter { passed, reason } => {
@@ -250,9 +258,8 @@ impl Rendered {
             Rendered::Email(email) => email::execute(email, effects).await.map(Outcome::Continue),
             Rendered::Ci(call) => ci::execute(call, effects).await.map(Outcome::Continue),
             Rendered::Exec(command) => exec::execute(command, effects).await.map(Outcome::Continue),
+            // The engine writes the line to the server log, masked (`log_line`).
             Rendered::Log(message) => {
-                // Inside the run's span, so the server log line carries the run id.
-                tracing::info!(target: "hookflow::log", "{message}");
                 Ok(Outcome::Continue(serde_json::json!({ "message": message })))
             }
             Rendered::Respond(response) => {

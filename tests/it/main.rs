@@ -13,6 +13,7 @@ mod examples;
 mod exec;
 mod golden;
 mod jsonpath_cts;
+mod secrets_leak;
 mod security;
 mod smtp_server;
 mod store;

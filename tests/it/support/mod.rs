@@ -457,10 +457,17 @@ pub struct ServeProcess {
     pub webhook: String,
     pub admin: String,
     logs: std::sync::mpsc::Receiver<String>,
+    /// The lines logged up to `hookflow is serving`.
+    pub startup: Vec<String>,
 }
 
 impl ServeProcess {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Start with more `serve` arguments; stdout and stderr both feed the log.
+    pub fn start_with(dir: &Path, extra_args: &[&str]) -> Self {
         // HOOKFLOW_TEST_BINARY: run the same checks against another build (the release one).
         let binary = std::env::var("HOOKFLOW_TEST_BINARY")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_owned());
@@ -472,14 +479,25 @@ impl ServeProcess {
                 "--admin-listen",
                 "127.0.0.1:0",
             ])
+            .args(extra_args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
             .stderr(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("spawn serve");
         let stderr = child.stderr.take().expect("stderr");
+        let stdout = child.stdout.take().expect("stdout");
         let (tx, logs) = std::sync::mpsc::channel();
+        let stdout_tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if stdout_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -489,10 +507,12 @@ impl ServeProcess {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut startup = Vec::new();
         let (webhook, admin) = loop {
             let line = logs
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("serve did not report its address");
+            startup.push(line.clone());
             if line.contains("hookflow is serving") {
                 let field = |name: &str| {
                     line.split_whitespace()
@@ -508,6 +528,7 @@ impl ServeProcess {
             webhook,
             admin,
             logs,
+            startup,
         }
     }
 
