@@ -34,6 +34,8 @@ pub enum ServerError {
     Effects(String),
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::http::tls::TlsError),
     #[error(
         "refusing to serve the admin API on {0} without a token: set --admin-token (HOOKFLOW_ADMIN_TOKEN), bind it to loopback, or pass --admin-insecure"
     )]
@@ -56,6 +58,8 @@ pub struct Reloader {
     settings: ServeSettings,
     registry: SharedRegistry,
     store: Store,
+    /// The webhook listener's certificate, read again on each reload.
+    tls: Option<Arc<crate::http::tls::TlsConfig>>,
 }
 
 impl Reloader {
@@ -63,6 +67,15 @@ impl Reloader {
     /// running set stays and every problem is logged; runs in flight keep their version either
     /// way. Returns the number of workflows now served.
     pub async fn reload(&self) -> Result<usize, ServerError> {
+        // The certificate first and apart: invalid workflows do not keep a renewed one out.
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificate reloaded"),
+                Err(err) => {
+                    warn!(error = %err, "TLS reload refused: the current certificate stays")
+                }
+            }
+        }
         let registry = match load_registry(&self.settings) {
             Ok(registry) => registry,
             Err(ServerError::Invalid { count, diagnostics }) => {
@@ -186,19 +199,30 @@ async fn serve_with(
     log_routes(&registry);
     let workflow_count = registry.workflows.len();
     let registry = Arc::new(RwLock::new(Arc::new(registry)));
+    let tls = match &settings.tls {
+        Some(files) => Some(Arc::new(crate::http::tls::TlsConfig::load(files)?)),
+        None => None,
+    };
     let reloader = Reloader {
         settings: settings.clone(),
         registry: Arc::clone(&registry),
         store: store.clone(),
+        tls: tls.clone(),
     };
     let (stop, stopped) = watch::channel(false);
-    if settings.workflows.is_dir()
-        && let Err(err) =
-            crate::watch::watch_workflows(&settings.workflows, reloader.clone(), stopped.clone())
-    {
-        // Not fatal: SIGHUP still reloads.
-        warn!(error = %err, "cannot watch the workflows directory; send SIGHUP to reload");
-    }
+    let watcher = if settings.workflows.is_dir() {
+        match crate::watch::watch_workflows(&settings.workflows, reloader.clone(), stopped.clone())
+        {
+            Ok(task) => Some(task),
+            Err(err) => {
+                // Not fatal: SIGHUP still reloads.
+                warn!(error = %err, "cannot watch the workflows directory; send SIGHUP to reload");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let effects =
         Effects::from_settings(settings).map_err(|e| ServerError::Effects(e.to_string()))?;
     let (worker, worker_task) = Worker::start(
@@ -238,27 +262,32 @@ async fn serve_with(
         .local_addr()
         .map_err(ServerError::Listener)?;
     let admin_addr = admin_listener.local_addr().map_err(ServerError::Listener)?;
-    info!(%webhook_addr, %admin_addr, workflows = workflow_count, "hookflow is serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%webhook_addr, %admin_addr, workflows = workflow_count, scheme, "hookflow is serving");
 
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    // Peer addresses feed per-source rate limits.
-    let webhook = axum::serve(
+    let webhook = http::listen::serve(
         webhook_listener,
-        http::webhook_router(state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(until_stopped(stopped.clone()));
+        http::webhook_router(state.clone()),
+        http::listen::ConnectionLimits {
+            header_timeout: settings.header_timeout,
+            max_header_size: settings.max_header_size,
+        },
+        tls,
+        stopped.clone(),
+    );
     let admin = axum::serve(
         admin_listener,
         http::admin_router(state, settings.admin_token.clone()),
     )
     .with_graceful_shutdown(until_stopped(stopped.clone()));
     let task = tokio::spawn(async move {
-        let (webhook_result, admin_result, _) = tokio::join!(webhook, admin, worker_task);
-        if let Err(err) = webhook_result {
-            warn!(error = %err, "webhook listener stopped with an error");
+        let ((), admin_result, _) = tokio::join!(webhook, admin, worker_task);
+        // The watcher holds the store through its reloader: gone before "stopped" is said.
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
         }
         if let Err(err) = admin_result {
             warn!(error = %err, "admin listener stopped with an error");

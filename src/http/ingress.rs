@@ -156,27 +156,27 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
         ));
     }
     // Before the body is read: a flood costs as little as possible.
-    if let Some(limit) = &route.rate_limit {
-        if let Err(wait) = state.limiter.admit(
+    if let Some(limit) = &route.rate_limit
+        && let Err(wait) = state.limiter.admit(
             route.pattern.as_str(),
             seen.source,
             limit,
             std::time::Instant::now(),
-        ) {
-            let mut response = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many requests on {path}; retry later"),
-            );
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return Err(Refused::new(
-                response,
-                RejectReason::RateLimited,
-                format!("over the rate limit; retry after {seconds} s"),
-            ));
+        )
+    {
+        let mut response = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests on {path}; retry later"),
+        );
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        return Err(Refused::new(
+            response,
+            RejectReason::RateLimited,
+            format!("over the rate limit; retry after {seconds} s"),
+        ));
     }
     let too_large = || {
         Refused::new(

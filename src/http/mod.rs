@@ -5,7 +5,9 @@ pub mod admin;
 pub mod body;
 pub mod ingress;
 pub mod limit;
+pub mod listen;
 pub mod rejected;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,4 +18,5 @@ mod security;
 mod smtp_server;
 mod store;
 mod support;
+mod tls;
 mod verify;

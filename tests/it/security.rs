@@ -253,3 +253,77 @@ async fn a_signed_http_step_passes_our_own_standard_webhooks_verify_on_every_att
     assert!(!run.to_string().contains(secret), "{run}");
     server.stop().await;
 }
+
+/// Read what the server sends until it closes the connection (or the deadline passes, which
+/// fails the test): a client cut off sees the end of the stream.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the server kept the slow connection open");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_do_not_hold_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let workflow = "name: slow\non:\n  webhook:\n    path: /hooks/slow\nsteps:\n  - log: \"in\"\n";
+    let server = TestServer::start_with(&[("slow.yaml", workflow)], |s| {
+        s.header_timeout = std::time::Duration::from_secs(1);
+        s.body_timeout = std::time::Duration::from_secs(1);
+        s.max_header_size = 16 * 1024;
+    })
+    .await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+
+    // Headers that never end.
+    let mut slow_headers = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow_headers
+        .write_all(b"POST /hooks/slow HTTP/1.1\r\nHost: x\r\nX-Drip: 1\r\n")
+        .await
+        .unwrap();
+    // A body that never comes in full.
+    let mut slow_body = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow_body
+        .write_all(b"POST /hooks/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        .await
+        .unwrap();
+    // Meanwhile others are served.
+    let answer = server
+        .post("/hooks/slow", "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(answer.status(), 202);
+
+    let cut = read_until_closed(&mut slow_headers).await;
+    assert!(
+        cut.is_empty() || cut.starts_with("HTTP/1.1 408"),
+        "unexpected answer to slow headers: {cut}"
+    );
+    let cut = read_until_closed(&mut slow_body).await;
+    assert!(cut.starts_with("HTTP/1.1 408"), "{cut}");
+
+    // Headers over max_header_size.
+    let mut big = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "POST /hooks/slow HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        "a".repeat(32 * 1024)
+    );
+    // The server may stop reading early; what it answers is what counts.
+    let _ = big.write_all(request.as_bytes()).await;
+    let refused = read_until_closed(&mut big).await;
+    assert!(refused.starts_with("HTTP/1.1 431"), "{refused}");
+
+    let (_, list) = rejected(&server, "", None).await;
+    assert_eq!(list["rejected"][0]["reason"], "body_unreadable", "{list}");
+    assert_eq!(list["rejected"][0]["status"], 408, "{list}");
+    // Still serving.
+    let answer = server
+        .post("/hooks/slow", "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(answer.status(), 202);
+    server.stop().await;
+}

@@ -1,0 +1,80 @@
+//! HTTPS on the webhook listener: a client trusting the served certificate gets its 202; after
+//! the files are replaced and the server reloads, new connections get the new certificate; a
+//! reload with unreadable files keeps the one in use.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::TestServer;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// A client that trusts only `cert` (no system roots), with no pooled connections, so each
+/// request makes a new TLS handshake.
+fn trusting(cert: &str) -> reqwest::Client {
+    hookflow::effects::http::install_crypto_provider();
+    let pem = std::fs::read(fixture(cert)).expect("certificate");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+async fn post(client: &reqwest::Client, url: &str) -> Result<u16, reqwest::Error> {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+}
+
+#[tokio::test]
+async fn https_is_served_and_a_reload_swaps_the_certificate() {
+    let workflow =
+        "name: secure\non:\n  webhook:\n    path: /hooks/secure\nsteps:\n  - log: \"in\"\n";
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("tls.crt"), files.path().join("tls.key"));
+    std::fs::copy(fixture("first.crt"), &cert).unwrap();
+    std::fs::copy(fixture("first.key"), &key).unwrap();
+    let tls = hookflow::settings::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let server = TestServer::start_with(&[("secure.yaml", workflow)], |s| s.tls = Some(tls)).await;
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}/hooks/secure");
+    let by_address = format!("https://127.0.0.1:{port}/hooks/secure");
+    let (first, second) = (trusting("first.crt"), trusting("second.crt"));
+
+    assert_eq!(post(&first, &url).await.expect("https"), 202);
+    assert_eq!(post(&first, &by_address).await.expect("https"), 202);
+    assert!(
+        post(&second, &url).await.is_err(),
+        "an untrusted certificate was accepted"
+    );
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = format!("http://127.0.0.1:{port}/hooks/secure");
+    assert!(post(&crate::support::client(), &plain).await.is_err());
+
+    std::fs::copy(fixture("second.crt"), &cert).unwrap();
+    std::fs::copy(fixture("second.key"), &key).unwrap();
+    let reloader = server.running.as_ref().unwrap().reloader();
+    reloader.reload().await.expect("reload");
+    assert_eq!(post(&second, &url).await.expect("the new certificate"), 202);
+    assert!(
+        post(&first, &url).await.is_err(),
+        "the old certificate is still served"
+    );
+
+    // Unreadable files: the reload keeps the certificate in use.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    reloader.reload().await.expect("the workflows still reload");
+    assert_eq!(post(&second, &url).await.expect("still the second"), 202);
+    server.stop().await;
+}
