@@ -424,3 +424,67 @@ fn read_config(path: &Path) -> Result<ConfigFile, SettingsError> {
         message: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_with(config: &str, overrides: Overrides) -> Result<ServeSettings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookflow.yaml");
+        std::fs::write(&path, config).unwrap();
+        ServeSettings::resolve(&Overrides {
+            config: Some(path),
+            ..overrides
+        })
+    }
+
+    #[test]
+    fn door_settings_come_from_the_file_and_flags_win() {
+        let config = "trusted_proxies: [10.0.0.0/8]\nheader_timeout: 5s\nbody_timeout: 20s\nmax_header_size: 16KiB\ntls: { cert: a.crt, key: a.key }\negress:\n  deny: [loopback, metadata]\n  allow: [crm.internal, 127.0.0.2]\n";
+        let settings = resolve_with(config, Overrides::default()).unwrap();
+        assert_eq!(
+            settings.trusted_proxies,
+            vec!["10.0.0.0/8".parse().unwrap()]
+        );
+        assert_eq!(settings.header_timeout, Duration::from_secs(5));
+        assert_eq!(settings.body_timeout, Duration::from_secs(20));
+        assert_eq!(settings.max_header_size, 16 * 1024);
+        assert_eq!(settings.tls.as_ref().unwrap().cert, PathBuf::from("a.crt"));
+        let egress = &settings.egress;
+        assert!(egress.check("x", "127.0.0.1".parse().unwrap()).is_err());
+        assert!(egress.check("x", "127.0.0.2".parse().unwrap()).is_ok());
+        assert!(
+            egress
+                .check("crm.internal", "127.0.0.1".parse().unwrap())
+                .is_ok()
+        );
+        // Private addresses were not denied.
+        assert!(egress.check("x", "10.1.1.1".parse().unwrap()).is_ok());
+
+        let flags = Overrides {
+            trusted_proxies: Some("192.0.2.1, 2001:db8::/32".into()),
+            ..Overrides::default()
+        };
+        let settings = resolve_with(config, flags).unwrap();
+        assert_eq!(settings.trusted_proxies.len(), 2);
+
+        let defaults = resolve_with("{}", Overrides::default()).unwrap();
+        assert!(defaults.egress.is_open() && defaults.tls.is_none());
+        assert!(defaults.trusted_proxies.is_empty());
+        assert_eq!(defaults.header_timeout, DEFAULT_HEADER_TIMEOUT);
+    }
+
+    #[test]
+    fn bad_door_settings_say_what_is_wrong() {
+        for (config, expected) in [
+            ("egress: { deny: [intranet] }", "unknown 'intranet'"),
+            ("trusted_proxies: [10.0.0.0/33]", "`trusted_proxies`"),
+            ("tls: { cert: a.crt }", "needs both"),
+            ("max_header_size: 1KiB", "at least 8KiB"),
+        ] {
+            let err = resolve_with(config, Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(expected), "{config}: {err}");
+        }
+    }
+}

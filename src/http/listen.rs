@@ -108,7 +108,8 @@ async fn http1<I>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_size);
+        // hyper refuses (panics on) less than 8 KiB; settings already enforce it.
+        .max_buf_size(limits.max_header_size.max(8192));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
