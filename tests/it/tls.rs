@@ -78,3 +78,58 @@ async fn https_is_served_and_a_reload_swaps_the_certificate() {
     assert_eq!(post(&second, &url).await.expect("still the second"), 202);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_real_server_serves_https_from_flags_and_sighup_renews_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    std::fs::write(
+        dir.path().join("workflows/secure.yaml"),
+        "name: secure\non:\n  webhook:\n    path: /hooks/secure\nsteps:\n  - log: \"in\"\n",
+    )
+    .unwrap();
+    std::fs::copy(fixture("first.crt"), dir.path().join("tls.crt")).unwrap();
+    std::fs::copy(fixture("first.key"), dir.path().join("tls.key")).unwrap();
+    let server = crate::support::ServeProcess::start_with(
+        dir.path(),
+        &["--tls-cert", "tls.crt", "--tls-key", "tls.key"],
+    );
+    assert!(
+        server
+            .startup
+            .iter()
+            .any(|l| l.contains("scheme=\"https\"") || l.contains("scheme=https")),
+        "{:#?}",
+        server.startup
+    );
+    let url = format!(
+        "{}/hooks/secure",
+        server
+            .webhook
+            .replace("http://127.0.0.1", "https://localhost")
+    );
+    let (first, second) = (trusting("first.crt"), trusting("second.crt"));
+    assert_eq!(post(&first, &url).await.expect("https"), 202);
+
+    std::fs::copy(fixture("second.crt"), dir.path().join("tls.crt")).unwrap();
+    std::fs::copy(fixture("second.key"), dir.path().join("tls.key")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while post(&second, &url).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(post(&first, &url).await.is_err());
+    let (_, log) = server.terminate();
+    assert!(
+        log.iter().any(|l| l.contains("TLS certificate reloaded")),
+        "{log:#?}"
+    );
+}
