@@ -96,6 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let effects = Effects::from_settings(&settings)?;
     let options = ExecOptions {
         dry_run: args.dry_run,
+        started_at: Some(Utc::now()),
     };
     eprintln!(
         "run {} of workflow '{}'{}",
@@ -123,6 +124,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 finished: &finished,
                 effects: &effects,
                 options: &options,
+                callees: None,
             },
             &trace,
         )

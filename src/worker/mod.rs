@@ -70,6 +70,8 @@ struct Loaded {
     version: String,
     attempt: u32,
     finished: Vec<StepRecord>,
+    /// When the run first started, if it did before (a resume).
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub struct WorkerSettings {
@@ -312,6 +314,7 @@ async fn load(store: &Store, job: Job) -> Option<Loaded> {
             version: fresh.version,
             attempt: 1,
             finished: Vec::new(),
+            started_at: None,
         });
     }
     let run_id = job.run_id.as_str();
@@ -323,6 +326,7 @@ async fn load(store: &Store, job: Job) -> Option<Loaded> {
             version: detail.run.version,
             attempt: detail.run.attempt,
             finished: detail.steps,
+            started_at: detail.run.started_at,
         }),
         Ok(None) => {
             error!(run_id, "queued run not found in the store");
@@ -372,7 +376,11 @@ async fn execute_run(worker: &Worker, job: Job) {
             attempt: detail.attempt,
         };
         let journal = StoreJournal { worker, run_id };
-        let options = ExecOptions::default();
+        let options = ExecOptions {
+            started_at: Some(detail.started_at.unwrap_or_else(chrono::Utc::now)),
+            ..ExecOptions::default()
+        };
+        let callees = RegistryCallees { worker };
         let request = RunRequest {
             workflow: &workflow,
             event: &detail.event,
@@ -381,6 +389,7 @@ async fn execute_run(worker: &Worker, job: Job) {
             finished: &detail.finished,
             effects: &worker.inner.effects,
             options: &options,
+            callees: Some(&callees),
         };
         match engine::execute(request, &journal).await {
             Ok(outcome) if outcome.status == RunStatus::Retrying => {
@@ -483,6 +492,26 @@ async fn workflow_for(worker: &Worker, name: &str, version: &str) -> Result<Arc<
                 .unwrap_or_default()
         )
     })
+}
+
+/// `call` steps run the workflows loaded now, with the secrets each declares.
+struct RegistryCallees<'a> {
+    worker: &'a Worker,
+}
+
+impl engine::Callees for RegistryCallees<'_> {
+    fn workflow(&self, name: &str) -> Option<Arc<Workflow>> {
+        self.worker
+            .inner
+            .registry
+            .read()
+            .ok()
+            .and_then(|registry| registry.get(name).cloned())
+    }
+
+    fn secrets(&self, workflow: &Workflow) -> std::collections::BTreeMap<String, String> {
+        self.worker.inner.secrets.resolve(workflow)
+    }
 }
 
 struct StoreJournal<'a> {

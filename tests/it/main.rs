@@ -3,6 +3,7 @@
 
 mod ci;
 mod cli;
+mod control;
 mod crash;
 mod docs;
 mod durable;
