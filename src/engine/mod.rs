@@ -133,6 +133,9 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Filtered,
+    /// Never ran, or stopped: superseded by a newer run (`cancel_previous`), or skipped because
+    /// its concurrency key was busy (`skip`). The reason is the run's error.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -144,6 +147,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Filtered => "filtered",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -155,6 +159,7 @@ impl RunStatus {
             "succeeded" => Some(RunStatus::Succeeded),
             "failed" => Some(RunStatus::Failed),
             "filtered" => Some(RunStatus::Filtered),
+            "cancelled" => Some(RunStatus::Cancelled),
             _ => None,
         }
     }
@@ -162,7 +167,7 @@ impl RunStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Filtered
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Filtered | RunStatus::Cancelled
         )
     }
 }
@@ -280,7 +285,15 @@ pub async fn execute(
         None => steps.await?,
         Some((limit, at)) => {
             let left = (at - Utc::now()).to_std().unwrap_or_default();
-            match tokio::time::timeout(left, steps).await {
+            // Resumed after the deadline (from a wait that ended there): no step starts.
+            let run_out = left.is_zero();
+            let timed = async {
+                if run_out {
+                    return Err(());
+                }
+                tokio::time::timeout(left, steps).await.map_err(|_| ())
+            };
+            match timed.await {
                 Ok(flow) => match flow? {
                     // A wait past the deadline ends at the deadline, which then fails the run.
                     Flow::Retrying(error, due_at) => Flow::Retrying(error, due_at.min(at)),

@@ -361,8 +361,22 @@ async fn execute_run(worker: &Worker, job: Job) {
                     executing.insert(run_id.to_owned());
                 }
             }
-            // Another worker holds it (a duplicate queue entry, or another node).
-            Ok(false) => return,
+            // Another worker holds it (a duplicate queue entry, or another node), its
+            // concurrency key has no free slot (it stays queued until a run with the key
+            // ends), or it was cancelled meanwhile.
+            Ok(false) => {
+                if let Ok(Some(now)) = store.run(run_id).await
+                    && now.run.status.is_final()
+                {
+                    worker.answer(
+                        run_id,
+                        SyncAnswer::Finished {
+                            status: now.run.status,
+                        },
+                    );
+                }
+                return;
+            }
             Err(err) => {
                 error!(error = %err, "cannot claim the run; it stays queued");
                 return;
@@ -458,6 +472,15 @@ async fn finish(
         error!(run_id, error = %err, "cannot record the end of the run");
     }
     worker.answer(run_id, SyncAnswer::Finished { status });
+    // Its concurrency slot is free: the oldest run waiting for it can start.
+    match worker.inner.store.queued_behind(run_id).await {
+        Ok(waiting) => {
+            for id in waiting {
+                worker.enqueue(id);
+            }
+        }
+        Err(err) => warn!(run_id, error = %err, "cannot look for runs waiting on this one"),
+    }
 }
 
 /// The definition the run started with: the loaded one if unchanged, else the stored copy.

@@ -3,6 +3,7 @@
 
 mod ci;
 mod cli;
+mod concurrency;
 mod control;
 mod crash;
 mod docs;
