@@ -261,6 +261,7 @@ pub async fn execute(
         run: serde_json::json!({
             "id": request.run.id, "workflow": request.run.workflow,
             "attempt": request.run.attempt, "error": null, "failed_step": null,
+            "caller": null,
         }),
         response: None,
         locals: Map::new(),
@@ -647,7 +648,10 @@ impl<'a> Execution<'a> {
         }
         state.apply(step, &record);
         if let Some(response) = response {
-            self.shared.journal.responded(&response);
+            // A called workflow's `respond` answers nobody: the caller is the calling run.
+            if self.depth == 0 {
+                self.shared.journal.responded(&response);
+            }
             state.response = Some(response);
         }
         if record.filtered {

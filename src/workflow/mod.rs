@@ -471,7 +471,7 @@ fn calls_in<'w>(steps: &'w [Step], out: &mut Vec<(&'w str, &'w Span)>) {
 }
 
 /// `call` targets must be loaded, and no workflow may end up calling itself.
-fn check_calls(registry: &Registry) -> Diagnostics {
+fn check_calls(registry: &Registry, broken: &std::collections::BTreeSet<String>) -> Diagnostics {
     let mut diagnostics = Diagnostics::default();
     let mut graph: BTreeMap<&str, Vec<(&str, &Span)>> = BTreeMap::new();
     for workflow in registry.workflows.values() {
@@ -479,7 +479,7 @@ fn check_calls(registry: &Registry) -> Diagnostics {
         calls_in(&workflow.steps, &mut calls);
         calls_in(&workflow.on_error, &mut calls);
         for (target, span) in &calls {
-            if registry.get(target).is_none() {
+            if registry.get(target).is_none() && !broken.contains(*target) {
                 let mut d = Diagnostic::error(
                     (*span).clone(),
                     format!("`call`: no workflow named '{target}' is loaded"),
@@ -1090,10 +1090,17 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> 
     let mut registry = Registry::default();
     let files = sources.len();
     let mut names: BTreeMap<String, Span> = BTreeMap::new();
+    // Files that did not compile, by the name they would most likely have had: a call of one
+    // is not reported again as a call of an unknown workflow.
+    let mut broken: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for file in sources {
+        let stem = file_stem(&file.path);
         let (workflow, problems) = compile_file(file, options);
         diagnostics.extend(problems);
-        let Some(workflow) = workflow else { continue };
+        let Some(workflow) = workflow else {
+            broken.insert(stem);
+            continue;
+        };
         let name_span = workflow.name_span.clone();
         if let Some(first) = names.get(&workflow.name) {
             diagnostics.push(
@@ -1115,7 +1122,7 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> 
     }
     let route_problems = registry.routes.build(registry.workflows.values());
     diagnostics.extend(route_problems);
-    diagnostics.extend(check_calls(&registry));
+    diagnostics.extend(check_calls(&registry, &broken));
     Loaded {
         registry,
         diagnostics,

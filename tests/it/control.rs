@@ -497,3 +497,58 @@ steps:
         done_before.len()
     );
 }
+
+/// `hookflow run` by name loads the directory, so a loop calling another workflow runs
+/// in-process, each nested step traced under its path.
+#[test]
+fn hookflow_run_traces_a_loop_of_calls_to_another_workflow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("caller.yaml"),
+        r#"
+steps:
+  - name: each
+    foreach:
+      items: "{{ event.body.xs }}"
+      steps:
+        - name: twice
+          call: { workflow: doubler, payload: { x: "{{ item }}" } }
+  - name: sum
+    set: { total: "{{ steps.each.output | map(attribute='twice') | map(attribute='vars') | sum(attribute='double') }}" }
+"#,
+    )
+    .expect("write");
+    std::fs::write(
+        workflows.join("doubler.yaml"),
+        r#"
+vars:
+  double: "{{ event.body.x * 2 }}"
+steps:
+  - log: "{{ run.caller }} -> {{ run.workflow }}: {{ vars.double }}"
+"#,
+    )
+    .expect("write");
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, r#"{"xs": [1, 2, 3]}"#).expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["run", "caller", "--workflows"])
+        .arg(&workflows)
+        .arg("--payload")
+        .arg(&payload)
+        .output()
+        .expect("run hookflow");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary: Json = serde_json::from_slice(&output.stdout).expect("summary");
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(summary["vars"]["total"], 12);
+    for i in 0..3 {
+        assert!(
+            stderr.contains(&format!("  - each[{i}].twice.log-1 (log) ok")),
+            "{stderr}"
+        );
+    }
+    assert!(stderr.contains("[1/2] each (foreach) ok"), "{stderr}");
+}
