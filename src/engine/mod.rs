@@ -253,6 +253,7 @@ pub async fn execute(
         journal,
         callees: request.callees,
         next_index: AtomicUsize::new(first_nested_index(workflow, request.finished)),
+        top_level: workflow.steps.len() + workflow.on_error.len(),
     };
     let execution = Execution::new(&shared, workflow, request.event, request.secrets, &[], 0);
     let mut state = RunState {
@@ -362,6 +363,8 @@ struct Shared<'a> {
     journal: &'a dyn Journal,
     callees: Option<&'a dyn Callees>,
     next_index: AtomicUsize,
+    /// Records numbered below this are the workflow's own steps, never nested ones.
+    top_level: usize,
 }
 
 /// One execution of a workflow's steps (the run's own, or a called workflow's): what every
@@ -510,7 +513,9 @@ impl<'a> Execution<'a> {
             }
             Place::Nested { prefix } => {
                 let name = format!("{prefix}{}", step.name);
-                let previous = finished.iter().find(|r| r.name == name);
+                let previous = finished
+                    .iter()
+                    .find(|r| r.index >= self.shared.top_level && r.name == name);
                 (name, previous)
             }
         };

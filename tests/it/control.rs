@@ -552,3 +552,48 @@ steps:
     }
     assert!(stderr.contains("[1/2] each (foreach) ok"), "{stderr}");
 }
+
+/// A nested step waiting for a retry makes the run wait; when it resumes, the iterations that
+/// finished are restored, not called again.
+#[tokio::test]
+async fn a_retry_inside_a_loop_resumes_without_repeating_finished_iterations() {
+    let receiver = Receiver::start().await;
+    receiver.reply_times("/item/b", 2, 503, &[], "busy");
+    let yaml = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/items }} }}
+steps:
+  - name: each
+    foreach:
+      items: ["a", "b", "c", "d"]
+      parallel: 2
+      steps:
+        - name: post
+          retry: {{ attempts: 4, initial: 100ms, max: 200ms }}
+          http: {{ url: "{url}/{{{{ item }}}}" }}
+"#,
+        url = receiver.url("/item")
+    );
+    let server = TestServer::start(&[("items.yaml", &yaml)]).await;
+    let runs = server
+        .accepted("/hooks/items", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let mut calls: HashMap<String, usize> = HashMap::new();
+    for request in receiver.received() {
+        *calls.entry(request.uri.clone()).or_default() += 1;
+    }
+    assert_eq!(
+        calls.get("/item/b"),
+        Some(&3),
+        "two 503s, then success: {calls:?}"
+    );
+    for item in ["a", "c", "d"] {
+        assert_eq!(calls.get(&format!("/item/{item}")), Some(&1), "{calls:?}");
+    }
+    assert_eq!(step(&run, "each[1].post")["attempts"], 3);
+    assert_eq!(step(&run, "each[0].post")["attempts"], 1);
+    assert_eq!(step(&run, "each")["output"][3]["post"]["status"], 200);
+    server.stop().await;
+}
