@@ -89,3 +89,51 @@ impl DelayStep {
         Ok(now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::TemplateSet;
+
+    fn until_of(source: &str, context: serde_json::Value) -> Result<DateTime<Utc>, StepError> {
+        let mut templates = TemplateSet::new();
+        let template = ValueTemplate::compile_str(&mut templates, source).expect("template");
+        let context = crate::template::to_template_value(&context);
+        let scope = Scope {
+            templates: &templates,
+            context: &context,
+            event_body: &serde_json::Value::Null,
+        };
+        DelayStep::Computed(template).until(&scope, start())
+    }
+
+    fn start() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-29T00:30:00Z")
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_template_gives_a_duration_a_number_of_seconds_or_a_time() {
+        let wait = |value: serde_json::Value| {
+            until_of("{{ wait }}", serde_json::json!({ "wait": value }))
+                .map(|until| (until - start()).num_milliseconds())
+        };
+        assert_eq!(wait("90s".into()).expect("duration"), 90_000);
+        assert_eq!(wait(2.5.into()).expect("seconds"), 2_500);
+        assert_eq!(wait((-5).into()).expect("clamped"), 0);
+        assert_eq!(
+            wait("2026-03-29T01:00:00+01:00".into()).expect("time"),
+            -30 * 60_000,
+            "a time already past gives an end in the past: no wait"
+        );
+        let err = wait("soon".into()).expect_err("not a duration");
+        assert!(
+            err.message.contains("neither a duration"),
+            "{}",
+            err.message
+        );
+        let err = wait(serde_json::json!([1])).expect_err("a list");
+        assert!(err.message.contains("a list"), "{}", err.message);
+    }
+}
