@@ -597,3 +597,52 @@ steps:
     assert_eq!(step(&run, "each")["output"][3]["post"]["status"], 200);
     server.stop().await;
 }
+
+/// A `delay` inside a loop makes the run wait (as `retrying`) and resumes each iteration after
+/// its own wait.
+#[tokio::test]
+async fn a_delay_inside_a_loop_waits_durably_per_iteration() {
+    let receiver = Receiver::start().await;
+    let yaml = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/later }} }}
+steps:
+  - name: each
+    foreach:
+      items: [1, 2]
+      parallel: 2
+      steps:
+        - name: wait
+          delay: "{{{{ item }}}}s"
+        - name: call
+          http: {{ url: "{url}", json: {{ n: "{{{{ item }}}}" }} }}
+"#,
+        url = receiver.url("/later")
+    );
+    let server = TestServer::start(&[("later.yaml", &yaml)]).await;
+    let runs = server
+        .accepted("/hooks/later", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(receiver.received().len(), 2);
+    for i in 0..2 {
+        let until = chrono::DateTime::parse_from_rfc3339(
+            step(&run, &format!("each[{i}].wait"))["output"]["until"]
+                .as_str()
+                .expect("until"),
+        )
+        .expect("time");
+        let called = chrono::DateTime::parse_from_rfc3339(
+            step(&run, &format!("each[{i}].call"))["started_at"]
+                .as_str()
+                .expect("started"),
+        )
+        .expect("time");
+        assert!(
+            called >= until,
+            "iteration {i} called at {called}, before {until}"
+        );
+    }
+    server.stop().await;
+}
