@@ -83,7 +83,8 @@ async fn runs_with_one_key_and_limit_1_never_overlap() {
 #[tokio::test]
 async fn cancel_previous_leaves_only_the_newest_queued_run() {
     let receiver = Receiver::start().await;
-    receiver.slow("/slow", Duration::from_millis(1500));
+    // Long enough for the later events to arrive while the first run is still under way.
+    receiver.slow("/slow", Duration::from_secs(3));
     let yaml = keyed_workflow(&receiver, "cancel_previous");
     let server = TestServer::start(&[("deploy.yaml", &yaml)]).await;
     let post = |n: u32| {
@@ -132,7 +133,7 @@ async fn cancel_previous_leaves_only_the_newest_queued_run() {
 #[tokio::test]
 async fn skip_records_a_run_for_a_busy_key_as_cancelled_with_the_reason() {
     let receiver = Receiver::start().await;
-    receiver.slow("/slow", Duration::from_millis(800));
+    receiver.slow("/slow", Duration::from_secs(3));
     let yaml = keyed_workflow(&receiver, "skip");
     let server = TestServer::start(&[("deploy.yaml", &yaml)]).await;
     let body = |n: u32, repository: &str| {
