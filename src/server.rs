@@ -192,12 +192,16 @@ async fn serve_with(
         store: store.clone(),
     };
     let (stop, stopped) = watch::channel(false);
-    if settings.workflows.is_dir()
-        && let Err(err) =
-            crate::watch::watch_workflows(&settings.workflows, reloader.clone(), stopped.clone())
-    {
-        // Not fatal: SIGHUP still reloads.
-        warn!(error = %err, "cannot watch the workflows directory; send SIGHUP to reload");
+    let mut watcher = None;
+    if settings.workflows.is_dir() {
+        match crate::watch::watch_workflows(&settings.workflows, reloader.clone(), stopped.clone())
+        {
+            Ok(task) => watcher = Some(task),
+            // Not fatal: SIGHUP still reloads.
+            Err(err) => {
+                warn!(error = %err, "cannot watch the workflows directory; send SIGHUP to reload")
+            }
+        }
     }
     let effects =
         Effects::from_settings(settings).map_err(|e| ServerError::Effects(e.to_string()))?;
@@ -213,7 +217,7 @@ async fn serve_with(
         },
         stopped.clone(),
     );
-    tokio::spawn(prune_periodically(
+    let pruner = tokio::spawn(prune_periodically(
         store.clone(),
         settings.retention,
         stopped.clone(),
@@ -254,6 +258,11 @@ async fn serve_with(
     .with_graceful_shutdown(until_stopped(stopped.clone()));
     let task = tokio::spawn(async move {
         let (webhook_result, admin_result, _) = tokio::join!(webhook, admin, worker_task);
+        // The store is free once every task holding it has ended.
+        let _ = pruner.await;
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
+        }
         if let Err(err) = webhook_result {
             warn!(error = %err, "webhook listener stopped with an error");
         }

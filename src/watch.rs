@@ -14,11 +14,12 @@ use crate::server::Reloader;
 const QUIET: Duration = Duration::from_millis(250);
 
 /// Watch `dir` until `stopped`; reload through `reloader` after each quiet burst of changes.
+/// The task ends once `stopped` turns true.
 pub fn watch_workflows(
     dir: &Path,
     reloader: Reloader,
     mut stopped: watch::Receiver<bool>,
-) -> Result<(), notify::Error> {
+) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
     let (changed, mut changes) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Access events (a file was read) change nothing; everything else might.
@@ -30,7 +31,7 @@ pub fn watch_workflows(
     })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;
     info!(path = %dir.display(), "watching the workflows for changes");
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         // The watcher lives as long as this task.
         let _watcher = watcher;
         loop {
@@ -50,6 +51,5 @@ pub fn watch_workflows(
                 warn!(error = %err, "the changed workflows were not loaded");
             }
         }
-    });
-    Ok(())
+    }))
 }

@@ -108,9 +108,16 @@ impl Worker {
                 executing: Mutex::new(std::collections::HashSet::new()),
             }),
         };
-        tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
-        tokio::spawn(keep_leases(worker.clone(), shutdown.clone()));
-        let handle = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
+        let retries = tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
+        let leases = tokio::spawn(keep_leases(worker.clone(), shutdown.clone()));
+        let dispatcher = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
+        // Done when every task holding the store is: a restart on the same file must find it
+        // free.
+        let handle = tokio::spawn(async move {
+            let _ = dispatcher.await;
+            let _ = retries.await;
+            let _ = leases.await;
+        });
         (worker, handle)
     }
 
