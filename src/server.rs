@@ -237,7 +237,7 @@ async fn serve_with(
         },
         stopped.clone(),
     );
-    tokio::spawn(prune_periodically(
+    let pruner = tokio::spawn(prune_periodically(
         store.clone(),
         settings.retention,
         stopped.clone(),
@@ -285,6 +285,8 @@ async fn serve_with(
     .with_graceful_shutdown(until_stopped(stopped.clone()));
     let task = tokio::spawn(async move {
         let ((), admin_result, _) = tokio::join!(webhook, admin, worker_task);
+        // The store is free once every task holding it has ended.
+        let _ = pruner.await;
         // The watcher holds the store through its reloader: gone before "stopped" is said.
         if let Some(watcher) = watcher {
             let _ = watcher.await;

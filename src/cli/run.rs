@@ -29,7 +29,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         secrets_dir: args.secrets_dir.clone(),
         ..Overrides::default()
     })?;
-    let workflow = find_workflow(&args.workflow, &args.workflows, &settings.compile_options())?;
+    let (workflow, registry) =
+        find_workflow(&args.workflow, &args.workflows, &settings.compile_options())?;
     let raw = match &args.payload {
         Some(path) => std::fs::read(path)
             .with_context(|| format!("cannot read payload {}", path.display()))?,
@@ -96,6 +97,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let effects = Effects::from_settings(&settings)?;
     let options = ExecOptions {
         dry_run: args.dry_run,
+        started_at: Some(Utc::now()),
     };
     eprintln!(
         "run {} of workflow '{}'{}",
@@ -107,8 +109,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    let callees = LoadedCallees {
+        registry: &registry,
+        secrets: &settings.secrets,
+    };
     let trace = Trace {
         total: workflow.steps.len(),
+        top_level: workflow.steps.len() + workflow.on_error.len(),
         records: std::sync::Mutex::new(Vec::new()),
     };
     let started = std::time::Instant::now();
@@ -123,6 +130,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 finished: &finished,
                 effects: &effects,
                 options: &options,
+                callees: Some(&callees),
             },
             &trace,
         )
@@ -169,7 +177,7 @@ fn find_workflow(
     given: &str,
     dir: &Path,
     options: &CompileOptions,
-) -> anyhow::Result<Arc<Workflow>> {
+) -> anyhow::Result<(Arc<Workflow>, workflow::Registry)> {
     let path = PathBuf::from(given);
     let loaded = if path.is_file() {
         let text = std::fs::read_to_string(&path)
@@ -198,7 +206,7 @@ fn find_workflow(
         loaded.registry.get(given).cloned()
     };
     match found {
-        Some(w) if problems.is_empty() || !path.is_file() => Ok(w),
+        Some(w) if problems.is_empty() || !path.is_file() => Ok((w, loaded.registry)),
         _ if !problems.is_empty() => {
             for p in &problems {
                 eprint!("{p}");
@@ -228,8 +236,26 @@ fn content_type_for(path: &Path) -> Option<&'static str> {
 }
 
 /// Prints each step as it finishes.
+/// `call` steps run the workflows loaded with the one being run.
+struct LoadedCallees<'a> {
+    registry: &'a workflow::Registry,
+    secrets: &'a crate::secrets::SecretSource,
+}
+
+impl engine::Callees for LoadedCallees<'_> {
+    fn workflow(&self, name: &str) -> Option<Arc<Workflow>> {
+        self.registry.get(name).cloned()
+    }
+
+    fn secrets(&self, workflow: &Workflow) -> BTreeMap<String, String> {
+        self.secrets.resolve(workflow)
+    }
+}
+
 struct Trace {
     total: usize,
+    /// Records numbered from here are nested steps (of loops, branches, calls).
+    top_level: usize,
     /// Every record so far, the latest per step, as a resumed execution needs them.
     records: std::sync::Mutex<Vec<StepRecord>>,
 }
@@ -260,15 +286,17 @@ impl Journal for Trace {
                 (StepStatus::Succeeded, _) => "ok",
                 (StepStatus::Failed, _) => "FAILED",
                 (StepStatus::Skipped, _) => "skipped (`if` was false)",
+                (StepStatus::Retrying, _) if record.kind == "delay" => "waiting",
                 (StepStatus::Retrying, _) => "failed, will retry",
             };
+            let position = if record.index < self.top_level {
+                format!("[{}/{}]", record.index + 1, self.total)
+            } else {
+                "  -".to_owned()
+            };
             eprintln!(
-                "[{}/{}] {} ({}) {status} {:.1} ms",
-                record.index + 1,
-                self.total,
-                record.name,
-                record.kind,
-                record.duration_ms
+                "{position} {} ({}) {status} {:.1} ms",
+                record.name, record.kind, record.duration_ms
             );
             if !record.input.is_null() {
                 eprintln!("    input  {}", indent(&pretty(&record.input)));

@@ -28,7 +28,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                 Some(s) => match RunStatus::parse(&s) {
                     Some(s) => Some(s),
                     None => bail!(
-                        "unknown status '{s}'; expected queued, running, succeeded, failed or filtered"
+                        "unknown status '{s}'; expected queued, running, retrying, succeeded, failed, filtered or cancelled"
                     ),
                 },
             };

@@ -1,10 +1,12 @@
 //! The interpreter: runs one compiled workflow over one event, step by step, reporting each
 //! finished step to a [`Journal`] so a run can be recorded, traced, and resumed after a crash.
 
+mod control;
 pub mod redact;
 pub mod retry;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -131,6 +133,9 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Filtered,
+    /// Never ran, or stopped: superseded by a newer run (`cancel_previous`), or skipped because
+    /// its concurrency key was busy (`skip`). The reason is the run's error.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -142,6 +147,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Filtered => "filtered",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -153,6 +159,7 @@ impl RunStatus {
             "succeeded" => Some(RunStatus::Succeeded),
             "failed" => Some(RunStatus::Failed),
             "filtered" => Some(RunStatus::Filtered),
+            "cancelled" => Some(RunStatus::Cancelled),
             _ => None,
         }
     }
@@ -160,7 +167,7 @@ impl RunStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Filtered
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Filtered | RunStatus::Cancelled
         )
     }
 }
@@ -207,6 +214,14 @@ pub trait Journal: Send + Sync {
 pub struct ExecOptions {
     /// Render every step but execute none that acts on the world.
     pub dry_run: bool,
+    /// When the run first started: a workflow `timeout` counts from here, across resumes.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// The workflows a `call` step may run, and the secrets each is given.
+pub trait Callees: Send + Sync {
+    fn workflow(&self, name: &str) -> Option<std::sync::Arc<Workflow>>;
+    fn secrets(&self, workflow: &Workflow) -> BTreeMap<String, String>;
 }
 
 /// Everything one execution needs besides the workflow.
@@ -219,6 +234,8 @@ pub struct RunRequest<'a> {
     pub finished: &'a [StepRecord],
     pub effects: &'a Effects,
     pub options: &'a ExecOptions,
+    /// Where `call` steps find their workflows; without it they fail.
+    pub callees: Option<&'a dyn Callees>,
 }
 
 /// Run the workflow's steps in order. Returns an error only when progress cannot be recorded,
@@ -227,36 +244,71 @@ pub async fn execute(
     request: RunRequest<'_>,
     journal: &dyn Journal,
 ) -> Result<RunOutcome, JournalError> {
-    let execution = Execution::new(&request, journal);
+    let workflow = request.workflow;
+    let shared = Shared {
+        run: request.run,
+        finished: request.finished,
+        effects: request.effects,
+        options: request.options,
+        journal,
+        callees: request.callees,
+        next_index: AtomicUsize::new(first_nested_index(workflow, request.finished)),
+        top_level: workflow.steps.len() + workflow.on_error.len(),
+    };
+    let execution = Execution::new(&shared, workflow, request.event, request.secrets, &[], 0);
     let mut state = RunState {
         vars: Map::new(),
         steps: Map::new(),
         run: serde_json::json!({
             "id": request.run.id, "workflow": request.run.workflow,
             "attempt": request.run.attempt, "error": null, "failed_step": null,
+            "caller": null,
         }),
         response: None,
+        locals: Map::new(),
     };
-    let workflow = request.workflow;
-    for (name, template) in &workflow.vars {
-        let ctx = execution.context(&state);
-        let scope = execution.scope(&ctx);
-        match template.render(&scope) {
-            Ok(value) => {
-                state.vars.insert(name.clone(), value);
-            }
-            Err(err) => {
-                let error = format!("vars.{name}: {err}");
-                return execution.fail(state, error, None).await;
-            }
-        }
+    if let Err(error) = execution.evaluate_vars(&mut state) {
+        return execution.fail(state, error, None).await;
     }
     journal.vars_evaluated(
         &execution
             .redactor
             .redact_json(&Json::Object(state.vars.clone())),
     );
-    match execution.run_steps(&mut state, &workflow.steps, 0).await? {
+    let deadline = workflow.timeout.map(|limit| {
+        let started = request.options.started_at.unwrap_or_else(Utc::now);
+        (
+            limit,
+            started + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX),
+        )
+    });
+    let steps = execution.run_steps(&mut state, &workflow.steps, Place::Top { offset: 0 });
+    let flow = match deadline {
+        None => steps.await?,
+        Some((limit, at)) => {
+            let left = (at - Utc::now()).to_std().unwrap_or_default();
+            // Resumed after the deadline (from a wait that ended there): no step starts.
+            let run_out = left.is_zero();
+            let timed = async {
+                if run_out {
+                    return Err(());
+                }
+                tokio::time::timeout(left, steps).await.map_err(|_| ())
+            };
+            match timed.await {
+                Ok(flow) => match flow? {
+                    // A wait past the deadline ends at the deadline, which then fails the run.
+                    Flow::Retrying(error, due_at) => Flow::Retrying(error, due_at.min(at)),
+                    other => other,
+                },
+                Err(_) => {
+                    let message = format!("run timed out after {}", humanize(limit));
+                    return execution.fail(state, message, None).await;
+                }
+            }
+        }
+    };
+    match flow {
         Flow::Completed => Ok(state.finish(&execution.redactor, RunStatus::Succeeded, None)),
         Flow::Filtered => Ok(state.finish(&execution.redactor, RunStatus::Filtered, None)),
         Flow::Retrying(error, due_at) => {
@@ -271,6 +323,14 @@ pub async fn execute(
     }
 }
 
+/// Nested steps (in loops, branches, called workflows) are numbered after every top-level
+/// step and every record already kept, so their numbers never collide.
+fn first_nested_index(workflow: &Workflow, finished: &[StepRecord]) -> usize {
+    let top_level = workflow.steps.len() + workflow.on_error.len();
+    let recorded = finished.iter().map(|r| r.index + 1).max().unwrap_or(0);
+    top_level.max(recorded)
+}
+
 /// How a list of steps ended.
 enum Flow {
     Completed,
@@ -283,46 +343,96 @@ enum Flow {
     },
 }
 
-/// One execution of a run: what every step needs besides the changing state.
-struct Execution<'a> {
-    workflow: &'a Workflow,
-    event: &'a Event,
+/// Where a list of steps sits in the run, which decides its records' names and numbers.
+#[derive(Clone)]
+enum Place {
+    /// The workflow's own steps (or its `on_error` steps, numbered from `offset`): a record is
+    /// the step's name at its position.
+    Top { offset: usize },
+    /// Inside a loop iteration, a branch or a called workflow: a record's name is the step's
+    /// path (`deploy[2].notify`, `fanout.a.call`), its number taken from the run's counter.
+    Nested { prefix: String },
+}
+
+/// What every (nested) execution of one run shares.
+struct Shared<'a> {
     run: &'a RunInfo,
     finished: &'a [StepRecord],
     effects: &'a Effects,
     options: &'a ExecOptions,
     journal: &'a dyn Journal,
+    callees: Option<&'a dyn Callees>,
+    next_index: AtomicUsize,
+    /// Records numbered below this are the workflow's own steps, never nested ones.
+    top_level: usize,
+}
+
+/// One execution of a workflow's steps (the run's own, or a called workflow's): what every
+/// step needs besides the changing state.
+struct Execution<'a> {
+    shared: &'a Shared<'a>,
+    workflow: &'a Workflow,
+    event: &'a Event,
+    /// The secret values masked in records: this workflow's and its callers'.
+    secret_values: Vec<String>,
     redactor: Redactor,
     event_value: minijinja::Value,
     secrets_value: minijinja::Value,
+    /// How many `call`s deep this execution is.
+    depth: usize,
 }
 
 impl<'a> Execution<'a> {
-    fn new(request: &RunRequest<'a>, journal: &'a dyn Journal) -> Self {
+    fn new(
+        shared: &'a Shared<'a>,
+        workflow: &'a Workflow,
+        event: &'a Event,
+        secrets: &BTreeMap<String, String>,
+        inherited_secrets: &[String],
+        depth: usize,
+    ) -> Self {
+        let mut secret_values: Vec<String> = inherited_secrets.to_vec();
+        secret_values.extend(secrets.values().cloned());
         Self {
-            workflow: request.workflow,
-            event: request.event,
-            run: request.run,
-            finished: request.finished,
-            effects: request.effects,
-            options: request.options,
-            journal,
-            redactor: Redactor::new(request.secrets.values()),
-            event_value: to_template_value(&request.event.template_json()),
-            secrets_value: to_template_value(
-                &serde_json::to_value(request.secrets).unwrap_or_default(),
-            ),
+            shared,
+            workflow,
+            event,
+            redactor: Redactor::new(secret_values.iter()),
+            secret_values,
+            event_value: to_template_value(&event.template_json()),
+            secrets_value: to_template_value(&serde_json::to_value(secrets).unwrap_or_default()),
+            depth,
         }
     }
 
+    /// The workflow's `vars`, each seeing the ones above it; an error names the variable.
+    fn evaluate_vars(&self, state: &mut RunState) -> Result<(), String> {
+        for (name, template) in &self.workflow.vars {
+            let ctx = self.context(state);
+            let scope = self.scope(&ctx);
+            match template.render(&scope) {
+                Ok(value) => {
+                    state.vars.insert(name.clone(), value);
+                }
+                Err(err) => return Err(format!("vars.{name}: {err}")),
+            }
+        }
+        Ok(())
+    }
+
     fn context(&self, state: &RunState) -> minijinja::Value {
-        minijinja::context! {
+        let base = minijinja::context! {
             event => self.event_value.clone(),
             vars => to_template_value(&Json::Object(state.vars.clone())),
             steps => to_template_value(&Json::Object(state.steps.clone())),
             run => to_template_value(&state.run),
             secrets => self.secrets_value.clone(),
+        };
+        if state.locals.is_empty() {
+            return base;
         }
+        // A loop's item and `loop`; their names never hide a root (checked when compiling).
+        minijinja::context! { ..base, ..to_template_value(&Json::Object(state.locals.clone())) }
     }
 
     fn scope<'s>(&'s self, context: &'s minijinja::Value) -> Scope<'s> {
@@ -351,7 +461,7 @@ impl<'a> Execution<'a> {
         if !self.workflow.on_error.is_empty() {
             let offset = self.workflow.steps.len();
             match self
-                .run_steps(&mut state, &self.workflow.on_error, offset)
+                .run_steps(&mut state, &self.workflow.on_error, Place::Top { offset })
                 .await?
             {
                 // A handler waiting for a retry keeps the run open until it is done.
@@ -367,136 +477,199 @@ impl<'a> Execution<'a> {
         Ok(state.finish(&self.redactor, RunStatus::Failed, Some(error)))
     }
 
-    /// Run `steps` in order; their records are numbered from `offset`.
-    async fn run_steps(
+    /// Run `steps` in order, recording each where `place` says.
+    fn run_steps<'s>(
+        &'s self,
+        state: &'s mut RunState,
+        steps: &'s [Step],
+        place: Place,
+    ) -> BoxFuture<'s, Result<Flow, JournalError>> {
+        Box::pin(async move {
+            for (position, step) in steps.iter().enumerate() {
+                if let Some(flow) = self.run_one(state, step, position, &place).await? {
+                    return Ok(flow);
+                }
+            }
+            Ok(Flow::Completed)
+        })
+    }
+
+    /// Run one step; `Some` when the list must stop here.
+    async fn run_one(
         &self,
         state: &mut RunState,
-        steps: &[Step],
-        offset: usize,
-    ) -> Result<Flow, JournalError> {
-        for (position, step) in steps.iter().enumerate() {
-            let index = offset + position;
-            // A step that acted on the world before an interruption is not done again: its
-            // record is restored. Steps without effects are simply evaluated again, which also
-            // gives them back the secret values their record had masked.
-            let previous = self
-                .finished
-                .iter()
-                .find(|r| r.index == index && r.name == step.name);
-            if let Some(record) =
-                previous.filter(|r| step.kind.has_effects() && r.status != StepStatus::Retrying)
-            {
-                state.apply(step, record);
-                if record.status == StepStatus::Failed && !step.continue_on_error {
-                    return Ok(Flow::Failed {
-                        step: step.name.clone(),
-                        error: record.error.clone().unwrap_or_default(),
-                    });
-                }
-                continue;
+        step: &Step,
+        position: usize,
+        place: &Place,
+    ) -> Result<Option<Flow>, JournalError> {
+        let finished = self.shared.finished;
+        let (name, previous) = match place {
+            Place::Top { offset } => {
+                let index = offset + position;
+                let previous = finished
+                    .iter()
+                    .find(|r| r.index == index && r.name == step.name);
+                (step.name.clone(), previous)
             }
+            Place::Nested { prefix } => {
+                let name = format!("{prefix}{}", step.name);
+                let previous = finished
+                    .iter()
+                    .find(|r| r.index >= self.shared.top_level && r.name == name);
+                (name, previous)
+            }
+        };
+        // A step that acted on the world before an interruption is not done again: its
+        // record is restored. Steps without effects are simply evaluated again, which also
+        // gives them back the secret values their record had masked.
+        if let Some(record) =
+            previous.filter(|r| step.kind.restored_on_resume() && r.status != StepStatus::Retrying)
+        {
+            state.apply(step, record);
+            if record.status == StepStatus::Failed && !step.continue_on_error {
+                return Ok(Some(Flow::Failed {
+                    step: name,
+                    error: record.error.clone().unwrap_or_default(),
+                }));
+            }
+            return Ok(None);
+        }
+        let index = match (place, previous) {
+            (Place::Top { offset }, _) => offset + position,
+            (Place::Nested { .. }, Some(record)) => record.index,
+            (Place::Nested { .. }, None) => self.shared.next_index.fetch_add(1, Ordering::SeqCst),
+        };
 
-            let attempt = previous
-                .filter(|r| r.status == StepStatus::Retrying)
-                .map_or(1, |r| r.attempts + 1);
-            let started_at = Utc::now();
-            let clock = Instant::now();
-            let ctx = self.context(state);
-            let scope = self.scope(&ctx);
-            let identity = StepIdentity {
-                run_id: &self.run.id,
-                step_name: &step.name,
-            };
-            let mut record = StepRecord {
-                index,
-                name: step.name.clone(),
-                kind: step.kind.name().as_str().to_owned(),
-                status: StepStatus::Succeeded,
-                input: Json::Null,
-                output: Json::Null,
-                error: None,
-                filtered: false,
-                started_at,
-                duration_ms: 0.0,
-                attempts: attempt,
-            };
-            let result = run_step(
+        let attempt = previous
+            .filter(|r| r.status == StepStatus::Retrying)
+            .map_or(1, |r| r.attempts + 1);
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let ctx = self.context(state);
+        let scope = self.scope(&ctx);
+        let identity = StepIdentity {
+            run_id: &self.shared.run.id,
+            step_name: &name,
+        };
+        let mut record = StepRecord {
+            index,
+            name: name.clone(),
+            kind: step.kind.name().as_str().to_owned(),
+            status: StepStatus::Succeeded,
+            input: Json::Null,
+            output: Json::Null,
+            error: None,
+            filtered: false,
+            started_at,
+            duration_ms: 0.0,
+            attempts: attempt,
+        };
+        let result = if step.kind.is_control() {
+            self.run_control(step, &scope, state, &name, previous, &mut record)
+                .await?
+        } else {
+            run_step(
                 step,
                 &scope,
                 &identity,
-                self.effects,
-                self.options,
+                self.shared.effects,
+                self.shared.options,
                 &self.redactor,
                 &mut record,
             )
-            .await;
-            record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
-            let mut response = None;
-            let mut retry_at = None;
-            match result {
-                StepResult::Skipped => record.status = StepStatus::Skipped,
-                StepResult::Done(Outcome::Respond(_, _)) if state.response.is_some() => {
-                    record.status = StepStatus::Failed;
-                    record.error = Some(
-                        "the caller was already answered by an earlier `respond` step; a run answers once"
-                            .to_owned(),
-                    );
-                }
-                StepResult::Done(outcome) => {
-                    record.output = outcome.output().clone();
-                    match outcome {
-                        Outcome::Filtered(_) => record.filtered = true,
-                        Outcome::Respond(r, _) => response = Some(r),
-                        Outcome::Continue(_) => {}
-                    }
-                }
-                StepResult::Failed(err) => {
-                    if step.retry.should_retry(&err, attempt) {
-                        let wait = step.retry.delay(
-                            attempt,
-                            retry::jitter_unit(),
-                            retry::retry_after(err.output.as_ref(), Utc::now()),
-                        );
-                        record.status = StepStatus::Retrying;
-                        retry_at =
-                            Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
-                    } else {
-                        record.status = StepStatus::Failed;
-                    }
-                    record.error = Some(err.message);
-                    record.output = err.output.unwrap_or(Json::Null);
-                }
+            .await
+        };
+        record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        let mut response = None;
+        let mut retry_at = None;
+        match result {
+            StepResult::Skipped => record.status = StepStatus::Skipped,
+            StepResult::Pending => {}
+            StepResult::Wait { until, message } => {
+                // Nested steps recorded their own progress; the step itself is not finished.
+                return Ok(Some(Flow::Retrying(message, until)));
             }
-            // The record is masked; the run itself goes on with the real values.
-            self.journal
-                .step_finished(&self.redactor.redact_record(record.clone()))
-                .await?;
-            if let Some(due_at) = retry_at {
-                // The wait is stored, not slept here: a restart neither loses nor shortens it.
-                let error = format!(
-                    "step '{}' attempt {attempt} failed, retrying at {}: {}",
-                    step.name,
-                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    record.error.clone().unwrap_or_default()
+            StepResult::Done(Outcome::Respond(_, _)) if state.response.is_some() => {
+                record.status = StepStatus::Failed;
+                record.error = Some(
+                    "the caller was already answered by an earlier `respond` step; a run answers once"
+                        .to_owned(),
                 );
-                return Ok(Flow::Retrying(error, due_at));
             }
-            state.apply(step, &record);
-            if let Some(response) = response {
-                self.journal.responded(&response);
-                state.response = Some(response);
+            StepResult::Done(outcome) => {
+                record.output = outcome.output().clone();
+                match outcome {
+                    Outcome::Filtered(_) => record.filtered = true,
+                    Outcome::Respond(r, _) => response = Some(r),
+                    Outcome::Continue(_) => {}
+                }
             }
-            if record.filtered {
-                return Ok(Flow::Filtered);
-            }
-            if record.status == StepStatus::Failed && !step.continue_on_error {
-                return Ok(Flow::Failed {
-                    step: step.name.clone(),
-                    error: record.error.clone().unwrap_or_default(),
-                });
+            StepResult::Failed(err) => {
+                // A control step's nested steps retry on their own; the step itself does not.
+                if !step.kind.is_control() && step.retry.should_retry(&err, attempt) {
+                    let wait = step.retry.delay(
+                        attempt,
+                        retry::jitter_unit(),
+                        retry::retry_after(err.output.as_ref(), Utc::now()),
+                    );
+                    record.status = StepStatus::Retrying;
+                    retry_at =
+                        Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                } else {
+                    record.status = StepStatus::Failed;
+                }
+                record.error = Some(err.message);
+                record.output = err.output.unwrap_or(Json::Null);
             }
         }
-        Ok(Flow::Completed)
+        if record.status == StepStatus::Retrying && step.kind.is_control() {
+            // A `delay` that has not ended: its end is in the record, so a resume keeps it.
+            retry_at = record
+                .output
+                .get("until")
+                .and_then(Json::as_str)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+        }
+        // The record is masked; the run itself goes on with the real values.
+        self.shared
+            .journal
+            .step_finished(&self.redactor.redact_record(record.clone()))
+            .await?;
+        if let Some(due_at) = retry_at {
+            // The wait is stored, not slept here: a restart neither loses nor shortens it.
+            let error = if step.kind.is_control() {
+                format!(
+                    "step '{name}' waits until {}",
+                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                )
+            } else {
+                format!(
+                    "step '{name}' attempt {attempt} failed, retrying at {}: {}",
+                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    record.error.clone().unwrap_or_default()
+                )
+            };
+            return Ok(Some(Flow::Retrying(error, due_at)));
+        }
+        state.apply(step, &record);
+        if let Some(response) = response {
+            // A called workflow's `respond` answers nobody: the caller is the calling run.
+            if self.depth == 0 {
+                self.shared.journal.responded(&response);
+            }
+            state.response = Some(response);
+        }
+        if record.filtered {
+            return Ok(Some(Flow::Filtered));
+        }
+        if record.status == StepStatus::Failed && !step.continue_on_error {
+            return Ok(Some(Flow::Failed {
+                step: name,
+                error: record.error.clone().unwrap_or_default(),
+            }));
+        }
+        Ok(None)
     }
 }
 
@@ -504,6 +677,13 @@ enum StepResult {
     Skipped,
     Done(Outcome),
     Failed(StepError),
+    /// A `delay` not over yet: its record (status `retrying`, the end under `until`) is ready.
+    Pending,
+    /// Nested steps wait (a retry, a delay): the step is not finished and not recorded.
+    Wait {
+        until: DateTime<Utc>,
+        message: String,
+    },
 }
 
 async fn run_step(
@@ -515,14 +695,10 @@ async fn run_step(
     redactor: &Redactor,
     record: &mut StepRecord,
 ) -> StepResult {
-    if let Some(condition) = &step.condition {
-        match condition.evaluate(scope.context) {
-            Ok(true) => {}
-            Ok(false) => return StepResult::Skipped,
-            Err(err) => {
-                return StepResult::Failed(StepError::permanent(format!("`if`: {err}")));
-            }
-        }
+    match condition_holds(step, scope) {
+        Ok(true) => {}
+        Ok(false) => return StepResult::Skipped,
+        Err(err) => return StepResult::Failed(err),
     }
     let rendered = match step.kind.render(scope, identity) {
         Ok(r) => r,
@@ -555,6 +731,16 @@ async fn run_step(
     }
 }
 
+/// Whether the step's `if` lets it run.
+fn condition_holds(step: &Step, scope: &Scope<'_>) -> Result<bool, StepError> {
+    match &step.condition {
+        Some(condition) => condition
+            .evaluate(scope.context)
+            .map_err(|err| StepError::permanent(format!("`if`: {err}"))),
+        None => Ok(true),
+    }
+}
+
 fn humanize(d: std::time::Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{}ms", d.as_millis())
@@ -564,11 +750,14 @@ fn humanize(d: std::time::Duration) -> String {
 }
 
 /// The parts of the template context that change as steps finish.
+#[derive(Clone)]
 struct RunState {
     vars: Map<String, Json>,
     steps: Map<String, Json>,
     run: Json,
     response: Option<SyncResponse>,
+    /// Names a loop binds for its iteration (the item, `loop`), readable at the top level.
+    locals: Map<String, Json>,
 }
 
 impl RunState {

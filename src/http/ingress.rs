@@ -19,7 +19,7 @@ use super::rejected::{RejectReason, RejectedRequest};
 use super::{AppState, error_response};
 use crate::engine::{Event, RunStatus};
 use crate::steps::respond::SyncResponse;
-use crate::store::{DedupeKey, NewRun};
+use crate::store::{DedupeKey, NewRun, RunConcurrency};
 use crate::template::Scope;
 use crate::worker::SyncAnswer;
 use crate::workflow::RespondMode;
@@ -277,7 +277,7 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
     // The dedupe context is a full copy of the event: only built when a workflow needs it.
     let wants_dedupe = bound
         .iter()
-        .any(|w| w.webhook.as_ref().is_some_and(|t| t.dedupe.is_some()));
+        .any(|w| w.webhook.as_ref().is_some_and(|t| t.dedupe.is_some()) || w.concurrency.is_some());
     let event_context = wants_dedupe.then(|| event_context(&event));
     let runs: Vec<NewRun> = bound
         .iter()
@@ -288,6 +288,9 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             dedupe: event_context
                 .as_ref()
                 .and_then(|context| dedupe_key(w, &event, context)),
+            concurrency: event_context
+                .as_ref()
+                .and_then(|context| concurrency_key(w, &event, context)),
         })
         .collect();
     let event = std::sync::Arc::new(event);
@@ -570,6 +573,33 @@ fn dedupe_key(workflow: &Workflow, event: &Event, context: &minijinja::Value) ->
         Err(err) => {
             // A delivery without the key is still accepted, just not deduplicated.
             warn!(workflow = %workflow.name, error = %err, "dedupe key could not be computed");
+            None
+        }
+    }
+}
+
+/// The run's concurrency key, or none when the workflow has no `concurrency` or the key
+/// renders empty (such a run is not limited).
+fn concurrency_key(
+    workflow: &Workflow,
+    event: &Event,
+    context: &minijinja::Value,
+) -> Option<RunConcurrency> {
+    let rule = workflow.concurrency.as_ref()?;
+    let scope = Scope {
+        templates: &workflow.templates,
+        context,
+        event_body: &event.body,
+    };
+    match rule.key.render_string(&scope) {
+        Ok(key) if !key.trim().is_empty() => Some(RunConcurrency {
+            key,
+            limit: rule.limit,
+            mode: rule.mode,
+        }),
+        Ok(_) => None,
+        Err(err) => {
+            warn!(workflow = %workflow.name, error = %err, "concurrency key could not be computed; the run is not limited");
             None
         }
     }

@@ -1,12 +1,16 @@
 //! Step kinds: a closed enum, one file per kind. Each kind compiles from YAML, renders its input
 //! from the run context, and executes the rendered input.
 
+pub mod call;
 pub mod ci;
+pub mod delay;
 pub mod email;
 pub mod exec;
 pub mod filter;
+pub mod foreach;
 pub mod http;
 pub mod log;
+pub mod parallel;
 pub mod respond;
 pub mod set;
 pub mod template;
@@ -34,10 +38,14 @@ pub enum KindName {
     Exec,
     Log,
     Respond,
+    Foreach,
+    Parallel,
+    Delay,
+    Call,
 }
 
 impl KindName {
-    pub const ALL: [KindName; 9] = [
+    pub const ALL: [KindName; 13] = [
         KindName::Filter,
         KindName::Set,
         KindName::Template,
@@ -47,6 +55,10 @@ impl KindName {
         KindName::Exec,
         KindName::Log,
         KindName::Respond,
+        KindName::Foreach,
+        KindName::Parallel,
+        KindName::Delay,
+        KindName::Call,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +72,10 @@ impl KindName {
             KindName::Exec => "exec",
             KindName::Log => "log",
             KindName::Respond => "respond",
+            KindName::Foreach => "foreach",
+            KindName::Parallel => "parallel",
+            KindName::Delay => "delay",
+            KindName::Call => "call",
         }
     }
 
@@ -86,6 +102,11 @@ pub enum StepKind {
     Exec(Box<exec::ExecStep>),
     Log(log::LogStep),
     Respond(respond::RespondStep),
+    /// Control flow: run by the engine itself, never rendered into a [`Rendered`].
+    Foreach(Box<foreach::ForeachStep>),
+    Parallel(Box<parallel::ParallelStep>),
+    Delay(delay::DelayStep),
+    Call(Box<call::CallStep>),
 }
 
 /// One compiled step of a workflow.
@@ -113,6 +134,34 @@ impl StepKind {
             StepKind::Exec(_) => KindName::Exec,
             StepKind::Log(_) => KindName::Log,
             StepKind::Respond(_) => KindName::Respond,
+            StepKind::Foreach(_) => KindName::Foreach,
+            StepKind::Parallel(_) => KindName::Parallel,
+            StepKind::Delay(_) => KindName::Delay,
+            StepKind::Call(_) => KindName::Call,
+        }
+    }
+
+    /// Whether the engine runs the step itself (nested steps, a durable wait) instead of
+    /// rendering and executing it.
+    pub fn is_control(&self) -> bool {
+        matches!(
+            self,
+            StepKind::Foreach(_) | StepKind::Parallel(_) | StepKind::Delay(_) | StepKind::Call(_)
+        )
+    }
+
+    /// Whether a finished record of the step is restored on resume instead of running it again:
+    /// steps that acted on the world, and control steps, whose nested steps may have.
+    pub fn restored_on_resume(&self) -> bool {
+        self.has_effects() || self.is_control()
+    }
+
+    /// The step lists nested in a control step (a loop's body, each branch).
+    pub fn nested(&self) -> Vec<&[Step]> {
+        match self {
+            StepKind::Foreach(f) => vec![f.steps.as_slice()],
+            StepKind::Parallel(p) => p.branches.iter().map(|(_, s)| s.as_slice()).collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -145,6 +194,12 @@ impl StepKind {
             StepKind::Exec(s) => s.render(scope, id).map(Rendered::Exec),
             StepKind::Log(s) => s.render(scope).map(Rendered::Log),
             StepKind::Respond(s) => s.render(scope).map(Rendered::Respond),
+            StepKind::Foreach(_)
+            | StepKind::Parallel(_)
+            | StepKind::Delay(_)
+            | StepKind::Call(_) => Err(StepError::permanent(
+                "a control step is run by the engine, not rendered",
+            )),
         }
     }
 }
@@ -378,6 +433,14 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         }
         KindName::Log => log::LogStep::compile(c, body).map(StepKind::Log),
         KindName::Respond => respond::RespondStep::compile(c, body).map(StepKind::Respond),
+        KindName::Foreach => {
+            foreach::ForeachStep::compile(c, body).map(|s| StepKind::Foreach(Box::new(s)))
+        }
+        KindName::Parallel => {
+            parallel::ParallelStep::compile(c, body).map(|s| StepKind::Parallel(Box::new(s)))
+        }
+        KindName::Delay => delay::DelayStep::compile(c, body).map(StepKind::Delay),
+        KindName::Call => call::CallStep::compile(c, body).map(|s| StepKind::Call(Box::new(s))),
     }?;
     Some(Step {
         name,
@@ -394,4 +457,102 @@ fn all_step_keys() -> Vec<&'static str> {
     let mut keys = COMMON_KEYS.to_vec();
     keys.extend(KindName::names());
     keys
+}
+
+/// Compile the nested `steps:` of a loop or a branch. Their names are their own: unique within
+/// the block, shadowing an outer step of the same name inside it. They read the outer steps
+/// that ran before the block, and the names in `locals` (a loop's item).
+pub fn compile_block(
+    c: &mut Compiler,
+    node: &Node,
+    what: &str,
+    locals: &[&str],
+) -> Option<Vec<Step>> {
+    let items = match node.as_seq() {
+        Some(items) if !items.is_empty() => items,
+        Some(_) => {
+            c.error(
+                node.span.clone(),
+                format!("{what} is empty; give at least one step"),
+            );
+            return None;
+        }
+        None => {
+            c.error(
+                node.span.clone(),
+                format!("{what} must be a list of steps, found {}", node.kind_name()),
+            );
+            return None;
+        }
+    };
+    let saved = c.scope.clone();
+    let mut seen: std::collections::BTreeMap<String, Span> = std::collections::BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some((name, span)) = declared_name(item, i + 1) {
+            if let Some(first) = seen.get(&name) {
+                c.push(
+                    Diagnostic::error(span, format!("duplicate step name '{name}'")).with_hint(
+                        format!("the first step with this name is on line {}", first.line),
+                    ),
+                );
+            } else {
+                seen.insert(name.clone(), span);
+            }
+            c.scope.all_steps.insert(name);
+        }
+    }
+    c.scope
+        .locals
+        .extend(locals.iter().map(|l| (*l).to_owned()));
+    let mut steps = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        match compile(c, item, i + 1) {
+            Some(step) => {
+                if matches!(step.kind, StepKind::Respond(_)) {
+                    c.error(
+                        step.span.clone(),
+                        "a `respond` step cannot be nested: the caller is answered once, by a top-level step",
+                    );
+                    ok = false;
+                }
+                c.scope.vars.extend(step.kind.assigned_vars());
+                c.scope.earlier_steps.insert(step.name.clone());
+                steps.push(step);
+            }
+            None => {
+                ok = false;
+                if let Some((name, _)) = declared_name(item, i + 1) {
+                    c.scope.earlier_steps.insert(name);
+                }
+            }
+        }
+    }
+    // The block's names and variables stay inside it.
+    c.scope = saved;
+    ok.then_some(steps)
+}
+
+/// Read a positive whole number (`parallel: 3`).
+pub(crate) fn positive_int(c: &mut Compiler, node: &Node, what: &str) -> Option<usize> {
+    match &node.value {
+        crate::workflow::yaml::NodeValue::Int(i) if *i > 0 => usize::try_from(*i).ok(),
+        crate::workflow::yaml::NodeValue::Int(i) => {
+            c.error(
+                node.span.clone(),
+                format!("{what} must be a whole number above 0, not {i}"),
+            );
+            None
+        }
+        _ => {
+            c.error(
+                node.span.clone(),
+                format!(
+                    "{what} must be a whole number above 0, found {}",
+                    node.kind_name()
+                ),
+            );
+            None
+        }
+    }
 }

@@ -89,6 +89,12 @@ pub trait StoreBackend: Send + Sync {
         filter: &'a RunFilter,
     ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>>;
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>>;
+    /// The queued runs that share `run_id`'s concurrency key (same workflow), oldest first:
+    /// asked when it ends, since one of them may start now.
+    fn queued_behind<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
@@ -155,6 +161,22 @@ pub struct NewRun {
     pub version: String,
     /// Not created when another run holds this key.
     pub dedupe: Option<DedupeKey>,
+    /// How many runs with this key may run at once, and what to do when none more may.
+    pub concurrency: Option<RunConcurrency>,
+}
+
+/// A run's concurrency key (rendered from its event) and its workflow's rule for it.
+///
+/// The store enforces it: `claim` takes a queued run only while fewer than `limit` runs of the
+/// workflow with the key are `running` or `retrying` (a run waiting for a retry or a `delay`
+/// keeps its slot) and no older run with the key is still queued ahead of it. `accept` applies
+/// `mode`: `cancel_previous` cancels the key's queued runs that never started; `skip` creates
+/// the run already `cancelled` when `limit` runs with the key are unfinished.
+#[derive(Debug, Clone)]
+pub struct RunConcurrency {
+    pub key: String,
+    pub limit: u32,
+    pub mode: crate::workflow::ConcurrencyMode,
 }
 
 /// A delivery's identity for one workflow, and how long it is remembered.

@@ -14,12 +14,13 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, Definition, NewRun, Replayed, RunDetail, RunFilter, RunSummary, StoreError,
-    parse_json, parse_timestamp, timestamp,
+    Accepted, Definition, NewRun, Replayed, RunConcurrency, RunDetail, RunFilter, RunSummary,
+    StoreError, parse_json, parse_timestamp, timestamp,
 };
 use crate::effects::BoxFuture;
 use crate::engine::{Event, RunStatus, StepRecord, StepStatus};
 use crate::steps::respond::SyncResponse;
+use crate::workflow::ConcurrencyMode;
 
 /// Writes that arrive while a commit is in flight wait for the next one, up to this many at once.
 const MAX_BATCH: usize = 512;
@@ -51,7 +52,9 @@ CREATE TABLE IF NOT EXISTS runs (
     response TEXT,
     due_at TEXT,
     lease_owner TEXT,
-    lease_until TEXT
+    lease_until TEXT,
+    concurrency_key TEXT,
+    concurrency_limit INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_due ON runs(status, due_at);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, created_at);
@@ -203,6 +206,7 @@ impl SqliteStore {
             .execute(&mut writer)
             .await
             .map_err(open_error)?;
+        migrate(&mut writer).await.map_err(open_error)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(!in_memory))
@@ -486,6 +490,24 @@ impl SqliteStore {
         Ok(Some(RunDetail { run, event, steps }))
     }
 
+    /// Queued runs sharing `run_id`'s workflow and concurrency key, oldest first.
+    pub async fn queued_behind(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT waiting.id FROM runs AS waiting JOIN runs AS ended
+               ON waiting.workflow = ended.workflow
+              AND waiting.concurrency_key = ended.concurrency_key
+             WHERE ended.id = $1 AND waiting.status = 'queued' AND waiting.id != ended.id
+             ORDER BY waiting.created_at, waiting.id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(read_error)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(read_error))
+            .collect()
+    }
+
     /// Whether the store answers at all (for readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
@@ -500,6 +522,38 @@ impl SqliteStore {
 /// ends — for trying workflows out and for measuring what durability costs, never for real traffic.
 pub fn is_in_memory(path: &str) -> bool {
     matches!(path, ":memory:" | "sqlite::memory:")
+}
+
+/// Columns added after a store file may have been created: added when missing.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    (
+        "concurrency_key",
+        "ALTER TABLE runs ADD COLUMN concurrency_key TEXT",
+    ),
+    (
+        "concurrency_limit",
+        "ALTER TABLE runs ADD COLUMN concurrency_limit INTEGER",
+    ),
+];
+
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('runs')")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("name"))
+        .collect::<Result<_, _>>()?;
+    for (name, statement) in ADDED_COLUMNS {
+        if !columns.iter().any(|c| c == name) {
+            sqlx::raw_sql(*statement).execute(&mut *conn).await?;
+        }
+    }
+    sqlx::raw_sql(
+        "CREATE INDEX IF NOT EXISTS runs_by_concurrency ON runs(workflow, concurrency_key, status)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn lock_store(path: &str) -> Result<std::fs::File, StoreError> {
@@ -573,6 +627,55 @@ async fn apply_batch(
     Ok(results)
 }
 
+/// Apply a new run's concurrency mode before it is inserted: `cancel_previous` cancels the
+/// key's runs still queued that never started; `skip` answers the reason the new run is not
+/// run when `limit` runs with the key are unfinished.
+async fn admit(
+    conn: &mut SqliteConnection,
+    run: &NewRun,
+    rule: &RunConcurrency,
+    now: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    match rule.mode {
+        ConcurrencyMode::Queue => Ok(None),
+        ConcurrencyMode::CancelPrevious => {
+            sqlx::query(
+                "UPDATE runs SET status = 'cancelled', finished_at = $4, error = $5
+                 WHERE workflow = $1 AND concurrency_key = $2 AND status = 'queued'
+                 AND started_at IS NULL AND id != $3",
+            )
+            .bind(&run.workflow)
+            .bind(&rule.key)
+            .bind(&run.id)
+            .bind(now)
+            .bind(format!(
+                "cancelled: superseded by run {} with concurrency key '{}'",
+                run.id, rule.key
+            ))
+            .execute(&mut *conn)
+            .await?;
+            Ok(None)
+        }
+        ConcurrencyMode::Skip => {
+            let busy: i64 = sqlx::query(
+                "SELECT COUNT(*) AS busy FROM runs WHERE workflow = $1 AND concurrency_key = $2
+                 AND status IN ('queued', 'running', 'retrying')",
+            )
+            .bind(&run.workflow)
+            .bind(&rule.key)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("busy")?;
+            Ok((busy >= i64::from(rule.limit)).then(|| {
+                format!(
+                    "skipped: {busy} run(s) with concurrency key '{}' already in progress (limit {})",
+                    rule.key, rule.limit
+                )
+            }))
+        }
+    }
+}
+
 async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, sqlx::Error> {
     let now = timestamp(Utc::now());
     match write {
@@ -619,7 +722,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
         Write::Prune { before } => {
             let cutoff = timestamp(*before);
             let rows = sqlx::query(
-                "SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'filtered')
+                "SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled')
                  AND finished_at < $1",
             )
             .bind(&cutoff)
@@ -631,8 +734,8 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
                 .collect::<Result<Vec<_>, _>>()?;
             for statement in [
                 "DELETE FROM steps WHERE run_id IN (SELECT id FROM runs
-                 WHERE status IN ('succeeded', 'failed', 'filtered') AND finished_at < $1)",
-                "DELETE FROM runs WHERE status IN ('succeeded', 'failed', 'filtered') AND finished_at < $1",
+                 WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled') AND finished_at < $1)",
+                "DELETE FROM runs WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled') AND finished_at < $1",
                 "DELETE FROM events WHERE received_at < $1
                  AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.event_id = events.id)",
             ] {
@@ -727,15 +830,29 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             .await?;
             for run in created {
                 accepted.created.push(run.id.clone());
+                let skipped = match &run.concurrency {
+                    Some(rule) => admit(conn, run, rule, &now).await?,
+                    None => None,
+                };
+                let (status, finished_at) = match &skipped {
+                    Some(_) => ("cancelled", Some(now.as_str())),
+                    None => ("queued", None),
+                };
                 sqlx::query(
-                    "INSERT INTO runs (id, event_id, workflow, version, status, created_at)
-                     VALUES ($1, $2, $3, $4, 'queued', $5)",
+                    "INSERT INTO runs (id, event_id, workflow, version, status, created_at,
+                     finished_at, error, concurrency_key, concurrency_limit)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&run.id)
                 .bind(&event.id)
                 .bind(&run.workflow)
                 .bind(&run.version)
+                .bind(status)
                 .bind(timestamp(event.received_at))
+                .bind(finished_at)
+                .bind(skipped.as_deref())
+                .bind(run.concurrency.as_ref().map(|c| c.key.as_str()))
+                .bind(run.concurrency.as_ref().map(|c| i64::from(c.limit)))
                 .execute(&mut *conn)
                 .await?;
             }
@@ -746,11 +863,23 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             owner,
             until,
         } => {
+            // A queued run with a concurrency key starts only while its key has a free slot
+            // and no older run with the key waits ahead of it. A run taken over (`running`)
+            // already holds its slot.
             let claimed = sqlx::query(
                 "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2),
                  lease_owner = $3, lease_until = $4
                  WHERE id = $1 AND (status = 'queued' OR (status = 'running'
                    AND (lease_until IS NULL OR lease_until < $2)))
+                 AND (status = 'running' OR concurrency_key IS NULL OR (
+                   SELECT COUNT(*) FROM runs AS other
+                   WHERE other.workflow = runs.workflow
+                     AND other.concurrency_key = runs.concurrency_key
+                     AND other.id != runs.id
+                     AND (other.status IN ('running', 'retrying')
+                       OR (other.status = 'queued' AND (other.created_at < runs.created_at
+                         OR (other.created_at = runs.created_at AND other.id < runs.id))))
+                 ) < concurrency_limit)
                  RETURNING id",
             )
             .bind(run_id)
@@ -1043,6 +1172,13 @@ impl super::StoreBackend for SqliteStore {
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
         Box::pin(SqliteStore::run(self, id))
+    }
+
+    fn queued_behind<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(SqliteStore::queued_behind(self, run_id))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

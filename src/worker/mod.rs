@@ -70,6 +70,8 @@ struct Loaded {
     version: String,
     attempt: u32,
     finished: Vec<StepRecord>,
+    /// When the run first started, if it did before (a resume).
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub struct WorkerSettings {
@@ -106,9 +108,16 @@ impl Worker {
                 executing: Mutex::new(std::collections::HashSet::new()),
             }),
         };
-        tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
-        tokio::spawn(keep_leases(worker.clone(), shutdown.clone()));
-        let handle = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
+        let retries = tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
+        let leases = tokio::spawn(keep_leases(worker.clone(), shutdown.clone()));
+        let dispatcher = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
+        // Done when every task holding the store is: a restart on the same file must find it
+        // free.
+        let handle = tokio::spawn(async move {
+            let _ = dispatcher.await;
+            let _ = retries.await;
+            let _ = leases.await;
+        });
         (worker, handle)
     }
 
@@ -312,6 +321,7 @@ async fn load(store: &Store, job: Job) -> Option<Loaded> {
             version: fresh.version,
             attempt: 1,
             finished: Vec::new(),
+            started_at: None,
         });
     }
     let run_id = job.run_id.as_str();
@@ -323,6 +333,7 @@ async fn load(store: &Store, job: Job) -> Option<Loaded> {
             version: detail.run.version,
             attempt: detail.run.attempt,
             finished: detail.steps,
+            started_at: detail.run.started_at,
         }),
         Ok(None) => {
             error!(run_id, "queued run not found in the store");
@@ -357,8 +368,22 @@ async fn execute_run(worker: &Worker, job: Job) {
                     executing.insert(run_id.to_owned());
                 }
             }
-            // Another worker holds it (a duplicate queue entry, or another node).
-            Ok(false) => return,
+            // Another worker holds it (a duplicate queue entry, or another node), its
+            // concurrency key has no free slot (it stays queued until a run with the key
+            // ends), or it was cancelled meanwhile.
+            Ok(false) => {
+                if let Ok(Some(now)) = store.run(run_id).await
+                    && now.run.status.is_final()
+                {
+                    worker.answer(
+                        run_id,
+                        SyncAnswer::Finished {
+                            status: now.run.status,
+                        },
+                    );
+                }
+                return;
+            }
             Err(err) => {
                 error!(error = %err, "cannot claim the run; it stays queued");
                 return;
@@ -372,7 +397,11 @@ async fn execute_run(worker: &Worker, job: Job) {
             attempt: detail.attempt,
         };
         let journal = StoreJournal { worker, run_id };
-        let options = ExecOptions::default();
+        let options = ExecOptions {
+            started_at: Some(detail.started_at.unwrap_or_else(chrono::Utc::now)),
+            ..ExecOptions::default()
+        };
+        let callees = RegistryCallees { worker };
         let request = RunRequest {
             workflow: &workflow,
             event: &detail.event,
@@ -381,6 +410,7 @@ async fn execute_run(worker: &Worker, job: Job) {
             finished: &detail.finished,
             effects: &worker.inner.effects,
             options: &options,
+            callees: Some(&callees),
         };
         match engine::execute(request, &journal).await {
             Ok(outcome) if outcome.status == RunStatus::Retrying => {
@@ -449,6 +479,15 @@ async fn finish(
         error!(run_id, error = %err, "cannot record the end of the run");
     }
     worker.answer(run_id, SyncAnswer::Finished { status });
+    // Its concurrency slot is free: the oldest run waiting for it can start.
+    match worker.inner.store.queued_behind(run_id).await {
+        Ok(waiting) => {
+            for id in waiting {
+                worker.enqueue(id);
+            }
+        }
+        Err(err) => warn!(run_id, error = %err, "cannot look for runs waiting on this one"),
+    }
 }
 
 /// The definition the run started with: the loaded one if unchanged, else the stored copy.
@@ -483,6 +522,26 @@ async fn workflow_for(worker: &Worker, name: &str, version: &str) -> Result<Arc<
                 .unwrap_or_default()
         )
     })
+}
+
+/// `call` steps run the workflows loaded now, with the secrets each declares.
+struct RegistryCallees<'a> {
+    worker: &'a Worker,
+}
+
+impl engine::Callees for RegistryCallees<'_> {
+    fn workflow(&self, name: &str) -> Option<Arc<Workflow>> {
+        self.worker
+            .inner
+            .registry
+            .read()
+            .ok()
+            .and_then(|registry| registry.get(name).cloned())
+    }
+
+    fn secrets(&self, workflow: &Workflow) -> std::collections::BTreeMap<String, String> {
+        self.worker.inner.secrets.resolve(workflow)
+    }
 }
 
 struct StoreJournal<'a> {

@@ -35,7 +35,14 @@ const EVENT_FIELDS: &[&str] = &[
     "raw",
     "received_at",
 ];
-const RUN_FIELDS: &[&str] = &["id", "workflow", "attempt", "error", "failed_step"];
+const RUN_FIELDS: &[&str] = &[
+    "id",
+    "workflow",
+    "attempt",
+    "error",
+    "failed_step",
+    "caller",
+];
 /// Functions and globals of the template environment, which minijinja reports as variables.
 const TEMPLATE_GLOBALS: &[&str] = &[
     "now",

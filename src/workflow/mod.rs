@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
+use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
 use crate::steps::{self, Step};
 use crate::template::{TemplateSet, ValueTemplate};
 use crate::verify;
@@ -30,6 +30,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "retry",
     "steps",
     "on_error",
+    "concurrency",
+    "timeout",
 ];
 pub const TRIGGER_KEYS: &[&str] = &["webhook"];
 pub const WEBHOOK_KEYS: &[&str] = &[
@@ -41,6 +43,10 @@ pub const WEBHOOK_KEYS: &[&str] = &[
     "verify",
     "rate_limit",
 ];
+/// The keys of a `concurrency:` mapping.
+pub const CONCURRENCY_KEYS: &[&str] = &["key", "limit", "mode"];
+/// What `concurrency.mode` may be.
+pub const CONCURRENCY_MODES: &[&str] = &["queue", "cancel_previous", "skip"];
 /// The keys of a `rate_limit:` mapping.
 pub const RATE_LIMIT_KEYS: &[&str] = &["rate", "burst", "per"];
 pub use crate::verify::VERIFY_PRESETS;
@@ -63,6 +69,40 @@ pub struct Workflow {
     /// Steps run when the run fails for good, with `run.error` and `run.failed_step` set.
     pub on_error: Vec<Step>,
     pub templates: TemplateSet,
+    /// `concurrency:`: how many runs with the same key run at once.
+    pub concurrency: Option<Concurrency>,
+    /// `timeout:`: a run still going this long after it started fails.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `concurrency:`: at most `limit` runs with the same rendered `key` run at once.
+#[derive(Debug, Clone)]
+pub struct Concurrency {
+    /// Rendered from the event when it is accepted (like a dedupe key).
+    pub key: ValueTemplate,
+    pub limit: u32,
+    pub mode: ConcurrencyMode,
+}
+
+/// What happens to a new run whose key has no free slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcurrencyMode {
+    /// It waits, queued, for a slot (oldest first).
+    Queue,
+    /// Like `Queue`, and the older runs with the key still queued (never started) are cancelled.
+    CancelPrevious,
+    /// It is not run: recorded as `cancelled` with the reason.
+    Skip,
+}
+
+impl ConcurrencyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyMode::Queue => "queue",
+            ConcurrencyMode::CancelPrevious => "cancel_previous",
+            ConcurrencyMode::Skip => "skip",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +251,12 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         })
         .unwrap_or_default();
     let webhook = fields.get("on").and_then(|n| compile_triggers(c, n));
+    let concurrency = fields
+        .get("concurrency")
+        .and_then(|n| compile_concurrency(c, n));
+    let timeout = fields
+        .get("timeout")
+        .and_then(|n| c.duration(n, "`timeout`"));
 
     let mut secrets = Vec::new();
     if let Some(n) = fields.get("secrets") {
@@ -369,7 +415,127 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         steps: compiled_steps,
         on_error,
         templates: std::mem::take(&mut c.templates),
+        concurrency,
+        timeout,
     })
+}
+
+fn compile_concurrency(c: &mut Compiler, node: &Node) -> Option<Concurrency> {
+    let fields = c.fields(node, "`concurrency`", CONCURRENCY_KEYS, &["key"])?;
+    // The key is computed when the event is accepted: only the event is there to read.
+    let saved = std::mem::take(&mut c.scope.locals);
+    c.scope.locals = DEDUPE_LOCALS.iter().map(|s| (*s).to_owned()).collect();
+    let key = fields
+        .get("key")
+        .and_then(|n| c.text(n, "`concurrency` `key`"));
+    c.scope.locals = saved;
+    let limit = match fields.get("limit") {
+        Some(n) => {
+            steps::positive_int(c, n, "`concurrency` `limit`").and_then(|l| u32::try_from(l).ok())
+        }
+        None => Some(1),
+    };
+    let mode = match fields.get("mode") {
+        None => Some(ConcurrencyMode::Queue),
+        Some(n) => match c.string(n, "`concurrency` `mode`").as_deref() {
+            Some("queue") => Some(ConcurrencyMode::Queue),
+            Some("cancel_previous") => Some(ConcurrencyMode::CancelPrevious),
+            Some("skip") => Some(ConcurrencyMode::Skip),
+            Some(other) => {
+                c.push(
+                    Diagnostic::error(
+                        n.span.clone(),
+                        format!("unknown `concurrency` `mode` '{other}'"),
+                    )
+                    .with_hint(format!("one of: {}", CONCURRENCY_MODES.join(", "))),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    Some(Concurrency {
+        key: key?,
+        limit: limit?,
+        mode: mode?,
+    })
+}
+
+/// Every `call` in `steps`, nested ones included: the called name and where it is written.
+fn calls_in<'w>(steps: &'w [Step], out: &mut Vec<(&'w str, &'w Span)>) {
+    for step in steps {
+        if let steps::StepKind::Call(call) = &step.kind {
+            out.push((call.workflow.as_str(), &call.workflow_span));
+        }
+        for nested in step.kind.nested() {
+            calls_in(nested, out);
+        }
+    }
+}
+
+/// `call` targets must be loaded, and no workflow may end up calling itself.
+fn check_calls(registry: &Registry, broken: &std::collections::BTreeSet<String>) -> Diagnostics {
+    let mut diagnostics = Diagnostics::default();
+    let mut graph: BTreeMap<&str, Vec<(&str, &Span)>> = BTreeMap::new();
+    for workflow in registry.workflows.values() {
+        let mut calls = Vec::new();
+        calls_in(&workflow.steps, &mut calls);
+        calls_in(&workflow.on_error, &mut calls);
+        for (target, span) in &calls {
+            if registry.get(target).is_none() && !broken.contains(*target) {
+                let mut d = Diagnostic::error(
+                    (*span).clone(),
+                    format!("`call`: no workflow named '{target}' is loaded"),
+                );
+                if let Some(near) = closest(target, registry.workflows.keys().map(String::as_str)) {
+                    d = d.with_hint(format!("did you mean '{near}'?"));
+                }
+                diagnostics.push(d);
+            }
+        }
+        graph.insert(workflow.name.as_str(), calls);
+    }
+    // Each workflow on a cycle is told at its own call that leads back to it.
+    for (start, calls) in &graph {
+        for (first, span) in calls {
+            if let Some(path) = path_back(&graph, first, start) {
+                diagnostics.push(Diagnostic::error(
+                    (*span).clone(),
+                    format!(
+                        "call cycle: {start} -> {} (a workflow cannot call itself, directly or not)",
+                        path.join(" -> ")
+                    ),
+                ));
+                break;
+            }
+        }
+    }
+    diagnostics
+}
+
+/// A chain of calls from `from` to `to` (both included), if there is one.
+fn path_back<'g>(
+    graph: &BTreeMap<&'g str, Vec<(&'g str, &'g Span)>>,
+    from: &'g str,
+    to: &str,
+) -> Option<Vec<&'g str>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack: Vec<Vec<&'g str>> = vec![vec![from]];
+    while let Some(path) = stack.pop() {
+        let last = *path.last()?;
+        if last == to {
+            return Some(path);
+        }
+        if !seen.insert(last) {
+            continue;
+        }
+        for (next, _) in graph.get(last).map(Vec::as_slice).unwrap_or_default() {
+            let mut longer = path.clone();
+            longer.push(next);
+            stack.push(longer);
+        }
+    }
+    None
 }
 
 fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
@@ -970,10 +1136,17 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> 
     let mut registry = Registry::default();
     let files = sources.len();
     let mut names: BTreeMap<String, Span> = BTreeMap::new();
+    // Files that did not compile, by the name they would most likely have had: a call of one
+    // is not reported again as a call of an unknown workflow.
+    let mut broken: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for file in sources {
+        let stem = file_stem(&file.path);
         let (workflow, problems) = compile_file(file, options);
         diagnostics.extend(problems);
-        let Some(workflow) = workflow else { continue };
+        let Some(workflow) = workflow else {
+            broken.insert(stem);
+            continue;
+        };
         let name_span = workflow.name_span.clone();
         if let Some(first) = names.get(&workflow.name) {
             diagnostics.push(
@@ -995,6 +1168,7 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> 
     }
     let route_problems = registry.routes.build(registry.workflows.values());
     diagnostics.extend(route_problems);
+    diagnostics.extend(check_calls(&registry, &broken));
     Loaded {
         registry,
         diagnostics,

@@ -36,7 +36,7 @@ fn every_step_kind_has_a_section_in_the_language_reference() {
 #[test]
 fn every_key_and_operator_is_in_the_language_reference() {
     let text = doc("language.md");
-    let lists: [(&str, &[&str]); 12] = [
+    let lists: [(&str, &[&str]); 17] = [
         (
             "workflow::TOP_LEVEL_KEYS",
             hookflow::workflow::TOP_LEVEL_KEYS,
@@ -57,6 +57,17 @@ fn every_key_and_operator_is_in_the_language_reference() {
         ("steps::exec::KEYS", hookflow::steps::exec::KEYS),
         ("steps::respond::KEYS", hookflow::steps::respond::KEYS),
         ("steps::template::KEYS", hookflow::steps::template::KEYS),
+        ("steps::foreach::KEYS", hookflow::steps::foreach::KEYS),
+        ("steps::parallel::KEYS", hookflow::steps::parallel::KEYS),
+        ("steps::call::KEYS", hookflow::steps::call::KEYS),
+        (
+            "workflow::CONCURRENCY_KEYS",
+            hookflow::workflow::CONCURRENCY_KEYS,
+        ),
+        (
+            "workflow::CONCURRENCY_MODES",
+            hookflow::workflow::CONCURRENCY_MODES,
+        ),
         (
             "steps::filter::OPERATORS",
             hookflow::steps::filter::OPERATORS,

@@ -553,6 +553,12 @@ mod failing_store {
         fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
             self.inner.run(id)
         }
+        fn queued_behind<'a>(
+            &'a self,
+            run_id: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+            self.inner.queued_behind(run_id)
+        }
         fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
             self.inner.ping()
         }

@@ -3,6 +3,8 @@
 
 mod ci;
 mod cli;
+mod concurrency;
+mod control;
 mod crash;
 mod docs;
 mod durable;

@@ -8,8 +8,9 @@ use chrono::{Duration, Utc};
 use hookflow::engine::{Event, RunStatus, StepRecord, StepStatus};
 use hookflow::steps::respond::SyncResponse;
 use hookflow::store::{
-    DedupeKey, Definition, NewRun, OpenMode, Replayed, RunFilter, Store, StoreError,
+    DedupeKey, Definition, NewRun, OpenMode, Replayed, RunConcurrency, RunFilter, Store, StoreError,
 };
+use hookflow::workflow::ConcurrencyMode;
 use serde_json::json;
 
 fn event(n: u32) -> Event {
@@ -37,7 +38,154 @@ fn new_run(workflow: &str, dedupe: Option<(&str, i64)>) -> NewRun {
             key: key.into(),
             expires_at: Utc::now() + Duration::seconds(secs),
         }),
+        concurrency: None,
     }
+}
+
+fn keyed_run(workflow: &str, key: &str, limit: u32, mode: ConcurrencyMode) -> NewRun {
+    NewRun {
+        concurrency: Some(RunConcurrency {
+            key: key.into(),
+            limit,
+            mode,
+        }),
+        ..new_run(workflow, None)
+    }
+}
+
+/// Accept each run with its own event, one after the other (so they are in age order).
+async fn accept_each(store: &Store, runs: &[&NewRun]) -> Result<(), StoreError> {
+    for (n, run) in runs.iter().enumerate() {
+        let accepted = store
+            .accept(Arc::new(event(100 + n as u32)), std::slice::from_ref(*run))
+            .await?;
+        assert_eq!(accepted.created, vec![run.id.clone()]);
+    }
+    Ok(())
+}
+
+/// Concurrency keys: slots per key, oldest first, and the `cancel_previous` and `skip` modes.
+async fn concurrency_conformance(store: &Store) -> Result<(), StoreError> {
+    use ConcurrencyMode::{CancelPrevious, Queue, Skip};
+    let until = Utc::now() + Duration::seconds(30);
+    let (q1, q2, q3) = (
+        keyed_run("wf-k", "repo-1", 1, Queue),
+        keyed_run("wf-k", "repo-1", 1, Queue),
+        keyed_run("wf-k", "repo-1", 1, Queue),
+    );
+    let other_key = keyed_run("wf-k", "repo-2", 1, Queue);
+    let other_workflow = keyed_run("wf-l", "repo-1", 1, Queue);
+    accept_each(store, &[&q1, &q2, &q3, &other_key, &other_workflow]).await?;
+    // Oldest first: a newer run does not pass an older one still queued.
+    assert!(!store.claim(&q2.id, "node-1", until).await?);
+    assert!(store.claim(&q1.id, "node-1", until).await?);
+    assert!(
+        !store.claim(&q2.id, "node-1", until).await?,
+        "the slot is taken"
+    );
+    assert!(!store.claim(&q3.id, "node-1", until).await?);
+    // Keys are per workflow and per value.
+    assert!(store.claim(&other_key.id, "node-1", until).await?);
+    assert!(store.claim(&other_workflow.id, "node-1", until).await?);
+    assert_eq!(
+        store.queued_behind(&q1.id).await?,
+        vec![q2.id.clone(), q3.id.clone()]
+    );
+    assert!(store.queued_behind(&other_key.id).await?.is_empty());
+    // A run waiting for a retry keeps its slot, and comes back ahead of the newer ones.
+    store
+        .run_retrying(
+            &q1.id,
+            Some("503".into()),
+            Utc::now() - Duration::seconds(1),
+        )
+        .await?;
+    assert!(!store.claim(&q2.id, "node-1", until).await?);
+    assert!(store.claim_due_retries(Utc::now()).await?.contains(&q1.id));
+    assert!(!store.claim(&q2.id, "node-1", until).await?);
+    assert!(store.claim(&q1.id, "node-1", until).await?);
+    // Its end frees the slot for the next oldest.
+    store
+        .run_finished(&q1.id, RunStatus::Succeeded, None, None)
+        .await?;
+    assert!(!store.claim(&q3.id, "node-1", until).await?);
+    assert!(store.claim(&q2.id, "node-1", until).await?);
+    assert!(!store.claim(&q3.id, "node-1", until).await?);
+    // A run taken over after its owner stopped renewing keeps its slot, even with runs
+    // queued behind it.
+    store
+        .renew_leases(
+            "node-1",
+            std::slice::from_ref(&q2.id),
+            Utc::now() - Duration::seconds(1),
+        )
+        .await?;
+    assert!(store.claim(&q2.id, "node-2", until).await?);
+    assert!(!store.claim(&q3.id, "node-2", until).await?);
+
+    // A limit above one runs that many at once.
+    let wide: Vec<NewRun> = (0..3)
+        .map(|_| keyed_run("wf-k", "wide", 2, Queue))
+        .collect();
+    accept_each(store, &wide.iter().collect::<Vec<_>>()).await?;
+    assert!(store.claim(&wide[0].id, "node-1", until).await?);
+    assert!(store.claim(&wide[1].id, "node-1", until).await?);
+    assert!(!store.claim(&wide[2].id, "node-1", until).await?);
+
+    // cancel_previous: the key's queued runs that never started are cancelled by a newer one;
+    // a running one is left alone.
+    let (c1, c2, c3) = (
+        keyed_run("wf-k", "deploy", 1, CancelPrevious),
+        keyed_run("wf-k", "deploy", 1, CancelPrevious),
+        keyed_run("wf-k", "deploy", 1, CancelPrevious),
+    );
+    accept_each(store, &[&c1]).await?;
+    assert!(store.claim(&c1.id, "node-1", until).await?);
+    accept_each(store, &[&c2, &c3]).await?;
+    assert_eq!(status(store, &c1.id).await, RunStatus::Running);
+    let cancelled = store.run(&c2.id).await?.expect("run").run;
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert!(cancelled.finished_at.is_some());
+    assert!(
+        cancelled
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains(&c3.id)),
+        "{:?}",
+        cancelled.error
+    );
+    assert_eq!(status(store, &c3.id).await, RunStatus::Queued);
+    assert!(!store.unfinished_runs().await?.contains(&c2.id));
+    assert!(
+        !store.claim(&c2.id, "node-1", until).await?,
+        "a cancelled run never starts"
+    );
+
+    // skip: a run whose key is busy is recorded cancelled, with the reason.
+    let (s1, s2) = (
+        keyed_run("wf-k", "sync", 1, Skip),
+        keyed_run("wf-k", "sync", 1, Skip),
+    );
+    accept_each(store, &[&s1, &s2]).await?;
+    assert_eq!(status(store, &s1.id).await, RunStatus::Queued);
+    let skipped = store.run(&s2.id).await?.expect("run").run;
+    assert_eq!(skipped.status, RunStatus::Cancelled);
+    assert!(
+        skipped
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("skipped")),
+        "{:?}",
+        skipped.error
+    );
+    assert!(store.claim(&s1.id, "node-1", until).await?);
+    store
+        .run_finished(&s1.id, RunStatus::Succeeded, None, None)
+        .await?;
+    let s3 = keyed_run("wf-k", "sync", 1, Skip);
+    accept_each(store, &[&s3]).await?;
+    assert_eq!(status(store, &s3.id).await, RunStatus::Queued);
+    Ok(())
 }
 
 fn record(index: usize, name: &str, status: StepStatus, attempts: u32) -> StepRecord {
@@ -302,6 +450,8 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     let kept = store.definition("v1").await?.expect("definition");
     assert_eq!(kept.source, "steps: []");
     assert!(store.definition("v9").await?.is_none());
+
+    concurrency_conformance(&store).await?;
 
     // Pruning removes finished runs older than the cut, never unfinished ones.
     let pruned = store.prune(Utc::now() + Duration::seconds(1)).await?;

@@ -218,7 +218,7 @@ impl TestServer {
                 .await
                 .expect("admin json");
             let status = detail["run"]["status"].as_str().unwrap_or_default();
-            if matches!(status, "succeeded" | "failed" | "filtered") {
+            if matches!(status, "succeeded" | "failed" | "filtered" | "cancelled") {
                 return detail;
             }
             assert!(
