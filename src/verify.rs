@@ -269,6 +269,32 @@ impl Preset {
     }
 }
 
+/// Where a request carries a scheme's credential itself rather than a signature: that value is
+/// the secret, so once checked it is masked before anything stores or shows the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// A lower-case header name.
+    Header(&'a str),
+    /// A query parameter name.
+    Query(&'a str),
+}
+
+impl Preset {
+    /// Where the request carries the secret in clear: GitLab's token, Basic's `Authorization`,
+    /// a `token` preset's header or query parameter; `None` for signature schemes.
+    pub fn credential(&self) -> Option<Credential<'_>> {
+        match self.scheme {
+            Scheme::Gitlab => Some(Credential::Header("x-gitlab-token")),
+            Scheme::Basic => Some(Credential::Header("authorization")),
+            Scheme::Token => match self.token.as_ref()? {
+                TokenSource::Header(name) => Some(Credential::Header(name)),
+                TokenSource::Query(name) => Some(Credential::Query(name)),
+            },
+            _ => None,
+        }
+    }
+}
+
 /// Why a request was refused. Logged, never sent back: the sender only sees 401.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

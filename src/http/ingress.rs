@@ -263,13 +263,15 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             ));
         }
     };
+    let (mut query, mut headers) = (query_map(parts.uri.query()), header_map(&parts.headers));
+    mask_credentials(&bound, &mut headers, &mut query);
     let event = Event {
         id: uuid::Uuid::now_v7().to_string(),
         method,
         path,
         params,
-        query: query_map(parts.uri.query()),
-        headers: header_map(&parts.headers),
+        query,
+        headers,
         body: parsed,
         raw: raw.to_vec(),
         received_at: Utc::now(),
@@ -517,6 +519,38 @@ fn verified(
         }
     }
     Ok(())
+}
+
+/// Replace the credentials the request was verified with (a token or password sent in clear)
+/// by `***`: they are the workflow's secrets, and the event is stored, listed by the admin API
+/// and read by templates. The presets are those `verified` checked.
+fn mask_credentials(
+    bound: &[&std::sync::Arc<Workflow>],
+    headers: &mut Map<String, Json>,
+    query: &mut Map<String, Json>,
+) {
+    let Some(verify) = bound
+        .iter()
+        .find_map(|w| w.webhook.as_ref().and_then(|t| t.verify.as_ref()))
+    else {
+        return;
+    };
+    let mask = || Json::String(crate::engine::redact::MASK.to_owned());
+    for preset in &verify.presets {
+        match preset.preset.credential() {
+            Some(crate::verify::Credential::Header(name)) => {
+                if let Some(value) = headers.get_mut(name) {
+                    *value = mask();
+                }
+            }
+            Some(crate::verify::Credential::Query(name)) => match query.get_mut(name) {
+                Some(Json::Array(values)) => values.iter_mut().for_each(|v| *v = mask()),
+                Some(value) => *value = mask(),
+                None => {}
+            },
+            None => {}
+        }
+    }
 }
 
 /// A `verify` setting other than the secret: `Some(None)` when the preset has none, `None` (after

@@ -327,3 +327,100 @@ async fn slow_clients_are_cut_off_and_do_not_hold_the_server() {
     assert_eq!(answer.status(), 202);
     server.stop().await;
 }
+
+/// The credentials a sender proves itself with (GitLab's token header, Basic auth, a shared
+/// token in a header or the query string) are the workflow's secrets: once checked they are
+/// masked in the stored event, so neither the admin API, `runs show`, the SQLite files nor a
+/// template reading `event.headers` or `event.query` holds them.
+#[tokio::test]
+async fn credentials_a_request_is_verified_with_are_not_stored_with_its_event() {
+    let gitlab = "gitlab-cred-token-41c9";
+    let password = "basic-cred-pass-83de";
+    let query = "query-cred-token-5a07";
+    let header = "header-cred-token-9f21";
+    set_env("CREDS_IT_GITLAB", gitlab);
+    set_env("CREDS_IT_PASSWORD", password);
+    set_env("CREDS_IT_QUERY", query);
+    set_env("CREDS_IT_HEADER", header);
+    let workflow = |name: &str, verify: &str, secret: &str| {
+        (
+            format!("{name}.yaml"),
+            format!(
+                "name: {name}\nsecrets: [{secret}]\non:\n  webhook:\n    path: /hooks/{name}\n    verify:\n{verify}\nsteps:\n  - name: seen\n    log: \"{{{{ event.headers | tojson }}}} {{{{ event.query | tojson }}}}\"\n"
+            ),
+        )
+    };
+    let workflows = [
+        workflow(
+            "creds-gitlab",
+            "      gitlab:\n        token: \"{{ secrets.CREDS_IT_GITLAB }}\"",
+            "CREDS_IT_GITLAB",
+        ),
+        workflow(
+            "creds-basic",
+            "      basic:\n        username: hook\n        password: \"{{ secrets.CREDS_IT_PASSWORD }}\"",
+            "CREDS_IT_PASSWORD",
+        ),
+        workflow(
+            "creds-query",
+            "      token:\n        query: key\n        value: \"{{ secrets.CREDS_IT_QUERY }}\"",
+            "CREDS_IT_QUERY",
+        ),
+        workflow(
+            "creds-header",
+            "      token:\n        header: X-Hook-Token\n        value: \"{{ secrets.CREDS_IT_HEADER }}\"",
+            "CREDS_IT_HEADER",
+        ),
+    ];
+    let files: Vec<(&str, &str)> = workflows
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let server = TestServer::start(&files).await;
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("hook:{password}"));
+    let authorization = format!("Basic {basic}");
+    let sent: [(&str, Vec<(&str, &str)>); 4] = [
+        ("/hooks/creds-gitlab", vec![("x-gitlab-token", gitlab)]),
+        (
+            "/hooks/creds-basic",
+            vec![("authorization", authorization.as_str())],
+        ),
+        (&format!("/hooks/creds-query?key={query}&other=1"), vec![]),
+        ("/hooks/creds-header", vec![("x-hook-token", header)]),
+    ];
+    let mut runs = Vec::new();
+    for (path, headers) in &sent {
+        let response = server
+            .post_with(path, "application/json", b"{}".to_vec(), headers)
+            .await;
+        assert_eq!(response.status(), 202, "{path}");
+        let answer: Json = response.json().await.unwrap();
+        let id = answer["run_ids"][0].as_str().unwrap().to_owned();
+        runs.push(server.finished_run(&id).await);
+    }
+    // Still there, masked: a workflow can see that the header was sent.
+    assert_eq!(runs[0]["event"]["headers"]["x-gitlab-token"], "***");
+    assert_eq!(runs[1]["event"]["headers"]["authorization"], "***");
+    assert_eq!(runs[2]["event"]["query"]["key"], "***");
+    assert_eq!(runs[2]["event"]["query"]["other"], "1");
+    assert_eq!(runs[3]["event"]["headers"]["x-hook-token"], "***");
+    let planted = [gitlab, password, query, header, basic.as_str()];
+    for run in &runs {
+        let text = run.to_string();
+        for value in planted {
+            assert!(!text.contains(value), "{value} is in the run: {text}");
+        }
+    }
+    let dir = server.stop().await;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("hookflow.db") {
+            let bytes = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            for value in planted {
+                assert!(!bytes.contains(value), "{value} is in {name}");
+            }
+        }
+    }
+}
