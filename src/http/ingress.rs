@@ -101,13 +101,20 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
     seen.source = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| {
-            let forwarded = parts
+        .and_then(|info| {
+            // Lossy, not `to_str`: a byte the client wrote must not make the proxy's own entry,
+            // in the same header, disappear.
+            let forwarded: Vec<_> = parts
                 .headers
                 .get_all("x-forwarded-for")
                 .iter()
-                .filter_map(|v| v.to_str().ok());
-            crate::net::client_address(info.0.ip(), forwarded, &state.trusted_proxies)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .collect();
+            crate::net::client_address(
+                info.0.ip(),
+                forwarded.iter().map(|v| v.as_ref()),
+                &state.trusted_proxies,
+            )
         });
     let path = parts.uri.path().to_owned();
     let Some((route, params)) = registry.routes.find(&path) else {

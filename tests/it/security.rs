@@ -424,3 +424,60 @@ async fn credentials_a_request_is_verified_with_are_not_stored_with_its_event() 
         }
     }
 }
+
+/// Behind a trusted proxy that is itself inside `ip_allow`, the client must not pass for the
+/// proxy: not by writing a byte that is not ASCII into its own `X-Forwarded-For` (the whole
+/// header was once dropped, leaving the proxy as the source), not when the proxy adds a port to
+/// the entry, and not when the proxy writes `unknown`.
+#[tokio::test]
+async fn a_client_behind_a_trusted_proxy_cannot_pass_for_the_proxy() {
+    let (a, loopback) = ip_workflow("ip-proxy-net", "/hooks/ip/proxy-net", "[127.0.0.0/8]");
+    let server = TestServer::start_with(&[(&a, &loopback)], |s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let send = |value: &'static [u8]| {
+        let server = &server;
+        async move {
+            server
+                .client
+                .post(format!("{}/hooks/ip/proxy-net", server.base))
+                .header("content-type", "application/json")
+                .header(
+                    "x-forwarded-for",
+                    reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+                )
+                .body("{}")
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    // The proxy's own entry, after what the client wrote.
+    assert_eq!(send(b"\xff\xfe, 203.0.113.9").await, 401);
+    assert_eq!(send(b"203.0.113.9:41234").await, 401);
+    assert_eq!(send(b"[2001:db8::9]:443").await, 401);
+    assert_eq!(send(b"unknown").await, 401);
+    // A local client through the proxy still passes.
+    assert_eq!(send(b"\xff, 127.0.0.5:5000").await, 202);
+    let (_, list) = rejected(&server, "", None).await;
+    let sources: Vec<&Json> = list["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["source"])
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            &Json::Null,
+            &Json::from("2001:db8::9"),
+            &Json::from("203.0.113.9"),
+            &Json::from("203.0.113.9"),
+        ],
+        "{list}"
+    );
+    server.stop().await;
+}
