@@ -221,3 +221,49 @@ fn validate_warns_when_a_url_host_comes_from_the_payload() {
         "{stdout}"
     );
 }
+
+/// Other spellings of a denied address: the URL parser's numeric IPv4 forms (decimal, hex,
+/// octal, shortened), the unspecified addresses (a connection to them reaches this host), IPv4
+/// written as IPv6, and IPv6 link-local, unique-local and metadata addresses.
+#[tokio::test]
+async fn denied_addresses_are_denied_however_they_are_written() {
+    let receiver = Receiver::start().await;
+    let server = start(|s| s.egress = closed()).await;
+    let port = receiver.addr.port();
+    for (url, reason) in [
+        (format!("http://2130706433:{port}/"), "127.0.0.1 (loopback)"),
+        (format!("http://0x7f.0.0.1:{port}/"), "127.0.0.1 (loopback)"),
+        (format!("http://0177.0.0.1:{port}/"), "127.0.0.1 (loopback)"),
+        (format!("http://127.1:{port}/"), "127.0.0.1 (loopback)"),
+        (format!("http://0:{port}/"), "0.0.0.0 (loopback)"),
+        (format!("http://0.0.0.0:{port}/"), "0.0.0.0 (loopback)"),
+        (format!("http://[::]:{port}/"), ":: (loopback)"),
+        (format!("http://[::1]:{port}/"), "::1 (loopback)"),
+        (
+            format!("http://[::ffff:7f00:1]:{port}/"),
+            "127.0.0.1 (loopback)",
+        ),
+        (
+            "http://0xa9fea9fe/".to_owned(),
+            "169.254.169.254 (metadata)",
+        ),
+        ("http://[fe80::1]/".to_owned(), "fe80::1 (link_local)"),
+        (
+            "http://[fd12:3456::1]/".to_owned(),
+            "fd12:3456::1 (private)",
+        ),
+        (
+            "http://[fd00:ec2::254]/".to_owned(),
+            "fd00:ec2::254 (metadata)",
+        ),
+    ] {
+        let run = call(&server, json!({ "url": url })).await;
+        assert_denied(&run, &format!("egress policy denies {reason}"));
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "the receiver was reached: {:?}",
+        receiver.received()
+    );
+    server.stop().await;
+}
