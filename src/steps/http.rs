@@ -326,7 +326,12 @@ impl HttpStep {
                     .find(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
                     .map(|(_, v)| v.clone())
                     .unwrap_or_else(|| format!("{}.{}", id.run_id, id.step_name));
-                headers.retain(|(k, _)| !k.eq_ignore_ascii_case("webhook-id"));
+                // Ours alone: a second timestamp or signature would make the receiver refuse.
+                headers.retain(|(k, _)| {
+                    !["webhook-id", "webhook-timestamp", "webhook-signature"]
+                        .iter()
+                        .any(|name| k.eq_ignore_ascii_case(name))
+                });
                 headers.push(("webhook-id".into(), message_id));
                 Some(secret)
             }

@@ -481,3 +481,38 @@ async fn a_client_behind_a_trusted_proxy_cannot_pass_for_the_proxy() {
     );
     server.stop().await;
 }
+
+/// A workflow that also writes `webhook-timestamp` or `webhook-signature` itself does not send
+/// them twice: the signed request carries one of each, the ones that verify.
+#[tokio::test]
+async fn a_signed_http_step_sends_one_signature_whatever_its_headers_say() {
+    let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    set_env("SIGN_DUP_IT_SECRET", secret);
+    let receiver = crate::support::Receiver::start().await;
+    let workflow = format!(
+        "name: forward-dup\non:\n  webhook:\n    path: /hooks/forward-dup\nsecrets: [SIGN_DUP_IT_SECRET]\nsteps:\n  - name: forward\n    http:\n      url: {}\n      headers:\n        Webhook-Timestamp: \"1\"\n        webhook-signature: \"v1,bogus\"\n      json: \"{{{{ event.body }}}}\"\n      sign:\n        standard_webhooks:\n          secret: \"{{{{ secrets.SIGN_DUP_IT_SECRET }}}}\"\n",
+        receiver.url("/signed")
+    );
+    let server = TestServer::start(&[("forward.yaml", &workflow)]).await;
+    let ids = server
+        .accepted("/hooks/forward-dup", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&ids[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let got = receiver.wait_for(1).await;
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        assert_eq!(got[0].headers.get_all(name).iter().count(), 1, "{name}");
+    }
+    let preset = hookflow::verify::Preset::new(hookflow::verify::Scheme::StandardWebhooks);
+    assert_eq!(
+        hookflow::verify::check(
+            &preset,
+            &got[0].headers,
+            &got[0].body,
+            chrono::Utc::now().timestamp(),
+            &[secret.to_owned()]
+        ),
+        Ok(())
+    );
+    server.stop().await;
+}
