@@ -311,6 +311,9 @@ pub enum Rejection {
     StaleTimestamp,
     #[error("malformed: {0}")]
     Malformed(&'static str),
+    /// A header the scheme reads is sent more than once: which copy counts would be ambiguous.
+    #[error("the header {0} is sent more than once")]
+    Repeated(String),
     /// A configuration problem, not the sender's: no secret, or one the scheme cannot use.
     #[error("the secret is unusable: {0}")]
     UnusableSecret(&'static str),
@@ -393,10 +396,20 @@ pub fn check_request(
 
 fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Rejection> {
     let value = headers.get(name).ok_or(Rejection::MissingHeader(name))?;
+    refuse_repeated(headers, name)?;
     value
         .to_str()
         .map(str::trim)
         .map_err(|_| Rejection::Malformed("a header is not ASCII"))
+}
+
+/// The check reads the first copy of a header while the stored event joins all of them (and a
+/// dedupe key is rendered from that): a header that counts is accepted once only.
+fn refuse_repeated(headers: &HeaderMap, name: &str) -> Result<(), Rejection> {
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Err(Rejection::Repeated(name.to_owned()));
+    }
+    Ok(())
 }
 
 fn hmac_sha256_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
@@ -751,6 +764,7 @@ fn named_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, Rejec
     let value = headers
         .get(name)
         .ok_or_else(|| Rejection::MissingNamedHeader(name.to_owned()))?;
+    refuse_repeated(headers, name)?;
     value
         .to_str()
         .map(str::trim)
@@ -941,6 +955,66 @@ mod tests {
     const G_BODY: &[u8] = b"Hello, World!";
     const G1: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
     const G2: &str = "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59";
+
+    /// A header the scheme reads, sent twice, is refused even when one copy is right: which
+    /// copy counts would differ between the check and what is stored (the dedupe key joins
+    /// them), so a captured delivery could be replayed past dedupe with a second `webhook-id`.
+    #[test]
+    fn repeated_headers_are_refused() {
+        let with = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, value.parse().unwrap());
+            }
+            map
+        };
+        let github = with(&[("x-hub-signature-256", G1), ("x-hub-signature-256", G1)]);
+        assert_eq!(
+            check(
+                &preset(Scheme::Github),
+                &github,
+                G_BODY,
+                0,
+                &secrets(&[G_SECRET])
+            ),
+            Err(Rejection::Repeated("x-hub-signature-256".into()))
+        );
+        let p = preset(Scheme::StandardWebhooks);
+        let s = secrets(&[W1_SECRET]);
+        for repeated in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            let mut map = w1_headers(W1_SIG);
+            let value = map.get(repeated).unwrap().clone();
+            let other = if repeated == "webhook-id" {
+                "msg_replayed".parse().unwrap()
+            } else {
+                value.clone()
+            };
+            map.append(repeated, other);
+            assert_eq!(
+                check(&p, &map, W1_BODY, W1_TS, &s),
+                Err(Rejection::Repeated(repeated.into())),
+                "{repeated}"
+            );
+        }
+        let svix = with(&[
+            ("svix-id", W1_ID),
+            ("svix-id", W1_ID),
+            ("svix-timestamp", &W1_TS.to_string()),
+            ("svix-signature", W1_SIG),
+        ]);
+        assert!(check(&p, &svix, W1_BODY, W1_TS, &s).is_err());
+        let gitlab = with(&[("x-gitlab-token", "t0ken"), ("x-gitlab-token", "t0ken")]);
+        assert!(
+            check(
+                &preset(Scheme::Gitlab),
+                &gitlab,
+                b"",
+                0,
+                &secrets(&["t0ken"])
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn github_g1_passes_and_variants_fail() {

@@ -73,7 +73,7 @@ impl RejectReason {
             Rejection::MissingQueryParameter(_) => Self::MissingQueryParameter,
             Rejection::BadSignature => Self::BadSignature,
             Rejection::StaleTimestamp => Self::StaleTimestamp,
-            Rejection::Malformed(_) => Self::MalformedSignature,
+            Rejection::Malformed(_) | Rejection::Repeated(_) => Self::MalformedSignature,
             Rejection::UnusableSecret(_) => Self::VerifyMisconfigured,
         }
     }

@@ -516,3 +516,53 @@ async fn a_signed_http_step_sends_one_signature_whatever_its_headers_say() {
     );
     server.stop().await;
 }
+
+/// A captured Standard Webhooks delivery sent again within the tolerance is a duplicate; adding
+/// a second `webhook-id` header (the check read the first, the dedupe key joined both) once made
+/// it a new delivery that ran again.
+#[tokio::test]
+async fn a_replayed_delivery_cannot_dodge_dedupe_with_a_repeated_header() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    set_env("REPLAY_IT_SECRET", secret);
+    let workflow = "name: replayed\nsecrets: [REPLAY_IT_SECRET]\non:\n  webhook:\n    path: /hooks/replayed\n    verify:\n      standard_webhooks:\n        secret: \"{{ secrets.REPLAY_IT_SECRET }}\"\nsteps:\n  - log: \"in\"\n";
+    let server = TestServer::start(&[("replayed.yaml", workflow)]).await;
+    let body = br#"{"order": 7}"#;
+    let ts = chrono::Utc::now().timestamp();
+    let signature =
+        hookflow::verify::standard_webhooks_signature(secret, "msg_replay_1", ts, body).unwrap();
+    let ts = ts.to_string();
+    let send = |extra_id: Option<&'static str>| {
+        let (server, ts, signature) = (&server, ts.clone(), signature.clone());
+        async move {
+            let mut request = server
+                .client
+                .post(format!("{}/hooks/replayed", server.base))
+                .header("content-type", "application/json")
+                .header("webhook-id", "msg_replay_1")
+                .header("webhook-timestamp", ts)
+                .header("webhook-signature", signature);
+            if let Some(id) = extra_id {
+                request = request.header("webhook-id", id);
+            }
+            let response = request.body(body.to_vec()).send().await.expect("request");
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(send(None).await, 202);
+    assert_eq!(
+        send(None).await,
+        200,
+        "the same delivery again is a duplicate"
+    );
+    assert_eq!(send(Some("msg_fresh")).await, 401);
+    let (_, list) = rejected(&server, "", None).await;
+    assert_eq!(
+        list["rejected"][0]["reason"], "malformed_signature",
+        "{list}"
+    );
+    assert_eq!(
+        list["rejected"][0]["detail"],
+        "standard_webhooks: the header webhook-id is sent more than once"
+    );
+    server.stop().await;
+}
