@@ -566,3 +566,38 @@ async fn a_replayed_delivery_cannot_dodge_dedupe_with_a_repeated_header() {
     );
     server.stop().await;
 }
+
+/// A kept-alive connection that sends nothing after its answer is closed within
+/// `header_timeout` too: idle connections cannot be hoarded one request at a time.
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let workflow = "name: idle\non:\n  webhook:\n    path: /hooks/idle\nsteps:\n  - log: \"in\"\n";
+    let server = TestServer::start_with(&[("idle.yaml", workflow)], |s| {
+        s.header_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"POST /hooks/idle HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = stream.read(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 202"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    let started = std::time::Instant::now();
+    let rest = read_until_closed(&mut stream).await;
+    assert!(rest.is_empty(), "{rest}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}
