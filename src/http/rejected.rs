@@ -128,7 +128,13 @@ impl RejectedLog {
     }
 
     /// Keep one refused request (forgetting the oldest when full), count it, and log it.
-    pub fn record(&self, request: RejectedRequest) {
+    pub fn record(&self, mut request: RejectedRequest) {
+        // What the sender wrote (path, method, a content type in `detail`) is cut short: a full
+        // ring of 64 KiB paths would otherwise hold tens of megabytes for the price of 1000
+        // requests to no route.
+        for text in [&mut request.method, &mut request.path, &mut request.detail] {
+            shorten(text);
+        }
         tracing::warn!(
             method = %request.method,
             path = %request.path,
@@ -174,6 +180,20 @@ impl RejectedLog {
     }
 }
 
+/// The most bytes of sender-written text a record keeps per field.
+pub const MAX_FIELD_LEN: usize = 256;
+
+fn shorten(text: &mut String) {
+    if text.len() > MAX_FIELD_LEN {
+        let mut end = MAX_FIELD_LEN;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +232,20 @@ mod tests {
         assert_eq!(counts.get("no_route"), None);
         let json = serde_json::to_value(&log.recent(1)[0]).unwrap();
         assert_eq!(json["reason"], "bad_signature");
+    }
+
+    #[test]
+    fn what_the_sender_wrote_is_kept_short() {
+        let log = RejectedLog::with_capacity(2);
+        let long = format!("/{}", "é".repeat(40_000));
+        let mut request = refused(&long, RejectReason::NoRoute);
+        request.detail = format!("the body does not parse as {}", "x".repeat(60_000));
+        log.record(request);
+        let kept = &log.recent(1)[0];
+        assert!(kept.path.len() <= MAX_FIELD_LEN + 3, "{}", kept.path.len());
+        assert!(kept.path.ends_with("...") && kept.path.starts_with("/éé"));
+        assert!(kept.detail.len() <= MAX_FIELD_LEN + 3);
+        log.record(refused("/short", RejectReason::NoRoute));
+        assert_eq!(log.recent(1)[0].path, "/short");
     }
 }
