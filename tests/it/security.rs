@@ -412,6 +412,17 @@ async fn credentials_a_request_is_verified_with_are_not_stored_with_its_event() 
             assert!(!text.contains(value), "{value} is in the run: {text}");
         }
     }
+    // Refused with the right token in the query: the record has the path, not the query.
+    let refused = server
+        .client
+        .get(format!("{}/hooks/creds-query?key={query}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 405);
+    let (_, list) = rejected(&server, "", None).await;
+    assert_eq!(list["rejected"][0]["path"], "/hooks/creds-query", "{list}");
+    assert!(!list.to_string().contains(query), "{list}");
     let dir = server.stop().await;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
