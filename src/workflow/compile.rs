@@ -745,7 +745,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" => number * 86400.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// `1024`, `512KiB`, `1MiB`, `10MB`, `1GiB`.
@@ -804,6 +804,8 @@ mod tests {
         assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("ten"), None);
         assert_eq!(parse_duration("5 parsecs"), None);
+        // Too long for a Duration: refused, not a panic at load.
+        assert_eq!(parse_duration("99999999999999999999d"), None);
         assert_eq!(parse_size("1MiB"), Some(1024 * 1024));
         assert_eq!(parse_size("10MB"), Some(10_000_000));
         assert_eq!(parse_size("512"), Some(512));
