@@ -276,12 +276,21 @@ impl ServeSettings {
             )?,
             trusted_proxies: resolve_trusted_proxies(overrides, &file, &config_path)?,
             egress: resolve_egress(file.egress.as_ref(), &config_path)?,
-            header_timeout: duration(
-                &file.header_timeout,
+            // Zero would not mean "no limit" but "refuse every request".
+            header_timeout: positive(
+                duration(
+                    &file.header_timeout,
+                    "header_timeout",
+                    DEFAULT_HEADER_TIMEOUT,
+                )?,
                 "header_timeout",
-                DEFAULT_HEADER_TIMEOUT,
+                &config_path,
             )?,
-            body_timeout: duration(&file.body_timeout, "body_timeout", DEFAULT_BODY_TIMEOUT)?,
+            body_timeout: positive(
+                duration(&file.body_timeout, "body_timeout", DEFAULT_BODY_TIMEOUT)?,
+                "body_timeout",
+                &config_path,
+            )?,
             max_header_size: match &file.max_header_size {
                 None => DEFAULT_MAX_HEADER_SIZE,
                 // hyper needs room for at least one 8 KiB read.
@@ -297,6 +306,16 @@ impl ServeSettings {
             tls: resolve_tls(overrides, file.tls.as_ref(), &config_path)?,
         })
     }
+}
+
+fn positive(value: Duration, key: &str, path: &str) -> Result<Duration, SettingsError> {
+    if value.is_zero() {
+        return Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            message: format!("`{key}` must be more than 0s"),
+        });
+    }
+    Ok(value)
 }
 
 fn resolve_trusted_proxies(
@@ -482,6 +501,11 @@ mod tests {
             ("trusted_proxies: [10.0.0.0/33]", "`trusted_proxies`"),
             ("tls: { cert: a.crt }", "needs both"),
             ("max_header_size: 1KiB", "at least 8KiB"),
+            (
+                "header_timeout: 0s",
+                "`header_timeout` must be more than 0s",
+            ),
+            ("body_timeout: 0ms", "`body_timeout` must be more than 0s"),
         ] {
             let err = resolve_with(config, Overrides::default()).unwrap_err();
             assert!(err.to_string().contains(expected), "{config}: {err}");
