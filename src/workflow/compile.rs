@@ -683,7 +683,6 @@ fn locate_in_scalar(node: &Node, source: &str, needle: &str) -> Span {
     }
 }
 
-/// `500ms`, `30s`, `5m`, `1h`, `2d`, or a plain number of seconds.
 /// Whether a URL template reads `event` in a tag before its path starts: in the scheme or host,
 /// or in a leading tag that may produce the whole URL.
 pub fn host_from_payload(url: &str) -> bool {
@@ -730,6 +729,7 @@ pub fn host_from_payload(url: &str) -> bool {
     }
 }
 
+/// `500ms`, `30s`, `5m`, `1h`, `2d`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text
