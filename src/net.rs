@@ -160,7 +160,8 @@ impl AddressClass {
     }
 
     /// Every class `ip` belongs to, the most specific first (metadata is also link-local or
-    /// private).
+    /// private). IPv4 written as IPv6, mapped (`::ffff:10.0.0.1`) or behind NAT64's
+    /// `64:ff9b::/96`, is judged as that IPv4 address.
     pub fn of(ip: IpAddr) -> Vec<Self> {
         let ip = canonical(ip);
         let mut classes = Vec::new();
@@ -183,6 +184,13 @@ impl AddressClass {
                 }
             }
             IpAddr::V6(v6) => {
+                // NAT64's well-known prefix (64:ff9b::/96, RFC 6052): a gateway connects to the
+                // IPv4 address in the last 32 bits, and DNS64 hands out such addresses for
+                // names that only have an IPv4 one.
+                if let [0x64, 0xff9b, 0, 0, 0, 0, high, low] = v6.segments() {
+                    let embedded = Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+                    return Self::of(IpAddr::V4(embedded));
+                }
                 if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
                     classes.push(Self::Metadata);
                 }
@@ -403,6 +411,20 @@ mod tests {
         assert!(policy.check("x", ip("fd12::1")).is_err());
         assert!(policy.check("x", ip("100.64.0.1")).is_err());
         assert!(policy.check("x", ip("93.184.215.14")).is_ok());
+        // Through a NAT64 gateway (and names DNS64 gives an AAAA) the IPv4 address is reached.
+        assert_eq!(
+            policy.check("x", ip("64:ff9b::a00:1")).unwrap_err().class,
+            AddressClass::Private
+        );
+        assert_eq!(
+            policy
+                .check("x", ip("64:ff9b::a9fe:a9fe"))
+                .unwrap_err()
+                .class,
+            AddressClass::Metadata
+        );
+        assert!(policy.check("x", ip("64:ff9b::127.0.0.1")).is_err());
+        assert!(policy.check("x", ip("64:ff9b::808:808")).is_ok());
         policy.allow("10.0.0.0/8");
         policy.allow("*.corp.example");
         policy.allow("crm.internal");
