@@ -274,6 +274,7 @@ async fn serve_with(
         http::listen::ConnectionLimits {
             header_timeout: settings.header_timeout,
             max_header_size: settings.max_header_size,
+            write_stall_timeout: settings.body_timeout,
         },
         tls,
         stopped.clone(),

@@ -612,3 +612,40 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
     );
     server.stop().await;
 }
+
+/// A client that pipelines requests and never reads the answers stalls its connection in a
+/// write, where no header or body deadline applies: a stop must not wait for it forever.
+#[tokio::test]
+async fn a_client_that_never_reads_does_not_hold_up_a_stop() {
+    use tokio::io::AsyncWriteExt;
+    let workflow =
+        "name: unread\non:\n  webhook:\n    path: /hooks/unread\nsteps:\n  - log: \"in\"\n";
+    let server = TestServer::start_with(&[("unread.yaml", workflow)], |s| {
+        s.header_timeout = std::time::Duration::from_secs(1);
+        s.body_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let address: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(address).await.unwrap();
+    // Answers pile up unread until both sides' buffers are full and the server's write waits.
+    let request = format!(
+        "GET /nowhere/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "p".repeat(1000)
+    );
+    let writer = tokio::spawn(async move {
+        for _ in 0..20_000 {
+            if stream.write_all(request.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        stream
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let started = std::time::Instant::now();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(20), server.stop()).await;
+    assert!(stopped.is_ok(), "the stop waited for the unread connection");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    writer.abort();
+}
