@@ -238,7 +238,10 @@ impl EgressPolicy {
     pub fn allow(&mut self, entry: &str) {
         match entry.parse::<Cidr>() {
             Ok(block) => self.allow_blocks.push(block),
-            Err(_) => self.allow_hosts.push(entry.trim().to_ascii_lowercase()),
+            // Judged against names without their root dot: an entry keeps none either.
+            Err(_) => self
+                .allow_hosts
+                .push(entry.trim().trim_end_matches('.').to_ascii_lowercase()),
         }
     }
 
@@ -431,6 +434,8 @@ mod tests {
         assert!(policy.check("x", ip("10.0.0.1")).is_ok());
         assert!(policy.check("a.corp.example", ip("192.168.1.1")).is_ok());
         assert!(policy.check("CRM.internal.", ip("192.168.1.1")).is_ok());
+        policy.allow("Build.Internal.");
+        assert!(policy.check("build.internal", ip("192.168.1.2")).is_ok());
         assert!(policy.check("corp.example", ip("192.168.1.1")).is_err());
         assert!(policy.check("xcorp.example", ip("192.168.1.1")).is_err());
         // Only metadata denied: other link-local addresses pass.
