@@ -16,10 +16,30 @@ struct Bucket {
     updated: Instant,
 }
 
+/// Below this many buckets, idle ones are left for later.
+const SWEEP_FROM: usize = 10_000;
+
 /// Every route's buckets; shared by all requests.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    buckets: Mutex<HashMap<(String, Option<IpAddr>), Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    map: HashMap<(String, Option<IpAddr>), Bucket>,
+    /// The size at which idle buckets are next swept out: with many active sources, a sweep
+    /// waits until they have doubled, so requests do not each pay for a pass over all of them.
+    sweep_at: usize,
+}
+
+/// The source a per-source bucket belongs to: an IPv4 address, or an IPv6 /64 (one client
+/// usually holds a whole /64, and would otherwise get a fresh bucket per address).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match crate::net::canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        v4 => v4,
+    }
 }
 
 impl Limiter {
@@ -36,18 +56,22 @@ impl Limiter {
             route.to_owned(),
             match limit.per {
                 RateScope::Route => None,
-                RateScope::Source => source,
+                RateScope::Source => source.map(source_key),
             },
         );
-        let Ok(mut buckets) = self.buckets.lock() else {
+        let Ok(mut guard) = self.buckets.lock() else {
             // A poisoned lock means a panic elsewhere; limiting is not worth failing requests.
             return Ok(());
         };
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, b| now.duration_since(b.updated) < IDLE);
+        let buckets = &mut *guard;
+        if buckets.map.len() > buckets.sweep_at.max(SWEEP_FROM) {
+            buckets
+                .map
+                .retain(|_, b| now.duration_since(b.updated) < IDLE);
+            buckets.sweep_at = buckets.map.len() * 2;
         }
         let capacity = f64::from(limit.burst);
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let bucket = buckets.map.entry(key).or_insert(Bucket {
             tokens: capacity,
             updated: now,
         });
@@ -110,5 +134,46 @@ mod tests {
         assert!(limiter.admit("/a", Some(a), &l, now).is_ok());
         assert!(limiter.admit("/a", Some(a), &l, now).is_err());
         assert!(limiter.admit("/a", Some(b), &l, now).is_ok());
+    }
+
+    #[test]
+    fn idle_buckets_are_swept_and_busy_ones_are_not_swept_on_every_request() {
+        let limiter = Limiter::default();
+        let l = limit(1.0, 1, RateScope::Source);
+        let start = Instant::now();
+        let source = |i: u32| Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+        for i in 0..=SWEEP_FROM as u32 {
+            let _ = limiter.admit("/a", source(i), &l, start);
+        }
+        // All busy: one sweep, which keeps them, then none until they have doubled.
+        let _ = limiter.admit("/a", source(20_000), &l, start);
+        let sweep_at = limiter.buckets.lock().unwrap().sweep_at;
+        assert!(sweep_at > 2 * SWEEP_FROM, "{sweep_at}");
+        // Once they are idle, they go at the next sweep.
+        let later = start + IDLE + Duration::from_secs(1);
+        for i in 0..=sweep_at as u32 {
+            let _ = limiter.admit("/b", source(30_000 + i), &l, later);
+        }
+        let buckets = limiter.buckets.lock().unwrap();
+        assert!(!buckets.map.keys().any(|(route, _)| route == "/a"));
+    }
+
+    /// One IPv6 client holds a whole /64: changing the last 64 bits must not buy new tokens.
+    #[test]
+    fn ipv6_sources_are_limited_per_64_block() {
+        let limiter = Limiter::default();
+        let l = limit(1.0, 1, RateScope::Source);
+        let now = Instant::now();
+        let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_block: IpAddr = "2001:db8:1:2:ffff:1234:5678:9abc".parse().unwrap();
+        let other_block: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.admit("/a", Some(first), &l, now).is_ok());
+        assert!(limiter.admit("/a", Some(same_block), &l, now).is_err());
+        assert!(limiter.admit("/a", Some(other_block), &l, now).is_ok());
+        // IPv4 written as IPv6 is the IPv4 address.
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert!(limiter.admit("/a", Some(v4), &l, now).is_ok());
+        assert!(limiter.admit("/a", Some(mapped), &l, now).is_err());
     }
 }
