@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod routes;
+pub mod schedule;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "concurrency",
     "timeout",
 ];
-pub const TRIGGER_KEYS: &[&str] = &["webhook"];
+pub const TRIGGER_KEYS: &[&str] = &["webhook", "schedule"];
 pub const WEBHOOK_KEYS: &[&str] = &[
     "path",
     "methods",
@@ -63,6 +64,8 @@ pub struct Workflow {
     /// A digest of the source text: runs remember which definition they started with.
     pub version: String,
     pub webhook: Option<WebhookTrigger>,
+    /// `on.schedule`: when the scheduler starts a run on its own (none: never).
+    pub schedules: Vec<schedule::Schedule>,
     pub secrets: Vec<String>,
     pub vars: Vec<(String, ValueTemplate)>,
     pub steps: Vec<Step>,
@@ -250,7 +253,10 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
                 .collect()
         })
         .unwrap_or_default();
-    let webhook = fields.get("on").and_then(|n| compile_triggers(c, n));
+    let (webhook, schedules) = fields
+        .get("on")
+        .map(|n| compile_triggers(c, n))
+        .unwrap_or_default();
     let concurrency = fields
         .get("concurrency")
         .and_then(|n| compile_concurrency(c, n));
@@ -410,6 +416,7 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         version: version_of(&c.file.text),
         source: Arc::clone(&c.file),
         webhook,
+        schedules,
         secrets,
         vars,
         steps: compiled_steps,
@@ -538,9 +545,23 @@ fn path_back<'g>(
     None
 }
 
-fn compile_triggers(c: &mut Compiler, node: &Node) -> Option<WebhookTrigger> {
-    let fields = c.fields(node, "`on`", TRIGGER_KEYS, &[])?;
-    let webhook = fields.get("webhook")?;
+/// `on:`: the webhook trigger and the schedules, each optional.
+fn compile_triggers(
+    c: &mut Compiler,
+    node: &Node,
+) -> (Option<WebhookTrigger>, Vec<schedule::Schedule>) {
+    let Some(fields) = c.fields(node, "`on`", TRIGGER_KEYS, &[]) else {
+        return (None, Vec::new());
+    };
+    let schedules = fields
+        .get("schedule")
+        .map(|n| schedule::compile(c, n))
+        .unwrap_or_default();
+    let webhook = fields.get("webhook").and_then(|n| compile_webhook(c, n));
+    (webhook, schedules)
+}
+
+fn compile_webhook(c: &mut Compiler, webhook: &Node) -> Option<WebhookTrigger> {
     let w = c.fields(webhook, "`on.webhook`", WEBHOOK_KEYS, &["path"])?;
     let path_node = w.get("path")?;
     // Every key is checked even when the path is wrong, so all problems show in one pass.
