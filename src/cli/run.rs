@@ -87,6 +87,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         body,
         raw,
         received_at: Utc::now(),
+        trigger: crate::engine::Trigger::Webhook,
     };
     let run = RunInfo {
         id: uuid::Uuid::now_v7().to_string(),

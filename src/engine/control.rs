@@ -263,6 +263,8 @@ impl Execution<'_> {
             raw: serde_json::to_vec(&payload).unwrap_or_default(),
             body: payload,
             received_at: self.event.received_at,
+            // A called workflow runs within its caller's run, started by the same trigger.
+            trigger: self.event.trigger.clone(),
         };
         let secrets = callees.secrets(&callee);
         let child = Execution::new(

@@ -34,6 +34,35 @@ pub struct Event {
     #[serde(with = "raw_bytes")]
     pub raw: Vec<u8>,
     pub received_at: DateTime<Utc>,
+    /// What started the run: events stored before triggers existed were all webhooks.
+    #[serde(default)]
+    pub trigger: Trigger,
+}
+
+/// What created an event: a webhook request, a schedule's tick, or someone by hand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    #[default]
+    Webhook,
+    Schedule {
+        /// The tick, before any jitter.
+        scheduled_at: DateTime<Utc>,
+    },
+    Manual {
+        /// Who asked: `api`, `ui`, `cli:<user>`.
+        started_by: String,
+    },
+}
+
+impl Trigger {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Webhook => "webhook",
+            Trigger::Schedule { .. } => "schedule",
+            Trigger::Manual { .. } => "manual",
+        }
+    }
 }
 
 mod raw_bytes {
@@ -65,6 +94,17 @@ impl Event {
             "body": self.body,
             "raw": String::from_utf8_lossy(&self.raw),
             "received_at": self.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "trigger": self.trigger.kind(),
+            "scheduled_at": match &self.trigger {
+                Trigger::Schedule { scheduled_at } => {
+                    Json::from(scheduled_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                }
+                _ => Json::Null,
+            },
+            "started_by": match &self.trigger {
+                Trigger::Manual { started_by } => Json::from(started_by.as_str()),
+                _ => Json::Null,
+            },
         })
     }
 }

@@ -282,6 +282,7 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
         body: parsed,
         raw: raw.to_vec(),
         received_at: Utc::now(),
+        trigger: crate::engine::Trigger::Webhook,
     };
     // The dedupe context is a full copy of the event: only built when a workflow needs it.
     let wants_dedupe = bound

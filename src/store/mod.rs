@@ -96,6 +96,28 @@ pub trait StoreBackend: Send + Sync {
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// A schedule's tick: in one transaction, record `(workflow, tick)` and accept the event
+    /// with its runs, or write nothing and answer `None` when that tick is recorded already.
+    /// So a tick starts its runs exactly once, across restarts and across processes.
+    fn accept_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+        tick: DateTime<Utc>,
+        event: Arc<Event>,
+        runs: &'a [NewRun],
+    ) -> BoxFuture<'a, Result<Option<Accepted>, StoreError>>;
+    /// Record a tick that starts no run (skipped by `catch_up: none`, or the starting point
+    /// of a schedule seen for the first time); true exactly once per `(workflow, tick)`.
+    fn claim_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+        tick: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// The latest tick recorded for `workflow`, by either method above.
+    fn last_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>>;
 }
 
 /// How a store is opened.

@@ -18,7 +18,7 @@ use super::{
     StoreError, parse_json, parse_timestamp, timestamp,
 };
 use crate::effects::BoxFuture;
-use crate::engine::{Event, RunStatus, StepRecord, StepStatus};
+use crate::engine::{Event, RunStatus, StepRecord, StepStatus, Trigger};
 use crate::steps::respond::SyncResponse;
 use crate::workflow::ConcurrencyMode;
 
@@ -84,6 +84,13 @@ CREATE TABLE IF NOT EXISTS dedupe (
     expires_at TEXT NOT NULL,
     PRIMARY KEY (workflow, key)
 );
+CREATE TABLE IF NOT EXISTS ticks (
+    workflow TEXT NOT NULL,
+    tick_at TEXT NOT NULL,
+    event_id TEXT,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (workflow, tick_at)
+);
 CREATE TABLE IF NOT EXISTS definitions (
     version TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -97,6 +104,18 @@ enum Write {
     Accept {
         event: Arc<Event>,
         runs: Vec<NewRun>,
+    },
+    /// Record a schedule's tick and, when it was not recorded before, accept its event and runs.
+    AcceptTick {
+        workflow: String,
+        tick: DateTime<Utc>,
+        event: Arc<Event>,
+        runs: Vec<NewRun>,
+    },
+    /// Record a tick that starts no run; answers whether it was new.
+    ClaimTick {
+        workflow: String,
+        tick: DateTime<Utc>,
     },
     /// Take a run to execute: queued, or running with a lease that ended (or is ours).
     Claim {
@@ -146,6 +165,9 @@ enum Returned {
     Ids(Vec<String>),
     Accepted(Accepted),
     Replayed(Replayed),
+    /// A tick's accept: nothing when the tick was recorded already.
+    Tick(Option<Accepted>),
+    Claimed(bool),
 }
 
 struct WriteRequest {
@@ -529,6 +551,63 @@ impl SqliteStore {
             .collect()
     }
 
+    /// Accept a schedule's tick: the event and runs are committed with the tick's record,
+    /// or not at all when `(workflow, tick)` is recorded already (`None`).
+    pub async fn accept_tick(
+        &self,
+        workflow: &str,
+        tick: DateTime<Utc>,
+        event: Arc<Event>,
+        runs: &[NewRun],
+    ) -> Result<Option<Accepted>, StoreError> {
+        match self
+            .write_returning(Write::AcceptTick {
+                workflow: workflow.to_owned(),
+                tick,
+                event,
+                runs: runs.to_vec(),
+            })
+            .await?
+        {
+            Returned::Tick(accepted) => Ok(accepted),
+            _ => Err(StoreError::Write(
+                "the tick's accept answered nothing".into(),
+            )),
+        }
+    }
+
+    /// Record a tick that starts no run; true when it was not recorded before.
+    pub async fn claim_tick(
+        &self,
+        workflow: &str,
+        tick: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match self
+            .write_returning(Write::ClaimTick {
+                workflow: workflow.to_owned(),
+                tick,
+            })
+            .await?
+        {
+            Returned::Claimed(new) => Ok(new),
+            _ => Err(StoreError::Write(
+                "the tick's claim answered nothing".into(),
+            )),
+        }
+    }
+
+    /// The latest tick recorded for `workflow`.
+    pub async fn last_tick(&self, workflow: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query("SELECT MAX(tick_at) AS tick FROM ticks WHERE workflow = $1")
+            .bind(workflow)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(read_error)?;
+        get::<Option<String>>(&row, "tick")?
+            .map(|t| parse_timestamp(&t))
+            .transpose()
+    }
+
     /// Whether the store answers at all (for readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
@@ -574,6 +653,19 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     )
     .execute(&mut *conn)
     .await?;
+    // The event's trigger as JSON; NULL for the events stored before triggers: webhooks.
+    let has_trigger = sqlx::query(
+        "SELECT COUNT(*) AS n FROM pragma_table_info('events') WHERE name = 'triggered_by'",
+    )
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get::<i64, _>("n")?
+        > 0;
+    if !has_trigger {
+        sqlx::query("ALTER TABLE events ADD COLUMN triggered_by TEXT")
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -765,6 +857,14 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
                     .execute(&mut *conn)
                     .await?;
             }
+            // A workflow's latest tick stays: it is where the scheduler resumes.
+            sqlx::query(
+                "DELETE FROM ticks WHERE tick_at < $1 AND tick_at <
+                 (SELECT MAX(t.tick_at) FROM ticks AS t WHERE t.workflow = ticks.workflow)",
+            )
+            .bind(&cutoff)
+            .execute(&mut *conn)
+            .await?;
             sqlx::query("DELETE FROM dedupe WHERE expires_at < $1")
                 .bind(&now)
                 .execute(&mut *conn)
@@ -800,84 +900,27 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             .await?;
         }
         Write::Accept { event, runs } => {
-            let mut accepted = Accepted::default();
-            let mut created = Vec::new();
-            for run in runs {
-                let Some(dedupe) = &run.dedupe else {
-                    created.push(run);
-                    continue;
-                };
-                let holder = sqlx::query(
-                    "SELECT run_id FROM dedupe WHERE workflow = $1 AND key = $2 AND expires_at > $3",
-                )
-                .bind(&run.workflow)
-                .bind(&dedupe.key)
-                .bind(timestamp(event.received_at))
-                .fetch_optional(&mut *conn)
-                .await?;
-                if let Some(holder) = holder {
-                    accepted.duplicate_of.push(holder.try_get("run_id")?);
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT OR REPLACE INTO dedupe (workflow, key, run_id, expires_at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&run.workflow)
-                .bind(&dedupe.key)
-                .bind(&run.id)
-                .bind(timestamp(dedupe.expires_at))
-                .execute(&mut *conn)
-                .await?;
-                created.push(run);
+            return Ok(Returned::Accepted(
+                accept_event(conn, event, runs, &now).await?,
+            ));
+        }
+        Write::AcceptTick {
+            workflow,
+            tick,
+            event,
+            runs,
+        } => {
+            if !record_tick(conn, workflow, *tick, Some(&event.id), &now).await? {
+                return Ok(Returned::Tick(None));
             }
-            if created.is_empty() {
-                // Nothing new: the event itself is not kept either.
-                return Ok(Returned::Accepted(accepted));
-            }
-            sqlx::query(
-                "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&event.id)
-            .bind(timestamp(event.received_at))
-            .bind(&event.method)
-            .bind(&event.path)
-            .bind(to_text(&event.params))
-            .bind(to_text(&event.query))
-            .bind(to_text(&event.headers))
-            .bind(to_text(&event.body))
-            .bind(event.raw.as_slice())
-            .execute(&mut *conn)
-            .await?;
-            for run in created {
-                accepted.created.push(run.id.clone());
-                let skipped = match &run.concurrency {
-                    Some(rule) => admit(conn, run, rule, &now).await?,
-                    None => None,
-                };
-                let (status, finished_at) = match &skipped {
-                    Some(_) => ("cancelled", Some(now.as_str())),
-                    None => ("queued", None),
-                };
-                sqlx::query(
-                    "INSERT INTO runs (id, event_id, workflow, version, status, created_at,
-                     finished_at, error, concurrency_key, concurrency_limit)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(&run.id)
-                .bind(&event.id)
-                .bind(&run.workflow)
-                .bind(&run.version)
-                .bind(status)
-                .bind(timestamp(event.received_at))
-                .bind(finished_at)
-                .bind(skipped.as_deref())
-                .bind(run.concurrency.as_ref().map(|c| c.key.as_str()))
-                .bind(run.concurrency.as_ref().map(|c| i64::from(c.limit)))
-                .execute(&mut *conn)
-                .await?;
-            }
-            return Ok(Returned::Accepted(accepted));
+            return Ok(Returned::Tick(Some(
+                accept_event(conn, event, runs, &now).await?,
+            )));
+        }
+        Write::ClaimTick { workflow, tick } => {
+            return Ok(Returned::Claimed(
+                record_tick(conn, workflow, *tick, None, &now).await?,
+            ));
         }
         Write::Claim {
             run_id,
@@ -995,6 +1038,114 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
     Ok(Returned::Nothing)
 }
 
+/// Record `(workflow, tick)`; false when it was recorded already.
+async fn record_tick(
+    conn: &mut SqliteConnection,
+    workflow: &str,
+    tick: DateTime<Utc>,
+    event_id: Option<&str>,
+    now: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO ticks (workflow, tick_at, event_id, recorded_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(workflow)
+    .bind(timestamp(tick))
+    .bind(event_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(inserted.rows_affected() > 0)
+}
+
+/// Insert the event and its runs, except the runs whose dedupe key is held by another run.
+async fn accept_event(
+    conn: &mut SqliteConnection,
+    event: &Event,
+    runs: &[NewRun],
+    now: &str,
+) -> Result<Accepted, sqlx::Error> {
+    let mut accepted = Accepted::default();
+    let mut created = Vec::new();
+    for run in runs {
+        let Some(dedupe) = &run.dedupe else {
+            created.push(run);
+            continue;
+        };
+        let holder = sqlx::query(
+            "SELECT run_id FROM dedupe WHERE workflow = $1 AND key = $2 AND expires_at > $3",
+        )
+        .bind(&run.workflow)
+        .bind(&dedupe.key)
+        .bind(timestamp(event.received_at))
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(holder) = holder {
+            accepted.duplicate_of.push(holder.try_get("run_id")?);
+            continue;
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO dedupe (workflow, key, run_id, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&run.workflow)
+        .bind(&dedupe.key)
+        .bind(&run.id)
+        .bind(timestamp(dedupe.expires_at))
+        .execute(&mut *conn)
+        .await?;
+        created.push(run);
+    }
+    if created.is_empty() {
+        // Nothing new: the event itself is not kept either.
+        return Ok(accepted);
+    }
+    sqlx::query(
+        "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw, triggered_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&event.id)
+    .bind(timestamp(event.received_at))
+    .bind(&event.method)
+    .bind(&event.path)
+    .bind(to_text(&event.params))
+    .bind(to_text(&event.query))
+    .bind(to_text(&event.headers))
+    .bind(to_text(&event.body))
+    .bind(event.raw.as_slice())
+    .bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)))
+    .execute(&mut *conn)
+    .await?;
+    for run in created {
+        accepted.created.push(run.id.clone());
+        let skipped = match &run.concurrency {
+            Some(rule) => admit(conn, run, rule, now).await?,
+            None => None,
+        };
+        let (status, finished_at) = match &skipped {
+            Some(_) => ("cancelled", Some(now)),
+            None => ("queued", None),
+        };
+        sqlx::query(
+            "INSERT INTO runs (id, event_id, workflow, version, status, created_at,
+             finished_at, error, concurrency_key, concurrency_limit)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&run.id)
+        .bind(&event.id)
+        .bind(&run.workflow)
+        .bind(&run.version)
+        .bind(status)
+        .bind(timestamp(event.received_at))
+        .bind(finished_at)
+        .bind(skipped.as_deref())
+        .bind(run.concurrency.as_ref().map(|c| c.key.as_str()))
+        .bind(run.concurrency.as_ref().map(|c| i64::from(c.limit)))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(accepted)
+}
+
 fn to_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
@@ -1057,6 +1208,13 @@ fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
         body: parse_json(&get::<String>(row, "body")?)?,
         raw: get(row, "raw")?,
         received_at: parse_timestamp(&get::<String>(row, "received_at")?)?,
+        trigger: get::<Option<String>>(row, "triggered_by")?
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("event trigger: {e}")))
+            })
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
@@ -1204,5 +1362,30 @@ impl super::StoreBackend for SqliteStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(SqliteStore::ping(self))
+    }
+
+    fn accept_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+        tick: DateTime<Utc>,
+        event: Arc<Event>,
+        runs: &'a [NewRun],
+    ) -> BoxFuture<'a, Result<Option<Accepted>, StoreError>> {
+        Box::pin(SqliteStore::accept_tick(self, workflow, tick, event, runs))
+    }
+
+    fn claim_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+        tick: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SqliteStore::claim_tick(self, workflow, tick))
+    }
+
+    fn last_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(SqliteStore::last_tick(self, workflow))
     }
 }

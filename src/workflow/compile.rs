@@ -34,6 +34,9 @@ const EVENT_FIELDS: &[&str] = &[
     "body",
     "raw",
     "received_at",
+    "trigger",
+    "scheduled_at",
+    "started_by",
 ];
 const RUN_FIELDS: &[&str] = &[
     "id",

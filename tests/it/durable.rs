@@ -562,6 +562,28 @@ mod failing_store {
         fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
             self.inner.ping()
         }
+        fn accept_tick<'a>(
+            &'a self,
+            workflow: &'a str,
+            tick: DateTime<Utc>,
+            event: std::sync::Arc<Event>,
+            runs: &'a [NewRun],
+        ) -> BoxFuture<'a, Result<Option<Accepted>, StoreError>> {
+            self.inner.accept_tick(workflow, tick, event, runs)
+        }
+        fn claim_tick<'a>(
+            &'a self,
+            workflow: &'a str,
+            tick: DateTime<Utc>,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.claim_tick(workflow, tick)
+        }
+        fn last_tick<'a>(
+            &'a self,
+            workflow: &'a str,
+        ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
+            self.inner.last_tick(workflow)
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
-use hookflow::engine::{Event, RunStatus, StepRecord, StepStatus};
+use chrono::{Duration, TimeZone, Utc};
+use hookflow::engine::{Event, RunStatus, StepRecord, StepStatus, Trigger};
 use hookflow::steps::respond::SyncResponse;
 use hookflow::store::{
     DedupeKey, Definition, NewRun, OpenMode, Replayed, RunConcurrency, RunFilter, Store, StoreError,
@@ -26,6 +26,7 @@ fn event(n: u32) -> Event {
         body: json!({"n": n}),
         raw: format!("{{\"n\": {n}}}\u{0}\u{ff}").into_bytes(),
         received_at: Utc::now(),
+        trigger: Default::default(),
     }
 }
 
@@ -453,11 +454,123 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
 
     concurrency_conformance(&store).await?;
 
+    // Schedules: a tick is recorded once, and its event and runs are committed with it or not
+    // at all.
+    let t1 = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    assert_eq!(store.last_tick("wf-s").await?, None);
+    let mut ticked = event(20);
+    ticked.trigger = Trigger::Schedule { scheduled_at: t1 };
+    let first_tick = new_run("wf-s", None);
+    let accepted = store
+        .accept_tick(
+            "wf-s",
+            t1,
+            Arc::new(ticked.clone()),
+            std::slice::from_ref(&first_tick),
+        )
+        .await?
+        .expect("a new tick is accepted");
+    assert_eq!(accepted.created, vec![first_tick.id.clone()]);
+    let detail = store.run(&first_tick.id).await?.expect("the tick's run");
+    assert_eq!(detail.event.trigger, Trigger::Schedule { scheduled_at: t1 });
+    assert_eq!(detail.run.status, RunStatus::Queued);
+    let repeated = new_run("wf-s", None);
+    assert!(
+        store
+            .accept_tick(
+                "wf-s",
+                t1,
+                Arc::new(event(21)),
+                std::slice::from_ref(&repeated)
+            )
+            .await?
+            .is_none(),
+        "a recorded tick accepts nothing"
+    );
+    assert!(store.run(&repeated.id).await?.is_none());
+    assert_eq!(store.last_tick("wf-s").await?, Some(t1));
+    // A tick recorded without a run counts the same.
+    assert!(!store.claim_tick("wf-s", t1).await?);
+    let t2 = t1 + Duration::seconds(60);
+    assert!(store.claim_tick("wf-s", t2).await?);
+    assert!(!store.claim_tick("wf-s", t2).await?);
+    assert!(
+        store
+            .accept_tick("wf-s", t2, Arc::new(event(22)), &[new_run("wf-s", None)])
+            .await?
+            .is_none()
+    );
+    assert_eq!(store.last_tick("wf-s").await?, Some(t2));
+    // Workflows have their own ticks.
+    assert!(store.claim_tick("wf-t", t1).await?);
+    assert_eq!(store.last_tick("wf-t").await?, Some(t1));
+    // Concurrent accepts of one tick: exactly one wins, and only its run exists.
+    let t3 = t2 + Duration::seconds(60);
+    let mut racers = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let store = store.clone();
+        racers.spawn(async move {
+            let run = new_run("wf-s", None);
+            let won = store
+                .accept_tick(
+                    "wf-s",
+                    t3,
+                    Arc::new(event(30 + n)),
+                    std::slice::from_ref(&run),
+                )
+                .await?
+                .is_some();
+            Ok::<_, StoreError>((won, run.id))
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(result) = racers.join_next().await {
+        let (won, id) = result.expect("racer")?;
+        if won {
+            winners.push(id);
+        } else {
+            assert!(
+                store.run(&id).await?.is_none(),
+                "a loser's run is not stored"
+            );
+        }
+    }
+    assert_eq!(winners.len(), 1, "one tick, one accept");
+    assert_eq!(store.last_tick("wf-s").await?, Some(t3));
+    // A manual start keeps who asked.
+    let mut by_hand = event(40);
+    by_hand.trigger = Trigger::Manual {
+        started_by: "cli:ada".into(),
+    };
+    let manual = new_run("wf-s", None);
+    store
+        .accept(Arc::new(by_hand), std::slice::from_ref(&manual))
+        .await?;
+    let detail = store.run(&manual.id).await?.expect("manual run");
+    assert_eq!(
+        detail.event.trigger,
+        Trigger::Manual {
+            started_by: "cli:ada".into()
+        }
+    );
+    assert_eq!(
+        store.run(&a.id).await?.expect("run").event.trigger,
+        Trigger::Webhook
+    );
+
     // Pruning removes finished runs older than the cut, never unfinished ones.
     let pruned = store.prune(Utc::now() + Duration::seconds(1)).await?;
     assert!(pruned >= 1, "{pruned}");
     assert!(store.run(&a.id).await?.is_none());
     assert!(store.run(&b.id).await?.is_some(), "a queued run is kept");
+    assert_eq!(
+        store.last_tick("wf-s").await?,
+        Some(t3),
+        "a workflow's latest tick survives pruning"
+    );
     store.ping().await?;
     Ok(())
 }
@@ -507,4 +620,57 @@ async fn a_sqlite_store_serves_one_server_at_a_time() {
     Store::open(&path, OpenMode::Serve)
         .await
         .expect("free again once the first server is gone");
+}
+
+/// A store file written before events recorded their trigger opens, and its events read as
+/// webhooks.
+#[tokio::test]
+async fn a_store_from_before_triggers_opens_and_reads() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db").display().to_string();
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("create");
+        sqlx::raw_sql(
+            "CREATE TABLE events (id TEXT PRIMARY KEY, received_at TEXT NOT NULL,
+                method TEXT NOT NULL, path TEXT NOT NULL, params TEXT NOT NULL,
+                query TEXT NOT NULL, headers TEXT NOT NULL, body TEXT NOT NULL, raw BLOB NOT NULL);
+             CREATE TABLE runs (id TEXT PRIMARY KEY, event_id TEXT NOT NULL REFERENCES events(id),
+                workflow TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL,
+                attempt INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, started_at TEXT,
+                finished_at TEXT, error TEXT, response TEXT, due_at TEXT, lease_owner TEXT,
+                lease_until TEXT);
+             INSERT INTO events VALUES ('ev-old', '2026-01-01T00:00:00.000000Z', 'POST', '/hooks/x',
+                '{}', '{}', '{}', '{\"n\": 1}', x'7b7d');
+             INSERT INTO runs (id, event_id, workflow, version, status, created_at)
+                VALUES ('run-old', 'ev-old', 'wf', 'v1', 'queued', '2026-01-01T00:00:00.000000Z');",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("old schema");
+    }
+    let store = Store::open(&path, OpenMode::Serve)
+        .await
+        .expect("open an old store");
+    let detail = store.run("run-old").await.expect("read").expect("old run");
+    assert_eq!(detail.event.trigger, Trigger::Webhook);
+    assert_eq!(detail.event.body, json!({"n": 1}));
+    // New writes work on the migrated file.
+    assert!(store.claim_tick("wf", Utc::now()).await.expect("tick"));
+    let mut manual = event(1);
+    manual.trigger = Trigger::Manual {
+        started_by: "api".into(),
+    };
+    let run = new_run("wf", None);
+    store
+        .accept(Arc::new(manual), std::slice::from_ref(&run))
+        .await
+        .expect("accept");
+    let detail = store.run(&run.id).await.expect("read").expect("run");
+    assert_eq!(detail.event.trigger.kind(), "manual");
 }
