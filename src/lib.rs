@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod jsonpath;
 pub mod net;
+pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod settings;

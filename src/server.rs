@@ -60,6 +60,8 @@ pub struct Reloader {
     store: Store,
     /// The webhook listener's certificate, read again on each reload.
     tls: Option<Arc<crate::http::tls::TlsConfig>>,
+    /// Told after each swap, so the scheduler recomputes the schedules.
+    reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl Reloader {
@@ -99,6 +101,7 @@ impl Reloader {
         if let Ok(mut current) = self.registry.write() {
             *current = Arc::new(registry);
         }
+        self.reloaded.notify_one();
         info!(workflows = count, "workflows reloaded");
         Ok(count)
     }
@@ -208,6 +211,7 @@ async fn serve_with(
         registry: Arc::clone(&registry),
         store: store.clone(),
         tls: tls.clone(),
+        reloaded: Arc::new(tokio::sync::Notify::new()),
     };
     let (stop, stopped) = watch::channel(false);
     let watcher = if settings.workflows.is_dir() {
@@ -246,6 +250,13 @@ async fn serve_with(
     if resumed > 0 {
         info!(runs = resumed, "resuming runs left unfinished");
     }
+    let scheduler_task = crate::scheduler::start(
+        store.clone(),
+        Arc::clone(&registry),
+        worker.clone(),
+        Arc::clone(&reloader.reloaded),
+        stopped.clone(),
+    );
     let state = AppState {
         registry,
         store,
@@ -285,7 +296,7 @@ async fn serve_with(
     )
     .with_graceful_shutdown(until_stopped(stopped.clone()));
     let task = tokio::spawn(async move {
-        let ((), admin_result, _) = tokio::join!(webhook, admin, worker_task);
+        let ((), admin_result, _, _) = tokio::join!(webhook, admin, worker_task, scheduler_task);
         // The store is free once every task holding it has ended.
         let _ = pruner.await;
         // The watcher holds the store through its reloader: gone before "stopped" is said.

@@ -620,6 +620,13 @@ fn dedupe_key(workflow: &Workflow, event: &Event, context: &minijinja::Value) ->
     }
 }
 
+/// The concurrency of a run started without a request (a schedule's tick, a manual start):
+/// the workflow's rule with its key rendered from `event`, as for a webhook.
+pub(crate) fn run_concurrency(workflow: &Workflow, event: &Event) -> Option<RunConcurrency> {
+    workflow.concurrency.as_ref()?;
+    concurrency_key(workflow, event, &event_context(event))
+}
+
 /// The run's concurrency key, or none when the workflow has no `concurrency` or the key
 /// renders empty (such a run is not limited).
 fn concurrency_key(

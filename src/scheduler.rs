@@ -1,0 +1,265 @@
+//! The scheduler: starts the runs of `on.schedule` when their ticks come. Each tick is recorded
+//! in the store in the commit that accepts its run, so a restart neither repeats a tick nor
+//! silently drops the ones it missed (`catch_up`), and a reload recomputes every schedule.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
+
+use crate::engine::{Event, Trigger};
+use crate::store::{NewRun, Store, StoreError};
+use crate::worker::{SharedRegistry, Worker};
+use crate::workflow::Workflow;
+use crate::workflow::schedule::CatchUp;
+
+/// The longest sleep: the wall clock may jump (suspend, NTP) while a sleep counts monotonic time.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// The pause before trying again when the store refused a tick.
+const STORE_BACKOFF: Duration = Duration::from_secs(2);
+/// Ticks looked at when finding the latest due one (a schedule firing every second, after a
+/// long pause, would otherwise be walked tick by tick).
+const MAX_TICKS_WALKED: usize = 10_000;
+/// Late ticks fired one by one; more than this many are handled as missed.
+const MAX_BACKLOG: usize = 5;
+
+/// Start the scheduler task. `reloaded` is notified after the registry was swapped.
+pub fn start(
+    store: Store,
+    registry: SharedRegistry,
+    worker: Worker,
+    reloaded: Arc<Notify>,
+    stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let scheduler = Scheduler {
+        store,
+        registry,
+        worker,
+        cursors: HashMap::new(),
+    };
+    tokio::spawn(scheduler.run(reloaded, stopped))
+}
+
+struct Scheduler {
+    store: Store,
+    registry: SharedRegistry,
+    worker: Worker,
+    /// Per scheduled workflow: the tick handled last (fired, skipped, or the start instant).
+    cursors: HashMap<String, DateTime<Utc>>,
+}
+
+impl Scheduler {
+    async fn run(mut self, reloaded: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            let pause = self.step().await;
+            tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => return,
+                _ = reloaded.notified() => debug!("schedules recomputed after a reload"),
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    fn scheduled(&self) -> Vec<Arc<Workflow>> {
+        self.registry
+            .read()
+            .map(|registry| {
+                registry
+                    .workflows
+                    .values()
+                    .filter(|w| !w.schedules.is_empty())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Fire what is due and answer how long to sleep before the next tick.
+    async fn step(&mut self) -> Duration {
+        let workflows = self.scheduled();
+        self.cursors
+            .retain(|name, _| workflows.iter().any(|w| &w.name == name));
+        let mut pause = MAX_SLEEP;
+        for workflow in &workflows {
+            if !self.cursors.contains_key(&workflow.name) {
+                match self.catch_up(workflow).await {
+                    Ok(cursor) => {
+                        self.cursors.insert(workflow.name.clone(), cursor);
+                    }
+                    Err(err) => {
+                        warn!(workflow = %workflow.name, error = %err, "cannot read the schedule's last tick; trying again");
+                        pause = pause.min(STORE_BACKOFF);
+                        continue;
+                    }
+                }
+            }
+            let Some(&cursor) = self.cursors.get(&workflow.name) else {
+                continue;
+            };
+            let now = Utc::now();
+            if let Err(err) = self.fire_due(workflow, cursor, now).await {
+                warn!(workflow = %workflow.name, error = %err, "cannot record the schedule's tick; trying again");
+                pause = pause.min(STORE_BACKOFF);
+                continue;
+            }
+            let cursor = self.cursors.get(&workflow.name).copied().unwrap_or(now);
+            if let Some(at) = next_fire(workflow, cursor) {
+                let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                pause = pause.min(wait);
+            }
+        }
+        pause
+    }
+
+    /// Fire the ticks whose time has come, oldest first, moving the cursor past each. A short
+    /// backlog (a busy machine) fires tick by tick; a longer one (the machine slept) is handled
+    /// like ticks missed while stopped: one run for the latest with `catch_up: last`.
+    async fn fire_due(
+        &mut self,
+        workflow: &Workflow,
+        cursor: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let due = due_ticks(workflow, cursor, now);
+        let Some(&latest) = due.last() else {
+            return Ok(());
+        };
+        if due.len() <= MAX_BACKLOG {
+            for tick in due {
+                self.fire(workflow, tick).await?;
+                self.cursors.insert(workflow.name.clone(), tick);
+            }
+            return Ok(());
+        }
+        warn!(workflow = %workflow.name, late = due.len(), "ticks came while the scheduler could not run; handled as missed");
+        if workflow
+            .schedules
+            .iter()
+            .any(|s| s.catch_up == CatchUp::Last)
+        {
+            self.fire(workflow, latest).await?;
+        } else {
+            self.store.claim_tick(&workflow.name, latest).await?;
+        }
+        self.cursors.insert(workflow.name.clone(), latest);
+        Ok(())
+    }
+
+    /// A workflow's schedules as the scheduler first sees them: the ticks missed since the last
+    /// recorded one are handled per `catch_up`. Answers the cursor to go on from.
+    async fn catch_up(&self, workflow: &Workflow) -> Result<DateTime<Utc>, StoreError> {
+        let name = &workflow.name;
+        let now = Utc::now();
+        let last = self.store.last_tick(name).await?;
+        let latest_of = |catch_up: Option<CatchUp>| {
+            workflow
+                .schedules
+                .iter()
+                .filter(|s| catch_up.is_none_or(|mode| s.catch_up == mode))
+                .filter_map(|s| s.latest_at_or_before(now))
+                .filter(|tick| last.is_none_or(|last| *tick > last))
+                .max()
+        };
+        let Some(missed) = latest_of(None) else {
+            return Ok(now);
+        };
+        if last.is_none() {
+            // A schedule never seen before starts now: its past is not a backlog. The record
+            // marks where it started, so a restart catches up from here.
+            self.store.claim_tick(name, missed).await?;
+            info!(workflow = %name, "schedule started");
+            return Ok(now);
+        }
+        if let Some(tick) = latest_of(Some(CatchUp::Last)) {
+            info!(workflow = %name, tick = %tick, "catching up the most recent missed tick");
+            self.fire(workflow, tick).await?;
+        }
+        if self.store.claim_tick(name, missed).await? {
+            info!(workflow = %name, tick = %missed, "missed ticks skipped (catch_up: none)");
+        }
+        Ok(now)
+    }
+
+    /// Start the run of one tick, unless the store has recorded that tick already.
+    async fn fire(&self, workflow: &Workflow, tick: DateTime<Utc>) -> Result<(), StoreError> {
+        let event = Arc::new(Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            method: String::new(),
+            path: String::new(),
+            params: Default::default(),
+            query: Default::default(),
+            headers: Default::default(),
+            body: serde_json::json!({}),
+            raw: Vec::new(),
+            received_at: Utc::now(),
+            trigger: Trigger::Schedule { scheduled_at: tick },
+        });
+        let run = NewRun {
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow: workflow.name.clone(),
+            version: workflow.version.clone(),
+            dedupe: None,
+            concurrency: crate::http::ingress::run_concurrency(workflow, &event),
+        };
+        match self
+            .store
+            .accept_tick(
+                &workflow.name,
+                tick,
+                Arc::clone(&event),
+                std::slice::from_ref(&run),
+            )
+            .await?
+        {
+            Some(accepted) if accepted.created.contains(&run.id) => {
+                info!(workflow = %workflow.name, run_id = %run.id, tick = %tick, "scheduled run");
+                self.worker.enqueue_fresh(&run, event);
+            }
+            _ => debug!(workflow = %workflow.name, tick = %tick, "tick already recorded"),
+        }
+        Ok(())
+    }
+}
+
+/// The ticks after `cursor` whose fire time (tick plus jitter) has come, oldest first.
+fn due_ticks(workflow: &Workflow, cursor: DateTime<Utc>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let mut due = Vec::new();
+    for schedule in &workflow.schedules {
+        let mut from = cursor;
+        for _ in 0..MAX_TICKS_WALKED {
+            let Some(tick) = schedule.next_after(from) else {
+                break;
+            };
+            if fire_time(schedule.delay_for(&workflow.name, tick), tick) > now {
+                break;
+            }
+            due.push(tick);
+            from = tick;
+        }
+    }
+    due.sort();
+    due.dedup();
+    due
+}
+
+/// When the next tick after `cursor` fires.
+fn next_fire(workflow: &Workflow, cursor: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    workflow
+        .schedules
+        .iter()
+        .filter_map(|s| {
+            let tick = s.next_after(cursor)?;
+            Some(fire_time(s.delay_for(&workflow.name, tick), tick))
+        })
+        .min()
+}
+
+fn fire_time(delay: Duration, tick: DateTime<Utc>) -> DateTime<Utc> {
+    tick + chrono::Duration::from_std(delay).unwrap_or_default()
+}
