@@ -1,9 +1,10 @@
-//! The command line: `serve`, `validate`, `run`, `runs`. Arguments are parsed here and turned
+//! The command line: `serve`, `validate`, `run`, `runs`, `start`. Arguments are parsed here and turned
 //! into resolved settings before any work starts.
 
 mod run;
 mod runs;
 mod serve;
+mod start;
 mod validate;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub enum Command {
     Run(RunArgs),
     /// Read the runs recorded in the store.
     Runs(RunsArgs),
+    /// Start a run of a workflow by hand through a running server; prints the run id.
+    Start(StartArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +127,30 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// The workflow's name
+    pub workflow: String,
+    /// A JSON file to run on as `event.body`, or - for standard input [default: {}]
+    #[arg(long)]
+    pub payload: Option<String>,
+    /// The server's admin address
+    #[arg(
+        long,
+        env = "HOOKFLOW_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    pub admin: String,
+    /// The server's admin token, when it has one
+    #[arg(
+        long,
+        alias = "token",
+        env = "HOOKFLOW_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RunsArgs {
     #[command(subcommand)]
     pub command: RunsCommand,
@@ -184,5 +211,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::validate(args),
         Command::Run(args) => run::run(args).await,
         Command::Runs(args) => runs::runs(args).await,
+        Command::Start(args) => start::start(args).await,
     }
 }

@@ -17,6 +17,7 @@ pub fn router(state: AppState, token: Option<String>) -> Router {
         .route("/api/runs/{id}", get(show_run))
         .route("/api/runs/{id}/replay", post(replay_run))
         .route("/api/rejected", get(list_rejected))
+        .route("/api/workflows/{name}/start", post(start_workflow))
         .layer(axum::middleware::from_fn(move |request, next| {
             require_token(token.clone(), request, next)
         }));
@@ -163,6 +164,90 @@ async fn replay_run(
             error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the replay could not be stored",
+            )
+        }
+    }
+}
+
+/// Who a manual start names when the request does not say: `X-Hookflow-Started-By`.
+const STARTED_BY_HEADER: &str = "x-hookflow-started-by";
+
+/// `POST /api/workflows/{name}/start`: a run of the workflow by hand, on the JSON body as
+/// `event.body` (`{}` when empty), whatever its triggers. Answers 202 once it is committed.
+async fn start_workflow(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let workflow = state
+        .registry
+        .read()
+        .ok()
+        .and_then(|registry| registry.get(&name).cloned());
+    let Some(workflow) = workflow else {
+        return error_response(StatusCode::NOT_FOUND, format!("no workflow {name}"));
+    };
+    let payload = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(payload) => payload,
+            Err(err) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("the payload must be JSON: {err}"),
+                );
+            }
+        }
+    };
+    let started_by = headers
+        .get(STARTED_BY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.chars().take(200).collect::<String>())
+        .unwrap_or_else(|| "api".to_owned());
+    let event = std::sync::Arc::new(crate::engine::Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        method: String::new(),
+        path: String::new(),
+        params: Default::default(),
+        query: Default::default(),
+        // Not the request's: they hold the admin token.
+        headers: Default::default(),
+        body: payload,
+        raw: body.to_vec(),
+        received_at: chrono::Utc::now(),
+        trigger: crate::engine::Trigger::Manual {
+            started_by: started_by.clone(),
+        },
+    });
+    let run = crate::store::NewRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        workflow: workflow.name.clone(),
+        version: workflow.version.clone(),
+        dedupe: None,
+        concurrency: crate::http::ingress::run_concurrency(&workflow, &event),
+    };
+    match state
+        .store
+        .accept(std::sync::Arc::clone(&event), std::slice::from_ref(&run))
+        .await
+    {
+        Ok(_) => {
+            state
+                .worker
+                .enqueue_fresh(&run, std::sync::Arc::clone(&event));
+            tracing::info!(run_id = %run.id, workflow = %workflow.name, started_by = %started_by, "run started by hand");
+            let body = serde_json::json!({ "run_id": run.id, "event_id": event.id });
+            (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "storing a manual start failed");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the run could not be stored",
             )
         }
     }

@@ -15,6 +15,7 @@ mod examples;
 mod exec;
 mod golden;
 mod jsonpath_cts;
+mod manual;
 mod schedule;
 mod secrets_leak;
 mod security;
