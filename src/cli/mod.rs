@@ -96,6 +96,9 @@ pub struct ValidateArgs {
     /// A directory with one file per secret, for secrets not in the environment
     #[arg(long, env = "HOOKFLOW_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// Show the schedules' next fire times after this instant (RFC 3339) [default: now]
+    #[arg(long, env = "HOOKFLOW_SCHEDULES_FROM")]
+    pub schedules_from: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -20,7 +20,8 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         secrets_dir: args.secrets_dir,
         ..Overrides::default()
     })?;
-    let (report, ok) = report(&paths, &settings.compile_options(), &settings.secrets)?;
+    let from = args.schedules_from.unwrap_or_else(chrono::Utc::now);
+    let (report, ok) = report(&paths, &settings.compile_options(), &settings.secrets, from)?;
     let mut out = std::io::stdout().lock();
     out.write_all(report.as_bytes())?;
     Ok(if ok {
@@ -30,11 +31,13 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The full text `validate` prints, and whether it found no errors.
+/// The full text `validate` prints, and whether it found no errors. Schedules show their fire
+/// times after `from`.
 pub fn report(
     paths: &[PathBuf],
     options: &CompileOptions,
     secrets: &SecretSource,
+    from: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<(String, bool)> {
     for path in paths {
         if !path.exists() {
@@ -62,6 +65,7 @@ pub fn report(
     for note in &missing {
         eprintln!("note: {note}");
     }
+    out.push_str(&schedules_report(&loaded.registry, from));
     let files = loaded.files;
     if errors == 0 {
         out.push_str(&format!(
@@ -74,4 +78,31 @@ pub fn report(
         ));
     }
     Ok((out, errors == 0))
+}
+
+/// How many fire times `validate` shows for each schedule.
+const UPCOMING: usize = 3;
+
+/// The next fire times of every schedule of the valid workflows, after `from`: in the
+/// schedule's time zone and in UTC.
+fn schedules_report(registry: &workflow::Registry, from: chrono::DateTime<chrono::Utc>) -> String {
+    let mut out = String::new();
+    for w in registry.workflows.values() {
+        for schedule in &w.schedules {
+            out.push_str(&format!("schedule {}: {}\n", w.name, schedule.describe()));
+            for tick in schedule.upcoming(from, UPCOMING) {
+                let utc = tick.with_timezone(&chrono::Utc);
+                let local = tick.format("%Y-%m-%d %H:%M:%S %Z").to_string();
+                if schedule.timezone == chrono_tz::UTC {
+                    out.push_str(&format!("  {local}\n"));
+                } else {
+                    out.push_str(&format!(
+                        "  {local} = {}\n",
+                        utc.format("%Y-%m-%d %H:%M:%S UTC")
+                    ));
+                }
+            }
+        }
+    }
+    out
 }

@@ -262,12 +262,24 @@ fn build(
             Some(schedule)
         }
         Err(ScheduleError::TimeZone(tz)) => {
+            let names = chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name());
+            let hint = match crate::diag::closest(&tz, names) {
+                Some(near) => format!("did you mean '{near}'?"),
+                None => "use an IANA name such as UTC, Europe/Paris or America/New_York".into(),
+            };
             c.push(
                 Diagnostic::error(
                     timezone_span.unwrap_or_else(|| span.clone()),
                     format!("unknown time zone '{tz}'"),
                 )
-                .with_hint("use an IANA name such as UTC, Europe/Paris or America/New_York"),
+                .with_hint(hint),
+            );
+            None
+        }
+        Err(err @ ScheduleError::NeverFires(_)) => {
+            c.push(
+                Diagnostic::error(span.clone(), err.to_string())
+                    .with_hint("no date matches it: check the day of the month against the month"),
             );
             None
         }

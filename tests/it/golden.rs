@@ -43,6 +43,8 @@ fn validate_output_is_pinned_for_every_case() {
         let output = Command::new(env!("CARGO_BIN_EXE_hookflow"))
             .arg("validate")
             .arg(".")
+            // Fire times depend on the clock: shown from a fixed instant.
+            .env("HOOKFLOW_SCHEDULES_FROM", "2026-03-28T00:00:00Z")
             .current_dir(&case)
             .output()
             .expect("run hookflow validate");
