@@ -36,13 +36,21 @@ fn every_step_kind_has_a_section_in_the_language_reference() {
 #[test]
 fn every_key_and_operator_is_in_the_language_reference() {
     let text = doc("language.md");
-    let lists: [(&str, &[&str]); 17] = [
+    let lists: [(&str, &[&str]); 19] = [
         (
             "workflow::TOP_LEVEL_KEYS",
             hookflow::workflow::TOP_LEVEL_KEYS,
         ),
         ("workflow::TRIGGER_KEYS", hookflow::workflow::TRIGGER_KEYS),
         ("workflow::WEBHOOK_KEYS", hookflow::workflow::WEBHOOK_KEYS),
+        (
+            "workflow::schedule::SCHEDULE_KEYS",
+            hookflow::workflow::schedule::SCHEDULE_KEYS,
+        ),
+        (
+            "workflow::schedule::CATCH_UP_MODES",
+            hookflow::workflow::schedule::CATCH_UP_MODES,
+        ),
         (
             "workflow::VERIFY_PRESETS",
             hookflow::workflow::VERIFY_PRESETS,
