@@ -192,3 +192,37 @@ async fn a_restart_catches_up_the_latest_missed_tick_once() {
 async fn a_restart_skips_missed_ticks_with_catch_up_none() {
     stopped_server_catches_up("none").await;
 }
+
+#[tokio::test]
+async fn a_reload_starts_and_stops_a_schedule() {
+    let plain = "name: later\nsteps:\n  - log: \"by hand\"\n";
+    let server = TestServer::start(&[("later.yaml", plain)]).await;
+    let file = server.dir.path().join("workflows/later.yaml");
+    let reloader = server.running.as_ref().expect("running").reloader();
+    std::fs::write(
+        &file,
+        "name: later\non:\n  schedule: \"* * * * * *\"\nsteps:\n  - log: \"tick\"\n",
+    )
+    .expect("write");
+    reloader.reload().await.expect("reload");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while run_count(&server, "later").await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the reloaded schedule never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&file, plain).expect("write");
+    reloader.reload().await.expect("reload");
+    // A tick already being fired may still land; after that, nothing more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = run_count(&server, "later").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        run_count(&server, "later").await,
+        settled,
+        "the schedule kept firing after it was removed"
+    );
+    server.stop().await;
+}

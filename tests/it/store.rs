@@ -540,6 +540,21 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     }
     assert_eq!(winners.len(), 1, "one tick, one accept");
     assert_eq!(store.last_tick("wf-s").await?, Some(t3));
+    // Concurrent claims of one tick: true exactly once.
+    let t4 = t3 + Duration::seconds(60);
+    let mut claimers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        claimers.spawn(async move { store.claim_tick("wf-s", t4).await });
+    }
+    let mut claimed = 0;
+    while let Some(result) = claimers.join_next().await {
+        if result.expect("claimer")? {
+            claimed += 1;
+        }
+    }
+    assert_eq!(claimed, 1, "one tick, one claim");
+    assert_eq!(store.last_tick("wf-s").await?, Some(t4));
     // A manual start keeps who asked.
     let mut by_hand = event(40);
     by_hand.trigger = Trigger::Manual {
@@ -568,7 +583,7 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     assert!(store.run(&b.id).await?.is_some(), "a queued run is kept");
     assert_eq!(
         store.last_tick("wf-s").await?,
-        Some(t3),
+        Some(t4),
         "a workflow's latest tick survives pruning"
     );
     store.ping().await?;
