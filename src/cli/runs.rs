@@ -88,6 +88,15 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                 event.path,
                 event.raw.len()
             );
+            match &event.trigger {
+                crate::engine::Trigger::Webhook => {}
+                crate::engine::Trigger::Schedule { scheduled_at } => {
+                    println!("trigger   schedule, tick {}", scheduled_at.to_rfc3339());
+                }
+                crate::engine::Trigger::Manual { started_by } => {
+                    println!("trigger   manual, started by {started_by}");
+                }
+            }
             println!("steps");
             for step in &detail.steps {
                 let status = if step.filtered {

@@ -75,6 +75,22 @@ async fn hookflow_start_runs_a_workflow_without_a_webhook_and_records_who_starte
         json!({"greeting": "hello Ada", "trigger": "manual", "started_by": "cli:ada"}),
         "{run}"
     );
+    let shown = hookflow(
+        vec![
+            "runs".into(),
+            "show".into(),
+            run_id.to_owned(),
+            "--store".into(),
+            server.store_path().display().to_string(),
+        ],
+        None,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("trigger   manual, started by cli:ada"),
+        "{text}"
+    );
 
     // The payload can come on standard input.
     let output = hookflow(
