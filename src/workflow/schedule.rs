@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Timelike, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use sha2::{Digest, Sha256};
@@ -28,6 +28,10 @@ pub struct Schedule {
     /// restart does not move it), to spread many workflows due at the same minute.
     pub jitter: Option<Duration>,
     pub catch_up: CatchUp,
+    /// Minute and hour are given (not `*`): a time of day, evaluated on the local clock and
+    /// fired once when the clock skips or repeats it (Vixie cron's rule). Otherwise the
+    /// schedule is a rhythm, evaluated in real time.
+    time_of_day: bool,
 }
 
 /// What a server that was down does with the ticks it missed.
@@ -92,6 +96,7 @@ impl Schedule {
             timezone,
             jitter: None,
             catch_up: CatchUp::Last,
+            time_of_day: is_time_of_day(expression),
         };
         if schedule.next_after(now).is_none() {
             return Err(ScheduleError::NeverFires(expression.to_owned()));
@@ -99,15 +104,32 @@ impl Schedule {
         Ok(schedule)
     }
 
-    /// The first tick strictly after `after`. A local time skipped by a daylight-saving change
-    /// fires at the first instant after the change; a repeated local time fires once, at its
-    /// first occurrence (croner's fixed-time rule).
+    /// The first tick strictly after `after`. For a time of day, a local time skipped by a
+    /// daylight-saving change fires once, at the first instant after the change, and a
+    /// repeated local time fires once, on its first pass; a rhythm (`*/15 * * * *`) keeps its
+    /// pace in real time.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = floor_second(after).with_timezone(&self.timezone);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        let after = floor_second(after);
+        let local = after.with_timezone(&self.timezone);
+        if !self.time_of_day {
+            return self
+                .cron
+                .find_next_occurrence(&local, false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc));
+        }
+        // On the wall clock, then placed in time: a wall time in the repeated hour that maps
+        // before `after` (its first pass is over) is not a tick again.
+        let mut cursor = local.naive_local();
+        for _ in 0..MAX_WALL_TICKS {
+            let wall = self.cron.find_next_occurrence(&cursor, false).ok()?;
+            let instant = place(&self.timezone, wall)?;
+            if instant > after {
+                return Some(instant);
+            }
+            cursor = wall;
+        }
+        None
     }
 
     /// The latest tick at or before `at`. Found walking forward from an earlier tick, so it is
@@ -116,15 +138,21 @@ impl Schedule {
     pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let at = floor_second(at);
         let local = at.with_timezone(&self.timezone);
-        let found = self.cron.find_previous_occurrence(&local, true).ok()?;
-        let before = self
-            .cron
-            .find_previous_occurrence(&found, false)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|_| found.with_timezone(&Utc));
+        let found = if self.time_of_day {
+            let wall = self
+                .cron
+                .find_previous_occurrence(&local.naive_local(), true)
+                .ok()?;
+            place(&self.timezone, wall)?
+        } else {
+            self.cron
+                .find_previous_occurrence(&local, true)
+                .ok()?
+                .with_timezone(&Utc)
+        };
         // A repeated hour lasts at most a few hours; a tick found backwards is never more
         // than that away from the forward one it stands for.
-        let mut cursor = before.min(found.with_timezone(&Utc)) - chrono::Duration::hours(3);
+        let mut cursor = found.min(at) - chrono::Duration::hours(3);
         let mut latest = None;
         // Bounded: three hours of a schedule firing every second.
         for _ in 0..20_000 {
@@ -180,6 +208,44 @@ impl Schedule {
         text.push(')');
         text
     }
+}
+
+/// Wall-clock ticks looked at for one tick: those of a repeated hour that are over are skipped.
+const MAX_WALL_TICKS: usize = 10_000;
+
+/// Vixie cron's test for a time of day: neither the minute nor the hour is `*` (or `*/n`).
+/// `@hourly` is a rhythm; the other shortcuts are times of day.
+fn is_time_of_day(expression: &str) -> bool {
+    let text = expression.trim();
+    if text.starts_with('@') {
+        return !text.eq_ignore_ascii_case("@hourly");
+    }
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    // Parsed already: 5 fields, or 6 with the seconds first.
+    let (minute, hour) = match fields.as_slice() {
+        [_, minute, hour, _, _, _] => (*minute, *hour),
+        [minute, hour, ..] => (*minute, *hour),
+        _ => return false,
+    };
+    let wild = |field: &str| field.starts_with('*') || field.starts_with('?');
+    !wild(minute) && !wild(hour)
+}
+
+/// The instant a wall-clock time names in `zone`: the first pass of a repeated time, and for a
+/// time the clock skipped, the first instant after the change.
+fn place(zone: &chrono_tz::Tz, wall: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+    if let Some(instant) = zone.from_local_datetime(&wall).earliest() {
+        return Some(instant.with_timezone(&Utc));
+    }
+    // Changes happen on whole minutes and skip at most a few hours.
+    let mut probe = wall.with_second(0)?;
+    for _ in 0..(6 * 60) {
+        probe += chrono::Duration::minutes(1);
+        if let Some(instant) = zone.from_local_datetime(&probe).earliest() {
+            return Some(instant.with_timezone(&Utc));
+        }
+    }
+    None
 }
 
 /// Compile `on.schedule`: one entry (a cron string, or a mapping with `cron:`) or a list of
@@ -366,6 +432,42 @@ mod tests {
             schedule.latest_at_or_before(at("2026-10-25T01:30:00Z")),
             Some(at("2026-10-25T00:30:00Z"))
         );
+    }
+
+    #[test]
+    fn times_of_day_in_a_changed_hour_fire_once_and_rhythms_keep_pace() {
+        // Two times of day in the repeated hour: each fires once, on its first pass.
+        let schedule = Schedule::new("30,45 2 * * *", "Europe/Paris", at("2026-01-01T00:00:00Z"))
+            .expect("schedule");
+        assert_eq!(
+            schedule.latest_at_or_before(at("2026-10-25T01:50:00Z")),
+            Some(at("2026-10-25T00:45:00Z"))
+        );
+        let day = ticks(
+            &schedule,
+            at("2026-10-24T22:00:00Z"),
+            at("2026-10-25T23:00:00Z"),
+        );
+        assert_eq!(
+            day,
+            vec![at("2026-10-25T00:30:00Z"), at("2026-10-25T00:45:00Z")]
+        );
+        // Both fall in the skipped hour in March: one fire, at 03:00 CEST.
+        let march = ticks(
+            &schedule,
+            at("2026-03-28T23:00:00Z"),
+            at("2026-03-29T22:00:00Z"),
+        );
+        assert_eq!(march, vec![at("2026-03-29T01:00:00Z")]);
+        // A rhythm keeps its pace in real time through the change.
+        let quarter = Schedule::new("*/15 * * * *", "Europe/Paris", at("2026-01-01T00:00:00Z"))
+            .expect("schedule");
+        let hour = ticks(
+            &quarter,
+            at("2026-10-25T00:00:00Z"),
+            at("2026-10-25T02:00:00Z"),
+        );
+        assert_eq!(hour.len(), 8, "{hour:?}");
     }
 
     #[test]
