@@ -20,7 +20,8 @@ use crate::template::{Scope, to_template_value};
 use crate::workflow::Workflow;
 pub use redact::Redactor;
 
-/// A received webhook (or a payload given by hand), as templates see it under `event`.
+/// What a run runs on, as templates see it under `event`: a received webhook, a schedule's
+/// tick, or a payload given by hand (see [`Trigger`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,

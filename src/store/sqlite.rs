@@ -857,12 +857,14 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
                     .execute(&mut *conn)
                     .await?;
             }
-            // A workflow's latest tick stays: it is where the scheduler resumes.
+            // Ticks are bookkeeping (a run keeps its own tick): a day of them covers any race
+            // to fire one, and a workflow's latest stays, as it is where the scheduler resumes.
+            let tick_cutoff = timestamp((*before).max(Utc::now() - chrono::Duration::days(1)));
             sqlx::query(
                 "DELETE FROM ticks WHERE tick_at < $1 AND tick_at <
                  (SELECT MAX(t.tick_at) FROM ticks AS t WHERE t.workflow = ticks.workflow)",
             )
-            .bind(&cutoff)
+            .bind(&tick_cutoff)
             .execute(&mut *conn)
             .await?;
             sqlx::query("DELETE FROM dedupe WHERE expires_at < $1")

@@ -586,6 +586,14 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
         Some(t4),
         "a workflow's latest tick survives pruning"
     );
+    assert!(
+        !store.claim_tick("wf-t", t1).await?,
+        "the only tick of a workflow is its latest: kept"
+    );
+    assert!(
+        store.claim_tick("wf-s", t1).await?,
+        "an old tick that is not the latest is pruned"
+    );
     store.ping().await?;
     Ok(())
 }
