@@ -113,7 +113,8 @@ pub trait StoreBackend: Send + Sync {
         workflow: &'a str,
         tick: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
-    /// The latest tick recorded for `workflow`, by either method above.
+    /// The latest tick recorded for `workflow`, by either method above. `prune` removes ticks
+    /// older than a day (or than its cut, when later), but never a workflow's latest.
     fn last_tick<'a>(
         &'a self,
         workflow: &'a str,
