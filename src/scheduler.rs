@@ -166,16 +166,18 @@ impl Scheduler {
                 .filter(|tick| last.is_none_or(|last| *tick > last))
                 .max()
         };
-        let Some(missed) = latest_of(None) else {
-            return Ok(now);
-        };
         if last.is_none() {
             // A schedule never seen before starts now: its past is not a backlog. The record
-            // marks where it started, so a restart catches up from here.
-            self.store.claim_tick(name, missed).await?;
+            // (its latest past tick, or this instant when it has none) marks where it started,
+            // so a restart catches up from here.
+            let start = latest_of(None).unwrap_or(now);
+            self.store.claim_tick(name, start).await?;
             info!(workflow = %name, "schedule started");
             return Ok(now);
         }
+        let Some(missed) = latest_of(None) else {
+            return Ok(now);
+        };
         if let Some(tick) = latest_of(Some(CatchUp::Last)) {
             info!(workflow = %name, tick = %tick, "catching up the most recent missed tick");
             self.fire(workflow, tick).await?;
