@@ -265,3 +265,67 @@ fn next_fire(workflow: &Workflow, cursor: DateTime<Utc>) -> Option<DateTime<Utc>
 fn fire_time(delay: Duration, tick: DateTime<Utc>) -> DateTime<Utc> {
     tick + chrono::Duration::from_std(delay).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::SourceFile;
+    use crate::workflow::{CompileOptions, compile_file};
+
+    fn workflow(schedule: &str) -> Workflow {
+        let text = format!("name: w\non:\n  schedule:\n{schedule}\nsteps:\n  - log: x\n");
+        let (workflow, diagnostics) =
+            compile_file(SourceFile::new("w.yaml", text), &CompileOptions::default());
+        assert!(!diagnostics.has_errors(), "{:?}", diagnostics.sorted());
+        workflow.expect("compiled")
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn due_ticks_are_the_ones_past_the_cursor_up_to_now_merged_across_schedules() {
+        let w = workflow("    - \"*/10 * * * * *\"\n    - \"15 * * * * *\"");
+        let due = due_ticks(&w, at("2026-05-01T10:00:00Z"), at("2026-05-01T10:00:35Z"));
+        assert_eq!(
+            due,
+            vec![
+                at("2026-05-01T10:00:10Z"),
+                at("2026-05-01T10:00:15Z"),
+                at("2026-05-01T10:00:20Z"),
+                at("2026-05-01T10:00:30Z"),
+            ]
+        );
+        assert_eq!(
+            next_fire(&w, at("2026-05-01T10:00:30Z")),
+            Some(at("2026-05-01T10:00:40Z"))
+        );
+        // Ticks falling on the same instant are one.
+        let same = workflow("    - \"0 * * * * *\"\n    - \"*/30 * * * * *\"");
+        let due = due_ticks(
+            &same,
+            at("2026-05-01T10:00:00Z"),
+            at("2026-05-01T10:01:00Z"),
+        );
+        assert_eq!(
+            due,
+            vec![at("2026-05-01T10:00:30Z"), at("2026-05-01T10:01:00Z")]
+        );
+    }
+
+    #[test]
+    fn jitter_delays_the_fire_but_not_the_tick() {
+        let w = workflow("    cron: \"0 * * * *\"\n    jitter: 10m");
+        let tick = at("2026-05-01T11:00:00Z");
+        let delay = w.schedules[0].delay_for("w", tick);
+        assert!(delay > Duration::ZERO && delay < Duration::from_secs(600));
+        let fires = next_fire(&w, at("2026-05-01T10:00:00Z")).expect("next");
+        assert_eq!(fires, fire_time(delay, tick));
+        let before = fires - chrono::Duration::milliseconds(1);
+        assert!(due_ticks(&w, at("2026-05-01T10:00:00Z"), before).is_empty());
+        assert_eq!(due_ticks(&w, at("2026-05-01T10:00:00Z"), fires), vec![tick]);
+    }
+}
