@@ -198,3 +198,48 @@ async fn the_admin_api_starts_a_run_by_hand() {
     assert_eq!(answer["error"], "no workflow nope");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn hookflow_start_sends_the_admin_token() {
+    let server = TestServer::start_with(&[("nightly.yaml", NIGHTLY)], |s| {
+        s.admin_token = Some("start-token-1".into());
+    })
+    .await;
+    let start = |token: Option<&str>| {
+        let mut args = vec![
+            "start".to_owned(),
+            "nightly".to_owned(),
+            "--admin".to_owned(),
+            server.admin.clone(),
+        ];
+        if let Some(token) = token {
+            args.extend(["--token".to_owned(), token.to_owned()]);
+        }
+        hookflow(args, None)
+    };
+    let refused = start(None).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("unauthorized"), "{stderr}");
+    let started = start(Some("start-token-1")).await;
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let run_id = String::from_utf8(started.stdout).expect("utf-8");
+    // The admin API wants the token: read the run from the store instead.
+    let store = hookflow::store::Store::open(
+        &server.store_path().display().to_string(),
+        hookflow::store::OpenMode::Read,
+    )
+    .await
+    .expect("store");
+    let detail = store
+        .run(run_id.trim())
+        .await
+        .expect("read")
+        .expect("the started run is stored");
+    assert_eq!(detail.event.trigger.kind(), "manual");
+    server.stop().await;
+}
