@@ -131,7 +131,8 @@ async fn run_count(server: &TestServer, workflow: &str) -> usize {
 /// `catch_up: last` starts one run, for C; `none` starts none.
 async fn stopped_server_catches_up(mode: &str) -> Vec<DateTime<Utc>> {
     let now = Utc::now();
-    let a = DateTime::from_timestamp(now.timestamp() + 3, 0).expect("time");
+    // Far enough ahead for a slow start: a tick before the server is up would not fire.
+    let a = DateTime::from_timestamp(now.timestamp() + 5, 0).expect("time");
     let b = a + chrono::Duration::seconds(7);
     let c = a + chrono::Duration::seconds(8);
     let workflow = format!(
