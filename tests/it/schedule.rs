@@ -227,3 +227,74 @@ async fn a_reload_starts_and_stops_a_schedule() {
     );
     server.stop().await;
 }
+
+/// The real binary, killed with SIGKILL while a schedule fires every second: no tick ever
+/// starts two runs, the ticks of the downtime are not fired as a backlog, and the schedule
+/// goes on after the restart.
+#[tokio::test]
+async fn serve_killed_mid_schedule_repeats_no_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("tick.yaml"),
+        "name: tick\non:\n  schedule: \"* * * * * *\"\nsteps:\n  - log: \"{{ event.scheduled_at }}\"\n",
+    )
+    .expect("write");
+    let client = crate::support::client();
+    let count = |admin: String| {
+        let client = client.clone();
+        async move {
+            let listed: Json = client
+                .get(format!("{admin}/api/runs?workflow=tick&limit=1000"))
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            listed["runs"].as_array().map_or(0, Vec::len)
+        }
+    };
+    let server = crate::support::ServeProcess::start(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count(server.admin.clone()).await < 2 {
+        assert!(Instant::now() < deadline, "the schedule never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill_hard();
+    let killed = Utc::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarting = Utc::now();
+    let server = crate::support::ServeProcess::start(dir.path());
+    let before = count(server.admin.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count(server.admin.clone()).await < before + 2 {
+        assert!(Instant::now() < deadline, "the schedule did not go on");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{status}");
+
+    let ticks = scheduled_ticks(&dir.path().join("hookflow.db"), "tick").await;
+    let mut distinct = ticks.clone();
+    distinct.dedup();
+    assert_eq!(distinct, ticks, "a tick started two runs");
+    let backlog: Vec<_> = ticks
+        .iter()
+        .filter(|t| {
+            **t > killed + chrono::Duration::seconds(1)
+                && **t < restarting - chrono::Duration::seconds(1)
+        })
+        .collect();
+    assert!(
+        backlog.is_empty(),
+        "ticks of the downtime were fired: {backlog:?}"
+    );
+    assert!(
+        ticks
+            .iter()
+            .any(|t| *t > restarting - chrono::Duration::seconds(1)),
+        "{ticks:?}"
+    );
+}
