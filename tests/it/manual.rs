@@ -243,3 +243,54 @@ async fn hookflow_start_sends_the_admin_token() {
     assert_eq!(detail.event.trigger.kind(), "manual");
     server.stop().await;
 }
+
+/// Manual starts are held to the workflow's `concurrency` like webhooks: with `skip`, a start
+/// while the key's run is under way is recorded `cancelled`.
+#[tokio::test]
+async fn manual_starts_obey_the_workflows_concurrency() {
+    let workflow = r#"
+name: one-at-a-time
+concurrency:
+  key: "{{ event.trigger }}"
+  limit: 1
+  mode: skip
+steps:
+  - name: wait
+    delay: 30s
+"#;
+    let server = TestServer::start(&[("one.yaml", workflow)]).await;
+    let url = format!("{}/api/workflows/one-at-a-time/start", server.admin);
+    let start = || async {
+        let answer: Json = server
+            .client
+            .post(&url)
+            .send()
+            .await
+            .expect("start")
+            .json()
+            .await
+            .expect("json");
+        answer["run_id"].as_str().expect("run_id").to_owned()
+    };
+    let first = start().await;
+    let second = start().await;
+    let run = server.finished_run(&second).await;
+    assert_eq!(run["run"]["status"], "cancelled", "{run}");
+    assert!(
+        run["run"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("skipped")),
+        "{run}"
+    );
+    let run: Json = server
+        .client
+        .get(format!("{}/api/runs/{first}", server.admin))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    assert_ne!(run["run"]["status"], "cancelled", "{run}");
+    server.stop().await;
+}
