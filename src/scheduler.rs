@@ -20,9 +20,6 @@ use crate::workflow::schedule::CatchUp;
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// The pause before trying again when the store refused a tick.
 const STORE_BACKOFF: Duration = Duration::from_secs(2);
-/// Ticks looked at when finding the latest due one (a schedule firing every second, after a
-/// long pause, would otherwise be walked tick by tick).
-const MAX_TICKS_WALKED: usize = 10_000;
 /// Late ticks fired one by one; more than this many are handled as missed.
 const MAX_BACKLOG: usize = 5;
 
@@ -137,7 +134,15 @@ impl Scheduler {
             }
             return Ok(());
         }
-        warn!(workflow = %workflow.name, late = due.len(), "ticks came while the scheduler could not run; handled as missed");
+        // The walk stopped counting; the latest tick is looked up directly.
+        let latest = workflow
+            .schedules
+            .iter()
+            .filter_map(|s| s.latest_at_or_before(now))
+            .max()
+            .unwrap_or(latest)
+            .max(latest);
+        warn!(workflow = %workflow.name, "ticks came while the scheduler could not run; handled as missed");
         if workflow
             .schedules
             .iter()
@@ -229,12 +234,13 @@ impl Scheduler {
     }
 }
 
-/// The ticks after `cursor` whose fire time (tick plus jitter) has come, oldest first.
+/// The ticks after `cursor` whose fire time (tick plus jitter) has come, oldest first; past a
+/// backlog, only the first few of each schedule.
 fn due_ticks(workflow: &Workflow, cursor: DateTime<Utc>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     let mut due = Vec::new();
     for schedule in &workflow.schedules {
         let mut from = cursor;
-        for _ in 0..MAX_TICKS_WALKED {
+        for _ in 0..=MAX_BACKLOG {
             let Some(tick) = schedule.next_after(from) else {
                 break;
             };
@@ -313,6 +319,17 @@ mod tests {
         assert_eq!(
             due,
             vec![at("2026-05-01T10:00:30Z"), at("2026-05-01T10:01:00Z")]
+        );
+    }
+
+    #[test]
+    fn a_long_gap_is_not_walked_tick_by_tick() {
+        let w = workflow("    - \"* * * * * *\"");
+        let due = due_ticks(&w, at("2026-05-01T00:00:00Z"), at("2026-05-02T00:00:00Z"));
+        assert_eq!(due.len(), MAX_BACKLOG + 1, "{due:?}");
+        assert_eq!(
+            w.schedules[0].latest_at_or_before(at("2026-05-02T00:00:00.5Z")),
+            Some(at("2026-05-02T00:00:00Z"))
         );
     }
 
