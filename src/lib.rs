@@ -3,6 +3,9 @@
 //! Data flows one way: `http` (verify, parse, persist, answer) -> `store` -> `worker` ->
 //! `engine` -> `steps` -> `effects`. See ARCHITECTURE.md for the codemap and invariants.
 
+// A request or a workflow must never be able to panic the server: errors are values.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cli;
 pub mod diag;
 pub mod effects;
