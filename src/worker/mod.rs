@@ -358,7 +358,9 @@ async fn execute_run(worker: &Worker, job: Job) {
         let workflow = match workflow_for(worker, &detail.workflow, &detail.version).await {
             Ok(w) => w,
             Err(message) => {
-                finish(worker, run_id, RunStatus::Failed, Some(message), None).await;
+                // Its definition is unknown, so it may hold a concurrency slot.
+                let ended = Ended::MayHoldSlot;
+                finish(worker, run_id, ended, RunStatus::Failed, Some(message), None).await;
                 return;
             }
         };
@@ -438,9 +440,15 @@ async fn execute_run(worker: &Worker, job: Job) {
                         duration_ms, "run finished"
                     ),
                 }
+                let ended = if workflow.concurrency.is_some() {
+                    Ended::MayHoldSlot
+                } else {
+                    Ended::HeldNoSlot
+                };
                 finish(
                     worker,
                     run_id,
+                    ended,
                     outcome.status,
                     outcome.error,
                     outcome.response,
@@ -463,9 +471,18 @@ async fn execute_run(worker: &Worker, job: Job) {
     }
 }
 
+/// Whether a finished run can have held a concurrency slot that others wait for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    MayHoldSlot,
+    /// Its workflow limits nothing: no store lookup for waiting runs.
+    HeldNoSlot,
+}
+
 async fn finish(
     worker: &Worker,
     run_id: &str,
+    ended: Ended,
     status: RunStatus,
     error: Option<String>,
     response: Option<SyncResponse>,
@@ -479,6 +496,9 @@ async fn finish(
         error!(run_id, error = %err, "cannot record the end of the run");
     }
     worker.answer(run_id, SyncAnswer::Finished { status });
+    if ended == Ended::HeldNoSlot {
+        return;
+    }
     // Its concurrency slot is free: the oldest run waiting for it can start.
     match worker.inner.store.queued_behind(run_id).await {
         Ok(waiting) => {
