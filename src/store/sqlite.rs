@@ -25,6 +25,8 @@ use crate::workflow::ConcurrencyMode;
 /// Writes that arrive while a commit is in flight wait for the next one, up to this many at once.
 const MAX_BATCH: usize = 512;
 const WRITE_QUEUE: usize = 8192;
+/// Rows per multi-row INSERT: 12 columns each stays far below SQLite's 32,766 parameters.
+const ROWS_PER_INSERT: usize = 256;
 /// 32 MiB of log between checkpoints (4 KiB pages).
 const WAL_CHECKPOINT_PAGES: u32 = 8192;
 
@@ -732,12 +734,140 @@ async fn apply_batch(
 ) -> Result<Vec<Returned>, StoreError> {
     let write_error = |e: sqlx::Error| StoreError::Write(e.to_string());
     let mut tx = conn.begin().await.map_err(write_error)?;
-    let mut results = Vec::with_capacity(batch.len());
-    for request in batch {
-        results.push(apply(&mut tx, &request.write).await.map_err(write_error)?);
+    let mut results: Vec<Option<Returned>> = Vec::with_capacity(batch.len());
+    results.resize_with(batch.len(), || None);
+    // Accepts that create plain runs and step records only add rows nothing else in the batch
+    // reads or changes (every other write names runs that were committed before it was sent),
+    // so they go first, many rows per statement: each statement costs a round trip to the
+    // connection's thread, and a busy batch holds hundreds of them.
+    let plain_accepts: Vec<usize> = (0..batch.len())
+        .filter(|&i| is_plain_accept(&batch[i].write))
+        .collect();
+    for chunk in plain_accepts.chunks(ROWS_PER_INSERT) {
+        insert_plain_accepts(&mut tx, batch, chunk)
+            .await
+            .map_err(write_error)?;
+        for &i in chunk {
+            if let Write::Accept { runs, .. } = &batch[i].write {
+                results[i] = Some(Returned::Accepted(Accepted {
+                    created: runs.iter().map(|run| run.id.clone()).collect(),
+                    duplicate_of: Vec::new(),
+                }));
+            }
+        }
+    }
+    let step_records: Vec<usize> = (0..batch.len())
+        .filter(|&i| matches!(batch[i].write, Write::StepFinished { .. }))
+        .collect();
+    for chunk in step_records.chunks(ROWS_PER_INSERT) {
+        insert_step_records(&mut tx, batch, chunk)
+            .await
+            .map_err(write_error)?;
+        for &i in chunk {
+            results[i] = Some(Returned::Nothing);
+        }
+    }
+    for (request, result) in batch.iter().zip(results.iter_mut()) {
+        if result.is_none() {
+            *result = Some(apply(&mut tx, &request.write).await.map_err(write_error)?);
+        }
     }
     tx.commit().await.map_err(write_error)?;
-    Ok(results)
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or(Returned::Nothing))
+        .collect())
+}
+
+/// An accept with runs that need no dedupe or concurrency check: nothing to read first.
+fn is_plain_accept(write: &Write) -> bool {
+    matches!(write, Write::Accept { runs, .. }
+        if !runs.is_empty() && runs.iter().all(|r| r.dedupe.is_none() && r.concurrency.is_none()))
+}
+
+/// The events and queued runs of the plain accepts at `indexes`, two statements in all.
+async fn insert_plain_accepts(
+    conn: &mut SqliteConnection,
+    batch: &[WriteRequest],
+    indexes: &[usize],
+) -> Result<(), sqlx::Error> {
+    let accepts: Vec<(&Event, &[NewRun])> = indexes
+        .iter()
+        .filter_map(|&i| match &batch[i].write {
+            Write::Accept { event, runs } => Some((event.as_ref(), runs.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw, triggered_by) ",
+    );
+    events.push_values(&accepts, |mut row, (event, _)| {
+        row.push_bind(event.id.as_str())
+            .push_bind(timestamp(event.received_at))
+            .push_bind(event.method.as_str())
+            .push_bind(event.path.as_str())
+            .push_bind(to_text(&event.params))
+            .push_bind(to_text(&event.query))
+            .push_bind(to_text(&event.headers))
+            .push_bind(to_text(&event.body))
+            .push_bind(event.raw.as_slice())
+            .push_bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)));
+    });
+    events.build().execute(&mut *conn).await?;
+    let runs: Vec<(&Event, &NewRun)> = accepts
+        .iter()
+        .flat_map(|(event, runs)| runs.iter().map(move |run| (*event, run)))
+        .collect();
+    for chunk in runs.chunks(ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO runs (id, event_id, workflow, version, status, created_at) ",
+        );
+        insert.push_values(chunk, |mut row, (event, run)| {
+            row.push_bind(run.id.as_str())
+                .push_bind(event.id.as_str())
+                .push_bind(run.workflow.as_str())
+                .push_bind(run.version.as_str())
+                .push_bind("queued")
+                .push_bind(timestamp(event.received_at));
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The step records at `indexes`, in one statement.
+async fn insert_step_records(
+    conn: &mut SqliteConnection,
+    batch: &[WriteRequest],
+    indexes: &[usize],
+) -> Result<(), sqlx::Error> {
+    let records: Vec<(&str, &StepRecord)> = indexes
+        .iter()
+        .filter_map(|&i| match &batch[i].write {
+            Write::StepFinished { run_id, record } => Some((run_id.as_str(), record.as_ref())),
+            _ => None,
+        })
+        .collect();
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT OR REPLACE INTO steps
+         (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts) ",
+    );
+    insert.push_values(&records, |mut row, (run_id, record)| {
+        row.push_bind(*run_id)
+            .push_bind(record.index as i64)
+            .push_bind(record.name.as_str())
+            .push_bind(record.kind.as_str())
+            .push_bind(record.status.as_str())
+            .push_bind(record.filtered)
+            .push_bind(to_text(&record.input))
+            .push_bind(to_text(&record.output))
+            .push_bind(record.error.as_deref())
+            .push_bind(timestamp(record.started_at))
+            .push_bind(record.duration_ms)
+            .push_bind(i64::from(record.attempts));
+    });
+    insert.build().execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// Apply a new run's concurrency mode before it is inserted: `cancel_previous` cancels the

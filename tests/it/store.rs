@@ -598,12 +598,63 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Many writers at once, as under load: plain accepts, deduped accepts (some repeated) and step
+/// records interleave in the store's batches; every one must come back exactly as written.
+pub async fn concurrent_writes(store: Store) -> Result<(), StoreError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..300u32 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let ev = event(1000 + n);
+            let runs = match n % 3 {
+                0 => vec![new_run("wf-load", None), new_run("wf-load-2", None)],
+                // Every key twice: one of each pair is a duplicate.
+                1 => vec![new_run(
+                    "wf-dedupe",
+                    Some((format!("k-{}", n / 6).as_str(), 600)),
+                )],
+                _ => vec![new_run("wf-load", None)],
+            };
+            let accepted = store.accept(Arc::new(ev.clone()), &runs).await?;
+            for (i, id) in accepted.created.iter().enumerate() {
+                store
+                    .step_finished(id, &record(i, "only", StepStatus::Succeeded, 1))
+                    .await?;
+            }
+            Ok::<_, StoreError>((n, ev, accepted))
+        });
+    }
+    let mut created = 0;
+    let mut duplicates = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (n, ev, accepted) = joined.expect("join")?;
+        duplicates += accepted.duplicate_of.len();
+        for (i, id) in accepted.created.iter().enumerate() {
+            created += 1;
+            let detail = store.run(id).await?.expect("accepted run");
+            assert_eq!(detail.run.status, RunStatus::Queued, "run of event {n}");
+            assert_eq!(detail.event.id, ev.id);
+            assert_eq!(detail.event.body, ev.body);
+            assert_eq!(detail.event.raw, ev.raw);
+            assert_eq!(detail.event.headers, ev.headers);
+            assert_eq!(detail.steps.len(), 1, "run of event {n}");
+            assert_eq!(detail.steps[0].index, i);
+            assert_eq!(detail.steps[0].output, json!({"status": 200}));
+        }
+    }
+    // 100 events with two runs, 100 with one, and 50 dedupe keys sent twice each.
+    assert_eq!(created, 100 * 2 + 100 + 50);
+    assert_eq!(duplicates, 50);
+    Ok(())
+}
+
 #[tokio::test]
 async fn sqlite_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store.db").display().to_string();
     let store = Store::open(&path, OpenMode::Serve).await.expect("open");
-    conformance(store).await.expect("conformance");
+    conformance(store.clone()).await.expect("conformance");
+    concurrent_writes(store).await.expect("concurrent writes");
 }
 
 #[tokio::test]
@@ -611,7 +662,8 @@ async fn an_in_memory_store_passes_the_conformance_suite_and_keeps_nothing() {
     let store = Store::open(":memory:", OpenMode::Serve)
         .await
         .expect("open");
-    conformance(store).await.expect("conformance");
+    conformance(store.clone()).await.expect("conformance");
+    concurrent_writes(store).await.expect("concurrent writes");
     // Each in-memory store is its own database: a second one starts empty.
     let other = Store::open(":memory:", OpenMode::Serve)
         .await
