@@ -246,6 +246,33 @@ fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
+/// A diagnostic as plain data, for the admin API and the UI: where, what, and the rendered text
+/// (`file:line:col: error: message`, the source line and a caret) that `validate` prints.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub severity: String,
+    pub message: String,
+    pub hint: Option<String>,
+    pub text: String,
+}
+
+impl From<&Diagnostic> for Problem {
+    fn from(d: &Diagnostic) -> Self {
+        Self {
+            file: d.span.file.path.clone(),
+            line: d.span.line,
+            col: d.span.col,
+            severity: d.severity.to_string(),
+            message: d.message.clone(),
+            hint: d.hint.clone(),
+            text: d.render(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

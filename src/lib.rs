@@ -12,6 +12,7 @@ pub mod effects;
 pub mod engine;
 pub mod http;
 pub mod jsonpath;
+pub mod metrics;
 pub mod net;
 pub mod scheduler;
 pub mod secrets;

@@ -62,7 +62,21 @@ pub struct Reloader {
     tls: Option<Arc<crate::http::tls::TlsConfig>>,
     /// Told after each swap, so the scheduler recomputes the schedules.
     reloaded: Arc<tokio::sync::Notify>,
+    status: SharedReloadStatus,
 }
+
+/// What the last reload attempt found, for the admin API and the UI: the problems that kept the
+/// previous workflows in place, or none when it succeeded.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStatus {
+    /// When the last reload was attempted; none since start.
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last attempt was refused: the workflows served are the previous set.
+    pub refused: bool,
+    pub problems: Vec<crate::diag::Problem>,
+}
+
+pub type SharedReloadStatus = Arc<RwLock<ReloadStatus>>;
 
 impl Reloader {
     /// Load every workflow again through the start-up path. When any of them is invalid, the
@@ -81,9 +95,11 @@ impl Reloader {
         let registry = match load_registry(&self.settings) {
             Ok(registry) => registry,
             Err(ServerError::Invalid { count, diagnostics }) => {
-                for d in diagnostics.sorted() {
+                let sorted = diagnostics.sorted();
+                for d in &sorted {
                     warn!("{d}");
                 }
+                self.record(sorted.iter().map(crate::diag::Problem::from).collect());
                 warn!(
                     problems = count,
                     "reload refused: the workflows keep their previous version"
@@ -93,9 +109,22 @@ impl Reloader {
                     diagnostics: Diagnostics::default(),
                 });
             }
-            Err(other) => return Err(other),
+            Err(other) => {
+                let problem = crate::diag::Problem {
+                    file: self.settings.workflows.display().to_string(),
+                    line: 1,
+                    col: 1,
+                    severity: "error".into(),
+                    message: other.to_string(),
+                    hint: None,
+                    text: other.to_string(),
+                };
+                self.record(vec![problem]);
+                return Err(other);
+            }
         };
         save_definitions(&self.store, &registry).await?;
+        self.record(Vec::new());
         log_routes(&registry);
         let count = registry.workflows.len();
         if let Ok(mut current) = self.registry.write() {
@@ -104,6 +133,24 @@ impl Reloader {
         self.reloaded.notify_one();
         info!(workflows = count, "workflows reloaded");
         Ok(count)
+    }
+}
+
+impl Reloader {
+    /// Keep the attempt's outcome; an accepted set clears the problems of a refused one.
+    fn record(&self, problems: Vec<crate::diag::Problem>) {
+        if let Ok(mut status) = self.status.write() {
+            *status = ReloadStatus {
+                at: Some(chrono::Utc::now()),
+                refused: !problems.is_empty(),
+                problems,
+            };
+        }
+    }
+
+    /// The outcome of the last reload attempt.
+    pub fn status(&self) -> ReloadStatus {
+        self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -206,12 +253,14 @@ async fn serve_with(
         Some(files) => Some(Arc::new(crate::http::tls::TlsConfig::load(files)?)),
         None => None,
     };
+    let reload_status = SharedReloadStatus::default();
     let reloader = Reloader {
         settings: settings.clone(),
         registry: Arc::clone(&registry),
         store: store.clone(),
         tls: tls.clone(),
         reloaded: Arc::new(tokio::sync::Notify::new()),
+        status: Arc::clone(&reload_status),
     };
     let (stop, stopped) = watch::channel(false);
     let watcher = if settings.workflows.is_dir() {
@@ -268,6 +317,8 @@ async fn serve_with(
         rejected: Arc::new(crate::http::rejected::RejectedLog::default()),
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         body_timeout: settings.body_timeout,
+        reload: reload_status,
+        webhook_url: webhook_url(webhook_listener.local_addr().ok(), tls.is_some()),
     };
     let webhook_addr = webhook_listener
         .local_addr()
@@ -315,6 +366,16 @@ async fn serve_with(
         task,
         reloader,
     })
+}
+
+/// Where the webhook listener is reached from this machine (for the UI's "copy as curl").
+fn webhook_url(addr: Option<SocketAddr>, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    match addr {
+        Some(addr) if addr.ip().is_unspecified() => format!("{scheme}://127.0.0.1:{}", addr.port()),
+        Some(addr) => format!("{scheme}://{addr}"),
+        None => format!("{scheme}://127.0.0.1:8080"),
+    }
 }
 
 async fn save_definitions(store: &Store, registry: &Registry) -> Result<(), StoreError> {

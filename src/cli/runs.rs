@@ -37,6 +37,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                     workflow,
                     status,
                     limit,
+                    ..RunFilter::default()
                 })
                 .await?;
             if json {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
+use tracing::Instrument;
 
 use crate::effects::{BoxFuture, Effects};
 use crate::steps::respond::SyncResponse;
@@ -605,8 +606,11 @@ impl<'a> Execution<'a> {
             duration_ms: 0.0,
             attempts: attempt,
         };
+        // Inside the run's span: a step's log lines carry the run id and the step's name.
+        let span = tracing::info_span!("step", step = %name, kind = %record.kind, attempt);
         let result = if step.kind.is_control() {
             self.run_control(step, &scope, state, &name, previous, &mut record)
+                .instrument(span.clone())
                 .await?
         } else {
             run_step(
@@ -618,6 +622,7 @@ impl<'a> Execution<'a> {
                 &self.redactor,
                 &mut record,
             )
+            .instrument(span.clone())
             .await
         };
         record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -676,6 +681,7 @@ impl<'a> Execution<'a> {
         self.shared
             .journal
             .step_finished(&self.redactor.redact_record(record.clone()))
+            .instrument(span)
             .await?;
         if let Some(due_at) = retry_at {
             // The wait is stored, not slept here: a restart neither loses nor shortens it.

@@ -1,23 +1,32 @@
-//! The admin API (separate listener, loopback by default): health, readiness, runs.
+//! The admin API (separate listener, loopback by default): health, readiness, runs, workflows,
+//! the OpenAPI description, `/metrics`; the web UI (`ui.rs`) is served beside it.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{AppState, error_response};
 use crate::engine::RunStatus;
-use crate::store::{Replayed, RunFilter};
+use crate::server::ReloadStatus;
+use crate::store::{Replayed, RunCursor, RunFilter, RunSummary, StoreError};
+
+/// The OpenAPI 3.1 description of every admin route (a test keeps it complete).
+const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn router(state: AppState, token: Option<String>) -> Router {
+    let ui = super::ui::router(token.clone());
     let api = Router::new()
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(show_run))
         .route("/api/runs/{id}/replay", post(replay_run))
         .route("/api/rejected", get(list_rejected))
         .route("/api/workflows/{name}/start", post(start_workflow))
+        .route("/api/workflows", get(list_workflows))
+        .route("/api/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(move |request, next| {
             require_token(token.clone(), request, next)
         }));
@@ -26,7 +35,40 @@ pub fn router(state: AppState, token: Option<String>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .merge(api)
+        .merge(ui)
+        .route_layer(axum::middleware::from_fn(count_request))
         .with_state(state)
+}
+
+/// Count every answered admin request by its route pattern.
+async fn count_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    crate::metrics::metrics().request("admin", &route, response.status().as_u16());
+    response
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::metrics().render(),
+    )
+        .into_response()
 }
 
 async fn require_token(
@@ -56,7 +98,7 @@ async fn require_token(
 }
 
 /// Compare digests, not the strings: equal time whatever the input and its length.
-fn same_secret(given: &str, expected: &str) -> bool {
+pub(super) fn same_secret(given: &str, expected: &str) -> bool {
     use sha2::{Digest, Sha256};
     let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
     a.iter()
@@ -72,30 +114,201 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    workflow: Option<String>,
-    status: Option<String>,
-    limit: Option<u32>,
+/// The runs listing's query: `workflow`, `status`, `since`/`until` (RFC 3339), `cursor` (the
+/// `next` of the previous page) and `limit`. Empty values mean "any" (HTML forms send them).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ListQuery {
+    pub workflow: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// The most runs one page holds.
+const MAX_PAGE: u32 = 500;
+
+/// A page of runs, newest first, and the cursor of the next page when there is one.
+pub(super) struct RunsPage {
+    pub runs: Vec<RunSummary>,
+    pub next: Option<String>,
+}
+
+impl ListQuery {
+    fn given(value: &Option<String>) -> Option<&str> {
+        value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// The store filter; a bad value is a message for a 400.
+    pub(super) fn filter(&self, default_limit: u32) -> Result<RunFilter, String> {
+        let time = |name: &str, value: &Option<String>| {
+            Self::given(value)
+                .map(|text| {
+                    chrono::DateTime::parse_from_rfc3339(text)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|e| format!("{name} must be an RFC 3339 time: {e}"))
+                })
+                .transpose()
+        };
+        let status = match Self::given(&self.status) {
+            None => None,
+            Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
+                format!("unknown status '{text}'; expected queued, running, retrying, succeeded, failed, filtered or cancelled")
+            })?),
+        };
+        let before = match Self::given(&self.cursor) {
+            None => None,
+            Some(text) => {
+                Some(RunCursor::decode(text).ok_or("the cursor is not one this server gave")?)
+            }
+        };
+        Ok(RunFilter {
+            workflow: Self::given(&self.workflow).map(str::to_owned),
+            status,
+            limit: self.limit.unwrap_or(default_limit).clamp(1, MAX_PAGE),
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            before,
+        })
+    }
+}
+
+/// One page of runs: one more than the page is read to know whether a next page exists.
+pub(super) async fn runs_page(
+    state: &AppState,
+    mut filter: RunFilter,
+) -> Result<RunsPage, StoreError> {
+    let limit = filter.limit as usize;
+    filter.limit += 1;
+    let mut runs = state.store.list_runs(&filter).await?;
+    let next = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|last| RunCursor::after(last).encode())
+    } else {
+        None
+    };
+    Ok(RunsPage { runs, next })
 }
 
 async fn list_runs(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
-    let status = match query.status.as_deref().map(RunStatus::parse) {
-        Some(None) => {
-            return error_response(StatusCode::BAD_REQUEST, "unknown status");
+    let filter = match query.filter(50) {
+        Ok(filter) => filter,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+    };
+    match runs_page(&state, filter).await {
+        Ok(page) => {
+            axum::Json(serde_json::json!({ "runs": page.runs, "next": page.next })).into_response()
         }
-        Some(Some(s)) => Some(s),
-        None => None,
-    };
-    let filter = RunFilter {
-        workflow: query.workflow,
-        status,
-        limit: query.limit.unwrap_or(50),
-    };
-    match state.store.list_runs(&filter).await {
-        Ok(runs) => axum::Json(serde_json::json!({ "runs": runs })).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "listing runs failed");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+/// A workflow as the admin API and the UI show it.
+#[derive(Debug, Serialize)]
+pub(super) struct WorkflowView {
+    pub name: String,
+    pub file: String,
+    pub description: Option<String>,
+    pub version: String,
+    pub routes: Vec<RouteView>,
+    pub last_run: Option<LastRun>,
+    /// The newest runs (the UI shows a few; the API only the last).
+    #[serde(skip)]
+    pub recent_runs: Vec<LastRun>,
+    /// Problems of the last reload in this workflow's file.
+    pub problems: Vec<crate::diag::Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct RouteView {
+    pub path: String,
+    pub methods: Vec<String>,
+    /// `async` (202 once stored) or `sync` (the run's `respond` answer).
+    pub respond: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct LastRun {
+    pub id: String,
+    pub status: RunStatus,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every loaded workflow with its routes and newest runs, and the last reload's outcome.
+pub(super) async fn workflows_overview(
+    state: &AppState,
+    recent: u32,
+) -> Result<(Vec<WorkflowView>, ReloadStatus), StoreError> {
+    let registry = state
+        .registry
+        .read()
+        .map(|r| std::sync::Arc::clone(&r))
+        .unwrap_or_default();
+    let reload = state.reload.read().map(|r| r.clone()).unwrap_or_default();
+    let mut views = Vec::with_capacity(registry.workflows.len());
+    for workflow in registry.workflows.values() {
+        let runs = state
+            .store
+            .list_runs(&RunFilter {
+                workflow: Some(workflow.name.clone()),
+                limit: recent.max(1),
+                ..RunFilter::default()
+            })
+            .await?;
+        let recent_runs: Vec<LastRun> = runs
+            .iter()
+            .map(|r| LastRun {
+                id: r.id.clone(),
+                status: r.status,
+                created_at: r.created_at,
+                finished_at: r.finished_at,
+            })
+            .collect();
+        let routes = workflow
+            .webhook
+            .iter()
+            .map(|t| RouteView {
+                path: t.path.as_str().to_owned(),
+                methods: t.methods.clone(),
+                respond: match t.respond {
+                    crate::workflow::RespondMode::Async => "async",
+                    crate::workflow::RespondMode::Sync => "sync",
+                },
+            })
+            .collect();
+        views.push(WorkflowView {
+            name: workflow.name.clone(),
+            file: workflow.source.path.clone(),
+            description: workflow.description.clone(),
+            version: workflow.version.clone(),
+            routes,
+            last_run: recent_runs.first().cloned(),
+            recent_runs,
+            problems: reload
+                .problems
+                .iter()
+                .filter(|p| p.file == workflow.source.path)
+                .cloned()
+                .collect(),
+        });
+    }
+    Ok((views, reload))
+}
+
+async fn list_workflows(State(state): State<AppState>) -> Response {
+    match workflows_overview(&state, 1).await {
+        Ok((workflows, reload)) => axum::Json(serde_json::json!({
+            "workflows": workflows,
+            "reload": reload,
+        }))
+        .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "listing workflows failed");
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
@@ -138,33 +351,67 @@ async fn replay_run(
     Path(id): Path<String>,
     Query(query): Query<ReplayQuery>,
 ) -> Response {
-    // Accept a unique prefix like `runs show` does.
-    let run_id = match state.store.run(&id).await {
-        Ok(Some(detail)) => detail.run.id,
-        Ok(None) => return error_response(StatusCode::NOT_FOUND, format!("no run {id}")),
-        Err(err) => {
-            tracing::error!(error = %err, "reading a run failed");
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        }
-    };
-    match state.store.replay(&run_id, query.from_start).await {
-        Ok(Replayed::Queued { attempt }) => {
-            state.worker.enqueue(run_id.clone());
-            tracing::info!(run_id = %run_id, attempt, from_start = query.from_start, "run replayed");
+    match replay(&state, &id, query.from_start).await {
+        Ok((run_id, attempt)) => {
             let body = serde_json::json!({ "run_id": run_id, "attempt": attempt });
             (StatusCode::ACCEPTED, axum::Json(body)).into_response()
         }
-        Ok(Replayed::NotFound) => error_response(StatusCode::NOT_FOUND, format!("no run {id}")),
-        Ok(Replayed::NotFinished(status)) => error_response(
-            StatusCode::CONFLICT,
-            format!("run {run_id} is {status}; only a finished run can be replayed"),
-        ),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Why a replay did not happen.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReplayError {
+    #[error("no run {0}")]
+    NotFound(String),
+    #[error("run {0} is {1}; only a finished run can be replayed")]
+    NotFinished(String, String),
+    #[error("internal error")]
+    Read,
+    #[error("the replay could not be stored")]
+    Write,
+}
+
+impl IntoResponse for ReplayError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ReplayError::NotFound(_) => StatusCode::NOT_FOUND,
+            ReplayError::NotFinished(..) => StatusCode::CONFLICT,
+            ReplayError::Read => StatusCode::INTERNAL_SERVER_ERROR,
+            ReplayError::Write => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        error_response(status, self.to_string())
+    }
+}
+
+/// Queue a finished run again (the API's and the UI's replay): answers the run id and its new
+/// attempt number. The worker executes it; nothing runs here.
+pub(super) async fn replay(
+    state: &AppState,
+    id: &str,
+    from_start: bool,
+) -> Result<(String, u32), ReplayError> {
+    // Accept a unique prefix like `runs show` does.
+    let run_id = match state.store.run(id).await {
+        Ok(Some(detail)) => detail.run.id,
+        Ok(None) => return Err(ReplayError::NotFound(id.to_owned())),
+        Err(err) => {
+            tracing::error!(error = %err, "reading a run failed");
+            return Err(ReplayError::Read);
+        }
+    };
+    match state.store.replay(&run_id, from_start).await {
+        Ok(Replayed::Queued { attempt }) => {
+            state.worker.enqueue(run_id.clone());
+            tracing::info!(run_id = %run_id, attempt, from_start, "run replayed");
+            Ok((run_id, attempt))
+        }
+        Ok(Replayed::NotFound) => Err(ReplayError::NotFound(id.to_owned())),
+        Ok(Replayed::NotFinished(status)) => Err(ReplayError::NotFinished(run_id, status)),
         Err(err) => {
             tracing::error!(error = %err, "replay failed");
-            error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the replay could not be stored",
-            )
+            Err(ReplayError::Write)
         }
     }
 }

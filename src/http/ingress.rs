@@ -32,17 +32,22 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
     let mut seen = Seen::default();
     let outcome = handle(&state, request, &mut seen).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    // The route pattern, not the path: a bounded label for metrics, and what operators grep for.
+    let route = seen.route.clone().unwrap_or_else(|| "unmatched".to_owned());
     match outcome {
         Ok((response, run_ids)) => {
             let status = response.status().as_u16();
+            crate::metrics::metrics().request("webhook", &route, status);
             if status < 400 {
-                info!(%method, %path, status, run_ids = %run_ids.join(","), latency_ms, "request");
+                info!(%method, %path, %route, status, run_ids = %run_ids.join(","), latency_ms, "request");
             } else {
-                warn!(%method, %path, status, latency_ms, "request refused");
+                warn!(%method, %path, %route, status, latency_ms, "request refused");
             }
             response
         }
         Err(refused) => {
+            let status = refused.response.status().as_u16();
+            crate::metrics::metrics().request("webhook", &route, status);
             state.rejected.record(RejectedRequest {
                 at: Utc::now(),
                 method,
@@ -50,7 +55,7 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
                 route: seen.route,
                 workflows: seen.workflows,
                 source: seen.source,
-                status: refused.response.status().as_u16(),
+                status,
                 reason: refused.reason,
                 detail: refused.detail,
             });

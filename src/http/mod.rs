@@ -1,5 +1,5 @@
 //! The HTTP surface: webhook ingress (match, limit, parse, persist, answer; it never runs a step)
-//! and the admin API on its own listener.
+//! and the admin API, the web UI and `/metrics` on their own listener.
 
 pub mod admin;
 pub mod body;
@@ -8,6 +8,7 @@ pub mod limit;
 pub mod listen;
 pub mod rejected;
 pub mod tls;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,10 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<crate::net::Cidr>>,
     /// How long a client may take to send a body.
     pub body_timeout: Duration,
+    /// The outcome of the last workflows reload, shown by the admin API and the UI.
+    pub reload: crate::server::SharedReloadStatus,
+    /// The webhook listener's base URL, for the UI's "copy as curl".
+    pub webhook_url: String,
 }
 
 pub fn webhook_router(state: AppState) -> Router {

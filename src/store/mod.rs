@@ -257,12 +257,52 @@ pub struct RunDetail {
     pub steps: Vec<StepRecord>,
 }
 
-/// Which runs to list, newest first.
+/// Which runs to list, newest first (by `created_at`, then `id`, both descending).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub workflow: Option<String>,
     pub status: Option<RunStatus>,
     pub limit: u32,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only runs that come after this one in the listing order: the next page.
+    pub before: Option<RunCursor>,
+}
+
+/// A position in the runs listing: the last run of a page. It carries the run's creation time,
+/// not only its id, so a page still follows when that run was pruned meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl RunCursor {
+    pub fn after(run: &RunSummary) -> Self {
+        Self {
+            created_at: run.created_at,
+            id: run.id.clone(),
+        }
+    }
+
+    /// The cursor as a URL-safe token: `<unix micros>.<run id>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once('.')?;
+        let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        if id.is_empty() {
+            return None;
+        }
+        Some(Self {
+            created_at,
+            id: id.to_owned(),
+        })
+    }
 }
 
 /// A workflow definition as a run started with it.

@@ -61,9 +61,15 @@ CREATE TABLE IF NOT EXISTS runs (
     concurrency_limit INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_due ON runs(status, due_at);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, created_at);
-CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow, created_at);
-CREATE INDEX IF NOT EXISTS runs_by_time ON runs(created_at);
+-- The runs listing (newest first, by workflow and/or status, paged by (created_at, id)) walks
+-- one of these in order and stops after a page, however many runs the store holds.
+DROP INDEX IF EXISTS runs_by_status;
+DROP INDEX IF EXISTS runs_by_workflow;
+DROP INDEX IF EXISTS runs_by_time;
+CREATE INDEX IF NOT EXISTS runs_list ON runs(created_at, id);
+CREATE INDEX IF NOT EXISTS runs_list_by_status ON runs(status, created_at, id);
+CREATE INDEX IF NOT EXISTS runs_list_by_workflow ON runs(workflow, created_at, id);
+CREATE INDEX IF NOT EXISTS runs_list_by_workflow_status ON runs(workflow, status, created_at, id);
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL REFERENCES runs(id),
     idx INTEGER NOT NULL,
@@ -461,17 +467,39 @@ impl SqliteStore {
         } else {
             filter.limit.min(1000)
         };
-        let rows = sqlx::query(
-            "SELECT * FROM runs
-             WHERE ($1 IS NULL OR workflow = $1) AND ($2 IS NULL OR status = $2)
-             ORDER BY created_at DESC, id DESC LIMIT $3",
-        )
-        .bind(filter.workflow.as_deref())
-        .bind(filter.status.map(RunStatus::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(read_error)?;
+        // Only the conditions asked for: `($1 IS NULL OR workflow = $1)` would hide the
+        // indexes from the planner and scan every run.
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM runs WHERE 1 = 1");
+        if let Some(workflow) = &filter.workflow {
+            query.push(" AND workflow = ").push_bind(workflow.clone());
+        }
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(since) = filter.since {
+            query
+                .push(" AND created_at >= ")
+                .push_bind(timestamp(since));
+        }
+        if let Some(until) = filter.until {
+            query.push(" AND created_at < ").push_bind(timestamp(until));
+        }
+        if let Some(cursor) = &filter.before {
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(timestamp(cursor.created_at))
+                .push(", ")
+                .push_bind(cursor.id.clone())
+                .push(")");
+        }
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = query
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(read_error)?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -733,6 +761,7 @@ async fn apply_batch(
     batch: &[WriteRequest],
 ) -> Result<Vec<Returned>, StoreError> {
     let write_error = |e: sqlx::Error| StoreError::Write(e.to_string());
+    let started = std::time::Instant::now();
     let mut tx = conn.begin().await.map_err(write_error)?;
     let mut results: Vec<Option<Returned>> = Vec::with_capacity(batch.len());
     results.resize_with(batch.len(), || None);
@@ -773,6 +802,7 @@ async fn apply_batch(
         }
     }
     tx.commit().await.map_err(write_error)?;
+    crate::metrics::metrics().store_commit(started.elapsed());
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Returned::Nothing))

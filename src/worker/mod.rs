@@ -145,7 +145,9 @@ impl Worker {
     fn send(&self, job: Job) {
         // The receiver lives as long as the dispatcher; after shutdown the run stays queued in the
         // store and is picked up at the next start.
-        let _ = self.inner.queue.send(job);
+        if self.inner.queue.send(job).is_ok() {
+            crate::metrics::metrics().queue_depth_add(1);
+        }
     }
 
     /// Queue every run the store holds as unfinished.
@@ -280,6 +282,7 @@ async fn dispatch(
                 None => break,
             },
         };
+        crate::metrics::metrics().queue_depth_add(-1);
         let permit = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -290,7 +293,10 @@ async fn dispatch(
         };
         let worker = worker.clone();
         running.spawn(async move {
+            let metrics = crate::metrics::metrics();
+            metrics.runs_in_flight_add(1);
             execute_run(&worker, job).await;
+            metrics.runs_in_flight_add(-1);
             drop(permit);
         });
     }
@@ -358,6 +364,8 @@ async fn execute_run(worker: &Worker, job: Job) {
         let workflow = match workflow_for(worker, &detail.workflow, &detail.version).await {
             Ok(w) => w,
             Err(message) => {
+                error!(status = "failed", error = %message, "run finished");
+                crate::metrics::metrics().run_finished(&detail.workflow, RunStatus::Failed.as_str());
                 // Its definition is unknown, so it may hold a concurrency slot.
                 let ended = Ended::MayHoldSlot;
                 finish(worker, run_id, ended, RunStatus::Failed, Some(message), None).await;
@@ -422,6 +430,7 @@ async fn execute_run(worker: &Worker, job: Job) {
                     due_at = %due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     "step failed; the run will try again"
                 );
+                crate::metrics::metrics().step_retry(&workflow.name);
                 match store.run_retrying(run_id, outcome.error, due_at).await {
                     Ok(()) => worker.inner.retries.notify_one(),
                     Err(err) => {
@@ -445,6 +454,7 @@ async fn execute_run(worker: &Worker, job: Job) {
                 } else {
                     Ended::HeldNoSlot
                 };
+                crate::metrics::metrics().run_finished(&workflow.name, outcome.status.as_str());
                 finish(
                     worker,
                     run_id,
@@ -581,6 +591,10 @@ impl Journal for StoreJournal<'_> {
                 status = record.status.as_str(),
                 duration_ms = (record.duration_ms * 10.0).round() / 10.0,
                 "step finished"
+            );
+            crate::metrics::metrics().step_duration(
+                &record.kind,
+                Duration::from_secs_f64(record.duration_ms.max(0.0) / 1000.0),
             );
             self.worker
                 .inner

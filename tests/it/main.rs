@@ -1,6 +1,7 @@
 //! The integration tests: one binary that starts real servers on loopback, sends real payloads,
 //! and checks what a real HTTP receiver got; plus CLI, golden and compliance tests.
 
+mod admin;
 mod ci;
 mod cli;
 mod concurrency;
@@ -23,4 +24,5 @@ mod smtp_server;
 mod store;
 mod support;
 mod tls;
+mod ui;
 mod verify;

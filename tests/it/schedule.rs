@@ -18,8 +18,8 @@ async fn scheduled_ticks(path: &std::path::Path, workflow: &str) -> Vec<DateTime
     let runs = store
         .list_runs(&RunFilter {
             workflow: Some(workflow.into()),
-            status: None,
             limit: 1000,
+            ..RunFilter::default()
         })
         .await
         .expect("list runs");

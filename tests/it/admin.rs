@@ -1,0 +1,457 @@
+//! The admin API beyond single runs: the runs listing (filters, time range, pages), the
+//! workflows listing with the last reload's problems, the OpenAPI description, and `/metrics`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+use crate::support::{Receiver, TestServer};
+
+const QUICK: &str = r#"
+name: quick
+on: { webhook: { path: /hooks/quick } }
+steps:
+  - name: greet
+    template: "hi {{ event.body.n }}"
+"#;
+
+const OTHER: &str = r#"
+name: other
+on: { webhook: { path: /hooks/other } }
+steps:
+  - name: only-big
+    filter: event.body.n > 100
+"#;
+
+async fn get_json(server: &TestServer, path_and_query: &str) -> (u16, Json) {
+    let response = server
+        .client
+        .get(format!("{}{path_and_query}", server.admin))
+        .send()
+        .await
+        .expect("admin request");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+fn ids(page: &Json) -> Vec<String> {
+    page["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_by_workflow_status_and_time_in_pages() {
+    let server = TestServer::start(&[("quick.yaml", QUICK), ("other.yaml", OTHER)]).await;
+    let mut quick = Vec::new();
+    for n in 0..7 {
+        let ids = server
+            .accepted(
+                "/hooks/quick",
+                "application/json",
+                format!("{{\"n\": {n}}}").into(),
+            )
+            .await;
+        quick.extend(ids);
+    }
+    let mut other = Vec::new();
+    for n in 0..3 {
+        other.extend(
+            server
+                .accepted(
+                    "/hooks/other",
+                    "application/json",
+                    format!("{{\"n\": {n}}}").into(),
+                )
+                .await,
+        );
+    }
+    for id in quick.iter().chain(&other) {
+        server.finished_run(id).await;
+    }
+
+    // Pages of 3 follow each other to the end, newest first, then `next` is null.
+    let mut seen = Vec::new();
+    let mut query = "/api/runs?workflow=quick&limit=3".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = get_json(&server, &query).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        seen.extend(ids(&page));
+        match page["next"].as_str() {
+            Some(cursor) => query = format!("/api/runs?workflow=quick&limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let newest_first: Vec<String> = quick.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    // Status: the `other` runs were filtered out by their filter step.
+    let (_, filtered) = get_json(&server, "/api/runs?status=filtered").await;
+    let mut filtered_ids = ids(&filtered);
+    filtered_ids.sort();
+    let mut expected = other.clone();
+    expected.sort();
+    assert_eq!(filtered_ids, expected);
+    let (_, none) = get_json(&server, "/api/runs?workflow=quick&status=filtered").await;
+    assert_eq!(ids(&none), Vec::<String>::new());
+
+    // Time range: everything is after an hour ago and before an hour from now; nothing since then.
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let encode = |t: &str| t.replace('+', "%2B");
+    let (_, all) = get_json(
+        &server,
+        &format!(
+            "/api/runs?since={}&until={}&limit=100",
+            encode(&hour_ago),
+            encode(&in_an_hour)
+        ),
+    )
+    .await;
+    assert_eq!(ids(&all).len(), 10);
+    assert!(all["next"].is_null());
+    let (_, later) = get_json(&server, &format!("/api/runs?since={}", encode(&in_an_hour))).await;
+    assert_eq!(ids(&later).len(), 0);
+
+    // Bad input is a 400 that says what is wrong.
+    for (query, says) in [
+        ("/api/runs?status=done", "unknown status"),
+        ("/api/runs?since=yesterday", "RFC 3339"),
+        ("/api/runs?cursor=nonsense", "cursor"),
+    ] {
+        let (status, body) = get_json(&server, query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(says),
+            "{body}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn workflows_are_listed_with_their_routes_and_last_run() {
+    let server = TestServer::start(&[("quick.yaml", QUICK), ("other.yaml", OTHER)]).await;
+    let run = server
+        .accepted("/hooks/quick", "application/json", b"{\"n\": 1}".to_vec())
+        .await
+        .remove(0);
+    server.finished_run(&run).await;
+    let (status, body) = get_json(&server, "/api/workflows").await;
+    assert_eq!(status, 200);
+    let workflows = body["workflows"].as_array().expect("workflows");
+    let quick = workflows
+        .iter()
+        .find(|w| w["name"] == "quick")
+        .expect("quick listed");
+    assert!(
+        quick["file"]
+            .as_str()
+            .expect("file")
+            .ends_with("quick.yaml")
+    );
+    assert_eq!(
+        quick["routes"],
+        json!([{ "path": "/hooks/quick", "methods": ["POST"], "respond": "async" }])
+    );
+    assert_eq!(quick["last_run"]["id"], run.as_str());
+    assert_eq!(quick["last_run"]["status"], "succeeded");
+    let other = workflows
+        .iter()
+        .find(|w| w["name"] == "other")
+        .expect("other");
+    assert!(other["last_run"].is_null());
+    assert_eq!(body["reload"]["refused"], false);
+    server.stop().await;
+}
+
+/// Every `.route("...", get(..).post(..))` in the admin router's source files.
+fn served_routes() -> Vec<(String, Vec<&'static str>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut routes = Vec::new();
+    for file in ["admin.rs", "ui.rs"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("source");
+        for chunk in text.split(".route(\"").skip(1) {
+            let (path, rest) = chunk.split_once('"').expect("route path");
+            let call = rest.split_once("))\n").map_or(rest, |(call, _)| call);
+            let methods = ["get", "post", "put", "patch", "delete"]
+                .into_iter()
+                .filter(|m| call.contains(&format!("{m}(")) || call.contains(&format!(".{m}(")))
+                .collect();
+            routes.push((path.to_owned(), methods));
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn the_openapi_description_covers_every_admin_route() {
+    let spec: Json =
+        serde_json::from_str(include_str!("../../src/http/openapi.json")).expect("spec is JSON");
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().expect("paths");
+    let routes = served_routes();
+    assert!(
+        routes.len() >= 10,
+        "the route scan found too little: {routes:?}"
+    );
+    for (path, methods) in &routes {
+        let described = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is served but not in openapi.json"));
+        assert!(!methods.is_empty(), "no method found for {path}");
+        for method in methods {
+            assert!(
+                described.get(*method).is_some(),
+                "{} {path} is served but not described",
+                method.to_uppercase()
+            );
+        }
+    }
+    // And the other way: everything described is served (not a 404) by a real server.
+    let server = TestServer::start(&[("quick.yaml", QUICK)]).await;
+    let served = server
+        .client
+        .get(format!("{}/api/openapi.json", server.admin))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.json::<Json>().await.expect("json"), spec);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for (path, item) in paths {
+        let concrete = path.replace("{id}", "00000000-nope");
+        for method in item.as_object().expect("path item").keys() {
+            let status = no_redirects
+                .request(
+                    method.to_uppercase().parse().expect("method"),
+                    format!("{}{concrete}", server.admin),
+                )
+                .send()
+                .await
+                .expect("request")
+                .status();
+            let known_missing_run = concrete.contains("nope") && status == 404;
+            assert!(
+                status != 404 && status != 405 || known_missing_run,
+                "{method} {path} is described but answers {status}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
+const SERVED_V1: &str = r#"name: served
+on: { webhook: { path: /hooks/served, respond: sync } }
+steps:
+  - name: answer
+    respond: { status: 200, body: "version one" }
+"#;
+
+const SERVED_BROKEN: &str = r#"name: served
+on: { webhook: { path: /hooks/served, respond: sync } }
+steps:
+  - name: answer
+    respnd: { status: 200, body: "version two" }
+"#;
+
+const SERVED_V2: &str = r#"name: served
+on: { webhook: { path: /hooks/served, respond: sync } }
+steps:
+  - name: answer
+    respond: { status: 200, body: "version two" }
+"#;
+
+async fn wait_for_reload(server: &TestServer, refused: bool) -> Json {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get_json(server, "/api/workflows").await;
+        if body["reload"]["refused"] == refused && !body["reload"]["at"].is_null() {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reload with refused={refused}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn answer(server: &TestServer) -> String {
+    let response = server
+        .post("/hooks/served", "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("text")
+}
+
+#[tokio::test]
+async fn breaking_a_served_workflow_keeps_the_old_one_and_shows_where_until_it_is_fixed() {
+    let server = TestServer::start(&[("served.yaml", SERVED_V1)]).await;
+    assert_eq!(answer(&server).await, "version one");
+    let file = server.dir.path().join("workflows/served.yaml");
+
+    std::fs::write(&file, SERVED_BROKEN).expect("write");
+    let body = wait_for_reload(&server, true).await;
+    let problems = body["reload"]["problems"].as_array().expect("problems");
+    assert!(!problems.is_empty(), "{body}");
+    let first = &problems[0];
+    assert!(
+        first["file"]
+            .as_str()
+            .expect("file")
+            .ends_with("served.yaml")
+    );
+    assert_eq!(first["line"], 5, "{first}");
+    assert_eq!(first["col"], 5, "{first}");
+    let text = first["text"].as_str().expect("text");
+    assert!(text.contains("served.yaml:5:5: error:"), "{text}");
+    assert!(text.contains("respnd"), "{text}");
+    // The workflow's own entry carries its file's problems too.
+    let served = &body["workflows"][0];
+    assert_eq!(served["problems"][0]["line"], 5);
+    // The old definition still answers.
+    assert_eq!(answer(&server).await, "version one");
+    // And the UI shows the problem.
+    let page = server
+        .client
+        .get(format!("{}/ui/workflows", server.admin))
+        .send()
+        .await
+        .expect("ui")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("was refused"), "{page}");
+    assert!(page.contains("served.yaml:5:5: error:"), "{page}");
+
+    std::fs::write(&file, SERVED_V2).expect("write");
+    let body = wait_for_reload(&server, false).await;
+    assert_eq!(body["reload"]["problems"], json!([]));
+    assert_eq!(body["workflows"][0]["problems"], json!([]));
+    assert_eq!(answer(&server).await, "version two");
+    server.stop().await;
+}
+
+/// `name{labels} value` lines of a scrape, by their name and labels.
+fn scrape(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (key, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l}"));
+            (
+                key.to_owned(),
+                value.parse().unwrap_or_else(|_| panic!("bad value in {l}")),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_runs_retries_steps_and_commits() {
+    let receiver = Receiver::start().await;
+    receiver.reply("/down", 503, "text/plain", "down");
+    let flaky = format!(
+        r#"
+name: metrics-flaky
+on: {{ webhook: {{ path: /hooks/metrics-flaky }} }}
+steps:
+  - name: deliver
+    http: {{ url: "{}" }}
+    retry: {{ attempts: 2, backoff: fixed, initial: 1s }}
+"#,
+        receiver.url("/down")
+    );
+    let good = r#"
+name: metrics-good
+on: { webhook: { path: /hooks/metrics-good } }
+steps:
+  - name: greet
+    template: "hi"
+"#;
+    let server = TestServer::start(&[("flaky.yaml", flaky.as_str()), ("good.yaml", good)]).await;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.extend(
+            server
+                .accepted("/hooks/metrics-good", "application/json", b"{}".to_vec())
+                .await,
+        );
+    }
+    runs.extend(
+        server
+            .accepted("/hooks/metrics-flaky", "application/json", b"{}".to_vec())
+            .await,
+    );
+    let missing = server
+        .post("/hooks/metrics-nowhere", "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(missing.status(), 404);
+    for run in &runs {
+        server.finished_run(run).await;
+    }
+    let response = server
+        .client
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.expect("text");
+    let values = scrape(&text);
+    let value = |key: &str| {
+        *values
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in the scrape:\n{text}"))
+    };
+    assert_eq!(
+        value(
+            r#"hookflow_http_requests_total{listener="webhook",route="/hooks/metrics-good",status="202"}"#
+        ),
+        3.0
+    );
+    assert!(
+        value(r#"hookflow_http_requests_total{listener="webhook",route="unmatched",status="404"}"#)
+            >= 1.0
+    );
+    assert!(
+        value(
+            r#"hookflow_http_requests_total{listener="admin",route="/api/runs/{id}",status="200"}"#
+        ) >= 4.0
+    );
+    assert_eq!(
+        value(r#"hookflow_runs_finished_total{workflow="metrics-good",status="succeeded"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(r#"hookflow_runs_finished_total{workflow="metrics-flaky",status="failed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"hookflow_step_retries_total{workflow="metrics-flaky"}"#),
+        1.0
+    );
+    assert!(value(r#"hookflow_step_duration_seconds_count{kind="template"}"#) >= 3.0);
+    assert!(value(r#"hookflow_step_duration_seconds_bucket{kind="http",le="+Inf"}"#) >= 2.0);
+    assert!(value("hookflow_store_commit_seconds_count") >= 1.0);
+    assert!(value(r#"hookflow_store_commit_seconds_bucket{le="+Inf"}"#) >= 1.0);
+    assert!(values.contains_key("hookflow_queue_depth"));
+    assert!(values.contains_key("hookflow_runs_in_flight"));
+    server.stop().await;
+}
