@@ -20,6 +20,7 @@ mod manual;
 mod schedule;
 mod secrets_leak;
 mod security;
+mod logs;
 mod smtp_server;
 mod store;
 mod support;
