@@ -430,6 +430,7 @@ steps:
         value(r#"hookflow_http_requests_total{listener="webhook",route="unmatched",status="404"}"#)
             >= 1.0
     );
+    assert!(value(r#"hookflow_rejected_requests_total{reason="no_route"}"#) >= 1.0);
     assert!(
         value(
             r#"hookflow_http_requests_total{listener="admin",route="/api/runs/{id}",status="200"}"#
