@@ -725,7 +725,7 @@ mod tests {
             .render(minijinja::context! { title => "<script>alert(1)</script>", message => "m" })
             .expect("render");
         assert!(
-            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            html.contains("<h1>&lt;script&gt;alert(1)&lt;&#x2f;script&gt;</h1>"),
             "{html}"
         );
         assert!(!html.contains("<script>alert(1)"));
