@@ -1,13 +1,13 @@
 // Drives the admin UI in Debian's chromium: runs list -> failed run -> its event -> back ->
 // Replay, checking what each page shows. Started by tests/it/ui.rs with a server holding real runs.
 //
-// usage: node tests/browser/ui.mjs <admin url> <failed run id> <header value> <screenshot path>
+// usage: node tests/browser/ui.mjs <admin url> <failed run id> <header value> <screenshot path> <webhook url>
 
 import { chromium } from 'playwright-core';
 
-const [admin, failedRun, headerValue, screenshot] = process.argv.slice(2);
-if (!admin || !failedRun || !headerValue || !screenshot) {
-  console.error('usage: node ui.mjs <admin url> <failed run id> <header value> <screenshot path>');
+const [admin, failedRun, headerValue, screenshot, webhook] = process.argv.slice(2);
+if (!admin || !failedRun || !headerValue || !screenshot || !webhook) {
+  console.error('usage: node ui.mjs <admin url> <failed run id> <header value> <screenshot path> <webhook url>');
   process.exit(2);
 }
 
@@ -90,6 +90,19 @@ try {
   await page.waitForSelector('tr.workflow-row[data-workflow="orders"]');
   const trigger = await page.locator('tr.workflow-row[data-workflow="orders"]').textContent();
   check(trigger.includes('POST /hooks/orders/{tenant}'), 'the workflows page shows the trigger');
+
+  // Auto-refresh: a webhook arriving while the list is open shows up without a reload.
+  await page.goto(`${admin}/ui/runs`);
+  check((await page.locator('tr.run-row').count()) === 2, 'two runs before');
+  const sent = await fetch(`${webhook}/hooks/orders/acme`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ order: 9 }),
+  });
+  check(sent.status === 202, 'a third webhook is accepted');
+  const { run_ids: [third] } = await sent.json();
+  await page.waitForSelector(`tr.run-row[data-run="${third}"]`, { timeout: 20000 });
+  check((await page.locator('tr.run-row').count()) === 3, 'the new run appeared by itself');
   console.log('browser test passed');
 } finally {
   await browser.close();

@@ -92,12 +92,14 @@ async fn the_ui_in_a_real_browser_goes_from_the_list_to_a_run_its_event_and_a_re
     let screenshot = target.join("ui-screenshot.png");
     let _ = std::fs::remove_file(&screenshot);
     let admin = server.admin.clone();
+    let webhook = server.base.clone();
     let run = failed.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(&script)
             .args([admin.as_str(), run.as_str(), "acme.example"])
             .arg(&screenshot)
+            .arg(&webhook)
             .current_dir(script.parent().expect("tests/browser"))
             .output()
             .expect("node runs")
@@ -116,11 +118,9 @@ async fn the_ui_in_a_real_browser_goes_from_the_list_to_a_run_its_event_and_a_re
     let detail = server.finished_run(&failed).await;
     assert_eq!(detail["run"]["status"], "succeeded");
     assert_eq!(detail["run"]["attempt"], 2);
-    assert_eq!(
-        receiver.received().len(),
-        3,
-        "two deliveries and the replay"
-    );
+    // Two deliveries, the replay, and the run the browser saw arrive.
+    receiver.wait_for(4).await;
+    assert_eq!(receiver.received().len(), 4);
     let png = std::fs::read(target.join("ui-screenshot.png")).expect("the screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     server.stop().await;
