@@ -128,7 +128,6 @@ fn label_text(labels: &[(&str, &str)]) -> String {
 #[derive(Default)]
 pub struct Metrics {
     requests: Counters,
-    rejected: Counters,
     runs_finished: Counters,
     step_retries: Counters,
     step_duration: Histograms,
@@ -154,11 +153,6 @@ impl Metrics {
             ],
             1,
         );
-    }
-
-    /// A webhook request refused before it was stored, by reason.
-    pub fn rejected(&self, reason: &str) {
-        self.rejected.add(&[("reason", reason)], 1);
     }
 
     pub fn run_finished(&self, workflow: &str, status: &str) {
@@ -190,8 +184,9 @@ impl Metrics {
         self.runs_in_flight.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// Everything, in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
+    /// Everything, in the Prometheus text exposition format (version 0.0.4). Refused requests
+    /// are counted by the rejected-requests record (`http::rejected`), which is handed in.
+    pub fn render(&self, rejected_by_reason: &BTreeMap<&str, u64>) -> String {
         let mut out = String::new();
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -210,8 +205,13 @@ impl Metrics {
             "counter",
             "Webhook requests refused before they were stored, by reason.",
         );
-        self.rejected
-            .render(&mut out, "hookflow_rejected_requests_total");
+        for (reason, count) in rejected_by_reason {
+            let _ = writeln!(
+                out,
+                "hookflow_rejected_requests_total{{{}}} {count}",
+                label_text(&[("reason", reason)])
+            );
+        }
         header(
             &mut out,
             "hookflow_runs_finished_total",
@@ -279,7 +279,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.step_duration("http", Duration::from_millis(3));
         metrics.step_duration("http", Duration::from_millis(200));
-        let text = metrics.render();
+        let text = metrics.render(&BTreeMap::new());
         assert!(
             text.contains("hookflow_step_duration_seconds_bucket{kind=\"http\",le=\"0.001\"} 0")
         );
@@ -302,7 +302,7 @@ mod tests {
         metrics.run_finished("a\"b\\c", "failed");
         assert!(
             metrics
-                .render()
+                .render(&BTreeMap::new())
                 .contains(r#"hookflow_runs_finished_total{workflow="a\"b\\c",status="failed"} 1"#)
         );
     }

@@ -60,13 +60,13 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn metrics() -> Response {
+async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::metrics().render(),
+        crate::metrics::metrics().render(&state.rejected.counts_by_reason()),
     )
         .into_response()
 }

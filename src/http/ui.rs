@@ -41,6 +41,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run.html", include_str!("ui/run.html")),
     ("event.html", include_str!("ui/event.html")),
     ("workflows.html", include_str!("ui/workflows.html")),
+    ("rejected.html", include_str!("ui/rejected.html")),
     ("login.html", include_str!("ui/login.html")),
     ("error.html", include_str!("ui/error.html")),
 ];
@@ -123,6 +124,7 @@ pub fn router(token: Option<String>) -> Router<AppState> {
         .route("/ui/runs/{id}/replay", axum::routing::post(replay_form))
         .route("/ui/runs/{id}/event", get(event_page))
         .route("/ui/workflows", get(workflows_page))
+        .route("/ui/rejected", get(rejected_page))
         .layer(axum::middleware::from_fn(move |request, next| {
             authorize(Arc::clone(&guard), request, next)
         }));
@@ -503,6 +505,42 @@ async fn workflows_page(
             "workflows": views,
             "reload": reload,
             "reload_at": reload.at.map(time_text),
+        }),
+    )
+}
+
+/// How many refused requests the page shows (the record keeps more; `/api/rejected` has them).
+const REJECTED_SHOWN: usize = 200;
+
+async fn rejected_page(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+) -> Response {
+    let rejected: Vec<Json> = state
+        .rejected
+        .recent(REJECTED_SHOWN)
+        .iter()
+        .map(|r| {
+            json!({
+                "at": time_text(r.at),
+                "method": r.method,
+                "path": r.path,
+                "workflows": r.workflows,
+                "status": r.status,
+                "reason": r.reason.as_str(),
+                "detail": r.detail,
+                "source": r.source.map(|s| s.to_string()),
+            })
+        })
+        .collect();
+    let counts: Vec<(&str, u64)> = state.rejected.counts_by_reason().into_iter().collect();
+    ui.render(
+        "rejected.html",
+        json!({
+            "page": "rejected",
+            "rejected": rejected,
+            "counts": counts,
+            "shown": REJECTED_SHOWN,
         }),
     )
 }

@@ -91,6 +91,13 @@ try {
   const trigger = await page.locator('tr.workflow-row[data-workflow="orders"]').textContent();
   check(trigger.includes('POST /hooks/orders/{tenant}'), 'the workflows page shows the trigger');
 
+  // The rejected requests page: the request to a path no workflow binds, and why.
+  await Promise.all([page.waitForURL('**/ui/rejected'), page.click('header nav a[href="/ui/rejected"]')]);
+  const refused = page.locator('tr.rejected-row[data-reason="no_route"]');
+  check((await refused.count()) >= 1, 'the rejected page lists the refused request');
+  check((await refused.first().textContent()).includes('/hooks/nowhere'), 'with its path');
+  check((await page.locator('#reject-counts').textContent()).includes('no_route: 1'), 'and the count per reason');
+
   // Auto-refresh: a webhook arriving while the list is open shows up without a reload.
   await page.goto(`${admin}/ui/runs`);
   check((await page.locator('tr.run-row').count()) === 2, 'two runs before');

@@ -85,6 +85,12 @@ async fn the_ui_in_a_real_browser_goes_from_the_list_to_a_run_its_event_and_a_re
         .remove(0);
     assert_eq!(server.finished_run(&ok).await["run"]["status"], "succeeded");
 
+    // A request no workflow takes, for the rejected requests page.
+    let refused = server
+        .post("/hooks/nowhere", "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(refused.status(), 404);
+
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
