@@ -215,6 +215,7 @@ pub(super) struct WorkflowView {
     pub description: Option<String>,
     pub version: String,
     pub routes: Vec<RouteView>,
+    pub schedules: Vec<ScheduleView>,
     pub last_run: Option<LastRun>,
     /// The newest runs (the UI shows a few; the API only the last).
     #[serde(skip)]
@@ -229,6 +230,16 @@ pub(super) struct RouteView {
     pub methods: Vec<String>,
     /// `async` (202 once stored) or `sync` (the run's `respond` answer).
     pub respond: &'static str,
+}
+
+/// An `on.schedule` entry: when the scheduler starts the workflow by itself.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct ScheduleView {
+    pub expression: String,
+    pub timezone: String,
+    /// In words, as `validate` says it.
+    pub description: String,
+    pub next: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -281,12 +292,24 @@ pub(super) async fn workflows_overview(
                 },
             })
             .collect();
+        let now = chrono::Utc::now();
+        let schedules = workflow
+            .schedules
+            .iter()
+            .map(|s| ScheduleView {
+                expression: s.expression.clone(),
+                timezone: s.timezone.name().to_owned(),
+                description: s.describe(),
+                next: s.next_after(now),
+            })
+            .collect();
         views.push(WorkflowView {
             name: workflow.name.clone(),
             file: workflow.source.path.clone(),
             description: workflow.description.clone(),
             version: workflow.version.clone(),
             routes,
+            schedules,
             last_run: recent_runs.first().cloned(),
             recent_runs,
             problems: reload
@@ -427,27 +450,6 @@ async fn start_workflow(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let workflow = state
-        .registry
-        .read()
-        .ok()
-        .and_then(|registry| registry.get(&name).cloned());
-    let Some(workflow) = workflow else {
-        return error_response(StatusCode::NOT_FOUND, format!("no workflow {name}"));
-    };
-    let payload = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(payload) => payload,
-            Err(err) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    format!("the payload must be JSON: {err}"),
-                );
-            }
-        }
-    };
     let started_by = headers
         .get(STARTED_BY_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -455,6 +457,65 @@ async fn start_workflow(
         .filter(|v| !v.is_empty())
         .map(|v| v.chars().take(200).collect::<String>())
         .unwrap_or_else(|| "api".to_owned());
+    match start_by_hand(&state, &name, &body, started_by).await {
+        Ok(started) => {
+            let body =
+                serde_json::json!({ "run_id": started.run_id, "event_id": started.event_id });
+            (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// A run started by hand.
+pub(super) struct Started {
+    pub run_id: String,
+    pub event_id: String,
+}
+
+/// Why a manual start did not happen.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartError {
+    #[error("no workflow {0}")]
+    NoWorkflow(String),
+    #[error("the payload must be JSON: {0}")]
+    BadPayload(String),
+    #[error("the run could not be stored")]
+    Store,
+}
+
+impl IntoResponse for StartError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            StartError::NoWorkflow(_) => StatusCode::NOT_FOUND,
+            StartError::BadPayload(_) => StatusCode::BAD_REQUEST,
+            StartError::Store => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        error_response(status, self.to_string())
+    }
+}
+
+/// Commit a run of workflow `name` on `body` (JSON; `{}` when empty) and queue it: the API's and
+/// the UI's manual start. The worker executes it; nothing runs here.
+pub(super) async fn start_by_hand(
+    state: &AppState,
+    name: &str,
+    body: &[u8],
+    started_by: String,
+) -> Result<Started, StartError> {
+    let workflow = state
+        .registry
+        .read()
+        .ok()
+        .and_then(|registry| registry.get(name).cloned());
+    let Some(workflow) = workflow else {
+        return Err(StartError::NoWorkflow(name.to_owned()));
+    };
+    let payload = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|err| StartError::BadPayload(err.to_string()))?
+    };
     let event = std::sync::Arc::new(crate::engine::Event {
         id: uuid::Uuid::now_v7().to_string(),
         method: String::new(),
@@ -487,15 +548,14 @@ async fn start_workflow(
                 .worker
                 .enqueue_fresh(&run, std::sync::Arc::clone(&event));
             tracing::info!(run_id = %run.id, workflow = %workflow.name, started_by = %started_by, "run started by hand");
-            let body = serde_json::json!({ "run_id": run.id, "event_id": event.id });
-            (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+            Ok(Started {
+                run_id: run.id,
+                event_id: event.id.clone(),
+            })
         }
         Err(err) => {
             tracing::error!(error = %err, "storing a manual start failed");
-            error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the run could not be stored",
-            )
+            Err(StartError::Store)
         }
     }
 }

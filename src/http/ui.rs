@@ -25,7 +25,10 @@ use serde_json::{Value as Json, json};
 use sha2::Sha256;
 
 use super::AppState;
-use super::admin::{ListQuery, ReplayError, replay, runs_page, same_secret, workflows_overview};
+use super::admin::{
+    ListQuery, ReplayError, StartError, replay, runs_page, same_secret, start_by_hand,
+    workflows_overview,
+};
 use crate::engine::Event;
 #[cfg(test)]
 use crate::engine::RunStatus;
@@ -112,6 +115,39 @@ impl Ui {
     fn csrf_token(&self, nonce: &str) -> String {
         hex(&hmac(&self.csrf_key, nonce.as_bytes()))
     }
+
+    /// The CSRF token for a page's forms, and the cookie value to set when the browser has none.
+    fn csrf_for(&self, headers: &HeaderMap) -> (String, Option<String>) {
+        match cookie(headers, CSRF_COOKIE).filter(|n| n.len() == 64) {
+            Some(nonce) => (self.csrf_token(&nonce), None),
+            None => {
+                let nonce = hex(&random_bytes());
+                (self.csrf_token(&nonce), Some(nonce))
+            }
+        }
+    }
+
+    /// A form came from a page of this UI in this browser.
+    fn genuine(&self, headers: &HeaderMap, token: &str) -> bool {
+        cookie(headers, CSRF_COOKIE)
+            .is_some_and(|nonce| same_secret(token, &self.csrf_token(&nonce)))
+    }
+
+    fn stale_form(&self) -> Response {
+        self.error_page(
+            StatusCode::FORBIDDEN,
+            "Form refused",
+            "The form is stale or did not come from this UI. Open the page again and retry.",
+        )
+    }
+}
+
+/// A page with forms: the CSRF cookie goes with it when the browser had none.
+fn with_csrf_cookie(response: Response, fresh: Option<String>) -> Response {
+    match fresh {
+        Some(nonce) => with_cookie(response, CSRF_COOKIE, &nonce),
+        None => response,
+    }
 }
 
 pub fn router(token: Option<String>) -> Router<AppState> {
@@ -124,6 +160,10 @@ pub fn router(token: Option<String>) -> Router<AppState> {
         .route("/ui/runs/{id}/replay", axum::routing::post(replay_form))
         .route("/ui/runs/{id}/event", get(event_page))
         .route("/ui/workflows", get(workflows_page))
+        .route(
+            "/ui/workflows/{name}/start",
+            axum::routing::post(start_form),
+        )
         .route("/ui/rejected", get(rejected_page))
         .layer(axum::middleware::from_fn(move |request, next| {
             authorize(Arc::clone(&guard), request, next)
@@ -346,10 +386,7 @@ fn render_run(
     problem: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let (nonce, fresh) = match cookie(headers, CSRF_COOKIE).filter(|n| n.len() == 64) {
-        Some(nonce) => (nonce, false),
-        None => (hex(&random_bytes()), true),
-    };
+    let (csrf, fresh) = ui.csrf_for(headers);
     let mut run = run_view(&detail.run);
     run["finished"] = json!(detail.run.status.is_final());
     run["full_error"] = json!(detail.run.error);
@@ -361,18 +398,18 @@ fn render_run(
         json!({
             "page": "runs",
             "run": run,
-            "event": { "method": detail.event.method, "path": detail.event.path },
+            "event": {
+                "method": detail.event.method,
+                "path": detail.event.path,
+                "trigger": detail.event.trigger.kind(),
+            },
             "steps": step_views(detail),
-            "csrf": ui.csrf_token(&nonce),
+            "csrf": csrf,
             "replayed": replayed,
             "problem": problem,
         }),
     );
-    if fresh {
-        with_cookie(response, CSRF_COOKIE, &nonce)
-    } else {
-        response
-    }
+    with_csrf_cookie(response, fresh)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -390,14 +427,8 @@ async fn replay_form(
     body: Bytes,
 ) -> Response {
     let form: ReplayForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let genuine = cookie(&headers, CSRF_COOKIE)
-        .is_some_and(|nonce| same_secret(&form.csrf, &ui.csrf_token(&nonce)));
-    if !genuine {
-        return ui.error_page(
-            StatusCode::FORBIDDEN,
-            "Replay refused",
-            "The form is stale or did not come from this UI. Open the run again and retry.",
-        );
+    if !ui.genuine(&headers, &form.csrf) {
+        return ui.stale_form();
     }
     let from_start = form.from_start.as_deref() == Some("true");
     match replay(&state, &id, from_start).await {
@@ -460,14 +491,56 @@ async fn event_page(
                 "body": body,
                 "size": event.raw.len(),
             },
-            "curl": curl_command(&state.webhook_url, event),
+            "trigger": trigger_view(&event.trigger),
+            "curl": matches!(event.trigger, crate::engine::Trigger::Webhook)
+                .then(|| curl_command(&state.webhook_url, event)),
         }),
     )
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StartForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    payload: String,
+}
+
+/// The workflows page's Start form: a run by hand on the JSON payload typed in, through the same
+/// path as `POST /api/workflows/{name}/start`.
+async fn start_form(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: StartForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    if !ui.genuine(&headers, &form.csrf) {
+        return ui.stale_form();
+    }
+    match start_by_hand(&state, &name, form.payload.as_bytes(), "ui".to_owned()).await {
+        Ok(started) => Redirect::to(&format!("/ui/runs/{}", started.run_id)).into_response(),
+        Err(StartError::NoWorkflow(_)) => ui.error_page(
+            StatusCode::NOT_FOUND,
+            "No such workflow",
+            &format!("No workflow is named {name}."),
+        ),
+        Err(err @ StartError::BadPayload(_)) => {
+            ui.error_page(StatusCode::BAD_REQUEST, "Not started", &err.to_string())
+        }
+        Err(err) => ui.error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not started",
+            &err.to_string(),
+        ),
+    }
 }
 
 async fn workflows_page(
     State(state): State<AppState>,
     Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
 ) -> Response {
     let (workflows, reload) = match workflows_overview(&state, 8).await {
         Ok(overview) => overview,
@@ -493,20 +566,27 @@ async fn workflows_page(
                 "description": w.description,
                 "file": w.file,
                 "routes": w.routes,
+                "schedules": w.schedules.iter().map(|s| json!({
+                    "description": s.description,
+                    "next": s.next.map(time_text),
+                })).collect::<Vec<_>>(),
                 "recent": recent,
                 "problems": w.problems,
             })
         })
         .collect();
-    ui.render(
+    let (csrf, fresh) = ui.csrf_for(&headers);
+    let response = ui.render(
         "workflows.html",
         json!({
             "page": "workflows",
             "workflows": views,
             "reload": reload,
             "reload_at": reload.at.map(time_text),
+            "csrf": csrf,
         }),
-    )
+    );
+    with_csrf_cookie(response, fresh)
 }
 
 /// How many refused requests the page shows (the record keeps more; `/api/rejected` has them).
@@ -595,6 +675,22 @@ fn step_views(detail: &RunDetail) -> Vec<Json> {
             })
         })
         .collect()
+}
+
+/// What started the run, in words for the event page.
+fn trigger_view(trigger: &crate::engine::Trigger) -> Json {
+    use crate::engine::Trigger;
+    match trigger {
+        Trigger::Webhook => json!({ "kind": "webhook", "text": "a webhook request" }),
+        Trigger::Schedule { scheduled_at } => json!({
+            "kind": "schedule",
+            "text": format!("the schedule's tick of {}", time_text(*scheduled_at)),
+        }),
+        Trigger::Manual { started_by } => json!({
+            "kind": "manual",
+            "text": format!("started by hand ({started_by})"),
+        }),
+    }
 }
 
 /// Headers the webhook listener sets or recomputes itself: not repeated by "copy as curl".

@@ -110,6 +110,25 @@ try {
   const { run_ids: [third] } = await sent.json();
   await page.waitForSelector(`tr.run-row[data-run="${third}"]`, { timeout: 20000 });
   check((await page.locator('tr.run-row').count()) === 3, 'the new run appeared by itself');
+
+  // Start by hand from the workflows page: a run on a typed-in payload, marked as started in the UI.
+  await page.goto(`${admin}/ui/workflows`);
+  const row = page.locator('tr.workflow-row[data-workflow="orders"]');
+  await row.locator('details.start summary').click();
+  await row.locator('textarea[name=payload]').fill('{"order": 5}');
+  await Promise.all([page.waitForURL(/\/ui\/runs\/[0-9a-f-]+$/), row.locator('form.start-form button').click()]);
+  let started = '';
+  for (let i = 0; i < 100; i++) {
+    started = (await page.locator('#run-status').textContent()).trim();
+    if (started === 'succeeded') break;
+    await page.waitForTimeout(200);
+    await page.reload();
+  }
+  check(started === 'succeeded', `the run started by hand succeeded (${started})`);
+  await Promise.all([page.waitForURL('**/event'), page.click('#event-link')]);
+  check((await page.locator('#event-trigger').getAttribute('data-kind')) === 'manual', 'its event says manual');
+  check((await page.locator('#event-trigger').textContent()).includes('(ui)'), 'started in the UI');
+  check((await page.locator('#curl').count()) === 0, 'no curl for a run nobody sent');
   console.log('browser test passed');
 } finally {
   await browser.close();

@@ -15,7 +15,7 @@ steps:
   - name: check
     filter: event.body.order > 0
   - name: summary
-    template: "order {{{{ event.body.order }}}} for {{{{ event.params.tenant }}}}"
+    template: "order {{{{ event.body.order }}}} for {{{{ event.params.tenant | default('nobody') }}}}"
   - name: deliver
     http:
       url: "{}"
@@ -124,9 +124,23 @@ async fn the_ui_in_a_real_browser_goes_from_the_list_to_a_run_its_event_and_a_re
     let detail = server.finished_run(&failed).await;
     assert_eq!(detail["run"]["status"], "succeeded");
     assert_eq!(detail["run"]["attempt"], 2);
-    // Two deliveries, the replay, and the run the browser saw arrive.
-    receiver.wait_for(4).await;
-    assert_eq!(receiver.received().len(), 4);
+    // Two deliveries, the replay, the run the browser saw arrive, and the one it started.
+    receiver.wait_for(5).await;
+    assert_eq!(receiver.received().len(), 5);
+    let started: serde_json::Value = server
+        .client
+        .get(format!("{}/api/runs?limit=1", server.admin))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let started = started["runs"][0]["id"].as_str().expect("run").to_owned();
+    let detail = server.finished_run(&started).await;
+    assert_eq!(detail["event"]["trigger"]["kind"], "manual");
+    assert_eq!(detail["event"]["trigger"]["started_by"], "ui");
+    assert_eq!(detail["event"]["body"], serde_json::json!({"order": 5}));
     let png = std::fs::read(target.join("ui-screenshot.png")).expect("the screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     server.stop().await;
