@@ -316,12 +316,10 @@ pub async fn execute(
             .redactor
             .redact_json(&Json::Object(state.vars.clone())),
     );
-    let deadline = workflow.timeout.map(|limit| {
+    // A deadline past what the clock can hold is never reached: no deadline.
+    let deadline = workflow.timeout.and_then(|limit| {
         let started = request.options.started_at.unwrap_or_else(Utc::now);
-        (
-            limit,
-            started + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX),
-        )
+        crate::steps::delay::end_of(started, limit).map(|at| (limit, at))
     });
     let steps = execution.run_steps(&mut state, &workflow.steps, Place::Top { offset: 0 });
     let flow = match deadline {
@@ -647,15 +645,20 @@ impl<'a> Execution<'a> {
             }
             StepResult::Failed(err) => {
                 // A control step's nested steps retry on their own; the step itself does not.
-                if !step.kind.is_control() && step.retry.should_retry(&err, attempt) {
-                    let wait = step.retry.delay(
-                        attempt,
-                        retry::jitter_unit(),
-                        retry::retry_after(err.output.as_ref(), Utc::now()),
-                    );
+                // A wait too long for a stored time is no retry at all.
+                let due = (!step.kind.is_control() && step.retry.should_retry(&err, attempt))
+                    .then(|| {
+                        let wait = step.retry.delay(
+                            attempt,
+                            retry::jitter_unit(),
+                            retry::retry_after(err.output.as_ref(), Utc::now()),
+                        );
+                        crate::steps::delay::end_of(Utc::now(), wait)
+                    })
+                    .flatten();
+                if let Some(due) = due {
                     record.status = StepStatus::Retrying;
-                    retry_at =
-                        Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                    retry_at = Some(due);
                 } else {
                     record.status = StepStatus::Failed;
                 }

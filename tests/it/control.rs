@@ -329,6 +329,66 @@ steps:
     server.stop().await;
 }
 
+/// Waits too long for the clock, from a sender's payload or from the workflow, end the step or
+/// are no deadline, instead of panicking the run's task (which left the run `running`, its
+/// lease renewed and its concurrency slot held for ever).
+#[tokio::test]
+async fn waits_too_long_for_the_clock_fail_cleanly() {
+    let receiver = Receiver::start().await;
+    receiver.reply("/busy", 503, "text/plain", "busy");
+    let delay = r#"
+on: { webhook: { path: /hooks/wait } }
+steps:
+  - name: wait
+    delay: "{{ event.body.wait }}"
+"#;
+    let timeout = r#"
+on: { webhook: { path: /hooks/timeout } }
+timeout: 100000000000d
+steps:
+  - name: note
+    log: "no deadline within reach"
+"#;
+    let retry = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/retry }} }}
+steps:
+  - name: call
+    http: {{ url: "{url}" }}
+    retry: {{ attempts: 3, backoff: fixed, initial: 100000000000d, max: 100000000000d }}
+"#,
+        url = receiver.url("/busy")
+    );
+    let server = TestServer::start(&[
+        ("wait.yaml", delay),
+        ("timeout.yaml", timeout),
+        ("retry.yaml", &retry),
+    ])
+    .await;
+    for wait in [serde_json::json!(1e300), serde_json::json!("100000000000d")] {
+        let body = serde_json::to_vec(&serde_json::json!({ "wait": wait })).expect("json");
+        let runs = server
+            .accepted("/hooks/wait", "application/json", body)
+            .await;
+        let run = server.finished_run(&runs[0]).await;
+        assert_eq!(run["run"]["status"], "failed", "{run}");
+        let error = step(&run, "wait")["error"].as_str().unwrap_or_default();
+        assert!(error.contains("too long"), "{run}");
+    }
+    let runs = server
+        .accepted("/hooks/timeout", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let runs = server
+        .accepted("/hooks/retry", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "failed", "{run}");
+    assert_eq!(step(&run, "call")["status"], "failed", "{run}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn call_runs_another_workflow_with_a_payload_and_outputs_its_vars_and_steps() {
     let receiver = Receiver::start().await;
