@@ -306,14 +306,18 @@ impl Execution<'_> {
             "vars": child_state.vars,
             "steps": child_state.steps,
         }));
+        // Its errors too: the caller's own redactor does not know the called workflow's secrets.
         Ok(match flow {
             Flow::Completed | Flow::Filtered => StepResult::Done(Outcome::Continue(output)),
-            Flow::Retrying(message, until) => StepResult::Wait { until, message },
+            Flow::Retrying(message, until) => StepResult::Wait {
+                until,
+                message: child.redactor.redact_str(&message),
+            },
             Flow::Failed { step, error } => StepResult::Failed(StepError {
-                message: format!(
+                message: child.redactor.redact_str(&format!(
                     "workflow '{}' failed: step '{step}' failed: {error}",
                     callee.name
-                ),
+                )),
                 output: Some(output),
                 transient: false,
             }),

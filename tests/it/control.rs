@@ -443,6 +443,96 @@ steps:
     server.stop().await;
 }
 
+/// A called workflow's secrets stay masked in what its caller records: the call step's error
+/// and the run's, which carry the failed nested step's error (here its URL, with the secret).
+#[tokio::test]
+async fn a_called_workflows_secret_in_its_error_is_masked_for_the_caller() {
+    let secret = "callee-secret-7c41d9";
+    crate::support::set_env("CALL_IT_CALLEE_TOKEN", secret);
+    let receiver = Receiver::start().await;
+    receiver.reply("/refuse", 400, "text/plain", "no");
+    receiver.reply("/busy", 503, "text/plain", "later");
+    let caller = |which: &str| {
+        format!(
+            r#"
+on: {{ webhook: {{ path: /hooks/{which} }} }}
+steps:
+  - name: notify
+    call: {{ workflow: notifier-{which} }}
+"#
+        )
+    };
+    let callee = |path: &str, retry: &str| {
+        format!(
+            r#"
+secrets: [CALL_IT_CALLEE_TOKEN]
+steps:
+  - name: post
+    http: {{ url: "{url}?key={{{{ secrets.CALL_IT_CALLEE_TOKEN }}}}" }}
+    {retry}
+"#,
+            url = receiver.url(path)
+        )
+    };
+    let refuse = callee("/refuse", "");
+    let busy = callee(
+        "/busy",
+        "retry: { attempts: 2, backoff: fixed, initial: 1s }",
+    );
+    let server = TestServer::start(&[
+        ("caller-refuse.yaml", &caller("refuse")),
+        ("caller-busy.yaml", &caller("busy")),
+        ("notifier-refuse.yaml", &refuse),
+        ("notifier-busy.yaml", &busy),
+    ])
+    .await;
+    for which in ["refuse", "busy"] {
+        let runs = server
+            .accepted(
+                &format!("/hooks/{which}"),
+                "application/json",
+                b"{}".to_vec(),
+            )
+            .await;
+        if which == "busy" {
+            // Waiting for its retry, the run's error says why.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let detail: Json = server
+                    .client
+                    .get(format!("{}/api/runs/{}", server.admin, runs[0]))
+                    .send()
+                    .await
+                    .expect("admin")
+                    .json()
+                    .await
+                    .expect("json");
+                if detail["run"]["status"] == "retrying" {
+                    assert!(detail["run"]["error"].is_string(), "{detail}");
+                    assert!(!detail.to_string().contains(secret), "{detail}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "never retrying: {detail}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let run = server.finished_run(&runs[0]).await;
+        assert_eq!(run["run"]["status"], "failed", "{run}");
+        assert!(
+            step(&run, "notify")["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("***")),
+            "{run}"
+        );
+        assert!(!run.to_string().contains(secret), "{which}: {run}");
+    }
+    assert!(
+        receiver.received().iter().any(|r| r.uri.contains(secret)),
+        "the callee used its secret"
+    );
+    server.stop().await;
+}
+
 /// `kill -9` while a loop is half done: after the restart, the iterations recorded as done are
 /// not done again, and every item gets its call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
