@@ -137,7 +137,8 @@ impl Execution<'_> {
         record.input = serde_json::json!({
             "items": items, "as": foreach.binding, "parallel": foreach.parallel,
         });
-        let slots = Semaphore::new(foreach.parallel);
+        // More slots than a semaphore counts would panic; more than the items change nothing.
+        let slots = Semaphore::new(foreach.parallel.min(Semaphore::MAX_PERMITS));
         let stop = AtomicBool::new(false);
         let length = items.len();
         let iterations = items.iter().enumerate().map(|(i, item)| {

@@ -443,6 +443,33 @@ steps:
     server.stop().await;
 }
 
+/// `parallel:` above what a semaphore can count runs every iteration at once instead of
+/// panicking the run's task (which left the run `running` for ever).
+#[tokio::test]
+async fn a_huge_parallel_runs_the_loop() {
+    let yaml = r#"
+on: { webhook: { path: /hooks/wide } }
+steps:
+  - name: each
+    foreach:
+      items: [1, 2, 3]
+      parallel: 3000000000000000000
+      steps:
+        - log: "{{ item }}"
+"#;
+    let server = TestServer::start(&[("wide.yaml", yaml)]).await;
+    let runs = server
+        .accepted("/hooks/wide", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(
+        step(&run, "each")["output"].as_array().map(Vec::len),
+        Some(3)
+    );
+    server.stop().await;
+}
+
 /// A called workflow's secrets stay masked in what its caller records: the call step's error
 /// and the run's, which carry the failed nested step's error (here its URL, with the secret).
 #[tokio::test]
