@@ -235,7 +235,8 @@ async fn start_workflow(
         .accept(std::sync::Arc::clone(&event), std::slice::from_ref(&run))
         .await
     {
-        Ok(_) => {
+        Ok(accepted) => {
+            state.worker.superseded(&accepted.superseded);
             state
                 .worker
                 .enqueue_fresh(&run, std::sync::Arc::clone(&event));

@@ -226,6 +226,8 @@ pub enum Replayed {
 pub struct Accepted {
     pub created: Vec<String>,
     pub duplicate_of: Vec<String>,
+    /// Queued runs a new one cancelled (`cancel_previous`): they will never run.
+    pub superseded: Vec<String>,
 }
 
 /// A run as listed: no steps, no event.

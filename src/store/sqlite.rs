@@ -788,6 +788,7 @@ async fn apply_batch(
                 results[i] = Some(Returned::Accepted(Accepted {
                     created: runs.iter().map(|run| run.id.clone()).collect(),
                     duplicate_of: Vec::new(),
+                    superseded: Vec::new(),
                 }));
             }
         }
@@ -914,14 +915,15 @@ async fn admit(
     run: &NewRun,
     rule: &RunConcurrency,
     now: &str,
+    superseded: &mut Vec<String>,
 ) -> Result<Option<String>, sqlx::Error> {
     match rule.mode {
         ConcurrencyMode::Queue => Ok(None),
         ConcurrencyMode::CancelPrevious => {
-            sqlx::query(
+            let cancelled = sqlx::query(
                 "UPDATE runs SET status = 'cancelled', finished_at = $4, error = $5
                  WHERE workflow = $1 AND concurrency_key = $2 AND status = 'queued'
-                 AND started_at IS NULL AND id != $3",
+                 AND started_at IS NULL AND id != $3 RETURNING id",
             )
             .bind(&run.workflow)
             .bind(&rule.key)
@@ -931,8 +933,11 @@ async fn admit(
                 "cancelled: superseded by run {} with concurrency key '{}'",
                 run.id, rule.key
             ))
-            .execute(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
+            for row in cancelled {
+                superseded.push(row.try_get("id")?);
+            }
             Ok(None)
         }
         ConcurrencyMode::Skip => {
@@ -1291,7 +1296,7 @@ async fn accept_event(
     for run in created {
         accepted.created.push(run.id.clone());
         let skipped = match &run.concurrency {
-            Some(rule) => admit(conn, run, rule, now).await?,
+            Some(rule) => admit(conn, run, rule, now, &mut accepted.superseded).await?,
             None => None,
         };
         let (status, finished_at) = match &skipped {

@@ -167,6 +167,19 @@ impl Worker {
         rx
     }
 
+    /// Runs a newer one superseded before they started (`cancel_previous`): their synchronous
+    /// callers are told now, not at their timeout.
+    pub fn superseded(&self, run_ids: &[String]) {
+        for run_id in run_ids {
+            self.answer(
+                run_id,
+                SyncAnswer::Finished {
+                    status: RunStatus::Cancelled,
+                },
+            );
+        }
+    }
+
     pub fn forget(&self, run_id: &str) {
         if let Ok(mut waiters) = self.inner.waiters.lock() {
             waiters.remove(run_id);

@@ -187,6 +187,13 @@ async fn concurrency_conformance(store: &Store) -> Result<(), StoreError> {
         !store.claim(&c2.id, "node-1", until).await?,
         "a cancelled run never starts"
     );
+    // The accept names the runs it superseded, so their waiting callers can be told.
+    let c4 = keyed_run("wf-k", "deploy", 1, CancelPrevious);
+    let accepted = store
+        .accept(Arc::new(event(200)), std::slice::from_ref(&c4))
+        .await?;
+    assert_eq!(accepted.superseded, vec![c3.id.clone()]);
+    assert_eq!(status(store, &c3.id).await, RunStatus::Cancelled);
 
     // skip: a run whose key is busy is recorded cancelled, with the reason.
     let (s1, s2) = (
