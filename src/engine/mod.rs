@@ -286,15 +286,20 @@ pub async fn execute(
     journal: &dyn Journal,
 ) -> Result<RunOutcome, JournalError> {
     let workflow = request.workflow;
+    let top_level = workflow.steps.len() + workflow.on_error.len();
+    let mut nested = std::collections::HashMap::new();
+    for record in request.finished.iter().filter(|r| r.index >= top_level) {
+        nested.entry(record.name.as_str()).or_insert(record);
+    }
     let shared = Shared {
         run: request.run,
         finished: request.finished,
+        nested,
         effects: request.effects,
         options: request.options,
         journal,
         callees: request.callees,
         next_index: AtomicUsize::new(first_nested_index(workflow, request.finished)),
-        top_level: workflow.steps.len() + workflow.on_error.len(),
     };
     let execution = Execution::new(&shared, workflow, request.event, request.secrets, &[], 0);
     let mut state = RunState {
@@ -397,13 +402,13 @@ enum Place {
 struct Shared<'a> {
     run: &'a RunInfo,
     finished: &'a [StepRecord],
+    /// The nested steps' records by path: a loop of n iterations looks each up at once.
+    nested: std::collections::HashMap<&'a str, &'a StepRecord>,
     effects: &'a Effects,
     options: &'a ExecOptions,
     journal: &'a dyn Journal,
     callees: Option<&'a dyn Callees>,
     next_index: AtomicUsize,
-    /// Records numbered below this are the workflow's own steps, never nested ones.
-    top_level: usize,
 }
 
 /// One execution of a workflow's steps (the run's own, or a called workflow's): what every
@@ -552,9 +557,7 @@ impl<'a> Execution<'a> {
             }
             Place::Nested { prefix } => {
                 let name = format!("{prefix}{}", step.name);
-                let previous = finished
-                    .iter()
-                    .find(|r| r.index >= self.shared.top_level && r.name == name);
+                let previous = self.shared.nested.get(name.as_str()).copied();
                 (name, previous)
             }
         };

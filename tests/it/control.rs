@@ -826,3 +826,95 @@ steps:
     }
     server.stop().await;
 }
+
+/// A journal that keeps nothing, for executing the engine directly.
+struct Discard;
+
+impl hookflow::engine::Journal for Discard {
+    fn step_finished<'a>(
+        &'a self,
+        _record: &'a hookflow::engine::StepRecord,
+    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Resuming a big loop finds each iteration's record by its path in a map: a walk over every
+/// record per nested step made a resume of n iterations cost n² comparisons.
+#[tokio::test]
+async fn resuming_a_loop_of_many_iterations_finds_their_records_at_once() {
+    use hookflow::engine::{Event, ExecOptions, RunInfo, RunRequest, RunStatus, StepRecord};
+    let items: usize = 40_000;
+    let yaml = r#"
+on: { webhook: { path: /hooks/many } }
+steps:
+  - name: each
+    foreach:
+      items: "{{ event.body.items }}"
+      steps:
+        - name: post
+          http: { url: "http://127.0.0.1:9/never-called" }
+"#;
+    let file = hookflow::diag::SourceFile::new("many.yaml", yaml);
+    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let effects =
+        hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
+            .expect("effects");
+    let event = Event {
+        id: "event".into(),
+        method: "POST".into(),
+        path: "/hooks/many".into(),
+        params: Default::default(),
+        query: Default::default(),
+        headers: Default::default(),
+        body: serde_json::json!({ "items": (0..items).collect::<Vec<_>>() }),
+        raw: Vec::new(),
+        received_at: chrono::Utc::now(),
+        trigger: Default::default(),
+    };
+    // Every iteration finished before the interruption: all are restored, none is sent.
+    let finished: Vec<StepRecord> = (0..items)
+        .map(|i| StepRecord {
+            index: 1 + i,
+            name: format!("each[{i}].post"),
+            kind: "http".into(),
+            status: StepStatus::Succeeded,
+            input: Json::Null,
+            output: serde_json::json!({ "status": 200 }),
+            error: None,
+            filtered: false,
+            started_at: chrono::Utc::now(),
+            duration_ms: 1.0,
+            attempts: 1,
+        })
+        .collect();
+    let run = RunInfo {
+        id: "run".into(),
+        workflow: workflow.name.clone(),
+        attempt: 1,
+    };
+    let started = Instant::now();
+    let outcome = hookflow::engine::execute(
+        RunRequest {
+            workflow: &workflow,
+            event: &event,
+            run: &run,
+            secrets: &Default::default(),
+            finished: &finished,
+            effects: &effects,
+            options: &ExecOptions::default(),
+            callees: None,
+        },
+        &Discard,
+    )
+    .await
+    .expect("execute");
+    let took = started.elapsed();
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    assert!(
+        took < Duration::from_secs(8),
+        "resuming {items} restored iterations took {took:?}"
+    );
+}
