@@ -839,11 +839,96 @@ impl hookflow::engine::Journal for Discard {
     }
 }
 
+/// A journal that keeps nothing but makes the run wait for it, as a store does.
+struct Yielding;
+
+impl hookflow::engine::Journal for Yielding {
+    fn step_finished<'a>(
+        &'a self,
+        _record: &'a hookflow::engine::StepRecord,
+    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        Box::pin(async {
+            tokio::task::yield_now().await;
+            Ok(())
+        })
+    }
+}
+
+fn many_items_event(items: usize) -> hookflow::engine::Event {
+    hookflow::engine::Event {
+        id: "event".into(),
+        method: "POST".into(),
+        path: "/hooks/many".into(),
+        params: Default::default(),
+        query: Default::default(),
+        headers: Default::default(),
+        body: serde_json::json!({ "items": (0..items).collect::<Vec<_>>() }),
+        raw: Vec::new(),
+        received_at: chrono::Utc::now(),
+        trigger: Default::default(),
+    }
+}
+
+/// A big loop polls only the iterations under way: polling every iteration of the list each
+/// time one of them moved made a loop of n iterations cost n² polls (and each iteration's copy
+/// of the run's state was made up front, n of them at once).
+#[tokio::test]
+async fn a_loop_of_many_iterations_polls_only_those_under_way() {
+    use hookflow::engine::{ExecOptions, RunInfo, RunRequest, RunStatus};
+    let items: usize = 40_000;
+    let yaml = r#"
+on: { webhook: { path: /hooks/many } }
+steps:
+  - name: each
+    foreach:
+      items: "{{ event.body.items }}"
+      parallel: 4
+      steps:
+        - name: note
+          set: { last: "{{ item }}" }
+"#;
+    let file = hookflow::diag::SourceFile::new("many.yaml", yaml);
+    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let effects =
+        hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
+            .expect("effects");
+    let event = many_items_event(items);
+    let run = RunInfo {
+        id: "run".into(),
+        workflow: workflow.name.clone(),
+        attempt: 1,
+    };
+    let started = Instant::now();
+    let outcome = hookflow::engine::execute(
+        RunRequest {
+            workflow: &workflow,
+            event: &event,
+            run: &run,
+            secrets: &Default::default(),
+            finished: &[],
+            effects: &effects,
+            options: &ExecOptions::default(),
+            callees: None,
+        },
+        &Yielding,
+    )
+    .await
+    .expect("execute");
+    let took = started.elapsed();
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    assert!(
+        took < Duration::from_secs(8),
+        "a loop of {items} iterations took {took:?}"
+    );
+}
+
 /// Resuming a big loop finds each iteration's record by its path in a map: a walk over every
 /// record per nested step made a resume of n iterations cost n² comparisons.
 #[tokio::test]
 async fn resuming_a_loop_of_many_iterations_finds_their_records_at_once() {
-    use hookflow::engine::{Event, ExecOptions, RunInfo, RunRequest, RunStatus, StepRecord};
+    use hookflow::engine::{ExecOptions, RunInfo, RunRequest, RunStatus, StepRecord};
     let items: usize = 40_000;
     let yaml = r#"
 on: { webhook: { path: /hooks/many } }
@@ -862,18 +947,7 @@ steps:
     let effects =
         hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
             .expect("effects");
-    let event = Event {
-        id: "event".into(),
-        method: "POST".into(),
-        path: "/hooks/many".into(),
-        params: Default::default(),
-        query: Default::default(),
-        headers: Default::default(),
-        body: serde_json::json!({ "items": (0..items).collect::<Vec<_>>() }),
-        raw: Vec::new(),
-        received_at: chrono::Utc::now(),
-        trigger: Default::default(),
-    };
+    let event = many_items_event(items);
     // Every iteration finished before the interruption: all are restored, none is sent.
     let finished: Vec<StepRecord> = (0..items)
         .map(|i| StepRecord {
