@@ -226,6 +226,7 @@ impl Scheduler {
         {
             Some(accepted) if accepted.created.contains(&run.id) => {
                 info!(workflow = %workflow.name, run_id = %run.id, tick = %tick, "scheduled run");
+                self.worker.superseded(&accepted.superseded);
                 self.worker.enqueue_fresh(&run, event);
             }
             _ => debug!(workflow = %workflow.name, tick = %tick, "tick already recorded"),

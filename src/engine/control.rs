@@ -5,12 +5,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
-use tokio::sync::Semaphore;
 
 use super::{
     Event, Execution, Flow, JournalError, Place, RunState, StepRecord, StepResult, StepStatus,
@@ -137,41 +137,49 @@ impl Execution<'_> {
         record.input = serde_json::json!({
             "items": items, "as": foreach.binding, "parallel": foreach.parallel,
         });
-        let slots = Semaphore::new(foreach.parallel);
+        // `parallel` lanes, each taking the next item in list order: only the iterations under
+        // way are polled, and only they hold a copy of the state.
         let stop = AtomicBool::new(false);
+        let next = AtomicUsize::new(0);
         let length = items.len();
-        let iterations = items.iter().enumerate().map(|(i, item)| {
-            let (slots, stop) = (&slots, &stop);
-            let mut iteration = state.clone();
-            iteration
-                .locals
-                .insert(foreach.binding.clone(), item.clone());
-            iteration
-                .locals
-                .insert("loop".to_owned(), loop_value(i, length));
-            let place = Place::Nested {
-                prefix: format!("{name}[{i}]."),
-            };
+        let ended: Vec<Mutex<Option<Result<Block, JournalError>>>> =
+            items.iter().map(|_| Mutex::new(None)).collect();
+        let lanes = (0..foreach.parallel.min(length)).map(|_| {
+            let (stop, next, ended, items) = (&stop, &next, &ended, &items);
             async move {
-                let _slot = slots.acquire().await.ok()?;
                 // After a failure (or a wait) no new iteration starts; the resume starts them.
-                if stop.load(Ordering::SeqCst) {
-                    return None;
+                while !stop.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(i) else { break };
+                    let mut iteration = state.clone();
+                    iteration
+                        .locals
+                        .insert(foreach.binding.clone(), item.clone());
+                    iteration
+                        .locals
+                        .insert("loop".to_owned(), loop_value(i, length));
+                    let place = Place::Nested {
+                        prefix: format!("{name}[{i}]."),
+                    };
+                    let block = self.run_block(&mut iteration, &foreach.steps, place).await;
+                    if block
+                        .as_ref()
+                        .map_or(true, |b| stops_siblings(&b.flow, step.continue_on_error))
+                    {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    if let Some(slot) = ended.get(i)
+                        && let Ok(mut slot) = slot.lock()
+                    {
+                        *slot = Some(block);
+                    }
                 }
-                let block = self.run_block(&mut iteration, &foreach.steps, place).await;
-                if block
-                    .as_ref()
-                    .map_or(true, |b| stops_siblings(&b.flow, step.continue_on_error))
-                {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                Some(block)
             }
         });
-        let results = join_all(iterations.collect()).await;
-        let mut blocks = Vec::with_capacity(results.len());
-        for result in results {
-            blocks.push(match result {
+        join_all(lanes.collect()).await;
+        let mut blocks = Vec::with_capacity(length);
+        for slot in ended {
+            blocks.push(match slot.into_inner().ok().flatten() {
                 Some(block) => Some(block?),
                 None => None,
             });
@@ -306,14 +314,18 @@ impl Execution<'_> {
             "vars": child_state.vars,
             "steps": child_state.steps,
         }));
+        // Its errors too: the caller's own redactor does not know the called workflow's secrets.
         Ok(match flow {
             Flow::Completed | Flow::Filtered => StepResult::Done(Outcome::Continue(output)),
-            Flow::Retrying(message, until) => StepResult::Wait { until, message },
+            Flow::Retrying(message, until) => StepResult::Wait {
+                until,
+                message: child.redactor.redact_str(&message),
+            },
             Flow::Failed { step, error } => StepResult::Failed(StepError {
-                message: format!(
+                message: child.redactor.redact_str(&format!(
                     "workflow '{}' failed: step '{step}' failed: {error}",
                     callee.name
-                ),
+                )),
                 output: Some(output),
                 transient: false,
             }),

@@ -287,15 +287,20 @@ pub async fn execute(
     journal: &dyn Journal,
 ) -> Result<RunOutcome, JournalError> {
     let workflow = request.workflow;
+    let top_level = workflow.steps.len() + workflow.on_error.len();
+    let mut nested = std::collections::HashMap::new();
+    for record in request.finished.iter().filter(|r| r.index >= top_level) {
+        nested.entry(record.name.as_str()).or_insert(record);
+    }
     let shared = Shared {
         run: request.run,
         finished: request.finished,
+        nested,
         effects: request.effects,
         options: request.options,
         journal,
         callees: request.callees,
         next_index: AtomicUsize::new(first_nested_index(workflow, request.finished)),
-        top_level: workflow.steps.len() + workflow.on_error.len(),
     };
     let execution = Execution::new(&shared, workflow, request.event, request.secrets, &[], 0);
     let mut state = RunState {
@@ -317,12 +322,10 @@ pub async fn execute(
             .redactor
             .redact_json(&Json::Object(state.vars.clone())),
     );
-    let deadline = workflow.timeout.map(|limit| {
+    // A deadline past what the clock can hold is never reached: no deadline.
+    let deadline = workflow.timeout.and_then(|limit| {
         let started = request.options.started_at.unwrap_or_else(Utc::now);
-        (
-            limit,
-            started + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX),
-        )
+        crate::steps::delay::end_of(started, limit).map(|at| (limit, at))
     });
     let steps = execution.run_steps(&mut state, &workflow.steps, Place::Top { offset: 0 });
     let flow = match deadline {
@@ -400,13 +403,13 @@ enum Place {
 struct Shared<'a> {
     run: &'a RunInfo,
     finished: &'a [StepRecord],
+    /// The nested steps' records by path: a loop of n iterations looks each up at once.
+    nested: std::collections::HashMap<&'a str, &'a StepRecord>,
     effects: &'a Effects,
     options: &'a ExecOptions,
     journal: &'a dyn Journal,
     callees: Option<&'a dyn Callees>,
     next_index: AtomicUsize,
-    /// Records numbered below this are the workflow's own steps, never nested ones.
-    top_level: usize,
 }
 
 /// One execution of a workflow's steps (the run's own, or a called workflow's): what every
@@ -555,9 +558,7 @@ impl<'a> Execution<'a> {
             }
             Place::Nested { prefix } => {
                 let name = format!("{prefix}{}", step.name);
-                let previous = finished
-                    .iter()
-                    .find(|r| r.index >= self.shared.top_level && r.name == name);
+                let previous = self.shared.nested.get(name.as_str()).copied();
                 (name, previous)
             }
         };
@@ -652,15 +653,20 @@ impl<'a> Execution<'a> {
             }
             StepResult::Failed(err) => {
                 // A control step's nested steps retry on their own; the step itself does not.
-                if !step.kind.is_control() && step.retry.should_retry(&err, attempt) {
-                    let wait = step.retry.delay(
-                        attempt,
-                        retry::jitter_unit(),
-                        retry::retry_after(err.output.as_ref(), Utc::now()),
-                    );
+                // A wait too long for a stored time is no retry at all.
+                let due = (!step.kind.is_control() && step.retry.should_retry(&err, attempt))
+                    .then(|| {
+                        let wait = step.retry.delay(
+                            attempt,
+                            retry::jitter_unit(),
+                            retry::retry_after(err.output.as_ref(), Utc::now()),
+                        );
+                        crate::steps::delay::end_of(Utc::now(), wait)
+                    })
+                    .flatten();
+                if let Some(due) = due {
                     record.status = StepStatus::Retrying;
-                    retry_at =
-                        Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                    retry_at = Some(due);
                 } else {
                     record.status = StepStatus::Failed;
                 }

@@ -543,7 +543,8 @@ pub(super) async fn start_by_hand(
         .accept(std::sync::Arc::clone(&event), std::slice::from_ref(&run))
         .await
     {
-        Ok(_) => {
+        Ok(accepted) => {
+            state.worker.superseded(&accepted.superseded);
             state
                 .worker
                 .enqueue_fresh(&run, std::sync::Arc::clone(&event));

@@ -332,6 +332,7 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             return Ok((response, Vec::new()));
         }
     };
+    state.worker.superseded(&accepted_runs.superseded);
     let duplicate_of = accepted_runs.duplicate_of;
     let run_ids = accepted_runs.created;
     if run_ids.is_empty() {

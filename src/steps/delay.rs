@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::Value as Json;
 
 use crate::steps::StepError;
@@ -23,6 +23,10 @@ impl DelayStep {
     pub fn compile(c: &mut Compiler, node: &Node) -> Option<Self> {
         match c.value(node)? {
             ValueTemplate::Literal(Json::String(text)) => match parse_duration(&text) {
+                Some(d) if end_of(Utc::now(), d).is_none() => {
+                    c.error(node.span.clone(), too_long(&text));
+                    None
+                }
                 Some(d) => Some(DelayStep::Fixed(d)),
                 None => {
                     c.push(
@@ -37,7 +41,16 @@ impl DelayStep {
             },
             ValueTemplate::Literal(Json::Number(n)) => match n.as_f64() {
                 Some(secs) if secs >= 0.0 && secs.is_finite() => {
-                    Some(DelayStep::Fixed(Duration::from_secs_f64(secs)))
+                    match Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|d| end_of(Utc::now(), *d).is_some())
+                    {
+                        Some(d) => Some(DelayStep::Fixed(d)),
+                        None => {
+                            c.error(node.span.clone(), too_long(&format!("{secs}s")));
+                            None
+                        }
+                    }
                 }
                 _ => {
                     c.error(node.span.clone(), "`delay` must not be negative");
@@ -64,7 +77,8 @@ impl DelayStep {
             DelayStep::Fixed(d) => *d,
             DelayStep::Computed(template) => match template.render(scope)? {
                 Json::Number(n) => match n.as_f64() {
-                    Some(secs) if secs.is_finite() => Duration::from_secs_f64(secs.max(0.0)),
+                    Some(secs) if secs.is_finite() => Duration::try_from_secs_f64(secs.max(0.0))
+                        .map_err(|_| StepError::permanent(too_long(&format!("{n}s"))))?,
                     _ => return Err(StepError::permanent(format!("`delay`: bad number {n}"))),
                 },
                 Json::String(text) => {
@@ -86,8 +100,20 @@ impl DelayStep {
                 }
             },
         };
-        Ok(now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
+        end_of(now, wait)
+            .ok_or_else(|| StepError::permanent(too_long(&format!("{}s", wait.as_secs()))))
     }
+}
+
+/// When a wait starting at `now` ends, if that is a time the store can keep: before the year
+/// 10000 (stored times are compared as text, and chrono's range ends sooner than `Duration`'s).
+pub fn end_of(now: DateTime<Utc>, wait: Duration) -> Option<DateTime<Utc>> {
+    let end = now.checked_add_signed(chrono::Duration::from_std(wait).ok()?)?;
+    (end.year() <= 9999).then_some(end)
+}
+
+fn too_long(wait: &str) -> String {
+    format!("`delay`: {wait} is too long (a wait must end before the year 10000)")
 }
 
 #[cfg(test)]
@@ -135,5 +161,53 @@ mod tests {
         );
         let err = wait(serde_json::json!([1])).expect_err("a list");
         assert!(err.message.contains("a list"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_wait_past_the_clock_fails_the_step_instead_of_panicking() {
+        let wait = |value: serde_json::Value| {
+            until_of("{{ wait }}", serde_json::json!({ "wait": value }))
+                .expect_err("too long")
+                .message
+        };
+        for value in [
+            serde_json::json!(1e300),
+            serde_json::json!(1e15),
+            serde_json::json!("100000000000d"),
+            serde_json::json!("10000000d"),
+        ] {
+            let message = wait(value.clone());
+            assert!(message.contains("too long"), "{value}: {message}");
+        }
+        let fixed = DelayStep::Fixed(Duration::from_secs(u64::MAX / 2));
+        let templates = TemplateSet::new();
+        let context = crate::template::to_template_value(&serde_json::json!({}));
+        let scope = Scope {
+            templates: &templates,
+            context: &context,
+            event_body: &serde_json::Value::Null,
+        };
+        let err = fixed.until(&scope, start()).expect_err("too long");
+        assert!(err.message.contains("too long"), "{}", err.message);
+        // The longest wait kept as a stored time: up to the end of year 9999.
+        let ok = DelayStep::Fixed(Duration::from_secs(86_400 * 365 * 7000));
+        assert!(ok.until(&scope, start()).is_ok());
+    }
+
+    #[test]
+    fn a_literal_delay_too_long_for_the_clock_is_refused_when_loading() {
+        for delay in ["1e300", "100000000000d", "1e15"] {
+            let source = format!(
+                "on: {{ webhook: {{ path: /hooks/a }} }}\nsteps:\n  - name: wait\n    delay: {delay}\n"
+            );
+            let file = crate::diag::SourceFile::new("a.yaml", source);
+            let (workflow, diagnostics) = crate::workflow::compile_file(file, &Default::default());
+            assert!(workflow.is_none(), "delay: {delay} was accepted");
+            let messages: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+            assert!(
+                messages.iter().any(|m| m.contains("too long")),
+                "delay: {delay}: {messages:?}"
+            );
+        }
     }
 }

@@ -489,6 +489,14 @@ pub fn compile_block(
     let mut seen: std::collections::BTreeMap<String, Span> = std::collections::BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         if let Some((name, span)) = declared_name(item, i + 1) {
+            // Names make the records' paths and the idempotency keys: the same characters
+            // as at the top level, so no name can pass for another step's path.
+            if !crate::workflow::valid_name(&name) {
+                c.push(Diagnostic::error(
+                    span.clone(),
+                    format!("step name '{name}' may only use letters, digits, '-', '_' and '.'"),
+                ));
+            }
             if let Some(first) = seen.get(&name) {
                 c.push(
                     Diagnostic::error(span, format!("duplicate step name '{name}'")).with_hint(
@@ -528,9 +536,42 @@ pub fn compile_block(
             }
         }
     }
+    check_paths(c, steps.iter());
     // The block's names and variables stay inside it.
     c.scope = saved;
     ok.then_some(steps)
+}
+
+/// Steps nested in a `parallel` or a `call` are recorded as `<name>.<branch>.<step>` and
+/// `<name>.<step>`: a sibling whose name begins that way would share their records (a resume
+/// would restore one for the other) and their idempotency keys.
+pub(crate) fn check_paths<'s>(c: &mut Compiler, steps: impl Iterator<Item = &'s Step> + Clone) {
+    for outer in steps.clone() {
+        let prefixes: Vec<String> = match &outer.kind {
+            StepKind::Parallel(parallel) => parallel
+                .branches
+                .iter()
+                .map(|(branch, _)| format!("{}.{branch}.", outer.name))
+                .collect(),
+            StepKind::Call(_) => vec![format!("{}.", outer.name)],
+            _ => continue,
+        };
+        for step in steps.clone() {
+            let Some(prefix) = prefixes.iter().find(|p| step.name.starts_with(p.as_str())) else {
+                continue;
+            };
+            c.push(
+                Diagnostic::error(
+                    step.span.clone(),
+                    format!(
+                        "step name '{}' begins with '{prefix}', like the records of the steps nested in '{}'",
+                        step.name, outer.name
+                    ),
+                )
+                .with_hint("choose a name that does not begin with another step's path"),
+            );
+        }
+    }
 }
 
 /// Read a positive whole number (`parallel: 3`).

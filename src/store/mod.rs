@@ -89,8 +89,9 @@ pub trait StoreBackend: Send + Sync {
         filter: &'a RunFilter,
     ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>>;
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>>;
-    /// The queued runs that share `run_id`'s concurrency key (same workflow), oldest first:
-    /// asked when it ends, since one of them may start now.
+    /// The oldest queued runs that share `run_id`'s concurrency key (same workflow), as many as
+    /// the key has slots free besides its other running and waiting runs: asked when `run_id`
+    /// ends, since they may start now.
     fn queued_behind<'a>(
         &'a self,
         run_id: &'a str,
@@ -225,6 +226,8 @@ pub enum Replayed {
 pub struct Accepted {
     pub created: Vec<String>,
     pub duplicate_of: Vec<String>,
+    /// Queued runs a new one cancelled (`cancel_previous`): they will never run.
+    pub superseded: Vec<String>,
 }
 
 /// A run as listed: no steps, no event.

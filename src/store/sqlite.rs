@@ -548,12 +548,14 @@ impl SqliteStore {
         Ok(Some(RunDetail { run, event, steps }))
     }
 
-    /// Queued runs sharing `run_id`'s workflow and concurrency key, oldest first.
+    /// The oldest queued runs sharing `run_id`'s workflow and concurrency key, as many as its
+    /// key has slots free now that `run_id` ended (the key's other running and waiting runs
+    /// hold theirs).
     pub async fn queued_behind(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
-        // The key first, then an index range on (workflow, key, status): a join lets the
+        // The key first, then index ranges on (workflow, key, status): a join lets the
         // planner walk every queued run instead, once per finished run, while a backlog waits.
         let ended = sqlx::query(
-            "SELECT workflow, concurrency_key FROM runs
+            "SELECT workflow, concurrency_key, concurrency_limit FROM runs
              WHERE id = $1 AND concurrency_key IS NOT NULL",
         )
         .bind(run_id)
@@ -565,14 +567,34 @@ impl SqliteStore {
         };
         let workflow: String = ended.try_get("workflow").map_err(read_error)?;
         let key: String = ended.try_get("concurrency_key").map_err(read_error)?;
-        let rows = sqlx::query(
-            "SELECT id FROM runs
-             WHERE workflow = $1 AND concurrency_key = $2 AND status = 'queued' AND id != $3
-             ORDER BY created_at, id",
+        let limit: Option<i64> = ended.try_get("concurrency_limit").map_err(read_error)?;
+        let busy: i64 = sqlx::query(
+            "SELECT COUNT(*) AS busy FROM runs WHERE workflow = $1 AND concurrency_key = $2
+             AND status IN ('running', 'retrying') AND id != $3",
         )
         .bind(&workflow)
         .bind(&key)
         .bind(run_id)
+        .fetch_one(&self.readers)
+        .await
+        .map_err(read_error)?
+        .try_get("busy")
+        .map_err(read_error)?;
+        // Only those that can start are woken: waking every queued run on each end made a
+        // backlog of n runs cost n loads and claims per finished run.
+        let free = limit.unwrap_or(1).max(1) - busy;
+        if free <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id FROM runs
+             WHERE workflow = $1 AND concurrency_key = $2 AND status = 'queued' AND id != $3
+             ORDER BY created_at, id LIMIT $4",
+        )
+        .bind(&workflow)
+        .bind(&key)
+        .bind(run_id)
+        .bind(free)
         .fetch_all(&self.readers)
         .await
         .map_err(read_error)?;
@@ -678,11 +700,25 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
             sqlx::raw_sql(*statement).execute(&mut *conn).await?;
         }
     }
-    sqlx::raw_sql(
-        "CREATE INDEX IF NOT EXISTS runs_by_concurrency ON runs(workflow, concurrency_key, status)",
-    )
-    .execute(&mut *conn)
-    .await?;
+    // With `created_at` last, a claim counts the older queued runs of its key as a range and
+    // the runs behind a finished one come in order. A file made before has the index without
+    // it, under the same name: it is made again.
+    let indexed: Vec<String> =
+        sqlx::query("SELECT name FROM pragma_index_info('runs_by_concurrency')")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("name"))
+            .collect::<Result<_, _>>()?;
+    if !indexed.iter().any(|c| c == "created_at") {
+        sqlx::raw_sql(
+            "DROP INDEX IF EXISTS runs_by_concurrency;
+             CREATE INDEX runs_by_concurrency
+             ON runs(workflow, concurrency_key, status, created_at)",
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
     // The event's trigger as JSON; NULL for the events stored before triggers: webhooks.
     let has_trigger = sqlx::query(
         "SELECT COUNT(*) AS n FROM pragma_table_info('events') WHERE name = 'triggered_by'",
@@ -781,6 +817,7 @@ async fn apply_batch(
                 results[i] = Some(Returned::Accepted(Accepted {
                     created: runs.iter().map(|run| run.id.clone()).collect(),
                     duplicate_of: Vec::new(),
+                    superseded: Vec::new(),
                 }));
             }
         }
@@ -908,14 +945,15 @@ async fn admit(
     run: &NewRun,
     rule: &RunConcurrency,
     now: &str,
+    superseded: &mut Vec<String>,
 ) -> Result<Option<String>, sqlx::Error> {
     match rule.mode {
         ConcurrencyMode::Queue => Ok(None),
         ConcurrencyMode::CancelPrevious => {
-            sqlx::query(
+            let cancelled = sqlx::query(
                 "UPDATE runs SET status = 'cancelled', finished_at = $4, error = $5
                  WHERE workflow = $1 AND concurrency_key = $2 AND status = 'queued'
-                 AND started_at IS NULL AND id != $3",
+                 AND started_at IS NULL AND id != $3 RETURNING id",
             )
             .bind(&run.workflow)
             .bind(&rule.key)
@@ -925,8 +963,11 @@ async fn admit(
                 "cancelled: superseded by run {} with concurrency key '{}'",
                 run.id, rule.key
             ))
-            .execute(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
+            for row in cancelled {
+                superseded.push(row.try_get("id")?);
+            }
             Ok(None)
         }
         ConcurrencyMode::Skip => {
@@ -948,6 +989,29 @@ async fn admit(
         }
     }
 }
+
+/// Take a run: queued, or running with a lease that ended (or is ours). A queued run with a
+/// concurrency key starts only while its key has a free slot and no older run with the key waits
+/// ahead of it; a run taken over (`running`) already holds its slot. The key's busy runs and the
+/// older queued ones are counted as two ranges of `runs_by_concurrency`, so a claim never walks
+/// the key's finished runs.
+const CLAIM: &str = "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2),
+     lease_owner = $3, lease_until = $4
+     WHERE id = $1 AND (status = 'queued' OR (status = 'running'
+       AND (lease_until IS NULL OR lease_until < $2)))
+     AND (status = 'running' OR concurrency_key IS NULL OR (
+       (SELECT COUNT(*) FROM runs AS other
+        WHERE other.workflow = runs.workflow
+          AND other.concurrency_key = runs.concurrency_key
+          AND other.status IN ('running', 'retrying') AND other.id != runs.id)
+       + (SELECT COUNT(*) FROM runs AS other
+        WHERE other.workflow = runs.workflow
+          AND other.concurrency_key = runs.concurrency_key
+          AND other.status = 'queued' AND other.created_at <= runs.created_at
+          AND other.id != runs.id
+          AND (other.created_at < runs.created_at OR other.id < runs.id))
+     ) < concurrency_limit)
+     RETURNING id";
 
 async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, sqlx::Error> {
     let now = timestamp(Utc::now());
@@ -1089,31 +1153,13 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             owner,
             until,
         } => {
-            // A queued run with a concurrency key starts only while its key has a free slot
-            // and no older run with the key waits ahead of it. A run taken over (`running`)
-            // already holds its slot.
-            let claimed = sqlx::query(
-                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2),
-                 lease_owner = $3, lease_until = $4
-                 WHERE id = $1 AND (status = 'queued' OR (status = 'running'
-                   AND (lease_until IS NULL OR lease_until < $2)))
-                 AND (status = 'running' OR concurrency_key IS NULL OR (
-                   SELECT COUNT(*) FROM runs AS other
-                   WHERE other.workflow = runs.workflow
-                     AND other.concurrency_key = runs.concurrency_key
-                     AND other.id != runs.id
-                     AND (other.status IN ('running', 'retrying')
-                       OR (other.status = 'queued' AND (other.created_at < runs.created_at
-                         OR (other.created_at = runs.created_at AND other.id < runs.id))))
-                 ) < concurrency_limit)
-                 RETURNING id",
-            )
-            .bind(run_id)
-            .bind(&now)
-            .bind(owner)
-            .bind(timestamp(*until))
-            .fetch_optional(&mut *conn)
-            .await?;
+            let claimed = sqlx::query(CLAIM)
+                .bind(run_id)
+                .bind(&now)
+                .bind(owner)
+                .bind(timestamp(*until))
+                .fetch_optional(&mut *conn)
+                .await?;
             return Ok(Returned::Ids(
                 claimed.map(|_| run_id.clone()).into_iter().collect(),
             ));
@@ -1280,7 +1326,7 @@ async fn accept_event(
     for run in created {
         accepted.created.push(run.id.clone());
         let skipped = match &run.concurrency {
-            Some(rule) => admit(conn, run, rule, now).await?,
+            Some(rule) => admit(conn, run, rule, now, &mut accepted.superseded).await?,
             None => None,
         };
         let (status, finished_at) = match &skipped {
@@ -1549,5 +1595,88 @@ impl super::StoreBackend for SqliteStore {
         workflow: &'a str,
     ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
         Box::pin(SqliteStore::last_tick(self, workflow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn migrated() -> SqliteConnection {
+        let mut conn = SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut conn)
+            .await
+            .expect("schema");
+        migrate(&mut conn).await.expect("migrate");
+        conn
+    }
+
+    async fn plan(conn: &mut SqliteConnection, statement: &str) -> Vec<String> {
+        // Test-only: the statement is one of this file's constants.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {statement}"
+        )))
+        .bind("run")
+        .bind("2026-01-01T00:00:00.000Z")
+        .bind("owner")
+        .bind("2026-01-01T00:00:30.000Z")
+        .fetch_all(&mut *conn)
+        .await
+        .expect("plan")
+        .iter()
+        .map(|r| r.try_get::<String, _>("detail").expect("detail"))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn a_claim_counts_the_busy_and_older_queued_runs_of_its_key_without_its_history() {
+        let mut conn = migrated().await;
+        let plan = plan(&mut conn, CLAIM).await;
+        let counts: Vec<&String> = plan.iter().filter(|l| l.contains(" other ")).collect();
+        assert_eq!(counts.len(), 2, "{plan:#?}");
+        assert!(
+            counts
+                .iter()
+                .all(|l| l.contains("runs_by_concurrency") && l.contains("status=?")),
+            "a claim must not walk every run its key ever had: {plan:#?}"
+        );
+        assert!(
+            counts.iter().any(|l| l.contains("created_at<?")),
+            "the older queued runs are a range: {plan:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_with_the_old_concurrency_index_gets_the_new_one() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut conn)
+            .await
+            .expect("schema");
+        sqlx::raw_sql(
+            "CREATE INDEX runs_by_concurrency ON runs(workflow, concurrency_key, status)",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("old index");
+        migrate(&mut conn).await.expect("migrate");
+        migrate(&mut conn).await.expect("migrate again");
+        let columns: Vec<String> =
+            sqlx::query("SELECT name FROM pragma_index_info('runs_by_concurrency') ORDER BY seqno")
+                .fetch_all(&mut conn)
+                .await
+                .expect("index")
+                .iter()
+                .map(|r| r.try_get::<String, _>("name").expect("name"))
+                .collect();
+        assert_eq!(
+            columns,
+            ["workflow", "concurrency_key", "status", "created_at"]
+        );
     }
 }

@@ -169,6 +169,19 @@ impl Worker {
         rx
     }
 
+    /// Runs a newer one superseded before they started (`cancel_previous`): their synchronous
+    /// callers are told now, not at their timeout.
+    pub fn superseded(&self, run_ids: &[String]) {
+        for run_id in run_ids {
+            self.answer(
+                run_id,
+                SyncAnswer::Finished {
+                    status: RunStatus::Cancelled,
+                },
+            );
+        }
+    }
+
     pub fn forget(&self, run_id: &str) {
         if let Ok(mut waiters) = self.inner.waiters.lock() {
             waiters.remove(run_id);
@@ -422,7 +435,23 @@ async fn execute_run(worker: &Worker, job: Job) {
             options: &options,
             callees: Some(&callees),
         };
-        match engine::execute(request, &journal).await {
+        let result = match CatchPanic(Box::pin(engine::execute(request, &journal))).await {
+            Ok(result) => result,
+            Err(panic) => {
+                // A bug, reachable from some workflow or payload: this run fails rather than
+                // staying `running` (its lease renewed, its concurrency slot held) for ever.
+                error!(panic = %panic, "the run's execution panicked");
+                let message = format!("internal error: the execution panicked: {panic}");
+                let ended = if workflow.concurrency.is_some() {
+                    Ended::MayHoldSlot
+                } else {
+                    Ended::HeldNoSlot
+                };
+                finish(worker, run_id, ended, RunStatus::Failed, Some(message), None).await;
+                return;
+            }
+        };
+        match result {
             Ok(outcome) if outcome.status == RunStatus::Retrying => {
                 let due_at = outcome.due_at.unwrap_or_else(chrono::Utc::now);
                 warn!(
@@ -554,6 +583,29 @@ async fn workflow_for(worker: &Worker, name: &str, version: &str) -> Result<Arc<
     })
 }
 
+/// A future whose panic is its output, as a message.
+struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => std::task::Poll::Ready(Err(payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned()))),
+        }
+    }
+}
+
 /// `call` steps run the workflows loaded now, with the secrets each declares.
 struct RegistryCallees<'a> {
     worker: &'a Worker,
@@ -608,5 +660,28 @@ impl Journal for StoreJournal<'_> {
     fn responded(&self, response: &SyncResponse) {
         self.worker
             .answer(self.run_id, SyncAnswer::Responded(response.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_execution_is_an_error_not_a_lost_task() {
+        let ok = CatchPanic(Box::pin(async { 7 })).await;
+        assert_eq!(ok, Ok(7));
+        let panicked = CatchPanic(Box::pin(async {
+            tokio::task::yield_now().await;
+            let limit: usize = std::hint::black_box(usize::MAX);
+            Semaphore::new(limit);
+        }))
+        .await;
+        assert!(panicked.is_err_and(|m| m.contains("permits")));
+        let formatted = CatchPanic(Box::pin(async {
+            panic!("step {} broke", 3);
+        }))
+        .await;
+        assert_eq!(formatted, Err("step 3 broke".to_owned()));
     }
 }

@@ -391,6 +391,8 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         }
     }
 
+    steps::check_paths(c, compiled_steps.iter().chain(on_error.iter()));
+
     let answers_synchronously = webhook
         .as_ref()
         .is_some_and(|w| w.respond == RespondMode::Sync);
@@ -1066,7 +1068,7 @@ fn file_stem(path: &str) -> String {
         .unwrap_or_else(|| path.to_owned())
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()

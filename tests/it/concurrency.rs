@@ -219,3 +219,64 @@ on_error:
     assert!(!receiver.received().iter().any(|r| r.uri == "/never"));
     server.stop().await;
 }
+
+/// A synchronous caller whose queued run is superseded by a newer one is answered at once with
+/// `cancelled`, not left waiting for `sync_timeout` and then told its run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_caller_is_told_when_its_queued_run_is_superseded() {
+    let receiver = Receiver::start().await;
+    receiver.slow("/slow", Duration::from_secs(3));
+    let yaml = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/deploy, respond: sync }} }}
+concurrency: {{ key: "{{{{ body.repository }}}}", limit: 1, mode: cancel_previous }}
+steps:
+  - name: work
+    http: {{ url: "{url}", json: {{ n: "{{{{ event.body.n }}}}" }} }}
+"#,
+        url = receiver.url("/slow")
+    );
+    let server = TestServer::start(&[("deploy.yaml", &yaml)]).await;
+    let post = |n: u32| {
+        let (client, url) = (
+            server.client.clone(),
+            format!("{}/hooks/deploy", server.base),
+        );
+        tokio::spawn(async move {
+            let answer = client
+                .post(url)
+                .json(&serde_json::json!({ "repository": "acme/api", "n": n }))
+                .send()
+                .await
+                .expect("post");
+            let status = answer.status().as_u16();
+            let body: serde_json::Value = answer.json().await.expect("json");
+            (status, body, Instant::now())
+        })
+    };
+    let first = post(0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !receiver.received().iter().any(|r| r.uri == "/slow") {
+        assert!(Instant::now() < deadline, "the first run did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = post(1);
+    // The second is queued behind the first before the third supersedes it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let superseded_at = Instant::now();
+    let third = post(2);
+    let (status, body, answered_at) = second.await.expect("join");
+    assert_eq!(body["status"], "cancelled", "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        answered_at.duration_since(superseded_at) < Duration::from_secs(2),
+        "answered {:?} after it was superseded",
+        answered_at.duration_since(superseded_at)
+    );
+    for run in [first, third] {
+        let (status, body, _) = run.await.expect("join");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "succeeded", "{body}");
+    }
+    server.stop().await;
+}

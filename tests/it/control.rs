@@ -329,6 +329,66 @@ steps:
     server.stop().await;
 }
 
+/// Waits too long for the clock, from a sender's payload or from the workflow, end the step or
+/// are no deadline, instead of panicking the run's task (which left the run `running`, its
+/// lease renewed and its concurrency slot held for ever).
+#[tokio::test]
+async fn waits_too_long_for_the_clock_fail_cleanly() {
+    let receiver = Receiver::start().await;
+    receiver.reply("/busy", 503, "text/plain", "busy");
+    let delay = r#"
+on: { webhook: { path: /hooks/wait } }
+steps:
+  - name: wait
+    delay: "{{ event.body.wait }}"
+"#;
+    let timeout = r#"
+on: { webhook: { path: /hooks/timeout } }
+timeout: 100000000000d
+steps:
+  - name: note
+    log: "no deadline within reach"
+"#;
+    let retry = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/retry }} }}
+steps:
+  - name: call
+    http: {{ url: "{url}" }}
+    retry: {{ attempts: 3, backoff: fixed, initial: 100000000000d, max: 100000000000d }}
+"#,
+        url = receiver.url("/busy")
+    );
+    let server = TestServer::start(&[
+        ("wait.yaml", delay),
+        ("timeout.yaml", timeout),
+        ("retry.yaml", &retry),
+    ])
+    .await;
+    for wait in [serde_json::json!(1e300), serde_json::json!("100000000000d")] {
+        let body = serde_json::to_vec(&serde_json::json!({ "wait": wait })).expect("json");
+        let runs = server
+            .accepted("/hooks/wait", "application/json", body)
+            .await;
+        let run = server.finished_run(&runs[0]).await;
+        assert_eq!(run["run"]["status"], "failed", "{run}");
+        let error = step(&run, "wait")["error"].as_str().unwrap_or_default();
+        assert!(error.contains("too long"), "{run}");
+    }
+    let runs = server
+        .accepted("/hooks/timeout", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let runs = server
+        .accepted("/hooks/retry", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "failed", "{run}");
+    assert_eq!(step(&run, "call")["status"], "failed", "{run}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn call_runs_another_workflow_with_a_payload_and_outputs_its_vars_and_steps() {
     let receiver = Receiver::start().await;
@@ -380,6 +440,123 @@ steps:
     );
     assert_eq!(step(&run, "notify.post")["status"], "succeeded");
     assert_eq!(step(&run, "notify")["output"]["workflow"], "notifier");
+    server.stop().await;
+}
+
+/// `parallel:` above what a semaphore can count runs every iteration at once instead of
+/// panicking the run's task (which left the run `running` for ever).
+#[tokio::test]
+async fn a_huge_parallel_runs_the_loop() {
+    let yaml = r#"
+on: { webhook: { path: /hooks/wide } }
+steps:
+  - name: each
+    foreach:
+      items: [1, 2, 3]
+      parallel: 3000000000000000000
+      steps:
+        - log: "{{ item }}"
+"#;
+    let server = TestServer::start(&[("wide.yaml", yaml)]).await;
+    let runs = server
+        .accepted("/hooks/wide", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(
+        step(&run, "each")["output"].as_array().map(Vec::len),
+        Some(3)
+    );
+    server.stop().await;
+}
+
+/// A called workflow's secrets stay masked in what its caller records: the call step's error
+/// and the run's, which carry the failed nested step's error (here its URL, with the secret).
+#[tokio::test]
+async fn a_called_workflows_secret_in_its_error_is_masked_for_the_caller() {
+    let secret = "callee-secret-7c41d9";
+    crate::support::set_env("CALL_IT_CALLEE_TOKEN", secret);
+    let receiver = Receiver::start().await;
+    receiver.reply("/refuse", 400, "text/plain", "no");
+    receiver.reply("/busy", 503, "text/plain", "later");
+    let caller = |which: &str| {
+        format!(
+            r#"
+on: {{ webhook: {{ path: /hooks/{which} }} }}
+steps:
+  - name: notify
+    call: {{ workflow: notifier-{which} }}
+"#
+        )
+    };
+    let callee = |path: &str, retry: &str| {
+        format!(
+            r#"
+secrets: [CALL_IT_CALLEE_TOKEN]
+steps:
+  - name: post
+    http: {{ url: "{url}?key={{{{ secrets.CALL_IT_CALLEE_TOKEN }}}}" }}
+    {retry}
+"#,
+            url = receiver.url(path)
+        )
+    };
+    let refuse = callee("/refuse", "");
+    let busy = callee(
+        "/busy",
+        "retry: { attempts: 2, backoff: fixed, initial: 1s }",
+    );
+    let server = TestServer::start(&[
+        ("caller-refuse.yaml", &caller("refuse")),
+        ("caller-busy.yaml", &caller("busy")),
+        ("notifier-refuse.yaml", &refuse),
+        ("notifier-busy.yaml", &busy),
+    ])
+    .await;
+    for which in ["refuse", "busy"] {
+        let runs = server
+            .accepted(
+                &format!("/hooks/{which}"),
+                "application/json",
+                b"{}".to_vec(),
+            )
+            .await;
+        if which == "busy" {
+            // Waiting for its retry, the run's error says why.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let detail: Json = server
+                    .client
+                    .get(format!("{}/api/runs/{}", server.admin, runs[0]))
+                    .send()
+                    .await
+                    .expect("admin")
+                    .json()
+                    .await
+                    .expect("json");
+                if detail["run"]["status"] == "retrying" {
+                    assert!(detail["run"]["error"].is_string(), "{detail}");
+                    assert!(!detail.to_string().contains(secret), "{detail}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "never retrying: {detail}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let run = server.finished_run(&runs[0]).await;
+        assert_eq!(run["run"]["status"], "failed", "{run}");
+        assert!(
+            step(&run, "notify")["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("***")),
+            "{run}"
+        );
+        assert!(!run.to_string().contains(secret), "{which}: {run}");
+    }
+    assert!(
+        receiver.received().iter().any(|r| r.uri.contains(secret)),
+        "the callee used its secret"
+    );
     server.stop().await;
 }
 
@@ -648,4 +825,170 @@ steps:
         );
     }
     server.stop().await;
+}
+
+/// A journal that keeps nothing, for executing the engine directly.
+struct Discard;
+
+impl hookflow::engine::Journal for Discard {
+    fn step_finished<'a>(
+        &'a self,
+        _record: &'a hookflow::engine::StepRecord,
+    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A journal that keeps nothing but makes the run wait for it, as a store does.
+struct Yielding;
+
+impl hookflow::engine::Journal for Yielding {
+    fn step_finished<'a>(
+        &'a self,
+        _record: &'a hookflow::engine::StepRecord,
+    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        Box::pin(async {
+            tokio::task::yield_now().await;
+            Ok(())
+        })
+    }
+}
+
+fn many_items_event(items: usize) -> hookflow::engine::Event {
+    hookflow::engine::Event {
+        id: "event".into(),
+        method: "POST".into(),
+        path: "/hooks/many".into(),
+        params: Default::default(),
+        query: Default::default(),
+        headers: Default::default(),
+        body: serde_json::json!({ "items": (0..items).collect::<Vec<_>>() }),
+        raw: Vec::new(),
+        received_at: chrono::Utc::now(),
+        trigger: Default::default(),
+    }
+}
+
+/// A big loop polls only the iterations under way: polling every iteration of the list each
+/// time one of them moved made a loop of n iterations cost n² polls (and each iteration's copy
+/// of the run's state was made up front, n of them at once).
+#[tokio::test]
+async fn a_loop_of_many_iterations_polls_only_those_under_way() {
+    use hookflow::engine::{ExecOptions, RunInfo, RunRequest, RunStatus};
+    let items: usize = 40_000;
+    let yaml = r#"
+on: { webhook: { path: /hooks/many } }
+steps:
+  - name: each
+    foreach:
+      items: "{{ event.body.items }}"
+      parallel: 4
+      steps:
+        - name: note
+          set: { last: "{{ item }}" }
+"#;
+    let file = hookflow::diag::SourceFile::new("many.yaml", yaml);
+    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let effects =
+        hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
+            .expect("effects");
+    let event = many_items_event(items);
+    let run = RunInfo {
+        id: "run".into(),
+        workflow: workflow.name.clone(),
+        attempt: 1,
+    };
+    let started = Instant::now();
+    let outcome = hookflow::engine::execute(
+        RunRequest {
+            workflow: &workflow,
+            event: &event,
+            run: &run,
+            secrets: &Default::default(),
+            finished: &[],
+            effects: &effects,
+            options: &ExecOptions::default(),
+            callees: None,
+        },
+        &Yielding,
+    )
+    .await
+    .expect("execute");
+    let took = started.elapsed();
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    assert!(
+        took < Duration::from_secs(8),
+        "a loop of {items} iterations took {took:?}"
+    );
+}
+
+/// Resuming a big loop finds each iteration's record by its path in a map: a walk over every
+/// record per nested step made a resume of n iterations cost n² comparisons.
+#[tokio::test]
+async fn resuming_a_loop_of_many_iterations_finds_their_records_at_once() {
+    use hookflow::engine::{ExecOptions, RunInfo, RunRequest, RunStatus, StepRecord};
+    let items: usize = 40_000;
+    let yaml = r#"
+on: { webhook: { path: /hooks/many } }
+steps:
+  - name: each
+    foreach:
+      items: "{{ event.body.items }}"
+      steps:
+        - name: post
+          http: { url: "http://127.0.0.1:9/never-called" }
+"#;
+    let file = hookflow::diag::SourceFile::new("many.yaml", yaml);
+    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let effects =
+        hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
+            .expect("effects");
+    let event = many_items_event(items);
+    // Every iteration finished before the interruption: all are restored, none is sent.
+    let finished: Vec<StepRecord> = (0..items)
+        .map(|i| StepRecord {
+            index: 1 + i,
+            name: format!("each[{i}].post"),
+            kind: "http".into(),
+            status: StepStatus::Succeeded,
+            input: Json::Null,
+            output: serde_json::json!({ "status": 200 }),
+            error: None,
+            filtered: false,
+            started_at: chrono::Utc::now(),
+            duration_ms: 1.0,
+            attempts: 1,
+        })
+        .collect();
+    let run = RunInfo {
+        id: "run".into(),
+        workflow: workflow.name.clone(),
+        attempt: 1,
+    };
+    let started = Instant::now();
+    let outcome = hookflow::engine::execute(
+        RunRequest {
+            workflow: &workflow,
+            event: &event,
+            run: &run,
+            secrets: &Default::default(),
+            finished: &finished,
+            effects: &effects,
+            options: &ExecOptions::default(),
+            callees: None,
+        },
+        &Discard,
+    )
+    .await
+    .expect("execute");
+    let took = started.elapsed();
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    assert!(
+        took < Duration::from_secs(8),
+        "resuming {items} restored iterations took {took:?}"
+    );
 }

@@ -89,10 +89,8 @@ async fn concurrency_conformance(store: &Store) -> Result<(), StoreError> {
     // Keys are per workflow and per value.
     assert!(store.claim(&other_key.id, "node-1", until).await?);
     assert!(store.claim(&other_workflow.id, "node-1", until).await?);
-    assert_eq!(
-        store.queued_behind(&q1.id).await?,
-        vec![q2.id.clone(), q3.id.clone()]
-    );
+    // Only as many as can start are woken: the oldest, for a limit of one.
+    assert_eq!(store.queued_behind(&q1.id).await?, vec![q2.id.clone()]);
     assert!(store.queued_behind(&other_key.id).await?.is_empty());
     // A run waiting for a retry keeps its slot, and comes back ahead of the newer ones.
     store
@@ -133,6 +131,34 @@ async fn concurrency_conformance(store: &Store) -> Result<(), StoreError> {
     assert!(store.claim(&wide[0].id, "node-1", until).await?);
     assert!(store.claim(&wide[1].id, "node-1", until).await?);
     assert!(!store.claim(&wide[2].id, "node-1", until).await?);
+    // One of them ends while the other runs: one slot is free, and one run is woken for it,
+    // however many wait.
+    let more: Vec<NewRun> = (0..3)
+        .map(|_| keyed_run("wf-k", "wide", 2, Queue))
+        .collect();
+    accept_each(store, &more.iter().collect::<Vec<_>>()).await?;
+    store
+        .run_finished(&wide[0].id, RunStatus::Succeeded, None, None)
+        .await?;
+    assert_eq!(
+        store.queued_behind(&wide[0].id).await?,
+        vec![wide[2].id.clone()]
+    );
+    store
+        .run_finished(&wide[1].id, RunStatus::Failed, Some("boom".into()), None)
+        .await?;
+    assert_eq!(
+        store.queued_behind(&wide[1].id).await?,
+        vec![wide[2].id.clone(), more[0].id.clone()],
+        "a failed run frees its slot too"
+    );
+    assert!(store.claim(&wide[2].id, "node-1", until).await?);
+    assert!(store.claim(&more[0].id, "node-1", until).await?);
+    assert!(!store.claim(&more[1].id, "node-1", until).await?);
+    assert!(
+        store.queued_behind(&wide[1].id).await?.is_empty(),
+        "both slots are taken again"
+    );
 
     // cancel_previous: the key's queued runs that never started are cancelled by a newer one;
     // a running one is left alone.
@@ -162,6 +188,13 @@ async fn concurrency_conformance(store: &Store) -> Result<(), StoreError> {
         !store.claim(&c2.id, "node-1", until).await?,
         "a cancelled run never starts"
     );
+    // The accept names the runs it superseded, so their waiting callers can be told.
+    let c4 = keyed_run("wf-k", "deploy", 1, CancelPrevious);
+    let accepted = store
+        .accept(Arc::new(event(200)), std::slice::from_ref(&c4))
+        .await?;
+    assert_eq!(accepted.superseded, vec![c3.id.clone()]);
+    assert_eq!(status(store, &c3.id).await, RunStatus::Cancelled);
 
     // skip: a run whose key is busy is recorded cancelled, with the reason.
     let (s1, s2) = (
