@@ -16,6 +16,7 @@ mod exec;
 mod golden;
 mod jsonpath_cts;
 mod manual;
+mod multinode;
 mod schedule;
 mod secrets_leak;
 mod security;
