@@ -514,3 +514,45 @@ async fn an_idle_process_takes_the_runs_a_busy_one_accepted() {
         "every run's last step happened once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_on_three_processes_fires_once_per_tick() {
+    let Some(schema) =
+        TestSchema::create("a_schedule_on_three_processes_fires_once_per_tick").await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("tick.yaml"),
+        "name: tick\non:\n  schedule: \"* * * * * *\"\nsteps:\n  - log: \"{{ event.scheduled_at }}\"\n",
+    )
+    .expect("write workflow");
+    let nodes: Vec<ServeProcess> = (0..3).map(|_| start_node(dir.path(), &schema)).collect();
+    let runs = || schema.count("SELECT count(*) FROM runs WHERE workflow = 'tick'");
+    // Every process schedules the same ticks for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runs().await < 12 {
+        assert!(Instant::now() < deadline, "the schedule did not fire");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for node in nodes {
+        let (status, _) = node.terminate();
+        assert!(status.success());
+    }
+    let total = runs().await;
+    let distinct_ticks = schema
+        .count(
+            "SELECT count(DISTINCT events.triggered_by) FROM runs
+             JOIN events ON events.id = runs.event_id WHERE runs.workflow = 'tick'",
+        )
+        .await;
+    let recorded_ticks = schema
+        .count("SELECT count(*) FROM ticks WHERE workflow = 'tick' AND event_id IS NOT NULL")
+        .await;
+    println!("schedule on 3 processes: {total} runs for {distinct_ticks} ticks");
+    assert_eq!(total, distinct_ticks, "a tick started more than one run");
+    assert_eq!(total, recorded_ticks);
+}
