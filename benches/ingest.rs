@@ -6,6 +6,12 @@
 //!
 //! Run with `cargo bench --bench ingest` (needs `wrk`: `apt-get install wrk`). Settings via env:
 //! BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_THREADS (default 2).
+//!
+//! `BENCH_MODE=stores` compares stores with the same workflow and load instead: one process on
+//! SQLite, then one, two and three processes on one PostgreSQL database (from
+//! `BENCH_POSTGRES_URL` or `HOOKFLOW_TEST_POSTGRES_URL`; a fresh schema each). With several
+//! processes, one `wrk` per process shares the connections; accepted/s is their sum, p50 their
+//! mean and p99 their maximum.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -53,6 +59,10 @@ struct Load {
 }
 
 fn main() {
+    if std::env::var("BENCH_MODE").is_ok_and(|m| m == "stores") {
+        compare_stores();
+        return;
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // Cargo builds the binary with the same (optimised) profile as this bench.
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_hookflow"));
@@ -346,4 +356,238 @@ async fn start_receiver(count: Arc<AtomicU64>) -> std::net::SocketAddr {
         let _ = axum::serve(listener, app).await;
     });
     addr
+}
+
+/// One line of the store comparison.
+struct StoreRun {
+    store: &'static str,
+    processes: usize,
+    accepted_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    refused: u64,
+    drained: Duration,
+}
+
+/// `BENCH_MODE=stores`: the same workflow and load on SQLite (one process) and on PostgreSQL
+/// (one, two, three processes).
+fn compare_stores() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_hookflow"));
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is not installed (apt-get install wrk)");
+        std::process::exit(2);
+    }
+    let postgres = std::env::var("BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("HOOKFLOW_TEST_POSTGRES_URL"))
+        .ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let received = Arc::new(AtomicU64::new(0));
+    let receiver_addr = runtime.block_on(start_receiver(Arc::clone(&received)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("bench.yaml"),
+        WORKFLOW.replace("RECEIVER", &format!("http://{receiver_addr}")),
+    )
+    .expect("write workflow");
+    let body =
+        std::fs::read_to_string(root.join("tests/fixtures/github/push.json")).expect("payload");
+    let script = dir.path().join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
+            lua_string(&body)
+        ),
+    )
+    .expect("write script");
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let connections = env_or("BENCH_CONNECTIONS", 32);
+    println!(
+        "hookflow store comparison: filter + template + http workflow, {} byte payload, {connections} connections, {seconds}s per line\n",
+        body.len()
+    );
+    let mut results = Vec::new();
+    let sqlite = dir.path().join("bench.db").display().to_string();
+    results.push(measure_store(
+        &binary,
+        dir.path(),
+        "sqlite",
+        &sqlite,
+        1,
+        &script,
+        &received,
+        seconds,
+        connections,
+    ));
+    match &postgres {
+        None => println!(
+            "PostgreSQL lines skipped: set BENCH_POSTGRES_URL or HOOKFLOW_TEST_POSTGRES_URL"
+        ),
+        Some(base) => {
+            for processes in 1..=3 {
+                let schema = format!("hf_bench_{}", uuid::Uuid::now_v7().simple());
+                runtime.block_on(schema_ddl(base, &format!("CREATE SCHEMA {schema}")));
+                let separator = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+                results.push(measure_store(
+                    &binary,
+                    dir.path(),
+                    "postgres",
+                    &url,
+                    processes,
+                    &script,
+                    &received,
+                    seconds,
+                    connections,
+                ));
+                runtime.block_on(schema_ddl(base, &format!("DROP SCHEMA {schema} CASCADE")));
+            }
+        }
+    }
+    println!("\n| store | processes | accepted/s | p50 | p99 | refused | all runs done after |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for r in &results {
+        println!(
+            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} s |",
+            r.store,
+            r.processes,
+            r.accepted_per_second,
+            r.p50_ms,
+            r.p99_ms,
+            r.refused,
+            r.drained.as_secs_f64()
+        );
+    }
+}
+
+async fn schema_ddl(base: &str, statement: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {base}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    let _ = conn.close().await;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_store(
+    binary: &Path,
+    dir: &Path,
+    store: &'static str,
+    location: &str,
+    processes: usize,
+    script: &Path,
+    received: &AtomicU64,
+    seconds: u64,
+    connections: u64,
+) -> StoreRun {
+    let servers: Vec<_> = (0..processes)
+        .map(|_| start_server(binary, dir, location))
+        .collect();
+    let before = received.load(Ordering::Relaxed);
+    let started = Instant::now();
+    // One wrk per process, sharing the connections.
+    let per_process = Load {
+        seconds,
+        connections: (connections / processes as u64).max(1),
+        threads: 1,
+        script: script.to_path_buf(),
+    };
+    let reports: Vec<String> = std::thread::scope(|scope| {
+        let loads: Vec<_> = servers
+            .iter()
+            .map(|(_, webhook, _)| {
+                let url = format!("{webhook}/hooks/bench");
+                let load = &per_process;
+                scope.spawn(move || run_wrk(load, &url))
+            })
+            .collect();
+        loads
+            .into_iter()
+            .map(|l| l.join().expect("wrk thread"))
+            .collect()
+    });
+    let mut accepted = 0;
+    let mut refused = 0;
+    for report in &reports {
+        let sent = report
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .split(" requests in ")
+                    .next()
+                    .filter(|_| l.contains(" requests in "))
+            })
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let non_2xx = report
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        accepted += sent.saturating_sub(non_2xx);
+        refused += non_2xx;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while received.load(Ordering::Relaxed) - before < accepted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let drained = started.elapsed();
+    let done = received.load(Ordering::Relaxed) - before;
+    for (mut server, _, _) in servers {
+        let _ = Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status();
+        let _ = server.wait();
+    }
+    let latencies = |which: &str| -> Vec<f64> {
+        reports
+            .iter()
+            .filter_map(|r| milliseconds(&percentile(r, which)))
+            .collect()
+    };
+    let p50s = latencies("50%");
+    let p99s = latencies("99%");
+    let result = StoreRun {
+        store,
+        processes,
+        accepted_per_second: accepted as f64 / seconds as f64,
+        p50_ms: p50s.iter().sum::<f64>() / p50s.len().max(1) as f64,
+        p99_ms: p99s.iter().copied().fold(0.0, f64::max),
+        refused,
+        drained,
+    };
+    println!(
+        "{store} x{processes}: {accepted} accepted, {refused} refused, {done} runs done in {:.1}s",
+        drained.as_secs_f64()
+    );
+    assert!(
+        done >= accepted,
+        "lost runs: {accepted} accepted, {done} completed"
+    );
+    result
+}
+
+/// wrk's `1.23ms`, `450.00us`, `1.20s` as milliseconds.
+fn milliseconds(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    match unit {
+        "us" => Some(number / 1000.0),
+        "ms" => Some(number),
+        "s" => Some(number * 1000.0),
+        "m" => Some(number * 60_000.0),
+        _ => None,
+    }
 }

@@ -212,7 +212,7 @@ pub async fn start(
     admin_listener: TcpListener,
 ) -> Result<RunningServer, ServerError> {
     let registry = load_registry(settings)?;
-    let store = Store::open(&settings.store, OpenMode::Serve).await?;
+    let store = Store::open_with(&settings.store, OpenMode::Serve, &settings.store_options).await?;
     serve_with(settings, registry, store, webhook_listener, admin_listener).await
 }
 
@@ -287,6 +287,7 @@ async fn serve_with(
             drain_timeout: settings.shutdown_timeout,
             compile_options: settings.compile_options(),
             secrets: settings.secrets.clone(),
+            lease: settings.lease,
         },
         stopped.clone(),
     );

@@ -35,6 +35,12 @@ pub struct ConfigFile {
     pub retry: Option<RetryConfig>,
     /// How long finished runs and their events are kept (e.g. `30d`).
     pub retention: Option<String>,
+    /// PostgreSQL connections per process.
+    pub store_pool_size: Option<u32>,
+    /// Longest a PostgreSQL statement may run (e.g. `30s`; `0s` for no limit).
+    pub store_statement_timeout: Option<String>,
+    /// How long a claimed run stays a process's without renewal (e.g. `30s`).
+    pub lease: Option<String>,
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Option<Vec<String>>,
     /// Which addresses `http`, `ci` and `email` steps may reach.
@@ -132,7 +138,8 @@ pub struct ServeSettings {
     /// Where secret values come from besides the environment.
     pub secrets: crate::secrets::SecretSource,
     pub workflows: PathBuf,
-    /// Path of the SQLite database file (a `sqlite://` prefix is accepted).
+    /// Path of the SQLite database file (a `sqlite://` prefix is accepted), or a PostgreSQL
+    /// URL (`postgres://...`).
     pub store: String,
     pub workers: usize,
     pub sync_timeout: Duration,
@@ -152,6 +159,10 @@ pub struct ServeSettings {
     pub max_header_size: usize,
     /// HTTPS for the webhook listener.
     pub tls: Option<TlsFiles>,
+    /// How the store connects (PostgreSQL pool size and statement timeout).
+    pub store_options: crate::store::StoreOptions,
+    /// How long a claimed run stays this process's without renewal.
+    pub lease: Duration,
 }
 
 /// The certificate chain and private key of the webhook listener, PEM files read at start and
@@ -212,6 +223,37 @@ impl ServeSettings {
                 message: format!("`{key}`: '{text}' is not a duration (e.g. 30s, 5m)"),
             }),
         };
+        // Environment variables win over the file for these (they have no flags).
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let statement_timeout = duration(
+            &env("HOOKFLOW_STORE_STATEMENT_TIMEOUT").or(file.store_statement_timeout.clone()),
+            "store_statement_timeout",
+            Duration::from_secs(30),
+        )?;
+        let pool_size = match env("HOOKFLOW_STORE_POOL_SIZE") {
+            Some(text) => text.parse().map_err(|_| SettingsError::Invalid {
+                path: "HOOKFLOW_STORE_POOL_SIZE".into(),
+                message: format!("'{text}' is not a number of connections"),
+            })?,
+            None => file.store_pool_size.unwrap_or(16),
+        };
+        if !(1..=1000).contains(&pool_size) {
+            return Err(SettingsError::Invalid {
+                path: config_path.clone(),
+                message: format!("`store_pool_size`: {pool_size} is not from 1 to 1000"),
+            });
+        }
+        let lease = duration(
+            &env("HOOKFLOW_LEASE").or(file.lease.clone()),
+            "lease",
+            Duration::from_secs(30),
+        )?;
+        if lease < Duration::from_secs(1) {
+            return Err(SettingsError::Invalid {
+                path: config_path.clone(),
+                message: "`lease`: must be at least 1s".into(),
+            });
+        }
         let store = overrides
             .store
             .clone()
@@ -304,6 +346,12 @@ impl ServeSettings {
                     })?,
             },
             tls: resolve_tls(overrides, file.tls.as_ref(), &config_path)?,
+            store_options: crate::store::StoreOptions {
+                pool_size,
+                statement_timeout: (!statement_timeout.is_zero()).then_some(statement_timeout),
+                ..crate::store::StoreOptions::default()
+            },
+            lease,
         })
     }
 }

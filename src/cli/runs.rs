@@ -134,6 +134,9 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn open_store(store: &str) -> anyhow::Result<Store> {
+    if crate::store::is_postgres(store) {
+        return Ok(Store::open(store, OpenMode::Read).await?);
+    }
     let path = store.strip_prefix("sqlite://").unwrap_or(store);
     if !std::path::Path::new(path).exists() {
         bail!("no store at {path} (start `hookflow serve` first, or pass --store)");

@@ -1,6 +1,7 @@
 //! The store: the only module with SQL. Events and runs are committed before a webhook is
 //! answered; each finished step is recorded so an interrupted run resumes where it stopped.
 
+mod postgres;
 mod sqlite;
 
 use chrono::{DateTime, Utc};
@@ -9,6 +10,7 @@ use serde_json::Value as Json;
 
 use crate::engine::{Event, RunStatus, StepRecord};
 use crate::steps::respond::SyncResponse;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
@@ -120,6 +122,77 @@ pub trait StoreBackend: Send + Sync {
         &'a self,
         workflow: &'a str,
     ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>>;
+    /// Claim up to `limit` runs waiting in the queue since before `queued_before`, oldest
+    /// first, for `owner` until `until`; the ids claimed. Concurrent callers never get the same
+    /// run. This is how a process takes work accepted by another one that is busy or gone.
+    fn claim_queued<'a>(
+        &'a self,
+        owner: &'a str,
+        until: DateTime<Utc>,
+        queued_before: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        // A store used by one process: every queued run is in that process's own queue.
+        let _ = (owner, until, queued_before, limit);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Whether other processes may use this store at the same time (PostgreSQL): the worker
+    /// then looks for their queued and abandoned runs too.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Wake-ups from any process using the store: runs were queued, a retry was scheduled.
+    /// A store used by one process has none to give (the receiver never yields).
+    fn wakeups(&self) -> tokio::sync::broadcast::Receiver<Wakeup> {
+        tokio::sync::broadcast::channel(1).1
+    }
+}
+
+/// Why an idle worker should look at the store again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    /// Runs were accepted or replayed somewhere.
+    RunsQueued,
+    /// A run waits for a retry: its due time may be the earliest now.
+    RetryScheduled,
+}
+
+impl Wakeup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wakeup::RunsQueued => "runs",
+            Wakeup::RetryScheduled => "retry",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "runs" => Some(Wakeup::RunsQueued),
+            "retry" => Some(Wakeup::RetryScheduled),
+            _ => None,
+        }
+    }
+}
+
+/// How a store connects, for the backends with a server (PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Connections per process.
+    pub pool_size: u32,
+    /// Longest a statement may run before the database cancels it; none when `None`.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// Longest a request waits for a free connection (an outage answers 503 after this).
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            statement_timeout: Some(std::time::Duration::from_secs(30)),
+            acquire_timeout: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 /// How a store is opened.
@@ -144,14 +217,21 @@ impl std::ops::Deref for Store {
 }
 
 impl Store {
-    /// Open the store at `location`: a SQLite file path (optionally `sqlite://...`).
+    /// Open the store at `location`: a SQLite file path (optionally `sqlite://...`), or a
+    /// PostgreSQL URL (`postgres://...`, `postgresql://...`).
     pub async fn open(location: &str, mode: OpenMode) -> Result<Self, StoreError> {
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-            return Err(StoreError::Open {
-                path: location.to_owned(),
-                message: "PostgreSQL stores are not available in this version; use a SQLite file"
-                    .to_owned(),
-            });
+        Self::open_with(location, mode, &StoreOptions::default()).await
+    }
+
+    /// Open with connection options (used by PostgreSQL; a SQLite file needs none).
+    pub async fn open_with(
+        location: &str,
+        mode: OpenMode,
+        options: &StoreOptions,
+    ) -> Result<Self, StoreError> {
+        if is_postgres(location) {
+            let postgres = PostgresStore::open(location, options, mode == OpenMode::Serve).await?;
+            return Ok(Self::from_backend(Arc::new(postgres)));
         }
         let path = location.strip_prefix("sqlite://").unwrap_or(location);
         let sqlite = SqliteStore::open(path, mode == OpenMode::Serve).await?;
@@ -161,6 +241,11 @@ impl Store {
     pub fn from_backend(backend: Arc<dyn StoreBackend>) -> Self {
         Self(backend)
     }
+}
+
+/// Whether a store location names a PostgreSQL database.
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 #[derive(Debug, thiserror::Error)]

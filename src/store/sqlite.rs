@@ -131,6 +131,13 @@ enum Write {
         owner: String,
         until: DateTime<Utc>,
     },
+    /// Take up to `limit` queued runs accepted before `queued_before`, oldest first.
+    ClaimQueued {
+        owner: String,
+        until: DateTime<Utc>,
+        queued_before: DateTime<Utc>,
+        limit: usize,
+    },
     /// Extend the leases `owner` holds on these runs.
     RenewLeases {
         owner: String,
@@ -360,6 +367,30 @@ impl SqliteStore {
         {
             Returned::Ids(ids) => Ok(!ids.is_empty()),
             _ => Ok(false),
+        }
+    }
+
+    pub async fn claim_queued(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        queued_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self
+            .write_returning(Write::ClaimQueued {
+                owner: owner.to_owned(),
+                until,
+                queued_before,
+                limit,
+            })
+            .await?
+        {
+            Returned::Ids(ids) => Ok(ids),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -1164,6 +1195,46 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
                 claimed.map(|_| run_id.clone()).into_iter().collect(),
             ));
         }
+        Write::ClaimQueued {
+            owner,
+            until,
+            queued_before,
+            limit,
+        } => {
+            // One writer: nobody else can take these rows between the select and the update. A
+            // run with a concurrency key is taken as `Claim` takes it: while its key has a free
+            // slot and no older run with the key waits ahead (an older one taken in this same
+            // statement still counts as waiting, so one statement never exceeds the limit).
+            let rows = sqlx::query(
+                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1),
+                 lease_owner = $2, lease_until = $3
+                 WHERE id IN (SELECT id FROM runs AS queued
+                   WHERE status = 'queued' AND created_at < $4
+                   AND (concurrency_key IS NULL OR (
+                     SELECT COUNT(*) FROM runs AS other
+                     WHERE other.workflow = queued.workflow
+                       AND other.concurrency_key = queued.concurrency_key
+                       AND other.id != queued.id
+                       AND (other.status IN ('running', 'retrying')
+                         OR (other.status = 'queued' AND (other.created_at < queued.created_at
+                           OR (other.created_at = queued.created_at AND other.id < queued.id))))
+                   ) < concurrency_limit)
+                   ORDER BY created_at LIMIT $5)
+                 RETURNING id",
+            )
+            .bind(&now)
+            .bind(owner)
+            .bind(timestamp(*until))
+            .bind(timestamp(*queued_before))
+            .bind(*limit as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+            let ids = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Returned::Ids(ids));
+        }
         Write::RenewLeases {
             owner,
             run_ids,
@@ -1469,6 +1540,22 @@ impl super::StoreBackend for SqliteStore {
         until: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(SqliteStore::renew_leases(self, owner, run_ids, until))
+    }
+
+    fn claim_queued<'a>(
+        &'a self,
+        owner: &'a str,
+        until: DateTime<Utc>,
+        queued_before: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(SqliteStore::claim_queued(
+            self,
+            owner,
+            until,
+            queued_before,
+            limit,
+        ))
     }
 
     fn take_over_orphans(&self) -> BoxFuture<'_, Result<(), StoreError>> {

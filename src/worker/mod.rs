@@ -3,6 +3,7 @@
 //! crash are queued again at start.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use crate::engine::{
     self, Event, ExecOptions, Journal, JournalError, RunInfo, RunRequest, RunStatus, StepRecord,
 };
 use crate::steps::respond::SyncResponse;
-use crate::store::{NewRun, Store, StoreError};
+use crate::store::{NewRun, Store, StoreError, Wakeup};
 use crate::workflow::{self, Registry, Workflow};
 
 /// The registry in use; a reload swaps the whole of it.
@@ -48,12 +49,21 @@ struct Inner {
     owner: String,
     /// The runs executing now, whose leases are renewed.
     executing: Mutex<std::collections::HashSet<String>>,
+    /// How long a claimed run stays ours without renewal.
+    lease: Duration,
+    /// One permit per run executing at once.
+    slots: Arc<Semaphore>,
+    /// Jobs sent to the dispatcher and not yet taken by it: this process's own backlog.
+    backlog: AtomicUsize,
 }
 
 /// One run to execute.
 pub struct Job {
     run_id: String,
     fresh: Option<FreshRun>,
+    /// Already claimed for this process (taken from the store's queue or over from a lease
+    /// that ended), so the worker does not claim it again.
+    claimed: bool,
 }
 
 /// A run accepted moments ago: nothing recorded yet, the event at hand.
@@ -82,6 +92,9 @@ pub struct WorkerSettings {
     /// For stored definitions compiled again when a run resumes.
     pub compile_options: workflow::CompileOptions,
     pub secrets: crate::secrets::SecretSource,
+    /// How long a claimed run is this process's without renewal; another process takes it
+    /// over after that when this one died.
+    pub lease: Duration,
 }
 
 impl Worker {
@@ -106,10 +119,19 @@ impl Worker {
                 retries: Notify::new(),
                 owner: format!("hookflow-{}", uuid::Uuid::now_v7()),
                 executing: Mutex::new(std::collections::HashSet::new()),
+                lease: settings.lease.max(Duration::from_secs(1)),
+                slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+                backlog: AtomicUsize::new(0),
             }),
         };
         let retries = tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
         let leases = tokio::spawn(keep_leases(worker.clone(), shutdown.clone()));
+        // On a shared store, runs accepted by busy or dead processes are taken from its queue.
+        let queue = worker
+            .inner
+            .store
+            .shared()
+            .then(|| tokio::spawn(take_queued_runs(worker.clone(), shutdown.clone())));
         let dispatcher = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
         // Done when every task holding the store is: a restart on the same file must find it
         // free.
@@ -117,6 +139,9 @@ impl Worker {
             let _ = dispatcher.await;
             let _ = retries.await;
             let _ = leases.await;
+            if let Some(queue) = queue {
+                let _ = queue.await;
+            }
         });
         (worker, handle)
     }
@@ -126,6 +151,7 @@ impl Worker {
         self.send(Job {
             run_id,
             fresh: None,
+            claimed: false,
         });
     }
 
@@ -139,25 +165,46 @@ impl Worker {
                 workflow: run.workflow.clone(),
                 version: run.version.clone(),
             }),
+            claimed: false,
         });
     }
 
     fn send(&self, job: Job) {
+        if job.claimed {
+            // Renewed from now on, also while it waits for a slot: a lease that ended in
+            // this process's backlog would let another process run it as well.
+            self.hold(&job.run_id);
+        }
+        self.inner.backlog.fetch_add(1, Ordering::Relaxed);
         // The receiver lives as long as the dispatcher; after shutdown the run stays queued in the
         // store and is picked up at the next start.
         if self.inner.queue.send(job).is_ok() {
             crate::metrics::metrics().queue_depth_add(1);
+        } else {
+            self.inner.backlog.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// Queue every run the store holds as unfinished.
+    /// Queue every run the store holds as unfinished. On a store shared with other processes,
+    /// unfinished runs are theirs or free: queued ones are taken from the store's queue and
+    /// abandoned ones when their leases end, so nothing is queued here.
     pub async fn resume_unfinished(&self) -> Result<usize, StoreError> {
+        if self.inner.store.shared() {
+            return Ok(0);
+        }
         let ids = self.inner.store.unfinished_runs().await?;
         let count = ids.len();
         for id in ids {
             self.enqueue(id);
         }
         Ok(count)
+    }
+
+    /// Count the run among those whose leases this process renews.
+    fn hold(&self, run_id: &str) {
+        if let Ok(mut executing) = self.inner.executing.lock() {
+            executing.insert(run_id.to_owned());
+        }
     }
 
     /// Register interest in a run's answer before it is queued, so none can be missed.
@@ -201,22 +248,24 @@ impl Worker {
     }
 }
 
-/// How long a claimed run is ours without renewal; renewed well before it ends.
-const LEASE: Duration = Duration::from_secs(30);
-const LEASE_RENEWAL: Duration = Duration::from_secs(10);
-
-fn lease_end() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now() + chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::seconds(30))
+impl Inner {
+    /// When a lease taken or renewed now ends.
+    fn lease_end(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(30))
+    }
 }
 
 /// Renew the leases of the runs this process executes, and take over runs whose owner stopped
 /// renewing theirs (a process that died while another keeps serving the same store).
 async fn keep_leases(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     let store = &worker.inner.store;
+    // Renewed three times per lease: one late or failed renewal does not lose a run.
+    let renewal = worker.inner.lease / 3;
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(LEASE_RENEWAL) => {}
+            _ = tokio::time::sleep(renewal) => {}
         }
         let executing: Vec<String> = worker
             .inner
@@ -226,7 +275,7 @@ async fn keep_leases(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             .unwrap_or_default();
         if !executing.is_empty()
             && let Err(err) = store
-                .renew_leases(&worker.inner.owner, &executing, lease_end())
+                .renew_leases(&worker.inner.owner, &executing, worker.inner.lease_end())
                 .await
         {
             warn!(error = %err, "cannot renew leases");
@@ -234,11 +283,100 @@ async fn keep_leases(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         match store.expired_leases(chrono::Utc::now()).await {
             Ok(ids) => {
                 for id in ids {
-                    info!(run_id = %id, "taking over a run whose lease ended");
-                    worker.enqueue(id);
+                    // Claimed here, so of several processes seeing the same lease end, one
+                    // takes the run.
+                    match store
+                        .claim(&id, &worker.inner.owner, worker.inner.lease_end())
+                        .await
+                    {
+                        Ok(true) => {
+                            info!(run_id = %id, "taking over a run whose lease ended");
+                            worker.send(Job {
+                                run_id: id,
+                                fresh: None,
+                                claimed: true,
+                            });
+                        }
+                        Ok(false) => {}
+                        Err(err) => warn!(run_id = %id, error = %err, "cannot take over the run"),
+                    }
                 }
             }
             Err(err) => warn!(error = %err, "cannot look for expired leases"),
+        }
+    }
+}
+
+/// How long the process that accepted a run has to start it before any other may take it:
+/// the accepting process has the event at hand (and the caller of a synchronous webhook).
+const HANDOFF: Duration = Duration::from_secs(1);
+/// Longest time between looks at a shared store's queue, for wake-ups lost in an outage.
+const QUEUE_POLL: Duration = Duration::from_secs(2);
+
+/// On a store shared with other processes: while this process has idle slots and no backlog
+/// of its own, take runs waiting in the store's queue (accepted by a busy process, or by one
+/// that died). Woken by the store when runs are queued anywhere, and by a timer.
+async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
+    let inner = &worker.inner;
+    let mut wakeups = inner.store.wakeups();
+    loop {
+        let mut wait_for_handoff = false;
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(QUEUE_POLL) => {}
+            wakeup = wakeups.recv() => match wakeup {
+                Ok(Wakeup::RunsQueued) => wait_for_handoff = true,
+                Ok(Wakeup::RetryScheduled) => {
+                    inner.retries.notify_one();
+                    continue;
+                }
+                // Missed some: look now.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    wakeups = inner.store.wakeups();
+                    continue;
+                }
+            },
+        }
+        if wait_for_handoff {
+            tokio::time::sleep(HANDOFF).await;
+            // The wake-ups that came meanwhile are answered by this one look.
+            while wakeups.try_recv().is_ok() {}
+        }
+        loop {
+            let idle = inner
+                .slots
+                .available_permits()
+                .saturating_sub(inner.backlog.load(Ordering::Relaxed));
+            if idle == 0 || *shutdown.borrow() {
+                break;
+            }
+            let queued_before = chrono::Utc::now()
+                - chrono::Duration::from_std(HANDOFF).unwrap_or(chrono::Duration::seconds(1));
+            let taken = match inner
+                .store
+                .claim_queued(&inner.owner, inner.lease_end(), queued_before, idle)
+                .await
+            {
+                Ok(taken) => taken,
+                Err(err) => {
+                    warn!(error = %err, "cannot take runs from the store's queue");
+                    break;
+                }
+            };
+            let count = taken.len();
+            for run_id in taken {
+                worker.send(Job {
+                    run_id,
+                    fresh: None,
+                    claimed: true,
+                });
+            }
+            if count < idle {
+                break;
+            }
+            // Every idle slot got a run: there may be more waiting once these start.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -283,7 +421,7 @@ async fn dispatch(
     settings: WorkerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let slots = Arc::clone(&worker.inner.slots);
     let mut running = JoinSet::new();
     loop {
         while running.try_join_next().is_some() {}
@@ -296,6 +434,7 @@ async fn dispatch(
             },
         };
         crate::metrics::metrics().queue_depth_add(-1);
+        worker.inner.backlog.fetch_sub(1, Ordering::Relaxed);
         let permit = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -365,10 +504,28 @@ async fn load(store: &Store, job: Job) -> Option<Loaded> {
     }
 }
 
+/// Stops renewing a run's lease when its execution ends, however it ends: finished, waiting for
+/// a retry, or interrupted (an interrupted run's lease runs out and it is taken over again).
+struct Held<'a> {
+    worker: &'a Worker,
+    run_id: &'a str,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut executing) = self.worker.inner.executing.lock() {
+            executing.remove(self.run_id);
+        }
+    }
+}
+
 async fn execute_run(worker: &Worker, job: Job) {
     let store = &worker.inner.store;
     let run_id = job.run_id.clone();
     let run_id = run_id.as_str();
+    let claimed = job.claimed;
+    // Another job for the same run (a duplicate queue entry) must not end this one's renewal.
+    let mut held = claimed.then_some(Held { worker, run_id });
     let Some(detail) = load(store, job).await else {
         return;
     };
@@ -385,11 +542,17 @@ async fn execute_run(worker: &Worker, job: Job) {
                 return;
             }
         };
-        match store.claim(run_id, &worker.inner.owner, lease_end()).await {
+        let claim = if claimed {
+            Ok(true)
+        } else {
+            store
+                .claim(run_id, &worker.inner.owner, worker.inner.lease_end())
+                .await
+        };
+        match claim {
             Ok(true) => {
-                if let Ok(mut executing) = worker.inner.executing.lock() {
-                    executing.insert(run_id.to_owned());
-                }
+                worker.hold(run_id);
+                held = Some(Held { worker, run_id });
             }
             // Another worker holds it (a duplicate queue entry, or another node), its
             // concurrency key has no free slot (it stays queued until a run with the key
@@ -503,11 +666,7 @@ async fn execute_run(worker: &Worker, job: Job) {
     }
     .instrument(span)
     .await;
-    // Finished, waiting for a retry, or interrupted: either way no longer ours to renew. An
-    // interrupted run's lease runs out and the run is taken over again.
-    if let Ok(mut executing) = worker.inner.executing.lock() {
-        executing.remove(run_id);
-    }
+    drop(held);
 }
 
 /// Whether a finished run can have held a concurrency slot that others wait for.

@@ -18,6 +18,7 @@ mod golden;
 mod jsonpath_cts;
 mod logs;
 mod manual;
+mod multinode;
 mod schedule;
 mod secrets_leak;
 mod security;

@@ -9,10 +9,12 @@ use hookflow::engine::{Event, RunStatus, StepRecord, StepStatus, Trigger};
 use hookflow::steps::respond::SyncResponse;
 use hookflow::store::{
     DedupeKey, Definition, NewRun, OpenMode, Replayed, RunConcurrency, RunCursor, RunFilter, Store,
-    StoreError,
+    StoreError, Wakeup,
 };
 use hookflow::workflow::ConcurrencyMode;
 use serde_json::json;
+
+use crate::support::postgres::TestSchema;
 
 fn event(n: u32) -> Event {
     let mut headers = serde_json::Map::new();
@@ -406,10 +408,18 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
         "only the holder renews a lease"
     );
     store.take_over_orphans().await?;
-    assert!(
-        store.claim(&a.id, "node-3", until).await?,
-        "orphans are claimable"
-    );
+    if store.shared() {
+        // Other processes may be alive: their runs are taken over only once a lease ends.
+        assert!(
+            !store.claim(&a.id, "node-3", until).await?,
+            "a live lease of another process survives a start"
+        );
+    } else {
+        assert!(
+            store.claim(&a.id, "node-3", until).await?,
+            "orphans are claimable"
+        );
+    }
 
     // Step records: one per step, replaced by a later attempt, in order.
     store
@@ -681,11 +691,57 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
         Trigger::Webhook
     );
 
+    // Queued runs are claimed oldest first, only those queued before the cut, each by one
+    // caller however many ask at once.
+    // Runs with a concurrency key are taken as a claim takes them: the oldest while its key
+    // has a free slot, never one behind it.
+    let (keyed_first, keyed_second) = (
+        keyed_run("wf-q", "repo", 1, ConcurrencyMode::Queue),
+        keyed_run("wf-q", "repo", 1, ConcurrencyMode::Queue),
+    );
+    accept_each(&store, &[&keyed_first, &keyed_second]).await?;
+    let cut = Utc::now();
+    let (first_queued, second_queued) = (new_run("wf-q", None), new_run("wf-q", None));
+    let early = event(7);
+    store
+        .accept(Arc::new(early.clone()), std::slice::from_ref(&first_queued))
+        .await?;
+    let older = store.claim_queued("node-1", until, cut, 1000).await?;
+    assert!(older.contains(&b.id), "{older:?}");
+    assert!(older.contains(&keyed_first.id), "{older:?}");
+    assert!(!older.contains(&keyed_second.id), "{older:?}");
+    assert!(!older.contains(&first_queued.id), "queued after the cut");
+    assert_eq!(status(&store, &b.id).await, RunStatus::Running);
+    let mut late = event(8);
+    late.received_at = early.received_at + Duration::milliseconds(5);
+    store
+        .accept(Arc::new(late), std::slice::from_ref(&second_queued))
+        .await?;
+    let after = Utc::now() + Duration::seconds(1);
+    let oldest = store.claim_queued("node-1", until, after, 1).await?;
+    assert_eq!(oldest, vec![first_queued.id.clone()]);
+    let (one, two) = tokio::join!(
+        store.claim_queued("node-1", until, after, 1000),
+        store.claim_queued("node-2", until, after, 1000)
+    );
+    let (one, two) = (one?, two?);
+    assert!(one.iter().all(|id| !two.contains(id)), "{one:?} {two:?}");
+    assert!(one.contains(&second_queued.id) || two.contains(&second_queued.id));
+    assert!(
+        store
+            .claim_queued("node-1", until, after, 1000)
+            .await?
+            .is_empty()
+    );
+
     // Pruning removes finished runs older than the cut, never unfinished ones.
     let pruned = store.prune(Utc::now() + Duration::seconds(1)).await?;
     assert!(pruned >= 1, "{pruned}");
     assert!(store.run(&a.id).await?.is_none());
-    assert!(store.run(&b.id).await?.is_some(), "a queued run is kept");
+    assert!(
+        store.run(&b.id).await?.is_some(),
+        "an unfinished run is kept"
+    );
     assert_eq!(
         store.last_tick("wf-s").await?,
         Some(t4),
@@ -853,4 +909,190 @@ async fn a_store_from_before_triggers_opens_and_reads() {
         .expect("accept");
     let detail = store.run(&run.id).await.expect("read").expect("run");
     assert_eq!(detail.event.trigger.kind(), "manual");
+}
+
+#[tokio::test]
+async fn postgres_passes_the_conformance_suite() {
+    let Some(schema) = TestSchema::create("postgres_passes_the_conformance_suite").await else {
+        return;
+    };
+    let store = Store::open(&schema.url, OpenMode::Serve)
+        .await
+        .expect("open");
+    assert!(store.shared());
+    conformance(store.clone()).await.expect("conformance");
+    concurrent_writes(store).await.expect("concurrent writes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_processes_starting_together_migrate_once_and_share_dedupe_keys() {
+    let Some(schema) = TestSchema::create("postgres_processes_share_dedupe_keys").await else {
+        return;
+    };
+    // Four "processes" open the empty schema at the same moment: the migration lock makes one
+    // of them create the tables and the others wait for it.
+    let opened = futures_join_all(
+        (0..4)
+            .map(|_| {
+                let url = schema.url.clone();
+                tokio::spawn(async move { Store::open(&url, OpenMode::Serve).await })
+            })
+            .collect(),
+    )
+    .await;
+    let stores: Vec<Store> = opened
+        .into_iter()
+        .map(|r| r.expect("join").expect("open"))
+        .collect();
+    // Every migration applied, each once: versions 1 to n, n rows.
+    let rows = schema
+        .count("SELECT count(*) FROM hookflow_migrations")
+        .await;
+    assert!(rows >= 3, "{rows} migrations");
+    assert_eq!(
+        schema
+            .count("SELECT max(version)::bigint FROM hookflow_migrations")
+            .await,
+        rows
+    );
+    // The same delivery arrives at every process at once, eight times: one run is created.
+    let mut accepts = Vec::new();
+    for round in 0..8 {
+        for store in &stores {
+            let store = store.clone();
+            accepts.push(tokio::spawn(async move {
+                store
+                    .accept(
+                        Arc::new(event(round)),
+                        &[new_run("wf-d", Some(("delivery-77", 3600)))],
+                    )
+                    .await
+            }));
+        }
+    }
+    let mut created = Vec::new();
+    let mut duplicates = 0;
+    for accept in accepts {
+        let accepted = accept.await.expect("join").expect("accept");
+        created.extend(accepted.created);
+        duplicates += accepted.duplicate_of.len();
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(duplicates, 31);
+    assert_eq!(
+        schema.count("SELECT count(*) FROM runs").await,
+        1,
+        "duplicates store nothing"
+    );
+    // A run replayed through one process is queued for all of them.
+    let run_id = &created[0];
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(
+        stores[1]
+            .claim(run_id, "node-1", until)
+            .await
+            .expect("claim")
+    );
+    stores[1]
+        .run_finished(run_id, RunStatus::Succeeded, None, None)
+        .await
+        .expect("finish");
+    assert_eq!(
+        stores[2].replay(run_id, true).await.expect("replay"),
+        Replayed::Queued { attempt: 2 }
+    );
+    let taken = stores[3]
+        .claim_queued("node-3", until, Utc::now() + Duration::seconds(1), 10)
+        .await
+        .expect("claim queued");
+    assert_eq!(&taken, std::slice::from_ref(run_id));
+
+    // A concurrency limit holds when every process takes queued runs at once.
+    let keyed: Vec<NewRun> = (0..10)
+        .map(|_| keyed_run("wf-c", "deploy", 3, ConcurrencyMode::Queue))
+        .collect();
+    accept_each(&stores[0], &keyed.iter().collect::<Vec<_>>())
+        .await
+        .expect("accept");
+    let after = Utc::now() + Duration::seconds(1);
+    let mut takers = Vec::new();
+    for (n, store) in stores.iter().enumerate() {
+        let store = store.clone();
+        takers.push(tokio::spawn(async move {
+            store
+                .claim_queued(&format!("node-{n}"), until, after, 10)
+                .await
+        }));
+    }
+    let mut started = 0;
+    for taker in takers {
+        started += taker.await.expect("join").expect("claim queued").len();
+    }
+    assert_eq!(started, 3, "a limit of 3 across four processes");
+    assert_eq!(
+        schema
+            .count("SELECT count(*) FROM runs WHERE workflow = 'wf-c' AND status = 'running'")
+            .await,
+        3
+    );
+}
+
+async fn futures_join_all<T>(
+    handles: Vec<tokio::task::JoinHandle<T>>,
+) -> Vec<Result<T, tokio::task::JoinError>> {
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await);
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wakes_every_process_when_runs_are_queued_or_retries_scheduled() {
+    let Some(schema) = TestSchema::create("postgres_wakes_every_process").await else {
+        return;
+    };
+    let accepting = Store::open(&schema.url, OpenMode::Serve)
+        .await
+        .expect("open");
+    let idle = Store::open(&schema.url, OpenMode::Serve)
+        .await
+        .expect("open");
+    let mut wakeups = idle.wakeups();
+    let run = new_run("wf-w", None);
+    // The listener connects in the background: accept until a wake-up arrives.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let woken = loop {
+        accepting
+            .accept(Arc::new(event(1)), &[new_run("wf-w", None)])
+            .await
+            .expect("accept");
+        match tokio::time::timeout(std::time::Duration::from_millis(300), wakeups.recv()).await {
+            Ok(Ok(wakeup)) => break wakeup,
+            _ => assert!(std::time::Instant::now() < deadline, "no wake-up arrived"),
+        }
+    };
+    assert_eq!(woken, Wakeup::RunsQueued);
+    accepting
+        .accept(Arc::new(event(2)), std::slice::from_ref(&run))
+        .await
+        .expect("accept");
+    accepting
+        .run_retrying(
+            &run.id,
+            Some("503".into()),
+            Utc::now() + Duration::seconds(60),
+        )
+        .await
+        .expect("retrying");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(1), wakeups.recv()).await {
+            Ok(Ok(Wakeup::RetryScheduled)) => break,
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "no wake-up for the retry"
+            ),
+        }
+    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -71,6 +73,8 @@ pub fn settings_for(dir: &Path) -> ServeSettings {
         body_timeout: hookflow::settings::DEFAULT_BODY_TIMEOUT,
         max_header_size: hookflow::settings::DEFAULT_MAX_HEADER_SIZE,
         tls: None,
+        store_options: Default::default(),
+        lease: Duration::from_secs(30),
     }
 }
 
@@ -468,6 +472,11 @@ impl ServeProcess {
 
     /// Start with more `serve` arguments; stdout and stderr both feed the log.
     pub fn start_with(dir: &Path, extra_args: &[&str]) -> Self {
+        Self::start_with_env(dir, extra_args, &[])
+    }
+
+    /// Start with more `serve` arguments and environment variables.
+    pub fn start_with_env(dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         // HOOKFLOW_TEST_BINARY: run the same checks against another build (the release one).
         let binary = std::env::var("HOOKFLOW_TEST_BINARY")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_owned());
@@ -480,6 +489,7 @@ impl ServeProcess {
                 "127.0.0.1:0",
             ])
             .args(extra_args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env_remove("RUST_LOG")
             .stderr(Stdio::piped())
@@ -532,6 +542,11 @@ impl ServeProcess {
         }
     }
 
+    /// The log lines written since the last look.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill_hard(mut self) {
         self.child.kill().expect("kill -9");
@@ -556,5 +571,15 @@ impl ServeProcess {
         };
         let rest = self.logs.try_iter().collect();
         (status, rest)
+    }
+}
+
+/// A test that fails midway leaves no server running behind it.
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
