@@ -14,9 +14,32 @@ enum Hold {
     Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
 }
 
+/// The same rule across processes (two `cargo test` runs on one machine share its database):
+/// a lock file, held shared or exclusive like `DATABASE`, released when the file is closed.
+async fn lock_across_processes(exclusive: bool) -> std::fs::File {
+    tokio::task::spawn_blocking(move || {
+        let path = std::env::temp_dir().join("hookflow-test-postgres.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .expect("open the PostgreSQL test lock file");
+        if exclusive {
+            file.lock().expect("lock");
+        } else {
+            file.lock_shared().expect("lock shared");
+        }
+        file
+    })
+    .await
+    .expect("join")
+}
+
 /// A freshly created schema; dropped with everything in it when this goes away.
 pub struct TestSchema {
     _hold: Hold,
+    _across_processes: std::fs::File,
     base: String,
     pub name: String,
     /// The database URL with `search_path` set to the schema: what `--store` takes.
@@ -47,6 +70,7 @@ impl TestSchema {
         } else {
             Hold::Shared(DATABASE.read().unwrap_or_else(|e| e.into_inner()))
         };
+        let across_processes = lock_across_processes(exclusive).await;
         let name = format!("hf_{}", uuid::Uuid::now_v7().simple());
         let mut conn = sqlx::PgConnection::connect(&base)
             .await
@@ -60,6 +84,7 @@ impl TestSchema {
         let url = format!("{base}{separator}options=-c%20search_path%3D{name}");
         Some(Self {
             _hold: hold,
+            _across_processes: across_processes,
             base,
             name,
             url,
