@@ -288,6 +288,7 @@ async fn serve_with(
             compile_options: settings.compile_options(),
             secrets: settings.secrets.clone(),
             lease: settings.lease,
+            capped: settings.store_options.max_running.is_some(),
         },
         stopped.clone(),
     );

@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub workflows: Option<PathBuf>,
     pub store: Option<String>,
     pub workers: Option<usize>,
+    /// Runs executing at once across every process sharing the store.
+    pub max_running: Option<u32>,
     pub sync_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub email: Option<EmailConfig>,
@@ -118,6 +120,8 @@ pub struct Overrides {
     pub workflows: Option<PathBuf>,
     pub store: Option<String>,
     pub workers: Option<usize>,
+    /// Runs executing at once across every process sharing the store.
+    pub max_running: Option<u32>,
     pub smtp: Option<String>,
     pub admin_insecure: bool,
     /// Comma-separated CIDRs of trusted proxies.
@@ -254,6 +258,13 @@ impl ServeSettings {
                 message: "`lease`: must be at least 1s".into(),
             });
         }
+        let max_running = overrides.max_running.or(file.max_running);
+        if max_running == Some(0) {
+            return Err(SettingsError::Invalid {
+                path: config_path.clone(),
+                message: "`max_running`: must be at least 1".into(),
+            });
+        }
         let store = overrides
             .store
             .clone()
@@ -349,6 +360,7 @@ impl ServeSettings {
             store_options: crate::store::StoreOptions {
                 pool_size,
                 statement_timeout: (!statement_timeout.is_zero()).then_some(statement_timeout),
+                max_running,
                 ..crate::store::StoreOptions::default()
             },
             lease,
@@ -540,6 +552,22 @@ mod tests {
         assert!(defaults.egress.is_open() && defaults.tls.is_none());
         assert!(defaults.trusted_proxies.is_empty());
         assert_eq!(defaults.header_timeout, DEFAULT_HEADER_TIMEOUT);
+    }
+
+    #[test]
+    fn max_running_comes_from_the_file_and_the_flag_wins() {
+        let defaults = resolve_with("{}", Overrides::default()).unwrap();
+        assert_eq!(defaults.store_options.max_running, None);
+        let from_file = resolve_with("max_running: 4", Overrides::default()).unwrap();
+        assert_eq!(from_file.store_options.max_running, Some(4));
+        let flag = Overrides {
+            max_running: Some(2),
+            ..Overrides::default()
+        };
+        let settings = resolve_with("max_running: 4", flag).unwrap();
+        assert_eq!(settings.store_options.max_running, Some(2));
+        let err = resolve_with("max_running: 0", Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("`max_running`"), "{err}");
     }
 
     #[test]

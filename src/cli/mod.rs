@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Runs executed at once [default: 32]
     #[arg(long, env = "HOOKFLOW_WORKERS")]
     pub workers: Option<usize>,
+    /// Runs executing at once in the whole store, across every process sharing it [default:
+    /// none]
+    #[arg(long, env = "HOOKFLOW_MAX_RUNNING")]
+    pub max_running: Option<u32>,
     /// A directory with one file per secret (Docker/Kubernetes secrets), for secrets not in the
     /// environment
     #[arg(long, env = "HOOKFLOW_SECRETS_DIR")]

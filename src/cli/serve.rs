@@ -19,6 +19,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         workflows: args.workflows,
         store: args.store,
         workers: args.workers,
+        max_running: args.max_running,
         smtp: args.smtp,
         admin_token: args.admin_token,
         admin_insecure: args.admin_insecure,

@@ -183,6 +183,10 @@ pub struct StoreOptions {
     pub statement_timeout: Option<std::time::Duration>,
     /// Longest a request waits for a free connection (an outage answers 503 after this).
     pub acquire_timeout: std::time::Duration,
+    /// Runs `running` at once in the whole store, across every process using it: a queued run
+    /// is claimed only while fewer are. No cap when `None` (each process still runs at most its
+    /// `workers`).
+    pub max_running: Option<u32>,
 }
 
 impl Default for StoreOptions {
@@ -191,6 +195,7 @@ impl Default for StoreOptions {
             pool_size: 16,
             statement_timeout: Some(std::time::Duration::from_secs(30)),
             acquire_timeout: std::time::Duration::from_secs(2),
+            max_running: None,
         }
     }
 }
@@ -234,7 +239,9 @@ impl Store {
             return Ok(Self::from_backend(Arc::new(postgres)));
         }
         let path = location.strip_prefix("sqlite://").unwrap_or(location);
-        let sqlite = SqliteStore::open(path, mode == OpenMode::Serve).await?;
+        let sqlite = SqliteStore::open(path, mode == OpenMode::Serve)
+            .await?
+            .with_max_running(options.max_running);
         Ok(Self::from_backend(Arc::new(sqlite)))
     }
 

@@ -30,6 +30,9 @@ const MIGRATION_LOCK: i64 = 0x686f_6f6b_666c_6f77; // "hookflow"
 /// Held by the process pruning old runs, with the schema's hash: stores in other schemas of the
 /// same database prune on their own.
 const PRUNE_LOCK: i32 = 0x686f_6f6b; // "hook"
+/// Held, with the schema's hash, by a process claiming runs under `max_running`: counting the
+/// runs `running` and taking one more is one step across every process.
+const RUNNING_CAP_LOCK: i32 = 0x666c_6f77; // "flow"
 /// Accepts notify at most this often per process: a wake-up per burst is enough, and every
 /// NOTIFY serializes commits for a moment.
 const NOTIFY_EVERY_MS: i64 = 100;
@@ -143,6 +146,29 @@ CREATE INDEX runs_by_concurrency ON runs(workflow, concurrency_key, status, crea
     ),
 ];
 
+/// Take one run with no concurrency key: queued, or running with a lease that ended.
+const CLAIM_UNKEYED: &str = "UPDATE runs SET status = 'running',
+     started_at = COALESCE(started_at, $2), lease_owner = $3, lease_until = $4
+     WHERE id = $1 AND (status = 'queued' OR (status = 'running'
+       AND (lease_until IS NULL OR lease_until < $2)))
+     AND concurrency_key IS NULL
+     RETURNING id";
+/// Take one run with a concurrency key, while the key has a free slot (under the key's lock).
+const CLAIM_KEYED: &str = "UPDATE runs SET status = 'running',
+     started_at = COALESCE(started_at, $2), lease_owner = $3, lease_until = $4
+     WHERE id = $1 AND (status = 'queued' OR (status = 'running'
+       AND (lease_until IS NULL OR lease_until < $2)))
+     AND (status = 'running' OR (
+       SELECT count(*) FROM runs AS other
+       WHERE other.workflow = runs.workflow
+         AND other.concurrency_key = runs.concurrency_key
+         AND other.id <> runs.id
+         AND (other.status IN ('running', 'retrying')
+           OR (other.status = 'queued' AND (other.created_at < runs.created_at
+             OR (other.created_at = runs.created_at AND other.id < runs.id))))
+     ) < concurrency_limit)
+     RETURNING id";
+
 /// Cheap to clone; every clone shares the pool and the listener.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -150,6 +176,8 @@ pub struct PostgresStore {
     wakeups: broadcast::Sender<Wakeup>,
     /// When this process last notified about accepted runs (ms since the epoch).
     last_notify: Arc<AtomicI64>,
+    /// Runs `running` at once in the whole database, at most (`max_running`).
+    max_running: Option<u32>,
 }
 
 impl PostgresStore {
@@ -184,6 +212,7 @@ impl PostgresStore {
             pool,
             wakeups,
             last_notify: Arc::new(AtomicI64::new(0)),
+            max_running: options.max_running,
         })
     }
 
@@ -432,26 +461,9 @@ impl PostgresStore {
         // older run with the key waits ahead of it; a run taken over (`running`) already holds
         // its slot. Counting and taking happen under the key's lock: two processes claiming
         // two runs of one key at once would both see the slot free.
-        const CLAIM_UNKEYED: &str = "UPDATE runs SET status = 'running',
-             started_at = COALESCE(started_at, $2), lease_owner = $3, lease_until = $4
-             WHERE id = $1 AND (status = 'queued' OR (status = 'running'
-               AND (lease_until IS NULL OR lease_until < $2)))
-             AND concurrency_key IS NULL
-             RETURNING id";
-        const CLAIM_KEYED: &str = "UPDATE runs SET status = 'running',
-             started_at = COALESCE(started_at, $2), lease_owner = $3, lease_until = $4
-             WHERE id = $1 AND (status = 'queued' OR (status = 'running'
-               AND (lease_until IS NULL OR lease_until < $2)))
-             AND (status = 'running' OR (
-               SELECT count(*) FROM runs AS other
-               WHERE other.workflow = runs.workflow
-                 AND other.concurrency_key = runs.concurrency_key
-                 AND other.id <> runs.id
-                 AND (other.status IN ('running', 'retrying')
-                   OR (other.status = 'queued' AND (other.created_at < runs.created_at
-                     OR (other.created_at = runs.created_at AND other.id < runs.id))))
-             ) < concurrency_limit)
-             RETURNING id";
+        if let Some(cap) = self.max_running {
+            return self.claim_capped(run_id, owner, until, cap).await;
+        }
         let claim = |statement: &'static str| {
             sqlx::query(statement)
                 .bind(run_id)
@@ -489,6 +501,53 @@ impl PostgresStore {
         Ok(claimed.is_some())
     }
 
+    /// `claim` under the store's cap: in one transaction holding the cap's lock, count the
+    /// runs `running` and take this one only while fewer than `cap` are. A run taken over
+    /// (`running` with a lease that ended) was counted all along: it is taken whatever the
+    /// count, so processes at the cap still finish the runs of one that died.
+    async fn claim_capped(
+        &self,
+        run_id: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+        cap: u32,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.transaction().await?;
+        lock_running_cap(&mut tx).await?;
+        let row = sqlx::query("SELECT workflow, concurrency_key, status FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let status: String = get(&row, "status")?;
+        if status != "running" && running_count(&mut tx).await? >= i64::from(cap) {
+            return Ok(false);
+        }
+        let workflow: String = get(&row, "workflow")?;
+        let key: Option<String> = get(&row, "concurrency_key")?;
+        if let Some(key) = &key {
+            lock_concurrency_key(&mut tx, &workflow, key).await?;
+        }
+        let statement = if key.is_some() {
+            CLAIM_KEYED
+        } else {
+            CLAIM_UNKEYED
+        };
+        let claimed = sqlx::query(statement)
+            .bind(run_id)
+            .bind(timestamp(Utc::now()))
+            .bind(owner)
+            .bind(timestamp(until))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(claimed.is_some())
+    }
+
     /// Claim up to `limit` queued runs accepted before `queued_before`, oldest first, skipping
     /// those another process is claiming at this moment.
     pub async fn claim_queued(
@@ -501,22 +560,45 @@ impl PostgresStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1),
-             lease_owner = $2, lease_until = $3
+        const CLAIM_UNKEYED_QUEUED: &str = "UPDATE runs SET status = 'running',
+             started_at = COALESCE(started_at, $1), lease_owner = $2, lease_until = $3
              WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND created_at < $4
                           AND concurrency_key IS NULL
                           ORDER BY created_at LIMIT $5 FOR UPDATE SKIP LOCKED)
-             RETURNING id",
-        )
-        .bind(timestamp(Utc::now()))
-        .bind(owner)
-        .bind(timestamp(until))
-        .bind(timestamp(queued_before))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(write_error)?;
+             RETURNING id";
+        let claim = |limit: usize| {
+            sqlx::query(CLAIM_UNKEYED_QUEUED)
+                .bind(timestamp(Utc::now()))
+                .bind(owner)
+                .bind(timestamp(until))
+                .bind(timestamp(queued_before))
+                .bind(limit as i64)
+        };
+        let (limit, rows) = match self.max_running {
+            None => {
+                let rows = claim(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(write_error)?;
+                (limit, rows)
+            }
+            // Under the cap: as many as it has room for, counted and taken under its lock.
+            Some(cap) => {
+                let mut tx = self.transaction().await?;
+                lock_running_cap(&mut tx).await?;
+                let room = (i64::from(cap) - running_count(&mut tx).await?).max(0);
+                let limit = limit.min(usize::try_from(room).unwrap_or(0));
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let rows = claim(limit)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(write_error)?;
+                tx.commit().await.map_err(write_error)?;
+                (limit, rows)
+            }
+        };
         let mut taken = ids(&rows)?;
         if taken.len() >= limit {
             return Ok(taken);
@@ -973,6 +1055,25 @@ async fn record_tick(
 /// triggers were recorded), JSON for a schedule or a manual start.
 fn triggered_by(event: &Event) -> Option<String> {
     (event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger))
+}
+
+/// Hold the lock of the cap on runs `running` (this schema's) until the transaction ends.
+async fn lock_running_cap(tx: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+        .bind(RUNNING_CAP_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+        .map_err(write_error)
+}
+
+/// The runs `running` now, whether their leases are live or ended: a run whose owner died
+/// keeps its place until another process takes it over and ends it.
+async fn running_count(tx: &mut PgConnection) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT count(*) FROM runs WHERE status = 'running'")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(write_error)
 }
 
 /// Hold the lock of a concurrency key until the transaction ends.

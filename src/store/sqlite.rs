@@ -130,6 +130,8 @@ enum Write {
         run_id: String,
         owner: String,
         until: DateTime<Utc>,
+        /// The store's cap on runs `running` at once, for a queued run.
+        max_running: Option<u32>,
     },
     /// Take up to `limit` queued runs accepted before `queued_before`, oldest first.
     ClaimQueued {
@@ -137,6 +139,7 @@ enum Write {
         until: DateTime<Utc>,
         queued_before: DateTime<Utc>,
         limit: usize,
+        max_running: Option<u32>,
     },
     /// Extend the leases `owner` holds on these runs.
     RenewLeases {
@@ -198,6 +201,8 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// Held while a server uses the file: one server process per SQLite store.
     _lock: Option<Arc<std::fs::File>>,
+    /// Runs `running` at once, at most (`max_running`).
+    max_running: Option<u32>,
 }
 
 impl SqliteStore {
@@ -261,7 +266,14 @@ impl SqliteStore {
             writes,
             readers,
             _lock: lock,
+            max_running: None,
         })
+    }
+
+    /// Claim a queued run only while fewer than `max_running` runs are `running`.
+    pub fn with_max_running(mut self, max_running: Option<u32>) -> Self {
+        self.max_running = max_running;
+        self
     }
 
     async fn write(&self, write: Write) -> Result<(), StoreError> {
@@ -362,6 +374,7 @@ impl SqliteStore {
                 run_id: run_id.to_owned(),
                 owner: owner.to_owned(),
                 until,
+                max_running: self.max_running,
             })
             .await?
         {
@@ -386,6 +399,7 @@ impl SqliteStore {
                 until,
                 queued_before,
                 limit,
+                max_running: self.max_running,
             })
             .await?
         {
@@ -1026,7 +1040,11 @@ async fn admit(
 /// ahead of it; a run taken over (`running`) already holds its slot. The key's busy runs and the
 /// older queued ones are counted as two ranges of `runs_by_concurrency`, so a claim never walks
 /// the key's finished runs.
-const CLAIM: &str = "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2),
+/// The claim of one run, with `$extra` conditions before its end.
+macro_rules! claim_statement {
+    ($extra:literal) => {
+        concat!(
+            "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2),
      lease_owner = $3, lease_until = $4
      WHERE id = $1 AND (status = 'queued' OR (status = 'running'
        AND (lease_until IS NULL OR lease_until < $2)))
@@ -1041,8 +1059,18 @@ const CLAIM: &str = "UPDATE runs SET status = 'running', started_at = COALESCE(s
           AND other.status = 'queued' AND other.created_at <= runs.created_at
           AND other.id != runs.id
           AND (other.created_at < runs.created_at OR other.id < runs.id))
-     ) < concurrency_limit)
-     RETURNING id";
+     ) < concurrency_limit) ",
+            $extra,
+            " RETURNING id"
+        )
+    };
+}
+const CLAIM: &str = claim_statement!("");
+/// With a cap on the runs `running` in the store (`$5`): a queued run is taken only while fewer
+/// are; a run taken over (`running` already) holds its place and always may be.
+const CLAIM_CAPPED: &str = claim_statement!(
+    "AND (status = 'running' OR (SELECT COUNT(*) FROM runs AS busy WHERE busy.status = 'running') < $5)"
+);
 
 async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, sqlx::Error> {
     let now = timestamp(Utc::now());
@@ -1183,14 +1211,21 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             run_id,
             owner,
             until,
+            max_running,
         } => {
-            let claimed = sqlx::query(CLAIM)
+            let statement = match max_running {
+                None => sqlx::query(CLAIM),
+                Some(_) => sqlx::query(CLAIM_CAPPED),
+            };
+            let mut claim = statement
                 .bind(run_id)
                 .bind(&now)
                 .bind(owner)
-                .bind(timestamp(*until))
-                .fetch_optional(&mut *conn)
-                .await?;
+                .bind(timestamp(*until));
+            if let Some(cap) = max_running {
+                claim = claim.bind(i64::from(*cap));
+            }
+            let claimed = claim.fetch_optional(&mut *conn).await?;
             return Ok(Returned::Ids(
                 claimed.map(|_| run_id.clone()).into_iter().collect(),
             ));
@@ -1200,7 +1235,22 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             until,
             queued_before,
             limit,
+            max_running,
         } => {
+            // One writer: the count and the claim below see the same runs.
+            let limit = match max_running {
+                None => *limit as i64,
+                Some(cap) => {
+                    let running: i64 =
+                        sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'running'")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    (i64::from(*cap) - running).clamp(0, *limit as i64)
+                }
+            };
+            if limit == 0 {
+                return Ok(Returned::Ids(Vec::new()));
+            }
             // One writer: nobody else can take these rows between the select and the update. A
             // run with a concurrency key is taken as `Claim` takes it: while its key has a free
             // slot and no older run with the key waits ahead (an older one taken in this same
@@ -1226,7 +1276,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             .bind(owner)
             .bind(timestamp(*until))
             .bind(timestamp(*queued_before))
-            .bind(*limit as i64)
+            .bind(limit)
             .fetch_all(&mut *conn)
             .await?;
             let ids = rows

@@ -55,6 +55,11 @@ struct Inner {
     slots: Arc<Semaphore>,
     /// Jobs sent to the dispatcher and not yet taken by it: this process's own backlog.
     backlog: AtomicUsize,
+    /// Under a store-wide cap (`max_running`): a run here stopped running, so a run the cap
+    /// kept queued (here or in another process) may start now.
+    slot_freed: Notify,
+    /// Whether the store caps the runs running at once.
+    capped: bool,
 }
 
 /// One run to execute.
@@ -95,6 +100,9 @@ pub struct WorkerSettings {
     /// How long a claimed run is this process's without renewal; another process takes it
     /// over after that when this one died.
     pub lease: Duration,
+    /// Whether the store caps the runs running at once across processes (`max_running`):
+    /// a run it refuses stays queued, and is taken from the store's queue when a slot frees.
+    pub capped: bool,
 }
 
 impl Worker {
@@ -122,15 +130,15 @@ impl Worker {
                 lease: settings.lease.max(Duration::from_secs(1)),
                 slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
                 backlog: AtomicUsize::new(0),
+                slot_freed: Notify::new(),
+                capped: settings.capped,
             }),
         };
         let retries = tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
         let leases = tokio::spawn(keep_leases(worker.clone(), shutdown.clone()));
-        // On a shared store, runs accepted by busy or dead processes are taken from its queue.
-        let queue = worker
-            .inner
-            .store
-            .shared()
+        // On a shared store, runs accepted by busy or dead processes are taken from its queue;
+        // under a cap, also the runs it kept queued, on any store.
+        let queue = (worker.inner.store.shared() || worker.inner.capped)
             .then(|| tokio::spawn(take_queued_runs(worker.clone(), shutdown.clone())));
         let dispatcher = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
         // Done when every task holding the store is: a restart on the same file must find it
@@ -315,16 +323,21 @@ const QUEUE_POLL: Duration = Duration::from_secs(2);
 
 /// On a store shared with other processes: while this process has idle slots and no backlog
 /// of its own, take runs waiting in the store's queue (accepted by a busy process, or by one
-/// that died). Woken by the store when runs are queued anywhere, and by a timer.
+/// that died). Woken by the store when runs are queued anywhere, and by a timer. Under a cap
+/// (`max_running`, on any store), also woken when a run here stops running: the runs the cap
+/// kept queued are taken then, oldest first, as many as it has room for.
 async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     let inner = &worker.inner;
+    let shared = inner.store.shared();
     let mut wakeups = inner.store.wakeups();
     loop {
         let mut wait_for_handoff = false;
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
             _ = tokio::time::sleep(QUEUE_POLL) => {}
-            wakeup = wakeups.recv() => match wakeup {
+            _ = inner.slot_freed.notified() => {}
+            // A store used by one process sends none.
+            wakeup = wakeups.recv(), if shared => match wakeup {
                 Ok(Wakeup::RunsQueued) => wait_for_handoff = true,
                 Ok(Wakeup::RetryScheduled) => {
                     inner.retries.notify_one();
@@ -351,8 +364,10 @@ async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             if idle == 0 || *shutdown.borrow() {
                 break;
             }
+            // Alone on its store, every queued run is this process's: none to hand off.
+            let handoff = if shared { HANDOFF } else { Duration::ZERO };
             let queued_before = chrono::Utc::now()
-                - chrono::Duration::from_std(HANDOFF).unwrap_or(chrono::Duration::seconds(1));
+                - chrono::Duration::from_std(handoff).unwrap_or(chrono::Duration::seconds(1));
             let taken = match inner
                 .store
                 .claim_queued(&inner.owner, inner.lease_end(), queued_before, idle)
@@ -447,9 +462,12 @@ async fn dispatch(
         running.spawn(async move {
             let metrics = crate::metrics::metrics();
             metrics.runs_in_flight_add(1);
-            execute_run(&worker, job).await;
+            let ran = execute_run(&worker, job).await;
             metrics.runs_in_flight_add(-1);
             drop(permit);
+            if ran && worker.inner.capped {
+                worker.inner.slot_freed.notify_one();
+            }
         });
     }
     // Runs that already ended are still in the set until joined.
@@ -519,7 +537,8 @@ impl Drop for Held<'_> {
     }
 }
 
-async fn execute_run(worker: &Worker, job: Job) {
+/// Execute a job; whether the run ran here (it was `running` for this process until now).
+async fn execute_run(worker: &Worker, job: Job) -> bool {
     let store = &worker.inner.store;
     let run_id = job.run_id.clone();
     let run_id = run_id.as_str();
@@ -527,7 +546,7 @@ async fn execute_run(worker: &Worker, job: Job) {
     // Another job for the same run (a duplicate queue entry) must not end this one's renewal.
     let mut held = claimed.then_some(Held { worker, run_id });
     let Some(detail) = load(store, job).await else {
-        return;
+        return held.is_some();
     };
     let span = info_span!("run", run_id = %run_id, workflow = %detail.workflow);
     async {
@@ -666,7 +685,9 @@ async fn execute_run(worker: &Worker, job: Job) {
     }
     .instrument(span)
     .await;
+    let ran = held.is_some();
     drop(held);
+    ran
 }
 
 /// Whether a finished run can have held a concurrency slot that others wait for.

@@ -280,3 +280,68 @@ steps:
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_running_caps_the_runs_at_once_and_starts_the_refused_ones_later() {
+    let receiver = Receiver::start().await;
+    let pause = Duration::from_millis(300);
+    receiver.slow("/slow", pause);
+    let yaml = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/capped }} }}
+steps:
+  - name: work
+    http: {{ url: "{url}/slow", json: {{ n: "{{{{ event.body.n }}}}" }} }}
+"#,
+        url = receiver.url("")
+    );
+    // Eight workers, but two runs at once in the store: the other six are refused a place,
+    // stay queued, and start as places free.
+    let server = TestServer::start_with(&[("capped.yaml", &yaml)], |settings| {
+        settings.workers = 8;
+        settings.store_options.max_running = Some(2);
+    })
+    .await;
+    let mut sends = Vec::new();
+    for n in 0..8 {
+        let (client, url) = (
+            server.client.clone(),
+            format!("{}/hooks/capped", server.base),
+        );
+        sends.push(tokio::spawn(async move {
+            let answer: serde_json::Value = client
+                .post(url)
+                .json(&serde_json::json!({ "n": n }))
+                .send()
+                .await
+                .expect("post")
+                .json()
+                .await
+                .expect("json");
+            answer["run_ids"][0].as_str().expect("run id").to_owned()
+        }));
+    }
+    let mut runs = Vec::new();
+    for send in sends {
+        runs.push(send.await.expect("join"));
+    }
+    for run in &runs {
+        let detail = server.finished_run(run).await;
+        assert_eq!(detail["run"]["status"], "succeeded", "{detail}");
+    }
+    let starts: Vec<Instant> = receiver.received().iter().map(|r| r.at).collect();
+    assert_eq!(starts.len(), 8);
+    // A call is in progress for at least the pause from its arrival.
+    let most = starts
+        .iter()
+        .map(|start| {
+            starts
+                .iter()
+                .filter(|other| **other <= *start && *start < **other + pause)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 2, "{most} runs at once under max_running: 2");
+    server.stop().await;
+}

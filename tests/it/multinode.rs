@@ -556,3 +556,91 @@ async fn a_schedule_on_three_processes_fires_once_per_tick() {
     assert_eq!(total, distinct_ticks, "a tick started more than one run");
     assert_eq!(total, recorded_ticks);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_running_cap_holds_across_processes() {
+    let test = "the_running_cap_holds_across_processes";
+    let Some(schema) = TestSchema::create(test).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let pause = Duration::from_millis(700);
+    receiver.slow("/slow", pause);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("capped.yaml"),
+        format!(
+            r#"
+on: {{ webhook: {{ path: /hooks/capped }} }}
+steps:
+  - name: slow
+    http: {{ url: "{url}/slow", json: {{ n: "{{{{ event.body.n }}}}" }} }}
+"#,
+            url = receiver.url("")
+        ),
+    )
+    .expect("write workflow");
+    // The cap from the flag on one process, from the environment on the other; each could run
+    // eight at once on its own.
+    let nodes = [
+        ServeProcess::start_with_env(
+            dir.path(),
+            &[
+                "--store",
+                &schema.url,
+                "--workers",
+                "8",
+                "--max-running",
+                "2",
+            ],
+            &[("HOOKFLOW_LEASE", LEASE)],
+        ),
+        ServeProcess::start_with_env(
+            dir.path(),
+            &["--store", &schema.url, "--workers", "8"],
+            &[("HOOKFLOW_LEASE", LEASE), ("HOOKFLOW_MAX_RUNNING", "2")],
+        ),
+    ];
+    let http = client();
+    let mut accepted = Vec::new();
+    for n in 0..12 {
+        let url = format!("{}/hooks/capped", nodes[n % nodes.len()].webhook);
+        match send(&http, &url, n).await {
+            Sent::Accepted(id) => accepted.push(id),
+            Sent::Refused(status) => panic!("webhook {n} refused with {status}"),
+            Sent::Unreachable => panic!("webhook {n} unanswered"),
+        }
+    }
+    wait_for_succeeded(&schema, 12, "under the cap").await;
+    let requests: Vec<Instant> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.uri.starts_with("/slow"))
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(requests.len(), 12, "one call per run");
+    // A call is in progress from its arrival for at least the pause; the run that made it is
+    // `running` longer than that. The most calls in progress at any arrival:
+    let most = requests
+        .iter()
+        .map(|start| {
+            requests
+                .iter()
+                .filter(|other| **other <= *start && *start < **other + pause)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    println!("the_running_cap_holds_across_processes: at most {most} calls at once");
+    assert!(most <= 2, "{most} runs at once under max_running: 2");
+    let owners = schema
+        .count("SELECT count(DISTINCT lease_owner) FROM runs")
+        .await;
+    println!("the_running_cap_holds_across_processes: runs executed by {owners} process(es)");
+    for node in nodes {
+        let (status, _) = node.terminate();
+        assert!(status.success());
+    }
+}

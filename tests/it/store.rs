@@ -9,7 +9,7 @@ use hookflow::engine::{Event, RunStatus, StepRecord, StepStatus, Trigger};
 use hookflow::steps::respond::SyncResponse;
 use hookflow::store::{
     DedupeKey, Definition, NewRun, OpenMode, Replayed, RunConcurrency, RunCursor, RunFilter, Store,
-    StoreError, Wakeup,
+    StoreError, StoreOptions, Wakeup,
 };
 use hookflow::workflow::ConcurrencyMode;
 use serde_json::json;
@@ -807,6 +807,173 @@ pub async fn concurrent_writes(store: Store) -> Result<(), StoreError> {
     assert_eq!(created, 100 * 2 + 100 + 50);
     assert_eq!(duplicates, 50);
     Ok(())
+}
+
+/// How many runs of the store are `running`.
+async fn running(store: &Store) -> Result<usize, StoreError> {
+    let filter = RunFilter {
+        status: Some(RunStatus::Running),
+        limit: 1000,
+        ..RunFilter::default()
+    };
+    Ok(store.list_runs(&filter).await?.len())
+}
+
+/// `max_running: 2` on a store: `stores` all use one database (for SQLite, one store cloned),
+/// each as a process of its own would.
+pub async fn running_cap_conformance(stores: &[Store]) -> Result<(), StoreError> {
+    let store = &stores[0];
+    let other = &stores[stores.len() - 1];
+    let until = Utc::now() + Duration::seconds(30);
+    let later = Utc::now() + Duration::seconds(5);
+    let runs: Vec<NewRun> = (0..6).map(|_| new_run("wf-cap", None)).collect();
+    accept_each(store, &runs.iter().collect::<Vec<_>>()).await?;
+    // Two may run; a third waits in the queue, whichever process asks.
+    assert!(store.claim(&runs[0].id, "node-1", until).await?);
+    assert!(other.claim(&runs[1].id, "node-2", until).await?);
+    assert!(!store.claim(&runs[2].id, "node-1", until).await?);
+    assert!(
+        other
+            .claim_queued("node-2", until, later, 10)
+            .await?
+            .is_empty()
+    );
+    assert_eq!(status(store, &runs[2].id).await, RunStatus::Queued);
+    // An end frees one place: the oldest queued run takes it, and only it.
+    store
+        .run_finished(&runs[0].id, RunStatus::Succeeded, None, None)
+        .await?;
+    assert_eq!(
+        other.claim_queued("node-2", until, later, 10).await?,
+        vec![runs[2].id.clone()]
+    );
+    assert!(!store.claim(&runs[3].id, "node-1", until).await?);
+    // A run waiting for a retry runs nothing: its place is free meanwhile, and it comes back
+    // through the queue like any other.
+    store
+        .run_retrying(&runs[1].id, None, Utc::now() - Duration::seconds(1))
+        .await?;
+    assert!(store.claim(&runs[3].id, "node-1", until).await?);
+    assert!(
+        store
+            .claim_due_retries(Utc::now())
+            .await?
+            .contains(&runs[1].id)
+    );
+    assert!(!store.claim(&runs[1].id, "node-1", until).await?);
+    // A run whose owner stopped renewing keeps its place until it is taken over, and the
+    // takeover is never refused, even at the cap: a process that died cannot block the others.
+    store
+        .renew_leases(
+            "node-2",
+            std::slice::from_ref(&runs[2].id),
+            Utc::now() - Duration::seconds(1),
+        )
+        .await?;
+    assert!(!store.claim(&runs[4].id, "node-1", until).await?);
+    assert!(store.claim(&runs[2].id, "node-1", until).await?);
+    assert_eq!(running(store).await?, 2);
+    // A run with a concurrency key needs a place under the cap as well as a slot of its key.
+    let keyed: Vec<NewRun> = (0..3)
+        .map(|_| keyed_run("wf-cap-k", "k", 5, ConcurrencyMode::Queue))
+        .collect();
+    accept_each(store, &keyed.iter().collect::<Vec<_>>()).await?;
+    assert!(!store.claim(&keyed[0].id, "node-1", until).await?);
+    for run in [&runs[2], &runs[3]] {
+        store
+            .run_finished(&run.id, RunStatus::Succeeded, None, None)
+            .await?;
+    }
+    assert_eq!(running(store).await?, 0);
+    // Claimers racing for the places, with one run each and with the queue: two win.
+    let queued: Vec<String> = [
+        &runs[1], &runs[4], &runs[5], &keyed[0], &keyed[1], &keyed[2],
+    ]
+    .iter()
+    .map(|r| r.id.clone())
+    .collect();
+    let mut claims = Vec::new();
+    let mut takes = Vec::new();
+    for (n, id) in queued.iter().enumerate() {
+        let store = stores[n % stores.len()].clone();
+        let id = id.clone();
+        claims.push(tokio::spawn(async move {
+            store
+                .claim(&id, &format!("node-{n}"), until)
+                .await
+                .map(|won| won.then_some(id))
+        }));
+        let store = stores[(n + 1) % stores.len()].clone();
+        takes.push(tokio::spawn(async move {
+            store
+                .claim_queued(&format!("taker-{n}"), until, later, 3)
+                .await
+        }));
+    }
+    let mut won = Vec::new();
+    for claim in claims {
+        won.extend(claim.await.map_err(|e| StoreError::Read(e.to_string()))??);
+    }
+    for take in takes {
+        won.extend(take.await.map_err(|e| StoreError::Read(e.to_string()))??);
+    }
+    won.sort();
+    won.dedup();
+    assert_eq!(won.len(), 2, "two places, whoever asks: {won:?}");
+    assert_eq!(running(store).await?, 2);
+    // Run everything to the end, two at a time.
+    let mut finished = 0;
+    let mut left = won;
+    while !left.is_empty() {
+        assert!(running(store).await? <= 2);
+        for id in left.drain(..) {
+            store
+                .run_finished(&id, RunStatus::Succeeded, None, None)
+                .await?;
+            finished += 1;
+        }
+        left = other.claim_queued("node-2", until, later, 10).await?;
+        assert!(left.len() <= 2, "{left:?}");
+    }
+    assert_eq!(finished, queued.len());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_holds_the_running_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db").display().to_string();
+    let options = StoreOptions {
+        max_running: Some(2),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&path, OpenMode::Serve, &options)
+        .await
+        .expect("open");
+    running_cap_conformance(&[store.clone(), store.clone(), store])
+        .await
+        .expect("running cap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_holds_the_running_cap_across_processes() {
+    let Some(schema) = TestSchema::create("postgres_holds_the_running_cap_across_processes").await
+    else {
+        return;
+    };
+    let options = StoreOptions {
+        max_running: Some(2),
+        ..StoreOptions::default()
+    };
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(
+            Store::open_with(&schema.url, OpenMode::Serve, &options)
+                .await
+                .expect("open"),
+        );
+    }
+    running_cap_conformance(&stores).await.expect("running cap");
 }
 
 #[tokio::test]
