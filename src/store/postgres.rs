@@ -574,32 +574,65 @@ impl PostgresStore {
                 .bind(timestamp(queued_before))
                 .bind(limit as i64)
         };
-        let (limit, rows) = match self.max_running {
-            None => {
-                let rows = claim(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(write_error)?;
-                (limit, rows)
-            }
-            // Under the cap: as many as it has room for, counted and taken under its lock.
-            Some(cap) => {
-                let mut tx = self.transaction().await?;
-                lock_running_cap(&mut tx).await?;
-                let room = (i64::from(cap) - running_count(&mut tx).await?).max(0);
-                let limit = limit.min(usize::try_from(room).unwrap_or(0));
-                if limit == 0 {
-                    return Ok(Vec::new());
-                }
-                let rows = claim(limit)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(write_error)?;
-                tx.commit().await.map_err(write_error)?;
-                (limit, rows)
-            }
+        let Some(cap) = self.max_running else {
+            let rows = claim(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(write_error)?;
+            return self
+                .claim_queued_keyed(ids(&rows)?, owner, until, queued_before, limit)
+                .await;
         };
-        let mut taken = ids(&rows)?;
+        // Under the cap: the oldest queued runs, keyed or not, as many as it has room for now,
+        // each claimed as `claim` does (counted and taken under the cap's lock). Unkeyed runs
+        // first, as above, would keep a keyed run waiting as long as unkeyed ones arrive.
+        let room = {
+            let mut tx = self.transaction().await?;
+            lock_running_cap(&mut tx).await?;
+            let room = (i64::from(cap) - running_count(&mut tx).await?).max(0);
+            tx.commit().await.map_err(write_error)?;
+            limit.min(usize::try_from(room).unwrap_or(0))
+        };
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let oldest = sqlx::query(
+            "SELECT id FROM (
+                (SELECT id, created_at FROM runs
+                 WHERE status = 'queued' AND concurrency_key IS NULL AND created_at < $1
+                 ORDER BY created_at, id LIMIT $2)
+                UNION ALL
+                (SELECT id, created_at FROM (
+                    SELECT id, created_at, concurrency_limit, row_number() OVER (
+                        PARTITION BY workflow, concurrency_key ORDER BY created_at, id) AS place
+                    FROM runs
+                    WHERE status = 'queued' AND concurrency_key IS NOT NULL AND created_at < $1
+                 ) AS ahead WHERE place <= concurrency_limit ORDER BY created_at, id LIMIT $2)
+             ) AS oldest ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(timestamp(queued_before))
+        .bind(room as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(write_error)?;
+        let mut taken = Vec::new();
+        for id in ids(&oldest)? {
+            if self.claim_capped(&id, owner, until, cap).await? {
+                taken.push(id);
+            }
+        }
+        Ok(taken)
+    }
+
+    /// After `claim_queued` took the unkeyed runs `taken`, the keyed ones up to `limit`.
+    async fn claim_queued_keyed(
+        &self,
+        mut taken: Vec<String>,
+        owner: &str,
+        until: DateTime<Utc>,
+        queued_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         if taken.len() >= limit {
             return Ok(taken);
         }

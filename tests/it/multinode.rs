@@ -595,12 +595,16 @@ steps:
                 "--max-running",
                 "2",
             ],
-            &[("HOOKFLOW_LEASE", LEASE)],
+            &[("HOOKFLOW_LEASE", LEASE), ("HOOKFLOW_STORE_POOL_SIZE", "4")],
         ),
         ServeProcess::start_with_env(
             dir.path(),
             &["--store", &schema.url, "--workers", "8"],
-            &[("HOOKFLOW_LEASE", LEASE), ("HOOKFLOW_MAX_RUNNING", "2")],
+            &[
+                ("HOOKFLOW_LEASE", LEASE),
+                ("HOOKFLOW_MAX_RUNNING", "2"),
+                ("HOOKFLOW_STORE_POOL_SIZE", "4"),
+            ],
         ),
     ];
     let http = client();

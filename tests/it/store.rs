@@ -936,6 +936,24 @@ pub async fn running_cap_conformance(stores: &[Store]) -> Result<(), StoreError>
         assert!(left.len() <= 2, "{left:?}");
     }
     assert_eq!(finished, queued.len());
+    // Oldest first, keyed or not: newer runs without a key do not pass a keyed one.
+    let first = keyed_run("wf-cap-k", "fair", 1, ConcurrencyMode::Queue);
+    let next: Vec<NewRun> = (0..3).map(|_| new_run("wf-cap", None)).collect();
+    accept_each(store, &[&first, &next[0], &next[1], &next[2]]).await?;
+    assert!(store.claim(&next[2].id, "node-1", until).await?);
+    assert_eq!(
+        other.claim_queued("node-2", until, later, 10).await?,
+        vec![first.id.clone()]
+    );
+    for run in [&first, &next[2]] {
+        store
+            .run_finished(&run.id, RunStatus::Succeeded, None, None)
+            .await?;
+    }
+    assert_eq!(
+        other.claim_queued("node-2", until, later, 10).await?,
+        vec![next[0].id.clone(), next[1].id.clone()]
+    );
     Ok(())
 }
 
@@ -961,8 +979,10 @@ async fn postgres_holds_the_running_cap_across_processes() {
     else {
         return;
     };
+    // Few connections each: the test database is shared with the other tests.
     let options = StoreOptions {
         max_running: Some(2),
+        pool_size: 4,
         ..StoreOptions::default()
     };
     let mut stores = Vec::new();
