@@ -2,6 +2,7 @@
 //! answered; each finished step is recorded so an interrupted run resumes where it stopped.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use chrono::{DateTime, Utc};

@@ -13,12 +13,13 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::rows::{Columns, event_from_row, run_from_row, step_from_row};
 use super::{
     Accepted, Definition, NewRun, Replayed, RunConcurrency, RunDetail, RunFilter, RunSummary,
-    StoreError, parse_json, parse_timestamp, timestamp,
+    StoreError, parse_timestamp, timestamp,
 };
 use crate::effects::BoxFuture;
-use crate::engine::{Event, RunStatus, StepRecord, StepStatus, Trigger};
+use crate::engine::{Event, RunStatus, StepRecord, Trigger};
 use crate::steps::respond::SyncResponse;
 use crate::workflow::ConcurrencyMode;
 
@@ -1486,83 +1487,25 @@ where
     row.try_get(column).map_err(read_error)
 }
 
-fn run_from_row(row: &SqliteRow) -> Result<RunSummary, StoreError> {
-    let status: String = get(row, "status")?;
-    let optional_time = |column: &str| -> Result<_, StoreError> {
-        get::<Option<String>>(row, column)?
-            .map(|t| parse_timestamp(&t))
-            .transpose()
-    };
-    Ok(RunSummary {
-        id: get(row, "id")?,
-        event_id: get(row, "event_id")?,
-        workflow: get(row, "workflow")?,
-        version: get(row, "version")?,
-        status: RunStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("run status '{status}'")))?,
-        attempt: get::<i64>(row, "attempt")? as u32,
-        created_at: parse_timestamp(&get::<String>(row, "created_at")?)?,
-        started_at: optional_time("started_at")?,
-        finished_at: optional_time("finished_at")?,
-        error: get(row, "error")?,
-        response: get::<Option<String>>(row, "response")?
-            .map(|r| {
-                serde_json::from_str(&r)
-                    .map_err(|e| StoreError::Corrupt(format!("run response: {e}")))
-            })
-            .transpose()?,
-    })
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
-    let object = |column: &str| -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
-        match parse_json(&get::<String>(row, column)?)? {
-            serde_json::Value::Object(map) => Ok(map),
-            _ => Err(StoreError::Corrupt(format!(
-                "event {column} is not an object"
-            ))),
-        }
-    };
-    let params = object("params")?
-        .into_iter()
-        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
-        .collect();
-    Ok(Event {
-        id: get(row, "id")?,
-        method: get(row, "method")?,
-        path: get(row, "path")?,
-        params,
-        query: object("query")?,
-        headers: object("headers")?,
-        body: parse_json(&get::<String>(row, "body")?)?,
-        raw: get(row, "raw")?,
-        received_at: parse_timestamp(&get::<String>(row, "received_at")?)?,
-        trigger: get::<Option<String>>(row, "triggered_by")?
-            .map(|text| {
-                serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("event trigger: {e}")))
-            })
-            .transpose()?
-            .unwrap_or_default(),
-    })
-}
-
-fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
-    let status: String = get(row, "status")?;
-    Ok(StepRecord {
-        index: get::<i64>(row, "idx")? as usize,
-        name: get(row, "name")?,
-        kind: get(row, "kind")?,
-        status: StepStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("step status '{status}'")))?,
-        input: parse_json(&get::<String>(row, "input")?)?,
-        output: parse_json(&get::<String>(row, "output")?)?,
-        error: get(row, "error")?,
-        filtered: get(row, "filtered")?,
-        started_at: parse_timestamp(&get::<String>(row, "started_at")?)?,
-        duration_ms: get(row, "duration_ms")?,
-        attempts: get::<i64>(row, "attempts")? as u32,
-    })
+impl Columns for SqliteRow {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        get(self, column)
+    }
+    fn maybe_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        get(self, column)
+    }
+    fn integer(&self, column: &str) -> Result<i64, StoreError> {
+        get(self, column)
+    }
+    fn real(&self, column: &str) -> Result<f64, StoreError> {
+        get(self, column)
+    }
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        get(self, column)
+    }
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+        get(self, column)
+    }
 }
 
 impl super::StoreBackend for SqliteStore {
