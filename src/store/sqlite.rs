@@ -437,9 +437,7 @@ impl SqliteStore {
         .fetch_all(&self.readers)
         .await
         .map_err(read_error)?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("id").map_err(read_error))
-            .collect()
+        ids(&rows).map_err(read_error)
     }
 
     pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
@@ -502,9 +500,7 @@ impl SqliteStore {
         .fetch_all(&self.readers)
         .await
         .map_err(read_error)?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("id").map_err(read_error))
-            .collect()
+        ids(&rows).map_err(read_error)
     }
 
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
@@ -644,9 +640,7 @@ impl SqliteStore {
         .fetch_all(&self.readers)
         .await
         .map_err(read_error)?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("id").map_err(read_error))
-            .collect()
+        ids(&rows).map_err(read_error)
     }
 
     /// Accept a schedule's tick: the event and runs are committed with the tick's record,
@@ -1125,10 +1119,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             .bind(&cutoff)
             .fetch_all(&mut *conn)
             .await?;
-            let ids = rows
-                .iter()
-                .map(|r| r.try_get::<String, _>("id"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let ids = ids(&rows)?;
             for statement in [
                 "DELETE FROM steps WHERE run_id IN (SELECT id FROM runs
                  WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled') AND finished_at < $1)",
@@ -1165,10 +1156,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             .bind(timestamp(*now))
             .fetch_all(&mut *conn)
             .await?;
-            let ids = rows
-                .iter()
-                .map(|r| r.try_get::<String, _>("id"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let ids = ids(&rows)?;
             return Ok(Returned::Ids(ids));
         }
         Write::RunRetrying {
@@ -1280,10 +1268,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             .bind(limit)
             .fetch_all(&mut *conn)
             .await?;
-            let ids = rows
-                .iter()
-                .map(|r| r.try_get::<String, _>("id"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let ids = ids(&rows)?;
             return Ok(Returned::Ids(ids));
         }
         Write::RenewLeases {
@@ -1485,6 +1470,11 @@ where
     T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
     row.try_get(column).map_err(read_error)
+}
+
+/// The `id` column of each row.
+fn ids(rows: &[SqliteRow]) -> Result<Vec<String>, sqlx::Error> {
+    rows.iter().map(|r| r.try_get("id")).collect()
 }
 
 impl Columns for SqliteRow {
