@@ -58,11 +58,18 @@ struct Load {
     script: PathBuf,
 }
 
-fn main() {
-    if std::env::var("BENCH_MODE").is_ok_and(|m| m == "stores") {
-        compare_stores();
-        return;
-    }
+/// What both modes share: the binary, a counting receiver on its own runtime, a directory with
+/// the bench workflow calling it, the payload and the wrk script posting it.
+struct Setup {
+    binary: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    received: Arc<AtomicU64>,
+    dir: tempfile::TempDir,
+    body: String,
+    script: PathBuf,
+}
+
+fn setup() -> Setup {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // Cargo builds the binary with the same (optimised) profile as this bench.
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_hookflow"));
@@ -77,7 +84,6 @@ fn main() {
         .expect("runtime");
     let received = Arc::new(AtomicU64::new(0));
     let receiver_addr = runtime.block_on(start_receiver(Arc::clone(&received)));
-
     let dir = tempfile::tempdir().expect("tempdir");
     let workflows = dir.path().join("workflows");
     std::fs::create_dir_all(&workflows).expect("mkdir");
@@ -86,22 +92,46 @@ fn main() {
         WORKFLOW.replace("RECEIVER", &format!("http://{receiver_addr}")),
     )
     .expect("write workflow");
-    let payload = root.join("tests/fixtures/github/push.json");
-    let body = std::fs::read_to_string(&payload).expect("payload");
-    let load = Load {
-        seconds: env_or("BENCH_SECONDS", 10),
-        connections: env_or("BENCH_CONNECTIONS", 32),
-        threads: env_or("BENCH_THREADS", 2),
-        script: dir.path().join("post.lua"),
-    };
+    let body =
+        std::fs::read_to_string(root.join("tests/fixtures/github/push.json")).expect("payload");
+    let script = dir.path().join("post.lua");
     std::fs::write(
-        &load.script,
+        &script,
         format!(
             "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
             lua_string(&body)
         ),
     )
     .expect("write script");
+    Setup {
+        binary,
+        runtime,
+        received,
+        dir,
+        body,
+        script,
+    }
+}
+
+fn main() {
+    if std::env::var("BENCH_MODE").is_ok_and(|m| m == "stores") {
+        compare_stores();
+        return;
+    }
+    let Setup {
+        binary,
+        runtime: _receiver_runtime,
+        received,
+        dir,
+        body,
+        script,
+    } = setup();
+    let load = Load {
+        seconds: env_or("BENCH_SECONDS", 10),
+        connections: env_or("BENCH_CONNECTIONS", 32),
+        threads: env_or("BENCH_THREADS", 2),
+        script,
+    };
     println!(
         "hookflow ingest benchmark: filter + template + http workflow, {} byte GitHub push payload",
         body.len()
@@ -372,41 +402,17 @@ struct StoreRun {
 /// `BENCH_MODE=stores`: the same workflow and load on SQLite (one process) and on PostgreSQL
 /// (one, two, three processes).
 fn compare_stores() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_hookflow"));
-    if Command::new("wrk").arg("--version").output().is_err() {
-        eprintln!("wrk is not installed (apt-get install wrk)");
-        std::process::exit(2);
-    }
+    let Setup {
+        binary,
+        runtime,
+        received,
+        dir,
+        body,
+        script,
+    } = setup();
     let postgres = std::env::var("BENCH_POSTGRES_URL")
         .or_else(|_| std::env::var("HOOKFLOW_TEST_POSTGRES_URL"))
         .ok();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let received = Arc::new(AtomicU64::new(0));
-    let receiver_addr = runtime.block_on(start_receiver(Arc::clone(&received)));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let workflows = dir.path().join("workflows");
-    std::fs::create_dir_all(&workflows).expect("mkdir");
-    std::fs::write(
-        workflows.join("bench.yaml"),
-        WORKFLOW.replace("RECEIVER", &format!("http://{receiver_addr}")),
-    )
-    .expect("write workflow");
-    let body =
-        std::fs::read_to_string(root.join("tests/fixtures/github/push.json")).expect("payload");
-    let script = dir.path().join("post.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = {}\n",
-            lua_string(&body)
-        ),
-    )
-    .expect("write script");
     let seconds = env_or("BENCH_SECONDS", 10);
     let connections = env_or("BENCH_CONNECTIONS", 32);
     println!(
