@@ -14,6 +14,7 @@ pub mod http;
 pub mod jsonpath;
 pub mod metrics;
 pub mod net;
+pub mod reload;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;

@@ -13,8 +13,10 @@ use crate::effects::Effects;
 use crate::http::{self, AppState, body::BodyLimits};
 use crate::settings::ServeSettings;
 use crate::store::{Definition, OpenMode, Store, StoreError};
-use crate::worker::{SharedRegistry, Worker, WorkerSettings};
+use crate::worker::{Worker, WorkerSettings};
 use crate::workflow::{self, Registry};
+
+pub use crate::reload::{ReloadStatus, Reloader, SharedReloadStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -49,109 +51,6 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     reloader: Reloader,
-}
-
-/// What a reload needs: the settings that found the workflows, the registry to swap, the store
-/// that keeps each version a run may need.
-#[derive(Clone)]
-pub struct Reloader {
-    settings: ServeSettings,
-    registry: SharedRegistry,
-    store: Store,
-    /// The webhook listener's certificate, read again on each reload.
-    tls: Option<Arc<crate::http::tls::TlsConfig>>,
-    /// Told after each swap, so the scheduler recomputes the schedules.
-    reloaded: Arc<tokio::sync::Notify>,
-    status: SharedReloadStatus,
-}
-
-/// What the last reload attempt found, for the admin API and the UI: the problems that kept the
-/// previous workflows in place, or none when it succeeded.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ReloadStatus {
-    /// When the last reload was attempted; none since start.
-    pub at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The last attempt was refused: the workflows served are the previous set.
-    pub refused: bool,
-    pub problems: Vec<crate::diag::Problem>,
-}
-
-pub type SharedReloadStatus = Arc<RwLock<ReloadStatus>>;
-
-impl Reloader {
-    /// Load every workflow again through the start-up path. When any of them is invalid, the
-    /// running set stays and every problem is logged; runs in flight keep their version either
-    /// way. Returns the number of workflows now served.
-    pub async fn reload(&self) -> Result<usize, ServerError> {
-        // The certificate first and apart: invalid workflows do not keep a renewed one out.
-        if let Some(tls) = &self.tls {
-            match tls.reload() {
-                Ok(()) => info!("TLS certificate reloaded"),
-                Err(err) => {
-                    warn!(error = %err, "TLS reload refused: the current certificate stays")
-                }
-            }
-        }
-        let registry = match load_registry(&self.settings) {
-            Ok(registry) => registry,
-            Err(ServerError::Invalid { count, diagnostics }) => {
-                let sorted = diagnostics.sorted();
-                for d in &sorted {
-                    warn!("{d}");
-                }
-                self.record(sorted.iter().map(crate::diag::Problem::from).collect());
-                warn!(
-                    problems = count,
-                    "reload refused: the workflows keep their previous version"
-                );
-                return Err(ServerError::Invalid {
-                    count,
-                    diagnostics: Diagnostics::default(),
-                });
-            }
-            Err(other) => {
-                let problem = crate::diag::Problem {
-                    file: self.settings.workflows.display().to_string(),
-                    line: 1,
-                    col: 1,
-                    severity: "error".into(),
-                    message: other.to_string(),
-                    hint: None,
-                    text: other.to_string(),
-                };
-                self.record(vec![problem]);
-                return Err(other);
-            }
-        };
-        save_definitions(&self.store, &registry).await?;
-        self.record(Vec::new());
-        log_routes(&registry);
-        let count = registry.workflows.len();
-        if let Ok(mut current) = self.registry.write() {
-            *current = Arc::new(registry);
-        }
-        self.reloaded.notify_one();
-        info!(workflows = count, "workflows reloaded");
-        Ok(count)
-    }
-}
-
-impl Reloader {
-    /// Keep the attempt's outcome; an accepted set clears the problems of a refused one.
-    fn record(&self, problems: Vec<crate::diag::Problem>) {
-        if let Ok(mut status) = self.status.write() {
-            *status = ReloadStatus {
-                at: Some(chrono::Utc::now()),
-                refused: !problems.is_empty(),
-                problems,
-            };
-        }
-    }
-
-    /// The outcome of the last reload attempt.
-    pub fn status(&self) -> ReloadStatus {
-        self.status.read().map(|s| s.clone()).unwrap_or_default()
-    }
 }
 
 impl RunningServer {
@@ -253,15 +152,12 @@ async fn serve_with(
         Some(files) => Some(Arc::new(crate::http::tls::TlsConfig::load(files)?)),
         None => None,
     };
-    let reload_status = SharedReloadStatus::default();
-    let reloader = Reloader {
-        settings: settings.clone(),
-        registry: Arc::clone(&registry),
-        store: store.clone(),
-        tls: tls.clone(),
-        reloaded: Arc::new(tokio::sync::Notify::new()),
-        status: Arc::clone(&reload_status),
-    };
+    let reloader = Reloader::new(
+        settings.clone(),
+        Arc::clone(&registry),
+        store.clone(),
+        tls.clone(),
+    );
     let (stop, stopped) = watch::channel(false);
     let watcher = if settings.workflows.is_dir() {
         match crate::watch::watch_workflows(&settings.workflows, reloader.clone(), stopped.clone())
@@ -305,7 +201,7 @@ async fn serve_with(
         store.clone(),
         Arc::clone(&registry),
         worker.clone(),
-        Arc::clone(&reloader.reloaded),
+        reloader.reloaded(),
         stopped.clone(),
     );
     let state = AppState {
@@ -319,7 +215,7 @@ async fn serve_with(
         rejected: Arc::new(crate::http::rejected::RejectedLog::default()),
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         body_timeout: settings.body_timeout,
-        reload: reload_status,
+        reload: reloader.shared_status(),
         webhook_url: webhook_url(webhook_listener.local_addr().ok(), tls.is_some()),
     };
     let webhook_addr = webhook_listener
@@ -380,7 +276,7 @@ fn webhook_url(addr: Option<SocketAddr>, tls: bool) -> String {
     }
 }
 
-async fn save_definitions(store: &Store, registry: &Registry) -> Result<(), StoreError> {
+pub(crate) async fn save_definitions(store: &Store, registry: &Registry) -> Result<(), StoreError> {
     for w in registry.workflows.values() {
         store
             .save_definition(
@@ -396,7 +292,7 @@ async fn save_definitions(store: &Store, registry: &Registry) -> Result<(), Stor
     Ok(())
 }
 
-fn log_routes(registry: &Registry) {
+pub(crate) fn log_routes(registry: &Registry) {
     for route in registry.routes.iter() {
         let names: Vec<&str> = route.workflows.iter().map(|w| w.name.as_str()).collect();
         info!(path = route.pattern.as_str(), workflows = %names.join(","), "route");
