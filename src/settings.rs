@@ -51,7 +51,8 @@ pub struct ConfigFile {
     pub header_timeout: Option<String>,
     /// How long a client may take to send the body, once its headers are in.
     pub body_timeout: Option<String>,
-    /// The largest request line plus headers accepted (e.g. `64KiB`).
+    /// The largest header block accepted (e.g. `64KiB`): the request line and header lines with
+    /// their CRLFs and the empty line that ends them.
     pub max_header_size: Option<String>,
     /// Serve webhooks over HTTPS with this certificate and key (PEM files).
     pub tls: Option<TlsConfig>,

@@ -30,7 +30,8 @@ pub struct ConnectionLimits {
     /// From the connection's first byte (after the TLS handshake) or the end of the previous
     /// request, to the end of the headers. The TLS handshake gets as long again.
     pub header_timeout: Duration,
-    /// The request line plus headers, in bytes.
+    /// The request line plus headers, in bytes: everything before the body, the CRLF that ends
+    /// each line and the empty line after the last header included.
     pub max_header_size: usize,
     /// How long an answer (or a TLS handshake message) may wait, without a byte going out, for
     /// a client that stopped reading: hyper has no write deadline, and such a connection would
@@ -118,6 +119,10 @@ async fn http1<I>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // The limit itself: the parsed request line and headers, up to and including the blank
+        // line that ends them. The read buffer's own maximum is no limit: a read may fill more
+        // than it (a header block of 112 KiB once passed a 64 KiB buffer).
+        .max_header_size(limits.max_header_size)
         // hyper refuses (panics on) less than 8 KiB; settings already enforce it.
         .max_buf_size(limits.max_header_size.max(8192));
     let connection = builder.serve_connection(io, service);

@@ -649,3 +649,81 @@ async fn a_client_that_never_reads_does_not_hold_up_a_stop() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     writer.abort();
 }
+
+/// A request whose request line and headers, up to and including the empty line that ends them,
+/// take exactly `size` bytes; its body is `{}`.
+fn request_with_header_block(size: usize) -> Vec<u8> {
+    let head = "POST /hooks/limit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nX-Pad: ";
+    let tail = "\r\n\r\n";
+    let pad = size - head.len() - tail.len();
+    format!("{head}{}{tail}{{}}", "p".repeat(pad)).into_bytes()
+}
+
+/// Send raw bytes on a fresh connection and return the status line of the answer.
+async fn raw_status(address: &str, request: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The server may stop reading early; what it answers is what counts.
+    let _ = stream.write_all(request).await;
+    let answer = read_until_closed_or_answered(&mut stream).await;
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Read until the first answer's head has arrived, or the connection closes.
+async fn read_until_closed_or_answered(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!("no answer within 20 s"),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// `max_header_size` (64 KiB by default) bounds the whole header block exactly: a 112 KiB block
+/// was once accepted, because only hyper's read buffer was bounded and a read may overfill it.
+#[tokio::test]
+async fn the_header_limit_is_exact_at_the_documented_size() {
+    use crate::support::ServeProcess;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    std::fs::write(
+        dir.path().join("workflows/limit.yaml"),
+        "name: limit\non:\n  webhook:\n    path: /hooks/limit\nsteps:\n  - log: \"in\"\n",
+    )
+    .unwrap();
+    let server = ServeProcess::start(dir.path());
+    let address = server.webhook.trim_start_matches("http://").to_owned();
+    let limit = hookflow::settings::DEFAULT_MAX_HEADER_SIZE;
+    assert_eq!(limit, 64 * 1024);
+    for (size, expected) in [
+        (limit, "HTTP/1.1 202"),
+        (limit + 1, "HTTP/1.1 431"),
+        (114_688, "HTTP/1.1 431"),
+    ] {
+        let request = request_with_header_block(size);
+        let status = raw_status(&address, &request).await;
+        assert!(
+            status.starts_with(expected),
+            "a {size}-byte header block: {status}"
+        );
+    }
+    // A smaller configured limit holds exactly too.
+    drop(server);
+    std::fs::write(dir.path().join("hookflow.yaml"), "max_header_size: 16KiB\n").unwrap();
+    let server = ServeProcess::start(dir.path());
+    let address = server.webhook.trim_start_matches("http://").to_owned();
+    for (size, expected) in [(16 * 1024, "HTTP/1.1 202"), (16 * 1024 + 1, "HTTP/1.1 431")] {
+        let status = raw_status(&address, &request_with_header_block(size)).await;
+        assert!(
+            status.starts_with(expected),
+            "a {size}-byte header block under 16KiB: {status}"
+        );
+    }
+}
