@@ -79,12 +79,7 @@ async fn require_token(
     let Some(expected) = token else {
         return next.run(request).await;
     };
-    let given = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let given = bearer_token(request.headers()).unwrap_or_default();
     if same_secret(given, &expected) {
         next.run(request).await
     } else {
@@ -95,6 +90,20 @@ async fn require_token(
         );
         response
     }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header. The scheme's name is
+/// case-insensitive (RFC 9110, 11.1: `bearer` and `BEARER` are `Bearer`), and one or more spaces
+/// may follow it.
+pub(super) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start_matches(' '))
 }
 
 /// Compare digests, not the strings: equal time whatever the input and its length.

@@ -26,8 +26,8 @@ use sha2::Sha256;
 
 use super::AppState;
 use super::admin::{
-    ListQuery, ReplayError, StartError, replay, runs_page, same_secret, start_by_hand,
-    workflows_overview,
+    ListQuery, ReplayError, StartError, bearer_token, replay, runs_page, same_secret,
+    start_by_hand, workflows_overview,
 };
 use crate::engine::Event;
 #[cfg(test)]
@@ -181,11 +181,7 @@ async fn authorize(ui: Arc<Ui>, request: Request, next: Next) -> Response {
         return next.run(request).await;
     };
     let headers = request.headers();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer.is_some_and(|given| same_secret(given, token))
+    if bearer_token(headers).is_some_and(|given| same_secret(given, token))
         || cookie(headers, SESSION_COOKIE).is_some_and(|given| same_secret(&given, session))
     {
         return next.run(request).await;

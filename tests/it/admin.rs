@@ -458,3 +458,50 @@ steps:
     assert!(values.contains_key("hookflow_runs_in_flight"));
     server.stop().await;
 }
+
+/// HTTP auth schemes are case-insensitive (RFC 9110, 11.1): `bearer`, `BEARER` and `Bearer` are
+/// the same scheme, for the API and the UI; another scheme or a wrong token is still refused.
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let server = TestServer::start_with(&[("quick.yaml", QUICK)], |s| {
+        s.admin_token = Some("case-token-7f3".into());
+    })
+    .await;
+    let status = |path: &'static str, authorization: &'static str| {
+        let request = server
+            .client
+            .get(format!("{}{path}", server.admin))
+            .header("authorization", authorization);
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    for authorization in [
+        "Bearer case-token-7f3",
+        "bearer case-token-7f3",
+        "BEARER case-token-7f3",
+        "bEaReR  case-token-7f3",
+    ] {
+        assert_eq!(
+            status("/api/runs", authorization).await,
+            200,
+            "{authorization}"
+        );
+        assert_eq!(
+            status("/ui/runs", authorization).await,
+            200,
+            "{authorization}"
+        );
+    }
+    for authorization in [
+        "Basic case-token-7f3",
+        "bearercase-token-7f3",
+        "bearer case-token-7f4",
+        "bearer",
+    ] {
+        assert_eq!(
+            status("/api/runs", authorization).await,
+            401,
+            "{authorization}"
+        );
+    }
+    server.stop().await;
+}

@@ -727,3 +727,29 @@ async fn the_header_limit_is_exact_at_the_documented_size() {
         );
     }
 }
+
+/// `verify.basic` takes the `Basic` scheme in any case, as HTTP auth schemes are
+/// case-insensitive; the credentials themselves are not.
+#[tokio::test]
+async fn the_basic_scheme_is_case_insensitive() {
+    set_env("BASIC_CASE_IT_PASSWORD", "basic-case-pass-2c1");
+    let workflow = "name: basic-case\nsecrets: [BASIC_CASE_IT_PASSWORD]\non:\n  webhook:\n    path: /hooks/basic-case\n    verify:\n      basic:\n        username: hook\n        password: \"{{ secrets.BASIC_CASE_IT_PASSWORD }}\"\nsteps:\n  - log: \"in\"\n";
+    let server = TestServer::start(&[("basic-case.yaml", workflow)]).await;
+    use base64::Engine as _;
+    let encode = |pair: &str| base64::engine::general_purpose::STANDARD.encode(pair);
+    let good = encode("hook:basic-case-pass-2c1");
+    for scheme in ["Basic", "basic", "BASIC"] {
+        let authorization = format!("{scheme} {good}");
+        let status = status_with(
+            &server,
+            "/hooks/basic-case",
+            &[("authorization", &authorization)],
+        )
+        .await;
+        assert_eq!(status, 202, "{authorization}");
+    }
+    let wrong = format!("basic {}", encode("hook:Basic-case-pass-2c1"));
+    let status = status_with(&server, "/hooks/basic-case", &[("authorization", &wrong)]).await;
+    assert_eq!(status, 401);
+    server.stop().await;
+}
