@@ -2,15 +2,17 @@
 //! path and the registry is swapped whole, or the running set is kept; the outcome of the last
 //! attempt is kept for the admin API and the UI.
 
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use tracing::{info, warn};
 
 use crate::diag::Diagnostics;
-use crate::server::{ServerError, load_registry, log_routes, save_definitions};
+use crate::server::{ServerError, compile_registry, log_routes, save_definitions};
 use crate::settings::ServeSettings;
 use crate::store::Store;
 use crate::worker::SharedRegistry;
+use crate::workflow;
 
 /// What a reload needs: the settings that found the workflows, the registry to swap, the store
 /// that keeps each version a run may need.
@@ -24,6 +26,8 @@ pub struct Reloader {
     /// Told after each swap, so the scheduler recomputes the schedules.
     reloaded: Arc<tokio::sync::Notify>,
     status: SharedReloadStatus,
+    /// The server started on one workflow file rather than a folder.
+    single_file: bool,
 }
 
 /// What the last reload attempt found, for the admin API and the UI: the problems that kept the
@@ -39,10 +43,53 @@ pub struct ReloadStatus {
 
 pub type SharedReloadStatus = Arc<RwLock<ReloadStatus>>;
 
+/// Why a reload kept the workflows it had although no workflow file is invalid: what was found
+/// at the workflows path instead of a folder of workflows.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderProblem {
+    #[error("the workflows folder {path} is missing")]
+    Missing { path: String },
+    #[error("{path} is not a folder")]
+    NotAFolder { path: String },
+    #[error("the workflows folder {path} cannot be read: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the workflows folder {path} holds no workflow files")]
+    Emptied { path: String },
+}
+
+impl FolderProblem {
+    /// What was found, as the log's `found` field says it.
+    pub fn found(&self) -> &'static str {
+        match self {
+            Self::Missing { .. } => "missing",
+            Self::NotAFolder { .. } => "not a folder",
+            Self::Unreadable { .. } => "unreadable",
+            Self::Emptied { .. } => "no workflow files",
+        }
+    }
+
+    /// What brings the folder back into service, for the admin API and the UI.
+    fn hint(&self) -> &'static str {
+        match self {
+            Self::Missing { .. } | Self::NotAFolder { .. } => {
+                "the folder is loaded again as soon as it is back at this path"
+            }
+            Self::Unreadable { .. } => "the folder is loaded again at the next change or SIGHUP",
+            Self::Emptied { .. } => {
+                "to serve no workflows on purpose, restart hookflow on the empty folder"
+            }
+        }
+    }
+}
+
 impl Reloader {
-    /// Load every workflow again through the start-up path. When any of them is invalid, the
-    /// running set stays and every problem is logged; runs in flight keep their version either
-    /// way. Returns the number of workflows now served.
+    /// Load every workflow again through the start-up path. When any of them is invalid, or the
+    /// folder is missing, unreadable or emptied, the running set stays and the reason is logged
+    /// and recorded; runs in flight keep their version either way. Returns the number of
+    /// workflows now served.
     pub async fn reload(&self) -> Result<usize, ServerError> {
         // The certificate first and apart: invalid workflows do not keep a renewed one out.
         if let Some(tls) = &self.tls {
@@ -53,7 +100,15 @@ impl Reloader {
                 }
             }
         }
-        let registry = match load_registry(&self.settings) {
+        let files = match self.workflow_files() {
+            Ok(files) => files,
+            Err(problem) => return Err(self.keep(problem)),
+        };
+        if files.is_empty() && self.served() > 0 {
+            let path = self.path();
+            return Err(self.keep(FolderProblem::Emptied { path }));
+        }
+        let registry = match compile_registry(&self.settings, &files) {
             Ok(registry) => registry,
             Err(ServerError::Invalid { count, diagnostics }) => {
                 let sorted = diagnostics.sorted();
@@ -70,19 +125,11 @@ impl Reloader {
                     diagnostics: Diagnostics::default(),
                 });
             }
-            Err(other) => {
-                let problem = crate::diag::Problem {
-                    file: self.settings.workflows.display().to_string(),
-                    line: 1,
-                    col: 1,
-                    severity: "error".into(),
-                    message: other.to_string(),
-                    hint: None,
-                    text: other.to_string(),
-                };
-                self.record(vec![problem]);
-                return Err(other);
+            // A file listed a moment ago that cannot be read now.
+            Err(ServerError::Workflows { path, source }) => {
+                return Err(self.keep(FolderProblem::Unreadable { path, source }));
             }
+            Err(other) => return Err(other),
         };
         save_definitions(&self.store, &registry).await?;
         self.record(Vec::new());
@@ -94,6 +141,59 @@ impl Reloader {
         self.reloaded.notify_one();
         info!(workflows = count, "workflows reloaded");
         Ok(count)
+    }
+
+    /// The workflow files at the workflows path now, or why there is no folder to read. A path
+    /// that was a single file at start stays one.
+    fn workflow_files(&self) -> Result<Vec<PathBuf>, FolderProblem> {
+        let workflows = &self.settings.workflows;
+        let path = self.path();
+        match std::fs::metadata(workflows) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Err(FolderProblem::Missing { path })
+            }
+            Err(source) => Err(FolderProblem::Unreadable { path, source }),
+            Ok(found) if !found.is_dir() && !self.single_file => {
+                Err(FolderProblem::NotAFolder { path })
+            }
+            Ok(_) => workflow::workflow_files(std::slice::from_ref(workflows))
+                .map_err(|source| FolderProblem::Unreadable { path, source }),
+        }
+    }
+
+    /// Keep the workflows served, and say why in the log and the status.
+    fn keep(&self, problem: FolderProblem) -> ServerError {
+        let kept = self.served();
+        let message = format!("{problem}: the {kept} workflow(s) loaded before keep serving");
+        warn!(
+            path = %self.path(),
+            found = problem.found(),
+            kept,
+            "reload refused: {message}"
+        );
+        let hint = problem.hint();
+        self.record(vec![crate::diag::Problem {
+            file: self.path(),
+            line: 1,
+            col: 1,
+            severity: "error".into(),
+            text: format!("{}: error: {message}\n  = hint: {hint}\n", self.path()),
+            message,
+            hint: Some(hint.into()),
+        }]);
+        ServerError::Kept { problem, kept }
+    }
+
+    /// How many workflows are served now.
+    fn served(&self) -> usize {
+        self.registry
+            .read()
+            .map(|registry| registry.workflows.len())
+            .unwrap_or_default()
+    }
+
+    fn path(&self) -> String {
+        self.settings.workflows.display().to_string()
     }
 }
 
@@ -123,6 +223,7 @@ impl Reloader {
         tls: Option<Arc<crate::http::tls::TlsConfig>>,
     ) -> Self {
         Self {
+            single_file: settings.workflows.is_file(),
             settings,
             registry,
             store,

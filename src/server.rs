@@ -30,6 +30,12 @@ pub enum ServerError {
         count: usize,
         diagnostics: Diagnostics,
     },
+    #[error("reload refused: the {kept} workflow(s) loaded before keep serving")]
+    Kept {
+        #[source]
+        problem: crate::reload::FolderProblem,
+        kept: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot set up the steps' effects: {0}")]
@@ -51,11 +57,18 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     reloader: Reloader,
+    hangup: Arc<tokio::sync::Notify>,
 }
 
 impl RunningServer {
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
+    }
+
+    /// What SIGHUP notifies: the workflows path is watched afresh (its folder may be a new
+    /// one) and the workflows are reloaded.
+    pub fn hangup(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.hangup)
     }
 
     /// Stop taking requests, let runs in flight finish (bounded), and return when all is closed.
@@ -74,20 +87,25 @@ impl RunningServer {
     }
 }
 
-/// Load the workflows; refuse to start when any of them is invalid.
+/// Load the workflows; refuse to start when any of them is invalid. A missing folder is served
+/// as empty (it is loaded when it appears); a reload keeps its set instead (`reload.rs`).
 pub fn load_registry(settings: &ServeSettings) -> Result<Registry, ServerError> {
     if !settings.workflows.exists() {
         warn!(path = %settings.workflows.display(), "workflows directory does not exist; serving no workflows");
         return Ok(Registry::default());
     }
+    let files = workflow::workflow_files(std::slice::from_ref(&settings.workflows))
+        .map_err(|source| unreadable(settings, source))?;
+    compile_registry(settings, &files)
+}
+
+/// Compile these workflow files into one registry, or every problem found in them.
+pub(crate) fn compile_registry(
+    settings: &ServeSettings,
+    files: &[std::path::PathBuf],
+) -> Result<Registry, ServerError> {
     let options = settings.compile_options();
-    let loaded =
-        workflow::load(std::slice::from_ref(&settings.workflows), &options).map_err(|source| {
-            ServerError::Workflows {
-                path: settings.workflows.display().to_string(),
-                source,
-            }
-        })?;
+    let loaded = workflow::load(files, &options).map_err(|source| unreadable(settings, source))?;
     if loaded.diagnostics.has_errors() {
         return Err(ServerError::Invalid {
             count: loaded.diagnostics.error_count(),
@@ -103,6 +121,13 @@ pub fn load_registry(settings: &ServeSettings) -> Result<Registry, ServerError> 
         }
     }
     Ok(loaded.registry)
+}
+
+fn unreadable(settings: &ServeSettings, source: std::io::Error) -> ServerError {
+    ServerError::Workflows {
+        path: settings.workflows.display().to_string(),
+        source,
+    }
 }
 
 pub async fn start(
@@ -159,19 +184,14 @@ async fn serve_with(
         tls.clone(),
     );
     let (stop, stopped) = watch::channel(false);
-    let watcher = if settings.workflows.is_dir() {
-        match crate::watch::watch_workflows(&settings.workflows, reloader.clone(), stopped.clone())
-        {
-            Ok(task) => Some(task),
-            Err(err) => {
-                // Not fatal: SIGHUP still reloads.
-                warn!(error = %err, "cannot watch the workflows directory; send SIGHUP to reload");
-                None
-            }
-        }
-    } else {
-        None
-    };
+    // SIGHUP asks through this: the watches are set up again and the workflows reloaded.
+    let hangup = Arc::new(tokio::sync::Notify::new());
+    let watcher = crate::watch::watch_workflows(
+        &settings.workflows,
+        reloader.clone(),
+        Arc::clone(&hangup),
+        stopped.clone(),
+    );
     let effects =
         Effects::from_settings(settings).map_err(|e| ServerError::Effects(e.to_string()))?;
     let (worker, worker_task) = Worker::start(
@@ -249,9 +269,7 @@ async fn serve_with(
         // The store is free once every task holding it has ended.
         let _ = pruner.await;
         // The watcher holds the store through its reloader: gone before "stopped" is said.
-        if let Some(watcher) = watcher {
-            let _ = watcher.await;
-        }
+        let _ = watcher.await;
         if let Err(err) = admin_result {
             warn!(error = %err, "admin listener stopped with an error");
         }
@@ -263,6 +281,7 @@ async fn serve_with(
         stop,
         task,
         reloader,
+        hangup,
     })
 }
 

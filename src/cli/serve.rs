@@ -47,15 +47,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     #[cfg(unix)]
     {
         // SIGHUP reloads the workflows, as daemons conventionally do.
-        let reloader = running.reloader();
+        let hangup = running.hangup();
         if let Ok(mut hangups) =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             tokio::spawn(async move {
                 while hangups.recv().await.is_some() {
                     info!("SIGHUP: reloading the workflows");
-                    // A refused reload logged its problems and kept the running set.
-                    let _ = reloader.reload().await;
+                    // The watcher reloads; a refused reload logs its problems and keeps the
+                    // running set.
+                    hangup.notify_one();
                 }
             });
         }
