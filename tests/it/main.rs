@@ -19,6 +19,7 @@ mod jsonpath_cts;
 mod logs;
 mod manual;
 mod multinode;
+mod reload;
 mod schedule;
 mod secrets_leak;
 mod security;
