@@ -873,6 +873,9 @@ pub fn standard_webhooks_signature(
     timestamp: i64,
     body: &[u8],
 ) -> Result<String, Rejection> {
+    // A receiver reads the `webhook-id` header without its surrounding whitespace (HTTP drops
+    // it, and `header` trims it): an id rendered as " order-7 " is signed as it arrives.
+    let id = id.trim();
     let key = standard_webhooks_key(secret)?;
     let mut mac = HmacSha256::new_from_slice(&key)
         .map_err(|_| Rejection::UnusableSecret("a standard_webhooks secret is unusable"))?;
@@ -1347,6 +1350,36 @@ mod tests {
         );
         assert!(standard_webhooks_signature("whsec_not base64!", "i", 1, b"").is_err());
         assert!(standard_webhooks_signature("whsec_", "i", 1, b"").is_err());
+    }
+
+    /// Found by `fuzz/` (target `verify`): an outgoing id with a trailing space, as an
+    /// `Idempotency-Key` rendered with one would give, was signed with the space while every
+    /// receiver reads the header without it, so the request never verified.
+    #[test]
+    fn an_id_with_surrounding_spaces_is_signed_as_it_is_received() {
+        for id in ["p ", " p", "\tmsg_1 \t", " "] {
+            let signed = standard_webhooks_signature(W1_SECRET, id, 1700000000, b"{}").unwrap();
+            let request = headers(&[
+                ("webhook-id", id),
+                ("webhook-timestamp", "1700000000"),
+                ("webhook-signature", &signed),
+            ]);
+            assert_eq!(
+                check(
+                    &preset(Scheme::StandardWebhooks),
+                    &request,
+                    b"{}",
+                    1700000000,
+                    &secrets(&[W1_SECRET])
+                ),
+                Ok(()),
+                "{id:?}"
+            );
+        }
+        assert_eq!(
+            standard_webhooks_signature(W1_SECRET, " p\t", 1, b""),
+            standard_webhooks_signature(W1_SECRET, "p", 1, b"")
+        );
     }
 
     #[test]
