@@ -163,11 +163,11 @@ impl Watches {
         };
         match watcher_on(&self.path, RecursiveMode::Recursive, handler) {
             Ok(watcher) => self.inside = Some(watcher),
-            // Not fatal: SIGHUP still reloads.
+            // Not fatal: the parent's watch still sees the folder change, and SIGHUP reloads.
             Err(err) => warn!(
                 path = %self.path.display(),
                 error = %err,
-                "cannot watch the workflows directory; send SIGHUP to reload"
+                "cannot watch inside the workflows directory: edits are loaded when the folder itself changes or on SIGHUP"
             ),
         }
     }
