@@ -261,7 +261,8 @@ async fn serve_with(
     );
     let admin = axum::serve(
         admin_listener,
-        http::admin_router(state, settings.admin_token.clone()),
+        http::admin_router(state, settings.admin_access())
+            .into_make_service_with_connect_info::<http::access::AdminConnection>(),
     )
     .with_graceful_shutdown(until_stopped(stopped.clone()));
     let task = tokio::spawn(async move {

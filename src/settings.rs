@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub admin_listen: Option<String>,
     /// Bearer token the admin API requires (besides /healthz and /readyz).
     pub admin_token: Option<String>,
+    /// More `Host` names the admin listener answers to (a reverse proxy's), or `*`.
+    pub admin_allowed_hosts: Option<Vec<String>>,
     /// One file per secret, for secrets not in the environment.
     pub secrets_dir: Option<PathBuf>,
     pub workflows: Option<PathBuf>,
@@ -125,6 +127,8 @@ pub struct Overrides {
     pub max_running: Option<u32>,
     pub smtp: Option<String>,
     pub admin_insecure: bool,
+    /// Comma-separated `Host` names the admin listener answers to besides its own.
+    pub admin_allowed_hosts: Option<String>,
     /// Comma-separated CIDRs of trusted proxies.
     pub trusted_proxies: Option<String>,
     pub tls_cert: Option<PathBuf>,
@@ -140,6 +144,9 @@ pub struct ServeSettings {
     pub admin_token: Option<String>,
     /// Serve the admin API on a non-loopback address without a token (logged as a warning).
     pub admin_insecure: bool,
+    /// `Host` names the admin listener answers to besides loopback names, the address a
+    /// connection reached and the host of `admin_listen`.
+    pub admin_allowed_hosts: Vec<crate::http::access::HostPattern>,
     /// Where secret values come from besides the environment.
     pub secrets: crate::secrets::SecretSource,
     pub workflows: PathBuf,
@@ -194,6 +201,15 @@ pub struct EmailSettings {
 }
 
 impl ServeSettings {
+    /// Who the admin listener answers: its token and the names it is reached by.
+    pub fn admin_access(&self) -> crate::http::access::AdminAccess {
+        crate::http::access::AdminAccess {
+            token: self.admin_token.clone(),
+            allowed_hosts: self.admin_allowed_hosts.clone(),
+            listen_host: admin_listen_host(&self.admin_listen),
+        }
+    }
+
     /// What workflows may use on this server.
     pub fn compile_options(&self) -> crate::workflow::CompileOptions {
         crate::workflow::CompileOptions {
@@ -288,6 +304,7 @@ impl ServeSettings {
                 .or(file.admin_token.clone())
                 .filter(|t| !t.is_empty()),
             admin_insecure: overrides.admin_insecure,
+            admin_allowed_hosts: resolve_admin_allowed_hosts(overrides, &file, &config_path)?,
             secrets: crate::secrets::SecretSource::new(
                 overrides.secrets_dir.clone().or(file.secrets_dir.clone()),
             ),
@@ -398,6 +415,42 @@ fn resolve_trusted_proxies(
                     path: path.to_owned(),
                     message: format!("`trusted_proxies`: {err}"),
                 })
+        })
+        .collect()
+}
+
+/// The host of the admin address when it names one: `admin.internal` of `admin.internal:9090`,
+/// but nothing for `0.0.0.0:9090` or `[::]:9090`, which name no host.
+fn admin_listen_host(listen: &str) -> Option<String> {
+    let authority = crate::http::access::Authority::parse(listen)?;
+    match authority.host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => None,
+        _ => Some(authority.host),
+    }
+}
+
+fn resolve_admin_allowed_hosts(
+    overrides: &Overrides,
+    file: &ConfigFile,
+    path: &str,
+) -> Result<Vec<crate::http::access::HostPattern>, SettingsError> {
+    let (entries, source): (Vec<String>, &str) = match &overrides.admin_allowed_hosts {
+        Some(list) => (
+            list.split(',').map(str::to_owned).collect(),
+            "--admin-allowed-hosts",
+        ),
+        None => (file.admin_allowed_hosts.clone().unwrap_or_default(), path),
+    };
+    entries
+        .iter()
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            e.parse().map_err(
+                |err: crate::http::access::BadHostPattern| SettingsError::Invalid {
+                    path: source.to_owned(),
+                    message: format!("`admin_allowed_hosts`: {err}"),
+                },
+            )
         })
         .collect()
 }
@@ -569,6 +622,38 @@ mod tests {
         assert_eq!(settings.store_options.max_running, Some(2));
         let err = resolve_with("max_running: 0", Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("`max_running`"), "{err}");
+    }
+
+    #[test]
+    fn admin_allowed_hosts_come_from_the_file_and_the_flag_wins() {
+        use crate::http::access::{Authority, HostPattern};
+        let config = "admin_listen: admin.internal:9090\nadmin_allowed_hosts: [admin.example.com, 'proxy.example.com:8443']\n";
+        let settings = resolve_with(config, Overrides::default()).unwrap();
+        assert_eq!(settings.admin_allowed_hosts.len(), 2);
+        let access = settings.admin_access();
+        assert_eq!(access.listen_host.as_deref(), Some("admin.internal"));
+        assert_eq!(
+            access.allowed_hosts[1],
+            HostPattern::Host(Authority {
+                host: "proxy.example.com".into(),
+                port: Some(8443)
+            })
+        );
+        let flag = Overrides {
+            admin_allowed_hosts: Some("*".into()),
+            admin_listen: Some("0.0.0.0:9090".into()),
+            ..Overrides::default()
+        };
+        let settings = resolve_with(config, flag).unwrap();
+        assert_eq!(settings.admin_allowed_hosts, vec![HostPattern::Any]);
+        // An address that binds every interface names no host.
+        assert_eq!(settings.admin_access().listen_host, None);
+        let err = resolve_with(
+            "admin_allowed_hosts: ['http://admin.example.com']",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`admin_allowed_hosts`"), "{err}");
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Serve the admin API on a non-loopback address without a token (not recommended)
     #[arg(long)]
     pub admin_insecure: bool,
+    /// Host names the admin listener also answers to (a reverse proxy's), comma-separated;
+    /// `*` for any
+    #[arg(long, env = "HOOKFLOW_ADMIN_ALLOWED_HOSTS")]
+    pub admin_allowed_hosts: Option<String>,
     /// Proxies whose X-Forwarded-For names the client: comma-separated CIDRs, e.g. 10.0.0.0/8
     #[arg(long, env = "HOOKFLOW_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,

@@ -23,6 +23,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         smtp: args.smtp,
         admin_token: args.admin_token,
         admin_insecure: args.admin_insecure,
+        admin_allowed_hosts: args.admin_allowed_hosts,
         secrets_dir: args.secrets_dir,
         trusted_proxies: args.trusted_proxies,
         tls_cert: args.tls_cert,

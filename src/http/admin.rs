@@ -16,7 +16,8 @@ use crate::store::{Replayed, RunCursor, RunFilter, RunSummary, StoreError};
 /// The OpenAPI 3.1 description of every admin route (a test keeps it complete).
 const OPENAPI: &str = include_str!("openapi.json");
 
-pub fn router(state: AppState, token: Option<String>) -> Router {
+pub fn router(state: AppState, access: super::access::AdminAccess) -> Router {
+    let token = access.token.clone();
     let ui = super::ui::router(token.clone());
     let api = Router::new()
         .route("/api/runs", get(list_runs))
@@ -30,12 +31,20 @@ pub fn router(state: AppState, token: Option<String>) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             require_token(token.clone(), request, next)
         }));
-    // Probes stay open: a load balancer checking health holds no token.
+    // Only requests meant for this listener, and state changes from its own origin, reach the
+    // API and the UI.
+    let access = std::sync::Arc::new(access);
+    let guarded = api
+        .merge(ui)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            super::access::guard(std::sync::Arc::clone(&access), request, next)
+        }));
+    // Probes stay open, whatever the Host: a load balancer checking health holds no token and
+    // may name the server as it likes.
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .merge(api)
-        .merge(ui)
+        .merge(guarded)
         .route_layer(axum::middleware::from_fn(count_request))
         .with_state(state)
 }
@@ -459,6 +468,9 @@ async fn start_workflow(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Some(refused) = super::access::refuse_unless_json(&headers, &body) {
+        return refused;
+    }
     let started_by = headers
         .get(STARTED_BY_HEADER)
         .and_then(|v| v.to_str().ok())

@@ -1,6 +1,7 @@
 //! The HTTP surface: webhook ingress (match, limit, parse, persist, answer; it never runs a step)
 //! and the admin API, the web UI and `/metrics` on their own listener.
 
+pub mod access;
 pub mod admin;
 pub mod body;
 pub mod ingress;
@@ -46,8 +47,8 @@ pub fn webhook_router(state: AppState) -> Router {
     Router::new().fallback(ingress::ingest).with_state(state)
 }
 
-pub fn admin_router(state: AppState, token: Option<String>) -> Router {
-    admin::router(state, token)
+pub fn admin_router(state: AppState, access: access::AdminAccess) -> Router {
+    admin::router(state, access)
 }
 
 /// A JSON error answer: `{"error": reason}`.

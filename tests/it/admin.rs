@@ -505,3 +505,237 @@ async fn the_bearer_scheme_is_case_insensitive() {
     }
     server.stop().await;
 }
+
+const NIGHTLY: &str = r#"
+name: nightly
+on: { schedule: { cron: "0 3 * * *" } }
+steps:
+  - name: hello
+    template: "hello {{ event.body.x }}"
+"#;
+
+/// A real `hookflow serve` (no admin token, loopback: the defaults) with one workflow.
+fn serve_nightly(extra_args: &[&str]) -> (tempfile::TempDir, crate::support::ServeProcess) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("workflows")).expect("mkdir");
+    std::fs::write(dir.path().join("workflows/nightly.yaml"), NIGHTLY).expect("workflow");
+    let server = crate::support::ServeProcess::start_with(dir.path(), extra_args);
+    (dir, server)
+}
+
+/// Send one admin request with the given headers; the status and the JSON answer.
+async fn admin_request(
+    admin: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> (u16, Json) {
+    let mut request = crate::support::client()
+        .request(method.parse().expect("method"), format!("{admin}{path}"))
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("admin request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+}
+
+async fn run_count(admin: &str) -> usize {
+    let (status, page) = admin_request(admin, "GET", "/api/runs?limit=500", &[], "").await;
+    assert_eq!(status, 200, "{page}");
+    page["runs"].as_array().expect("runs").len()
+}
+
+/// A finished run of `nightly`, started the way `hookflow start` does.
+async fn finished_nightly_run(admin: &str) -> String {
+    let json = [("content-type", "application/json")];
+    let (status, started) = admin_request(
+        admin,
+        "POST",
+        "/api/workflows/nightly/start",
+        &json,
+        r#"{"x":1}"#,
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["run_id"].as_str().expect("run_id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, detail) = admin_request(admin, "GET", &format!("/api/runs/{id}"), &[], "").await;
+        if detail["run"]["finished_at"].is_string() {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "run {id} did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 12, finding 3: with the defaults (loopback, no token) any web page could start any
+/// workflow or replay any run with a cross-origin "simple" request, and a DNS-rebinding page
+/// could read the API under its own name. The same requests, sent to the real binary, are now
+/// refused, and nothing is started.
+#[tokio::test]
+async fn a_web_page_cannot_drive_the_default_admin_surface() {
+    let (_dir, server) = serve_nightly(&[]);
+    let admin = server.admin.clone();
+    let run_id = finished_nightly_run(&admin).await;
+    let before = run_count(&admin).await;
+
+    // curl -X POST -H 'Origin: http://evil.example' -H 'Content-Type: text/plain' -d '{"x":1}'
+    //   127.0.0.1:9090/api/workflows/NAME/start   (and the same for /api/runs/ID/replay)
+    let evil = [
+        ("origin", "http://evil.example"),
+        ("content-type", "text/plain"),
+    ];
+    let replay_path = format!("/api/runs/{run_id}/replay");
+    for path in ["/api/workflows/nightly/start", replay_path.as_str()] {
+        let (status, answer) = admin_request(&admin, "POST", path, &evil, r#"{"x":1}"#).await;
+        assert_eq!(status, 403, "{path}: {answer}");
+        let reason = answer["error"].as_str().expect("a JSON error");
+        assert!(reason.contains("cross-origin"), "{reason}");
+        assert!(reason.contains("http://evil.example"), "{reason}");
+    }
+    // A browser that sends no Origin still says where the request comes from.
+    let cross_site = [
+        ("sec-fetch-site", "cross-site"),
+        ("content-type", "application/json"),
+    ];
+    let (status, answer) = admin_request(
+        &admin,
+        "POST",
+        "/api/workflows/nightly/start",
+        &cross_site,
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("Sec-Fetch-Site"));
+    // The UI's forms too.
+    let form = [
+        ("origin", "http://evil.example"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let ui_replay = format!("/ui/runs/{run_id}/replay");
+    let (status, _) = admin_request(&admin, "POST", &ui_replay, &form, "csrf=x").await;
+    assert_eq!(status, 403);
+
+    // A text/plain body is what a page may send without asking: never taken as JSON.
+    let plain = [("content-type", "text/plain")];
+    let (status, answer) = admin_request(
+        &admin,
+        "POST",
+        "/api/workflows/nightly/start",
+        &plain,
+        r#"{"x":1}"#,
+    )
+    .await;
+    assert_eq!(status, 415, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
+    let (status, _) = admin_request(
+        &admin,
+        "POST",
+        "/api/workflows/nightly/start",
+        &[],
+        r#"{"x":1}"#,
+    )
+    .await;
+    assert_eq!(status, 415, "a body without a content type");
+
+    // A DNS-rebinding page sends its own name as the Host.
+    for (method, path) in [
+        ("GET", "/api/runs"),
+        ("GET", "/ui/runs"),
+        ("GET", "/metrics"),
+        ("POST", "/api/workflows/nightly/start"),
+    ] {
+        let host = [("host", "evil.example:9090")];
+        let (status, answer) = admin_request(&admin, method, path, &host, "").await;
+        assert_eq!(status, 421, "{method} {path}: {answer}");
+        let reason = answer["error"].as_str().expect("a JSON error");
+        assert!(reason.contains("evil.example"), "{reason}");
+        assert!(reason.contains("admin_allowed_hosts"), "{reason}");
+    }
+    assert_eq!(run_count(&admin).await, before, "something was started");
+
+    // Probes answer whatever the Host: a load balancer names the server as it likes.
+    for path in ["/healthz", "/readyz"] {
+        let response = crate::support::client()
+            .get(format!("{admin}{path}"))
+            .header("host", "evil.example:9090")
+            .send()
+            .await
+            .expect("probe");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+/// What keeps working: curl and `hookflow start` (no Origin), the UI's own pages (same
+/// origin), loopback names with or without the port, and a configured reverse proxy's name.
+#[tokio::test]
+async fn the_admin_surface_still_answers_its_own_clients() {
+    let (_dir, server) = serve_nightly(&["--admin-allowed-hosts", "admin.example.com"]);
+    let admin = server.admin.clone();
+    let port = admin.rsplit(':').next().expect("port").to_owned();
+    let run_id = finished_nightly_run(&admin).await;
+    let own_origin = admin.clone();
+    let json = ("content-type", "application/json");
+    let start = "/api/workflows/nightly/start";
+    for headers in [
+        vec![json],
+        vec![json, ("origin", own_origin.as_str())],
+        vec![
+            json,
+            ("origin", own_origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        vec![
+            json,
+            ("host", "admin.example.com"),
+            ("origin", "https://admin.example.com"),
+        ],
+        vec![("content-type", "application/json; charset=utf-8")],
+    ] {
+        let (status, answer) = admin_request(&admin, "POST", start, &headers, r#"{"x":1}"#).await;
+        assert_eq!(status, 202, "{headers:?}: {answer}");
+    }
+    // No body needs no content type.
+    let (status, answer) = admin_request(&admin, "POST", start, &[], "").await;
+    assert_eq!(status, 202, "{answer}");
+    // Replay takes no body.
+    let replay = format!("/api/runs/{run_id}/replay");
+    let (status, answer) = admin_request(&admin, "POST", &replay, &[], "").await;
+    assert_eq!(status, 202, "{answer}");
+
+    let localhost = format!("localhost:{port}");
+    let v6 = format!("[::1]:{port}");
+    for host in [
+        "localhost",
+        localhost.as_str(),
+        "127.0.0.1",
+        v6.as_str(),
+        "admin.example.com",
+        "Admin.Example.Com.",
+    ] {
+        let (status, answer) =
+            admin_request(&admin, "GET", "/api/runs", &[("host", host)], "").await;
+        assert_eq!(status, 200, "Host {host}: {answer}");
+    }
+    // The configured name is the only addition.
+    let (status, _) = admin_request(
+        &admin,
+        "GET",
+        "/api/runs",
+        &[("host", "other.example.com")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 421);
+}

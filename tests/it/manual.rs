@@ -167,6 +167,7 @@ async fn the_admin_api_starts_a_run_by_hand() {
         .client
         .post(&url)
         .header("x-hookflow-started-by", "ui")
+        .header("content-type", "application/json")
         .body(r#"{"name": "Linus"}"#)
         .send()
         .await
@@ -182,6 +183,7 @@ async fn the_admin_api_starts_a_run_by_hand() {
     let bad = server
         .client
         .post(&url)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await

@@ -52,6 +52,7 @@ pub fn settings_for(dir: &Path) -> ServeSettings {
         admin_listen: "127.0.0.1:0".into(),
         admin_token: None,
         admin_insecure: false,
+        admin_allowed_hosts: Vec::new(),
         secrets: Default::default(),
         workflows: dir.join("workflows"),
         store: dir.join("hookflow.db").display().to_string(),
