@@ -1,6 +1,8 @@
 //! The store: the only module with SQL. Events and runs are committed before a webhook is
 //! answered; each finished step is recorded so an interrupted run resumes where it stopped.
 
+mod files;
+mod health;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -11,6 +13,7 @@ use serde_json::Value as Json;
 
 use crate::engine::{Event, RunStatus, StepRecord};
 use crate::steps::respond::SyncResponse;
+pub use health::HealthState;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -256,12 +259,19 @@ pub fn is_postgres(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {message}")]
     Open { path: String, message: String },
     #[error("store write failed: {0}")]
     Write(String),
+    /// The store cannot write now (its disk or files fail); nothing was stored. A later write
+    /// may succeed.
+    #[error("the store cannot write: {0}")]
+    Unavailable(String),
+    /// The store's files were removed or replaced under it: no write succeeds until restart.
+    #[error("the store refuses writes until hookflow is restarted: {0}")]
+    Refusing(String),
     #[error("store read failed: {0}")]
     Read(String),
     #[error("the store is shutting down")]

@@ -13,6 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::files::{FileFault, StoreFiles};
+use super::health::{HealthState, StoreHealth};
 use super::rows::{Columns, event_from_row, run_from_row, step_from_row};
 use super::{
     Accepted, Definition, NewRun, Replayed, RunConcurrency, RunDetail, RunFilter, RunSummary,
@@ -30,6 +32,11 @@ const WRITE_QUEUE: usize = 8192;
 const ROWS_PER_INSERT: usize = 256;
 /// 32 MiB of log between checkpoints (4 KiB pages).
 const WAL_CHECKPOINT_PAGES: u32 = 8192;
+/// How often an idle writer looks whether its files are still the ones on disk.
+const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a write waits for a lock another process holds before it fails (and its webhooks
+/// are answered 503): below the 10 s after which GitHub and others give up on an answer.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -99,6 +106,11 @@ CREATE TABLE IF NOT EXISTS ticks (
     event_id TEXT,
     recorded_at TEXT NOT NULL,
     PRIMARY KEY (workflow, tick_at)
+);
+-- One row the readiness probe rewrites while the store is failing, to learn when it can write.
+CREATE TABLE IF NOT EXISTS probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    written_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS definitions (
     version TEXT PRIMARY KEY,
@@ -176,6 +188,8 @@ enum Write {
         version: String,
         definition: Definition,
     },
+    /// Rewrite the probe row: whether a commit reaches the disk.
+    Probe,
 }
 
 /// What a write answers besides success.
@@ -204,6 +218,7 @@ pub struct SqliteStore {
     _lock: Option<Arc<std::fs::File>>,
     /// Runs `running` at once, at most (`max_running`).
     max_running: Option<u32>,
+    health: Arc<StoreHealth>,
 }
 
 impl SqliteStore {
@@ -246,28 +261,46 @@ impl SqliteStore {
                 // run's row rewritten several times in one interval is copied only once.
                 .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
         }
-        .busy_timeout(Duration::from_secs(10))
+        .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
-        let mut writer = SqliteConnection::connect_with(&options)
+        let mut connection = SqliteConnection::connect_with(&options)
             .await
             .map_err(open_error)?;
         sqlx::raw_sql(SCHEMA)
-            .execute(&mut writer)
+            .execute(&mut connection)
             .await
             .map_err(open_error)?;
-        migrate(&mut writer).await.map_err(open_error)?;
+        migrate(&mut connection).await.map_err(open_error)?;
+        let files = if in_memory {
+            None
+        } else {
+            Some(
+                StoreFiles::record(std::path::Path::new(path)).map_err(|e| StoreError::Open {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?,
+            )
+        };
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(!in_memory))
+            .connect_with(options.clone().read_only(!in_memory))
             .await
             .map_err(open_error)?;
+        let health = Arc::new(StoreHealth::default());
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(write_loop(writer, queue));
+        let writer = Writer {
+            connection: Some(connection),
+            options,
+            files,
+            health: Arc::clone(&health),
+        };
+        tokio::spawn(writer.run(queue));
         Ok(Self {
             writes,
             readers,
             _lock: lock,
             max_running: None,
+            health,
         })
     }
 
@@ -700,13 +733,22 @@ impl SqliteStore {
             .transpose()
     }
 
-    /// Whether the store answers at all (for readiness).
+    /// Whether the store answers and can write (for readiness). A store whose last write
+    /// failed is probed with a small write, so readiness comes back as soon as the disk does.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.readers)
-            .await
-            .map(|_| ())
-            .map_err(read_error)
+        match self.health.state() {
+            HealthState::Broken { reason } => Err(StoreError::Refusing(reason)),
+            HealthState::Failing { .. } => self.write(Write::Probe).await,
+            HealthState::Writable => sqlx::query("SELECT 1")
+                .execute(&self.readers)
+                .await
+                .map(|_| ())
+                .map_err(read_error),
+        }
+    }
+
+    pub fn health(&self) -> HealthState {
+        self.health.state()
     }
 }
 
@@ -803,42 +845,236 @@ fn read_error(e: sqlx::Error) -> StoreError {
     StoreError::Read(e.to_string())
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<WriteRequest>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        match apply_batch(&mut conn, &batch).await {
-            Ok(results) => {
-                for (request, result) in batch.drain(..).zip(results) {
-                    let _ = request.done.send(Ok(result));
+/// The one connection that writes, and what it needs to stay trustworthy: a connection whose
+/// statement or commit failed is never used again (its transaction state is unknown: a failed
+/// `COMMIT` can leave SQLite's transaction open while the driver thinks it closed, and later
+/// "commits" would then only release savepoints), and files swapped under it are noticed.
+struct Writer {
+    /// None after a failure: the next batch opens a fresh connection.
+    connection: Option<SqliteConnection>,
+    options: SqliteConnectOptions,
+    /// None for a store in memory.
+    files: Option<StoreFiles>,
+    health: Arc<StoreHealth>,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<WriteRequest>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let first = tokio::select! {
+                first = queue.recv() => first,
+                _ = tokio::time::sleep(FILE_CHECK_INTERVAL), if self.files.is_some() => {
+                    // The outcome is kept in the store's health.
+                    let _ = self.files_in_place().await;
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
                 }
             }
-            Err(_) => {
-                // One bad write must not fail its neighbours: retry each on its own.
-                for request in batch.drain(..) {
-                    let result = apply_batch(&mut conn, std::slice::from_ref(&request))
-                        .await
-                        .map(|mut r| r.pop().unwrap_or(Returned::Nothing));
-                    let _ = request.done.send(result);
-                }
-            }
+            self.commit(&mut batch).await;
         }
+        // A server stopping after its log was removed still saves what it committed.
+        let _ = self.files_in_place().await;
+    }
+
+    /// Commit `batch` together and answer each write; drains it.
+    async fn commit(&mut self, batch: &mut Vec<WriteRequest>) {
+        if let HealthState::Broken { reason } = self.health.state() {
+            return refuse(batch, StoreError::Refusing(reason));
+        }
+        let connection = match self.connection().await {
+            Ok(connection) => connection,
+            Err(err) => return self.fail(batch, &err),
+        };
+        match apply_batch(connection, batch).await {
+            Ok(results) => match self.files_in_place().await {
+                Ok(()) => {
+                    self.health.wrote();
+                    for (request, result) in batch.drain(..).zip(results) {
+                        let _ = request.done.send(Ok(result));
+                    }
+                }
+                Err(reason) => refuse(batch, StoreError::Refusing(reason)),
+            },
+            Err(err) if is_environmental(&err) => self.fail(batch, &err),
+            Err(_) => self.commit_one_by_one(batch).await,
+        }
+    }
+
+    /// A batch failed on a write of its own (not the disk): commit each on its own so one bad
+    /// write does not fail its neighbours.
+    async fn commit_one_by_one(&mut self, batch: &mut Vec<WriteRequest>) {
+        self.connection = None;
+        for request in batch.drain(..) {
+            let result = match self.connection().await {
+                Ok(connection) => apply_batch(connection, std::slice::from_ref(&request)).await,
+                Err(err) => Err(err),
+            };
+            let result = match result {
+                Ok(mut returned) => match self.files_in_place().await {
+                    Ok(()) => Ok(returned.pop().unwrap_or(Returned::Nothing)),
+                    Err(reason) => Err(StoreError::Refusing(reason)),
+                },
+                Err(err) => {
+                    self.connection = None;
+                    if is_environmental(&err) {
+                        self.health.failed(&err.to_string());
+                    }
+                    Err(store_error(err))
+                }
+            };
+            let _ = request.done.send(result);
+        }
+    }
+
+    /// The connection, opened again after a failure.
+    async fn connection(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+        if self.connection.is_none() {
+            self.connection = Some(SqliteConnection::connect_with(&self.options).await?);
+        }
+        self.connection.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    /// The disk or the files failed: nothing in the batch was stored.
+    fn fail(&mut self, batch: &mut Vec<WriteRequest>, err: &sqlx::Error) {
+        self.connection = None;
+        let reason = err.to_string();
+        self.health.failed(&reason);
+        refuse(batch, StoreError::Unavailable(reason));
+    }
+
+    /// Whether the files on disk are the ones this writer writes to. When they are not, what
+    /// was committed is saved where a restart finds it (when the log alone went, by copying it
+    /// into the database file, so the batch just committed counts as stored), and the store
+    /// refuses every write from then on: answers the reason when the batch is not safe.
+    async fn files_in_place(&mut self) -> Result<(), String> {
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        if let HealthState::Broken { reason } = self.health.state() {
+            return Err(reason);
+        }
+        let Err(fault) = files.check() else {
+            return Ok(());
+        };
+        let what = fault.describe(files);
+        let (saved, advice) = match self.connection.as_mut() {
+            Some(connection) => save_committed(connection, files, fault).await,
+            None => (false, "restart hookflow".to_owned()),
+        };
+        let reason = format!("{what}; nothing more is accepted: {advice}");
+        self.health.broke(&reason);
+        if saved { Ok(()) } else { Err(reason) }
+    }
+}
+
+/// Save what a writer whose file `fault` struck has committed; answers whether the database
+/// file at the store's path holds it all, and what the operator must do.
+async fn save_committed(
+    connection: &mut SqliteConnection,
+    files: &StoreFiles,
+    fault: FileFault,
+) -> (bool, String) {
+    if fault.is_log_only() {
+        // The open log is still readable: copying it into the database file (which is still the
+        // one at the path) keeps every committed event and step for the next start.
+        match checkpoint_all(connection).await {
+            Ok(true) => {
+                return (
+                    true,
+                    "everything committed was copied into the database file; restart hookflow"
+                        .to_owned(),
+                );
+            }
+            Ok(false) => tracing::error!("the write-ahead log could not be copied in full"),
+            Err(err) => tracing::error!(error = %err, "the write-ahead log could not be copied"),
+        }
+    }
+    let copy = format!(
+        "{}.saved-{}",
+        files.database_path().display(),
+        Utc::now().format("%Y%m%dT%H%M%S")
+    );
+    match sqlx::query("VACUUM INTO $1")
+        .bind(&copy)
+        .execute(&mut *connection)
+        .await
+    {
+        Ok(_) => (
+            false,
+            format!(
+                "a copy of everything this server committed was written to {copy}; stop hookflow, put that file in place of {path} (removing {path}-wal and {path}-shm, which belong to the file that was moved away), and start it again",
+                path = files.database_path().display()
+            ),
+        ),
+        Err(err) => (
+            false,
+            format!(
+                "saving a copy failed ({err}); copy the database from /proc/{}/fd before stopping hookflow",
+                std::process::id()
+            ),
+        ),
+    }
+}
+
+/// Copy the whole log into the database file; true when nothing is left behind.
+async fn checkpoint_all(connection: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *connection)
+        .await?;
+    let busy: i64 = row.try_get(0)?;
+    let log: i64 = row.try_get(1)?;
+    let copied: i64 = row.try_get(2)?;
+    Ok(busy == 0 && log == copied)
+}
+
+/// Answer every write of `batch` with `error`: none was stored. Drains it.
+fn refuse(batch: &mut Vec<WriteRequest>, error: StoreError) {
+    for request in batch.drain(..) {
+        let _ = request.done.send(Err(error.clone()));
+    }
+}
+
+/// Whether a failed write failed for the disk, the files or a lock (any write would have), not
+/// for what it wrote. SQLite's primary result codes: BUSY 5, LOCKED 6, NOMEM 7, READONLY 8,
+/// IOERR 10, CORRUPT 11, FULL 13, CANTOPEN 14, PROTOCOL 15, NOTADB 26.
+fn is_environmental(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 15 | 26)),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::BeginFailed => true,
+        _ => false,
+    }
+}
+
+fn store_error(err: sqlx::Error) -> StoreError {
+    if is_environmental(&err) {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Write(err.to_string())
     }
 }
 
 async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[WriteRequest],
-) -> Result<Vec<Returned>, StoreError> {
-    let write_error = |e: sqlx::Error| StoreError::Write(e.to_string());
+) -> Result<Vec<Returned>, sqlx::Error> {
     let started = std::time::Instant::now();
-    let mut tx = conn.begin().await.map_err(write_error)?;
+    let mut tx = conn.begin().await?;
     let mut results: Vec<Option<Returned>> = Vec::with_capacity(batch.len());
     results.resize_with(batch.len(), || None);
     // Accepts that create plain runs and step records only add rows nothing else in the batch
@@ -849,9 +1085,7 @@ async fn apply_batch(
         .filter(|&i| is_plain_accept(&batch[i].write))
         .collect();
     for chunk in plain_accepts.chunks(ROWS_PER_INSERT) {
-        insert_plain_accepts(&mut tx, batch, chunk)
-            .await
-            .map_err(write_error)?;
+        insert_plain_accepts(&mut tx, batch, chunk).await?;
         for &i in chunk {
             if let Write::Accept { runs, .. } = &batch[i].write {
                 results[i] = Some(Returned::Accepted(Accepted {
@@ -866,19 +1100,17 @@ async fn apply_batch(
         .filter(|&i| matches!(batch[i].write, Write::StepFinished { .. }))
         .collect();
     for chunk in step_records.chunks(ROWS_PER_INSERT) {
-        insert_step_records(&mut tx, batch, chunk)
-            .await
-            .map_err(write_error)?;
+        insert_step_records(&mut tx, batch, chunk).await?;
         for &i in chunk {
             results[i] = Some(Returned::Nothing);
         }
     }
     for (request, result) in batch.iter().zip(results.iter_mut()) {
         if result.is_none() {
-            *result = Some(apply(&mut tx, &request.write).await.map_err(write_error)?);
+            *result = Some(apply(&mut tx, &request.write).await?);
         }
     }
-    tx.commit().await.map_err(write_error)?;
+    tx.commit().await?;
     crate::metrics::metrics().store_commit(started.elapsed());
     Ok(results
         .into_iter()
@@ -1348,6 +1580,12 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             .bind(now)
             .execute(&mut *conn)
             .await?;
+        }
+        Write::Probe => {
+            sqlx::query("INSERT OR REPLACE INTO probe (id, written_at) VALUES (1, $1)")
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
         }
     }
     Ok(Returned::Nothing)

@@ -553,11 +553,13 @@ async fn execute_run(worker: &Worker, job: Job) -> bool {
         let workflow = match workflow_for(worker, &detail.workflow, &detail.version).await {
             Ok(w) => w,
             Err(message) => {
-                error!(status = "failed", error = %message, "run finished");
                 crate::metrics::metrics().run_finished(&detail.workflow, RunStatus::Failed.as_str());
                 // Its definition is unknown, so it may hold a concurrency slot.
                 let ended = Ended::MayHoldSlot;
-                finish(worker, run_id, ended, RunStatus::Failed, Some(message), None).await;
+                let error = Some(message.clone());
+                if finish(worker, run_id, ended, RunStatus::Failed, error, None).await {
+                    error!(status = "failed", error = %message, "run finished");
+                }
                 return;
             }
         };
@@ -629,7 +631,7 @@ async fn execute_run(worker: &Worker, job: Job) -> bool {
                 } else {
                     Ended::HeldNoSlot
                 };
-                finish(worker, run_id, ended, RunStatus::Failed, Some(message), None).await;
+                let _ = finish(worker, run_id, ended, RunStatus::Failed, Some(message), None).await;
                 return;
             }
         };
@@ -642,7 +644,8 @@ async fn execute_run(worker: &Worker, job: Job) -> bool {
                     "step failed; the run will try again"
                 );
                 crate::metrics::metrics().step_retry(&workflow.name);
-                match store.run_retrying(run_id, outcome.error, due_at).await {
+                let error = outcome.error;
+                match durably(|| store.run_retrying(run_id, error.clone(), due_at)).await {
                     Ok(()) => worker.inner.retries.notify_one(),
                     Err(err) => {
                         error!(error = %err, "cannot record the retry; the run resumes at the next start")
@@ -651,22 +654,14 @@ async fn execute_run(worker: &Worker, job: Job) -> bool {
             }
             Ok(outcome) => {
                 let duration_ms = started.elapsed().as_millis() as u64;
-                match &outcome.error {
-                    Some(error) => {
-                        warn!(status = outcome.status.as_str(), duration_ms, %error, "run finished")
-                    }
-                    None => info!(
-                        status = outcome.status.as_str(),
-                        duration_ms, "run finished"
-                    ),
-                }
                 let ended = if workflow.concurrency.is_some() {
                     Ended::MayHoldSlot
                 } else {
                     Ended::HeldNoSlot
                 };
                 crate::metrics::metrics().run_finished(&workflow.name, outcome.status.as_str());
-                finish(
+                let (status, error) = (outcome.status, outcome.error.clone());
+                let recorded = finish(
                     worker,
                     run_id,
                     ended,
@@ -675,6 +670,15 @@ async fn execute_run(worker: &Worker, job: Job) -> bool {
                     outcome.response,
                 )
                 .await;
+                // Said once the end is on record, so the log never reports a run as finished
+                // that a restart would run again.
+                match (recorded, error) {
+                    (false, _) => {}
+                    (true, Some(error)) => {
+                        warn!(status = status.as_str(), duration_ms, %error, "run finished")
+                    }
+                    (true, None) => info!(status = status.as_str(), duration_ms, "run finished"),
+                }
             }
             Err(err) => {
                 // Progress could not be recorded: stop here and leave the run to be resumed, so
@@ -690,6 +694,30 @@ async fn execute_run(worker: &Worker, job: Job) -> bool {
     ran
 }
 
+/// How long a run's record waits for a store that cannot write (a full disk, a lock held by
+/// another process) before the run is left to be resumed: well inside a lease.
+const OUTAGE_PATIENCE: Duration = Duration::from_secs(10);
+const OUTAGE_RETRY: Duration = Duration::from_millis(250);
+
+/// Make `write` until the store takes it: a short outage must not cost a finished step its
+/// record or a finished run its end (which would run it again after a restart).
+async fn durably<F, Fut>(mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let mut waited = Duration::ZERO;
+    loop {
+        match write().await {
+            Err(StoreError::Unavailable(_)) if waited < OUTAGE_PATIENCE => {
+                tokio::time::sleep(OUTAGE_RETRY).await;
+                waited += OUTAGE_RETRY;
+            }
+            written => return written,
+        }
+    }
+}
+
 /// Whether a finished run can have held a concurrency slot that others wait for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ended {
@@ -698,6 +726,8 @@ enum Ended {
     HeldNoSlot,
 }
 
+/// Record the run's end, answer a synchronous caller and start who waited for its slot;
+/// answers whether the end is on record.
 async fn finish(
     worker: &Worker,
     run_id: &str,
@@ -705,18 +735,18 @@ async fn finish(
     status: RunStatus,
     error: Option<String>,
     response: Option<SyncResponse>,
-) {
-    if let Err(err) = worker
-        .inner
-        .store
-        .run_finished(run_id, status, error, response)
-        .await
+) -> bool {
+    let store = &worker.inner.store;
+    if let Err(err) =
+        durably(|| store.run_finished(run_id, status, error.clone(), response.clone())).await
     {
         error!(run_id, error = %err, "cannot record the end of the run");
+        worker.answer(run_id, SyncAnswer::Finished { status });
+        return false;
     }
     worker.answer(run_id, SyncAnswer::Finished { status });
     if ended == Ended::HeldNoSlot {
-        return;
+        return true;
     }
     // Its concurrency slot is free: the oldest run waiting for it can start.
     match worker.inner.store.queued_behind(run_id).await {
@@ -727,6 +757,7 @@ async fn finish(
         }
         Err(err) => warn!(run_id, error = %err, "cannot look for runs waiting on this one"),
     }
+    true
 }
 
 /// The definition the run started with: the loaded one if unchanged, else the stored copy.
@@ -828,10 +859,8 @@ impl Journal for StoreJournal<'_> {
                 &record.kind,
                 Duration::from_secs_f64(record.duration_ms.max(0.0) / 1000.0),
             );
-            self.worker
-                .inner
-                .store
-                .step_finished(self.run_id, record)
+            let store = &self.worker.inner.store;
+            durably(|| store.step_finished(self.run_id, record))
                 .await
                 .map_err(|e| JournalError(e.to_string()))
         })

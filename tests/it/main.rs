@@ -14,6 +14,7 @@ mod egress;
 mod email;
 mod examples;
 mod exec;
+mod faults;
 mod golden;
 mod jsonpath_cts;
 mod logs;

@@ -524,6 +524,18 @@ impl ServeProcess {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("serve did not report its address");
             startup.push(line.clone());
+            if let Ok(json) = serde_json::from_str::<Json>(&line)
+                && json["message"] == "hookflow is serving"
+            {
+                // `--log-format json`
+                let field = |name: &str| {
+                    json[name]
+                        .as_str()
+                        .map(|addr| format!("http://{addr}"))
+                        .expect("address in the log line")
+                };
+                break (field("webhook_addr"), field("admin_addr"));
+            }
             if line.contains("hookflow is serving") {
                 let field = |name: &str| {
                     line.split_whitespace()
