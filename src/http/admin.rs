@@ -2,23 +2,53 @@
 //! the OpenAPI description, `/metrics`; the web UI (`ui.rs`) is served beside it.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::query::{self, ListQuery};
 use super::{AppState, error_response};
 use crate::engine::RunStatus;
 use crate::server::ReloadStatus;
 use crate::store::{Replayed, RunCursor, RunFilter, RunSummary, StoreError};
 
-/// The OpenAPI 3.1 description of every admin route (a test keeps it complete).
+/// The OpenAPI 3.1 description of every admin route as a server with a token serves it (a test
+/// keeps it complete).
 const OPENAPI: &str = include_str!("openapi.json");
+
+/// The description this server serves: without a token nothing asks for one, so neither the
+/// bearer requirement nor the `401` answers are described.
+fn description(token: bool) -> axum::body::Bytes {
+    if token {
+        return axum::body::Bytes::from_static(OPENAPI.as_bytes());
+    }
+    let Ok(mut spec) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        // A test parses the file: this does not happen.
+        return axum::body::Bytes::from_static(OPENAPI.as_bytes());
+    };
+    if let Some(top) = spec.as_object_mut() {
+        top.remove("security");
+    }
+    let operations = spec["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        if let Some(responses) = operation["responses"].as_object_mut() {
+            responses.remove("401");
+        }
+    }
+    axum::body::Bytes::from(spec.to_string())
+}
 
 pub fn router(state: AppState, access: super::access::AdminAccess) -> Router {
     let token = access.token.clone();
     let ui = super::ui::router(token.clone());
+    let description = description(token.is_some());
     let api = Router::new()
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(show_run))
@@ -26,7 +56,10 @@ pub fn router(state: AppState, access: super::access::AdminAccess) -> Router {
         .route("/api/rejected", get(list_rejected))
         .route("/api/workflows/{name}/start", post(start_workflow))
         .route("/api/workflows", get(list_workflows))
-        .route("/api/openapi.json", get(openapi))
+        .route(
+            "/api/openapi.json",
+            get(move || openapi(description.clone())),
+        )
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(move |request, next| {
             require_token(token.clone(), request, next)
@@ -61,10 +94,10 @@ async fn count_request(request: axum::extract::Request, next: axum::middleware::
     response
 }
 
-async fn openapi() -> Response {
+async fn openapi(description: axum::body::Bytes) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        description,
     )
         .into_response()
 }
@@ -132,64 +165,10 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The runs listing's query: `workflow`, `status`, `since`/`until` (RFC 3339), `cursor` (the
-/// `next` of the previous page) and `limit`. Empty values mean "any" (HTML forms send them).
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct ListQuery {
-    pub workflow: Option<String>,
-    pub status: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<u32>,
-}
-
-/// The most runs one page holds.
-const MAX_PAGE: u32 = 500;
-
 /// A page of runs, newest first, and the cursor of the next page when there is one.
 pub(super) struct RunsPage {
     pub runs: Vec<RunSummary>,
     pub next: Option<String>,
-}
-
-impl ListQuery {
-    fn given(value: &Option<String>) -> Option<&str> {
-        value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-    }
-
-    /// The store filter; a bad value is a message for a 400.
-    pub(super) fn filter(&self, default_limit: u32) -> Result<RunFilter, String> {
-        let time = |name: &str, value: &Option<String>| {
-            Self::given(value)
-                .map(|text| {
-                    chrono::DateTime::parse_from_rfc3339(text)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .map_err(|e| format!("{name} must be an RFC 3339 time: {e}"))
-                })
-                .transpose()
-        };
-        let status = match Self::given(&self.status) {
-            None => None,
-            Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
-                format!("unknown status '{text}'; expected queued, running, retrying, succeeded, failed, filtered or cancelled")
-            })?),
-        };
-        let before = match Self::given(&self.cursor) {
-            None => None,
-            Some(text) => {
-                Some(RunCursor::decode(text).ok_or("the cursor is not one this server gave")?)
-            }
-        };
-        Ok(RunFilter {
-            workflow: Self::given(&self.workflow).map(str::to_owned),
-            status,
-            limit: self.limit.unwrap_or(default_limit).clamp(1, MAX_PAGE),
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
-            before,
-        })
-    }
 }
 
 /// One page of runs: one more than the page is read to know whether a next page exists.
@@ -209,8 +188,10 @@ pub(super) async fn runs_page(
     Ok(RunsPage { runs, next })
 }
 
-async fn list_runs(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
-    let filter = match query.filter(50) {
+async fn list_runs(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let filter = match query::read::<ListQuery>(query.as_deref())
+        .and_then(|q| q.filter(query::Empty::Refused))
+    {
         Ok(filter) => filter,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
     };
@@ -366,33 +347,28 @@ async fn show_run(State(state): State<AppState>, Path(id): Path<String>) -> Resp
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct RejectedQuery {
-    limit: Option<usize>,
-}
-
 /// Refused webhook requests, newest first: `{"rejected": [...]}`.
-async fn list_rejected(
-    State(state): State<AppState>,
-    Query(query): Query<RejectedQuery>,
-) -> Response {
-    let limit = query.limit.unwrap_or(super::rejected::DEFAULT_CAPACITY);
+async fn list_rejected(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let limit = match query::read::<query::RejectedQuery>(query.as_deref())
+        .and_then(|q| q.limit(super::rejected::DEFAULT_CAPACITY))
+    {
+        Ok(limit) => limit,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+    };
     axum::Json(serde_json::json!({ "rejected": state.rejected.recent(limit) })).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct ReplayQuery {
-    /// Run every step again instead of resuming at the failed one.
-    #[serde(default)]
-    from_start: bool,
 }
 
 async fn replay_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<ReplayQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    match replay(&state, &id, query.from_start).await {
+    let from_start =
+        match query::read::<query::ReplayQuery>(query.as_deref()).and_then(|q| q.from_start()) {
+            Ok(from_start) => from_start,
+            Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+        };
+    match replay(&state, &id, from_start).await {
         Ok((run_id, attempt)) => {
             let body = serde_json::json!({ "run_id": run_id, "attempt": attempt });
             (StatusCode::ACCEPTED, axum::Json(body)).into_response()

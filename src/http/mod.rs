@@ -7,6 +7,7 @@ pub mod body;
 pub mod ingress;
 pub mod limit;
 pub mod listen;
+pub mod query;
 pub mod rejected;
 pub mod tls;
 pub mod ui;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, Request, State};
+use axum::extract::{Extension, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,9 +26,10 @@ use sha2::Sha256;
 
 use super::AppState;
 use super::admin::{
-    ListQuery, ReplayError, StartError, bearer_token, replay, runs_page, same_secret,
-    start_by_hand, workflows_overview,
+    ReplayError, StartError, bearer_token, replay, runs_page, same_secret, start_by_hand,
+    workflows_overview,
 };
+use super::query::{self, ListQuery};
 use crate::engine::Event;
 #[cfg(test)]
 use crate::engine::RunStatus;
@@ -231,7 +232,9 @@ fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-async fn login_page(Extension(ui): Extension<Arc<Ui>>, Query(q): Query<LoginQuery>) -> Response {
+async fn login_page(Extension(ui): Extension<Arc<Ui>>, RawQuery(q): RawQuery) -> Response {
+    // A query that cannot be read only loses where to go after signing in.
+    let q: LoginQuery = query::read(q.as_deref()).unwrap_or_default();
     if ui.token.is_none() {
         return Redirect::to("/ui/runs").into_response();
     }
@@ -277,9 +280,11 @@ const STATUSES: &[&str] = &[
 async fn runs_list(
     State(state): State<AppState>,
     Extension(ui): Extension<Arc<Ui>>,
-    Query(query): Query<ListQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let filter = match query.filter(50) {
+    let filter = match query::read::<ListQuery>(query.as_deref())
+        .and_then(|q| q.filter(query::Empty::Any))
+    {
         Ok(filter) => filter,
         Err(message) => return ui.error_page(StatusCode::BAD_REQUEST, "Bad filter", &message),
     };
@@ -364,9 +369,11 @@ async fn run_page(
     State(state): State<AppState>,
     Extension(ui): Extension<Arc<Ui>>,
     Path(id): Path<String>,
-    Query(query): Query<RunPageQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    // `replayed` only adds a notice: a value that cannot be read leaves it out.
+    let query: RunPageQuery = query::read(query.as_deref()).unwrap_or_default();
     let detail = match load_run(&state, &ui, &id).await {
         Ok(detail) => detail,
         Err(page) => return page,
