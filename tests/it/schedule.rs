@@ -246,7 +246,7 @@ async fn serve_killed_mid_schedule_repeats_no_tick() {
         let client = client.clone();
         async move {
             let listed: Json = client
-                .get(format!("{admin}/api/runs?workflow=tick&limit=1000"))
+                .get(format!("{admin}/api/runs?workflow=tick&limit=500"))
                 .send()
                 .await
                 .expect("list")
