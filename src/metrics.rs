@@ -134,6 +134,9 @@ pub struct Metrics {
     store_commit: Histogram,
     queue_depth: AtomicI64,
     runs_in_flight: AtomicI64,
+    runs_queued: AtomicI64,
+    runs_left_in_store: AtomicI64,
+    run_window_peak: AtomicI64,
 }
 
 /// The process's metrics.
@@ -182,6 +185,23 @@ impl Metrics {
 
     pub fn runs_in_flight_add(&self, delta: i64) {
         self.runs_in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Runs in the store's queue, as last counted.
+    pub fn set_runs_queued(&self, queued: usize) {
+        self.runs_queued
+            .store(i64::try_from(queued).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// A fresh run left in the store's queue because the worker's window was full.
+    pub fn run_left_in_store(&self) {
+        self.runs_left_in_store.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The most fresh runs the worker held in memory at once.
+    pub fn run_window_held(&self, held: usize) {
+        self.run_window_peak
+            .fetch_max(i64::try_from(held).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     /// Everything, in the Prometheus text exposition format (version 0.0.4). Refused requests
@@ -266,6 +286,30 @@ impl Metrics {
             "hookflow_runs_in_flight {}",
             self.runs_in_flight.load(Ordering::Relaxed)
         );
+        let gauges = [
+            (
+                "hookflow_runs_queued",
+                "gauge",
+                "Runs waiting in the store's queue, as last counted (for max_backlog).",
+                &self.runs_queued,
+            ),
+            (
+                "hookflow_runs_left_in_store_total",
+                "counter",
+                "Fresh runs left in the store's queue because the worker's window was full.",
+                &self.runs_left_in_store,
+            ),
+            (
+                "hookflow_run_window_peak",
+                "gauge",
+                "The most fresh runs the worker held in memory with their events at once.",
+                &self.run_window_peak,
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
         out
     }
 }

@@ -205,6 +205,8 @@ async fn serve_with(
             secrets: settings.secrets.clone(),
             lease: settings.lease,
             capped: settings.store_options.max_running.is_some(),
+            window: settings.run_window,
+            max_backlog: settings.max_backlog,
         },
         stopped.clone(),
     );

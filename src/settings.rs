@@ -32,6 +32,10 @@ pub struct ConfigFile {
     pub workers: Option<usize>,
     /// Runs executing at once across every process sharing the store.
     pub max_running: Option<u32>,
+    /// Fresh runs the worker holds in memory with their events; the rest wait in the store.
+    pub run_window: Option<usize>,
+    /// Runs waiting in the store's queue past which webhooks are answered 503.
+    pub max_backlog: Option<usize>,
     pub sync_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub email: Option<EmailConfig>,
@@ -154,6 +158,10 @@ pub struct ServeSettings {
     /// URL (`postgres://...`).
     pub store: String,
     pub workers: usize,
+    /// Fresh runs held in memory with their events at once (at least `workers`).
+    pub run_window: usize,
+    /// Runs waiting in the store's queue past which webhooks are answered 503.
+    pub max_backlog: usize,
     pub sync_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub email: EmailSettings,
@@ -275,6 +283,7 @@ impl ServeSettings {
                 message: "`lease`: must be at least 1s".into(),
             });
         }
+        let workers = overrides.workers.or(file.workers).unwrap_or(32).max(1);
         let max_running = overrides.max_running.or(file.max_running);
         if max_running == Some(0) {
             return Err(SettingsError::Invalid {
@@ -314,7 +323,22 @@ impl ServeSettings {
                 .or(file.workflows.clone())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKFLOWS)),
             store: store.strip_prefix("sqlite://").unwrap_or(&store).to_owned(),
-            workers: overrides.workers.or(file.workers).unwrap_or(32).max(1),
+            workers,
+            run_window: count_setting(
+                "HOOKFLOW_RUN_WINDOW",
+                file.run_window,
+                "run_window",
+                DEFAULT_RUN_WINDOW,
+                &config_path,
+            )?
+            .max(workers),
+            max_backlog: count_setting(
+                "HOOKFLOW_MAX_BACKLOG",
+                file.max_backlog,
+                "max_backlog",
+                DEFAULT_MAX_BACKLOG,
+                &config_path,
+            )?,
             sync_timeout: duration(&file.sync_timeout, "sync_timeout", Duration::from_secs(30))?,
             shutdown_timeout: duration(
                 &file.shutdown_timeout,
@@ -384,6 +408,35 @@ impl ServeSettings {
             lease,
         })
     }
+}
+
+/// Fresh runs held in memory by default: a burst past it waits in the store, not in memory.
+pub const DEFAULT_RUN_WINDOW: usize = 256;
+/// Runs waiting by default before webhooks are refused: minutes of work, not hours.
+pub const DEFAULT_MAX_BACKLOG: usize = 50_000;
+
+/// A count from `HOOKFLOW_<NAME>` or the file, at least 1.
+fn count_setting(
+    variable: &str,
+    from_file: Option<usize>,
+    key: &str,
+    default: usize,
+    path: &str,
+) -> Result<usize, SettingsError> {
+    let value = match std::env::var(variable).ok().filter(|v| !v.is_empty()) {
+        Some(text) => text.trim().parse().map_err(|_| SettingsError::Invalid {
+            path: path.to_owned(),
+            message: format!("`{variable}`: '{text}' is not a whole number"),
+        })?,
+        None => from_file.unwrap_or(default),
+    };
+    if value == 0 {
+        return Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            message: format!("`{key}`: must be at least 1"),
+        });
+    }
+    Ok(value)
 }
 
 fn positive(value: Duration, key: &str, path: &str) -> Result<Duration, SettingsError> {

@@ -167,6 +167,21 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             "ip not allowed",
         ));
     }
+    // Before the body is read: a sender asked to come back later costs nothing more.
+    if state.worker.backlog_full() {
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many runs are waiting; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return Err(Refused::new(
+            response,
+            RejectReason::BacklogFull,
+            "the store's queue holds max_backlog runs",
+        ));
+    }
     // Before the body is read: a flood costs as little as possible.
     if let Some(limit) = &route.rate_limit
         && let Err(wait) = state.limiter.admit(

@@ -103,6 +103,8 @@ pub trait StoreBackend: Send + Sync {
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// How many runs are `queued` (waiting for a worker), for backpressure.
+    fn count_queued(&self) -> BoxFuture<'_, Result<usize, StoreError>>;
     /// A schedule's tick: in one transaction, record `(workflow, tick)` and accept the event
     /// with its runs, or write nothing and answer `None` when that tick is recorded already.
     /// So a tick starts its runs exactly once, across restarts and across processes.

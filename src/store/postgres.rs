@@ -1502,6 +1502,18 @@ impl super::StoreBackend for PostgresStore {
         Box::pin(PostgresStore::last_tick(self, workflow))
     }
 
+    fn count_queued(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            // A range of the `(status, created_at, id)` listing index.
+            let queued: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+            Ok(usize::try_from(queued).unwrap_or(0))
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(PostgresStore::ping(self))
     }

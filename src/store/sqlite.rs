@@ -464,7 +464,9 @@ impl SqliteStore {
     /// Runs executing under a lease that ended: their owner stopped renewing.
     pub async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM runs WHERE status = 'running' AND lease_until < $1 ORDER BY created_at",
+            // A NULL lease was released at start (its process is gone): ended.
+            "SELECT id FROM runs WHERE status = 'running'
+             AND (lease_until IS NULL OR lease_until < $1) ORDER BY created_at",
         )
         .bind(timestamp(now))
         .fetch_all(&self.readers)
@@ -1874,6 +1876,18 @@ impl super::StoreBackend for SqliteStore {
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         Box::pin(SqliteStore::queued_behind(self, run_id))
+    }
+
+    fn count_queued(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            // A range of the `(status, created_at, id)` listing index.
+            let queued: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
+                    .fetch_one(&self.readers)
+                    .await
+                    .map_err(read_error)?;
+            Ok(usize::try_from(queued).unwrap_or(0))
+        })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -3,7 +3,7 @@
 //! crash are queued again at start.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,8 @@ struct Inner {
     store: Store,
     registry: SharedRegistry,
     effects: Effects,
-    queue: mpsc::UnboundedSender<Job>,
+    /// Bounded by the window: every job holds a place in it until its execution ends.
+    queue: mpsc::UnboundedSender<(Job, WindowPlace)>,
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncAnswer>>>,
     compile_options: workflow::CompileOptions,
     secrets: crate::secrets::SecretSource,
@@ -60,7 +61,118 @@ struct Inner {
     slot_freed: Notify,
     /// Whether the store caps the runs running at once.
     capped: bool,
+    /// Fresh runs held in memory with their events, queued or executing, at most `window`.
+    window: Arc<Window>,
+    /// What the store's queue holds, for refusing webhooks past `max_backlog`.
+    backlog_estimate: BacklogEstimate,
 }
+
+/// The runs the worker holds in memory, queued or executing (a fresh one with its event). Past
+/// `limit`, a run is left in the store's queue (it is committed there already) and taken from
+/// there when slots free: memory stays flat whatever the backlog.
+struct Window {
+    limit: usize,
+    held: AtomicUsize,
+    /// Runs were left in the store's queue since it was last emptied into the worker.
+    spilled: AtomicBool,
+    /// When a run was last left behind, for the taker, which leaves the youngest runs to the
+    /// requests that accepted them for `HANDOFF`.
+    last_spill: Mutex<Option<Instant>>,
+}
+
+impl Window {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            held: AtomicUsize::new(0),
+            spilled: AtomicBool::new(false),
+            last_spill: Mutex::new(None),
+        }
+    }
+
+    /// A place for one more fresh run, or none when the window is full.
+    fn take(self: &Arc<Self>) -> Option<WindowPlace> {
+        let taken = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < self.limit).then_some(held + 1)
+            });
+        match taken {
+            Ok(before) => {
+                crate::metrics::metrics().run_window_held(before + 1);
+                Some(WindowPlace(Arc::clone(self)))
+            }
+            Err(_) => {
+                self.spill();
+                None
+            }
+        }
+    }
+
+    /// Up to `wanted` places at once, for runs about to be claimed.
+    fn take_up_to(self: &Arc<Self>, wanted: usize) -> Vec<WindowPlace> {
+        let taken = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(held + wanted.min(self.limit.saturating_sub(held)))
+            })
+            .map(|before| wanted.min(self.limit.saturating_sub(before)))
+            .unwrap_or(0);
+        if taken > 0 {
+            let held = self.held.load(Ordering::Acquire);
+            crate::metrics::metrics().run_window_held(held);
+        }
+        (0..taken).map(|_| WindowPlace(Arc::clone(self))).collect()
+    }
+
+    /// A place for a run already claimed (it holds a lease), even past the limit.
+    fn force(self: &Arc<Self>) -> WindowPlace {
+        let held = self.held.fetch_add(1, Ordering::AcqRel) + 1;
+        crate::metrics::metrics().run_window_held(held);
+        WindowPlace(Arc::clone(self))
+    }
+
+    fn spill(&self) {
+        if let Ok(mut last) = self.last_spill.lock() {
+            *last = Some(Instant::now());
+        }
+        self.spilled.store(true, Ordering::Release);
+    }
+
+    /// Whether a run was left behind so recently that a look may have found it too young.
+    fn spilled_lately(&self) -> bool {
+        self.last_spill
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|at| at.elapsed() < HANDOFF * 2)
+    }
+
+    /// How many more runs fit.
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.held.load(Ordering::Acquire))
+    }
+}
+
+/// One fresh run's place in the window, given back when its event is dropped.
+struct WindowPlace(Arc<Window>);
+
+impl Drop for WindowPlace {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How many runs wait in the store's queue: counted by the store every
+/// `BACKLOG_RECOUNT`, plus the runs accepted since.
+struct BacklogEstimate {
+    max: usize,
+    counted: AtomicUsize,
+    accepted_since: AtomicUsize,
+}
+
+/// How often the store's queue is counted for `max_backlog`.
+const BACKLOG_RECOUNT: Duration = Duration::from_millis(250);
 
 /// One run to execute.
 pub struct Job {
@@ -103,6 +215,10 @@ pub struct WorkerSettings {
     /// Whether the store caps the runs running at once across processes (`max_running`):
     /// a run it refuses stays queued, and is taken from the store's queue when a slot frees.
     pub capped: bool,
+    /// Fresh runs held in memory with their events at most (`run_window`).
+    pub window: usize,
+    /// Runs waiting in the store's queue past which webhooks are refused (`max_backlog`).
+    pub max_backlog: usize,
 }
 
 impl Worker {
@@ -132,14 +248,20 @@ impl Worker {
                 backlog: AtomicUsize::new(0),
                 slot_freed: Notify::new(),
                 capped: settings.capped,
+                window: Arc::new(Window::new(settings.window)),
+                backlog_estimate: BacklogEstimate {
+                    max: settings.max_backlog,
+                    counted: AtomicUsize::new(0),
+                    accepted_since: AtomicUsize::new(0),
+                },
             }),
         };
         let retries = tokio::spawn(schedule_retries(worker.clone(), shutdown.clone()));
         let leases = tokio::spawn(keep_leases(worker.clone(), shutdown.clone()));
         // On a shared store, runs accepted by busy or dead processes are taken from its queue;
         // under a cap, also the runs it kept queued, on any store.
-        let queue = (worker.inner.store.shared() || worker.inner.capped)
-            .then(|| tokio::spawn(take_queued_runs(worker.clone(), shutdown.clone())));
+        let queue = tokio::spawn(take_queued_runs(worker.clone(), shutdown.clone()));
+        let recount = tokio::spawn(count_backlog(worker.clone(), shutdown.clone()));
         let dispatcher = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
         // Done when every task holding the store is: a restart on the same file must find it
         // free.
@@ -147,9 +269,8 @@ impl Worker {
             let _ = dispatcher.await;
             let _ = retries.await;
             let _ = leases.await;
-            if let Some(queue) = queue {
-                let _ = queue.await;
-            }
+            let _ = queue.await;
+            let _ = recount.await;
         });
         (worker, handle)
     }
@@ -165,7 +286,14 @@ impl Worker {
 
     /// Queue a run that was just committed, handing over what the ingress already has in memory
     /// so the worker does not read it back.
+    ///
+    /// Past the window the run is left where it is, in the store's queue, and taken from there
+    /// when slots free: the event is not held.
     pub fn enqueue_fresh(&self, run: &NewRun, event: Arc<Event>) {
+        self.inner
+            .backlog_estimate
+            .accepted_since
+            .fetch_add(1, Ordering::Relaxed);
         self.send(Job {
             run_id: run.id.clone(),
             fresh: Some(FreshRun {
@@ -177,7 +305,35 @@ impl Worker {
         });
     }
 
+    /// Whether the store's queue holds `max_backlog` runs or more: a webhook is refused
+    /// (`503`) rather than promised a run that would wait too long.
+    pub fn backlog_full(&self) -> bool {
+        let estimate = &self.inner.backlog_estimate;
+        let queued = estimate.counted.load(Ordering::Relaxed)
+            + estimate.accepted_since.load(Ordering::Relaxed);
+        queued >= estimate.max
+    }
+
+    /// Queue `job` in the window. A run not claimed yet is left in the store's queue when the
+    /// window is full (it is `queued` there, and taken when slots free); a claimed one holds a
+    /// lease and is always taken (the queue taker asks for no more than the window has room for).
     fn send(&self, job: Job) {
+        let place = if job.claimed {
+            self.inner.window.force()
+        } else {
+            match self.inner.window.take() {
+                Some(place) => place,
+                None => {
+                    crate::metrics::metrics().run_left_in_store();
+                    return;
+                }
+            }
+        };
+        self.send_placed(job, place);
+    }
+
+    /// Queue `job` in the place it holds.
+    fn send_placed(&self, job: Job, place: WindowPlace) {
         if job.claimed {
             // Renewed from now on, also while it waits for a slot: a lease that ended in
             // this process's backlog would let another process run it as well.
@@ -186,7 +342,7 @@ impl Worker {
         self.inner.backlog.fetch_add(1, Ordering::Relaxed);
         // The receiver lives as long as the dispatcher; after shutdown the run stays queued in the
         // store and is picked up at the next start.
-        if self.inner.queue.send(job).is_ok() {
+        if self.inner.queue.send((job, place)).is_ok() {
             crate::metrics::metrics().queue_depth_add(1);
         } else {
             self.inner.backlog.fetch_sub(1, Ordering::Relaxed);
@@ -202,8 +358,25 @@ impl Worker {
         }
         let ids = self.inner.store.unfinished_runs().await?;
         let count = ids.len();
-        for id in ids {
-            self.enqueue(id);
+        let places = self.inner.window.take_up_to(count);
+        let room = places.len();
+        // Claimed before they are queued, so no lease of theirs can end while they wait; the
+        // runs past the window stay in the store: queued ones are taken from its queue as slots
+        // free, interrupted ones when their (released) lease is found ended.
+        for (id, place) in ids.iter().zip(places) {
+            let until = self.inner.lease_end();
+            if self.inner.store.claim(id, &self.inner.owner, until).await? {
+                let job = Job {
+                    run_id: id.clone(),
+                    fresh: None,
+                    claimed: true,
+                };
+                self.send_placed(job, place);
+            }
+        }
+        if count > room {
+            self.inner.window.spill();
+            self.inner.slot_freed.notify_one();
         }
         Ok(count)
     }
@@ -326,9 +499,13 @@ const QUEUE_POLL: Duration = Duration::from_secs(2);
 /// that died). Woken by the store when runs are queued anywhere, and by a timer. Under a cap
 /// (`max_running`, on any store), also woken when a run here stops running: the runs the cap
 /// kept queued are taken then, oldest first, as many as it has room for.
+///
+/// Alone on its store and uncapped, it looks only after fresh runs were left in the store's
+/// queue because the window was full.
 async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     let inner = &worker.inner;
     let shared = inner.store.shared();
+    let spill_only = !shared && !inner.capped;
     let mut wakeups = inner.store.wakeups();
     loop {
         let mut wait_for_handoff = false;
@@ -356,18 +533,48 @@ async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             // The wake-ups that came meanwhile are answered by this one look.
             while wakeups.try_recv().is_ok() {}
         }
+        if spill_only {
+            // Many runs per claim: while the workers have runs to go on with, wait for room
+            // for a batch.
+            let batch = (inner.window.limit / 4).clamp(1, 64);
+            let busy = inner.backlog.load(Ordering::Relaxed) > 0;
+            if !inner.window.spilled.load(Ordering::Acquire)
+                || (busy && inner.window.room() < batch)
+            {
+                continue;
+            }
+            // Cleared before the look: a run left behind after it sets it again.
+            inner.window.spilled.store(false, Ordering::Release);
+        }
         loop {
-            let idle = inner
-                .slots
-                .available_permits()
-                .saturating_sub(inner.backlog.load(Ordering::Relaxed));
+            // Runs left in the store for want of room are taken as room frees, many per claim.
+            let idle = if spill_only {
+                inner.window.room()
+            } else {
+                inner
+                    .slots
+                    .available_permits()
+                    .saturating_sub(inner.backlog.load(Ordering::Relaxed))
+                    .min(inner.window.room())
+            };
             if idle == 0 || *shutdown.borrow() {
                 break;
             }
-            // Alone on its store, every queued run is this process's: none to hand off.
-            let handoff = if shared { HANDOFF } else { Duration::ZERO };
+            // Alone on its store, every queued run is this process's: none to hand off, except
+            // to the accepting request that is about to hand its fresh run to the worker.
+            let handoff = if shared || spill_only {
+                HANDOFF
+            } else {
+                Duration::ZERO
+            };
             let queued_before = chrono::Utc::now()
                 - chrono::Duration::from_std(handoff).unwrap_or(chrono::Duration::seconds(1));
+            // Places first, so fresh runs arriving meanwhile cannot push the window past its bound.
+            let places = inner.window.take_up_to(idle);
+            let idle = places.len();
+            if idle == 0 {
+                break;
+            }
             let taken = match inner
                 .store
                 .claim_queued(&inner.owner, inner.lease_end(), queued_before, idle)
@@ -380,18 +587,45 @@ async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 }
             };
             let count = taken.len();
-            for run_id in taken {
-                worker.send(Job {
+            for (run_id, place) in taken.into_iter().zip(places) {
+                let job = Job {
                     run_id,
                     fresh: None,
                     claimed: true,
-                });
+                };
+                worker.send_placed(job, place);
             }
             if count < idle {
+                // Runs left behind moments ago were too young to take: the next poll looks again.
+                if spill_only && inner.window.spilled_lately() {
+                    inner.window.spilled.store(true, Ordering::Release);
+                }
                 break;
+            }
+            if spill_only {
+                inner.window.spilled.store(true, Ordering::Release);
             }
             // Every idle slot got a run: there may be more waiting once these start.
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Count the runs in the store's queue every `BACKLOG_RECOUNT`, for `max_backlog`.
+async fn count_backlog(worker: Worker, mut shutdown: watch::Receiver<bool>) {
+    let estimate = &worker.inner.backlog_estimate;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(BACKLOG_RECOUNT) => {}
+        }
+        match worker.inner.store.count_queued().await {
+            Ok(queued) => {
+                estimate.counted.store(queued, Ordering::Relaxed);
+                estimate.accepted_since.store(0, Ordering::Relaxed);
+                crate::metrics::metrics().set_runs_queued(queued);
+            }
+            Err(err) => warn!(error = %err, "cannot count the queued runs"),
         }
     }
 }
@@ -432,7 +666,7 @@ async fn schedule_retries(worker: Worker, mut shutdown: watch::Receiver<bool>) {
 
 async fn dispatch(
     worker: Worker,
-    mut receiver: mpsc::UnboundedReceiver<Job>,
+    mut receiver: mpsc::UnboundedReceiver<(Job, WindowPlace)>,
     settings: WorkerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -440,11 +674,11 @@ async fn dispatch(
     let mut running = JoinSet::new();
     loop {
         while running.try_join_next().is_some() {}
-        let job = tokio::select! {
+        let (job, place) = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
             next = receiver.recv() => match next {
-                Some(job) => job,
+                Some(next) => next,
                 None => break,
             },
         };
@@ -465,8 +699,10 @@ async fn dispatch(
             let ran = execute_run(&worker, job).await;
             metrics.runs_in_flight_add(-1);
             drop(permit);
-            if ran && worker.inner.capped {
-                worker.inner.slot_freed.notify_one();
+            drop(place);
+            let inner = &worker.inner;
+            if ran && (inner.capped || inner.window.spilled.load(Ordering::Acquire)) {
+                inner.slot_freed.notify_one();
             }
         });
     }

@@ -544,6 +544,9 @@ mod failing_store {
         fn unfinished_runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
             self.inner.unfinished_runs()
         }
+        fn count_queued(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+            self.inner.count_queued()
+        }
         fn list_runs<'a>(
             &'a self,
             filter: &'a RunFilter,

@@ -57,6 +57,8 @@ pub fn settings_for(dir: &Path) -> ServeSettings {
         workflows: dir.join("workflows"),
         store: dir.join("hookflow.db").display().to_string(),
         workers: 8,
+        run_window: hookflow::settings::DEFAULT_RUN_WINDOW,
+        max_backlog: hookflow::settings::DEFAULT_MAX_BACKLOG,
         sync_timeout: Duration::from_secs(10),
         shutdown_timeout: Duration::from_secs(5),
         email: hookflow::settings::EmailSettings {
