@@ -248,6 +248,12 @@ pub trait Journal: Send + Sync {
         record: &'a StepRecord,
     ) -> BoxFuture<'a, Result<(), JournalError>>;
 
+    /// A step whose record need not be durable before the run goes on: one a resume evaluates
+    /// again (no effects, not a control step). A journal that cannot tell waits as for any step.
+    fn step_noted<'a>(&'a self, record: &'a StepRecord) -> BoxFuture<'a, Result<(), JournalError>> {
+        self.step_finished(record)
+    }
+
     /// A `respond` step produced the answer for a synchronous caller.
     fn responded(&self, _response: &SyncResponse) {}
 }
@@ -683,12 +689,15 @@ impl<'a> Execution<'a> {
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc));
         }
-        // The record is masked; the run itself goes on with the real values.
-        self.shared
-            .journal
-            .step_finished(&self.redactor.redact_record(record.clone()))
-            .instrument(span)
-            .await?;
+        // The record is masked; the run itself goes on with the real values. Only a record a
+        // resume restores (an effect, a control step) must be durable before the run goes on.
+        let masked = self.redactor.redact_record(record.clone());
+        let journal = &self.shared.journal;
+        if step.kind.restored_on_resume() || record.status == StepStatus::Retrying {
+            journal.step_finished(&masked).instrument(span).await?;
+        } else {
+            journal.step_noted(&masked).instrument(span).await?;
+        }
         if let Some(due_at) = retry_at {
             // The wait is stored, not slept here: a restart neither loses nor shortens it.
             let error = if step.kind.is_control() {

@@ -326,11 +326,22 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
     let event = std::sync::Arc::new(event);
     // Registered before the commit so an answer cannot slip past between commit and wait.
     let waiter = (route.respond == RespondMode::Sync).then(|| state.worker.wait_for(&runs[0].id));
-    let accepted_runs = match state
-        .store
-        .accept(std::sync::Arc::clone(&event), &runs)
-        .await
-    {
+    // Places in the worker's window first: when every run has one, the store claims them in
+    // the accept's own commit and the worker starts them without another.
+    let places = state.worker.reserve_fresh(runs.len());
+    let accepted_runs = match places.lease() {
+        Some(lease) => {
+            let event = std::sync::Arc::clone(&event);
+            state.store.accept_claimed(event, &runs, lease).await
+        }
+        None => {
+            state
+                .store
+                .accept(std::sync::Arc::clone(&event), &runs)
+                .await
+        }
+    };
+    let accepted_runs = match accepted_runs {
         Ok(accepted) => accepted,
         Err(err) => {
             warn!(error = %err, "cannot store the event; answering 503 so the sender retries");
@@ -362,11 +373,13 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
         ));
     }
     let event_id = event.id.clone();
-    for run in runs.iter().filter(|r| run_ids.contains(&r.id)) {
-        state
-            .worker
-            .enqueue_fresh(run, std::sync::Arc::clone(&event));
-    }
+    let created: Vec<&NewRun> = runs.iter().filter(|r| run_ids.contains(&r.id)).collect();
+    state.worker.enqueue_accepted(
+        &created,
+        accepted_runs.claimed,
+        std::sync::Arc::clone(&event),
+        places,
+    );
     let accepted = || {
         let mut body = serde_json::json!({ "event_id": event_id, "run_ids": run_ids });
         if !duplicate_of.is_empty() {

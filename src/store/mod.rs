@@ -33,6 +33,18 @@ pub trait StoreBackend: Send + Sync {
         event: Arc<Event>,
         runs: &'a [NewRun],
     ) -> BoxFuture<'a, Result<Accepted, StoreError>>;
+    /// As `accept`, and, where the backend can, claim the new runs for `lease` in the same commit
+    /// (`Accepted::claimed`): a process alone on its store saves a commit per run. Runs with a
+    /// dedupe key or a concurrency rule are only queued.
+    fn accept_claimed<'a>(
+        &'a self,
+        event: Arc<Event>,
+        runs: &'a [NewRun],
+        lease: Lease,
+    ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
+        let _ = lease;
+        self.accept(event, runs)
+    }
     /// Take a run to execute until `until`; false when another owner holds a live lease or
     /// the run is not waiting to run.
     fn claim<'a>(
@@ -56,6 +68,16 @@ pub trait StoreBackend: Send + Sync {
         run_id: &'a str,
         record: &'a StepRecord,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Record a step nothing depends on being durable yet (a step without effects, which a
+    /// resume evaluates again anyway): done once the write is on its way, committed with the
+    /// run's next write that is waited for. A backend that cannot do better waits.
+    fn step_noted<'a>(
+        &'a self,
+        run_id: &'a str,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.step_finished(run_id, record)
+    }
     fn run_finished<'a>(
         &'a self,
         run_id: &'a str,
@@ -282,6 +304,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Who executes a run, until when (renewed while it runs).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
 /// A run to create together with its event.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -330,6 +359,8 @@ pub enum Replayed {
 #[derive(Debug, Clone, Default)]
 pub struct Accepted {
     pub created: Vec<String>,
+    /// The created runs were claimed for the lease asked for, in the accept's own commit.
+    pub claimed: bool,
     pub duplicate_of: Vec<String>,
     /// Queued runs a new one cancelled (`cancel_previous`): they will never run.
     pub superseded: Vec<String>,

@@ -446,6 +446,7 @@ impl PostgresStore {
         }
         insert.execute(&self.pool).await.map_err(write_error)?;
         Ok(Accepted {
+            claimed: false,
             created: runs.iter().map(|r| r.id.clone()).collect(),
             duplicate_of: Vec::new(),
             superseded: Vec::new(),

@@ -17,8 +17,8 @@ use super::files::{FileFault, StoreFiles};
 use super::health::{HealthState, StoreHealth};
 use super::rows::{Columns, event_from_row, run_from_row, step_from_row};
 use super::{
-    Accepted, Definition, NewRun, Replayed, RunConcurrency, RunDetail, RunFilter, RunSummary,
-    StoreError, parse_timestamp, timestamp,
+    Accepted, Definition, Lease, NewRun, Replayed, RunConcurrency, RunDetail, RunFilter,
+    RunSummary, StoreError, parse_timestamp, timestamp,
 };
 use crate::effects::BoxFuture;
 use crate::engine::{Event, RunStatus, StepRecord, Trigger};
@@ -125,6 +125,8 @@ enum Write {
     Accept {
         event: Arc<Event>,
         runs: Vec<NewRun>,
+        /// Claim the runs for this lease in the same commit (plain runs only).
+        lease: Option<Lease>,
     },
     /// Record a schedule's tick and, when it was not recorded before, accept its event and runs.
     AcceptTick {
@@ -389,6 +391,29 @@ impl SqliteStore {
             .write_returning(Write::Accept {
                 event,
                 runs: runs.to_vec(),
+                lease: None,
+            })
+            .await?
+        {
+            Returned::Accepted(accepted) => Ok(accepted),
+            _ => Err(StoreError::Write("the accept answered nothing".into())),
+        }
+    }
+
+    /// As `accept`, claiming plain runs for `lease` in the same commit.
+    pub async fn accept_claimed(
+        &self,
+        event: Arc<Event>,
+        runs: &[NewRun],
+        lease: Lease,
+    ) -> Result<Accepted, StoreError> {
+        // Under a cap on runs running, a claim must count them first: only queued then.
+        let lease = self.max_running.is_none().then_some(lease);
+        match self
+            .write_returning(Write::Accept {
+                event,
+                runs: runs.to_vec(),
+                lease,
             })
             .await?
         {
@@ -473,6 +498,21 @@ impl SqliteStore {
         .await
         .map_err(read_error)?;
         ids(&rows).map_err(read_error)
+    }
+
+    /// Queue the step's record for the writer without waiting for its commit: the writer takes
+    /// writes in order, so the run's next awaited write commits it too (or, in one batch, with
+    /// it: step records go in before the other writes of a batch).
+    pub async fn step_noted(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
+        let (done, _unheard) = oneshot::channel();
+        let write = Write::StepFinished {
+            run_id: run_id.to_owned(),
+            record: Box::new(record.clone()),
+        };
+        self.writes
+            .send(WriteRequest { write, done })
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
@@ -1089,9 +1129,10 @@ async fn apply_batch(
     for chunk in plain_accepts.chunks(ROWS_PER_INSERT) {
         insert_plain_accepts(&mut tx, batch, chunk).await?;
         for &i in chunk {
-            if let Write::Accept { runs, .. } = &batch[i].write {
+            if let Write::Accept { runs, lease, .. } = &batch[i].write {
                 results[i] = Some(Returned::Accepted(Accepted {
                     created: runs.iter().map(|run| run.id.clone()).collect(),
+                    claimed: lease.is_some(),
                     duplicate_of: Vec::new(),
                     superseded: Vec::new(),
                 }));
@@ -1132,17 +1173,19 @@ async fn insert_plain_accepts(
     batch: &[WriteRequest],
     indexes: &[usize],
 ) -> Result<(), sqlx::Error> {
-    let accepts: Vec<(&Event, &[NewRun])> = indexes
+    let accepts: Vec<(&Event, &[NewRun], Option<&Lease>)> = indexes
         .iter()
         .filter_map(|&i| match &batch[i].write {
-            Write::Accept { event, runs } => Some((event.as_ref(), runs.as_slice())),
+            Write::Accept { event, runs, lease } => {
+                Some((event.as_ref(), runs.as_slice(), lease.as_ref()))
+            }
             _ => None,
         })
         .collect();
     let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw, triggered_by) ",
     );
-    events.push_values(&accepts, |mut row, (event, _)| {
+    events.push_values(&accepts, |mut row, (event, _, _)| {
         row.push_bind(event.id.as_str())
             .push_bind(timestamp(event.received_at))
             .push_bind(event.method.as_str())
@@ -1155,21 +1198,25 @@ async fn insert_plain_accepts(
             .push_bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)));
     });
     events.build().execute(&mut *conn).await?;
-    let runs: Vec<(&Event, &NewRun)> = accepts
+    let runs: Vec<(&Event, &NewRun, Option<&Lease>)> = accepts
         .iter()
-        .flat_map(|(event, runs)| runs.iter().map(move |run| (*event, run)))
+        .flat_map(|(event, runs, lease)| runs.iter().map(move |run| (*event, run, *lease)))
         .collect();
+    let now = timestamp(Utc::now());
     for chunk in runs.chunks(ROWS_PER_INSERT) {
         let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO runs (id, event_id, workflow, version, status, created_at) ",
+            "INSERT INTO runs (id, event_id, workflow, version, status, created_at, started_at, lease_owner, lease_until) ",
         );
-        insert.push_values(chunk, |mut row, (event, run)| {
+        insert.push_values(chunk, |mut row, (event, run, lease)| {
             row.push_bind(run.id.as_str())
                 .push_bind(event.id.as_str())
                 .push_bind(run.workflow.as_str())
                 .push_bind(run.version.as_str())
-                .push_bind("queued")
-                .push_bind(timestamp(event.received_at));
+                .push_bind(if lease.is_some() { "running" } else { "queued" })
+                .push_bind(timestamp(event.received_at))
+                .push_bind(lease.map(|_| now.clone()))
+                .push_bind(lease.map(|l| l.owner.as_str()))
+                .push_bind(lease.map(|l| timestamp(l.until)));
         });
         insert.build().execute(&mut *conn).await?;
     }
@@ -1407,7 +1454,7 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, s
             .execute(&mut *conn)
             .await?;
         }
-        Write::Accept { event, runs } => {
+        Write::Accept { event, runs, .. } => {
             return Ok(Returned::Accepted(
                 accept_event(conn, event, runs, &now).await?,
             ));
@@ -1747,6 +1794,15 @@ impl super::StoreBackend for SqliteStore {
         Box::pin(SqliteStore::accept(self, event, runs))
     }
 
+    fn accept_claimed<'a>(
+        &'a self,
+        event: Arc<Event>,
+        runs: &'a [NewRun],
+        lease: Lease,
+    ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
+        Box::pin(SqliteStore::accept_claimed(self, event, runs, lease))
+    }
+
     fn claim<'a>(
         &'a self,
         run_id: &'a str,
@@ -1795,6 +1851,14 @@ impl super::StoreBackend for SqliteStore {
         record: &'a StepRecord,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(SqliteStore::step_finished(self, run_id, record))
+    }
+
+    fn step_noted<'a>(
+        &'a self,
+        run_id: &'a str,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::step_noted(self, run_id, record))
     }
 
     fn run_finished<'a>(

@@ -17,7 +17,7 @@ use crate::engine::{
     self, Event, ExecOptions, Journal, JournalError, RunInfo, RunRequest, RunStatus, StepRecord,
 };
 use crate::steps::respond::SyncResponse;
-use crate::store::{NewRun, Store, StoreError, Wakeup};
+use crate::store::{Lease, NewRun, Store, StoreError, Wakeup};
 use crate::workflow::{self, Registry, Workflow};
 
 /// The registry in use; a reload swaps the whole of it.
@@ -151,6 +151,19 @@ impl Window {
     /// How many more runs fit.
     fn room(&self) -> usize {
         self.limit.saturating_sub(self.held.load(Ordering::Acquire))
+    }
+}
+
+/// Window places reserved for the runs of one request before they are accepted.
+pub struct FreshPlaces {
+    places: Vec<WindowPlace>,
+    lease: Option<Lease>,
+}
+
+impl FreshPlaces {
+    /// The lease to claim the runs with in their accept, when they all have a place.
+    pub fn lease(&self) -> Option<Lease> {
+        self.lease.clone()
     }
 }
 
@@ -303,6 +316,51 @@ impl Worker {
             }),
             claimed: false,
         });
+    }
+
+    /// Places in the window for the runs a request is about to accept. When all fit (and the
+    /// store is this process's alone and uncapped), the lease to claim them with in the accept.
+    pub fn reserve_fresh(&self, count: usize) -> FreshPlaces {
+        let places = self.inner.window.take_up_to(count);
+        let alone = !self.inner.store.shared() && !self.inner.capped;
+        let lease = (alone && count > 0 && places.len() == count).then(|| Lease {
+            owner: self.inner.owner.clone(),
+            until: self.inner.lease_end(),
+        });
+        FreshPlaces { places, lease }
+    }
+
+    /// Queue the runs a request created, in the places reserved for them; runs without a place
+    /// stay in the store's queue. `claimed`: the accept claimed them for the places' lease.
+    pub fn enqueue_accepted(
+        &self,
+        runs: &[&NewRun],
+        claimed: bool,
+        event: Arc<Event>,
+        places: FreshPlaces,
+    ) {
+        self.inner
+            .backlog_estimate
+            .accepted_since
+            .fetch_add(runs.len(), Ordering::Relaxed);
+        let mut places = places.places.into_iter();
+        for run in runs {
+            let Some(place) = places.next() else {
+                self.inner.window.spill();
+                crate::metrics::metrics().run_left_in_store();
+                continue;
+            };
+            let job = Job {
+                run_id: run.id.clone(),
+                fresh: Some(FreshRun {
+                    event: Arc::clone(&event),
+                    workflow: run.workflow.clone(),
+                    version: run.version.clone(),
+                }),
+                claimed,
+            };
+            self.send_placed(job, place);
+        }
     }
 
     /// Whether the store's queue holds `max_backlog` runs or more: a webhook is refused
@@ -696,9 +754,8 @@ async fn dispatch(
         running.spawn(async move {
             let metrics = crate::metrics::metrics();
             metrics.runs_in_flight_add(1);
-            let ran = execute_run(&worker, job).await;
+            let ran = execute_run(&worker, job, permit).await;
             metrics.runs_in_flight_add(-1);
-            drop(permit);
             drop(place);
             let inner = &worker.inner;
             if ran && (inner.capped || inner.window.spilled.load(Ordering::Acquire)) {
@@ -774,7 +831,10 @@ impl Drop for Held<'_> {
 }
 
 /// Execute a job; whether the run ran here (it was `running` for this process until now).
-async fn execute_run(worker: &Worker, job: Job) -> bool {
+/// Execute one run in the worker slot `slot`, which is given back as soon as the run's steps are
+/// done: recording its end does not keep the next run waiting.
+async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphorePermit) -> bool {
+    let mut slot = Some(slot);
     let store = &worker.inner.store;
     let run_id = job.run_id.clone();
     let run_id = run_id.as_str();
@@ -896,6 +956,7 @@ async fn execute_run(worker: &Worker, job: Job) -> bool {
                     Ended::HeldNoSlot
                 };
                 crate::metrics::metrics().run_finished(&workflow.name, outcome.status.as_str());
+                drop(slot.take());
                 let (status, error) = (outcome.status, outcome.error.clone());
                 let recorded = finish(
                     worker,
@@ -1073,6 +1134,21 @@ impl engine::Callees for RegistryCallees<'_> {
     }
 }
 
+/// A finished step in the log and the metrics.
+fn log_step(record: &StepRecord) {
+    info!(
+        step = %record.name,
+        kind = %record.kind,
+        status = record.status.as_str(),
+        duration_ms = (record.duration_ms * 10.0).round() / 10.0,
+        "step finished"
+    );
+    crate::metrics::metrics().step_duration(
+        &record.kind,
+        Duration::from_secs_f64(record.duration_ms.max(0.0) / 1000.0),
+    );
+}
+
 struct StoreJournal<'a> {
     worker: &'a Worker,
     run_id: &'a str,
@@ -1084,19 +1160,21 @@ impl Journal for StoreJournal<'_> {
         record: &'a StepRecord,
     ) -> BoxFuture<'a, Result<(), JournalError>> {
         Box::pin(async move {
-            info!(
-                step = %record.name,
-                kind = %record.kind,
-                status = record.status.as_str(),
-                duration_ms = (record.duration_ms * 10.0).round() / 10.0,
-                "step finished"
-            );
-            crate::metrics::metrics().step_duration(
-                &record.kind,
-                Duration::from_secs_f64(record.duration_ms.max(0.0) / 1000.0),
-            );
+            log_step(record);
             let store = &self.worker.inner.store;
             durably(|| store.step_finished(self.run_id, record))
+                .await
+                .map_err(|e| JournalError(e.to_string()))
+        })
+    }
+
+    fn step_noted<'a>(&'a self, record: &'a StepRecord) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            log_step(record);
+            self.worker
+                .inner
+                .store
+                .step_noted(self.run_id, record)
                 .await
                 .map_err(|e| JournalError(e.to_string()))
         })
