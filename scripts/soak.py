@@ -31,8 +31,9 @@ prints the start and end figures and a verdict. It exits 1 when:
   or ended with another status than expected; or the receiver or the outbox did not see what the
   runs should have done.
 
-Ctrl-C (or SIGTERM) stops the load early and still checks, plots and stops the server; a second
-Ctrl-C skips straight to stopping everything.
+Ctrl-C (or SIGTERM) stops the load early and still drains, checks, plots and stops the server
+(the verdict is then a failure: the soak was cut short); a second Ctrl-C skips straight to
+stopping everything.
 """
 
 import argparse
@@ -83,8 +84,8 @@ KINDS = {
 FLAKY_FAILURES = 2
 
 CSV_FIELDS = [
-    "t_s", "phase", "rss_kib", "fds", "threads", "wal_bytes", "db_bytes",
-    "window_answers", "p50_ms", "p99_ms", "max_ms",
+    "t_s", "phase", "rss_kib", "rss_anon_kib", "rss_file_kib", "fds", "threads", "wal_bytes", "db_bytes",
+    "window_answers", "p50_ms", "p99_ms", "max_ms", "commits", "commit_p99_ms", "loadavg",
     "sent", "answered", "a200", "a202", "a401", "a4xx_other", "a5xx", "errors", "unexpected",
     "runs_accepted", "runs_succeeded", "runs_failed", "runs_filtered", "runs_cancelled",
     "retries", "queue_depth", "in_flight", "outbox_files", "wal_checkpoint_bytes",
@@ -343,7 +344,12 @@ def metrics(address):
     """The run counters of /metrics: finished runs by status, retries, queue depth, in flight."""
     text = admin_get(address, "/metrics").decode()
     out = Counter()
+    buckets = {}
     for line in text.splitlines():
+        match = re.match(r'hookflow_store_commit_seconds_bucket\{le="([^"]+)"\}\s+(\S+)', line)
+        if match:
+            buckets[float(match.group(1))] = float(match.group(2))
+            continue
         match = re.match(r'hookflow_runs_finished_total\{([^}]*)\}\s+(\S+)', line)
         if match:
             status = re.search(r'status="([^"]+)"', match.group(1)).group(1)
@@ -355,7 +361,22 @@ def metrics(address):
             match = re.match(name + r'(\{[^}]*\})?\s+(\S+)', line)
             if match:
                 out[key] += float(match.group(2))
+    out["commit_buckets"] = buckets
     return out
+
+
+def commit_p99_ms(before, after):
+    """The upper bound (ms) of the histogram bucket holding the 99th percentile of the store
+    commits between two scrapes, and how many there were."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]  # cumulative
+    total = counts[-1] if counts else 0
+    if total <= 0:
+        return "", 0
+    for bound, count in zip(bounds, counts):
+        if count >= 0.99 * total:
+            return ("%g" % (bound * 1000) if bound != float("inf") else "inf"), int(total)
+    return "inf", int(total)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,11 +604,15 @@ class Load:
 # ---------------------------------------------------------------------------------------------
 
 def proc_figures(pid):
+    """VmRSS and its anonymous and file-backed parts (KiB), open fds, threads."""
     status = Path("/proc/%d/status" % pid).read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-    threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))
+
+    def field(name):
+        return int(re.search(name + r":\s+(\d+)", status).group(1))
     fds = len(os.listdir("/proc/%d/fd" % pid))
-    return rss, fds, threads
+    return {"rss_kib": field("VmRSS"), "rss_anon_kib": field("RssAnon"),
+            "rss_file_kib": field("RssFile") + field("RssShmem"), "fds": fds,
+            "threads": field("Threads")}
 
 
 def file_size(path):
@@ -613,14 +638,17 @@ class Sampler:
         self.wal = Path(str(store) + "-wal")
         self.outbox = outbox
         self.rows = []
+        self.commit_buckets = {}
         self.started = time.monotonic()
         self.file = open(csv_path, "w", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=CSV_FIELDS)
         self.writer.writeheader()
 
     def sample(self, phase):
-        rss, fds, threads = proc_figures(self.server.pid)
+        process = proc_figures(self.server.pid)
         counters = metrics(self.server.admin)
+        commit_p99, commits = commit_p99_ms(self.commit_buckets, counters["commit_buckets"])
+        self.commit_buckets = counters["commit_buckets"]
         load = self.load
         window = load.take_window()
         with load.lock:
@@ -628,15 +656,16 @@ class Sampler:
             row = {
                 "t_s": round(time.monotonic() - self.started, 1),
                 "phase": phase,
-                "rss_kib": rss,
-                "fds": fds,
-                "threads": threads,
+                **process,
                 "wal_bytes": file_size(self.wal),
                 "db_bytes": file_size(self.store),
                 "window_answers": len(window),
                 "p50_ms": percentile(window, 0.50),
                 "p99_ms": percentile(window, 0.99),
                 "max_ms": round(max(window), 2) if window else "",
+                "commits": commits,
+                "commit_p99_ms": commit_p99,
+                "loadavg": round(os.getloadavg()[0], 2),
                 "sent": load.sent,
                 "answered": sum(answered.values()),
                 "a200": answered[200],
@@ -742,11 +771,11 @@ def unfinished(admin):
     return counts
 
 
-def drain(admin, timeout, stop_now):
+def drain(admin, timeout):
     """Wait until no run is queued, running or retrying. Returns what is left."""
     deadline = time.monotonic() + timeout
     left = unfinished(admin)
-    while any(left.values()) and time.monotonic() < deadline and not stop_now.is_set():
+    while any(left.values()) and time.monotonic() < deadline:
         time.sleep(2)
         left = unfinished(admin)
     return left
@@ -934,11 +963,11 @@ def main():
 
         if server.alive():
             print("load done; waiting for the backlog to drain...", flush=True)
-            left = drain(server.admin, args.drain_timeout, stop_now)
+            left = drain(server.admin, args.drain_timeout)
             drained = sampler.sample("drained")
             print("drained: " + figures(drained), flush=True)
             if any(left.values()):
-                problems.append("runs still unfinished %.0f s after the load: %s" % (args.drain_timeout, left))
+                problems.append("runs still unfinished after waiting %.0f s: %s" % (args.drain_timeout, left))
             wal_limit = checkpoint_bytes(workdir / "hookflow.db") * (1 + WAL_SLACK)
             trend_problems, trend_lines = trend_checks(sampler.rows, wal_limit)
             problems += trend_problems

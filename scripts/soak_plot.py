@@ -89,9 +89,24 @@ def plot(csv_path, png_path, checkpoint_bytes=None):
     ax = axes[3]
     ax.plot(minutes, column(rows, "p99_ms"), label="p99", color="tab:red")
     ax.plot(minutes, column(rows, "p50_ms"), label="p50", color="tab:green")
+    if "commit_p99_ms" in rows[0]:
+        commit = [float(r["commit_p99_ms"]) if r["commit_p99_ms"] not in ("", "inf") else float("nan")
+                  for r in rows]
+        ax.plot(minutes, commit, label="store commit p99 (bucket bound)", color="tab:brown",
+                drawstyle="steps-mid", linewidth=1)
     ax.set_ylabel("ms")
     ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()
+    if "loadavg" in rows[0]:
+        # The machine is shared: its load explains many latency spikes.
+        load_ax = ax.twinx()
+        load_ax.plot(minutes, column(rows, "loadavg"), label="machine load average (1 min)",
+                     color="tab:gray", linestyle=":", linewidth=1)
+        load_ax.set_ylabel("load average")
+        load_ax.set_ylim(bottom=0)
+        more_handles, more_labels = load_ax.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, loc="upper left", ncol=2)
     ax.set_title("webhook answer latency per 10 s window (all kinds, sync included)", fontsize=10)
 
     ax = axes[4]
