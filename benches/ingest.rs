@@ -2,7 +2,8 @@
 //! step calls a receiver on loopback; `wrk` drives webhooks at it. Measured in one run: the
 //! durable server (SQLite file), the same server with persistence off (`--store :memory:`), and
 //! a bare axum handler. Prints accepted requests/s and latency from wrk, how long the worker took
-//! to finish every accepted run, and the ratios.
+//! to finish every accepted run, the server's RSS (idle, largest during the load and the drain,
+//! after), and the ratios.
 //!
 //! Run with `cargo bench --bench ingest` (needs `wrk`: `apt-get install wrk`). Settings via env:
 //! BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_THREADS (default 2).
@@ -199,6 +200,8 @@ fn measure_hookflow(
     received: &AtomicU64,
 ) -> Measured {
     let (mut server, webhook, admin) = start_server(binary, dir, store);
+    let idle_rss = rss_kib(server.id());
+    let sampler = RssSampler::start(server.id());
     let received_before = received.load(Ordering::Relaxed);
     let started = Instant::now();
     let report = run_wrk(load, &format!("{webhook}/hooks/bench"));
@@ -239,7 +242,14 @@ fn measure_hookflow(
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    println!("failed runs (first): {failed}\n");
+    println!("failed runs (first): {failed}");
+    let peak_rss = sampler.stop();
+    println!(
+        "RSS: idle {:.1} MiB, largest during the load and the drain {:.1} MiB, after {:.1} MiB\n",
+        idle_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
+        rss_kib(server.id()) as f64 / 1024.0
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
@@ -254,6 +264,46 @@ fn measure_hookflow(
         requests_per_second: requests_per_second(&report),
         p50: percentile(&report, "50%"),
         p99: percentile(&report, "99%"),
+    }
+}
+
+/// The resident set of process `pid` now, in KiB (0 once it is gone).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples a process's RSS every 50 ms and keeps the largest.
+struct RssSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut largest = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                largest = largest.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            largest
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
     }
 }
 
