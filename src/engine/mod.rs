@@ -84,30 +84,66 @@ mod raw_bytes {
 }
 
 impl Event {
-    /// The `event` object templates read.
+    /// The `event` object templates read, as JSON.
     pub fn template_json(&self) -> Json {
-        serde_json::json!({
-            "id": self.id,
-            "method": self.method,
-            "path": self.path,
-            "params": self.params,
-            "query": self.query,
-            "headers": self.headers,
-            "body": self.body,
-            "raw": String::from_utf8_lossy(&self.raw),
-            "received_at": self.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "trigger": self.trigger.kind(),
-            "scheduled_at": match &self.trigger {
+        serde_json::to_value(EventView::of(self)).unwrap_or_default()
+    }
+
+    /// The `event` object templates read, converted once for a run: the body is not copied
+    /// into JSON first.
+    pub fn template_value(&self) -> minijinja::Value {
+        crate::template::to_template_value_of(&EventView::of(self))
+    }
+}
+
+/// The fields of `event` in templates, borrowed from the event.
+#[derive(Serialize)]
+struct EventView<'a> {
+    id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    params: &'a BTreeMap<String, String>,
+    query: &'a Map<String, Json>,
+    headers: &'a Map<String, Json>,
+    body: &'a Json,
+    raw: std::borrow::Cow<'a, str>,
+    received_at: String,
+    trigger: &'static str,
+    scheduled_at: Option<String>,
+    started_by: Option<&'a str>,
+}
+
+impl<'a> EventView<'a> {
+    fn of(event: &'a Event) -> Self {
+        // Valid UTF-8 (nearly every body) is checked by the fast path and borrowed.
+        let raw = match std::str::from_utf8(&event.raw) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&event.raw),
+        };
+        Self {
+            id: &event.id,
+            method: &event.method,
+            path: &event.path,
+            params: &event.params,
+            query: &event.query,
+            headers: &event.headers,
+            body: &event.body,
+            raw,
+            received_at: event
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            trigger: event.trigger.kind(),
+            scheduled_at: match &event.trigger {
                 Trigger::Schedule { scheduled_at } => {
-                    Json::from(scheduled_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    Some(scheduled_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 }
-                _ => Json::Null,
+                _ => None,
             },
-            "started_by": match &self.trigger {
-                Trigger::Manual { started_by } => Json::from(started_by.as_str()),
-                _ => Json::Null,
+            started_by: match &event.trigger {
+                Trigger::Manual { started_by } => Some(started_by),
+                _ => None,
             },
-        })
+        }
     }
 }
 
@@ -450,7 +486,7 @@ impl<'a> Execution<'a> {
             event,
             redactor: Redactor::new(secret_values.iter()),
             secret_values,
-            event_value: to_template_value(&event.template_json()),
+            event_value: event.template_value(),
             secrets_value: to_template_value(&serde_json::to_value(secrets).unwrap_or_default()),
             depth,
         }

@@ -43,6 +43,24 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunSummary, StoreError>
     })
 }
 
+/// Whether a webhook's body is its raw bytes parsed as JSON (an `application/json` body that
+/// parsed to an object or array), so storing the raw bytes is enough.
+pub(super) fn body_is_raw_json(event: &Event) -> bool {
+    let json_type = event
+        .headers
+        .get("content-type")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    event.trigger == crate::engine::Trigger::Webhook
+        && json_type
+        && (event.body.is_object() || event.body.is_array())
+}
+
+fn parse_json_bytes(raw: &[u8]) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
+}
+
 pub(super) fn event_from_row(row: &impl Columns) -> Result<Event, StoreError> {
     let object = |column: &str| -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
         match parse_json(&row.text(column)?)? {
@@ -56,6 +74,7 @@ pub(super) fn event_from_row(row: &impl Columns) -> Result<Event, StoreError> {
         .into_iter()
         .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
         .collect();
+    let raw = row.bytes("raw")?;
     Ok(Event {
         id: row.text("id")?,
         method: row.text("method")?,
@@ -63,8 +82,12 @@ pub(super) fn event_from_row(row: &impl Columns) -> Result<Event, StoreError> {
         params,
         query: object("query")?,
         headers: object("headers")?,
-        body: parse_json(&row.text("body")?)?,
-        raw: row.bytes("raw")?,
+        body: match row.text("body")? {
+            // Stored once, as the raw bytes (`body_is_raw_json`).
+            text if text.is_empty() => parse_json_bytes(&raw)?,
+            text => parse_json(&text)?,
+        },
+        raw,
         received_at: parse_timestamp(&row.text("received_at")?)?,
         trigger: row
             .maybe_text("triggered_by")?
@@ -93,4 +116,55 @@ pub(super) fn step_from_row(row: &impl Columns) -> Result<StepRecord, StoreError
         duration_ms: row.real("duration_ms")?,
         attempts: row.integer("attempts")? as u32,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Trigger;
+
+    fn webhook(content_type: &str, raw: &str) -> Event {
+        let mut headers = serde_json::Map::new();
+        headers.insert("content-type".into(), content_type.into());
+        Event {
+            id: "e".into(),
+            method: "POST".into(),
+            path: "/h".into(),
+            params: Default::default(),
+            query: Default::default(),
+            headers,
+            body: serde_json::from_str(raw).unwrap_or(serde_json::Value::String(raw.into())),
+            raw: raw.as_bytes().to_vec(),
+            received_at: chrono::Utc::now(),
+            trigger: Trigger::Webhook,
+        }
+    }
+
+    #[test]
+    fn only_a_json_webhook_body_is_left_to_its_raw_bytes() {
+        assert!(body_is_raw_json(&webhook(
+            "application/json; charset=utf-8",
+            r#"{"a": [1, "x"]}"#
+        )));
+        assert!(body_is_raw_json(&webhook("Application/JSON", "[1, 2]")));
+        // A scalar or another media type keeps its parsed body.
+        assert!(!body_is_raw_json(&webhook("application/json", "12")));
+        assert!(!body_is_raw_json(&webhook("text/plain", r#"{"a": 1}"#)));
+        assert!(!body_is_raw_json(&webhook(
+            "application/x-www-form-urlencoded",
+            r#"{"a": 1}"#
+        )));
+        let mut manual = webhook("application/json", r#"{"a": 1}"#);
+        manual.trigger = Trigger::Manual {
+            started_by: "api".into(),
+        };
+        assert!(!body_is_raw_json(&manual));
+        // What the reader parses again is the body that was accepted, key order included.
+        let event = webhook("application/json", r#"{"z": 1, "a": {"y": [true, null]}}"#);
+        assert_eq!(parse_json_bytes(&event.raw).unwrap(), event.body);
+        assert_eq!(
+            serde_json::to_string(&parse_json_bytes(&event.raw).unwrap()).unwrap(),
+            r#"{"z":1,"a":{"y":[true,null]}}"#
+        );
+    }
 }

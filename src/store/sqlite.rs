@@ -1193,7 +1193,7 @@ async fn insert_plain_accepts(
             .push_bind(to_text(&event.params))
             .push_bind(to_text(&event.query))
             .push_bind(to_text(&event.headers))
-            .push_bind(to_text(&event.body))
+            .push_bind(stored_body(event))
             .push_bind(event.raw.as_slice())
             .push_bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)));
     });
@@ -1712,7 +1712,7 @@ async fn accept_event(
     .bind(to_text(&event.params))
     .bind(to_text(&event.query))
     .bind(to_text(&event.headers))
-    .bind(to_text(&event.body))
+    .bind(stored_body(event))
     .bind(event.raw.as_slice())
     .bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)))
     .execute(&mut *conn)
@@ -1746,6 +1746,16 @@ async fn accept_event(
         .await?;
     }
     Ok(accepted)
+}
+
+/// The `body` column: empty when the body is the raw bytes parsed as JSON, which the raw column
+/// already holds (the reader parses them again), so an event's body is written once.
+fn stored_body(event: &Event) -> String {
+    if super::rows::body_is_raw_json(event) {
+        String::new()
+    } else {
+        to_text(&event.body)
+    }
 }
 
 fn to_text<T: serde::Serialize>(value: &T) -> String {

@@ -319,6 +319,11 @@ pub fn to_template_value(value: &Json) -> minijinja::Value {
     minijinja::Value::from(Serde(value))
 }
 
+/// Any serializable value as templates see it, converted in one pass (no JSON copy first).
+pub fn to_template_value_of<T: serde::Serialize>(value: &T) -> minijinja::Value {
+    minijinja::Value::from(Serde(value))
+}
+
 fn has_template_syntax(source: &str) -> bool {
     source.contains("{{") || source.contains("{%") || source.contains("{#")
 }

@@ -601,8 +601,6 @@ async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             {
                 continue;
             }
-            // Cleared before the look: a run left behind after it sets it again.
-            inner.window.spilled.store(false, Ordering::Release);
         }
         loop {
             // Runs left in the store for want of room are taken as room frees, many per claim.
@@ -631,6 +629,7 @@ async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             let places = inner.window.take_up_to(idle);
             let idle = places.len();
             if idle == 0 {
+                // No room yet: the runs left behind wait for the next run to end.
                 break;
             }
             let taken = match inner
@@ -654,14 +653,13 @@ async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 worker.send_placed(job, place);
             }
             if count < idle {
-                // Runs left behind moments ago were too young to take: the next poll looks again.
-                if spill_only && inner.window.spilled_lately() {
-                    inner.window.spilled.store(true, Ordering::Release);
+                // The store's queue is drained of runs old enough to take. Runs left behind
+                // moments ago (too young for this look, or during it) keep the flag for the
+                // next poll.
+                if spill_only && !inner.window.spilled_lately() {
+                    inner.window.spilled.store(false, Ordering::Release);
                 }
                 break;
-            }
-            if spill_only {
-                inner.window.spilled.store(true, Ordering::Release);
             }
             // Every idle slot got a run: there may be more waiting once these start.
             tokio::time::sleep(Duration::from_millis(50)).await;

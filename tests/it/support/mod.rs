@@ -501,6 +501,8 @@ impl ServeProcess {
             .expect("spawn serve");
         let stderr = child.stderr.take().expect("stderr");
         let stdout = child.stdout.take().expect("stdout");
+        // A start that fails below (no address logged) must not leave the server running.
+        let mut child = KillOnDrop(Some(child));
         let (tx, logs) = std::sync::mpsc::channel();
         let stdout_tx = tx.clone();
         std::thread::spawn(move || {
@@ -549,7 +551,7 @@ impl ServeProcess {
             }
         };
         Self {
-            child,
+            child: child.0.take().expect("the child"),
             webhook,
             admin,
             logs,
@@ -586,6 +588,18 @@ impl ServeProcess {
         };
         let rest = self.logs.try_iter().collect();
         (status, rest)
+    }
+}
+
+/// A child process killed when dropped, until taken.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
