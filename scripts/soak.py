@@ -26,7 +26,7 @@ prints the start and end figures and a verdict. It exits 1 when:
 - the WAL file ever passes the size at which the store checkpoints it (WAL_CHECKPOINT_PAGES in
   src/store/sqlite.rs, times the page size) by more than 25%;
 - an answer was not the one expected for its kind (any 5xx, a connection error, a sync answer
-  with the wrong body, ...);
+  with the wrong body, ...), or the server logged an error or a panic;
 - after the load stops and the backlog drains, a run that was accepted is missing, unfinished,
   or ended with another status than expected; or the receiver or the outbox did not see what the
   runs should have done.
@@ -836,6 +836,19 @@ def run_checks(load, runs, receiver, outbox_files):
     return problems, lines
 
 
+def log_checks(log_path):
+    """Problems the server logged: an ERROR line or a panic is never part of the mix."""
+    bad = []
+    with open(log_path, errors="replace") as log:
+        for line in log:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            if " ERROR " in line or "panicked" in line:
+                bad.append(line.strip())
+    if not bad:
+        return []
+    return ["%d error or panic line(s) in %s, e.g. %s" % (len(bad), log_path, bad[0][:300])]
+
+
 def figures(row):
     return ("RSS %.1f MiB, fds %s, threads %s, WAL %.1f MiB, db %.1f MiB, p50 %s ms, p99 %s ms, "
             "sent %s, answered %s (200: %s, 202: %s, 401: %s, 5xx: %s, no answer: %s), "
@@ -980,6 +993,7 @@ def main():
             trend_lines, run_lines = [], []
             if not any("exited" in p for p in problems):
                 problems.append("hookflow serve exited (code %s)" % server.process.returncode)
+        problems += log_checks(server.log_path)
         if load.unexpected_count:
             problems.append("%d unexpected answer(s), e.g. %s" % (load.unexpected_count, load.unexpected[:5]))
         if stop_now.is_set():
