@@ -57,6 +57,26 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("jsonpath", jsonpath);
     env.add_function("jsonpath", jsonpath);
     env.add_function("now", now);
+    // minijinja's own serializers, with the size check every conversion of a whole value gets.
+    env.add_filter("tojson", tojson);
+    env.add_filter("string", string);
+    env.add_filter("pprint", pprint);
+}
+
+/// `tojson`, `string`, `pprint`: minijinja's filters, once the value is known to fit.
+fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    super::size::check(value)?;
+    minijinja::filters::tojson(value, indent, kwargs)
+}
+
+fn string(state: &minijinja::State, value: &Value) -> Result<Value, Error> {
+    super::size::check(value)?;
+    minijinja::filters::string(state, value)
+}
+
+fn pprint(value: &Value) -> Result<String, Error> {
+    super::size::check(value)?;
+    Ok(minijinja::filters::pprint(value))
 }
 
 fn invalid(detail: impl Into<Cow<'static, str>>) -> Error {
@@ -79,6 +99,7 @@ fn fromjson(value: &Value) -> Result<Value, Error> {
 
 /// `json(value, indent=none)`: compact JSON, or pretty-printed with `indent` spaces.
 fn json(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<String, Error> {
+    super::size::check(value)?;
     let kw_indent: Option<Value> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
     let indent = match (indent, kw_indent) {
@@ -122,6 +143,7 @@ fn json(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<String, 
 
 /// `yaml(value)`: the value as a YAML document.
 fn yaml(value: &Value) -> Result<String, Error> {
+    super::size::check(value)?;
     serde_saphyr::to_string(value)
         .map_err(|err| invalid(format!("yaml: cannot serialize {}: {err}", value.kind())))
 }
@@ -252,6 +274,7 @@ fn from_unix_float(secs: f64) -> Option<DateTime<Utc>> {
 /// `jsonpath(value, path)`: nothing -> none, one node -> that node, several -> a list.
 fn jsonpath(value: &Value, path: &str) -> Result<Value, Error> {
     let compiled = JSONPATH_CACHE.get_or_compile(path)?;
+    super::size::check(value)?;
     let document = serde_json::to_value(value).map_err(|err| {
         invalid(format!(
             "jsonpath: cannot convert {} to JSON: {err}",

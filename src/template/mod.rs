@@ -6,6 +6,7 @@
 //! form); expressions are compiled against one shared environment with the same configuration.
 
 pub mod filters;
+pub mod size;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
@@ -36,6 +37,13 @@ fn configured_environment() -> Environment<'static> {
         env.set_syntax(syntax);
     }
     filters::register(&mut env);
+    // Printing a list or map walks all of it, recursively: check it first (see `size`).
+    env.set_formatter(|out, state, value| {
+        if size::is_container(value) {
+            size::check(value)?;
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env
 }
 
@@ -195,6 +203,7 @@ impl Condition {
 
     fn value(&self, ctx: &minijinja::Value) -> Result<Json, RenderError> {
         let value = self.eval_defined(ctx)?;
+        size::check(&value).map_err(|e| RenderError(e.to_string()))?;
         serde_json::to_value(&value)
             .map_err(|e| RenderError(format!("not representable as JSON: {e}")))
     }
@@ -435,6 +444,64 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.0.contains("fuel"), "{err}");
+    }
+
+    /// Found with the `template` fuzz target (`fuzz/`): values a few instructions build but no
+    /// render can walk. A lazily repeated list, printed, converted or serialized, ran without
+    /// bound (gigabytes of memory, minutes) since fuel is only charged for what is visited.
+    #[test]
+    fn values_too_large_to_walk_are_refused() {
+        let huge = "[[1] * 100000000] * 100000000";
+        let sources = [
+            format!("{{{{ {huge} }}}}"),
+            format!("x {{{{ {huge} }}}}"),
+            format!("{{% set x %}}{{{{ {huge} }}}}{{% endset %}}{{{{ x | length }}}}"),
+            format!("{{{{ ({huge}) | json }}}}"),
+            format!("{{{{ ({huge}) | tojson }}}}"),
+            format!("{{{{ ({huge}) | yaml }}}}"),
+            format!("{{{{ ({huge}) | string }}}}"),
+            format!("{{{{ ({huge}) | pprint }}}}"),
+            format!("{{{{ ({huge}) | jsonpath('$[0][0]') }}}}"),
+        ];
+        for source in sources {
+            let err = render(&source, json!({})).unwrap_err();
+            assert!(err.0.contains("more than 1000000 items"), "{source}: {err}");
+        }
+        // What fits is untouched.
+        assert_eq!(
+            render("{{ [[1] * 2] * 2 }}", json!({})).unwrap(),
+            json!([[1, 1], [1, 1]])
+        );
+        assert_eq!(
+            render("{{ ([1] * 3) | tojson }}", json!({})).unwrap(),
+            json!("[1, 1, 1]")
+        );
+    }
+
+    /// Found with the `template` fuzz target: a value wrapped in itself in a loop, printed or
+    /// serialized, recursed once per level and overflowed the stack (from 10,000 levels on a
+    /// 2 MiB worker thread), which aborts the process.
+    #[test]
+    fn values_nested_too_deep_are_refused() {
+        let build = "{% set ns = namespace(v=1) %}{% for i in range(1000) %}{% set ns.v = [ns.v] %}{% endfor %}";
+        for print in [
+            "{{ ns.v }}",
+            "{{ ns.v | tojson }}",
+            "{{ ns.v | json }}",
+            "{{ ns.v | string }}",
+            "{{ ns.v | pprint }}",
+        ] {
+            let err = render(&format!("{build}{print}"), json!({})).unwrap_err();
+            assert!(err.0.contains("nested deeper than 128"), "{print}: {err}");
+        }
+        let nested = |depth: usize| (0..depth).fold(json!(1), |inner, _| json!([inner]));
+        let err = render("{{ v }}", json!({ "v": nested(200) })).unwrap_err();
+        assert!(err.0.contains("nested deeper than 128"), "{err}");
+        // A payload as deep as a body may be (64 levels) still goes through.
+        assert_eq!(
+            render("{{ v }}", json!({ "v": nested(64) })).unwrap(),
+            nested(64)
+        );
     }
 
     #[test]
