@@ -201,6 +201,9 @@ seed_template() {
         "{{ event.headers['x-github-event'] | default('push') | upper }}"
         "{{ vars.map | dictsort | first }}"
         "{# a comment #}{{- vars.branch -}}"
+        "{% set ns = namespace(v=[1]) %}{% for i in range(3) %}{% set ns.v = ns.v + ns.v %}{% endfor %}{{ ns.v }}"
+        "{% set ns = namespace(v=1) %}{% for i in range(3) %}{% set ns.v = [ns.v] %}{% endfor %}{{ ns.v | tojson }}"
+        "{{ ([[1] * 2] * 3) | json }}"
     )
     for line in "${samples[@]}"; do
         n=$((n + 1))
