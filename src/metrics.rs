@@ -193,9 +193,10 @@ impl Metrics {
             .store(i64::try_from(queued).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
-    /// A fresh run left in the store's queue because the worker's window was full.
-    pub fn run_left_in_store(&self) {
-        self.runs_left_in_store.fetch_add(1, Ordering::Relaxed);
+    /// Runs left in the store's queue because the worker's window was full.
+    pub fn runs_left_in_store(&self, runs: usize) {
+        self.runs_left_in_store
+            .fetch_add(i64::try_from(runs).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     /// The most fresh runs the worker held in memory at once.

@@ -92,35 +92,23 @@ impl Window {
 
     /// A place for one more fresh run, or none when the window is full.
     fn take(self: &Arc<Self>) -> Option<WindowPlace> {
-        let taken = self
-            .held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                (held < self.limit).then_some(held + 1)
-            });
-        match taken {
-            Ok(before) => {
-                crate::metrics::metrics().run_window_held(before + 1);
-                Some(WindowPlace(Arc::clone(self)))
-            }
-            Err(_) => {
-                self.spill();
-                None
-            }
+        let place = self.take_up_to(1).pop();
+        if place.is_none() {
+            self.spill(1);
         }
+        place
     }
 
     /// Up to `wanted` places at once, for runs about to be claimed.
     fn take_up_to(self: &Arc<Self>, wanted: usize) -> Vec<WindowPlace> {
-        let taken = self
+        let before = self
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 Some(held + wanted.min(self.limit.saturating_sub(held)))
-            })
-            .map(|before| wanted.min(self.limit.saturating_sub(before)))
-            .unwrap_or(0);
-        if taken > 0 {
-            let held = self.held.load(Ordering::Acquire);
-            crate::metrics::metrics().run_window_held(held);
+            });
+        let taken = before.map_or(0, |before| wanted.min(self.limit.saturating_sub(before)));
+        if let (true, Ok(before)) = (taken > 0, before) {
+            crate::metrics::metrics().run_window_held(before + taken);
         }
         (0..taken).map(|_| WindowPlace(Arc::clone(self))).collect()
     }
@@ -132,7 +120,9 @@ impl Window {
         WindowPlace(Arc::clone(self))
     }
 
-    fn spill(&self) {
+    /// `runs` were left in the store's queue for want of room.
+    fn spill(&self, runs: usize) {
+        crate::metrics::metrics().runs_left_in_store(runs);
         if let Ok(mut last) = self.last_spill.lock() {
             *last = Some(Instant::now());
         }
@@ -346,8 +336,7 @@ impl Worker {
         let mut places = places.places.into_iter();
         for run in runs {
             let Some(place) = places.next() else {
-                self.inner.window.spill();
-                crate::metrics::metrics().run_left_in_store();
+                self.inner.window.spill(1);
                 continue;
             };
             let job = Job {
@@ -381,10 +370,7 @@ impl Worker {
         } else {
             match self.inner.window.take() {
                 Some(place) => place,
-                None => {
-                    crate::metrics::metrics().run_left_in_store();
-                    return;
-                }
+                None => return,
             }
         };
         self.send_placed(job, place);
@@ -433,7 +419,7 @@ impl Worker {
             }
         }
         if count > room {
-            self.inner.window.spill();
+            self.inner.window.spill(count - room);
             self.inner.slot_freed.notify_one();
         }
         Ok(count)
