@@ -21,21 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const WORKFLOW: &str = r#"
-name: bench
-on: { webhook: { path: /hooks/bench } }
-vars:
-  branch: "{{ event.body.ref | replace('refs/heads/', '') }}"
-steps:
-  - name: main-only
-    filter: vars.branch == event.body.repository.default_branch
-  - name: summary
-    template: "{{ event.body.pusher.name }} pushed {{ event.body.commits | length }} commit(s) to {{ vars.branch }}"
-  - name: notify
-    http:
-      url: "RECEIVER/notify"
-      json: { text: "{{ steps.summary.output }}", sha: "{{ event.body.after }}" }
-"#;
+/// The bench workflow; `RECEIVER` is replaced by the receiver's URL.
+const WORKFLOW: &str = include_str!("ingest-workflow.yaml");
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

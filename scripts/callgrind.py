@@ -3,7 +3,7 @@
 move with the load of a noisy machine, unlike requests per second.
 
 The server (a build with symbols: `cargo build --profile profiling`) runs under callgrind and
-serves the ingest bench's workflow (filter + template + http to a receiver this script runs on
+serves the ingest bench's workflow (benches/ingest-workflow.yaml: filter + template + http to a receiver this script runs on
 loopback) on a fresh SQLite store. The script sends N webhooks (the 8.8 KB GitHub push) one at a
 time, waits until every run has called the receiver, and stops the server. It does the same
 with no webhook, and prints (total with N - total with none) / N: the instructions one webhook
@@ -30,22 +30,6 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-WORKFLOW = """
-name: bench
-on: { webhook: { path: /hooks/bench } }
-vars:
-  branch: "{{ event.body.ref | replace('refs/heads/', '') }}"
-steps:
-  - name: main-only
-    filter: vars.branch == event.body.repository.default_branch
-  - name: summary
-    template: "{{ event.body.pusher.name }} pushed {{ event.body.commits | length }} commit(s) to {{ vars.branch }}"
-  - name: notify
-    http:
-      url: "RECEIVER/notify"
-      json: { text: "{{ steps.summary.output }}", sha: "{{ event.body.after }}" }
-"""
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -85,7 +69,8 @@ def measure(binary, webhooks, receiver_url, workdir, annotate):
     folder = tempfile.mkdtemp(dir=workdir)
     os.makedirs(os.path.join(folder, "workflows"))
     with open(os.path.join(folder, "workflows", "bench.yaml"), "w") as f:
-        f.write(WORKFLOW.replace("RECEIVER", receiver_url))
+        with open(os.path.join(ROOT, "benches/ingest-workflow.yaml")) as workflow:
+            f.write(workflow.read().replace("RECEIVER", receiver_url))
     port, admin = free_port(), free_port()
     out = os.path.join(folder, "callgrind.out")
     server = subprocess.Popen(
