@@ -269,6 +269,16 @@ pub struct RunOutcome {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// How soon a noted step record must be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Noted {
+    /// The record of a step a resume restores instead of running again (an effect, a control
+    /// step): durable before the run's next effect, so a crash repeats at most one effect.
+    GuardsEffect,
+    /// The record of a step a resume evaluates again: durable with the run's end.
+    Evaluated,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot record the run: {0}")]
 pub struct JournalError(pub String);
@@ -284,10 +294,21 @@ pub trait Journal: Send + Sync {
         record: &'a StepRecord,
     ) -> BoxFuture<'a, Result<(), JournalError>>;
 
-    /// A step whose record need not be durable before the run goes on: one a resume evaluates
-    /// again (no effects, not a control step). A journal that cannot tell waits as for any step.
-    fn step_noted<'a>(&'a self, record: &'a StepRecord) -> BoxFuture<'a, Result<(), JournalError>> {
+    /// A step finished whose record need not be durable before the run goes on; `noted` says
+    /// by when it must be. A journal that cannot tell waits as for `step_finished`.
+    fn step_noted<'a>(
+        &'a self,
+        record: &'a StepRecord,
+        noted: Noted,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        let _ = noted;
         self.step_finished(record)
+    }
+
+    /// Make every record noted with [`Noted::GuardsEffect`] durable: called before a step acts
+    /// on the world.
+    fn settle_effects(&self) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     /// A `respond` step produced the answer for a synchronous caller.
@@ -656,6 +677,10 @@ impl<'a> Execution<'a> {
                 .instrument(span.clone())
                 .await?
         } else {
+            if step.kind.has_effects() {
+                // An earlier effect's record is durable before this one acts.
+                self.shared.journal.settle_effects().await?;
+            }
             run_step(
                 step,
                 &scope,
@@ -725,14 +750,19 @@ impl<'a> Execution<'a> {
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc));
         }
-        // The record is masked; the run itself goes on with the real values. Only a record a
-        // resume restores (an effect, a control step) must be durable before the run goes on.
+        // The record is masked; the run itself goes on with the real values. No record is
+        // waited for here but a wait's: the run stops on it. One a resume restores is made
+        // durable before the next effect (`settle_effects`), the others with the run's end.
         let masked = self.redactor.redact_record(record.clone());
         let journal = &self.shared.journal;
-        if step.kind.restored_on_resume() || record.status == StepStatus::Retrying {
+        if record.status == StepStatus::Retrying {
             journal.step_finished(&masked).instrument(span).await?;
+        } else if step.kind.restored_on_resume() {
+            let noted = journal.step_noted(&masked, Noted::GuardsEffect);
+            noted.instrument(span).await?;
         } else {
-            journal.step_noted(&masked).instrument(span).await?;
+            let noted = journal.step_noted(&masked, Noted::Evaluated);
+            noted.instrument(span).await?;
         }
         if let Some(due_at) = retry_at {
             // The wait is stored, not slept here: a restart neither loses nor shortens it.

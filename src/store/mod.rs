@@ -68,15 +68,20 @@ pub trait StoreBackend: Send + Sync {
         run_id: &'a str,
         record: &'a StepRecord,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Record a step nothing depends on being durable yet (a step without effects, which a
-    /// resume evaluates again anyway): done once the write is on its way, committed with the
-    /// run's next write that is waited for. A backend that cannot do better waits.
+    /// Record a step without waiting for its commit: done once the write is on its way, in
+    /// order with the run's later writes. The answer is a [`Settling`] that ends with the
+    /// write's commit (or its failure); whoever needs the record durable waits for it then.
+    /// A backend that cannot do better commits first and answers a settled write.
     fn step_noted<'a>(
         &'a self,
         run_id: &'a str,
         record: &'a StepRecord,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.step_finished(run_id, record)
+    ) -> BoxFuture<'a, Result<Settling, StoreError>> {
+        Box::pin(async move {
+            self.step_finished(run_id, record).await?;
+            let settled: Settling = Box::pin(std::future::ready(Ok(())));
+            Ok(settled)
+        })
     }
     fn run_finished<'a>(
         &'a self,
@@ -282,6 +287,10 @@ impl Store {
 pub fn is_postgres(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
+
+/// A write on its way to the store: ends once it is committed, or with why it was not.
+pub type Settling =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'static>>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

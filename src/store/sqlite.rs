@@ -503,8 +503,12 @@ impl SqliteStore {
     /// Queue the step's record for the writer without waiting for its commit: the writer takes
     /// writes in order, so the run's next awaited write commits it too (or, in one batch, with
     /// it: step records go in before the other writes of a batch).
-    pub async fn step_noted(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
-        let (done, _unheard) = oneshot::channel();
+    pub async fn step_noted(
+        &self,
+        run_id: &str,
+        record: &StepRecord,
+    ) -> Result<super::Settling, StoreError> {
+        let (done, committed) = oneshot::channel();
         let write = Write::StepFinished {
             run_id: run_id.to_owned(),
             record: Box::new(record.clone()),
@@ -512,7 +516,10 @@ impl SqliteStore {
         self.writes
             .send(WriteRequest { write, done })
             .await
-            .map_err(|_| StoreError::Closed)
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Box::pin(async move {
+            committed.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+        }))
     }
 
     pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
@@ -1867,7 +1874,7 @@ impl super::StoreBackend for SqliteStore {
         &'a self,
         run_id: &'a str,
         record: &'a StepRecord,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<super::Settling, StoreError>> {
         Box::pin(SqliteStore::step_noted(self, run_id, record))
     }
 

@@ -14,10 +14,11 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::diag::SourceFile;
 use crate::effects::{BoxFuture, Effects};
 use crate::engine::{
-    self, Event, ExecOptions, Journal, JournalError, RunInfo, RunRequest, RunStatus, StepRecord,
+    self, Event, ExecOptions, Journal, JournalError, Noted, RunInfo, RunRequest, RunStatus,
+    StepRecord,
 };
 use crate::steps::respond::SyncResponse;
-use crate::store::{Lease, NewRun, Store, StoreError, Wakeup};
+use crate::store::{Lease, NewRun, Settling, Store, StoreError, Wakeup};
 use crate::workflow::{self, Registry, Workflow};
 
 /// The registry in use; a reload swaps the whole of it.
@@ -883,7 +884,7 @@ async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphor
             workflow: workflow.name.clone(),
             attempt: detail.attempt,
         };
-        let journal = StoreJournal { worker, run_id };
+        let journal = StoreJournal::new(worker, run_id);
         let options = ExecOptions {
             started_at: Some(detail.started_at.unwrap_or_else(chrono::Utc::now)),
             ..ExecOptions::default()
@@ -912,6 +913,7 @@ async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphor
                     Ended::HeldNoSlot
                 };
                 let _ = finish(worker, run_id, ended, RunStatus::Failed, Some(message), None).await;
+                journal.settle_all().await;
                 return;
             }
         };
@@ -924,6 +926,8 @@ async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphor
                     "step failed; the run will try again"
                 );
                 crate::metrics::metrics().step_retry(&workflow.name);
+                // The steps before the wait are on record before it is: a resume must find them.
+                journal.settle_all().await;
                 let error = outcome.error;
                 match durably(|| store.run_retrying(run_id, error.clone(), due_at)).await {
                     Ok(()) => worker.inner.retries.notify_one(),
@@ -951,6 +955,7 @@ async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphor
                     outcome.response,
                 )
                 .await;
+                journal.settle_all().await;
                 // Said once the end is on record, so the log never reports a run as finished
                 // that a restart would run again.
                 match (recorded, error) {
@@ -1136,6 +1141,60 @@ fn log_step(record: &StepRecord) {
 struct StoreJournal<'a> {
     worker: &'a Worker,
     run_id: &'a str,
+    /// Records sent to the store whose commit nobody has waited for yet.
+    unsettled: std::sync::Mutex<Vec<Unsettled>>,
+}
+
+/// A noted step record on its way to the store: kept until its commit is heard, so a write
+/// that failed is made again rather than lost.
+struct Unsettled {
+    record: StepRecord,
+    noted: Noted,
+    settling: Settling,
+}
+
+impl<'a> StoreJournal<'a> {
+    fn new(worker: &'a Worker, run_id: &'a str) -> Self {
+        Self {
+            worker,
+            run_id,
+            unsettled: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Take the unsettled records `which` selects, leaving the others.
+    fn take_unsettled(&self, which: impl Fn(&Unsettled) -> bool) -> Vec<Unsettled> {
+        let Ok(mut unsettled) = self.unsettled.lock() else {
+            return Vec::new();
+        };
+        let (taken, kept) = std::mem::take(&mut *unsettled).into_iter().partition(which);
+        *unsettled = kept;
+        taken
+    }
+
+    /// Wait for the commits of `records`; a record whose write failed is written again (through
+    /// a short outage), so only a store down for good loses it.
+    async fn settle(&self, records: Vec<Unsettled>) -> Result<(), StoreError> {
+        let store = &self.worker.inner.store;
+        for Unsettled {
+            record, settling, ..
+        } in records
+        {
+            if let Err(err) = settling.await {
+                warn!(step = %record.name, error = %err, "a step record was not stored; writing it again");
+                durably(|| store.step_finished(self.run_id, &record)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every noted record durable: after the run's end or wait was sent (its commit follows
+    /// theirs, so they are settled by then and this rarely waits), or before a wait is stored.
+    async fn settle_all(&self) {
+        if let Err(err) = self.settle(self.take_unsettled(|_| true)).await {
+            error!(error = %err, "cannot record the run's steps");
+        }
+    }
 }
 
 impl Journal for StoreJournal<'_> {
@@ -1152,13 +1211,33 @@ impl Journal for StoreJournal<'_> {
         })
     }
 
-    fn step_noted<'a>(&'a self, record: &'a StepRecord) -> BoxFuture<'a, Result<(), JournalError>> {
+    fn step_noted<'a>(
+        &'a self,
+        record: &'a StepRecord,
+        noted: Noted,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
         Box::pin(async move {
             log_step(record);
-            self.worker
-                .inner
-                .store
+            let store = &self.worker.inner.store;
+            let settling = store
                 .step_noted(self.run_id, record)
+                .await
+                .map_err(|e| JournalError(e.to_string()))?;
+            if let Ok(mut unsettled) = self.unsettled.lock() {
+                unsettled.push(Unsettled {
+                    record: record.clone(),
+                    noted,
+                    settling,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn settle_effects(&self) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move {
+            let guards = self.take_unsettled(|u| u.noted == Noted::GuardsEffect);
+            self.settle(guards)
                 .await
                 .map_err(|e| JournalError(e.to_string()))
         })

@@ -751,3 +751,157 @@ async fn editing_a_served_workflow_changes_behaviour_within_a_second() {
     );
     server.stop().await;
 }
+
+/// What a journal was asked, in order: records noted (with how soon they must be durable),
+/// records waited for, settles before effects, and a sync answer.
+#[derive(Default)]
+struct Recording(std::sync::Mutex<Vec<String>>);
+
+impl Recording {
+    fn push(&self, entry: String) {
+        self.0.lock().expect("journal").push(entry);
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.0.lock().expect("journal").clone()
+    }
+}
+
+impl hookflow::engine::Journal for Recording {
+    fn step_finished<'a>(
+        &'a self,
+        record: &'a hookflow::engine::StepRecord,
+    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        self.push(format!("waited {}", record.name));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn step_noted<'a>(
+        &'a self,
+        record: &'a hookflow::engine::StepRecord,
+        noted: hookflow::engine::Noted,
+    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        self.push(format!("noted {} {noted:?}", record.name));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn settle_effects(
+        &self,
+    ) -> hookflow::effects::BoxFuture<'_, Result<(), hookflow::engine::JournalError>> {
+        self.push("settle".to_owned());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn responded(&self, _response: &hookflow::steps::respond::SyncResponse) {
+        self.push("responded".to_owned());
+    }
+}
+
+async fn journal_of(yaml: &str) -> Vec<String> {
+    use hookflow::engine::{ExecOptions, RunInfo, RunRequest, RunStatus};
+    let file = hookflow::diag::SourceFile::new("journal.yaml", yaml);
+    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let effects =
+        hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
+            .expect("effects");
+    let event = hookflow::engine::Event {
+        id: "event".into(),
+        method: "POST".into(),
+        path: "/hooks/journal".into(),
+        params: Default::default(),
+        query: Default::default(),
+        headers: Default::default(),
+        body: serde_json::json!({ "n": 1 }),
+        raw: Vec::new(),
+        received_at: chrono::Utc::now(),
+        trigger: Default::default(),
+    };
+    let run = RunInfo {
+        id: "run".into(),
+        workflow: workflow.name.clone(),
+        attempt: 1,
+    };
+    let journal = Recording::default();
+    let outcome = hookflow::engine::execute(
+        RunRequest {
+            workflow: &workflow,
+            event: &event,
+            run: &run,
+            secrets: &Default::default(),
+            finished: &[],
+            effects: &effects,
+            options: &ExecOptions::default(),
+            callees: None,
+        },
+        &journal,
+    )
+    .await
+    .expect("execute");
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    journal.entries()
+}
+
+/// A sync caller is answered as soon as `respond` has run: the call before it is recorded
+/// without a wait, and nothing is settled until another effect would act.
+#[tokio::test]
+async fn a_sync_answer_waits_for_no_record() {
+    let receiver = Receiver::start().await;
+    let yaml = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/journal, respond: sync }} }}
+steps:
+  - name: check
+    filter: event.body.n == 1
+  - name: call
+    http: {{ url: "{url}", json: {{ n: 1 }} }}
+  - name: answer
+    respond: {{ status: 201, body: {{ called: "{{{{ steps.call.status }}}}" }} }}
+"#,
+        url = receiver.url("/call")
+    );
+    let entries = journal_of(&yaml).await;
+    assert_eq!(
+        entries,
+        [
+            "noted check Evaluated",
+            "settle",
+            "noted call GuardsEffect",
+            "noted answer Evaluated",
+            "responded",
+        ],
+    );
+    assert_eq!(receiver.received().len(), 1);
+}
+
+/// An effect's record is durable before the next effect acts, so a crash repeats at most one.
+#[tokio::test]
+async fn an_effects_record_is_settled_before_the_next_effect() {
+    let receiver = Receiver::start().await;
+    let yaml = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/journal }} }}
+steps:
+  - name: first
+    http: {{ url: "{url}", json: {{ n: 1 }} }}
+  - name: between
+    log: "{{{{ steps.first.status }}}}"
+  - name: second
+    http: {{ url: "{url}", json: {{ n: 2 }} }}
+"#,
+        url = receiver.url("/call")
+    );
+    let entries = journal_of(&yaml).await;
+    assert_eq!(
+        entries,
+        [
+            "settle",
+            "noted first GuardsEffect",
+            "noted between Evaluated",
+            "settle",
+            "noted second GuardsEffect",
+        ],
+    );
+    assert_eq!(receiver.received().len(), 2);
+}
