@@ -298,18 +298,23 @@ fn webhook_url(addr: Option<SocketAddr>, tls: bool) -> String {
     }
 }
 
+/// Keep every workflow's source by its version, so a run can be replayed on the definition it
+/// ran. The writes go together, so the store commits them as one: a hundred workflows cost one
+/// commit at start, not a hundred.
 pub(crate) async fn save_definitions(store: &Store, registry: &Registry) -> Result<(), StoreError> {
+    let mut saves = tokio::task::JoinSet::new();
     for w in registry.workflows.values() {
-        store
-            .save_definition(
-                &w.version,
-                Definition {
-                    name: w.name.clone(),
-                    path: w.source.path.clone(),
-                    source: w.source.text.clone(),
-                },
-            )
-            .await?;
+        let store = store.clone();
+        let version = w.version.clone();
+        let definition = Definition {
+            name: w.name.clone(),
+            path: w.source.path.clone(),
+            source: w.source.text.clone(),
+        };
+        saves.spawn(async move { store.save_definition(&version, definition).await });
+    }
+    while let Some(saved) = saves.join_next().await {
+        saved.map_err(|e| StoreError::Write(format!("saving a definition stopped: {e}")))??;
     }
     Ok(())
 }
