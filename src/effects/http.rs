@@ -14,7 +14,8 @@ use crate::net::{EgressDenied, EgressPolicy};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REDIRECTS: usize = 5;
 
-/// Two clients because reqwest fixes the redirect policy per client; both share nothing else.
+/// Two clients because reqwest fixes the redirect policy per client; both share the TLS settings
+/// (and so one copy of the system's roots).
 pub struct ReqwestClient {
     no_redirects: reqwest::Client,
     follow_redirects: reqwest::Client,
@@ -31,8 +32,11 @@ impl ReqwestClient {
     pub fn with_egress(egress: EgressPolicy) -> Result<Self, HttpError> {
         install_crypto_provider();
         let egress = Arc::new(egress);
+        let tls = super::roots::client_config()
+            .map_err(|e| HttpError::Other(format!("cannot set up TLS: {e}")))?;
         let build = |policy: reqwest::redirect::Policy| {
             let mut builder = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls.clone())
                 .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(CONNECT_TIMEOUT)
                 .redirect(policy);

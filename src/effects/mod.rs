@@ -3,6 +3,7 @@
 pub mod http;
 pub mod mail;
 pub mod process;
+mod roots;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -133,3 +133,83 @@ async fn the_real_server_serves_https_from_flags_and_sighup_renews_the_certifica
         "{log:#?}"
     );
 }
+
+/// Serve a caller whose `http` step posts to `target` over HTTPS, trusting only the roots in
+/// `roots` (the system's trust store, pointed elsewhere by `SSL_CERT_FILE`); answer the
+/// finished run of one webhook.
+async fn call_over_https(target: &str, roots: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    let workflow = format!(
+        "name: caller\non:\n  webhook:\n    path: /hooks/call\nsteps:\n  - name: call\n    http: {{ url: \"{target}\", json: {{ n: 1 }} }}\n"
+    );
+    std::fs::write(dir.path().join("workflows/caller.yaml"), workflow).unwrap();
+    let roots = fixture(roots).display().to_string();
+    let server =
+        crate::support::ServeProcess::start_with_env(dir.path(), &[], &[("SSL_CERT_FILE", &roots)]);
+    let client = crate::support::client();
+    let accepted: serde_json::Value = client
+        .post(format!("{}/hooks/call", server.webhook))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("webhook")
+        .json()
+        .await
+        .expect("json");
+    let run_id = accepted["run_ids"][0].as_str().expect("run id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let detail: serde_json::Value = client
+            .get(format!("{}/api/runs/{run_id}", server.admin))
+            .send()
+            .await
+            .expect("admin")
+            .json()
+            .await
+            .expect("json");
+        if matches!(
+            detail["run"]["status"].as_str(),
+            Some("succeeded" | "failed")
+        ) {
+            server.terminate();
+            return detail;
+        }
+        assert!(std::time::Instant::now() < deadline, "{detail}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Outgoing HTTPS checks the receiver's certificate against the system's roots, which are read
+/// when the first certificate is checked: a trusted receiver is called, an untrusted one fails
+/// the step with the reason.
+#[tokio::test]
+async fn outgoing_https_verifies_the_receiver_against_the_system_roots() {
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("tls.crt"), files.path().join("tls.key"));
+    std::fs::copy(fixture("first.crt"), &cert).unwrap();
+    std::fs::copy(fixture("first.key"), &key).unwrap();
+    let tls = hookflow::settings::TlsFiles { cert, key };
+    let receiving =
+        "name: receiving\non:\n  webhook:\n    path: /hooks/in\nsteps:\n  - log: \"in\"\n";
+    let receiver = TestServer::start_with(&[("in.yaml", receiving)], |s| s.tls = Some(tls)).await;
+    let port = receiver.base.rsplit(':').next().unwrap().to_owned();
+    let target = format!("https://localhost:{port}/hooks/in");
+
+    let trusted = call_over_https(&target, "first.crt").await;
+    assert_eq!(trusted["run"]["status"], "succeeded", "{trusted}");
+    assert_eq!(
+        crate::support::step(&trusted, "call")["output"]["status"],
+        202
+    );
+
+    let untrusted = call_over_https(&target, "second.crt").await;
+    assert_eq!(untrusted["run"]["status"], "failed", "{untrusted}");
+    let error = crate::support::step(&untrusted, "call")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(error.contains("certificate"), "{untrusted}");
+    receiver.stop().await;
+}
