@@ -6,7 +6,8 @@
 //! after), and the ratios.
 //!
 //! Run with `cargo bench --bench ingest` (needs `wrk`: `apt-get install wrk`). Settings via env:
-//! BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_THREADS (default 2).
+//! BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_THREADS (default 2);
+//! BENCH_SERVER_PRELOAD, a malloc library the hookflow server alone runs with (`LD_PRELOAD`).
 //!
 //! `BENCH_MODE=stores` compares stores with the same workflow and load instead: one process on
 //! SQLite, then one, two and three processes on one PostgreSQL database (from
@@ -442,7 +443,13 @@ fn lua_string(text: &str) -> String {
 }
 
 fn start_server(binary: &Path, dir: &Path, store: &str) -> (std::process::Child, String, String) {
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    // Another malloc for the server alone (not wrk, the receiver or the baselines): an
+    // allocator measured without a rebuild.
+    if let Ok(preload) = std::env::var("BENCH_SERVER_PRELOAD") {
+        command.env("LD_PRELOAD", preload);
+    }
+    let mut child = command
         .args([
             "serve",
             "--listen",
