@@ -28,6 +28,7 @@ mod security;
 mod smtp_server;
 mod store;
 mod support;
+mod tidy;
 mod tls;
 mod ui;
 mod verify;
