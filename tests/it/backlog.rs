@@ -322,3 +322,36 @@ async fn past_max_backlog_webhooks_are_answered_503_with_retry_after_and_recorde
     )
     .await;
 }
+
+/// The server's own heap and stacks (anonymous memory, not the binary's code mapped from the
+/// page cache), in KiB.
+fn anonymous_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("RssAnon")
+}
+
+/// An idle server keeps little memory of its own: the allocator commits memory as it is used
+/// (committing its arenas eagerly kept 21 MiB resident where 5 were in use).
+#[tokio::test]
+async fn an_idle_server_holds_little_memory_of_its_own() {
+    let dir = folder("{}\n", None);
+    let server = ServeProcess::start(dir.path());
+    let answer = client()
+        .post(format!("{}/hooks/burst", server.webhook))
+        .json(&serde_json::json!({ "n": 1 }))
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status(), 202);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let anonymous = anonymous_rss_kib(server.child.id());
+    assert!(
+        anonymous < 12 * 1024,
+        "an idle server holds {anonymous} KiB of anonymous memory"
+    );
+    server.terminate();
+}
