@@ -1014,7 +1014,9 @@ fn measure_start() {
         );
     }
     println!("targets: start ≤ 50 ms with 100 workflows, idle RSS ≤ 15 MiB");
-    println!("(the rest of the RSS besides the anonymous part is the binary's code, shared and reclaimable)");
+    println!(
+        "(the rest of the RSS besides the anonymous part is the binary's code, shared and reclaimable)"
+    );
 }
 
 /// The bench workflow as `bench-N.yaml`, named `bench-N`, on `/hooks/bench-N`.
@@ -1050,12 +1052,7 @@ fn time_to_first_answer(binary: &Path, dir: &Path, store: &Path, body: &str) -> 
 
 /// A server's resident memory 2 s after start, and after one webhook has run (its http call
 /// reached the receiver, then 500 ms for the run's records).
-fn idle_rss(
-    binary: &Path,
-    dir: &Path,
-    body: &str,
-    received: &AtomicU64,
-) -> (Resident, Resident) {
+fn idle_rss(binary: &Path, dir: &Path, body: &str, received: &AtomicU64) -> (Resident, Resident) {
     let store = dir.join("rss.db").display().to_string();
     let (server, webhook, _) = start_server(binary, dir, &store);
     std::thread::sleep(Duration::from_secs(2));
