@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyLimits {
     /// Deepest nesting accepted: JSON arrays/objects, or XML elements (the root counts as 1).
+    /// JSON deeper than 127 levels is refused by serde_json whatever this says.
     pub max_depth: usize,
 }
 
@@ -95,24 +96,42 @@ pub fn parse_body(
 }
 
 fn parse_json(raw: &[u8], limits: &BodyLimits) -> Result<Value, BodyError> {
-    // serde_json recurses per nesting level; checking first keeps a hostile
-    // `[[[[...` from costing more than one linear pass.
-    if json_nesting_exceeds(raw, limits.max_depth) {
-        return Err(BodyError::JsonTooDeep {
-            max_depth: limits.max_depth,
-        });
+    let too_deep = || BodyError::JsonTooDeep {
+        max_depth: limits.max_depth,
+    };
+    // serde_json refuses more than 128 levels by itself (an error, not a deep stack), so a
+    // hostile `[[[[...` is safe to parse; the lower limit is then checked on the parsed value,
+    // which has far fewer nodes than the body has bytes. Only a body that failed to parse is
+    // scanned byte by byte, to tell "too deep" from a syntax error.
+    match serde_json::from_slice(raw) {
+        Ok(value) if value_nesting_exceeds(&value, limits.max_depth) => Err(too_deep()),
+        Ok(value) => Ok(value),
+        Err(_) if json_nesting_exceeds(raw, limits.max_depth) => Err(too_deep()),
+        Err(err) => Err(json_syntax_error(&err)),
     }
-    serde_json::from_slice(raw).map_err(|err| {
-        // serde_json appends the position to its message; it is reported separately.
-        let full = err.to_string();
-        let suffix = format!(" at line {} column {}", err.line(), err.column());
-        let reason = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
-        BodyError::Json {
-            line: err.line(),
-            column: err.column(),
-            reason,
-        }
-    })
+}
+
+/// Whether arrays and objects nest more than `max_depth` levels in `value`.
+fn value_nesting_exceeds(value: &Value, max_depth: usize) -> bool {
+    // Only called below once `max_depth` is known not to be 0.
+    let deeper = |child: &Value| value_nesting_exceeds(child, max_depth - 1);
+    match value {
+        Value::Array(items) => max_depth == 0 || items.iter().any(deeper),
+        Value::Object(members) => max_depth == 0 || members.values().any(deeper),
+        _ => false,
+    }
+}
+
+fn json_syntax_error(err: &serde_json::Error) -> BodyError {
+    // serde_json appends the position to its message; it is reported separately.
+    let full = err.to_string();
+    let suffix = format!(" at line {} column {}", err.line(), err.column());
+    let reason = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+    BodyError::Json {
+        line: err.line(),
+        column: err.column(),
+        reason,
+    }
 }
 
 /// Over-approximates nesting on possibly malformed input; the real parser judges syntax.
