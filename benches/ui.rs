@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use hookflow::engine::{Event, RunStatus};
-use hookflow::store::{NewRun, OpenMode, RunCursor, Store};
+use hookflow::run::NewRun;
+use hookflow::run::{Event, RunStatus};
+use hookflow::store::{OpenMode, RunCursor, Store};
 
 const WORKFLOWS: usize = 5;
 

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
-use crate::engine::{Event, Trigger};
-use crate::store::{NewRun, Store, StoreError};
+use crate::run::{Event, Trigger};
+use crate::store::{Store, StoreError};
 use crate::worker::{SharedRegistry, Worker};
 use crate::workflow::Workflow;
 use crate::workflow::schedule::CatchUp;
@@ -195,25 +195,10 @@ impl Scheduler {
 
     /// Start the run of one tick, unless the store has recorded that tick already.
     async fn fire(&self, workflow: &Workflow, tick: DateTime<Utc>) -> Result<(), StoreError> {
-        let event = Arc::new(Event {
-            id: uuid::Uuid::now_v7().to_string(),
-            method: String::new(),
-            path: String::new(),
-            params: Default::default(),
-            query: Default::default(),
-            headers: Default::default(),
-            body: serde_json::json!({}),
-            raw: Vec::new(),
-            received_at: Utc::now(),
-            trigger: Trigger::Schedule { scheduled_at: tick },
-        });
-        let run = NewRun {
-            id: uuid::Uuid::now_v7().to_string(),
-            workflow: workflow.name.clone(),
-            version: workflow.version.clone(),
-            dedupe: None,
-            concurrency: crate::http::ingress::run_concurrency(workflow, &event),
-        };
+        let trigger = Trigger::Schedule { scheduled_at: tick };
+        let event = Event::without_request(trigger, serde_json::json!({}), Vec::new());
+        let event = Arc::new(event);
+        let run = workflow.new_run(&event);
         match self
             .store
             .accept_tick(

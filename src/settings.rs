@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::engine::retry::{Backoff, RetryPolicy};
+use crate::run::{Backoff, RetryPolicy};
 use crate::workflow::compile::parse_duration;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";

@@ -12,14 +12,13 @@ use serde_json::{Map, Value as Json};
 
 use super::RunArgs;
 use crate::diag::SourceFile;
-use crate::effects::{BoxFuture, Effects};
-use crate::engine::{
-    self, Event, ExecOptions, Journal, JournalError, RunInfo, RunRequest, RunStatus, StepRecord,
-    StepStatus,
-};
+use crate::effects::Effects;
+use crate::engine::{self, ExecOptions, Journal, JournalError, RunInfo, RunRequest};
+use crate::future::BoxFuture;
 use crate::http::body::{BodyLimits, parse_body};
+use crate::run::SyncResponse;
+use crate::run::{Event, RunStatus, StepRecord, StepStatus};
 use crate::settings::{Overrides, ServeSettings};
-use crate::steps::respond::SyncResponse;
 use crate::workflow::{self, CompileOptions, Workflow};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -87,7 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         body,
         raw,
         received_at: Utc::now(),
-        trigger: crate::engine::Trigger::Webhook,
+        trigger: crate::run::Trigger::Webhook,
     };
     let run = RunInfo {
         id: uuid::Uuid::now_v7().to_string(),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::{RunsArgs, RunsCommand};
-use crate::engine::{RunStatus, StepStatus};
+use crate::run::{RunStatus, StepStatus};
 use crate::store::{OpenMode, RunFilter, Store};
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
@@ -90,11 +90,11 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                 event.raw.len()
             );
             match &event.trigger {
-                crate::engine::Trigger::Webhook => {}
-                crate::engine::Trigger::Schedule { scheduled_at } => {
+                crate::run::Trigger::Webhook => {}
+                crate::run::Trigger::Schedule { scheduled_at } => {
                     println!("trigger   schedule, tick {}", scheduled_at.to_rfc3339());
                 }
-                crate::engine::Trigger::Manual { started_by } => {
+                crate::run::Trigger::Manual { started_by } => {
                     println!("trigger   manual, started by {started_by}");
                 }
             }

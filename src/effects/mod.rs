@@ -5,14 +5,12 @@ pub mod mail;
 pub mod process;
 mod roots;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::settings::ServeSettings;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::future::BoxFuture;
 
 /// One outgoing HTTP request, fully rendered.
 #[derive(Debug, Clone)]

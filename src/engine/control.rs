@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    Event, Execution, Flow, JournalError, Place, RunState, StepRecord, StepResult, StepStatus,
-    condition_holds, humanize,
+    Execution, Flow, JournalError, Place, RunState, StepResult, condition_holds, humanize,
 };
+use crate::run::{Event, StepRecord, StepStatus};
 use crate::steps::call::CallStep;
 use crate::steps::delay::DelayStep;
 use crate::steps::foreach::{ForeachStep, loop_value};

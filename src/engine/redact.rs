@@ -2,11 +2,10 @@
 
 use serde_json::Value as Json;
 
-use crate::engine::StepRecord;
+use crate::run::{MASK, StepRecord};
 
 /// Shorter values would blank out ordinary text (a secret `1` would hide every digit one).
 const MIN_SECRET_LEN: usize = 4;
-pub const MASK: &str = "***";
 
 pub struct Redactor {
     values: Vec<String>,

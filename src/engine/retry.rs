@@ -6,41 +6,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
+use crate::run::{Backoff, RetryPolicy};
 use crate::steps::StepError;
-pub use crate::steps::http::StatusPattern;
 
 /// The longest a `Retry-After` answer may push a retry out.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(6 * 3600);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backoff {
-    Exponential,
-    Fixed,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included: 1 means no retry.
-    pub attempts: u32,
-    pub backoff: Backoff,
-    pub initial: Duration,
-    pub max: Duration,
-    /// Statuses retried besides the transient ones (connection errors, timeouts, 408, 429, 5xx).
-    pub on: Vec<StatusPattern>,
-}
-
-impl Default for RetryPolicy {
-    /// No retries: a failed step fails at once.
-    fn default() -> Self {
-        Self {
-            attempts: 1,
-            backoff: Backoff::Exponential,
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-            on: Vec::new(),
-        }
-    }
-}
 
 impl RetryPolicy {
     /// Whether `attempt` (1-based, the one that just failed) may be followed by another.
@@ -108,6 +78,7 @@ pub fn jitter_unit() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::StatusPattern;
     use serde_json::json;
 
     fn policy() -> RetryPolicy {

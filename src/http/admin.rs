@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::query::{self, ListQuery};
 use super::{AppState, error_response};
-use crate::engine::RunStatus;
+use crate::run::RunStatus;
 use crate::server::ReloadStatus;
 use crate::store::{Replayed, RunCursor, RunFilter, RunSummary, StoreError};
 
@@ -513,28 +513,13 @@ pub(super) async fn start_by_hand(
     } else {
         serde_json::from_slice(body).map_err(|err| StartError::BadPayload(err.to_string()))?
     };
-    let event = std::sync::Arc::new(crate::engine::Event {
-        id: uuid::Uuid::now_v7().to_string(),
-        method: String::new(),
-        path: String::new(),
-        params: Default::default(),
-        query: Default::default(),
-        // Not the request's: they hold the admin token.
-        headers: Default::default(),
-        body: payload,
-        raw: body.to_vec(),
-        received_at: chrono::Utc::now(),
-        trigger: crate::engine::Trigger::Manual {
-            started_by: started_by.clone(),
-        },
-    });
-    let run = crate::store::NewRun {
-        id: uuid::Uuid::now_v7().to_string(),
-        workflow: workflow.name.clone(),
-        version: workflow.version.clone(),
-        dedupe: None,
-        concurrency: crate::http::ingress::run_concurrency(&workflow, &event),
+    // No headers: the request's hold the admin token.
+    let manual = crate::run::Trigger::Manual {
+        started_by: started_by.clone(),
     };
+    let event = crate::run::Event::without_request(manual, payload, body.to_vec());
+    let event = std::sync::Arc::new(event);
+    let run = workflow.new_run(&event);
     match state
         .store
         .accept(std::sync::Arc::clone(&event), std::slice::from_ref(&run))

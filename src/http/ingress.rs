@@ -17,9 +17,9 @@ use tracing::{error, info, warn};
 use super::body::parse_body;
 use super::rejected::{RejectReason, RejectedRequest};
 use super::{AppState, error_response};
-use crate::engine::{Event, RunStatus};
-use crate::steps::respond::SyncResponse;
-use crate::store::{DedupeKey, NewRun, RunConcurrency};
+use crate::run::NewRun;
+use crate::run::SyncResponse;
+use crate::run::{Event, RunStatus};
 use crate::template::Scope;
 use crate::worker::SyncAnswer;
 use crate::workflow::RespondMode;
@@ -302,27 +302,9 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
         body: parsed,
         raw: raw.to_vec(),
         received_at: Utc::now(),
-        trigger: crate::engine::Trigger::Webhook,
+        trigger: crate::run::Trigger::Webhook,
     };
-    // The dedupe context is a full copy of the event: only built when a workflow needs it.
-    let wants_dedupe = bound
-        .iter()
-        .any(|w| w.webhook.as_ref().is_some_and(|t| t.dedupe.is_some()) || w.concurrency.is_some());
-    let event_context = wants_dedupe.then(|| event_context(&event));
-    let runs: Vec<NewRun> = bound
-        .iter()
-        .map(|w| NewRun {
-            id: uuid::Uuid::now_v7().to_string(),
-            workflow: w.name.clone(),
-            version: w.version.clone(),
-            dedupe: event_context
-                .as_ref()
-                .and_then(|context| dedupe_key(w, &event, context)),
-            concurrency: event_context
-                .as_ref()
-                .and_then(|context| concurrency_key(w, &event, context)),
-        })
-        .collect();
+    let runs = crate::workflow::runs::new_runs(bound.iter().map(|w| w.as_ref()), &event);
     let event = std::sync::Arc::new(event);
     // Registered before the commit so an answer cannot slip past between commit and wait.
     let waiter = (route.respond == RespondMode::Sync).then(|| state.worker.wait_for(&runs[0].id));
@@ -577,7 +559,7 @@ fn mask_credentials(
     else {
         return;
     };
-    let mask = || Json::String(crate::engine::redact::MASK.to_owned());
+    let mask = || Json::String(crate::run::MASK.to_owned());
     for preset in &verify.presets {
         match preset.preset.credential() {
             Some(crate::verify::Credential::Header(name)) => {
@@ -615,74 +597,6 @@ fn render_setting(
         }
         Err(err) => {
             error!(workflow = %workflow.name, preset = scheme, key, error = %err, "the verify setting cannot be rendered; refusing the request");
-            None
-        }
-    }
-}
-
-/// What a dedupe key template reads: `event`, and the event's fields at the top level.
-fn event_context(event: &Event) -> minijinja::Value {
-    let mut context = match event.template_json() {
-        Json::Object(map) => map,
-        _ => Map::new(),
-    };
-    let whole = Json::Object(context.clone());
-    context.insert("event".into(), whole);
-    crate::template::to_template_value(&Json::Object(context))
-}
-
-/// The run's dedupe key, or none when the workflow has no `dedupe` or the key is empty.
-fn dedupe_key(workflow: &Workflow, event: &Event, context: &minijinja::Value) -> Option<DedupeKey> {
-    let dedupe = workflow.webhook.as_ref()?.dedupe.as_ref()?;
-    let scope = Scope {
-        templates: &workflow.templates,
-        context,
-        event_body: &event.body,
-    };
-    match dedupe.key.render_string(&scope) {
-        Ok(key) if !key.trim().is_empty() => Some(DedupeKey {
-            key,
-            expires_at: event.received_at
-                + chrono::Duration::from_std(dedupe.window).unwrap_or(chrono::Duration::days(7)),
-        }),
-        Ok(_) => None,
-        Err(err) => {
-            // A delivery without the key is still accepted, just not deduplicated.
-            warn!(workflow = %workflow.name, error = %err, "dedupe key could not be computed");
-            None
-        }
-    }
-}
-
-/// The concurrency of a run started without a request (a schedule's tick, a manual start):
-/// the workflow's rule with its key rendered from `event`, as for a webhook.
-pub(crate) fn run_concurrency(workflow: &Workflow, event: &Event) -> Option<RunConcurrency> {
-    workflow.concurrency.as_ref()?;
-    concurrency_key(workflow, event, &event_context(event))
-}
-
-/// The run's concurrency key, or none when the workflow has no `concurrency` or the key
-/// renders empty (such a run is not limited).
-fn concurrency_key(
-    workflow: &Workflow,
-    event: &Event,
-    context: &minijinja::Value,
-) -> Option<RunConcurrency> {
-    let rule = workflow.concurrency.as_ref()?;
-    let scope = Scope {
-        templates: &workflow.templates,
-        context,
-        event_body: &event.body,
-    };
-    match rule.key.render_string(&scope) {
-        Ok(key) if !key.trim().is_empty() => Some(RunConcurrency {
-            key,
-            limit: rule.limit,
-            mode: rule.mode,
-        }),
-        Ok(_) => None,
-        Err(err) => {
-            warn!(workflow = %workflow.name, error = %err, "concurrency key could not be computed; the run is not limited");
             None
         }
     }

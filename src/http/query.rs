@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::engine::RunStatus;
+use crate::run::RunStatus;
 use crate::store::{RunCursor, RunFilter};
 
 /// Runs per page when `limit` is not given.

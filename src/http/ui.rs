@@ -30,9 +30,9 @@ use super::admin::{
     workflows_overview,
 };
 use super::query::{self, ListQuery};
-use crate::engine::Event;
+use crate::run::Event;
 #[cfg(test)]
-use crate::engine::RunStatus;
+use crate::run::RunStatus;
 use crate::store::{RunDetail, RunSummary};
 
 const SESSION_COOKIE: &str = "hookflow_session";
@@ -495,7 +495,7 @@ async fn event_page(
                 "size": event.raw.len(),
             },
             "trigger": trigger_view(&event.trigger),
-            "curl": matches!(event.trigger, crate::engine::Trigger::Webhook)
+            "curl": matches!(event.trigger, crate::run::Trigger::Webhook)
                 .then(|| curl_command(&state.webhook_url, event)),
         }),
     )
@@ -648,7 +648,7 @@ fn run_view(run: &RunSummary) -> Json {
 fn step_views(detail: &RunDetail) -> Vec<Json> {
     let steps = &detail.steps;
     let start = steps.iter().map(|s| s.started_at).min();
-    let end_ms = |s: &crate::engine::StepRecord| -> f64 {
+    let end_ms = |s: &crate::run::StepRecord| -> f64 {
         start.map_or(0.0, |t0| {
             (s.started_at - t0).num_microseconds().unwrap_or(0) as f64 / 1000.0 + s.duration_ms
         })
@@ -681,8 +681,8 @@ fn step_views(detail: &RunDetail) -> Vec<Json> {
 }
 
 /// What started the run, in words for the event page.
-fn trigger_view(trigger: &crate::engine::Trigger) -> Json {
-    use crate::engine::Trigger;
+fn trigger_view(trigger: &crate::run::Trigger) -> Json {
+    use crate::run::Trigger;
     match trigger {
         Trigger::Webhook => json!({ "kind": "webhook", "text": "a webhook request" }),
         Trigger::Schedule { scheduled_at } => json!({

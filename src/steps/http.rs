@@ -6,6 +6,7 @@ use base64::Engine as _;
 use serde_json::Value as Json;
 
 use crate::effects::{Effects, HttpRequest, HttpResponse};
+use crate::run::StatusPattern;
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
 use crate::workflow::compile::Compiler;
@@ -69,38 +70,6 @@ enum Auth {
         username: ValueTemplate,
         password: ValueTemplate,
     },
-}
-
-/// An HTTP status as workflows write it: an exact code, or a class such as `2xx` (in `expect`
-/// and in `retry.on`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusPattern {
-    Exact(u16),
-    Class(u16),
-}
-
-impl StatusPattern {
-    pub fn matches(self, status: u16) -> bool {
-        match self {
-            StatusPattern::Exact(code) => code == status,
-            StatusPattern::Class(class) => status / 100 == class,
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim().to_ascii_lowercase();
-        if let Some(class) = text.strip_suffix("xx") {
-            return class
-                .parse()
-                .ok()
-                .filter(|c| (1..=5).contains(c))
-                .map(StatusPattern::Class);
-        }
-        text.parse()
-            .ok()
-            .filter(|c| (100..=599).contains(c))
-            .map(StatusPattern::Exact)
-    }
 }
 
 /// The request as rendered, before it is sent.

@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, Span, closest};
 use crate::effects::Effects;
-use crate::engine::retry::RetryPolicy;
+use crate::run::RetryPolicy;
 use crate::template::{Condition, RenderError, Scope};
 use crate::workflow::compile::Compiler;
 use crate::workflow::yaml::Node;
@@ -224,7 +224,7 @@ pub enum Rendered {
     Ci(ci::RenderedCi),
     Exec(exec::RenderedExec),
     Log(String),
-    Respond(respond::SyncResponse),
+    Respond(crate::run::SyncResponse),
 }
 
 /// How a finished step affects the rest of the run.
@@ -234,7 +234,7 @@ pub enum Outcome {
     /// A filter said no: the run ends as `filtered`.
     Filtered(Json),
     /// A `respond` step produced the answer for a synchronous webhook.
-    Respond(respond::SyncResponse, Json),
+    Respond(crate::run::SyncResponse, Json),
 }
 
 impl Outcome {

@@ -1,8 +1,8 @@
 //! `respond`: the answer a `respond: sync` webhook sends back to its caller.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::run::SyncResponse;
 use crate::steps::StepError;
 use crate::template::{Scope, ValueTemplate};
 use crate::workflow::compile::Compiler;
@@ -16,25 +16,6 @@ pub struct RespondStep {
     status: Option<ValueTemplate>,
     headers: Vec<(String, ValueTemplate)>,
     body: Option<ValueTemplate>,
-}
-
-/// The answer to a synchronous webhook; a text body is sent as is, any other value as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SyncResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Json,
-}
-
-impl SyncResponse {
-    pub fn to_json(&self) -> Json {
-        let headers: serde_json::Map<String, Json> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-            .collect();
-        serde_json::json!({ "status": self.status, "headers": headers, "body": self.body })
-    }
 }
 
 impl RespondStep {

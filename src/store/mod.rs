@@ -11,15 +11,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::engine::{Event, RunStatus, StepRecord};
-use crate::steps::respond::SyncResponse;
+use crate::run::NewRun;
+use crate::run::SyncResponse;
+use crate::run::{Event, RunStatus, StepRecord};
 pub use health::HealthState;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
 
-use crate::effects::BoxFuture;
+use crate::future::BoxFuture;
 
 /// What the rest of hookflow needs from a store. Every backend implements it and passes the
 /// conformance suite in `tests/it/store.rs`. The shape is a job queue's (River, Oban): accepting
@@ -318,39 +319,6 @@ pub enum StoreError {
 pub struct Lease {
     pub owner: String,
     pub until: DateTime<Utc>,
-}
-
-/// A run to create together with its event.
-#[derive(Debug, Clone)]
-pub struct NewRun {
-    pub id: String,
-    pub workflow: String,
-    pub version: String,
-    /// Not created when another run holds this key.
-    pub dedupe: Option<DedupeKey>,
-    /// How many runs with this key may run at once, and what to do when none more may.
-    pub concurrency: Option<RunConcurrency>,
-}
-
-/// A run's concurrency key (rendered from its event) and its workflow's rule for it.
-///
-/// The store enforces it: `claim` takes a queued run only while fewer than `limit` runs of the
-/// workflow with the key are `running` or `retrying` (a run waiting for a retry or a `delay`
-/// keeps its slot) and no older run with the key is still queued ahead of it. `accept` applies
-/// `mode`: `cancel_previous` cancels the key's queued runs that never started; `skip` creates
-/// the run already `cancelled` when `limit` runs with the key are unfinished.
-#[derive(Debug, Clone)]
-pub struct RunConcurrency {
-    pub key: String,
-    pub limit: u32,
-    pub mode: crate::workflow::ConcurrencyMode,
-}
-
-/// A delivery's identity for one workflow, and how long it is remembered.
-#[derive(Debug, Clone)]
-pub struct DedupeKey {
-    pub key: String,
-    pub expires_at: DateTime<Utc>,
 }
 
 /// The answer to a replay.

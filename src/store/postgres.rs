@@ -14,13 +14,14 @@ use tracing::{info, warn};
 
 use super::rows::{Columns, event_from_row, run_from_row, step_from_row};
 use super::{
-    Accepted, Definition, NewRun, Replayed, RunConcurrency, RunDetail, RunFilter, RunSummary,
-    StoreError, StoreOptions, Wakeup, parse_timestamp, timestamp,
+    Accepted, Definition, Replayed, RunDetail, RunFilter, RunSummary, StoreError, StoreOptions,
+    Wakeup, parse_timestamp, timestamp,
 };
-use crate::effects::BoxFuture;
-use crate::engine::{Event, RunStatus, StepRecord, Trigger};
-use crate::steps::respond::SyncResponse;
-use crate::workflow::ConcurrencyMode;
+use crate::future::BoxFuture;
+use crate::run::ConcurrencyMode;
+use crate::run::SyncResponse;
+use crate::run::{Event, RunStatus, StepRecord, Trigger};
+use crate::run::{NewRun, RunConcurrency};
 
 /// How long readiness waits for the database.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);

@@ -2,7 +2,7 @@
 //! types the schema uses, so SQLite and PostgreSQL cannot drift apart in how they read a run.
 
 use super::{RunSummary, StoreError, parse_json, parse_timestamp};
-use crate::engine::{Event, RunStatus, StepRecord, StepStatus};
+use crate::run::{Event, RunStatus, StepRecord, StepStatus};
 
 /// A row's columns as the store's schema types them (text, integers, reals, flags, bytes).
 pub(super) trait Columns {
@@ -52,7 +52,7 @@ pub(super) fn body_is_raw_json(event: &Event) -> bool {
         .and_then(serde_json::Value::as_str)
         .and_then(|value| value.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
-    event.trigger == crate::engine::Trigger::Webhook
+    event.trigger == crate::run::Trigger::Webhook
         && json_type
         && (event.body.is_object() || event.body.is_array())
 }
@@ -121,7 +121,7 @@ pub(super) fn step_from_row(row: &impl Columns) -> Result<StepRecord, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Trigger;
+    use crate::run::Trigger;
 
     fn webhook(content_type: &str, raw: &str) -> Event {
         let mut headers = serde_json::Map::new();

@@ -17,13 +17,14 @@ use super::files::{FileFault, StoreFiles};
 use super::health::{HealthState, StoreHealth};
 use super::rows::{Columns, event_from_row, run_from_row, step_from_row};
 use super::{
-    Accepted, Definition, Lease, NewRun, Replayed, RunConcurrency, RunDetail, RunFilter,
-    RunSummary, StoreError, parse_timestamp, timestamp,
+    Accepted, Definition, Lease, Replayed, RunDetail, RunFilter, RunSummary, StoreError,
+    parse_timestamp, timestamp,
 };
-use crate::effects::BoxFuture;
-use crate::engine::{Event, RunStatus, StepRecord, Trigger};
-use crate::steps::respond::SyncResponse;
-use crate::workflow::ConcurrencyMode;
+use crate::future::BoxFuture;
+use crate::run::ConcurrencyMode;
+use crate::run::SyncResponse;
+use crate::run::{Event, RunStatus, StepRecord, Trigger};
+use crate::run::{NewRun, RunConcurrency};
 
 /// Writes that arrive while a commit is in flight wait for the next one, up to this many at once.
 const MAX_BATCH: usize = 512;

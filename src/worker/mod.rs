@@ -12,13 +12,13 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::diag::SourceFile;
-use crate::effects::{BoxFuture, Effects};
-use crate::engine::{
-    self, Event, ExecOptions, Journal, JournalError, Noted, RunInfo, RunRequest, RunStatus,
-    StepRecord,
-};
-use crate::steps::respond::SyncResponse;
-use crate::store::{Lease, NewRun, Settling, Store, StoreError, Wakeup};
+use crate::effects::Effects;
+use crate::engine::{self, ExecOptions, Journal, JournalError, Noted, RunInfo, RunRequest};
+use crate::future::BoxFuture;
+use crate::run::NewRun;
+use crate::run::SyncResponse;
+use crate::run::{Event, RunStatus, StepRecord};
+use crate::store::{Lease, Settling, Store, StoreError, Wakeup};
 use crate::workflow::{self, Registry, Workflow};
 
 /// The registry in use; a reload swaps the whole of it.

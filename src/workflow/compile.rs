@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
-use crate::engine::retry::{Backoff, RetryPolicy, StatusPattern};
 use crate::jsonpath::JsonPath;
+use crate::run::{Backoff, RetryPolicy, StatusPattern};
 use crate::template::{Condition, TemplateSet, TemplateSyntaxError, ValueTemplate};
 use crate::workflow::yaml::{Key, Node, NodeValue};
 

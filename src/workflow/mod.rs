@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod routes;
+pub mod runs;
 pub mod schedule;
 pub mod yaml;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
+use crate::run::ConcurrencyMode;
 use crate::steps::{self, Step};
 use crate::template::{TemplateSet, ValueTemplate};
 use crate::verify;
@@ -85,27 +87,6 @@ pub struct Concurrency {
     pub key: ValueTemplate,
     pub limit: u32,
     pub mode: ConcurrencyMode,
-}
-
-/// What happens to a new run whose key has no free slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConcurrencyMode {
-    /// It waits, queued, for a slot (oldest first).
-    Queue,
-    /// Like `Queue`, and the older runs with the key still queued (never started) are cancelled.
-    CancelPrevious,
-    /// It is not run: recorded as `cancelled` with the reason.
-    Skip,
-}
-
-impl ConcurrencyMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConcurrencyMode::Queue => "queue",
-            ConcurrencyMode::CancelPrevious => "cancel_previous",
-            ConcurrencyMode::Skip => "skip",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookflow::engine::{Event, Trigger};
-use hookflow::store::{NewRun, OpenMode, Store};
+use hookflow::run::NewRun;
+use hookflow::run::{Event, Trigger};
+use hookflow::store::{OpenMode, Store};
 use serde_json::Value as Json;
 
 use crate::support::{Receiver, ServeProcess, client};

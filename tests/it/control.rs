@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use hookflow::engine::StepStatus;
+use hookflow::run::StepStatus;
 use hookflow::store::{OpenMode, Store};
 use serde_json::Value as Json;
 
@@ -833,8 +833,8 @@ struct Discard;
 impl hookflow::engine::Journal for Discard {
     fn step_finished<'a>(
         &'a self,
-        _record: &'a hookflow::engine::StepRecord,
-    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        _record: &'a hookflow::run::StepRecord,
+    ) -> hookflow::future::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -845,8 +845,8 @@ struct Yielding;
 impl hookflow::engine::Journal for Yielding {
     fn step_finished<'a>(
         &'a self,
-        _record: &'a hookflow::engine::StepRecord,
-    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        _record: &'a hookflow::run::StepRecord,
+    ) -> hookflow::future::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
         Box::pin(async {
             tokio::task::yield_now().await;
             Ok(())
@@ -854,8 +854,8 @@ impl hookflow::engine::Journal for Yielding {
     }
 }
 
-fn many_items_event(items: usize) -> hookflow::engine::Event {
-    hookflow::engine::Event {
+fn many_items_event(items: usize) -> hookflow::run::Event {
+    hookflow::run::Event {
         id: "event".into(),
         method: "POST".into(),
         path: "/hooks/many".into(),
@@ -874,7 +874,8 @@ fn many_items_event(items: usize) -> hookflow::engine::Event {
 /// of the run's state was made up front, n of them at once).
 #[tokio::test]
 async fn a_loop_of_many_iterations_polls_only_those_under_way() {
-    use hookflow::engine::{ExecOptions, RunInfo, RunRequest, RunStatus};
+    use hookflow::engine::{ExecOptions, RunInfo, RunRequest};
+    use hookflow::run::RunStatus;
     let items: usize = 40_000;
     let yaml = r#"
 on: { webhook: { path: /hooks/many } }
@@ -928,7 +929,8 @@ steps:
 /// record per nested step made a resume of n iterations cost n² comparisons.
 #[tokio::test]
 async fn resuming_a_loop_of_many_iterations_finds_their_records_at_once() {
-    use hookflow::engine::{ExecOptions, RunInfo, RunRequest, RunStatus, StepRecord};
+    use hookflow::engine::{ExecOptions, RunInfo, RunRequest};
+    use hookflow::run::{RunStatus, StepRecord};
     let items: usize = 40_000;
     let yaml = r#"
 on: { webhook: { path: /hooks/many } }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookflow::engine::{RunStatus, StepStatus};
+use hookflow::run::{RunStatus, StepStatus};
 use hookflow::store::{OpenMode, Store};
 use tokio::sync::Semaphore;
 

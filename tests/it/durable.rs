@@ -440,12 +440,12 @@ struct FailingStore {
 
 mod failing_store {
     use chrono::{DateTime, Utc};
-    use hookflow::effects::BoxFuture;
-    use hookflow::engine::{Event, RunStatus, StepRecord};
-    use hookflow::steps::respond::SyncResponse;
+    use hookflow::future::BoxFuture;
+    use hookflow::run::NewRun;
+    use hookflow::run::SyncResponse;
+    use hookflow::run::{Event, RunStatus, StepRecord};
     use hookflow::store::{
-        Accepted, Definition, NewRun, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend,
-        StoreError,
+        Accepted, Definition, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend, StoreError,
     };
     use std::sync::atomic::Ordering;
 
@@ -770,35 +770,36 @@ impl Recording {
 impl hookflow::engine::Journal for Recording {
     fn step_finished<'a>(
         &'a self,
-        record: &'a hookflow::engine::StepRecord,
-    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+        record: &'a hookflow::run::StepRecord,
+    ) -> hookflow::future::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
         self.push(format!("waited {}", record.name));
         Box::pin(async { Ok(()) })
     }
 
     fn step_noted<'a>(
         &'a self,
-        record: &'a hookflow::engine::StepRecord,
+        record: &'a hookflow::run::StepRecord,
         noted: hookflow::engine::Noted,
-    ) -> hookflow::effects::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
+    ) -> hookflow::future::BoxFuture<'a, Result<(), hookflow::engine::JournalError>> {
         self.push(format!("noted {} {noted:?}", record.name));
         Box::pin(async { Ok(()) })
     }
 
     fn settle_effects(
         &self,
-    ) -> hookflow::effects::BoxFuture<'_, Result<(), hookflow::engine::JournalError>> {
+    ) -> hookflow::future::BoxFuture<'_, Result<(), hookflow::engine::JournalError>> {
         self.push("settle".to_owned());
         Box::pin(async { Ok(()) })
     }
 
-    fn responded(&self, _response: &hookflow::steps::respond::SyncResponse) {
+    fn responded(&self, _response: &hookflow::run::SyncResponse) {
         self.push("responded".to_owned());
     }
 }
 
 async fn journal_of(yaml: &str) -> Vec<String> {
-    use hookflow::engine::{ExecOptions, RunInfo, RunRequest, RunStatus};
+    use hookflow::engine::{ExecOptions, RunInfo, RunRequest};
+    use hookflow::run::RunStatus;
     let file = hookflow::diag::SourceFile::new("journal.yaml", yaml);
     let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
     let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
@@ -806,7 +807,7 @@ async fn journal_of(yaml: &str) -> Vec<String> {
     let effects =
         hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
             .expect("effects");
-    let event = hookflow::engine::Event {
+    let event = hookflow::run::Event {
         id: "event".into(),
         method: "POST".into(),
         path: "/hooks/journal".into(),

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookflow::engine::RunStatus;
+use hookflow::run::RunStatus;
 use hookflow::store::{OpenMode, Store};
 use serde_json::Value as Json;
 

@@ -391,7 +391,7 @@ async fn runs_list_reads_a_postgres_store() {
     let store = hookflow::store::Store::open(&schema.url, hookflow::store::OpenMode::Serve)
         .await
         .expect("open");
-    let event = hookflow::engine::Event {
+    let event = hookflow::run::Event {
         id: uuid::Uuid::now_v7().to_string(),
         method: "POST".into(),
         path: "/hooks/x".into(),
@@ -403,7 +403,7 @@ async fn runs_list_reads_a_postgres_store() {
         received_at: chrono::Utc::now(),
         trigger: Default::default(),
     };
-    let run = hookflow::store::NewRun {
+    let run = hookflow::run::NewRun {
         id: uuid::Uuid::now_v7().to_string(),
         workflow: "listed".into(),
         version: "v1".into(),

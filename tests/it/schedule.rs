@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
-use hookflow::engine::Trigger;
+use hookflow::run::Trigger;
 use hookflow::store::{OpenMode, RunFilter, Store};
 use serde_json::Value as Json;
 

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
-use hookflow::engine::{Event, RunStatus, StepRecord, StepStatus, Trigger};
-use hookflow::steps::respond::SyncResponse;
+use hookflow::run::ConcurrencyMode;
+use hookflow::run::SyncResponse;
+use hookflow::run::{DedupeKey, NewRun, RunConcurrency};
+use hookflow::run::{Event, RunStatus, StepRecord, StepStatus, Trigger};
 use hookflow::store::{
-    DedupeKey, Definition, NewRun, OpenMode, Replayed, RunConcurrency, RunCursor, RunFilter, Store,
-    StoreError, StoreOptions, Wakeup,
+    Definition, OpenMode, Replayed, RunCursor, RunFilter, Store, StoreError, StoreOptions, Wakeup,
 };
-use hookflow::workflow::ConcurrencyMode;
 use serde_json::json;
 
 use crate::support::postgres::TestSchema;

@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json};
 
 use crate::effects::{Effects, HttpError, HttpRequest, HttpResponse};
-use crate::steps::http::{self, HttpStep, RenderedHttp, StatusPattern};
+use crate::run::StatusPattern;
+use crate::steps::http::{self, HttpStep, RenderedHttp};
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
 use crate::workflow::compile::{Compiler, Fields};

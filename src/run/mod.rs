@@ -1,0 +1,15 @@
+//! The run data model every layer shares: the event a run runs on, the run's and its steps'
+//! states, step records, a synchronous answer, retry policies and a new run's keys. Plain data
+//! with no behaviour beyond parsing and printing itself; the interpreter lives in `engine`.
+
+mod admission;
+mod event;
+mod record;
+mod retry;
+mod status;
+
+pub use admission::{ConcurrencyMode, DedupeKey, NewRun, RunConcurrency};
+pub use event::{Event, Trigger};
+pub use record::{MASK, StepRecord, SyncResponse};
+pub use retry::{Backoff, RetryPolicy, StatusPattern};
+pub use status::{RunStatus, StepStatus};
