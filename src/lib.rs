@@ -13,6 +13,7 @@ pub mod engine;
 pub mod future;
 pub mod http;
 pub mod jsonpath;
+pub mod lang;
 pub mod metrics;
 pub mod net;
 pub mod reload;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::lang::units::parse_duration;
 use crate::run::{Backoff, RetryPolicy};
-use crate::workflow::compile::parse_duration;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -389,7 +389,7 @@ impl ServeSettings {
             max_header_size: match &file.max_header_size {
                 None => DEFAULT_MAX_HEADER_SIZE,
                 // hyper needs room for at least one 8 KiB read.
-                Some(text) => crate::workflow::compile::parse_size(text)
+                Some(text) => crate::lang::units::parse_size(text)
                     .filter(|size| *size >= 8192)
                     .ok_or_else(|| SettingsError::Invalid {
                         path: config_path.clone(),

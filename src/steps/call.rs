@@ -5,10 +5,10 @@
 use serde_json::Value as Json;
 
 use crate::diag::Span;
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::steps::StepError;
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 /// The keys of a `call:` mapping.
 pub const KEYS: &[&str] = &["workflow", "payload"];

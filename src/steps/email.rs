@@ -8,10 +8,10 @@ use serde_json::{Value as Json, json};
 
 use crate::effects::Effects;
 use crate::effects::mail::{self, Address, Delivery, Email};
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::{Node, NodeValue};
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate, json_kind};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::{Node, NodeValue};
 
 /// The keys of an `email` step.
 pub const KEYS: &[&str] = &[

@@ -9,10 +9,10 @@ use serde_json::Value as Json;
 use crate::diag::{Diagnostic, Span};
 use crate::effects::Effects;
 use crate::effects::process::{Exit, ProcessOutput, ProcessRequest, signal_name};
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::{Node, NodeValue};
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::{Node, NodeValue};
 
 /// The keys of an `exec` step.
 pub const KEYS: &[&str] = &[

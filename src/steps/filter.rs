@@ -4,10 +4,10 @@ use regex::Regex;
 use serde_json::Value as Json;
 
 use crate::jsonpath::JsonPath;
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::{Node, NodeValue};
 use crate::steps::StepError;
 use crate::template::{Condition, Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::{Node, NodeValue};
 
 #[derive(Debug)]
 pub enum FilterStep {

@@ -3,10 +3,10 @@
 
 use serde_json::Value as Json;
 
+use crate::lang::compile::{CONTEXT_ROOTS, Compiler};
+use crate::lang::yaml::Node;
 use crate::steps::{Step, StepError, compile_block, positive_int};
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::{CONTEXT_ROOTS, Compiler};
-use crate::workflow::yaml::Node;
 
 /// The keys of a `foreach:` mapping.
 pub const KEYS: &[&str] = &["items", "as", "parallel", "steps"];

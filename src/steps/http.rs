@@ -6,11 +6,11 @@ use base64::Engine as _;
 use serde_json::Value as Json;
 
 use crate::effects::{Effects, HttpRequest, HttpResponse};
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::{Node, NodeValue};
 use crate::run::StatusPattern;
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::{Node, NodeValue};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const ERROR_BODY_PREVIEW: usize = 300;

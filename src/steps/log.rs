@@ -1,9 +1,9 @@
 //! `log`: one line into the run's log (and the server log).
 
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::steps::StepError;
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 #[derive(Debug)]
 pub struct LogStep {

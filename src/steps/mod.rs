@@ -21,10 +21,10 @@ use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, Span, closest};
 use crate::effects::Effects;
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::run::RetryPolicy;
 use crate::template::{Condition, RenderError, Scope};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 /// The names of the step kinds, in the order the docs list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,7 +491,7 @@ pub fn compile_block(
         if let Some((name, span)) = declared_name(item, i + 1) {
             // Names make the records' paths and the idempotency keys: the same characters
             // as at the top level, so no name can pass for another step's path.
-            if !crate::workflow::valid_name(&name) {
+            if !crate::lang::compile::valid_name(&name) {
                 c.push(Diagnostic::error(
                     span.clone(),
                     format!("step name '{name}' may only use letters, digits, '-', '_' and '.'"),
@@ -577,8 +577,8 @@ pub(crate) fn check_paths<'s>(c: &mut Compiler, steps: impl Iterator<Item = &'s 
 /// Read a positive whole number (`parallel: 3`).
 pub(crate) fn positive_int(c: &mut Compiler, node: &Node, what: &str) -> Option<usize> {
     match &node.value {
-        crate::workflow::yaml::NodeValue::Int(i) if *i > 0 => usize::try_from(*i).ok(),
-        crate::workflow::yaml::NodeValue::Int(i) => {
+        crate::lang::yaml::NodeValue::Int(i) if *i > 0 => usize::try_from(*i).ok(),
+        crate::lang::yaml::NodeValue::Int(i) => {
             c.error(
                 node.span.clone(),
                 format!("{what} must be a whole number above 0, not {i}"),

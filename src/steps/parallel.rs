@@ -1,9 +1,9 @@
 //! `parallel`: named branches of nested steps, all run at once by the engine; this file
 //! compiles them.
 
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::steps::{Step, compile_block};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 /// The keys of a `parallel:` mapping.
 pub const KEYS: &[&str] = &["branches"];

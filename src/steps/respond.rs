@@ -2,11 +2,11 @@
 
 use serde_json::Value as Json;
 
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::run::SyncResponse;
 use crate::steps::StepError;
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 /// The keys of a `respond` step.
 pub const KEYS: &[&str] = &["status", "headers", "body"];

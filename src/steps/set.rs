@@ -2,10 +2,10 @@
 
 use serde_json::Value as Json;
 
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::steps::StepError;
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 #[derive(Debug)]
 pub struct SetStep {

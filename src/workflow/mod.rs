@@ -1,11 +1,9 @@
 //! Workflows: a YAML file compiled into an immutable [`Workflow`], and the set of them a server
 //! serves ([`Registry`], with its route table). Nothing here runs a step.
 
-pub mod compile;
 pub mod routes;
 pub mod runs;
 pub mod schedule;
-pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,14 +12,14 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
+pub use crate::lang::compile::CompileOptions;
+use crate::lang::compile::{self, Compiler, valid_name};
+use crate::lang::yaml::{self, Node};
 use crate::run::ConcurrencyMode;
 use crate::steps::{self, Step};
 use crate::template::{TemplateSet, ValueTemplate};
 use crate::verify;
-pub use compile::CompileOptions;
-use compile::Compiler;
 use routes::{RoutePattern, RouteTable};
-use yaml::Node;
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const TOP_LEVEL_KEYS: &[&str] = &[
@@ -1049,13 +1047,6 @@ fn file_stem(path: &str) -> String {
         .unwrap_or_else(|| path.to_owned())
 }
 
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 fn valid_secret_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
@@ -1177,5 +1168,27 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> 
         registry,
         diagnostics,
         files,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_delay_too_long_for_the_clock_is_refused_when_loading() {
+        for delay in ["1e300", "100000000000d", "1e15"] {
+            let source = format!(
+                "on: {{ webhook: {{ path: /hooks/a }} }}\nsteps:\n  - name: wait\n    delay: {delay}\n"
+            );
+            let file = crate::diag::SourceFile::new("a.yaml", source);
+            let (workflow, diagnostics) = compile_file(file, &Default::default());
+            assert!(workflow.is_none(), "delay: {delay} was accepted");
+            let messages: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+            assert!(
+                messages.iter().any(|m| m.contains("too long")),
+                "delay: {delay}: {messages:?}"
+            );
+        }
     }
 }

@@ -8,9 +8,9 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use sha2::{Digest, Sha256};
 
-use super::compile::Compiler;
-use super::yaml::{Node, NodeValue};
 use crate::diag::{Diagnostic, Span};
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::{Node, NodeValue};
 
 /// The keys of one `on.schedule` entry.
 pub const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "jitter", "catch_up"];

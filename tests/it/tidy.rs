@@ -48,7 +48,6 @@ const KNOWN_DEBTS: &[&str] = &[
     "settings -> secrets",
     "settings -> workflow",
     "steps -> effects",
-    "steps -> workflow",
     "watch -> server",
     "worker -> effects",
     "worker -> engine",

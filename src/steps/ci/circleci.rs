@@ -7,10 +7,10 @@ use super::{
     Endpoint, Provider, RenderedCi, encode_segment, optional_map, optional_text, render_map,
     required_text, segments,
 };
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 /// The keys of `ci.circleci`.
 pub const KEYS: &[&str] = &[

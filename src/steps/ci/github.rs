@@ -7,10 +7,10 @@ use super::{
     Endpoint, Provider, RenderedCi, encode_segment, literal, optional_map, path_part, render_map,
     required_text,
 };
+use crate::lang::compile::{Compiler, Fields};
+use crate::lang::yaml::Node;
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::{Compiler, Fields};
-use crate::workflow::yaml::Node;
 
 /// The keys of `ci.github_actions`.
 pub const ACTIONS_KEYS: &[&str] = &[

@@ -7,10 +7,10 @@ use super::{
     Endpoint, Provider, RenderedCi, encode_segment, optional_map, path_part, render_text_map,
     required_text,
 };
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 /// The keys of `ci.gitlab`.
 pub const KEYS: &[&str] = &[

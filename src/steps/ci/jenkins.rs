@@ -5,11 +5,11 @@ use base64::Engine as _;
 use serde_json::{Map, Value as Json};
 
 use super::{Endpoint, Provider, RenderedCi, encode_segment, literal, optional_text, segments};
+use crate::lang::compile::Compiler;
+use crate::lang::yaml::Node;
 use crate::steps::http::scalar_text;
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::Compiler;
-use crate::workflow::yaml::Node;
 
 /// The keys of `ci.jenkins`.
 pub const KEYS: &[&str] = &[

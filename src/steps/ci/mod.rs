@@ -13,12 +13,12 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json};
 
 use crate::effects::{Effects, HttpError, HttpRequest, HttpResponse};
+use crate::lang::compile::{Compiler, Fields};
+use crate::lang::yaml::Node;
 use crate::run::StatusPattern;
 use crate::steps::http::{self, HttpStep, RenderedHttp};
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
-use crate::workflow::compile::{Compiler, Fields};
-use crate::workflow::yaml::Node;
 
 /// The keys of a `ci` step: one provider each.
 pub const PROVIDERS: &[&str] = &[

@@ -4,11 +4,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::units::{parse_duration, parse_size};
+use super::yaml::{Key, Node, NodeValue};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
 use crate::jsonpath::JsonPath;
 use crate::run::{Backoff, RetryPolicy, StatusPattern};
 use crate::template::{Condition, TemplateSet, TemplateSyntaxError, ValueTemplate};
-use crate::workflow::yaml::{Key, Node, NodeValue};
 
 /// The names a template may read at the point it is compiled.
 #[derive(Debug, Default, Clone)]
@@ -732,45 +733,12 @@ pub fn host_from_payload(url: &str) -> bool {
     }
 }
 
-/// `500ms`, `30s`, `5m`, `1h`, `2d`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        "d" => number * 86400.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds).ok()
-}
-
-/// `1024`, `512KiB`, `1MiB`, `10MB`, `1GiB`.
-pub fn parse_size(text: &str) -> Option<usize> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "kib" | "k" => 1024.0,
-        "mb" => 1e6,
-        "mib" | "m" => 1024.0 * 1024.0,
-        "gb" => 1e9,
-        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let bytes = number * factor;
-    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as usize)
+/// A workflow's or a step's name: letters, digits, `-`, `_` and `.`, not empty.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]
@@ -798,20 +766,5 @@ mod tests {
         ] {
             assert!(!host_from_payload(url), "{url}");
         }
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("ten"), None);
-        assert_eq!(parse_duration("5 parsecs"), None);
-        // Too long for a Duration: refused, not a panic at load.
-        assert_eq!(parse_duration("99999999999999999999d"), None);
-        assert_eq!(parse_size("1MiB"), Some(1024 * 1024));
-        assert_eq!(parse_size("10MB"), Some(10_000_000));
-        assert_eq!(parse_size("512"), Some(512));
-        assert_eq!(parse_size("lots"), None);
     }
 }

@@ -1,0 +1,7 @@
+//! The workflow language's front end, below every step kind and the workflow model: YAML
+//! parsed into nodes that keep their spans, and the compiler's helpers that turn nodes into
+//! typed values (templates, conditions, durations, retry policies) or diagnostics.
+
+pub mod compile;
+pub mod units;
+pub mod yaml;
