@@ -3,7 +3,7 @@
 //! attempt is kept for the admin API and the UI.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
@@ -11,8 +11,7 @@ use crate::diag::Diagnostics;
 use crate::server::{ServerError, compile_registry, log_routes, save_definitions};
 use crate::settings::ServeSettings;
 use crate::store::Store;
-use crate::worker::SharedRegistry;
-use crate::workflow;
+use crate::workflow::{self, ReloadStatus, SharedRegistry, SharedReloadStatus};
 
 /// What a reload needs: the settings that found the workflows, the registry to swap, the store
 /// that keeps each version a run may need.
@@ -29,19 +28,6 @@ pub struct Reloader {
     /// The server started on one workflow file rather than a folder.
     single_file: bool,
 }
-
-/// What the last reload attempt found, for the admin API and the UI: the problems that kept the
-/// previous workflows in place, or none when it succeeded.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ReloadStatus {
-    /// When the last reload was attempted; none since start.
-    pub at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The last attempt was refused: the workflows served are the previous set.
-    pub refused: bool,
-    pub problems: Vec<crate::diag::Problem>,
-}
-
-pub type SharedReloadStatus = Arc<RwLock<ReloadStatus>>;
 
 /// Why a reload kept the workflows it had although no workflow file is invalid: what was found
 /// at the workflows path instead of a folder of workflows.

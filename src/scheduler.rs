@@ -12,9 +12,9 @@ use tracing::{debug, info, warn};
 
 use crate::engine::{Event, Trigger};
 use crate::store::{NewRun, Store, StoreError};
-use crate::worker::{SharedRegistry, Worker};
-use crate::workflow::Workflow;
+use crate::worker::Worker;
 use crate::workflow::schedule::CatchUp;
+use crate::workflow::{SharedRegistry, Workflow};
 
 /// The longest sleep: the wall clock may jump (suspend, NTP) while a sleep counts monotonic time.
 const MAX_SLEEP: Duration = Duration::from_secs(30);

@@ -16,7 +16,7 @@ use crate::store::{Definition, OpenMode, Store, StoreError};
 use crate::worker::{Worker, WorkerSettings};
 use crate::workflow::{self, Registry};
 
-pub use crate::reload::{ReloadStatus, Reloader, SharedReloadStatus};
+pub use crate::reload::Reloader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

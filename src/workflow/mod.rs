@@ -2,6 +2,7 @@
 //! serves ([`Registry`], with its route table). Nothing here runs a step.
 
 pub mod compile;
+mod registry;
 pub mod routes;
 pub mod schedule;
 pub mod yaml;
@@ -18,7 +19,8 @@ use crate::template::{TemplateSet, ValueTemplate};
 use crate::verify;
 pub use compile::CompileOptions;
 use compile::Compiler;
-use routes::{RoutePattern, RouteTable};
+pub use registry::{Registry, ReloadStatus, SharedRegistry, SharedReloadStatus};
+use routes::RoutePattern;
 use yaml::Node;
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -1079,19 +1081,6 @@ fn valid_secret_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// The workflows a server runs, by name, and the routes they bind.
-#[derive(Debug, Default)]
-pub struct Registry {
-    pub workflows: BTreeMap<String, Arc<Workflow>>,
-    pub routes: RouteTable,
-}
-
-impl Registry {
-    pub fn get(&self, name: &str) -> Option<&Arc<Workflow>> {
-        self.workflows.get(name)
-    }
 }
 
 /// The result of loading a set of files: what compiled, and every problem found.

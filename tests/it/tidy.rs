@@ -14,46 +14,25 @@ use std::path::{Path, PathBuf};
 /// and the architecture forbids, either a rule below or an edge inside an import cycle. A new
 /// arrow fails the test; so does an entry that no longer occurs (delete it then).
 const KNOWN_DEBTS: &[&str] = &[
-    // Forbidden by a rule. All but `workflow -> axum` are also edges of the cycle below.
+    // Forbidden by a rule. All but `workflow -> axum` are also edges of the 9-module cycle below.
     "http -> engine",
     "http -> steps",
     "store -> steps",
     "workflow -> axum",
     "workflow -> engine",
-    // The one import cycle today, 13 modules: effects, engine, http, reload, scheduler,
-    // secrets, server, settings, steps, store, watch, worker, workflow. Every edge inside it.
+    // The import cycle of 9 modules: effects, engine, http, secrets, settings, steps, store,
+    // worker, workflow. Every edge inside it.
     "effects -> settings",
     "engine -> effects",
     "engine -> steps",
     "engine -> workflow",
     "http -> effects",
     "http -> secrets",
-    "http -> server",
     "http -> settings",
     "http -> store",
     "http -> worker",
     "http -> workflow",
-    "reload -> http",
-    "reload -> server",
-    "reload -> settings",
-    "reload -> store",
-    "reload -> worker",
-    "reload -> workflow",
-    "scheduler -> engine",
-    "scheduler -> http",
-    "scheduler -> store",
-    "scheduler -> worker",
-    "scheduler -> workflow",
     "secrets -> workflow",
-    "server -> effects",
-    "server -> http",
-    "server -> reload",
-    "server -> scheduler",
-    "server -> settings",
-    "server -> store",
-    "server -> watch",
-    "server -> worker",
-    "server -> workflow",
     "settings -> engine",
     "settings -> http",
     "settings -> secrets",
@@ -65,7 +44,6 @@ const KNOWN_DEBTS: &[&str] = &[
     "store -> effects",
     "store -> engine",
     "store -> workflow",
-    "watch -> server",
     "worker -> effects",
     "worker -> engine",
     "worker -> secrets",
@@ -73,6 +51,11 @@ const KNOWN_DEBTS: &[&str] = &[
     "worker -> store",
     "worker -> workflow",
     "workflow -> steps",
+    // The serving files' own cycle: reload, server, watch.
+    "reload -> server",
+    "server -> reload",
+    "server -> watch",
+    "watch -> server",
 ];
 
 /// A layering rule: no file of a module in `from` names a module or crate in `never`.
