@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::{ServerError, compile_registry, log_routes, save_definitions};
 use crate::diag::Diagnostics;
-use crate::server::{ServerError, compile_registry, log_routes, save_definitions};
 use crate::settings::ServeSettings;
 use crate::store::Store;
 use crate::workflow::{self, ReloadStatus, SharedRegistry, SharedReloadStatus};
@@ -22,7 +22,7 @@ pub struct Reloader {
     store: Store,
     /// The webhook listener's certificate, read again on each reload.
     tls: Option<Arc<crate::http::tls::TlsConfig>>,
-    /// Told after each swap, so the scheduler recomputes the schedules.
+    /// Told after each swap, so the ticker recomputes the schedules.
     reloaded: Arc<tokio::sync::Notify>,
     status: SharedReloadStatus,
     /// The server started on one workflow file rather than a folder.
@@ -219,7 +219,7 @@ impl Reloader {
         }
     }
 
-    /// Told after each swap (the scheduler recomputes the schedules).
+    /// Told after each swap (the ticker recomputes the schedules).
     pub(crate) fn reloaded(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.reloaded)
     }
