@@ -499,7 +499,7 @@ fn start_server(binary: &Path, dir: &Path, store: &str) -> (std::process::Child,
             store,
         ])
         .current_dir(dir)
-        .env("RUST_LOG", "warn,hookflow::server=info")
+        .env("RUST_LOG", "warn,hookflow::serve=info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -138,7 +138,7 @@ async fn measure(dir: &std::path::Path, deep: &Option<RunCursor>, requests: usiz
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let server = hookflow::server::start(&settings, webhook, admin)
+    let server = hookflow::serve::start(&settings, webhook, admin)
         .await
         .expect("server");
     let base = format!("http://{}", server.admin_addr);

@@ -879,7 +879,7 @@ def parse_args():
     parser.add_argument("--workers", type=int, default=32, help="the server's --workers (default 32)")
     parser.add_argument("--drain-timeout", type=float, default=300.0,
                         help="seconds to wait for the backlog after the load (default 300)")
-    parser.add_argument("--log-level", default="warn,hookflow::server=info",
+    parser.add_argument("--log-level", default="warn,hookflow::serve=info",
                         help="RUST_LOG for the server (default: warnings, and the start lines)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (store, outbox)")
     return parser.parse_args()

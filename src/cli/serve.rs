@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use super::ServeArgs;
-use crate::server::{self, ServerError};
+use crate::serve::{self, ServerError};
 use crate::settings::{Overrides, ServeSettings};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -35,7 +35,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let admin = TcpListener::bind(&settings.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin)", settings.admin_listen))?;
-    let running = match server::start(&settings, webhook, admin).await {
+    let running = match serve::start(&settings, webhook, admin).await {
         Ok(r) => r,
         Err(ServerError::Invalid { count, diagnostics }) => {
             for d in diagnostics.sorted() {

@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::query::{self, ListQuery};
 use super::{AppState, error_response};
 use crate::run::RunStatus;
-use crate::server::ReloadStatus;
 use crate::store::{Replayed, RunCursor, RunFilter, RunSummary, StoreError};
+use crate::workflow::ReloadStatus;
 
 /// The OpenAPI 3.1 description of every admin route as a server with a token serves it (a test
 /// keeps it complete).

@@ -20,7 +20,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::store::Store;
-use crate::worker::{SharedRegistry, Worker};
+use crate::worker::Worker;
+use crate::workflow::{SharedRegistry, SharedReloadStatus};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -39,7 +40,7 @@ pub struct AppState {
     /// How long a client may take to send a body.
     pub body_timeout: Duration,
     /// The outcome of the last workflows reload, shown by the admin API and the UI.
-    pub reload: crate::server::SharedReloadStatus,
+    pub reload: SharedReloadStatus,
     /// The webhook listener's base URL, for the UI's "copy as curl".
     pub webhook_url: String,
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
@@ -19,10 +19,7 @@ use crate::run::NewRun;
 use crate::run::SyncResponse;
 use crate::run::{Event, RunStatus, StepRecord};
 use crate::store::{Lease, Settling, Store, StoreError, Wakeup};
-use crate::workflow::{self, Registry, Workflow};
-
-/// The registry in use; a reload swaps the whole of it.
-pub type SharedRegistry = Arc<RwLock<Arc<Registry>>>;
+use crate::workflow::{self, SharedRegistry, Workflow};
 
 /// What a synchronous caller is told.
 #[derive(Debug, Clone)]

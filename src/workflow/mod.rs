@@ -1,6 +1,7 @@
 //! Workflows: a YAML file compiled into an immutable [`Workflow`], and the set of them a server
 //! serves ([`Registry`], with its route table). Nothing here runs a step.
 
+mod registry;
 pub mod routes;
 pub mod runs;
 pub mod schedule;
@@ -19,7 +20,8 @@ use crate::run::ConcurrencyMode;
 use crate::steps::{self, Step};
 use crate::template::{TemplateSet, ValueTemplate};
 use crate::verify;
-use routes::{RoutePattern, RouteTable};
+pub use registry::{Registry, ReloadStatus, SharedRegistry, SharedReloadStatus};
+use routes::RoutePattern;
 
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const TOP_LEVEL_KEYS: &[&str] = &[
@@ -1051,19 +1053,6 @@ fn valid_secret_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// The workflows a server runs, by name, and the routes they bind.
-#[derive(Debug, Default)]
-pub struct Registry {
-    pub workflows: BTreeMap<String, Arc<Workflow>>,
-    pub routes: RouteTable,
-}
-
-impl Registry {
-    pub fn get(&self, name: &str) -> Option<&Arc<Workflow>> {
-        self.workflows.get(name)
-    }
 }
 
 /// The result of loading a set of files: what compiled, and every problem found.

@@ -620,7 +620,7 @@ async fn a_store_that_cannot_write_answers_503_and_the_sender_can_retry() {
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let running = hookflow::server::start_with_store(&settings, store, webhook, admin)
+    let running = hookflow::serve::start_with_store(&settings, store, webhook, admin)
         .await
         .expect("start");
     let url = format!("http://{}/hooks/flaky", running.webhook_addr);

@@ -916,7 +916,7 @@ async fn the_admin_api_wants_its_token_and_refuses_the_network_without_one() {
     let admin = tokio::net::TcpListener::bind("0.0.0.0:0")
         .await
         .expect("bind");
-    let refused = hookflow::server::start(&settings, webhook, admin).await;
+    let refused = hookflow::serve::start(&settings, webhook, admin).await;
     let Err(err) = refused else {
         panic!("the admin API was served to the network without a token");
     };
@@ -929,7 +929,7 @@ async fn the_admin_api_wants_its_token_and_refuses_the_network_without_one() {
     let admin = tokio::net::TcpListener::bind("0.0.0.0:0")
         .await
         .expect("bind");
-    let running = hookflow::server::start(&settings, webhook, admin)
+    let running = hookflow::serve::start(&settings, webhook, admin)
         .await
         .expect("starts when asked to");
     running.shutdown().await;

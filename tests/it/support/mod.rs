@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hookflow::server::{self, RunningServer};
+use hookflow::serve::{self, RunningServer};
 use hookflow::settings::ServeSettings;
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
@@ -140,7 +140,7 @@ impl TestServer {
         configure(&mut settings);
         let webhook = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-        let running = server::start(&settings, webhook, admin)
+        let running = serve::start(&settings, webhook, admin)
             .await
             .unwrap_or_else(|e| panic!("server did not start: {e}"));
         let base = format!("http://{}", running.webhook_addr);

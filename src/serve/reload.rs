@@ -3,16 +3,15 @@
 //! attempt is kept for the admin API and the UI.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::{ServerError, compile_registry, log_routes, save_definitions};
 use crate::diag::Diagnostics;
-use crate::server::{ServerError, compile_registry, log_routes, save_definitions};
 use crate::settings::ServeSettings;
 use crate::store::Store;
-use crate::worker::SharedRegistry;
-use crate::workflow;
+use crate::workflow::{self, ReloadStatus, SharedRegistry, SharedReloadStatus};
 
 /// What a reload needs: the settings that found the workflows, the registry to swap, the store
 /// that keeps each version a run may need.
@@ -23,25 +22,12 @@ pub struct Reloader {
     store: Store,
     /// The webhook listener's certificate, read again on each reload.
     tls: Option<Arc<crate::http::tls::TlsConfig>>,
-    /// Told after each swap, so the scheduler recomputes the schedules.
+    /// Told after each swap, so the ticker recomputes the schedules.
     reloaded: Arc<tokio::sync::Notify>,
     status: SharedReloadStatus,
     /// The server started on one workflow file rather than a folder.
     single_file: bool,
 }
-
-/// What the last reload attempt found, for the admin API and the UI: the problems that kept the
-/// previous workflows in place, or none when it succeeded.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ReloadStatus {
-    /// When the last reload was attempted; none since start.
-    pub at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The last attempt was refused: the workflows served are the previous set.
-    pub refused: bool,
-    pub problems: Vec<crate::diag::Problem>,
-}
-
-pub type SharedReloadStatus = Arc<RwLock<ReloadStatus>>;
 
 /// Why a reload kept the workflows it had although no workflow file is invalid: what was found
 /// at the workflows path instead of a folder of workflows.
@@ -233,7 +219,7 @@ impl Reloader {
         }
     }
 
-    /// Told after each swap (the scheduler recomputes the schedules).
+    /// Told after each swap (the ticker recomputes the schedules).
     pub(crate) fn reloaded(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.reloaded)
     }

@@ -1,6 +1,6 @@
-//! The scheduler: starts the runs of `on.schedule` when their ticks come. Each tick is recorded
-//! in the store in the commit that accepts its run, so a restart neither repeats a tick nor
-//! silently drops the ones it missed (`catch_up`), and a reload recomputes every schedule.
+//! The schedule ticker: starts the runs of `on.schedule` when their ticks come. Each tick is
+//! recorded in the store in the commit that accepts its run, so a restart neither repeats a tick
+//! nor silently drops the ones it missed (`catch_up`), and a reload recomputes every schedule.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,9 +12,9 @@ use tracing::{debug, info, warn};
 
 use crate::run::{Event, Trigger};
 use crate::store::{Store, StoreError};
-use crate::worker::{SharedRegistry, Worker};
-use crate::workflow::Workflow;
+use crate::worker::Worker;
 use crate::workflow::schedule::CatchUp;
+use crate::workflow::{SharedRegistry, Workflow};
 
 /// The longest sleep: the wall clock may jump (suspend, NTP) while a sleep counts monotonic time.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -23,7 +23,7 @@ const STORE_BACKOFF: Duration = Duration::from_secs(2);
 /// Late ticks fired one by one; more than this many are handled as missed.
 const MAX_BACKLOG: usize = 5;
 
-/// Start the scheduler task. `reloaded` is notified after the registry was swapped.
+/// Start the ticker task. `reloaded` is notified after the registry was swapped.
 pub fn start(
     store: Store,
     registry: SharedRegistry,
@@ -31,16 +31,16 @@ pub fn start(
     reloaded: Arc<Notify>,
     stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let scheduler = Scheduler {
+    let ticker = Ticker {
         store,
         registry,
         worker,
         cursors: HashMap::new(),
     };
-    tokio::spawn(scheduler.run(reloaded, stopped))
+    tokio::spawn(ticker.run(reloaded, stopped))
 }
 
-struct Scheduler {
+struct Ticker {
     store: Store,
     registry: SharedRegistry,
     worker: Worker,
@@ -48,7 +48,7 @@ struct Scheduler {
     cursors: HashMap<String, DateTime<Utc>>,
 }
 
-impl Scheduler {
+impl Ticker {
     async fn run(mut self, reloaded: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
         loop {
             if *stopped.borrow() {
@@ -156,7 +156,7 @@ impl Scheduler {
         Ok(())
     }
 
-    /// A workflow's schedules as the scheduler first sees them: the ticks missed since the last
+    /// A workflow's schedules as the ticker first sees them: the ticks missed since the last
     /// recorded one are handled per `catch_up`. Answers the cursor to go on from.
     async fn catch_up(&self, workflow: &Workflow) -> Result<DateTime<Utc>, StoreError> {
         let name = &workflow.name;

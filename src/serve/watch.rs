@@ -11,7 +11,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
-use crate::server::{Reloader, ServerError};
+use super::{Reloader, ServerError};
 
 /// Changes closer together than this are one change.
 const QUIET: Duration = Duration::from_millis(250);

@@ -1,11 +1,17 @@
-//! The composition root of `serve`: load workflows, open the store, start the worker, and serve
-//! the webhook and admin listeners until told to stop.
+//! The composition root of `serve`: load workflows, open the store, start the worker, the
+//! schedule ticker and the workflows watch, and serve the webhook and admin listeners until told
+//! to stop. `reload.rs` swaps the workflows while serving, `watch.rs` notices when to, and
+//! `ticker.rs` starts the runs of `on.schedule`.
+
+pub mod reload;
+pub mod ticker;
+// The workflows watch: tokio's `watch` (the stop signal) is named by its full path here.
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::diag::Diagnostics;
@@ -16,7 +22,7 @@ use crate::store::{Definition, OpenMode, Store, StoreError};
 use crate::worker::{Worker, WorkerSettings};
 use crate::workflow::{self, Registry};
 
-pub use crate::reload::{ReloadStatus, Reloader, SharedReloadStatus};
+pub use reload::Reloader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -33,7 +39,7 @@ pub enum ServerError {
     #[error("reload refused: the {kept} workflow(s) loaded before keep serving")]
     Kept {
         #[source]
-        problem: crate::reload::FolderProblem,
+        problem: reload::FolderProblem,
         kept: usize,
     },
     #[error(transparent)]
@@ -54,7 +60,7 @@ pub enum ServerError {
 pub struct RunningServer {
     pub webhook_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     reloader: Reloader,
     hangup: Arc<tokio::sync::Notify>,
@@ -82,7 +88,7 @@ impl RunningServer {
         let _ = self.task.await;
     }
 
-    pub fn stopper(&self) -> watch::Sender<bool> {
+    pub fn stopper(&self) -> tokio::sync::watch::Sender<bool> {
         self.stop.clone()
     }
 }
@@ -183,10 +189,10 @@ async fn serve_with(
         store.clone(),
         tls.clone(),
     );
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     // SIGHUP asks through this: the watches are set up again and the workflows reloaded.
     let hangup = Arc::new(tokio::sync::Notify::new());
-    let watcher = crate::watch::watch_workflows(
+    let watcher = watch::watch_workflows(
         &settings.workflows,
         reloader.clone(),
         Arc::clone(&hangup),
@@ -219,7 +225,7 @@ async fn serve_with(
     if resumed > 0 {
         info!(runs = resumed, "resuming runs left unfinished");
     }
-    let scheduler_task = crate::scheduler::start(
+    let ticker_task = ticker::start(
         store.clone(),
         Arc::clone(&registry),
         worker.clone(),
@@ -247,7 +253,7 @@ async fn serve_with(
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!(%webhook_addr, %admin_addr, workflows = workflow_count, scheme, "hookflow is serving");
 
-    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let webhook = http::listen::serve(
@@ -268,7 +274,7 @@ async fn serve_with(
     )
     .with_graceful_shutdown(until_stopped(stopped.clone()));
     let task = tokio::spawn(async move {
-        let ((), admin_result, _, _) = tokio::join!(webhook, admin, worker_task, scheduler_task);
+        let ((), admin_result, _, _) = tokio::join!(webhook, admin, worker_task, ticker_task);
         // The store is free once every task holding it has ended.
         let _ = pruner.await;
         // The watcher holds the store through its reloader: gone before "stopped" is said.
@@ -333,7 +339,7 @@ const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 async fn prune_periodically(
     store: Store,
     retention: std::time::Duration,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         let before = chrono::Utc::now()
