@@ -5,8 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::workflow::Workflow;
-
 #[derive(Debug, Clone, Default)]
 pub struct SecretSource {
     /// `<dir>/<NAME>` holds the value of secret `NAME` when the environment has none.
@@ -33,20 +31,21 @@ impl SecretSource {
         Some(value.to_owned())
     }
 
-    /// The values of the secrets a workflow declared; unset ones are left out.
-    pub fn resolve(&self, workflow: &Workflow) -> BTreeMap<String, String> {
-        workflow
-            .secrets
-            .iter()
+    /// The values of the secrets named (those a workflow declared); unset ones are left out.
+    pub fn resolve<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeMap<String, String> {
+        names
+            .into_iter()
             .filter_map(|name| self.get(name).map(|v| (name.clone(), v)))
             .collect()
     }
 
-    /// Declared secrets that are set nowhere, for a warning at load.
-    pub fn missing(&self, workflow: &Workflow) -> BTreeSet<String> {
-        workflow
-            .secrets
-            .iter()
+    /// The secrets named that are set nowhere, for a warning at load.
+    pub fn missing<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+        names
+            .into_iter()
             .filter(|name| self.get(name).is_none())
             .cloned()
             .collect()

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::effects::mail::EmailSettings;
+pub use crate::http::tls::TlsFiles;
 use crate::lang::units::parse_duration;
 use crate::run::{Backoff, RetryPolicy};
 
@@ -185,30 +187,18 @@ pub struct ServeSettings {
     pub lease: Duration,
 }
 
-/// The certificate chain and private key of the webhook listener, PEM files read at start and
-/// again on SIGHUP.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 
 pub const DEFAULT_OUTBOX: &str = "./outbox";
 
-/// How `email` steps deliver: SMTP when `smtp` is set, else `.eml` files in `outbox`.
-#[derive(Debug, Clone)]
-pub struct EmailSettings {
-    pub smtp: Option<String>,
-    pub from: Option<String>,
-    pub outbox: PathBuf,
-    pub timeout: Duration,
-}
-
 impl ServeSettings {
+    /// The outside world the server's steps reach: HTTP and mail within the egress policy.
+    pub fn effects(&self) -> Result<crate::effects::Effects, crate::effects::EffectsError> {
+        crate::effects::Effects::new(self.egress.clone(), &self.email)
+    }
+
     /// Who the admin listener answers: its token and the names it is reached by.
     pub fn admin_access(&self) -> crate::http::access::AdminAccess {
         crate::http::access::AdminAccess {

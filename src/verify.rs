@@ -5,7 +5,7 @@
 //! Every comparison of a secret-derived value is constant time and over equal lengths: HMACs go
 //! through `Mac::verify_slice`, tokens through fixed-size digests compared without early exit.
 
-use axum::http::HeaderMap;
+use ::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};

@@ -12,7 +12,6 @@ use serde_json::{Map, Value as Json};
 
 use super::RunArgs;
 use crate::diag::SourceFile;
-use crate::effects::Effects;
 use crate::engine::{self, ExecOptions, Journal, JournalError, RunInfo, RunRequest};
 use crate::future::BoxFuture;
 use crate::http::body::{BodyLimits, parse_body};
@@ -93,8 +92,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         workflow: workflow.name.clone(),
         attempt: 1,
     };
-    let secrets = settings.secrets.resolve(&workflow);
-    let effects = Effects::from_settings(&settings)?;
+    let secrets = settings.secrets.resolve(&workflow.secrets);
+    let effects = settings.effects()?;
     let options = ExecOptions {
         dry_run: args.dry_run,
         started_at: Some(Utc::now()),
@@ -248,7 +247,7 @@ impl engine::Callees for LoadedCallees<'_> {
     }
 
     fn secrets(&self, workflow: &Workflow) -> BTreeMap<String, String> {
-        self.secrets.resolve(workflow)
+        self.secrets.resolve(&workflow.secrets)
     }
 }
 

@@ -50,7 +50,7 @@ pub fn report(
     let warnings = loaded.diagnostics.warning_count();
     let mut missing = Vec::new();
     for w in loaded.registry.workflows.values() {
-        for secret in secrets.missing(w) {
+        for secret in secrets.missing(&w.secrets) {
             missing.push(format!(
                 "{}: secret {secret} is not set in this environment",
                 w.name

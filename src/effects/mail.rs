@@ -16,7 +16,6 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::io::AsyncWriteExt as _;
 
 use super::BoxFuture;
-use crate::settings::EmailSettings;
 
 pub const SMTP_PORT: u16 = 25;
 pub const SUBMISSION_PORT: u16 = 587;
@@ -27,6 +26,15 @@ const POOL_MAX_CONNECTIONS: u32 = 8;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 /// Error messages echo at most this much of a bad value, so a payload cannot flood a record.
 const MAX_ECHO_CHARS: usize = 120;
+
+/// How `email` steps deliver: SMTP when `smtp` is set, else `.eml` files in `outbox`.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub smtp: Option<String>,
+    pub from: Option<String>,
+    pub outbox: PathBuf,
+    pub timeout: Duration,
+}
 
 /// One valid mailbox: `ada@example.com` or `Ada Lovelace <ada@example.com>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

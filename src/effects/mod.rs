@@ -8,8 +8,6 @@ mod roots;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::settings::ServeSettings;
-
 use crate::future::BoxFuture;
 
 /// One outgoing HTTP request, fully rendered.
@@ -77,14 +75,14 @@ pub enum EffectsError {
 }
 
 impl Effects {
-    /// The real implementations, configured from the server settings.
-    pub fn from_settings(settings: &ServeSettings) -> Result<Self, EffectsError> {
+    /// The real implementations: HTTP and mail within `egress`, processes run by tokio.
+    pub fn new(
+        egress: crate::net::EgressPolicy,
+        email: &mail::EmailSettings,
+    ) -> Result<Self, EffectsError> {
         Ok(Self {
-            http: Arc::new(http::ReqwestClient::with_egress(settings.egress.clone())?),
-            mail: Arc::new(
-                mail::LettreMailer::from_settings(&settings.email)?
-                    .with_egress(settings.egress.clone()),
-            ),
+            http: Arc::new(http::ReqwestClient::with_egress(egress.clone())?),
+            mail: Arc::new(mail::LettreMailer::from_settings(email)?.with_egress(egress)),
             process: Arc::new(process::TokioProcessRunner),
         })
     }

@@ -461,7 +461,7 @@ fn verified(
             format!("{scheme}: {what}"),
         ))
     };
-    let secrets = secrets.resolve(workflow);
+    let secrets = secrets.resolve(&workflow.secrets);
     let context = crate::template::to_template_value(&serde_json::json!({ "secrets": secrets }));
     let scope = Scope {
         templates: &workflow.templates,

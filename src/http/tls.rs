@@ -10,7 +10,13 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::settings::TlsFiles;
+/// The certificate chain and private key of the webhook listener, PEM files read at start and
+/// again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

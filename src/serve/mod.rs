@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::diag::Diagnostics;
-use crate::effects::Effects;
 use crate::http::{self, AppState, body::BodyLimits};
 use crate::settings::ServeSettings;
 use crate::store::{Definition, OpenMode, Store, StoreError};
@@ -122,7 +121,7 @@ pub(crate) fn compile_registry(
         warn!("{d}");
     }
     for w in loaded.registry.workflows.values() {
-        for missing in settings.secrets.missing(w) {
+        for missing in settings.secrets.missing(&w.secrets) {
             warn!(workflow = %w.name, secret = %missing, "declared secret is not set in the environment");
         }
     }
@@ -198,8 +197,9 @@ async fn serve_with(
         Arc::clone(&hangup),
         stopped.clone(),
     );
-    let effects =
-        Effects::from_settings(settings).map_err(|e| ServerError::Effects(e.to_string()))?;
+    let effects = settings
+        .effects()
+        .map_err(|e| ServerError::Effects(e.to_string()))?;
     let (worker, worker_task) = Worker::start(
         store.clone(),
         Arc::clone(&registry),

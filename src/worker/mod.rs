@@ -875,7 +875,7 @@ async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphor
             }
         }
         let started = Instant::now();
-        let secrets = worker.inner.secrets.resolve(&workflow);
+        let secrets = worker.inner.secrets.resolve(&workflow.secrets);
         let info = RunInfo {
             id: run_id.to_owned(),
             workflow: workflow.name.clone(),
@@ -1116,7 +1116,7 @@ impl engine::Callees for RegistryCallees<'_> {
     }
 
     fn secrets(&self, workflow: &Workflow) -> std::collections::BTreeMap<String, String> {
-        self.worker.inner.secrets.resolve(workflow)
+        self.worker.inner.secrets.resolve(&workflow.secrets)
     }
 }
 

@@ -882,7 +882,7 @@ fn compile_token_source(
             let name = c
                 .string(n, &format!("{what} `header`"))?
                 .to_ascii_lowercase();
-            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            if ::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 c.error(
                     n.span.clone(),
                     format!("{what} `header` is not a valid header name: {name:?}"),
@@ -934,7 +934,7 @@ fn compile_hmac(
         let name = c
             .string(node, &format!("{what} `{key}`"))?
             .to_ascii_lowercase();
-        if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        if ::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             c.error(
                 node.span.clone(),
                 format!("{what} `{key}` is not a valid header name: {name:?}"),

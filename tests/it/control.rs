@@ -892,9 +892,9 @@ steps:
     let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
     let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let effects =
-        hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
-            .expect("effects");
+    let effects = crate::support::settings_for(dir.path())
+        .effects()
+        .expect("effects");
     let event = many_items_event(items);
     let run = RunInfo {
         id: "run".into(),
@@ -946,9 +946,9 @@ steps:
     let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
     let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let effects =
-        hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
-            .expect("effects");
+    let effects = crate::support::settings_for(dir.path())
+        .effects()
+        .expect("effects");
     let event = many_items_event(items);
     // Every iteration finished before the interruption: all are restored, none is sent.
     let finished: Vec<StepRecord> = (0..items)

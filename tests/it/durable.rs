@@ -804,9 +804,9 @@ async fn journal_of(yaml: &str) -> Vec<String> {
     let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
     let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let effects =
-        hookflow::effects::Effects::from_settings(&crate::support::settings_for(dir.path()))
-            .expect("effects");
+    let effects = crate::support::settings_for(dir.path())
+        .effects()
+        .expect("effects");
     let event = hookflow::run::Event {
         id: "event".into(),
         method: "POST".into(),
