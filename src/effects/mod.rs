@@ -1,5 +1,7 @@
 //! The outside world a step touches, behind traits: the engine and steps never name a network crate.
 
+pub mod clock;
+pub mod fake;
 pub mod http;
 pub mod mail;
 pub mod process;
@@ -63,6 +65,8 @@ pub struct Effects {
     pub mail: Arc<dyn mail::Mailer>,
     /// Local commands of `exec` steps.
     pub process: Arc<dyn process::ProcessRunner>,
+    /// What "now" is for due times, deadlines and timestamps.
+    pub clock: Arc<dyn clock::Clock>,
 }
 
 /// Why the outside world could not be set up from the settings.
@@ -84,6 +88,7 @@ impl Effects {
             http: Arc::new(http::ReqwestClient::with_egress(egress.clone())?),
             mail: Arc::new(mail::LettreMailer::from_settings(email)?.with_egress(egress)),
             process: Arc::new(process::TokioProcessRunner),
+            clock: Arc::new(clock::SystemClock),
         })
     }
 }

@@ -98,7 +98,7 @@ impl Execution<'_> {
             .map(|t| t.with_timezone(&Utc));
         let until = match kept {
             Some(until) => until,
-            None => match delay.until(scope, Utc::now()) {
+            None => match delay.until(scope, self.shared.effects.clock.now()) {
                 Ok(until) => until,
                 Err(err) => return StepResult::Failed(err),
             },
@@ -111,7 +111,7 @@ impl Execution<'_> {
                 serde_json::json!({ "until": until_text, "dry_run": true }),
             ));
         }
-        if Utc::now() >= until {
+        if self.shared.effects.clock.now() >= until {
             return StepResult::Done(Outcome::Continue(
                 serde_json::json!({ "until": until_text }),
             ));

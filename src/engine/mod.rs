@@ -4,6 +4,8 @@
 mod control;
 pub mod redact;
 pub mod retry;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -158,14 +160,16 @@ pub async fn execute(
     );
     // A deadline past what the clock can hold is never reached: no deadline.
     let deadline = workflow.timeout.and_then(|limit| {
-        let started = request.options.started_at.unwrap_or_else(Utc::now);
+        let started = (request.options.started_at).unwrap_or_else(|| request.effects.clock.now());
         crate::steps::delay::end_of(started, limit).map(|at| (limit, at))
     });
     let steps = execution.run_steps(&mut state, &workflow.steps, Place::Top { offset: 0 });
     let flow = match deadline {
         None => steps.await?,
         Some((limit, at)) => {
-            let left = (at - Utc::now()).to_std().unwrap_or_default();
+            let left = (at - request.effects.clock.now())
+                .to_std()
+                .unwrap_or_default();
             // Resumed after the deadline (from a wait that ended there): no step starts.
             let run_out = left.is_zero();
             let timed = async {
@@ -420,7 +424,7 @@ impl<'a> Execution<'a> {
         let attempt = previous
             .filter(|r| r.status == StepStatus::Retrying)
             .map_or(1, |r| r.attempts + 1);
-        let started_at = Utc::now();
+        let started_at = self.shared.effects.clock.now();
         let clock = Instant::now();
         let ctx = self.context(state);
         let scope = self.scope(&ctx);
@@ -494,12 +498,13 @@ impl<'a> Execution<'a> {
                 // A wait too long for a stored time is no retry at all.
                 let due = (!step.kind.is_control() && step.retry.should_retry(&err, attempt))
                     .then(|| {
+                        let now = self.shared.effects.clock.now();
                         let wait = step.retry.delay(
                             attempt,
                             retry::jitter_unit(),
-                            retry::retry_after(err.output.as_ref(), Utc::now()),
+                            retry::retry_after(err.output.as_ref(), now),
                         );
-                        crate::steps::delay::end_of(Utc::now(), wait)
+                        crate::steps::delay::end_of(now, wait)
                     })
                     .flatten();
                 if let Some(due) = due {

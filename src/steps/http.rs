@@ -428,7 +428,7 @@ pub async fn execute(request: RenderedHttp, effects: &Effects) -> Result<Json, S
             .find(|(k, _)| k == "webhook-id")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let timestamp = chrono::Utc::now().timestamp();
+        let timestamp = effects.clock.now().timestamp();
         let body = request.body.as_deref().unwrap_or_default();
         let signature =
             crate::verify::standard_webhooks_signature(secret, &message_id, timestamp, body)
