@@ -61,10 +61,13 @@ impl HttpMatch {
     }
 }
 
+type HttpScript = Script<Result<HttpResponse, HttpError>>;
+type ProcessScript = Script<Result<ProcessOutput, ProcessError>>;
+
 /// An HTTP client that answers from a script and keeps every request it was given.
 #[derive(Debug, Default)]
 pub struct FakeHttp {
-    answers: Mutex<Vec<(HttpMatch, Script<Result<HttpResponse, HttpError>>)>>,
+    answers: Mutex<Vec<(HttpMatch, HttpScript)>>,
     sent: Mutex<Vec<HttpRequest>>,
 }
 
@@ -149,7 +152,7 @@ impl Mailer for FakeMailer {
 /// A process runner that runs nothing: it keeps every request and answers per program.
 #[derive(Debug, Default)]
 pub struct FakeProcess {
-    results: Mutex<Vec<(String, Script<Result<ProcessOutput, ProcessError>>)>>,
+    results: Mutex<Vec<(String, ProcessScript)>>,
     ran: Mutex<Vec<ProcessRequest>>,
 }
 

@@ -385,11 +385,66 @@ impl<'a> Execution<'a> {
         position: usize,
         place: &Place,
     ) -> Result<Option<Flow>, JournalError> {
-        let finished = self.shared.finished;
-        let (name, previous) = match place {
+        let (name, previous) = self.identify(step, position, place);
+        // A resumed run does not act on the world twice: a step with effects (or a control
+        // step) whose record says it finished is not executed again, its (masked) output
+        // restored instead. Steps without effects are simply evaluated again, which also
+        // gives them back the secret values their record had masked.
+        if let Some(record) =
+            previous.filter(|r| step.kind.restored_on_resume() && r.status != StepStatus::Retrying)
+        {
+            state.apply(step, record);
+            return Ok(failure_of(step, &name, record));
+        }
+        let mut record = self.new_record(step, &name, position, place, previous);
+        // Inside the run's span: a step's log lines carry the run id and the step's name.
+        let attempt = record.attempts;
+        let span = tracing::info_span!("step", step = %name, kind = %record.kind, attempt);
+        let clock = Instant::now();
+        let result = self
+            .perform(step, state, &name, previous, &mut record)
+            .instrument(span.clone())
+            .await?;
+        record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        let judged = match self.judge(result, step, state, &mut record) {
+            Judged::Wait(flow) => return Ok(Some(flow)),
+            Judged::Recorded(judged) => judged,
+        };
+        self.note(step, &record).instrument(span).await?;
+        if let Some(due_at) = judged.retry_at {
+            // The wait is stored, not slept here: a restart neither loses nor shortens it.
+            return Ok(Some(Flow::Retrying(
+                waiting_message(step, &name, &record, due_at),
+                due_at,
+            )));
+        }
+        state.apply(step, &record);
+        if let Some(response) = judged.response {
+            // A called workflow's `respond` answers nobody: the caller is the calling run.
+            if self.depth == 0 {
+                self.shared.journal.responded(&response);
+            }
+            state.response = Some(response);
+        }
+        if record.filtered {
+            return Ok(Some(Flow::Filtered));
+        }
+        Ok(failure_of(step, &name, &record))
+    }
+
+    /// The step's record name in the run and its record from an earlier execution, if any.
+    fn identify(
+        &self,
+        step: &Step,
+        position: usize,
+        place: &Place,
+    ) -> (String, Option<&'a StepRecord>) {
+        match place {
             Place::Top { offset } => {
                 let index = offset + position;
-                let previous = finished
+                let previous = self
+                    .shared
+                    .finished
                     .iter()
                     .find(|r| r.index == index && r.name == step.name);
                 (step.name.clone(), previous)
@@ -399,84 +454,95 @@ impl<'a> Execution<'a> {
                 let previous = self.shared.nested.get(name.as_str()).copied();
                 (name, previous)
             }
-        };
-        // A step that acted on the world before an interruption is not done again: its
-        // record is restored. Steps without effects are simply evaluated again, which also
-        // gives them back the secret values their record had masked.
-        if let Some(record) =
-            previous.filter(|r| step.kind.restored_on_resume() && r.status != StepStatus::Retrying)
-        {
-            state.apply(step, record);
-            if record.status == StepStatus::Failed && !step.continue_on_error {
-                return Ok(Some(Flow::Failed {
-                    step: name,
-                    error: record.error.clone().unwrap_or_default(),
-                }));
-            }
-            return Ok(None);
         }
+    }
+
+    /// A fresh record of this attempt of the step: numbered, started now, not yet judged.
+    fn new_record(
+        &self,
+        step: &Step,
+        name: &str,
+        position: usize,
+        place: &Place,
+        previous: Option<&StepRecord>,
+    ) -> StepRecord {
         let index = match (place, previous) {
             (Place::Top { offset }, _) => offset + position,
             (Place::Nested { .. }, Some(record)) => record.index,
             (Place::Nested { .. }, None) => self.shared.next_index.fetch_add(1, Ordering::SeqCst),
         };
-
-        let attempt = previous
+        let attempts = previous
             .filter(|r| r.status == StepStatus::Retrying)
             .map_or(1, |r| r.attempts + 1);
-        let started_at = self.shared.effects.clock.now();
-        let clock = Instant::now();
-        let ctx = self.context(state);
-        let scope = self.scope(&ctx);
-        let identity = StepIdentity {
-            run_id: &self.shared.run.id,
-            step_name: &name,
-        };
-        let mut record = StepRecord {
+        StepRecord {
             index,
-            name: name.clone(),
+            name: name.to_owned(),
             kind: step.kind.name().as_str().to_owned(),
             status: StepStatus::Succeeded,
             input: Json::Null,
             output: Json::Null,
             error: None,
             filtered: false,
-            started_at,
+            started_at: self.shared.effects.clock.now(),
             duration_ms: 0.0,
-            attempts: attempt,
+            attempts,
+        }
+    }
+
+    /// Execute the step: a control step runs its nested steps, any other acts once its
+    /// earlier effects' records are durable.
+    async fn perform(
+        &self,
+        step: &Step,
+        state: &mut RunState,
+        name: &str,
+        previous: Option<&StepRecord>,
+        record: &mut StepRecord,
+    ) -> Result<StepResult, JournalError> {
+        let ctx = self.context(state);
+        let scope = self.scope(&ctx);
+        if step.kind.is_control() {
+            return self
+                .run_control(step, &scope, state, name, previous, record)
+                .await;
+        }
+        if step.kind.has_effects() {
+            // An earlier effect's record is durable before this one acts.
+            self.shared.journal.settle_effects().await?;
+        }
+        let identity = StepIdentity {
+            run_id: &self.shared.run.id,
+            step_name: name,
         };
-        // Inside the run's span: a step's log lines carry the run id and the step's name.
-        let span = tracing::info_span!("step", step = %name, kind = %record.kind, attempt);
-        let result = if step.kind.is_control() {
-            self.run_control(step, &scope, state, &name, previous, &mut record)
-                .instrument(span.clone())
-                .await?
-        } else {
-            if step.kind.has_effects() {
-                // An earlier effect's record is durable before this one acts.
-                self.shared.journal.settle_effects().await?;
-            }
-            run_step(
-                step,
-                &scope,
-                &identity,
-                self.shared.effects,
-                self.shared.options,
-                &self.redactor,
-                &mut record,
-            )
-            .instrument(span.clone())
-            .await
-        };
-        record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
-        let mut response = None;
-        let mut retry_at = None;
+        let shared = self.shared;
+        let result = run_step(
+            step,
+            &scope,
+            &identity,
+            shared.effects,
+            shared.options,
+            &self.redactor,
+            record,
+        );
+        Ok(result.await)
+    }
+
+    /// What the step's result makes of its record: its status, output or error, and whether
+    /// the run answers a caller or waits for a due time.
+    fn judge(
+        &self,
+        result: StepResult,
+        step: &Step,
+        state: &RunState,
+        record: &mut StepRecord,
+    ) -> Judged {
+        let mut judged = Verdict::default();
         match result {
             StepResult::Skipped => record.status = StepStatus::Skipped,
             StepResult::Pending => {}
             StepResult::Wait { until, message } => {
                 // Nested steps recorded their own progress; the step itself is not finished.
-                return Ok(Some(Flow::Retrying(message, until)));
+                return Judged::Wait(Flow::Retrying(message, until));
             }
             StepResult::Done(Outcome::Respond(_, _)) if state.response.is_some() => {
                 record.status = StepStatus::Failed;
@@ -489,91 +555,100 @@ impl<'a> Execution<'a> {
                 record.output = outcome.output().clone();
                 match outcome {
                     Outcome::Filtered(_) => record.filtered = true,
-                    Outcome::Respond(r, _) => response = Some(r),
+                    Outcome::Respond(r, _) => judged.response = Some(r),
                     Outcome::Continue(_) => {}
                 }
             }
-            StepResult::Failed(err) => {
-                // A control step's nested steps retry on their own; the step itself does not.
-                // A wait too long for a stored time is no retry at all.
-                let due = (!step.kind.is_control() && step.retry.should_retry(&err, attempt))
-                    .then(|| {
-                        let now = self.shared.effects.clock.now();
-                        let wait = step.retry.delay(
-                            attempt,
-                            retry::jitter_unit(),
-                            retry::retry_after(err.output.as_ref(), now),
-                        );
-                        crate::steps::delay::end_of(now, wait)
-                    })
-                    .flatten();
-                if let Some(due) = due {
-                    record.status = StepStatus::Retrying;
-                    retry_at = Some(due);
-                } else {
-                    record.status = StepStatus::Failed;
-                }
-                record.error = Some(err.message);
-                record.output = err.output.unwrap_or(Json::Null);
-            }
+            StepResult::Failed(err) => judged.retry_at = self.judge_failure(step, err, record),
         }
         if record.status == StepStatus::Retrying && step.kind.is_control() {
             // A `delay` that has not ended: its end is in the record, so a resume keeps it.
-            retry_at = record
+            judged.retry_at = record
                 .output
                 .get("until")
                 .and_then(Json::as_str)
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc));
         }
-        // The record is masked; the run itself goes on with the real values. No record is
-        // waited for here but a wait's: the run stops on it. One a resume restores is made
-        // durable before the next effect (`settle_effects`), the others with the run's end.
+        Judged::Recorded(judged)
+    }
+
+    /// A failed attempt's record, and when the next attempt is due if the step's retry policy
+    /// allows one.
+    fn judge_failure(
+        &self,
+        step: &Step,
+        err: StepError,
+        record: &mut StepRecord,
+    ) -> Option<DateTime<Utc>> {
+        let attempt = record.attempts;
+        // A control step's nested steps retry on their own; the step itself does not.
+        // A wait too long for a stored time is no retry at all.
+        let due = (!step.kind.is_control() && step.retry.should_retry(&err, attempt))
+            .then(|| {
+                let now = self.shared.effects.clock.now();
+                let retry_after = retry::retry_after(err.output.as_ref(), now);
+                let wait = step.retry.delay(attempt, retry::jitter_unit(), retry_after);
+                crate::steps::delay::end_of(now, wait)
+            })
+            .flatten();
+        record.status = match due {
+            Some(_) => StepStatus::Retrying,
+            None => StepStatus::Failed,
+        };
+        record.error = Some(err.message);
+        record.output = err.output.unwrap_or(Json::Null);
+        due
+    }
+
+    /// Hand the (masked) record to the journal. The run itself goes on with the real values.
+    /// No record is waited for here but a wait's: the run stops on it. One a resume restores
+    /// is made durable before the next effect (`settle_effects`), the others with the run's end.
+    async fn note(&self, step: &Step, record: &StepRecord) -> Result<(), JournalError> {
         let masked = self.redactor.redact_record(record.clone());
         let journal = &self.shared.journal;
         if record.status == StepStatus::Retrying {
-            journal.step_finished(&masked).instrument(span).await?;
+            journal.step_finished(&masked).await
         } else if step.kind.restored_on_resume() {
-            let noted = journal.step_noted(&masked, Noted::GuardsEffect);
-            noted.instrument(span).await?;
+            journal.step_noted(&masked, Noted::GuardsEffect).await
         } else {
-            let noted = journal.step_noted(&masked, Noted::Evaluated);
-            noted.instrument(span).await?;
+            journal.step_noted(&masked, Noted::Evaluated).await
         }
-        if let Some(due_at) = retry_at {
-            // The wait is stored, not slept here: a restart neither loses nor shortens it.
-            let error = if step.kind.is_control() {
-                format!(
-                    "step '{name}' waits until {}",
-                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                )
-            } else {
-                format!(
-                    "step '{name}' attempt {attempt} failed, retrying at {}: {}",
-                    due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    record.error.clone().unwrap_or_default()
-                )
-            };
-            return Ok(Some(Flow::Retrying(error, due_at)));
-        }
-        state.apply(step, &record);
-        if let Some(response) = response {
-            // A called workflow's `respond` answers nobody: the caller is the calling run.
-            if self.depth == 0 {
-                self.shared.journal.responded(&response);
-            }
-            state.response = Some(response);
-        }
-        if record.filtered {
-            return Ok(Some(Flow::Filtered));
-        }
-        if record.status == StepStatus::Failed && !step.continue_on_error {
-            return Ok(Some(Flow::Failed {
-                step: name,
-                error: record.error.clone().unwrap_or_default(),
-            }));
-        }
-        Ok(None)
+    }
+}
+
+/// What a judged step asks of the run besides its record.
+#[derive(Default)]
+struct Verdict {
+    response: Option<SyncResponse>,
+    retry_at: Option<DateTime<Utc>>,
+}
+
+enum Judged {
+    /// Nested steps wait: the step is neither finished nor recorded.
+    Wait(Flow),
+    Recorded(Verdict),
+}
+
+/// `Some` when the step's record fails the run: it failed and may not go on.
+fn failure_of(step: &Step, name: &str, record: &StepRecord) -> Option<Flow> {
+    (record.status == StepStatus::Failed && !step.continue_on_error).then(|| Flow::Failed {
+        step: name.to_owned(),
+        error: record.error.clone().unwrap_or_default(),
+    })
+}
+
+/// The run's error while it waits for `due_at`: a control step's wait, or a retry.
+fn waiting_message(step: &Step, name: &str, record: &StepRecord, due_at: DateTime<Utc>) -> String {
+    let due = due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if step.kind.is_control() {
+        format!("step '{name}' waits until {due}")
+    } else {
+        format!(
+            "step '{name}' attempt {} failed, retrying at {due}: {}",
+            record.attempts,
+            record.error.clone().unwrap_or_default()
+        )
     }
 }
 
