@@ -724,7 +724,7 @@ fn the_scan_sees_every_module_and_known_imports() {
         Named::Crate("sqlx".to_owned())
     ));
     assert!(names(
-        "src/effects/mail.rs",
+        "src/effects/mail/transport.rs",
         Named::Crate("lettre".to_owned())
     ));
 }
