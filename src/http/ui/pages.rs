@@ -1,0 +1,365 @@
+//! The UI's pages: runs, a run, its event, workflows, refused requests, and the Replay and
+//! Start forms, each read from the store and the registry and rendered through `Ui`.
+
+use super::*;
+
+pub(super) const STATUSES: &[&str] = &[
+    "queued",
+    "running",
+    "retrying",
+    "succeeded",
+    "failed",
+    "filtered",
+    "cancelled",
+];
+
+pub(super) async fn runs_list(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let filter = match query::read::<ListQuery>(query.as_deref())
+        .and_then(|q| q.filter(query::Empty::Any))
+    {
+        Ok(filter) => filter,
+        Err(message) => return ui.error_page(StatusCode::BAD_REQUEST, "Bad filter", &message),
+    };
+    let page = match runs_page(&state, filter.clone()).await {
+        Ok(page) => page,
+        Err(err) => {
+            tracing::error!(error = %err, "listing runs failed");
+            return ui.error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The store cannot be read",
+                "See the server's log.",
+            );
+        }
+    };
+    let workflows: Vec<String> = state
+        .registry
+        .read()
+        .map(|r| r.workflows.keys().cloned().collect())
+        .unwrap_or_default();
+    let workflow = filter.workflow.clone().unwrap_or_default();
+    let status = filter.status.map(|s| s.as_str()).unwrap_or_default();
+    let url = |cursor: Option<&str>| {
+        let mut pairs = Vec::new();
+        if !workflow.is_empty() {
+            pairs.push(("workflow", workflow.as_str()));
+        }
+        if !status.is_empty() {
+            pairs.push(("status", status));
+        }
+        if let Some(cursor) = cursor {
+            pairs.push(("cursor", cursor));
+        }
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        if query.is_empty() {
+            "/ui/runs".to_owned()
+        } else {
+            format!("/ui/runs?{query}")
+        }
+    };
+    let runs: Vec<Json> = page.runs.iter().map(run_view).collect();
+    ui.render(
+        "runs.html",
+        json!({
+            "page": "runs",
+            "runs": runs,
+            "workflows": workflows,
+            "statuses": STATUSES,
+            "filter": { "workflow": workflow, "status": status },
+            "cursor": filter.before.is_some(),
+            "auto_refresh": filter.before.is_none(),
+            "first_url": url(None),
+            "next_url": page.next.as_deref().map(|c| url(Some(c))),
+        }),
+    )
+}
+
+pub(super) async fn load_run(state: &AppState, ui: &Ui, id: &str) -> Result<RunDetail, Response> {
+    match state.store.run(id).await {
+        Ok(Some(detail)) => Ok(detail),
+        Ok(None) => Err(ui.error_page(
+            StatusCode::NOT_FOUND,
+            "No such run",
+            &format!("No run has the id {id}."),
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "reading a run failed");
+            Err(ui.error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The store cannot be read",
+                "See the server's log.",
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RunPageQuery {
+    replayed: Option<u32>,
+}
+
+pub(super) async fn run_page(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    // `replayed` only adds a notice: a value that cannot be read leaves it out.
+    let query: RunPageQuery = query::read(query.as_deref()).unwrap_or_default();
+    let detail = match load_run(&state, &ui, &id).await {
+        Ok(detail) => detail,
+        Err(page) => return page,
+    };
+    render_run(&ui, &detail, &headers, query.replayed, None, StatusCode::OK)
+}
+
+pub(super) fn render_run(
+    ui: &Ui,
+    detail: &RunDetail,
+    headers: &HeaderMap,
+    replayed: Option<u32>,
+    problem: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let (csrf, fresh) = ui.csrf_for(headers);
+    let mut run = run_view(&detail.run);
+    run["finished"] = json!(detail.run.status.is_final());
+    run["full_error"] = json!(detail.run.error);
+    run["started"] = json!(detail.run.started_at.map(time_text));
+    run["finished_at"] = json!(detail.run.finished_at.map(time_text));
+    let response = ui.render_status(
+        status,
+        "run.html",
+        json!({
+            "page": "runs",
+            "run": run,
+            "event": {
+                "method": detail.event.method,
+                "path": detail.event.path,
+                "trigger": detail.event.trigger.kind(),
+            },
+            "steps": step_views(detail),
+            "csrf": csrf,
+            "replayed": replayed,
+            "problem": problem,
+        }),
+    );
+    with_csrf_cookie(response, fresh)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ReplayForm {
+    #[serde(default)]
+    csrf: String,
+    from_start: Option<String>,
+}
+
+pub(super) async fn replay_form(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: ReplayForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    if !ui.genuine(&headers, &form.csrf) {
+        return ui.stale_form();
+    }
+    let from_start = form.from_start.as_deref() == Some("true");
+    match replay(&state, &id, from_start).await {
+        Ok((run_id, attempt)) => {
+            Redirect::to(&format!("/ui/runs/{run_id}?replayed={attempt}")).into_response()
+        }
+        Err(ReplayError::NotFound(_)) => ui.error_page(
+            StatusCode::NOT_FOUND,
+            "No such run",
+            &format!("No run has the id {id}."),
+        ),
+        Err(err) => {
+            let status = match err {
+                ReplayError::NotFinished(..) => StatusCode::CONFLICT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            match load_run(&state, &ui, &id).await {
+                Ok(detail) => {
+                    render_run(&ui, &detail, &headers, None, Some(err.to_string()), status)
+                }
+                Err(page) => page,
+            }
+        }
+    }
+}
+
+pub(super) async fn event_page(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(id): Path<String>,
+) -> Response {
+    let detail = match load_run(&state, &ui, &id).await {
+        Ok(detail) => detail,
+        Err(page) => return page,
+    };
+    let event = &detail.event;
+    let headers: Vec<(String, String)> = event
+        .headers
+        .iter()
+        .map(|(name, value)| (name.clone(), json_text(value)))
+        .collect();
+    let body = if event.body.is_null() {
+        String::from_utf8_lossy(&event.raw).into_owned()
+    } else {
+        serde_json::to_string_pretty(&event.body).unwrap_or_default()
+    };
+    ui.render(
+        "event.html",
+        json!({
+            "page": "runs",
+            "run_id": detail.run.id,
+            "run_short_id": detail.run.id,
+            "event": {
+                "id": event.id,
+                "method": event.method,
+                "path": event.path,
+                "query": query_text(event),
+                "received": time_text(event.received_at),
+                "headers": headers,
+                "body": body,
+                "size": event.raw.len(),
+            },
+            "trigger": trigger_view(&event.trigger),
+            "curl": matches!(event.trigger, crate::run::Trigger::Webhook)
+                .then(|| curl_command(&state.webhook_url, event)),
+        }),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct StartForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    payload: String,
+}
+
+/// The workflows page's Start form: a run by hand on the JSON payload typed in, through the same
+/// path as `POST /api/workflows/{name}/start`.
+pub(super) async fn start_form(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: StartForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    if !ui.genuine(&headers, &form.csrf) {
+        return ui.stale_form();
+    }
+    match start_by_hand(&state, &name, form.payload.as_bytes(), "ui".to_owned()).await {
+        Ok(started) => Redirect::to(&format!("/ui/runs/{}", started.run_id)).into_response(),
+        Err(StartError::NoWorkflow(_)) => ui.error_page(
+            StatusCode::NOT_FOUND,
+            "No such workflow",
+            &format!("No workflow is named {name}."),
+        ),
+        Err(err @ StartError::BadPayload(_)) => {
+            ui.error_page(StatusCode::BAD_REQUEST, "Not started", &err.to_string())
+        }
+        Err(err) => ui.error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not started",
+            &err.to_string(),
+        ),
+    }
+}
+
+pub(super) async fn workflows_page(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+) -> Response {
+    let (workflows, reload) = match workflows_overview(&state, 8).await {
+        Ok(overview) => overview,
+        Err(err) => {
+            tracing::error!(error = %err, "listing workflows failed");
+            return ui.error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The store cannot be read",
+                "See the server's log.",
+            );
+        }
+    };
+    let views: Vec<Json> = workflows
+        .iter()
+        .map(|w| {
+            let recent: Vec<Json> = w
+                .recent_runs
+                .iter()
+                .map(|r| json!({ "id": r.id, "status": r.status, "created": time_text(r.created_at) }))
+                .collect();
+            json!({
+                "name": w.name,
+                "description": w.description,
+                "file": w.file,
+                "routes": w.routes,
+                "schedules": w.schedules.iter().map(|s| json!({
+                    "description": s.description,
+                    "next": s.next.map(time_text),
+                })).collect::<Vec<_>>(),
+                "recent": recent,
+                "problems": w.problems,
+            })
+        })
+        .collect();
+    let (csrf, fresh) = ui.csrf_for(&headers);
+    let response = ui.render(
+        "workflows.html",
+        json!({
+            "page": "workflows",
+            "workflows": views,
+            "reload": reload,
+            "reload_at": reload.at.map(time_text),
+            "csrf": csrf,
+        }),
+    );
+    with_csrf_cookie(response, fresh)
+}
+
+/// How many refused requests the page shows (the record keeps more; `/api/rejected` has them).
+pub(super) const REJECTED_SHOWN: usize = 200;
+
+pub(super) async fn rejected_page(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+) -> Response {
+    let rejected: Vec<Json> = state
+        .rejected
+        .recent(REJECTED_SHOWN)
+        .iter()
+        .map(|r| {
+            json!({
+                "at": time_text(r.at),
+                "method": r.method,
+                "path": r.path,
+                "workflows": r.workflows,
+                "status": r.status,
+                "reason": r.reason.as_str(),
+                "detail": r.detail,
+                "source": r.source.map(|s| s.to_string()),
+            })
+        })
+        .collect();
+    let counts: Vec<(&str, u64)> = state.rejected.counts_by_reason().into_iter().collect();
+    ui.render(
+        "rejected.html",
+        json!({
+            "page": "rejected",
+            "rejected": rejected,
+            "counts": counts,
+            "shown": REJECTED_SHOWN,
+        }),
+    )
+}
