@@ -1,10 +1,17 @@
 //! Network addresses as policy sees them: CIDR blocks (`ip_allow`, `trusted_proxies`, the
-//! egress `allow` list), the address classes an egress policy denies, the client address of a
-//! request that came through trusted proxies, and the egress policy itself.
+//! egress `allow` list) and the address classes an egress policy denies, shared by both sides.
+//! `ingress.rs` finds the client address of a request that came through trusted proxies (what
+//! `http` needs); `egress.rs` holds the egress policy (what `effects` needs).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+
+mod egress;
+mod ingress;
+
+pub use egress::{EgressDenied, EgressPolicy};
+pub use ingress::client_address;
 
 /// A block of addresses, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a block of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,54 +81,6 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 
 pub fn any_contains(blocks: &[Cidr], ip: IpAddr) -> bool {
     blocks.iter().any(|b| b.contains(ip))
-}
-
-/// The address a request came from. Without trusted proxies, or when the peer is not one, it is
-/// the peer: anyone can write `X-Forwarded-For`. From a trusted proxy, it is the rightmost
-/// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left were written
-/// by the client and prove nothing). `None` when that entry is no address (`unknown`, a name):
-/// the client is unknown, and the proxy that wrote it must not stand in for it.
-pub fn client_address<'a>(
-    peer: IpAddr,
-    forwarded_for: impl IntoIterator<Item = &'a str>,
-    trusted_proxies: &[Cidr],
-) -> Option<IpAddr> {
-    let peer = canonical(peer);
-    if !any_contains(trusted_proxies, peer) {
-        return Some(peer);
-    }
-    let hops: Vec<&str> = forwarded_for
-        .into_iter()
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|hop| !hop.is_empty())
-        .collect();
-    let mut nearest = peer;
-    for hop in hops.iter().rev() {
-        let ip = forwarded_address(hop).map(canonical)?;
-        if !any_contains(trusted_proxies, ip) {
-            return Some(ip);
-        }
-        nearest = ip;
-    }
-    Some(nearest)
-}
-
-/// One `X-Forwarded-For` entry as proxies write it: an address, IPv4 with a port
-/// (`192.0.2.1:4711`), IPv6 bare or in brackets with or without a port (`[2001:db8::1]:4711`),
-/// perhaps quoted.
-fn forwarded_address(hop: &str) -> Option<IpAddr> {
-    let hop = hop.trim().trim_matches('"');
-    hop.parse::<IpAddr>()
-        .ok()
-        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
-        .or_else(|| {
-            hop.strip_prefix('[')?
-                .strip_suffix(']')?
-                .parse::<Ipv6Addr>()
-                .ok()
-                .map(IpAddr::V6)
-        })
 }
 
 /// The kinds of address an egress policy can deny by name.
@@ -209,73 +168,6 @@ impl AddressClass {
     }
 }
 
-/// Which hosts `http`, `ci` and `email` steps may reach, judged on the address actually
-/// connected to. Open when `deny` is empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EgressPolicy {
-    pub deny: Vec<AddressClass>,
-    /// Blocks reachable even when their class is denied.
-    pub allow_blocks: Vec<Cidr>,
-    /// Host names (lower case) reachable whatever they resolve to; `*.example.com` matches
-    /// every name under `example.com`.
-    pub allow_hosts: Vec<String>,
-}
-
-/// A connection the egress policy refuses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("egress policy denies {ip} ({class})", class = class.as_str())]
-pub struct EgressDenied {
-    pub ip: IpAddr,
-    pub class: AddressClass,
-}
-
-impl EgressPolicy {
-    pub fn is_open(&self) -> bool {
-        self.deny.is_empty()
-    }
-
-    /// An entry of `allow`: a CIDR block or address, else a host name.
-    pub fn allow(&mut self, entry: &str) {
-        match entry.parse::<Cidr>() {
-            Ok(block) => self.allow_blocks.push(block),
-            // Judged against names without their root dot: an entry keeps none either.
-            Err(_) => self
-                .allow_hosts
-                .push(entry.trim().trim_end_matches('.').to_ascii_lowercase()),
-        }
-    }
-
-    /// Whether `host` is allowed by name, whatever it resolves to.
-    pub fn allows_host(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.allow_hosts
-            .iter()
-            .any(|allowed| match allowed.strip_prefix("*.") {
-                Some(domain) => host
-                    .strip_suffix(domain)
-                    .is_some_and(|rest| rest.ends_with('.')),
-                None => *allowed == host,
-            })
-    }
-
-    /// Whether a connection to `ip` (resolved from `host`, or the host itself) may be made.
-    pub fn check(&self, host: &str, ip: IpAddr) -> Result<(), EgressDenied> {
-        if self.is_open() || self.allows_host(host) || any_contains(&self.allow_blocks, ip) {
-            return Ok(());
-        }
-        match AddressClass::of(ip)
-            .into_iter()
-            .find(|class| self.deny.contains(class))
-        {
-            Some(class) => Err(EgressDenied {
-                ip: canonical(ip),
-                class,
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,149 +194,5 @@ mod tests {
         for bad in ["10.0.0.0/33", "10.0.0/8", "host", "::1/129", ""] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_client_is_the_rightmost_untrusted_forwarded_address_from_a_trusted_peer() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
-        // From an untrusted peer the header is ignored.
-        assert_eq!(
-            client_address(ip("203.0.113.5"), ["198.51.100.1"], &trusted),
-            Some(ip("203.0.113.5"))
-        );
-        // A client-written entry left of the real one is ignored.
-        assert_eq!(
-            client_address(
-                ip("10.0.0.2"),
-                ["1.1.1.1, 198.51.100.1", "10.0.0.3"],
-                &trusted
-            ),
-            Some(ip("198.51.100.1"))
-        );
-        // Only proxies: the leftmost of them.
-        assert_eq!(
-            client_address(ip("10.0.0.2"), ["10.0.0.9"], &trusted),
-            Some(ip("10.0.0.9"))
-        );
-        assert_eq!(
-            client_address(ip("10.0.0.2"), [], &[]),
-            Some(ip("10.0.0.2"))
-        );
-    }
-
-    #[test]
-    fn forwarded_entries_with_ports_brackets_and_quotes_name_their_address() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
-        let proxy = ip("10.0.0.2");
-        for (entry, client) in [
-            ("203.0.113.9:41234", "203.0.113.9"),
-            ("[2001:db8::7]:443", "2001:db8::7"),
-            ("[2001:db8::7]", "2001:db8::7"),
-            ("2001:db8::7", "2001:db8::7"),
-            ("\"[2001:db8::7]:443\"", "2001:db8::7"),
-            ("::ffff:203.0.113.9", "203.0.113.9"),
-            (" 203.0.113.9 ", "203.0.113.9"),
-        ] {
-            assert_eq!(
-                client_address(proxy, [entry], &trusted),
-                Some(ip(client)),
-                "{entry}"
-            );
-        }
-        // A trusted proxy written with its port is still a trusted proxy.
-        assert_eq!(
-            client_address(proxy, ["203.0.113.9, 10.0.0.3:8080"], &trusted),
-            Some(ip("203.0.113.9"))
-        );
-    }
-
-    #[test]
-    fn a_forwarded_entry_that_is_no_address_leaves_the_client_unknown() {
-        // Where the client should be there is `unknown`, a name or garbage: the proxy that wrote
-        // it is not the client, and must not be taken for it (it may well be in `ip_allow`).
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
-        for header in [
-            "unknown",
-            "junk, 10.0.0.9",
-            "203.0.113.9:port",
-            "[::1",
-            "_hidden",
-        ] {
-            assert_eq!(
-                client_address(ip("10.0.0.2"), [header], &trusted),
-                None,
-                "{header}"
-            );
-        }
-        // Garbage left of the real client is the client's own writing and changes nothing.
-        assert_eq!(
-            client_address(ip("10.0.0.2"), ["junk, 203.0.113.9"], &trusted),
-            Some(ip("203.0.113.9"))
-        );
-    }
-
-    #[test]
-    fn egress_denies_classes_unless_allowed() {
-        let mut policy = EgressPolicy {
-            deny: vec![
-                AddressClass::Private,
-                AddressClass::Loopback,
-                AddressClass::LinkLocal,
-                AddressClass::Metadata,
-            ],
-            ..EgressPolicy::default()
-        };
-        assert_eq!(
-            policy.check("x", ip("127.0.0.1")).unwrap_err().to_string(),
-            "egress policy denies 127.0.0.1 (loopback)"
-        );
-        assert_eq!(
-            policy.check("x", ip("169.254.169.254")).unwrap_err().class,
-            AddressClass::Metadata
-        );
-        assert_eq!(
-            policy
-                .check("x", ip("::ffff:10.0.0.1"))
-                .unwrap_err()
-                .to_string(),
-            "egress policy denies 10.0.0.1 (private)"
-        );
-        assert!(policy.check("x", ip("0.0.0.0")).is_err());
-        assert!(policy.check("x", ip("fe80::1")).is_err());
-        assert!(policy.check("x", ip("fd12::1")).is_err());
-        assert!(policy.check("x", ip("100.64.0.1")).is_err());
-        assert!(policy.check("x", ip("93.184.215.14")).is_ok());
-        // Through a NAT64 gateway (and names DNS64 gives an AAAA) the IPv4 address is reached.
-        assert_eq!(
-            policy.check("x", ip("64:ff9b::a00:1")).unwrap_err().class,
-            AddressClass::Private
-        );
-        assert_eq!(
-            policy
-                .check("x", ip("64:ff9b::a9fe:a9fe"))
-                .unwrap_err()
-                .class,
-            AddressClass::Metadata
-        );
-        assert!(policy.check("x", ip("64:ff9b::127.0.0.1")).is_err());
-        assert!(policy.check("x", ip("64:ff9b::808:808")).is_ok());
-        policy.allow("10.0.0.0/8");
-        policy.allow("*.corp.example");
-        policy.allow("crm.internal");
-        assert!(policy.check("x", ip("10.0.0.1")).is_ok());
-        assert!(policy.check("a.corp.example", ip("192.168.1.1")).is_ok());
-        assert!(policy.check("CRM.internal.", ip("192.168.1.1")).is_ok());
-        policy.allow("Build.Internal.");
-        assert!(policy.check("build.internal", ip("192.168.1.2")).is_ok());
-        assert!(policy.check("corp.example", ip("192.168.1.1")).is_err());
-        assert!(policy.check("xcorp.example", ip("192.168.1.1")).is_err());
-        // Only metadata denied: other link-local addresses pass.
-        let metadata_only = EgressPolicy {
-            deny: vec![AddressClass::Metadata],
-            ..EgressPolicy::default()
-        };
-        assert!(metadata_only.check("x", ip("169.254.1.1")).is_ok());
-        assert!(metadata_only.check("x", ip("169.254.169.254")).is_err());
-        assert!(EgressPolicy::default().check("x", ip("127.0.0.1")).is_ok());
     }
 }
