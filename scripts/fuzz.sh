@@ -135,7 +135,7 @@ seed_verify() {
     local ping='{"event":"ping","id":42}'
     local slack_body='token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c'
     local twilio_form='CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212'
-    # The published vectors of src/verify.rs's tests: each of these is accepted.
+    # The published vectors of the tests in src/verify/: each of these is accepted.
     verify_seed github $'github\nX-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17' 'Hello, World!'
     verify_seed github_sha1 $'github legacy_sha1\nX-Hub-Signature: sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59' 'Hello, World!'
     verify_seed gitlab $'gitlab\nX-Gitlab-Token: my-gitlab-token\n@secret: my-gitlab-token' '{}'

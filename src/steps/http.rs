@@ -11,6 +11,7 @@ use crate::lang::yaml::{Node, NodeValue};
 use crate::run::StatusPattern;
 use crate::steps::{StepError, StepIdentity};
 use crate::template::{Scope, ValueTemplate};
+use crate::verify::Scheme;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const ERROR_BODY_PREVIEW: usize = 300;
@@ -30,7 +31,7 @@ pub const KEYS: &[&str] = &[
     "sign",
 ];
 /// The schemes of an `http` step's `sign`.
-pub const SIGN_SCHEMES: &[&str] = &["standard_webhooks"];
+pub const SIGN_SCHEMES: &[&str] = &[Scheme::StandardWebhooks.as_str()];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 #[derive(Debug)]
@@ -337,7 +338,7 @@ impl HttpStep {
 
 fn compile_sign(c: &mut Compiler, node: &Node) -> Option<Sign> {
     let fields = c.fields(node, "`sign`", SIGN_SCHEMES, &[])?;
-    let Some(scheme) = fields.get("standard_webhooks") else {
+    let Some(scheme) = fields.get(Scheme::StandardWebhooks.as_str()) else {
         c.error(
             node.span.clone(),
             format!("`sign` names one scheme: {}", SIGN_SCHEMES.join(", ")),

@@ -745,9 +745,8 @@ fn compile_verify(c: &mut Compiler, node: &Node) -> Option<Verify> {
         },
         None => None,
     };
-    for name in VERIFY_PRESETS {
-        let (Some(preset_node), Some(scheme)) = (fields.get(name), verify::Scheme::from_name(name))
-        else {
+    for scheme in verify::Scheme::ALL {
+        let Some(preset_node) = fields.get(scheme.as_str()) else {
             continue;
         };
         match compile_verify_preset(c, preset_node, scheme) {

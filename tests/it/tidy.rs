@@ -4,7 +4,8 @@
 //!
 //! Like rust-analyzer's `tidy`, it reads the sources instead of configuring a linter: a small
 //! scanner blanks comments and string literals, then finds `crate::x`, escaping `super::` and
-//! `some_crate::` paths. Test modules inside `src/` count too: they are compiled in the crate.
+//! `some_crate::` paths; a name `lib.rs` re-exports (`pub use observe::metrics;`) counts as the
+//! module that holds it. Test modules inside `src/` count too: they are compiled in the crate.
 //! `KNOWN_DEBTS` lists the breaks still tolerated; it is empty, and only ever shrinks.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,24 +56,8 @@ const RULES: &[Rule] = &[
     },
     Rule {
         from: &[
-            "diag",
-            "effects",
-            "engine",
-            "future",
-            "http",
-            "jsonpath",
-            "lang",
-            "metrics",
-            "net",
-            "run",
-            "secrets",
-            "settings",
-            "steps",
-            "store",
-            "telemetry",
-            "template",
-            "verify",
-            "worker",
+            "diag", "effects", "engine", "future", "http", "jsonpath", "lang", "net", "observe",
+            "run", "secrets", "settings", "steps", "store", "template", "verify", "worker",
             "workflow",
         ],
         never: &["serve", "cli"],
@@ -416,10 +401,52 @@ fn scanned_sources() -> Vec<ScannedFile> {
         .collect();
     let crates = outside_crates(&relative);
     let crates: Vec<&str> = crates.iter().map(String::as_str).collect();
+    let lib = std::fs::read_to_string(src.join("lib.rs"))
+        .unwrap_or_else(|err| panic!("reading src/lib.rs: {err}"));
+    let reexports = root_reexports(&lib);
     relative
         .iter()
         .filter_map(|path| scan(&src, path, &crates))
+        .map(|file| resolve_reexports(file, &reexports))
         .collect()
+}
+
+/// What `lib.rs` re-exports at the crate root, each with the top-level module that holds it:
+/// after `pub use observe::{metrics, telemetry};`, `crate::metrics::x` is an arrow to `observe`.
+fn root_reexports(lib: &str) -> BTreeMap<String, String> {
+    let code = blank_comments_and_literals(lib);
+    let mut found = BTreeMap::new();
+    for statement in code.split(';').map(str::trim) {
+        let Some(path) = statement.strip_prefix("pub use ") else {
+            continue;
+        };
+        let path = path.trim().trim_start_matches("crate::");
+        let Some((module, rest)) = path.split_once("::") else {
+            continue;
+        };
+        let rest = rest.trim().trim_start_matches('{').trim_end_matches('}');
+        for element in rest.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let exported = match element.split_once(" as ") {
+                Some((_, alias)) => alias.trim(),
+                None => element.rsplit("::").next().unwrap_or(element).trim(),
+            };
+            found.insert(exported.to_owned(), module.trim().to_owned());
+        }
+    }
+    found
+}
+
+/// `file` with each import of a root re-export counted as an import of the module that holds it.
+fn resolve_reexports(mut file: ScannedFile, reexports: &BTreeMap<String, String>) -> ScannedFile {
+    for import in &mut file.imports {
+        let Named::Module(name) = &import.named else {
+            continue;
+        };
+        if let Some(module) = reexports.get(name) {
+            import.named = Named::Module(module.clone());
+        }
+    }
+    file
 }
 
 fn scan(src: &Path, relative: &Path, crates: &[&str]) -> Option<ScannedFile> {
@@ -707,6 +734,9 @@ fn the_scan_sees_every_module_and_known_imports() {
         ("worker", "engine"),
         ("effects", "net"),
         ("cli", "serve"),
+        // Through the root re-exports `crate::metrics` and `crate::telemetry`.
+        ("worker", "observe"),
+        ("cli", "observe"),
     ] {
         let edge = (from.to_owned(), to.to_owned());
         assert!(
@@ -834,6 +864,23 @@ fn dependency_names_come_from_every_dependency_table() {
     let manifest = "[package]\nname = \"x\"\n[dependencies]\n# a comment = 1\nhyper-util = \"0.1\"\n[dev-dependencies]\ntempfile = \"3\"\n[profile.dev]\ndebug = true\n";
     let names: Vec<String> = dependency_names(manifest).into_iter().collect();
     assert_eq!(names, ["hyper_util", "tempfile"]);
+}
+
+#[test]
+fn root_reexports_name_the_module_that_holds_them() {
+    let lib = "pub mod observe;\n// pub use nowhere::x;\npub use observe::{metrics, telemetry};\n\
+               pub use crate::net::Cidr as Block;\npub use run::event::Event;\nuse lang::hidden;\n";
+    let found: Vec<(String, String)> = root_reexports(lib).into_iter().collect();
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        found,
+        [
+            pair("Block", "net"),
+            pair("Event", "run"),
+            pair("metrics", "observe"),
+            pair("telemetry", "observe"),
+        ]
+    );
 }
 
 #[test]
