@@ -178,7 +178,7 @@ async fn workflows_are_listed_with_their_routes_and_last_run() {
 fn served_routes() -> Vec<(String, Vec<&'static str>)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
     let mut routes = Vec::new();
-    for file in ["admin.rs", "ui.rs"] {
+    for file in ["admin.rs", "ui/mod.rs"] {
         let text = std::fs::read_to_string(root.join(file)).expect("source");
         for chunk in text.split(".route(\"").skip(1) {
             let (path, rest) = chunk.split_once('"').expect("route path");
@@ -870,4 +870,66 @@ async fn malformed_query_values_get_the_documented_json_error() {
         assert_eq!(response.status(), 200, "{path}");
     }
     server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_wants_its_token_and_refuses_the_network_without_one() {
+    let workflow = "on: { webhook: { path: /hooks/a } }\nsteps:\n  - log: hi\n";
+    let server = TestServer::start_with(&[("a.yaml", workflow)], |s| {
+        s.admin_token = Some("admin-token-123".into());
+    })
+    .await;
+    let api = format!("{}/api/runs", server.admin);
+    let response = server.client.get(&api).send().await.expect("request");
+    assert_eq!(response.status(), 401);
+    let response = server
+        .client
+        .get(&api)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+    let response = server
+        .client
+        .get(&api)
+        .bearer_auth("admin-token-123")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let health = server
+        .client
+        .get(format!("{}/healthz", server.admin))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(health.status(), 200, "probes need no token");
+    let dir = server.stop().await;
+
+    // Bound beyond loopback without a token: the server does not start.
+    let mut settings = crate::support::settings_for(dir.path());
+    let webhook = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = tokio::net::TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind");
+    let refused = hookflow::serve::start(&settings, webhook, admin).await;
+    let Err(err) = refused else {
+        panic!("the admin API was served to the network without a token");
+    };
+    assert!(err.to_string().contains("--admin-token"), "{err}");
+    // --admin-insecure is an explicit choice.
+    settings.admin_insecure = true;
+    let webhook = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = tokio::net::TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind");
+    let running = hookflow::serve::start(&settings, webhook, admin)
+        .await
+        .expect("starts when asked to");
+    running.shutdown().await;
 }

@@ -612,3 +612,16 @@ impl Drop for ServeProcess {
         }
     }
 }
+
+pub async fn list_runs(server: &TestServer) -> Vec<Json> {
+    let answer: Json = server
+        .client
+        .get(format!("{}/api/runs", server.admin))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    answer["runs"].as_array().expect("runs").clone()
+}

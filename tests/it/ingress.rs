@@ -1,0 +1,221 @@
+//! The webhook door of a real server: refusals with the right status and reason, the event
+//! committed before its answer, idempotency keys, rate limits and hostile bodies.
+
+use serde_json::{Value as Json, json};
+
+use crate::support::{Receiver, TestServer, list_runs};
+
+#[tokio::test]
+async fn refusals_are_the_right_4xx_with_a_reason_and_store_nothing() {
+    let workflow = r#"
+on:
+  webhook:
+    path: /hooks/small
+    methods: [POST, PUT]
+    max_body: 64
+steps:
+  - log: "{{ event.body }}"
+"#;
+    let server = TestServer::start(&[("small.yaml", workflow)]).await;
+    let url = |p: &str| format!("{}{p}", server.base);
+
+    let response = server.post_json("/hooks/unknown", &json!({})).await;
+    assert_eq!(response.status(), 404);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("/hooks/unknown")
+    );
+
+    let response = server
+        .client
+        .get(url("/hooks/small"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 405);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST, PUT")
+    );
+
+    let response = server
+        .post("/hooks/small", "application/json", b"{\"a\": ".to_vec())
+        .await;
+    assert_eq!(response.status(), 400);
+    let reason: Json = response.json().await.expect("json");
+    assert!(
+        reason["error"]
+            .as_str()
+            .expect("error")
+            .contains("invalid JSON at line 1"),
+        "{reason}"
+    );
+
+    let response = server
+        .post("/hooks/small", "application/xml", b"<a><b></a>".to_vec())
+        .await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.expect("text").contains("invalid XML"));
+
+    let response = server
+        .post("/hooks/small", "text/plain", vec![b'x'; 65])
+        .await;
+    assert_eq!(response.status(), 413);
+
+    // Without a Content-Length the limit still holds while a chunked body streams in.
+    let status = chunked_post(&server.base, "/hooks/small", &[&[b'y'; 40], &[b'y'; 40]]).await;
+    assert_eq!(status, 413);
+
+    // None of the refused requests left a run behind; an accepted one does.
+    let runs = list_runs(&server).await;
+    assert!(runs.is_empty(), "{runs:?}");
+    let ok = server
+        .post("/hooks/small", "text/plain", vec![b'x'; 64])
+        .await;
+    assert_eq!(ok.status(), 202);
+    assert_eq!(list_runs(&server).await.len(), 1);
+    server.stop().await;
+}
+
+/// POST a chunked body (no Content-Length) over a raw connection; returns the status code.
+async fn chunked_post(base: &str, path: &str, chunks: &[&[u8]]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in chunks {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&request).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+#[tokio::test]
+async fn an_accepted_event_is_stored_before_the_answer_and_a_custom_idempotency_key_wins() {
+    let receiver = Receiver::start().await;
+    let workflow = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/order }} }}
+steps:
+  - name: slow
+    http: {{ url: "{url}/slow", timeout: 5s }}
+  - name: keyed
+    http:
+      url: "{url}/keyed"
+      headers: {{ Idempotency-Key: "order-{{{{ event.body.id }}}}" }}
+"#,
+        url = receiver.url("")
+    );
+    let server = TestServer::start(&[("order.yaml", &workflow)]).await;
+    let runs = server
+        .accepted("/hooks/order", "application/json", br#"{"id": 7}"#.to_vec())
+        .await;
+    // Readable from the store the moment the 202 arrived.
+    let listed = list_runs(&server).await;
+    assert!(
+        listed.iter().any(|r| r["id"] == runs[0].as_str()),
+        "{listed:?}"
+    );
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let got = receiver.wait_for(2).await;
+    let keyed = got.iter().find(|r| r.uri == "/keyed").expect("keyed");
+    assert_eq!(keyed.header("idempotency-key"), Some("order-7"));
+    let slow = got.iter().find(|r| r.uri == "/slow").expect("slow");
+    assert_eq!(slow.method, "GET");
+    assert_eq!(
+        slow.header("idempotency-key"),
+        Some(format!("{}.slow", runs[0]).as_str())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_route_answers_429_with_retry_after_and_recovers() {
+    let workflow = r#"
+on:
+  webhook:
+    path: /hooks/limited
+    rate_limit: { rate: 2/s, burst: 2 }
+steps:
+  - log: "{{ event.body.n }}"
+"#;
+    let server = TestServer::start(&[("limited.yaml", workflow)]).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for n in 0..4 {
+        let response = server.post_json("/hooks/limited", &json!({ "n": n })).await;
+        if response.status() == 429 {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..2], &[202, 202], "{statuses:?}");
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    // Refused requests are not stored.
+    let runs = list_runs(&server).await;
+    assert_eq!(runs.len(), statuses.iter().filter(|s| **s == 202).count());
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let response = server.post_json("/hooks/limited", &json!({ "n": 9 })).await;
+    assert_eq!(response.status(), 202, "a token came back");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_bodies_are_refused_with_400_quickly() {
+    let workflow = r#"
+on: { webhook: { path: /hooks/any } }
+steps:
+  - log: "{{ event.raw | length }}"
+"#;
+    let server = TestServer::start(&[("any.yaml", workflow)]).await;
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let laughs = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol9 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+]>
+<lolz>&lol9;</lolz>"#;
+    let external = r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>"#;
+    for (content_type, body, reason) in [
+        ("application/json", deep.clone(), "nested deeper"),
+        ("application/xml", laughs.to_owned(), "entity declarations"),
+        ("text/xml", external.to_owned(), "entity declarations"),
+    ] {
+        let started = std::time::Instant::now();
+        let response = server
+            .post("/hooks/any", content_type, body.into_bytes())
+            .await;
+        assert_eq!(response.status(), 400, "{content_type}");
+        let text = response.text().await.expect("text");
+        assert!(text.contains(reason), "{text}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+    assert!(list_runs(&server).await.is_empty(), "nothing was stored");
+    server.stop().await;
+}
