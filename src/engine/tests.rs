@@ -364,3 +364,60 @@ async fn a_resumed_run_does_not_repeat_a_recorded_effect() {
         "the call's record was restored on resume"
     );
 }
+
+#[tokio::test]
+async fn foreach_runs_its_steps_per_item_and_a_retry_repeats_only_the_failed_iteration() {
+    let steps = "steps:\n  - name: each\n    foreach:\n      items: \"{{ event.body.ids }}\"\n      as: id\n      steps:\n        - name: post\n          retry: { attempts: 3, backoff: fixed, initial: 1m, max: 1m }\n          http: { method: POST, url: \"https://ci.example.test/items/{{ id }}\", json: { n: \"{{ loop.index }}\" } }\n";
+    let run = Harness::new(steps, json!({ "ids": ["a", "b", "c"] }));
+    let ok = || Ok(http_response(200, "{}"));
+    let by_item = |item: &str| HttpMatch {
+        method: Some("POST".into()),
+        url_contains: format!("/items/{item}"),
+    };
+    run.world.http.answer(by_item("a"), vec![ok()]);
+    run.world
+        .http
+        .answer(by_item("b"), vec![Ok(http_response(503, "busy")), ok()]);
+    run.world.http.answer(by_item("c"), vec![ok()]);
+
+    let (outcome, executions) = run.run_to_end().await;
+
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    assert_eq!(executions, 2);
+    let urls: Vec<String> = run.world.http.sent().into_iter().map(|r| r.url).collect();
+    let tries = |item: &str| {
+        urls.iter()
+            .filter(|u| u.ends_with(&format!("/{item}")))
+            .count()
+    };
+    assert_eq!((tries("a"), tries("b"), tries("c")), (1, 2, 1), "{urls:?}");
+    assert_eq!(run.journal.record("each[1].post").attempts, 2);
+    assert_eq!(run.journal.record("each[2].post").attempts, 1);
+}
+
+#[tokio::test]
+async fn parallel_branches_each_run_and_their_outputs_are_read_by_branch() {
+    let steps = "steps:\n  - name: announce\n    parallel:\n      branches:\n        chat:\n          steps:\n            - name: post\n              http: { url: \"https://chat.example.test/hook\", json: { text: \"{{ event.body.tag }}\" } }\n        mail:\n          steps:\n            - name: send\n              email: { from: ci@example.test, to: team@example.test, subject: \"Released {{ event.body.tag }}\", text: \"-\" }\n  - name: summary\n    template: \"chat answered {{ steps.announce.chat.post.status }}\"\n";
+    let run = Harness::new(steps, json!({ "tag": "v2" }));
+    run.world.http.answer(
+        HttpMatch {
+            method: None,
+            url_contains: "chat.example.test".into(),
+        },
+        vec![Ok(http_response(202, "{}"))],
+    );
+
+    let outcome = run.execute().await;
+
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    assert_eq!(run.world.mail.sent()[0].subject, "Released v2");
+    assert_eq!(run.world.http.sent().len(), 1);
+    assert_eq!(
+        run.journal.record("announce.chat.post").output["status"],
+        202
+    );
+    assert_eq!(
+        run.journal.record("summary").output["output"],
+        json!("chat answered 202")
+    );
+}
