@@ -27,7 +27,7 @@ use crate::store::Accepted;
 use crate::template::Scope;
 use crate::worker::{FreshPlaces, SyncAnswer};
 use crate::workflow::routes::Route;
-use crate::workflow::{Registry, RespondMode, Workflow};
+use crate::workflow::{Registry, RespondMode, VerifyPreset, Workflow};
 
 pub async fn ingest(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
@@ -521,12 +521,6 @@ fn verified(
     }) else {
         return Ok(());
     };
-    let misconfigured = |scheme: &str, what: &str| {
-        Err((
-            RejectReason::VerifyMisconfigured,
-            format!("{scheme}: {what}"),
-        ))
-    };
     let secrets = secrets.resolve(&workflow.secrets);
     let context = crate::template::to_template_value(&serde_json::json!({ "secrets": secrets }));
     let scope = Scope {
@@ -537,21 +531,7 @@ fn verified(
     let now = Utc::now().timestamp();
     for preset in &verify.presets {
         let scheme = preset.preset.scheme.as_str();
-        let mut values = Vec::with_capacity(preset.secrets.len());
-        for template in &preset.secrets {
-            match template.render_string(&scope) {
-                Ok(value) if !value.is_empty() => values.push(value),
-                // A missing secret must never turn into "accept everything".
-                Ok(_) => {
-                    error!(workflow = %workflow.name, preset = scheme, "the verify secret is empty or not set; refusing the request");
-                    return misconfigured(scheme, "the secret is empty or not set");
-                }
-                Err(err) => {
-                    error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify secret cannot be rendered; refusing the request");
-                    return misconfigured(scheme, "the secret cannot be rendered");
-                }
-            }
-        }
+        let values = preset_secrets(workflow, &scope, preset, scheme)?;
         // Twilio's public URL and Basic's user name: rendered like the secrets, and refused
         // alike when they are empty.
         let Some(url) = render_setting(workflow, &scope, scheme, "url", preset.url.as_ref()) else {
@@ -609,6 +589,39 @@ fn verified(
         }
     }
     Ok(())
+}
+
+/// The preset's secrets, rendered; none may be empty or fail to render.
+fn preset_secrets(
+    workflow: &Workflow,
+    scope: &Scope<'_>,
+    preset: &VerifyPreset,
+    scheme: &str,
+) -> Result<Vec<String>, (RejectReason, String)> {
+    let mut values = Vec::with_capacity(preset.secrets.len());
+    for template in &preset.secrets {
+        match template.render_string(scope) {
+            Ok(value) if !value.is_empty() => values.push(value),
+            // A missing secret must never turn into "accept everything".
+            Ok(_) => {
+                error!(workflow = %workflow.name, preset = scheme, "the verify secret is empty or not set; refusing the request");
+                return misconfigured(scheme, "the secret is empty or not set");
+            }
+            Err(err) => {
+                error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify secret cannot be rendered; refusing the request");
+                return misconfigured(scheme, "the secret cannot be rendered");
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// A refusal for a `verify` the operator must fix, not the sender.
+fn misconfigured<T>(scheme: &str, what: &str) -> Result<T, (RejectReason, String)> {
+    Err((
+        RejectReason::VerifyMisconfigured,
+        format!("{scheme}: {what}"),
+    ))
 }
 
 /// Replace the credentials the request was verified with (a token or password sent in clear)
