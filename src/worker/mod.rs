@@ -586,68 +586,80 @@ async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         }
-        loop {
-            // Runs left in the store for want of room are taken as room frees, many per claim.
-            let idle = if spill_only {
-                inner.window.room()
-            } else {
-                inner
-                    .slots
-                    .available_permits()
-                    .saturating_sub(inner.backlog.load(Ordering::Relaxed))
-                    .min(inner.window.room())
-            };
-            if idle == 0 || *shutdown.borrow() {
-                break;
-            }
-            // Alone on its store, every queued run is this process's: none to hand off, except
-            // to the accepting request that is about to hand its fresh run to the worker.
-            let handoff = if shared || spill_only {
-                HANDOFF
-            } else {
-                Duration::ZERO
-            };
-            let queued_before = chrono::Utc::now()
-                - chrono::Duration::from_std(handoff).unwrap_or(chrono::Duration::seconds(1));
-            // Places first, so fresh runs arriving meanwhile cannot push the window past its bound.
-            let places = inner.window.take_up_to(idle);
-            let idle = places.len();
-            if idle == 0 {
-                // No room yet: the runs left behind wait for the next run to end.
-                break;
-            }
-            let taken = match inner
-                .store
-                .claim_queued(&inner.owner, inner.lease_end(), queued_before, idle)
-                .await
-            {
-                Ok(taken) => taken,
-                Err(err) => {
-                    warn!(error = %err, "cannot take runs from the store's queue");
-                    break;
-                }
-            };
-            let count = taken.len();
-            for (run_id, place) in taken.into_iter().zip(places) {
-                let job = Job {
-                    run_id,
-                    fresh: None,
-                    claimed: true,
-                };
-                worker.send_placed(job, place);
-            }
-            if count < idle {
-                // The store's queue is drained of runs old enough to take. Runs left behind
-                // moments ago (too young for this look, or during it) keep the flag for the
-                // next poll.
-                if spill_only && !inner.window.spilled_lately() {
-                    inner.window.spilled.store(false, Ordering::Release);
-                }
-                break;
-            }
-            // Every idle slot got a run: there may be more waiting once these start.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        take_while_room(&worker, &shutdown, shared, spill_only).await;
+    }
+}
+
+/// Take runs from the store's queue while this process has room for them, as many per claim
+/// as it has room for; stop when the queue has no more old enough, or at shutdown.
+async fn take_while_room(
+    worker: &Worker,
+    shutdown: &watch::Receiver<bool>,
+    shared: bool,
+    spill_only: bool,
+) {
+    let inner = &worker.inner;
+    loop {
+        // Runs left in the store for want of room are taken as room frees, many per claim.
+        let idle = if spill_only {
+            inner.window.room()
+        } else {
+            inner
+                .slots
+                .available_permits()
+                .saturating_sub(inner.backlog.load(Ordering::Relaxed))
+                .min(inner.window.room())
+        };
+        if idle == 0 || *shutdown.borrow() {
+            return;
         }
+        // Alone on its store, every queued run is this process's: none to hand off, except
+        // to the accepting request that is about to hand its fresh run to the worker.
+        let handoff = if shared || spill_only {
+            HANDOFF
+        } else {
+            Duration::ZERO
+        };
+        let queued_before = chrono::Utc::now()
+            - chrono::Duration::from_std(handoff).unwrap_or(chrono::Duration::seconds(1));
+        // Places first, so fresh runs arriving meanwhile cannot push the window past its bound.
+        let places = inner.window.take_up_to(idle);
+        let idle = places.len();
+        if idle == 0 {
+            // No room yet: the runs left behind wait for the next run to end.
+            return;
+        }
+        let taken = match inner
+            .store
+            .claim_queued(&inner.owner, inner.lease_end(), queued_before, idle)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(err) => {
+                warn!(error = %err, "cannot take runs from the store's queue");
+                return;
+            }
+        };
+        let count = taken.len();
+        for (run_id, place) in taken.into_iter().zip(places) {
+            let job = Job {
+                run_id,
+                fresh: None,
+                claimed: true,
+            };
+            worker.send_placed(job, place);
+        }
+        if count < idle {
+            // The store's queue is drained of runs old enough to take. Runs left behind
+            // moments ago (too young for this look, or during it) keep the flag for the
+            // next poll.
+            if spill_only && !inner.window.spilled_lately() {
+                inner.window.spilled.store(false, Ordering::Release);
+            }
+            return;
+        }
+        // Every idle slot got a run: there may be more waiting once these start.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
