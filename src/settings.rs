@@ -226,61 +226,15 @@ pub enum SettingsError {
 }
 
 impl ServeSettings {
+    /// Flags over environment over file over defaults. Values are checked in the order the
+    /// fields are listed, and the first wrong one is the error.
     pub fn resolve(overrides: &Overrides) -> Result<Self, SettingsError> {
-        let (file, config_path) = match &overrides.config {
-            Some(path) => (read_config(path)?, path.display().to_string()),
-            None if Path::new(DEFAULT_CONFIG).exists() => (
-                read_config(Path::new(DEFAULT_CONFIG))?,
-                DEFAULT_CONFIG.to_owned(),
-            ),
-            None => (ConfigFile::default(), DEFAULT_CONFIG.to_owned()),
+        let (file, config_path) = read_config_file(overrides)?;
+        let duration = |value: &Option<String>, key: &str, default: Duration| {
+            duration_setting(value, key, default, &config_path)
         };
-        let duration = |value: &Option<String>, key: &str, default: Duration| match value {
-            None => Ok(default),
-            Some(text) => parse_duration(text).ok_or_else(|| SettingsError::Invalid {
-                path: config_path.clone(),
-                message: format!("`{key}`: '{text}' is not a duration (e.g. 30s, 5m)"),
-            }),
-        };
-        // Environment variables win over the file for these (they have no flags).
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let statement_timeout = duration(
-            &env("HOOKFLOW_STORE_STATEMENT_TIMEOUT").or(file.store_statement_timeout.clone()),
-            "store_statement_timeout",
-            Duration::from_secs(30),
-        )?;
-        let pool_size = match env("HOOKFLOW_STORE_POOL_SIZE") {
-            Some(text) => text.parse().map_err(|_| SettingsError::Invalid {
-                path: "HOOKFLOW_STORE_POOL_SIZE".into(),
-                message: format!("'{text}' is not a number of connections"),
-            })?,
-            None => file.store_pool_size.unwrap_or(16),
-        };
-        if !(1..=1000).contains(&pool_size) {
-            return Err(SettingsError::Invalid {
-                path: config_path.clone(),
-                message: format!("`store_pool_size`: {pool_size} is not from 1 to 1000"),
-            });
-        }
-        let lease = duration(
-            &env("HOOKFLOW_LEASE").or(file.lease.clone()),
-            "lease",
-            Duration::from_secs(30),
-        )?;
-        if lease < Duration::from_secs(1) {
-            return Err(SettingsError::Invalid {
-                path: config_path.clone(),
-                message: "`lease`: must be at least 1s".into(),
-            });
-        }
+        let (store_options, lease) = resolve_store_options(overrides, &file, &config_path)?;
         let workers = overrides.workers.or(file.workers).unwrap_or(32).max(1);
-        let max_running = overrides.max_running.or(file.max_running);
-        if max_running == Some(0) {
-            return Err(SettingsError::Invalid {
-                path: config_path.clone(),
-                message: "`max_running`: must be at least 1".into(),
-            });
-        }
         let store = overrides
             .store
             .clone()
@@ -335,23 +289,7 @@ impl ServeSettings {
                 "shutdown_timeout",
                 Duration::from_secs(10),
             )?,
-            email: EmailSettings {
-                smtp: overrides
-                    .smtp
-                    .clone()
-                    .or(file.email.as_ref().and_then(|e| e.smtp.clone())),
-                from: file.email.as_ref().and_then(|e| e.from.clone()),
-                outbox: file
-                    .email
-                    .as_ref()
-                    .and_then(|e| e.outbox.clone())
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX)),
-                timeout: duration(
-                    &file.email.as_ref().and_then(|e| e.timeout.clone()),
-                    "email.timeout",
-                    Duration::from_secs(30),
-                )?,
-            },
+            email: resolve_email(overrides, file.email.as_ref(), &config_path)?,
             exec_enabled: file.exec.as_ref().and_then(|e| e.enabled).unwrap_or(false),
             default_retry: resolve_retry(file.retry.as_ref(), &config_path)?,
             retention: duration(
@@ -376,28 +314,137 @@ impl ServeSettings {
                 "body_timeout",
                 &config_path,
             )?,
-            max_header_size: match &file.max_header_size {
-                None => DEFAULT_MAX_HEADER_SIZE,
-                // hyper needs room for at least one 8 KiB read.
-                Some(text) => crate::lang::units::parse_size(text)
-                    .filter(|size| *size >= 8192)
-                    .ok_or_else(|| SettingsError::Invalid {
-                        path: config_path.clone(),
-                        message: format!(
-                            "`max_header_size`: '{text}' is not a size of at least 8KiB"
-                        ),
-                    })?,
-            },
+            max_header_size: resolve_max_header_size(
+                file.max_header_size.as_deref(),
+                &config_path,
+            )?,
             tls: resolve_tls(overrides, file.tls.as_ref(), &config_path)?,
-            store_options: crate::store::StoreOptions {
-                pool_size,
-                statement_timeout: (!statement_timeout.is_zero()).then_some(statement_timeout),
-                max_running,
-                ..crate::store::StoreOptions::default()
-            },
+            store_options,
             lease,
         })
     }
+}
+
+/// The config file named by `--config`, else `./hookflow.yaml` when it exists, else none; with
+/// the path errors name.
+fn read_config_file(overrides: &Overrides) -> Result<(ConfigFile, String), SettingsError> {
+    Ok(match &overrides.config {
+        Some(path) => (read_config(path)?, path.display().to_string()),
+        None if Path::new(DEFAULT_CONFIG).exists() => (
+            read_config(Path::new(DEFAULT_CONFIG))?,
+            DEFAULT_CONFIG.to_owned(),
+        ),
+        None => (ConfigFile::default(), DEFAULT_CONFIG.to_owned()),
+    })
+}
+
+/// A duration written like `30s` or `5m`, or `default` when the key is not set.
+fn duration_setting(
+    value: &Option<String>,
+    key: &str,
+    default: Duration,
+    path: &str,
+) -> Result<Duration, SettingsError> {
+    match value {
+        None => Ok(default),
+        Some(text) => parse_duration(text).ok_or_else(|| SettingsError::Invalid {
+            path: path.to_owned(),
+            message: format!("`{key}`: '{text}' is not a duration (e.g. 30s, 5m)"),
+        }),
+    }
+}
+
+/// How the store is reached and shared: its connection options, with the cap on running runs,
+/// and the lease on claimed runs.
+fn resolve_store_options(
+    overrides: &Overrides,
+    file: &ConfigFile,
+    path: &str,
+) -> Result<(crate::store::StoreOptions, Duration), SettingsError> {
+    // Environment variables win over the file for these (they have no flags).
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let statement_timeout = duration_setting(
+        &env("HOOKFLOW_STORE_STATEMENT_TIMEOUT").or(file.store_statement_timeout.clone()),
+        "store_statement_timeout",
+        Duration::from_secs(30),
+        path,
+    )?;
+    let pool_size = match env("HOOKFLOW_STORE_POOL_SIZE") {
+        Some(text) => text.parse().map_err(|_| SettingsError::Invalid {
+            path: "HOOKFLOW_STORE_POOL_SIZE".into(),
+            message: format!("'{text}' is not a number of connections"),
+        })?,
+        None => file.store_pool_size.unwrap_or(16),
+    };
+    if !(1..=1000).contains(&pool_size) {
+        return Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            message: format!("`store_pool_size`: {pool_size} is not from 1 to 1000"),
+        });
+    }
+    let lease = duration_setting(
+        &env("HOOKFLOW_LEASE").or(file.lease.clone()),
+        "lease",
+        Duration::from_secs(30),
+        path,
+    )?;
+    if lease < Duration::from_secs(1) {
+        return Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            message: "`lease`: must be at least 1s".into(),
+        });
+    }
+    let max_running = overrides.max_running.or(file.max_running);
+    if max_running == Some(0) {
+        return Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            message: "`max_running`: must be at least 1".into(),
+        });
+    }
+    let options = crate::store::StoreOptions {
+        pool_size,
+        statement_timeout: (!statement_timeout.is_zero()).then_some(statement_timeout),
+        max_running,
+        ..crate::store::StoreOptions::default()
+    };
+    Ok((options, lease))
+}
+
+/// Where mail goes: the SMTP server (flag over file), or the outbox folder.
+fn resolve_email(
+    overrides: &Overrides,
+    config: Option<&EmailConfig>,
+    path: &str,
+) -> Result<EmailSettings, SettingsError> {
+    Ok(EmailSettings {
+        smtp: overrides
+            .smtp
+            .clone()
+            .or(config.and_then(|e| e.smtp.clone())),
+        from: config.and_then(|e| e.from.clone()),
+        outbox: config
+            .and_then(|e| e.outbox.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX)),
+        timeout: duration_setting(
+            &config.and_then(|e| e.timeout.clone()),
+            "email.timeout",
+            Duration::from_secs(30),
+            path,
+        )?,
+    })
+}
+
+/// `max_header_size`, at least 8 KiB: hyper needs room for at least one 8 KiB read.
+fn resolve_max_header_size(value: Option<&str>, path: &str) -> Result<usize, SettingsError> {
+    let Some(text) = value else {
+        return Ok(DEFAULT_MAX_HEADER_SIZE);
+    };
+    crate::lang::units::parse_size(text)
+        .filter(|size| *size >= 8192)
+        .ok_or_else(|| SettingsError::Invalid {
+            path: path.to_owned(),
+            message: format!("`max_header_size`: '{text}' is not a size of at least 8KiB"),
+        })
 }
 
 /// Fresh runs held in memory by default: a burst past it waits in the store, not in memory.

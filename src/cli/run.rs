@@ -18,7 +18,7 @@ use crate::http::body::{BodyLimits, parse_body};
 use crate::run::SyncResponse;
 use crate::run::{Event, RunStatus, StepRecord, StepStatus};
 use crate::settings::{Overrides, ServeSettings};
-use crate::workflow::{self, CompileOptions, Workflow};
+use crate::workflow::{self, CompileOptions, WebhookTrigger, Workflow};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(crate::telemetry::LogFormat::Text, "warn");
@@ -29,64 +29,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     let (workflow, registry) =
         find_workflow(&args.workflow, &args.workflows, &settings.compile_options())?;
-    let raw = match &args.payload {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("cannot read payload {}", path.display()))?,
-        None => Vec::new(),
-    };
-    let mut headers = Map::new();
-    for header in &args.headers {
-        let Some((name, value)) = header.split_once(':') else {
-            bail!("--header '{header}' is not 'Name: value'");
-        };
-        // Repeated headers are joined the way the server joins them.
-        let name = name.trim().to_ascii_lowercase();
-        let value = value.trim();
-        match headers.get_mut(&name) {
-            Some(Json::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(value);
-            }
-            _ => {
-                headers.insert(name, Json::String(value.to_owned()));
-            }
-        }
-    }
-    if !headers.contains_key("content-type")
-        && let Some(guess) = args.payload.as_deref().and_then(content_type_for)
-    {
-        headers.insert("content-type".into(), Json::String(guess.to_owned()));
-    }
-    let content_type = headers.get("content-type").and_then(Json::as_str);
-    let body = parse_body(content_type, &raw, &BodyLimits::default())
-        .map_err(|e| anyhow::anyhow!("the payload cannot be parsed: {e}"))?;
-    let trigger = workflow.webhook.as_ref();
-    let (path, params) = match (&args.path, trigger) {
-        (Some(path), Some(t)) => match t.path.matches(path) {
-            Some(params) => (path.clone(), params),
-            None => bail!(
-                "--path {path} does not match the workflow's path {}",
-                t.path.as_str()
-            ),
-        },
-        (Some(path), None) => (path.clone(), BTreeMap::new()),
-        (None, Some(t)) => (t.path.as_str().to_owned(), BTreeMap::new()),
-        (None, None) => ("/".to_owned(), BTreeMap::new()),
-    };
-    let event = Event {
-        id: uuid::Uuid::now_v7().to_string(),
-        method: trigger
-            .and_then(|t| t.methods.first().cloned())
-            .unwrap_or_else(|| "POST".to_owned()),
-        path,
-        params,
-        query: Map::new(),
-        headers,
-        body,
-        raw,
-        received_at: Utc::now(),
-        trigger: crate::run::Trigger::Webhook,
-    };
+    let event = payload_event(&args, &workflow)?;
     let run = RunInfo {
         id: uuid::Uuid::now_v7().to_string(),
         workflow: workflow.name.clone(),
@@ -112,29 +55,121 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         registry: &registry,
         secrets: &settings.secrets,
     };
+    let request = RunRequest {
+        workflow: &workflow,
+        event: &event,
+        run: &run,
+        secrets: &secrets,
+        finished: &[],
+        effects: &effects,
+        options: &options,
+        callees: Some(&callees),
+    };
+    let started = std::time::Instant::now();
+    let outcome = execute_with_retries(request).await?;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    report(&run, &outcome, elapsed)
+}
+
+/// The event the run starts from: the payload file's bytes, parsed like the server parses a
+/// body, with the `--header`s and the `--path` given.
+fn payload_event(args: &RunArgs, workflow: &Workflow) -> anyhow::Result<Event> {
+    let raw = match &args.payload {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read payload {}", path.display()))?,
+        None => Vec::new(),
+    };
+    let headers = request_headers(args)?;
+    let content_type = headers.get("content-type").and_then(Json::as_str);
+    let body = parse_body(content_type, &raw, &BodyLimits::default())
+        .map_err(|e| anyhow::anyhow!("the payload cannot be parsed: {e}"))?;
+    let trigger = workflow.webhook.as_ref();
+    let (path, params) = request_path(args.path.as_ref(), trigger)?;
+    Ok(Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        method: trigger
+            .and_then(|t| t.methods.first().cloned())
+            .unwrap_or_else(|| "POST".to_owned()),
+        path,
+        params,
+        query: Map::new(),
+        headers,
+        body,
+        raw,
+        received_at: Utc::now(),
+        trigger: crate::run::Trigger::Webhook,
+    })
+}
+
+/// The `--header`s, named in lower case, with a content type guessed from the payload's file
+/// name when none is given.
+fn request_headers(args: &RunArgs) -> anyhow::Result<Map<String, Json>> {
+    let mut headers = Map::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            bail!("--header '{header}' is not 'Name: value'");
+        };
+        // Repeated headers are joined the way the server joins them.
+        let name = name.trim().to_ascii_lowercase();
+        let value = value.trim();
+        match headers.get_mut(&name) {
+            Some(Json::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(value);
+            }
+            _ => {
+                headers.insert(name, Json::String(value.to_owned()));
+            }
+        }
+    }
+    if !headers.contains_key("content-type")
+        && let Some(guess) = args.payload.as_deref().and_then(content_type_for)
+    {
+        headers.insert("content-type".into(), Json::String(guess.to_owned()));
+    }
+    Ok(headers)
+}
+
+/// The event's path and path parameters: `--path`, which must match the webhook's pattern,
+/// else the pattern itself, else `/`.
+fn request_path(
+    given: Option<&String>,
+    trigger: Option<&WebhookTrigger>,
+) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+    Ok(match (given, trigger) {
+        (Some(path), Some(t)) => match t.path.matches(path) {
+            Some(params) => (path.clone(), params),
+            None => bail!(
+                "--path {path} does not match the workflow's path {}",
+                t.path.as_str()
+            ),
+        },
+        (Some(path), None) => (path.clone(), BTreeMap::new()),
+        (None, Some(t)) => (t.path.as_str().to_owned(), BTreeMap::new()),
+        (None, None) => ("/".to_owned(), BTreeMap::new()),
+    })
+}
+
+/// Executes the run until it ends, tracing each step on stderr. In-process, a retry simply
+/// waits here and the run resumes with the steps recorded so far; the server stores the due time
+/// instead.
+async fn execute_with_retries(request: RunRequest<'_>) -> anyhow::Result<engine::RunOutcome> {
+    let workflow = request.workflow;
     let trace = Trace {
         total: workflow.steps.len(),
         top_level: workflow.steps.len() + workflow.on_error.len(),
         records: std::sync::Mutex::new(Vec::new()),
     };
-    let started = std::time::Instant::now();
-    let outcome = loop {
+    loop {
         let finished = trace.records.lock().map(|r| r.clone()).unwrap_or_default();
         let outcome = engine::execute(
             RunRequest {
-                workflow: &workflow,
-                event: &event,
-                run: &run,
-                secrets: &secrets,
                 finished: &finished,
-                effects: &effects,
-                options: &options,
-                callees: Some(&callees),
+                ..request
             },
             &trace,
         )
         .await?;
-        // In-process, a retry simply waits here; the server stores the due time instead.
         match (outcome.status, outcome.due_at) {
             (RunStatus::Retrying, Some(due_at)) => {
                 let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
@@ -144,10 +179,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 );
                 tokio::time::sleep(wait).await;
             }
-            _ => break outcome,
+            _ => return Ok(outcome),
         }
-    };
-    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    }
+}
+
+/// The outcome: a line on stderr, the summary as JSON on stdout, and the exit code (1 when the
+/// run failed).
+fn report(run: &RunInfo, outcome: &engine::RunOutcome, elapsed: f64) -> anyhow::Result<ExitCode> {
     match &outcome.error {
         Some(error) => eprintln!(
             "run {} in {elapsed:.1} ms: {error}",
@@ -157,7 +196,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let summary = serde_json::json!({
         "run_id": run.id,
-        "workflow": workflow.name,
+        "workflow": run.workflow,
         "status": outcome.status.as_str(),
         "error": outcome.error,
         "vars": outcome.vars,
@@ -234,7 +273,6 @@ fn content_type_for(path: &Path) -> Option<&'static str> {
     }
 }
 
-/// Prints each step as it finishes.
 /// `call` steps run the workflows loaded with the one being run.
 struct LoadedCallees<'a> {
     registry: &'a workflow::Registry,
@@ -251,6 +289,7 @@ impl engine::Callees for LoadedCallees<'_> {
     }
 }
 
+/// Prints each step as it finishes.
 struct Trace {
     total: usize,
     /// Records numbered from here are nested steps (of loops, branches, calls).

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::{RunsArgs, RunsCommand};
-use crate::run::{RunStatus, StepStatus};
-use crate::store::{OpenMode, RunFilter, Store};
+use crate::run::{RunStatus, StepRecord, StepStatus};
+use crate::store::{OpenMode, RunDetail, RunFilter, RunSummary, Store};
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -44,22 +44,7 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
-                "{:<36}  {:<24}  {:<9}  {:<24}  {:>9}",
-                "RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"
-            );
-            for run in runs {
-                println!(
-                    "{:<36}  {:<24}  {:<9}  {:<24}  {:>9}",
-                    run.id,
-                    run.workflow,
-                    run.status.as_str(),
-                    run.created_at.format("%Y-%m-%d %H:%M:%S%.3f"),
-                    run.duration_ms()
-                        .map(|d| format!("{d} ms"))
-                        .unwrap_or_else(|| "-".into())
-                );
-            }
+            print_run_table(&runs);
         }
         RunsCommand::Show { id, json } => {
             let store = open_store(&args.store).await?;
@@ -70,67 +55,97 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let run = &detail.run;
-            println!("run       {}", run.id);
-            println!("workflow  {} (version {})", run.workflow, run.version);
-            println!("status    {}", run.status.as_str());
-            println!("created   {}", run.created_at.to_rfc3339());
-            if let Some(d) = run.duration_ms() {
-                println!("duration  {d} ms");
-            }
-            if let Some(error) = &run.error {
-                println!("error     {error}");
-            }
-            let event = &detail.event;
-            println!(
-                "event     {} {} {} ({} bytes)",
-                event.id,
-                event.method,
-                event.path,
-                event.raw.len()
-            );
-            match &event.trigger {
-                crate::run::Trigger::Webhook => {}
-                crate::run::Trigger::Schedule { scheduled_at } => {
-                    println!("trigger   schedule, tick {}", scheduled_at.to_rfc3339());
-                }
-                crate::run::Trigger::Manual { started_by } => {
-                    println!("trigger   manual, started by {started_by}");
-                }
-            }
-            println!("steps");
-            for step in &detail.steps {
-                let status = if step.filtered {
-                    "filtered"
-                } else {
-                    match step.status {
-                        StepStatus::Succeeded => "ok",
-                        StepStatus::Failed => "FAILED",
-                        StepStatus::Skipped => "skipped",
-                        StepStatus::Retrying => "retrying",
-                    }
-                };
-                println!(
-                    "  [{}] {} ({}) {status} {:.1} ms",
-                    step.index + 1,
-                    step.name,
-                    step.kind,
-                    step.duration_ms
-                );
-                if !step.input.is_null() {
-                    println!("      input  {}", step.input);
-                }
-                // Most local steps output what they rendered; say it once.
-                if !step.output.is_null() && step.output != step.input {
-                    println!("      output {}", step.output);
-                }
-                if let Some(error) = &step.error {
-                    println!("      error  {error}");
-                }
-            }
+            print_run(&detail);
+            print_steps(&detail.steps);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `runs list`: one line per run.
+fn print_run_table(runs: &[RunSummary]) {
+    println!(
+        "{:<36}  {:<24}  {:<9}  {:<24}  {:>9}",
+        "RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"
+    );
+    for run in runs {
+        println!(
+            "{:<36}  {:<24}  {:<9}  {:<24}  {:>9}",
+            run.id,
+            run.workflow,
+            run.status.as_str(),
+            run.created_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            run.duration_ms()
+                .map(|d| format!("{d} ms"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+/// `runs show`: the run, its event and what triggered it.
+fn print_run(detail: &RunDetail) {
+    let run = &detail.run;
+    println!("run       {}", run.id);
+    println!("workflow  {} (version {})", run.workflow, run.version);
+    println!("status    {}", run.status.as_str());
+    println!("created   {}", run.created_at.to_rfc3339());
+    if let Some(d) = run.duration_ms() {
+        println!("duration  {d} ms");
+    }
+    if let Some(error) = &run.error {
+        println!("error     {error}");
+    }
+    let event = &detail.event;
+    println!(
+        "event     {} {} {} ({} bytes)",
+        event.id,
+        event.method,
+        event.path,
+        event.raw.len()
+    );
+    match &event.trigger {
+        crate::run::Trigger::Webhook => {}
+        crate::run::Trigger::Schedule { scheduled_at } => {
+            println!("trigger   schedule, tick {}", scheduled_at.to_rfc3339());
+        }
+        crate::run::Trigger::Manual { started_by } => {
+            println!("trigger   manual, started by {started_by}");
+        }
+    }
+}
+
+/// `runs show`: each recorded step with its input, output and error.
+fn print_steps(steps: &[StepRecord]) {
+    println!("steps");
+    for step in steps {
+        let status = if step.filtered {
+            "filtered"
+        } else {
+            match step.status {
+                StepStatus::Succeeded => "ok",
+                StepStatus::Failed => "FAILED",
+                StepStatus::Skipped => "skipped",
+                StepStatus::Retrying => "retrying",
+            }
+        };
+        println!(
+            "  [{}] {} ({}) {status} {:.1} ms",
+            step.index + 1,
+            step.name,
+            step.kind,
+            step.duration_ms
+        );
+        if !step.input.is_null() {
+            println!("      input  {}", step.input);
+        }
+        // Most local steps output what they rendered; say it once.
+        if !step.output.is_null() && step.output != step.input {
+            println!("      output {}", step.output);
+        }
+        if let Some(error) = &step.error {
+            println!("      error  {error}");
+        }
+    }
 }
 
 async fn open_store(store: &str) -> anyhow::Result<Store> {

@@ -153,6 +153,40 @@ impl Drop for GroupGuard {
 }
 
 async fn run(request: ProcessRequest) -> Result<ProcessOutput, ProcessError> {
+    refuse_nul_bytes(&request)?;
+    let cwd = working_directory(request.cwd.as_deref())?;
+    let search_path = std::env::var_os("PATH").unwrap_or_else(|| FALLBACK_PATH.into());
+    let program = resolve_program(&request.program, &cwd, &search_path)?;
+    let mut command = command_for(&program, &cwd, &request);
+    let shown = program.display().to_string();
+    let child = spawn(&mut command, &shown).await?;
+    let ended = supervise(
+        child,
+        request.stdin.unwrap_or_default(),
+        request.timeout,
+        request.output_limit,
+    )
+    .await;
+    let status = ended.status.map_err(|e| ProcessError::Spawn {
+        program: shown.clone(),
+        message: format!("waiting for it failed: {e}"),
+    })?;
+    let exit = match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        // Neither a code nor a signal happens only for stopped processes, which `wait` skips.
+        (None, None) => Exit::Code(-1),
+    };
+    Ok(ProcessOutput {
+        exit,
+        timed_out: ended.timed_out,
+        stdout: finish_capture(ended.stdout),
+        stderr: finish_capture(ended.stderr),
+    })
+}
+
+/// A NUL byte cannot pass through argv or the environment: refused rather than cut short.
+fn refuse_nul_bytes(request: &ProcessRequest) -> Result<(), ProcessError> {
     if request.program.contains('\0')
         || request.args.iter().any(|a| a.contains('\0'))
         || request
@@ -164,31 +198,37 @@ async fn run(request: ProcessRequest) -> Result<ProcessOutput, ProcessError> {
             "an argument or environment value contains a NUL byte".into(),
         ));
     }
+    Ok(())
+}
+
+/// `cwd` under the server's working directory, which must be a directory; the server's own
+/// when none is given.
+fn working_directory(cwd: Option<&str>) -> Result<PathBuf, ProcessError> {
     let server_dir = std::env::current_dir().map_err(|e| ProcessError::WorkingDirectory {
         path: ".".into(),
         message: e.to_string(),
     })?;
-    let cwd = match &request.cwd {
-        Some(dir) => {
-            let dir = server_dir.join(dir);
-            if !dir.is_dir() {
-                return Err(ProcessError::WorkingDirectory {
-                    path: dir.display().to_string(),
-                    message: "not a directory".into(),
-                });
-            }
-            dir
-        }
-        None => server_dir,
+    let Some(dir) = cwd else {
+        return Ok(server_dir);
     };
-    let search_path = std::env::var_os("PATH").unwrap_or_else(|| FALLBACK_PATH.into());
-    let program = resolve_program(&request.program, &cwd, &search_path)?;
+    let dir = server_dir.join(dir);
+    if !dir.is_dir() {
+        return Err(ProcessError::WorkingDirectory {
+            path: dir.display().to_string(),
+            message: "not a directory".into(),
+        });
+    }
+    Ok(dir)
+}
 
-    let mut command = Command::new(&program);
+/// The command without a shell: argv as given, the inherited variables only, piped output, and
+/// a process group of its own.
+fn command_for(program: &Path, cwd: &Path, request: &ProcessRequest) -> Command {
+    let mut command = Command::new(program);
     command
         .args(&request.args)
         .env_clear()
-        .current_dir(&cwd)
+        .current_dir(cwd)
         .stdin(if request.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -208,9 +248,25 @@ async fn run(request: ProcessRequest) -> Result<ProcessOutput, ProcessError> {
         command.env("PATH", FALLBACK_PATH);
     }
     command.envs(request.env.iter().map(|(k, v)| (k, v)));
+    command
+}
 
-    let shown = program.display().to_string();
-    let mut child = spawn(&mut command, &shown).await?;
+/// How a child ended, with what it wrote.
+struct Ended {
+    status: std::io::Result<std::process::ExitStatus>,
+    timed_out: bool,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+/// Feeds the child its input and reads its output until it exits or `timeout` passes; then
+/// its whole group is killed.
+async fn supervise(
+    mut child: tokio::process::Child,
+    input: Vec<u8>,
+    timeout: Duration,
+    output_limit: usize,
+) -> Ended {
     let mut guard = child.id().and_then(|pid| {
         libc::pid_t::try_from(pid)
             .ok()
@@ -223,15 +279,15 @@ async fn run(request: ProcessRequest) -> Result<ProcessOutput, ProcessError> {
     let out_pipe = child.stdout.take();
     let err_pipe = child.stderr.take();
     let in_pipe = child.stdin.take();
-    let deadline = Instant::now() + request.timeout;
+    let deadline = Instant::now() + timeout;
     let (status, timed_out) = {
         let mut reading = pin!(async {
             tokio::join!(
-                pump(out_pipe, &mut stdout, request.output_limit),
-                pump(err_pipe, &mut stderr, request.output_limit)
+                pump(out_pipe, &mut stdout, output_limit),
+                pump(err_pipe, &mut stderr, output_limit)
             )
         });
-        let mut feeding = pin!(feed(in_pipe, request.stdin.unwrap_or_default()));
+        let mut feeding = pin!(feed(in_pipe, input));
         let mut read_done = false;
         let mut fed = false;
         let exited = {
@@ -263,22 +319,12 @@ async fn run(request: ProcessRequest) -> Result<ProcessOutput, ProcessError> {
         }
         exited
     };
-    let status = status.map_err(|e| ProcessError::Spawn {
-        program: shown.clone(),
-        message: format!("waiting for it failed: {e}"),
-    })?;
-    let exit = match (status.code(), status.signal()) {
-        (Some(code), _) => Exit::Code(code),
-        (None, Some(signal)) => Exit::Signal(signal),
-        // Neither a code nor a signal happens only for stopped processes, which `wait` skips.
-        (None, None) => Exit::Code(-1),
-    };
-    Ok(ProcessOutput {
-        exit,
+    Ended {
+        status,
         timed_out,
-        stdout: finish_capture(stdout),
-        stderr: finish_capture(stderr),
-    })
+        stdout,
+        stderr,
+    }
 }
 
 async fn spawn(command: &mut Command, shown: &str) -> Result<tokio::process::Child, ProcessError> {

@@ -2,16 +2,19 @@
 //! commit the event and its runs, then answer. Steps run later, in the worker.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Map, Value as Json};
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::body::parse_body;
@@ -20,10 +23,11 @@ use super::{AppState, error_response};
 use crate::run::NewRun;
 use crate::run::SyncResponse;
 use crate::run::{Event, RunStatus};
+use crate::store::Accepted;
 use crate::template::Scope;
-use crate::worker::SyncAnswer;
-use crate::workflow::RespondMode;
-use crate::workflow::Workflow;
+use crate::worker::{FreshPlaces, SyncAnswer};
+use crate::workflow::routes::Route;
+use crate::workflow::{Registry, RespondMode, VerifyPreset, Workflow};
 
 pub async fn ingest(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
@@ -59,7 +63,7 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
                 reason: refused.reason,
                 detail: refused.detail,
             });
-            refused.response
+            *refused.response
         }
     }
 }
@@ -72,9 +76,10 @@ struct Seen {
     source: Option<IpAddr>,
 }
 
-/// A request refused on purpose: the bare answer, and the reason kept for the operator.
+/// A request refused on purpose: the bare answer, and the reason kept for the operator. The
+/// answer is boxed so that each phase's `Result<_, Refused>` stays small.
 struct Refused {
-    response: Response,
+    response: Box<Response>,
     reason: RejectReason,
     detail: String,
 }
@@ -82,7 +87,7 @@ struct Refused {
 impl Refused {
     fn new(response: Response, reason: RejectReason, detail: impl Into<String>) -> Self {
         Self {
-            response,
+            response: Box::new(response),
             reason,
             detail: detail.into(),
         }
@@ -92,9 +97,11 @@ impl Refused {
 /// The answer (with the runs started), or why the request was refused.
 type Handled = Result<(Response, Vec<String>), Refused>;
 
+/// One webhook request, phase by phase: find the route, apply the limits that cost nothing,
+/// read the body, verify it, parse it, build the event and its runs, commit them, answer.
 async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled {
     let registry = match state.registry.read() {
-        Ok(r) => std::sync::Arc::clone(&r),
+        Ok(r) => Arc::clone(&r),
         Err(_) => {
             return Ok((
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
@@ -103,7 +110,61 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
         }
     };
     let (parts, body) = request.into_parts();
-    seen.source = parts
+    seen.source = client_source(state, &parts);
+    let path = parts.uri.path().to_owned();
+    let (route, params) = find_route(&registry, &path)?;
+    seen.route = Some(route.pattern.as_str().to_owned());
+    let method = parts.method.as_str().to_owned();
+    let bound = bound_workflows(route, &method, &path)?;
+    seen.workflows = bound.iter().map(|w| w.name.clone()).collect();
+    admit_before_body(state, route, &bound, seen.source, &path)?;
+    let raw = receive_body(state, route, &parts.headers, body).await?;
+    // Signatures cover the exact bytes received: checked before anything parses or stores them.
+    if let Err((reason, detail)) = verified(
+        &bound,
+        &state.secrets,
+        &parts.headers,
+        parts.uri.query(),
+        &raw,
+    ) {
+        return Err(Refused::new(
+            error_response(StatusCode::UNAUTHORIZED, "unauthorized"),
+            reason,
+            detail,
+        ));
+    }
+    let parsed = parse_request_body(state, &parts.headers, &raw)?;
+    let (mut query, mut headers) = (query_map(parts.uri.query()), header_map(&parts.headers));
+    mask_credentials(&bound, &mut headers, &mut query);
+    let event = Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        method,
+        path,
+        params,
+        query,
+        headers,
+        body: parsed,
+        raw: raw.to_vec(),
+        received_at: Utc::now(),
+        trigger: crate::run::Trigger::Webhook,
+    };
+    let runs = crate::workflow::runs::new_runs(bound.iter().map(|w| w.as_ref()), &event);
+    let event = Arc::new(event);
+    // Registered before the commit so an answer cannot slip past between commit and wait.
+    let waiter = (route.respond == RespondMode::Sync).then(|| state.worker.wait_for(&runs[0].id));
+    // Places in the worker's window first: when every run has one, the store claims them in
+    // the accept's own commit and the worker starts them without another.
+    let places = state.worker.reserve_fresh(runs.len());
+    let accepted = match accept_event(state, &event, &runs, &places, waiter.is_some()).await {
+        Ok(accepted) => accepted,
+        Err(unavailable) => return Ok((unavailable, Vec::new())),
+    };
+    Ok(answer(state, &event, &runs, accepted, waiter, places).await)
+}
+
+/// The client's address: the peer, or the address a trusted proxy forwarded for.
+fn client_source(state: &AppState, parts: &Parts) -> Option<IpAddr> {
+    parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .and_then(|info| {
@@ -120,46 +181,67 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
                 forwarded.iter().map(|v| v.as_ref()),
                 &state.trusted_proxies,
             )
-        });
-    let path = parts.uri.path().to_owned();
-    let Some((route, params)) = registry.routes.find(&path) else {
-        return Err(Refused::new(
+        })
+}
+
+/// The route bound to the path, with the path's parameters; 404 when there is none.
+fn find_route<'r>(
+    registry: &'r Registry,
+    path: &str,
+) -> Result<(&'r Route, BTreeMap<String, String>), Refused> {
+    registry.routes.find(path).ok_or_else(|| {
+        Refused::new(
             error_response(
                 StatusCode::NOT_FOUND,
                 format!("no workflow is bound to {path}"),
             ),
             RejectReason::NoRoute,
             "no workflow is bound to the path",
-        ));
-    };
-    seen.route = Some(route.pattern.as_str().to_owned());
-    let method = parts.method.as_str().to_owned();
-    let bound = route.bound(&method);
-    if bound.is_empty() {
-        let allow = route.allowed_methods().join(", ");
-        let mut response = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} is not accepted on {path}; use {allow}"),
-        );
-        if let Ok(value) = HeaderValue::from_str(&allow) {
-            response.headers_mut().insert(header::ALLOW, value);
-        }
-        return Err(Refused::new(
-            response,
-            RejectReason::MethodNotAllowed,
-            format!("{method} is not accepted; use {allow}"),
-        ));
+        )
+    })
+}
+
+/// The route's workflows that accept the method; 405 with `Allow` when none does.
+fn bound_workflows<'r>(
+    route: &'r Route,
+    method: &str,
+    path: &str,
+) -> Result<Vec<&'r Arc<Workflow>>, Refused> {
+    let bound = route.bound(method);
+    if !bound.is_empty() {
+        return Ok(bound);
     }
-    seen.workflows = bound.iter().map(|w| w.name.clone()).collect();
+    let allow = route.allowed_methods().join(", ");
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not accepted on {path}; use {allow}"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    Err(Refused::new(
+        response,
+        RejectReason::MethodNotAllowed,
+        format!("{method} is not accepted; use {allow}"),
+    ))
+}
+
+/// The checks made before the body is read, cheapest first: `ip_allow`, the store's backlog,
+/// the route's rate limit.
+fn admit_before_body(
+    state: &AppState,
+    route: &Route,
+    bound: &[&Arc<Workflow>],
+    source: Option<IpAddr>,
+    path: &str,
+) -> Result<(), Refused> {
     // The cheapest check first: an address outside `ip_allow` costs no token and no read.
     if let Some(blocks) = bound.iter().find_map(|w| {
         w.webhook
             .as_ref()
             .and_then(|t| t.verify.as_ref())
             .and_then(|v| v.ip_allow.as_ref())
-    }) && !seen
-        .source
-        .is_some_and(|source| crate::net::any_contains(blocks, source))
+    }) && !source.is_some_and(|source| crate::net::any_contains(blocks, source))
     {
         return Err(Refused::new(
             error_response(StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -186,7 +268,7 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
     if let Some(limit) = &route.rate_limit
         && let Err(wait) = state.limiter.admit(
             route.pattern.as_str(),
-            seen.source,
+            source,
             limit,
             std::time::Instant::now(),
         )
@@ -205,6 +287,17 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             format!("over the rate limit; retry after {seconds} s"),
         ));
     }
+    Ok(())
+}
+
+/// The body's bytes, refused when its declared or actual length passes `max_body`, when it
+/// breaks, or when it does not arrive within `body_timeout`.
+async fn receive_body(
+    state: &AppState,
+    route: &Route,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, Refused> {
     let too_large = || {
         Refused::new(
             error_response(
@@ -218,8 +311,7 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             ),
         )
     };
-    let declared_length = parts
-        .headers
+    let declared_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
@@ -227,119 +319,96 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
         return Err(too_large());
     }
     // A client trickling its body would hold a connection and a task: it gets a deadline.
-    let raw = match tokio::time::timeout(state.body_timeout, read_body(body, route.max_body)).await
-    {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(BodyReadError::TooLarge)) => return Err(too_large()),
-        Ok(Err(BodyReadError::Broken(reason))) => {
-            return Err(Refused::new(
-                error_response(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {reason}"),
-                ),
-                RejectReason::BodyUnreadable,
-                "the body could not be read",
-            ));
-        }
+    match tokio::time::timeout(state.body_timeout, read_body(body, route.max_body)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(BodyReadError::TooLarge)) => Err(too_large()),
+        Ok(Err(BodyReadError::Broken(reason))) => Err(Refused::new(
+            error_response(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {reason}"),
+            ),
+            RejectReason::BodyUnreadable,
+            "the body could not be read",
+        )),
         Err(_) => {
             let mut response =
                 error_response(StatusCode::REQUEST_TIMEOUT, "the body was not sent in time");
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return Err(Refused::new(
+            Err(Refused::new(
                 response,
                 RejectReason::BodyUnreadable,
                 format!(
                     "the body was not complete within body_timeout ({} s)",
                     state.body_timeout.as_secs()
                 ),
-            ));
+            ))
         }
-    };
-    // Signatures cover the exact bytes received: checked before anything parses or stores them.
-    if let Err((reason, detail)) = verified(
-        &bound,
-        &state.secrets,
-        &parts.headers,
-        parts.uri.query(),
-        &raw,
-    ) {
-        return Err(Refused::new(
-            error_response(StatusCode::UNAUTHORIZED, "unauthorized"),
-            reason,
-            detail,
-        ));
     }
-    let content_type = parts
-        .headers
+}
+
+/// The body parsed by its content type; 400 when it does not parse.
+fn parse_request_body(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Result<Json, Refused> {
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let parsed = match parse_body(content_type, &raw, &state.body_limits) {
-        Ok(value) => value,
-        Err(err) => {
-            // The parser's message may quote the body, so the record names only the type.
-            let detail = format!(
-                "the body does not parse as {}",
-                content_type.unwrap_or("its content type")
-            );
-            return Err(Refused::new(
-                error_response(StatusCode::BAD_REQUEST, err.to_string()),
-                RejectReason::BadBody,
-                detail,
-            ));
-        }
-    };
-    let (mut query, mut headers) = (query_map(parts.uri.query()), header_map(&parts.headers));
-    mask_credentials(&bound, &mut headers, &mut query);
-    let event = Event {
-        id: uuid::Uuid::now_v7().to_string(),
-        method,
-        path,
-        params,
-        query,
-        headers,
-        body: parsed,
-        raw: raw.to_vec(),
-        received_at: Utc::now(),
-        trigger: crate::run::Trigger::Webhook,
-    };
-    let runs = crate::workflow::runs::new_runs(bound.iter().map(|w| w.as_ref()), &event);
-    let event = std::sync::Arc::new(event);
-    // Registered before the commit so an answer cannot slip past between commit and wait.
-    let waiter = (route.respond == RespondMode::Sync).then(|| state.worker.wait_for(&runs[0].id));
-    // Places in the worker's window first: when every run has one, the store claims them in
-    // the accept's own commit and the worker starts them without another.
-    let places = state.worker.reserve_fresh(runs.len());
-    let accepted_runs = match places.lease() {
+    parse_body(content_type, raw, &state.body_limits).map_err(|err| {
+        // The parser's message may quote the body, so the record names only the type.
+        let detail = format!(
+            "the body does not parse as {}",
+            content_type.unwrap_or("its content type")
+        );
+        Refused::new(
+            error_response(StatusCode::BAD_REQUEST, err.to_string()),
+            RejectReason::BadBody,
+            detail,
+        )
+    })
+}
+
+/// Commits the event and its runs, claiming them with the reserved places' lease when there is
+/// one. When the store fails, the answer is a 503 the sender retries on.
+async fn accept_event(
+    state: &AppState,
+    event: &Arc<Event>,
+    runs: &[NewRun],
+    places: &FreshPlaces,
+    sync: bool,
+) -> Result<Accepted, Response> {
+    let accepted = match places.lease() {
         Some(lease) => {
-            let event = std::sync::Arc::clone(&event);
-            state.store.accept_claimed(event, &runs, lease).await
+            let event = Arc::clone(event);
+            state.store.accept_claimed(event, runs, lease).await
         }
-        None => {
-            state
-                .store
-                .accept(std::sync::Arc::clone(&event), &runs)
-                .await
-        }
+        None => state.store.accept(Arc::clone(event), runs).await,
     };
-    let accepted_runs = match accepted_runs {
-        Ok(accepted) => accepted,
-        Err(err) => {
-            warn!(error = %err, "cannot store the event; answering 503 so the sender retries");
-            if waiter.is_some() {
-                state.worker.forget(&runs[0].id);
-            }
-            let mut response = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the event could not be stored; retry later",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return Ok((response, Vec::new()));
+    accepted.map_err(|err| {
+        warn!(error = %err, "cannot store the event; answering 503 so the sender retries");
+        if sync {
+            state.worker.forget(&runs[0].id);
         }
-    };
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event could not be stored; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response
+    })
+}
+
+/// Hands the committed runs to the worker and answers: 200 for a repeated delivery, 202 with the
+/// run ids, or, on a sync route, the run's own answer when it comes in time.
+async fn answer(
+    state: &AppState,
+    event: &Arc<Event>,
+    runs: &[NewRun],
+    accepted_runs: Accepted,
+    waiter: Option<oneshot::Receiver<SyncAnswer>>,
+    places: FreshPlaces,
+) -> (Response, Vec<String>) {
     state.worker.superseded(&accepted_runs.superseded);
     let duplicate_of = accepted_runs.duplicate_of;
     let run_ids = accepted_runs.created;
@@ -349,19 +418,16 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             state.worker.forget(&runs[0].id);
         }
         let body = serde_json::json!({ "duplicate_of": duplicate_of });
-        return Ok((
+        return (
             (StatusCode::OK, axum::Json(body)).into_response(),
             Vec::new(),
-        ));
+        );
     }
     let event_id = event.id.clone();
     let created: Vec<&NewRun> = runs.iter().filter(|r| run_ids.contains(&r.id)).collect();
-    state.worker.enqueue_accepted(
-        &created,
-        accepted_runs.claimed,
-        std::sync::Arc::clone(&event),
-        places,
-    );
+    state
+        .worker
+        .enqueue_accepted(&created, accepted_runs.claimed, Arc::clone(event), places);
     let accepted = || {
         let mut body = serde_json::json!({ "event_id": event_id, "run_ids": run_ids });
         if !duplicate_of.is_empty() {
@@ -388,7 +454,7 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             }
         },
     };
-    Ok((response, run_ids.clone()))
+    (response, run_ids.clone())
 }
 
 enum BodyReadError {
@@ -455,12 +521,6 @@ fn verified(
     }) else {
         return Ok(());
     };
-    let misconfigured = |scheme: &str, what: &str| {
-        Err((
-            RejectReason::VerifyMisconfigured,
-            format!("{scheme}: {what}"),
-        ))
-    };
     let secrets = secrets.resolve(&workflow.secrets);
     let context = crate::template::to_template_value(&serde_json::json!({ "secrets": secrets }));
     let scope = Scope {
@@ -471,21 +531,7 @@ fn verified(
     let now = Utc::now().timestamp();
     for preset in &verify.presets {
         let scheme = preset.preset.scheme.as_str();
-        let mut values = Vec::with_capacity(preset.secrets.len());
-        for template in &preset.secrets {
-            match template.render_string(&scope) {
-                Ok(value) if !value.is_empty() => values.push(value),
-                // A missing secret must never turn into "accept everything".
-                Ok(_) => {
-                    error!(workflow = %workflow.name, preset = scheme, "the verify secret is empty or not set; refusing the request");
-                    return misconfigured(scheme, "the secret is empty or not set");
-                }
-                Err(err) => {
-                    error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify secret cannot be rendered; refusing the request");
-                    return misconfigured(scheme, "the secret cannot be rendered");
-                }
-            }
-        }
+        let values = preset_secrets(workflow, &scope, preset, scheme)?;
         // Twilio's public URL and Basic's user name: rendered like the secrets, and refused
         // alike when they are empty.
         let Some(url) = render_setting(workflow, &scope, scheme, "url", preset.url.as_ref()) else {
@@ -543,6 +589,39 @@ fn verified(
         }
     }
     Ok(())
+}
+
+/// The preset's secrets, rendered; none may be empty or fail to render.
+fn preset_secrets(
+    workflow: &Workflow,
+    scope: &Scope<'_>,
+    preset: &VerifyPreset,
+    scheme: &str,
+) -> Result<Vec<String>, (RejectReason, String)> {
+    let mut values = Vec::with_capacity(preset.secrets.len());
+    for template in &preset.secrets {
+        match template.render_string(scope) {
+            Ok(value) if !value.is_empty() => values.push(value),
+            // A missing secret must never turn into "accept everything".
+            Ok(_) => {
+                error!(workflow = %workflow.name, preset = scheme, "the verify secret is empty or not set; refusing the request");
+                return misconfigured(scheme, "the secret is empty or not set");
+            }
+            Err(err) => {
+                error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify secret cannot be rendered; refusing the request");
+                return misconfigured(scheme, "the secret cannot be rendered");
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// A refusal for a `verify` the operator must fix, not the sender.
+fn misconfigured<T>(scheme: &str, what: &str) -> Result<T, (RejectReason, String)> {
+    Err((
+        RejectReason::VerifyMisconfigured,
+        format!("{scheme}: {what}"),
+    ))
 }
 
 /// Replace the credentials the request was verified with (a token or password sent in clear)

@@ -19,7 +19,7 @@ use crate::http::{self, AppState, body::BodyLimits};
 use crate::settings::ServeSettings;
 use crate::store::{Definition, OpenMode, Store, StoreError};
 use crate::worker::{Worker, WorkerSettings};
-use crate::workflow::{self, Registry};
+use crate::workflow::{self, Registry, SharedRegistry};
 
 pub use reload::Reloader;
 
@@ -164,14 +164,7 @@ async fn serve_with(
     webhook_listener: TcpListener,
     admin_listener: TcpListener,
 ) -> Result<RunningServer, ServerError> {
-    // Runs, events and replays are behind the admin API: not for the network without a token.
-    let admin_addr = admin_listener.local_addr().map_err(ServerError::Listener)?;
-    if !admin_addr.ip().is_loopback() && settings.admin_token.is_none() {
-        if !settings.admin_insecure {
-            return Err(ServerError::InsecureAdmin(admin_addr));
-        }
-        warn!(%admin_addr, "the admin API is open to the network without a token (--admin-insecure)");
-    }
+    refuse_open_admin(settings, &admin_listener)?;
     // This process holds the store alone: runs left `running` belong to a process that is gone.
     store.take_over_orphans().await?;
     save_definitions(&store, &registry).await?;
@@ -197,12 +190,69 @@ async fn serve_with(
         Arc::clone(&hangup),
         stopped.clone(),
     );
+    let (worker, tasks) = start_runs(settings, &store, &registry, &reloader, &stopped).await?;
+    let webhook_url = webhook_url(webhook_listener.local_addr().ok(), tls.is_some());
+    let state = app_state(settings, registry, store, worker, &reloader, webhook_url);
+    let webhook_addr = webhook_listener
+        .local_addr()
+        .map_err(ServerError::Listener)?;
+    let admin_addr = admin_listener.local_addr().map_err(ServerError::Listener)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%webhook_addr, %admin_addr, workflows = workflow_count, scheme, "hookflow is serving");
+    let listeners = Listeners {
+        webhook: webhook_listener,
+        admin: admin_listener,
+        tls,
+    };
+    let task = serve_until_stopped(settings, state, listeners, tasks, watcher, stopped);
+    Ok(RunningServer {
+        webhook_addr,
+        admin_addr,
+        stop,
+        task,
+        reloader,
+        hangup,
+    })
+}
+
+/// Runs, events and replays are behind the admin API: not for the network without a token,
+/// unless `--admin-insecure` says so (and the log warns).
+fn refuse_open_admin(
+    settings: &ServeSettings,
+    admin_listener: &TcpListener,
+) -> Result<(), ServerError> {
+    let admin_addr = admin_listener.local_addr().map_err(ServerError::Listener)?;
+    if !admin_addr.ip().is_loopback() && settings.admin_token.is_none() {
+        if !settings.admin_insecure {
+            return Err(ServerError::InsecureAdmin(admin_addr));
+        }
+        warn!(%admin_addr, "the admin API is open to the network without a token (--admin-insecure)");
+    }
+    Ok(())
+}
+
+/// The tasks that execute runs beside the listeners, each ending when told to stop.
+struct RunTasks {
+    worker: tokio::task::JoinHandle<()>,
+    pruner: tokio::task::JoinHandle<()>,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+/// Starts what executes runs: the worker (which resumes the runs left unfinished), the pruner
+/// of old runs and the schedule ticker.
+async fn start_runs(
+    settings: &ServeSettings,
+    store: &Store,
+    registry: &SharedRegistry,
+    reloader: &Reloader,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(Worker, RunTasks), ServerError> {
     let effects = settings
         .effects()
         .map_err(|e| ServerError::Effects(e.to_string()))?;
     let (worker, worker_task) = Worker::start(
         store.clone(),
-        Arc::clone(&registry),
+        Arc::clone(registry),
         effects,
         WorkerSettings {
             concurrency: settings.workers,
@@ -227,12 +277,29 @@ async fn serve_with(
     }
     let ticker_task = ticker::start(
         store.clone(),
-        Arc::clone(&registry),
+        Arc::clone(registry),
         worker.clone(),
         reloader.reloaded(),
         stopped.clone(),
     );
-    let state = AppState {
+    let tasks = RunTasks {
+        worker: worker_task,
+        pruner,
+        ticker: ticker_task,
+    };
+    Ok((worker, tasks))
+}
+
+/// What the webhook and admin handlers share.
+fn app_state(
+    settings: &ServeSettings,
+    registry: SharedRegistry,
+    store: Store,
+    worker: Worker,
+    reloader: &Reloader,
+    webhook_url: String,
+) -> AppState {
+    AppState {
         registry,
         store,
         worker,
@@ -244,53 +311,57 @@ async fn serve_with(
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         body_timeout: settings.body_timeout,
         reload: reloader.shared_status(),
-        webhook_url: webhook_url(webhook_listener.local_addr().ok(), tls.is_some()),
-    };
-    let webhook_addr = webhook_listener
-        .local_addr()
-        .map_err(ServerError::Listener)?;
-    let admin_addr = admin_listener.local_addr().map_err(ServerError::Listener)?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(%webhook_addr, %admin_addr, workflows = workflow_count, scheme, "hookflow is serving");
+        webhook_url,
+    }
+}
 
+/// The two listeners, and the webhook listener's TLS when it has one.
+struct Listeners {
+    webhook: TcpListener,
+    admin: TcpListener,
+    tls: Option<Arc<crate::http::tls::TlsConfig>>,
+}
+
+/// Serves both listeners until `stopped` says so, then waits for every task to end, in an order
+/// that frees the store last; the returned task ends when all is closed.
+fn serve_until_stopped(
+    settings: &ServeSettings,
+    state: AppState,
+    listeners: Listeners,
+    tasks: RunTasks,
+    watcher: tokio::task::JoinHandle<()>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let webhook = http::listen::serve(
-        webhook_listener,
+        listeners.webhook,
         http::webhook_router(state.clone()),
         http::listen::ConnectionLimits {
             header_timeout: settings.header_timeout,
             max_header_size: settings.max_header_size,
             write_stall_timeout: settings.body_timeout,
         },
-        tls,
+        listeners.tls,
         stopped.clone(),
     );
     let admin = axum::serve(
-        admin_listener,
+        listeners.admin,
         http::admin_router(state, settings.admin_access())
             .into_make_service_with_connect_info::<http::access::AdminConnection>(),
     )
     .with_graceful_shutdown(until_stopped(stopped.clone()));
-    let task = tokio::spawn(async move {
-        let ((), admin_result, _, _) = tokio::join!(webhook, admin, worker_task, ticker_task);
+    tokio::spawn(async move {
+        let ((), admin_result, _, _) = tokio::join!(webhook, admin, tasks.worker, tasks.ticker);
         // The store is free once every task holding it has ended.
-        let _ = pruner.await;
+        let _ = tasks.pruner.await;
         // The watcher holds the store through its reloader: gone before "stopped" is said.
         let _ = watcher.await;
         if let Err(err) = admin_result {
             warn!(error = %err, "admin listener stopped with an error");
         }
         info!("hookflow stopped");
-    });
-    Ok(RunningServer {
-        webhook_addr,
-        admin_addr,
-        stop,
-        task,
-        reloader,
-        hangup,
     })
 }
 

@@ -204,44 +204,80 @@ impl HttpStep {
         })
     }
 
+    /// The request as it will be sent, rendered in the order its parts are written: URL and
+    /// query, headers, body, signature, authorization.
     pub fn render(
         &self,
         scope: &Scope<'_>,
         id: &StepIdentity<'_>,
     ) -> Result<RenderedHttp, StepError> {
-        let mut url = self.url.render_string(scope)?;
-        if !self.query.is_empty() {
-            let mut pairs = Vec::new();
-            for (name, value) in &self.query {
-                match value.render(scope)? {
-                    Json::Null => {}
-                    Json::Array(items) => {
-                        for item in items {
-                            pairs.push((name.clone(), scalar_text(&item)));
-                        }
-                    }
-                    other => pairs.push((name.clone(), scalar_text(&other))),
-                }
-            }
-            let encoded = serde_urlencoded::to_string(&pairs)
-                .map_err(|e| StepError::permanent(format!("cannot encode `query`: {e}")))?;
-            if !encoded.is_empty() {
-                url.push(if url.contains('?') { '&' } else { '?' });
-                url.push_str(&encoded);
-            }
-        }
+        let url = self.render_url(scope)?;
         let mut headers = Vec::new();
         for (name, value) in &self.headers {
             headers.push((name.clone(), scalar_text(&value.render(scope)?)));
         }
-        let has_header = |headers: &[(String, String)], name: &str| {
-            headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
-        };
-        let (body_record, body) = match &self.body {
+        let (body_record, body) = self.render_body(scope, &mut headers)?;
+        if !has_header(&headers, "idempotency-key") {
+            headers.push((
+                "Idempotency-Key".into(),
+                format!("{}.{}", id.run_id, id.step_name),
+            ));
+        }
+        let signing_secret = self.render_signing(scope, id, &mut headers)?;
+        let authorization = self.render_authorization(scope)?;
+        Ok(RenderedHttp {
+            method: self.method.clone(),
+            url,
+            headers,
+            body_record,
+            body,
+            authorization,
+            timeout: self.timeout,
+            expect: self.expect.clone(),
+            follow_redirects: self.follow_redirects,
+            signing_secret,
+        })
+    }
+
+    /// `url` with the `query` parameters appended; a list repeats its name, null leaves it out.
+    fn render_url(&self, scope: &Scope<'_>) -> Result<String, StepError> {
+        let mut url = self.url.render_string(scope)?;
+        if self.query.is_empty() {
+            return Ok(url);
+        }
+        let mut pairs = Vec::new();
+        for (name, value) in &self.query {
+            match value.render(scope)? {
+                Json::Null => {}
+                Json::Array(items) => {
+                    for item in items {
+                        pairs.push((name.clone(), scalar_text(&item)));
+                    }
+                }
+                other => pairs.push((name.clone(), scalar_text(&other))),
+            }
+        }
+        let encoded = serde_urlencoded::to_string(&pairs)
+            .map_err(|e| StepError::permanent(format!("cannot encode `query`: {e}")))?;
+        if !encoded.is_empty() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&encoded);
+        }
+        Ok(url)
+    }
+
+    /// The body as recorded and as sent, with the content type it implies unless `headers`
+    /// names one.
+    fn render_body(
+        &self,
+        scope: &Scope<'_>,
+        headers: &mut Vec<(String, String)>,
+    ) -> Result<(Json, Option<Vec<u8>>), StepError> {
+        Ok(match &self.body {
             Body::None => (Json::Null, None),
             Body::Json(template) => {
                 let value = template.render(scope)?;
-                if !has_header(&headers, "content-type") {
+                if !has_header(headers, "content-type") {
                     headers.push(("Content-Type".into(), "application/json".into()));
                 }
                 let bytes = serde_json::to_vec(&value)
@@ -253,7 +289,7 @@ impl HttpStep {
                 for (name, value) in fields {
                     pairs.push((name.clone(), scalar_text(&value.render(scope)?)));
                 }
-                if !has_header(&headers, "content-type") {
+                if !has_header(headers, "content-type") {
                     headers.push((
                         "Content-Type".into(),
                         "application/x-www-form-urlencoded".into(),
@@ -269,44 +305,54 @@ impl HttpStep {
             }
             Body::Raw(template) => {
                 let text = template.render_string(scope)?;
-                if !has_header(&headers, "content-type") {
+                if !has_header(headers, "content-type") {
                     headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
                 }
                 (Json::String(text.clone()), Some(text.into_bytes()))
             }
+        })
+    }
+
+    /// The `sign` secret, checked; its `webhook-id` header replaces any the step set.
+    fn render_signing(
+        &self,
+        scope: &Scope<'_>,
+        id: &StepIdentity<'_>,
+        headers: &mut Vec<(String, String)>,
+    ) -> Result<Option<String>, StepError> {
+        // A match, not `let ... else`: a new scheme must say how it signs.
+        let secret = match &self.sign {
+            None => return Ok(None),
+            Some(Sign::StandardWebhooks { secret }) => secret,
         };
-        if !has_header(&headers, "idempotency-key") {
-            headers.push((
-                "Idempotency-Key".into(),
-                format!("{}.{}", id.run_id, id.step_name),
-            ));
-        }
-        let signing_secret = match &self.sign {
-            None => None,
-            Some(Sign::StandardWebhooks { secret }) => {
-                let secret = secret.render_string(scope)?;
-                crate::verify::standard_webhooks_key(&secret).map_err(|_| {
-                    StepError::permanent(
-                        "`sign.standard_webhooks.secret` is not a base64 secret (whsec_...)",
-                    )
-                })?;
-                // The receiver deduplicates on it: the same for every attempt of this step.
-                let message_id = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| format!("{}.{}", id.run_id, id.step_name));
-                // Ours alone: a second timestamp or signature would make the receiver refuse.
-                headers.retain(|(k, _)| {
-                    !["webhook-id", "webhook-timestamp", "webhook-signature"]
-                        .iter()
-                        .any(|name| k.eq_ignore_ascii_case(name))
-                });
-                headers.push(("webhook-id".into(), message_id));
-                Some(secret)
-            }
-        };
-        let authorization = match &self.auth {
+        let secret = secret.render_string(scope)?;
+        crate::verify::standard_webhooks_key(&secret).map_err(|_| {
+            StepError::permanent(
+                "`sign.standard_webhooks.secret` is not a base64 secret (whsec_...)",
+            )
+        })?;
+        // The receiver deduplicates on it: the same for every attempt of this step.
+        let message_id = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("{}.{}", id.run_id, id.step_name));
+        // Ours alone: a second timestamp or signature would make the receiver refuse.
+        headers.retain(|(k, _)| {
+            !["webhook-id", "webhook-timestamp", "webhook-signature"]
+                .iter()
+                .any(|name| k.eq_ignore_ascii_case(name))
+        });
+        headers.push(("webhook-id".into(), message_id));
+        Ok(Some(secret))
+    }
+
+    /// The `Authorization` scheme and credentials of `auth`.
+    fn render_authorization(
+        &self,
+        scope: &Scope<'_>,
+    ) -> Result<Option<(String, String)>, StepError> {
+        Ok(match &self.auth {
             None => None,
             Some(Auth::Bearer(token)) => Some(("Bearer".to_owned(), token.render_string(scope)?)),
             Some(Auth::Basic { username, password }) => {
@@ -320,20 +366,13 @@ impl HttpStep {
                     base64::engine::general_purpose::STANDARD.encode(pair),
                 ))
             }
-        };
-        Ok(RenderedHttp {
-            method: self.method.clone(),
-            url,
-            headers,
-            body_record,
-            body,
-            authorization,
-            timeout: self.timeout,
-            expect: self.expect.clone(),
-            follow_redirects: self.follow_redirects,
-            signing_secret,
         })
     }
+}
+
+/// Whether `headers` has one named `name`, in any case.
+fn has_header(headers: &[(String, String)], name: &str) -> bool {
+    headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
 }
 
 fn compile_sign(c: &mut Compiler, node: &Node) -> Option<Sign> {

@@ -421,7 +421,26 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         Some(n) => c.string(n, "a step name")?,
         None => format!("{}-{position}", kind.as_str()),
     };
-    let compiled = match kind {
+    let compiled = compile_kind(c, kind, &kind_key.span, body)?;
+    Some(Step {
+        name,
+        span: kind_key.span.clone(),
+        condition,
+        timeout,
+        continue_on_error,
+        retry: retry?,
+        kind: compiled,
+    })
+}
+
+/// The step's kind, compiled by its own file; `key_span` is where the kind's key is written.
+fn compile_kind(
+    c: &mut Compiler,
+    kind: KindName,
+    key_span: &Span,
+    body: &Node,
+) -> Option<StepKind> {
+    match kind {
         KindName::Filter => filter::FilterStep::compile(c, body).map(StepKind::Filter),
         KindName::Set => set::SetStep::compile(c, body).map(StepKind::Set),
         KindName::Template => template::TemplateStep::compile(c, body).map(StepKind::Template),
@@ -429,7 +448,7 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         KindName::Email => email::EmailStep::compile(c, body).map(|s| StepKind::Email(Box::new(s))),
         KindName::Ci => ci::CiStep::compile(c, body).map(|s| StepKind::Ci(Box::new(s))),
         KindName::Exec => {
-            exec::ExecStep::compile(c, body, &kind_key.span).map(|s| StepKind::Exec(Box::new(s)))
+            exec::ExecStep::compile(c, body, key_span).map(|s| StepKind::Exec(Box::new(s)))
         }
         KindName::Log => log::LogStep::compile(c, body).map(StepKind::Log),
         KindName::Respond => respond::RespondStep::compile(c, body).map(StepKind::Respond),
@@ -441,16 +460,7 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         }
         KindName::Delay => delay::DelayStep::compile(c, body).map(StepKind::Delay),
         KindName::Call => call::CallStep::compile(c, body).map(|s| StepKind::Call(Box::new(s))),
-    }?;
-    Some(Step {
-        name,
-        span: kind_key.span.clone(),
-        condition,
-        timeout,
-        continue_on_error,
-        retry: retry?,
-        kind: compiled,
-    })
+    }
 }
 
 fn all_step_keys() -> Vec<&'static str> {

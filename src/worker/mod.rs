@@ -586,68 +586,80 @@ async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         }
-        loop {
-            // Runs left in the store for want of room are taken as room frees, many per claim.
-            let idle = if spill_only {
-                inner.window.room()
-            } else {
-                inner
-                    .slots
-                    .available_permits()
-                    .saturating_sub(inner.backlog.load(Ordering::Relaxed))
-                    .min(inner.window.room())
-            };
-            if idle == 0 || *shutdown.borrow() {
-                break;
-            }
-            // Alone on its store, every queued run is this process's: none to hand off, except
-            // to the accepting request that is about to hand its fresh run to the worker.
-            let handoff = if shared || spill_only {
-                HANDOFF
-            } else {
-                Duration::ZERO
-            };
-            let queued_before = chrono::Utc::now()
-                - chrono::Duration::from_std(handoff).unwrap_or(chrono::Duration::seconds(1));
-            // Places first, so fresh runs arriving meanwhile cannot push the window past its bound.
-            let places = inner.window.take_up_to(idle);
-            let idle = places.len();
-            if idle == 0 {
-                // No room yet: the runs left behind wait for the next run to end.
-                break;
-            }
-            let taken = match inner
-                .store
-                .claim_queued(&inner.owner, inner.lease_end(), queued_before, idle)
-                .await
-            {
-                Ok(taken) => taken,
-                Err(err) => {
-                    warn!(error = %err, "cannot take runs from the store's queue");
-                    break;
-                }
-            };
-            let count = taken.len();
-            for (run_id, place) in taken.into_iter().zip(places) {
-                let job = Job {
-                    run_id,
-                    fresh: None,
-                    claimed: true,
-                };
-                worker.send_placed(job, place);
-            }
-            if count < idle {
-                // The store's queue is drained of runs old enough to take. Runs left behind
-                // moments ago (too young for this look, or during it) keep the flag for the
-                // next poll.
-                if spill_only && !inner.window.spilled_lately() {
-                    inner.window.spilled.store(false, Ordering::Release);
-                }
-                break;
-            }
-            // Every idle slot got a run: there may be more waiting once these start.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        take_while_room(&worker, &shutdown, shared, spill_only).await;
+    }
+}
+
+/// Take runs from the store's queue while this process has room for them, as many per claim
+/// as it has room for; stop when the queue has no more old enough, or at shutdown.
+async fn take_while_room(
+    worker: &Worker,
+    shutdown: &watch::Receiver<bool>,
+    shared: bool,
+    spill_only: bool,
+) {
+    let inner = &worker.inner;
+    loop {
+        // Runs left in the store for want of room are taken as room frees, many per claim.
+        let idle = if spill_only {
+            inner.window.room()
+        } else {
+            inner
+                .slots
+                .available_permits()
+                .saturating_sub(inner.backlog.load(Ordering::Relaxed))
+                .min(inner.window.room())
+        };
+        if idle == 0 || *shutdown.borrow() {
+            return;
         }
+        // Alone on its store, every queued run is this process's: none to hand off, except
+        // to the accepting request that is about to hand its fresh run to the worker.
+        let handoff = if shared || spill_only {
+            HANDOFF
+        } else {
+            Duration::ZERO
+        };
+        let queued_before = chrono::Utc::now()
+            - chrono::Duration::from_std(handoff).unwrap_or(chrono::Duration::seconds(1));
+        // Places first, so fresh runs arriving meanwhile cannot push the window past its bound.
+        let places = inner.window.take_up_to(idle);
+        let idle = places.len();
+        if idle == 0 {
+            // No room yet: the runs left behind wait for the next run to end.
+            return;
+        }
+        let taken = match inner
+            .store
+            .claim_queued(&inner.owner, inner.lease_end(), queued_before, idle)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(err) => {
+                warn!(error = %err, "cannot take runs from the store's queue");
+                return;
+            }
+        };
+        let count = taken.len();
+        for (run_id, place) in taken.into_iter().zip(places) {
+            let job = Job {
+                run_id,
+                fresh: None,
+                claimed: true,
+            };
+            worker.send_placed(job, place);
+        }
+        if count < idle {
+            // The store's queue is drained of runs old enough to take. Runs left behind
+            // moments ago (too young for this look, or during it) keep the flag for the
+            // next poll.
+            if spill_only && !inner.window.spilled_lately() {
+                inner.window.spilled.store(false, Ordering::Release);
+            }
+            return;
+        }
+        // Every idle slot got a run: there may be more waiting once these start.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -828,140 +840,30 @@ async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphor
     };
     let span = info_span!("run", run_id = %run_id, workflow = %detail.workflow);
     async {
-        let workflow = match workflow_for(worker, &detail.workflow, &detail.version).await {
-            Ok(w) => w,
-            Err(message) => {
-                crate::metrics::metrics().run_finished(&detail.workflow, RunStatus::Failed.as_str());
-                // Its definition is unknown, so it may hold a concurrency slot.
-                let ended = Ended::MayHoldSlot;
-                let error = Some(message.clone());
-                if finish(worker, run_id, ended, RunStatus::Failed, error, None).await {
-                    error!(status = "failed", error = %message, "run finished");
-                }
-                return;
-            }
+        let Some(workflow) = definition_or_fail(worker, run_id, &detail).await else {
+            return;
         };
-        let claim = if claimed {
-            Ok(true)
-        } else {
-            store
-                .claim(run_id, &worker.inner.owner, worker.inner.lease_end())
-                .await
-        };
-        match claim {
-            Ok(true) => {
-                worker.hold(run_id);
-                held = Some(Held { worker, run_id });
-            }
-            // Another worker holds it (a duplicate queue entry, or another node), its
-            // concurrency key has no free slot (it stays queued until a run with the key
-            // ends), or it was cancelled meanwhile.
-            Ok(false) => {
-                if let Ok(Some(now)) = store.run(run_id).await
-                    && now.run.status.is_final()
-                {
-                    worker.answer(
-                        run_id,
-                        SyncAnswer::Finished {
-                            status: now.run.status,
-                        },
-                    );
-                }
-                return;
-            }
-            Err(err) => {
-                error!(error = %err, "cannot claim the run; it stays queued");
-                return;
-            }
+        if !claim_here(worker, run_id, claimed).await {
+            return;
         }
+        worker.hold(run_id);
+        held = Some(Held { worker, run_id });
         let started = Instant::now();
-        let secrets = worker.inner.secrets.resolve(&workflow.secrets);
-        let info = RunInfo {
-            id: run_id.to_owned(),
-            workflow: workflow.name.clone(),
-            attempt: detail.attempt,
-        };
         let journal = StoreJournal::new(worker, run_id);
-        let options = ExecOptions {
-            started_at: Some(detail.started_at.unwrap_or_else(chrono::Utc::now)),
-            ..ExecOptions::default()
-        };
-        let callees = RegistryCallees { worker };
-        let request = RunRequest {
-            workflow: &workflow,
-            event: &detail.event,
-            run: &info,
-            secrets: &secrets,
-            finished: &detail.finished,
-            effects: &worker.inner.effects,
-            options: &options,
-            callees: Some(&callees),
-        };
-        let result = match CatchPanic(Box::pin(engine::execute(request, &journal))).await {
-            Ok(result) => result,
-            Err(panic) => {
-                // A bug, reachable from some workflow or payload: this run fails rather than
-                // staying `running` (its lease renewed, its concurrency slot held) for ever.
-                error!(panic = %panic, "the run's execution panicked");
-                let message = format!("internal error: the execution panicked: {panic}");
-                let ended = if workflow.concurrency.is_some() {
-                    Ended::MayHoldSlot
-                } else {
-                    Ended::HeldNoSlot
-                };
-                let _ = finish(worker, run_id, ended, RunStatus::Failed, Some(message), None).await;
-                journal.settle_all().await;
-                return;
-            }
+        let Some(result) = run_steps(worker, run_id, &workflow, &detail, &journal).await else {
+            return;
         };
         match result {
             Ok(outcome) if outcome.status == RunStatus::Retrying => {
-                let due_at = outcome.due_at.unwrap_or_else(chrono::Utc::now);
-                warn!(
-                    error = outcome.error.as_deref().unwrap_or_default(),
-                    due_at = %due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    "step failed; the run will try again"
-                );
-                crate::metrics::metrics().step_retry(&workflow.name);
-                // The steps before the wait are on record before it is: a resume must find them.
-                journal.settle_all().await;
-                let error = outcome.error;
-                match durably(|| store.run_retrying(run_id, error.clone(), due_at)).await {
-                    Ok(()) => worker.inner.retries.notify_one(),
-                    Err(err) => {
-                        error!(error = %err, "cannot record the retry; the run resumes at the next start")
-                    }
-                }
+                record_retry(worker, run_id, &workflow, outcome, &journal).await;
             }
             Ok(outcome) => {
-                let duration_ms = started.elapsed().as_millis() as u64;
-                let ended = if workflow.concurrency.is_some() {
-                    Ended::MayHoldSlot
-                } else {
-                    Ended::HeldNoSlot
+                let done = StepsDone {
+                    outcome,
+                    started,
+                    slot: slot.take(),
                 };
-                crate::metrics::metrics().run_finished(&workflow.name, outcome.status.as_str());
-                drop(slot.take());
-                let (status, error) = (outcome.status, outcome.error.clone());
-                let recorded = finish(
-                    worker,
-                    run_id,
-                    ended,
-                    outcome.status,
-                    outcome.error,
-                    outcome.response,
-                )
-                .await;
-                journal.settle_all().await;
-                // Said once the end is on record, so the log never reports a run as finished
-                // that a restart would run again.
-                match (recorded, error) {
-                    (false, _) => {}
-                    (true, Some(error)) => {
-                        warn!(status = status.as_str(), duration_ms, %error, "run finished")
-                    }
-                    (true, None) => info!(status = status.as_str(), duration_ms, "run finished"),
-                }
+                record_end(worker, run_id, &workflow, done, &journal).await;
             }
             Err(err) => {
                 // Progress could not be recorded: stop here and leave the run to be resumed, so
@@ -975,6 +877,191 @@ async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphor
     let ran = held.is_some();
     drop(held);
     ran
+}
+
+/// The definition the run started with; when there is none, the run fails and `None` is
+/// answered.
+async fn definition_or_fail(
+    worker: &Worker,
+    run_id: &str,
+    detail: &Loaded,
+) -> Option<Arc<Workflow>> {
+    match workflow_for(worker, &detail.workflow, &detail.version).await {
+        Ok(w) => Some(w),
+        Err(message) => {
+            crate::metrics::metrics().run_finished(&detail.workflow, RunStatus::Failed.as_str());
+            // Its definition is unknown, so it may hold a concurrency slot.
+            let ended = Ended::MayHoldSlot;
+            let error = Some(message.clone());
+            if finish(worker, run_id, ended, RunStatus::Failed, error, None).await {
+                error!(status = "failed", error = %message, "run finished");
+            }
+            None
+        }
+    }
+}
+
+/// Whether the run is this process's to execute: claimed already, or claimed now.
+async fn claim_here(worker: &Worker, run_id: &str, claimed: bool) -> bool {
+    let store = &worker.inner.store;
+    let claim = if claimed {
+        Ok(true)
+    } else {
+        store
+            .claim(run_id, &worker.inner.owner, worker.inner.lease_end())
+            .await
+    };
+    match claim {
+        Ok(true) => true,
+        // Another worker holds it (a duplicate queue entry, or another node), its
+        // concurrency key has no free slot (it stays queued until a run with the key
+        // ends), or it was cancelled meanwhile.
+        Ok(false) => {
+            if let Ok(Some(now)) = store.run(run_id).await
+                && now.run.status.is_final()
+            {
+                worker.answer(
+                    run_id,
+                    SyncAnswer::Finished {
+                        status: now.run.status,
+                    },
+                );
+            }
+            false
+        }
+        Err(err) => {
+            error!(error = %err, "cannot claim the run; it stays queued");
+            false
+        }
+    }
+}
+
+/// The run's steps, executed by the engine with this worker's effects and secrets. A panic
+/// fails the run here and answers `None`.
+async fn run_steps(
+    worker: &Worker,
+    run_id: &str,
+    workflow: &Arc<Workflow>,
+    detail: &Loaded,
+    journal: &StoreJournal<'_>,
+) -> Option<Result<engine::RunOutcome, JournalError>> {
+    let secrets = worker.inner.secrets.resolve(&workflow.secrets);
+    let info = RunInfo {
+        id: run_id.to_owned(),
+        workflow: workflow.name.clone(),
+        attempt: detail.attempt,
+    };
+    let options = ExecOptions {
+        started_at: Some(detail.started_at.unwrap_or_else(chrono::Utc::now)),
+        ..ExecOptions::default()
+    };
+    let callees = RegistryCallees { worker };
+    let request = RunRequest {
+        workflow,
+        event: &detail.event,
+        run: &info,
+        secrets: &secrets,
+        finished: &detail.finished,
+        effects: &worker.inner.effects,
+        options: &options,
+        callees: Some(&callees),
+    };
+    match CatchPanic(Box::pin(engine::execute(request, journal))).await {
+        Ok(result) => Some(result),
+        Err(panic) => {
+            // A bug, reachable from some workflow or payload: this run fails rather than
+            // staying `running` (its lease renewed, its concurrency slot held) for ever.
+            error!(panic = %panic, "the run's execution panicked");
+            let message = format!("internal error: the execution panicked: {panic}");
+            let ended = Ended::of(workflow);
+            let _ = finish(
+                worker,
+                run_id,
+                ended,
+                RunStatus::Failed,
+                Some(message),
+                None,
+            )
+            .await;
+            journal.settle_all().await;
+            None
+        }
+    }
+}
+
+/// A step failed and will be tried again: the steps before the wait are recorded, then the
+/// wait, and the retry scheduler is woken for the new due time.
+async fn record_retry(
+    worker: &Worker,
+    run_id: &str,
+    workflow: &Workflow,
+    outcome: engine::RunOutcome,
+    journal: &StoreJournal<'_>,
+) {
+    let store = &worker.inner.store;
+    let due_at = outcome.due_at.unwrap_or_else(chrono::Utc::now);
+    warn!(
+        error = outcome.error.as_deref().unwrap_or_default(),
+        due_at = %due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "step failed; the run will try again"
+    );
+    crate::metrics::metrics().step_retry(&workflow.name);
+    // The steps before the wait are on record before it is: a resume must find them.
+    journal.settle_all().await;
+    let error = outcome.error;
+    match durably(|| store.run_retrying(run_id, error.clone(), due_at)).await {
+        Ok(()) => worker.inner.retries.notify_one(),
+        Err(err) => {
+            error!(error = %err, "cannot record the retry; the run resumes at the next start")
+        }
+    }
+}
+
+/// A run whose steps are done, with the worker slot it still holds.
+struct StepsDone {
+    outcome: engine::RunOutcome,
+    started: Instant,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The run ended: the worker slot is given back, its end is recorded, then its steps, and the
+/// end is logged once on record.
+async fn record_end(
+    worker: &Worker,
+    run_id: &str,
+    workflow: &Workflow,
+    done: StepsDone,
+    journal: &StoreJournal<'_>,
+) {
+    let StepsDone {
+        outcome,
+        started,
+        slot,
+    } = done;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let ended = Ended::of(workflow);
+    crate::metrics::metrics().run_finished(&workflow.name, outcome.status.as_str());
+    drop(slot);
+    let (status, error) = (outcome.status, outcome.error.clone());
+    let recorded = finish(
+        worker,
+        run_id,
+        ended,
+        outcome.status,
+        outcome.error,
+        outcome.response,
+    )
+    .await;
+    journal.settle_all().await;
+    // Said once the end is on record, so the log never reports a run as finished
+    // that a restart would run again.
+    match (recorded, error) {
+        (false, _) => {}
+        (true, Some(error)) => {
+            warn!(status = status.as_str(), duration_ms, %error, "run finished")
+        }
+        (true, None) => info!(status = status.as_str(), duration_ms, "run finished"),
+    }
 }
 
 /// How long a run's record waits for a store that cannot write (a full disk, a lock held by
@@ -1007,6 +1094,17 @@ enum Ended {
     MayHoldSlot,
     /// Its workflow limits nothing: no store lookup for waiting runs.
     HeldNoSlot,
+}
+
+impl Ended {
+    /// How a run of `workflow` ends: only a workflow with `concurrency` hands on a slot.
+    fn of(workflow: &Workflow) -> Self {
+        if workflow.concurrency.is_some() {
+            Ended::MayHoldSlot
+        } else {
+            Ended::HeldNoSlot
+        }
+    }
 }
 
 /// Record the run's end, answer a synchronous caller and start who waited for its slot;

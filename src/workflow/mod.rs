@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
 pub use crate::lang::compile::CompileOptions;
-use crate::lang::compile::{self, Compiler, valid_name};
+use crate::lang::compile::{self, Compiler, Fields, valid_name};
 use crate::lang::yaml::{self, Node};
 use crate::run::ConcurrencyMode;
 use crate::steps::{self, Step};
@@ -194,31 +194,11 @@ pub fn compile_file(
     }
 }
 
+/// One workflow from its top-level mapping, in the order its parts depend on each other: name,
+/// triggers, secrets and retry default, every step name, `vars`, then the steps themselves.
 fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
     let fields = c.fields(node, "a workflow", TOP_LEVEL_KEYS, &["steps"])?;
-    let name = match fields.get("name") {
-        Some(n) => c.string(n, "`name`"),
-        None => Some(file_stem(&c.file.path)),
-    };
-    if let Some(name) = &name
-        && !valid_name(name)
-    {
-        match fields.get("name") {
-            Some(n) => c.error(
-                n.span.clone(),
-                format!("workflow name '{name}' may only use letters, digits, '-', '_' and '.'"),
-            ),
-            None => c.push(
-                Diagnostic::error(
-                    Span::file_start(&c.file),
-                    format!(
-                        "the file name gives the workflow name '{name}', which may only use letters, digits, '-', '_' and '.'"
-                    ),
-                )
-                .with_hint("rename the file, or set `name:`"),
-            ),
-        }
-    }
+    let name = workflow_name(c, &fields);
     let description = fields
         .get("description")
         .and_then(|n| c.string(n, "`description`"));
@@ -245,21 +225,10 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         .get("timeout")
         .and_then(|n| c.duration(n, "`timeout`"));
 
-    let mut secrets = Vec::new();
-    if let Some(n) = fields.get("secrets") {
-        for (secret, span) in c.string_list(n, "`secrets`").unwrap_or_default() {
-            if !valid_secret_name(&secret) {
-                c.error(
-                    span,
-                    format!("secret name '{secret}' must be an environment variable name: letters, digits and '_', not starting with a digit"),
-                );
-            } else if secrets.contains(&secret) {
-                c.error(span, format!("secret '{secret}' is declared twice"));
-            } else {
-                secrets.push(secret);
-            }
-        }
-    }
+    let secrets = fields
+        .get("secrets")
+        .map(|n| compile_secrets(c, n))
+        .unwrap_or_default();
     c.scope.secrets = secrets.iter().cloned().collect();
     if let Some(n) = fields.get("retry") {
         let base = c.retry_default.clone();
@@ -268,44 +237,136 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         }
     }
 
-    let step_nodes: Vec<&Node> = match fields.get("steps") {
-        Some(n) => match n.as_seq() {
-            Some(items) if !items.is_empty() => items.iter().collect(),
-            Some(_) => {
-                c.error(
-                    n.span.clone(),
-                    "`steps` is empty; a workflow needs at least one step",
-                );
-                Vec::new()
-            }
-            None => {
-                c.error(
-                    n.span.clone(),
-                    format!("`steps` must be a list, found {}", n.kind_name()),
-                );
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
+    let step_nodes = main_step_nodes(c, &fields);
+    let handler_nodes = handler_step_nodes(c, &fields);
+    declare_step_names(c, &step_nodes, &handler_nodes);
+    let vars = fields
+        .get("vars")
+        .map(|n| compile_vars(c, n))
+        .unwrap_or_default();
+    let compiled_steps = compile_steps(c, &step_nodes, 0);
+    // Handlers run after any main step may have failed: each main step is readable there
+    // (test `steps.x is defined` for one that may not have run).
+    let on_error = compile_steps(c, &handler_nodes, step_nodes.len());
+
+    steps::check_paths(c, compiled_steps.iter().chain(on_error.iter()));
+    warn_unanswered_respond(c, &compiled_steps, webhook.as_ref());
+    let name_span = fields
+        .get("name")
+        .map(|n| n.span.clone())
+        .unwrap_or_else(|| Span::file_start(&c.file));
+    Some(Workflow {
+        name: name?,
+        name_span,
+        description,
+        version: version_of(&c.file.text),
+        source: Arc::clone(&c.file),
+        webhook,
+        schedules,
+        secrets,
+        vars,
+        steps: compiled_steps,
+        on_error,
+        templates: std::mem::take(&mut c.templates),
+        concurrency,
+        timeout,
+    })
+}
+
+/// `name`, or the file's stem without it; reported when it uses other characters than a name
+/// may.
+fn workflow_name(c: &mut Compiler, fields: &Fields<'_>) -> Option<String> {
+    let name = match fields.get("name") {
+        Some(n) => c.string(n, "`name`"),
+        None => Some(file_stem(&c.file.path)),
     };
-    let handler_nodes: Vec<&Node> = match fields.get("on_error") {
-        Some(n) => match n.as_seq() {
-            Some(items) => items.iter().collect(),
-            None => {
-                c.error(
-                    n.span.clone(),
+    if let Some(name) = &name
+        && !valid_name(name)
+    {
+        match fields.get("name") {
+            Some(n) => c.error(
+                n.span.clone(),
+                format!("workflow name '{name}' may only use letters, digits, '-', '_' and '.'"),
+            ),
+            None => c.push(
+                Diagnostic::error(
+                    Span::file_start(&c.file),
                     format!(
-                        "`on_error` must be a list of steps, found {}",
-                        n.kind_name()
+                        "the file name gives the workflow name '{name}', which may only use letters, digits, '-', '_' and '.'"
                     ),
-                );
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
+                )
+                .with_hint("rename the file, or set `name:`"),
+            ),
+        }
+    }
+    name
+}
+
+/// The `secrets` declaration: environment variable names, each once.
+fn compile_secrets(c: &mut Compiler, node: &Node) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for (secret, span) in c.string_list(node, "`secrets`").unwrap_or_default() {
+        if !valid_secret_name(&secret) {
+            c.error(
+                span,
+                format!("secret name '{secret}' must be an environment variable name: letters, digits and '_', not starting with a digit"),
+            );
+        } else if secrets.contains(&secret) {
+            c.error(span, format!("secret '{secret}' is declared twice"));
+        } else {
+            secrets.push(secret);
+        }
+    }
+    secrets
+}
+
+/// The nodes of `steps`: a list of at least one step.
+fn main_step_nodes<'n>(c: &mut Compiler, fields: &Fields<'n>) -> Vec<&'n Node> {
+    let Some(n) = fields.get("steps") else {
+        return Vec::new();
     };
-    // Every name first, so a reference to a later step is told apart from a typo. `on_error`
-    // steps are numbered after the main ones, so default names stay unique.
+    match n.as_seq() {
+        Some(items) if !items.is_empty() => items.iter().collect(),
+        Some(_) => {
+            c.error(
+                n.span.clone(),
+                "`steps` is empty; a workflow needs at least one step",
+            );
+            Vec::new()
+        }
+        None => {
+            c.error(
+                n.span.clone(),
+                format!("`steps` must be a list, found {}", n.kind_name()),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// The nodes of `on_error`: a list of steps, possibly empty.
+fn handler_step_nodes<'n>(c: &mut Compiler, fields: &Fields<'n>) -> Vec<&'n Node> {
+    let Some(n) = fields.get("on_error") else {
+        return Vec::new();
+    };
+    match n.as_seq() {
+        Some(items) => items.iter().collect(),
+        None => {
+            c.error(
+                n.span.clone(),
+                format!(
+                    "`on_error` must be a list of steps, found {}",
+                    n.kind_name()
+                ),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Every step name first, so a reference to a later step is told apart from a typo. `on_error`
+/// steps are numbered after the main ones, so default names stay unique.
+fn declare_step_names(c: &mut Compiler, step_nodes: &[&Node], handler_nodes: &[&Node]) {
     let mut seen: BTreeMap<String, Span> = BTreeMap::new();
     for (i, step) in step_nodes.iter().chain(handler_nodes.iter()).enumerate() {
         if let Some((name, span)) = steps::declared_name(step, i + 1) {
@@ -327,57 +388,50 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
             c.scope.all_steps.insert(name);
         }
     }
+}
 
+/// The `vars` mapping, in order: each variable sees the ones above it.
+fn compile_vars(c: &mut Compiler, node: &Node) -> Vec<(String, ValueTemplate)> {
     let mut vars = Vec::new();
-    if let Some(n) = fields.get("vars") {
-        match n.as_map() {
-            Some(entries) => {
-                for (key, value) in entries {
-                    if let Some(v) = c.value(value) {
-                        vars.push((key.name.clone(), v));
-                    }
-                    // Each variable sees the ones above it.
-                    c.scope.vars.insert(key.name.clone());
+    match node.as_map() {
+        Some(entries) => {
+            for (key, value) in entries {
+                if let Some(v) = c.value(value) {
+                    vars.push((key.name.clone(), v));
                 }
+                // Each variable sees the ones above it.
+                c.scope.vars.insert(key.name.clone());
             }
-            None => c.error(
-                n.span.clone(),
-                format!("`vars` must be a mapping, found {}", n.kind_name()),
-            ),
         }
+        None => c.error(
+            node.span.clone(),
+            format!("`vars` must be a mapping, found {}", node.kind_name()),
+        ),
     }
+    vars
+}
 
-    let mut compiled_steps = Vec::new();
-    for (i, node) in step_nodes.iter().enumerate() {
-        if let Some(step) = steps::compile(c, node, i + 1) {
+/// A list of steps, numbered from `before + 1`; each step sees the variables and steps above it.
+fn compile_steps(c: &mut Compiler, nodes: &[&Node], before: usize) -> Vec<Step> {
+    let mut compiled = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let position = before + i + 1;
+        if let Some(step) = steps::compile(c, node, position) {
             c.scope.vars.extend(step.kind.assigned_vars());
             c.scope.earlier_steps.insert(step.name.clone());
-            compiled_steps.push(step);
-        } else if let Some((name, _)) = steps::declared_name(node, i + 1) {
+            compiled.push(step);
+        } else if let Some((name, _)) = steps::declared_name(node, position) {
             // A broken step still counts as earlier, so its readers are not blamed twice.
             c.scope.earlier_steps.insert(name);
         }
     }
-    // Handlers run after any main step may have failed: each main step is readable there
-    // (test `steps.x is defined` for one that may not have run).
-    let mut on_error = Vec::new();
-    for (i, node) in handler_nodes.iter().enumerate() {
-        let position = step_nodes.len() + i + 1;
-        if let Some(step) = steps::compile(c, node, position) {
-            c.scope.vars.extend(step.kind.assigned_vars());
-            c.scope.earlier_steps.insert(step.name.clone());
-            on_error.push(step);
-        } else if let Some((name, _)) = steps::declared_name(node, position) {
-            c.scope.earlier_steps.insert(name);
-        }
-    }
+    compiled
+}
 
-    steps::check_paths(c, compiled_steps.iter().chain(on_error.iter()));
-
-    let answers_synchronously = webhook
-        .as_ref()
-        .is_some_and(|w| w.respond == RespondMode::Sync);
-    for step in &compiled_steps {
+/// A `respond` step on a route that answers 202 before the run starts answers nobody.
+fn warn_unanswered_respond(c: &mut Compiler, main: &[Step], webhook: Option<&WebhookTrigger>) {
+    let answers_synchronously = webhook.is_some_and(|w| w.respond == RespondMode::Sync);
+    for step in main {
         if matches!(step.kind, steps::StepKind::Respond(_)) && !answers_synchronously {
             c.push(
                 Diagnostic::warning(
@@ -388,26 +442,6 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
             );
         }
     }
-    let name_span = fields
-        .get("name")
-        .map(|n| n.span.clone())
-        .unwrap_or_else(|| Span::file_start(&c.file));
-    Some(Workflow {
-        name: name?,
-        name_span,
-        description,
-        version: version_of(&c.file.text),
-        source: Arc::clone(&c.file),
-        webhook,
-        schedules,
-        secrets,
-        vars,
-        steps: compiled_steps,
-        on_error,
-        templates: std::mem::take(&mut c.templates),
-        concurrency,
-        timeout,
-    })
 }
 
 fn compile_concurrency(c: &mut Compiler, node: &Node) -> Option<Concurrency> {
