@@ -847,7 +847,10 @@ async fn execute_run(worker: &Worker, job: Job, slot: tokio::sync::OwnedSemaphor
             return;
         }
         worker.hold(run_id);
-        held = Some(Held { worker, run_id });
+        // A run claimed before it was queued already has its guard. Replacing it, or building
+        // a second one, would drop a guard, which takes the run out of the renewed set it was
+        // just put in: its lease would end while it runs, and it would be taken over.
+        held.get_or_insert_with(|| Held { worker, run_id });
         let started = Instant::now();
         let journal = StoreJournal::new(worker, run_id);
         let Some(result) = run_steps(worker, run_id, &workflow, &detail, &journal).await else {

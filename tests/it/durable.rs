@@ -906,3 +906,33 @@ steps:
     );
     assert_eq!(receiver.received().len(), 2);
 }
+
+/// A run claimed in its webhook's accept keeps its lease renewed while it executes: one that
+/// outlives its lease is neither taken over nor executed a second time.
+#[tokio::test]
+async fn a_run_longer_than_its_lease_is_renewed_not_taken_over() {
+    let receiver = Receiver::start().await;
+    receiver.slow("/slow", Duration::from_millis(3500));
+    let workflow = format!(
+        "on: {{ webhook: {{ path: /hooks/long }} }}\nsteps:\n  - name: call\n    http: {{ url: \"{}\", json: {{}} }}\n",
+        receiver.url("/slow")
+    );
+    let server = TestServer::start_with(&[("long.yaml", &workflow)], |settings| {
+        settings.lease = Duration::from_secs(1);
+    })
+    .await;
+    let ids = server
+        .accepted("/hooks/long", "application/json", b"{}".to_vec())
+        .await;
+
+    let run = server.finished_run(&ids[0]).await;
+
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(step(&run, "call")["attempts"], 1, "{run}");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the run was taken over and executed again while it ran"
+    );
+    server.stop().await;
+}
