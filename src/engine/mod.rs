@@ -52,9 +52,22 @@ pub enum Noted {
     Evaluated,
 }
 
+/// A run's progress could not be recorded; the source says why (for the worker, the store's
+/// error, kept whole: the engine does not know the store's types).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot record the run: {0}")]
-pub struct JournalError(pub String);
+#[error("cannot record the run")]
+pub struct JournalError {
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl JournalError {
+    pub fn new(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            source: Box::new(source),
+        }
+    }
+}
 
 /// Where a run reports progress: the store, a trace printer, or both.
 pub trait Journal: Send + Sync {

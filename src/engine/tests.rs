@@ -421,3 +421,11 @@ async fn parallel_branches_each_run_and_their_outputs_are_read_by_branch() {
         json!("chat answered 202")
     );
 }
+
+#[test]
+fn a_journal_error_keeps_the_error_that_caused_it() {
+    let err = JournalError::new(std::io::Error::other("disk full"));
+    assert_eq!(err.to_string(), "cannot record the run");
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert_eq!(cause.as_deref(), Some("disk full"));
+}

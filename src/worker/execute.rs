@@ -88,7 +88,8 @@ pub(super) async fn execute_run(
             Err(err) => {
                 // Progress could not be recorded: stop here and leave the run to be resumed, so
                 // no finished step is ever executed twice on account of a lost record.
-                error!(error = %err, "run interrupted; it resumes at the next start");
+                let cause = std::error::Error::source(&err).map(ToString::to_string);
+                error!(error = %err, cause, "run interrupted; it resumes at the next start");
             }
         }
     }

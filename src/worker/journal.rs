@@ -72,7 +72,7 @@ impl Journal for StoreJournal<'_> {
             let store = &self.worker.inner.store;
             durably(|| store.step_finished(self.run_id, record))
                 .await
-                .map_err(|e| JournalError(e.to_string()))
+                .map_err(JournalError::new)
         })
     }
 
@@ -87,7 +87,7 @@ impl Journal for StoreJournal<'_> {
             let settling = store
                 .step_noted(self.run_id, record)
                 .await
-                .map_err(|e| JournalError(e.to_string()))?;
+                .map_err(JournalError::new)?;
             if let Ok(mut unsettled) = self.unsettled.lock() {
                 unsettled.push(Unsettled {
                     record: record.clone(),
@@ -102,9 +102,7 @@ impl Journal for StoreJournal<'_> {
     fn settle_effects(&self) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move {
             let guards = self.take_unsettled(|u| u.noted == Noted::GuardsEffect);
-            self.settle(guards)
-                .await
-                .map_err(|e| JournalError(e.to_string()))
+            self.settle(guards).await.map_err(JournalError::new)
         })
     }
 
