@@ -741,7 +741,26 @@ async fn editing_a_served_workflow_changes_behaviour_within_a_second() {
 
     // Breaking the file keeps the old behaviour.
     std::fs::write(workflows.join("w.yaml"), "steps: [ { emial: {} } ]\n").expect("write");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let broken = Instant::now();
+    loop {
+        let workflows: Json = server
+            .client
+            .get(format!("{}/api/workflows", server.admin))
+            .send()
+            .await
+            .expect("admin request")
+            .json()
+            .await
+            .expect("admin json");
+        if workflows["reload"]["refused"] == true {
+            break;
+        }
+        assert!(
+            broken.elapsed() < Duration::from_secs(10),
+            "the broken file was never refused: {workflows}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert_eq!(
         server
             .post_json("/hooks/renamed", &serde_json::json!({}))
