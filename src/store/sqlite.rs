@@ -122,12 +122,15 @@ CREATE TABLE IF NOT EXISTS definitions (
 );
 "#;
 
+/// A write for the writer task, with the reply its caller waits for: each kind answers its own
+/// type, so a write cannot be answered with another's.
 enum Write {
     Accept {
         event: Arc<Event>,
         runs: Vec<NewRun>,
         /// Claim the runs for this lease in the same commit (plain runs only).
         lease: Option<Lease>,
+        reply: Reply<Accepted>,
     },
     /// Record a schedule's tick and, when it was not recorded before, accept its event and runs.
     AcceptTick {
@@ -135,11 +138,14 @@ enum Write {
         tick: DateTime<Utc>,
         event: Arc<Event>,
         runs: Vec<NewRun>,
+        /// Nothing when the tick was recorded already.
+        reply: Reply<Option<Accepted>>,
     },
     /// Record a tick that starts no run; answers whether it was new.
     ClaimTick {
         workflow: String,
         tick: DateTime<Utc>,
+        reply: Reply<bool>,
     },
     /// Take a run to execute: queued, or running with a lease that ended (or is ours).
     Claim {
@@ -148,6 +154,7 @@ enum Write {
         until: DateTime<Utc>,
         /// The store's cap on runs `running` at once, for a queued run.
         max_running: Option<u32>,
+        reply: Reply<bool>,
     },
     /// Take up to `limit` queued runs accepted before `queued_before`, oldest first.
     ClaimQueued {
@@ -156,66 +163,121 @@ enum Write {
         queued_before: DateTime<Utc>,
         limit: usize,
         max_running: Option<u32>,
+        reply: Reply<Vec<String>>,
     },
     /// Extend the leases `owner` holds on these runs.
     RenewLeases {
         owner: String,
         run_ids: Vec<String>,
         until: DateTime<Utc>,
+        reply: Reply<()>,
     },
     /// Single-node recovery: every lease belongs to a process that is gone.
-    ReleaseAllLeases,
+    ReleaseAllLeases { reply: Reply<()> },
     StepFinished {
         run_id: String,
         record: Box<StepRecord>,
+        reply: Reply<()>,
     },
     RunFinished {
         run_id: String,
         status: RunStatus,
         error: Option<String>,
         response: Option<SyncResponse>,
+        reply: Reply<()>,
     },
     RunRetrying {
         run_id: String,
         error: Option<String>,
         due_at: DateTime<Utc>,
+        reply: Reply<()>,
     },
     /// Queue a finished run again, from its failed step or from the start.
-    Replay { run_id: String, from_start: bool },
+    Replay {
+        run_id: String,
+        from_start: bool,
+        reply: Reply<Replayed>,
+    },
     /// Forget finished runs (and their steps and events) finished before `before`, and dedupe
     /// keys past their window; answers how many runs went.
-    Prune { before: DateTime<Utc> },
+    Prune {
+        before: DateTime<Utc>,
+        reply: Reply<usize>,
+    },
     /// Move retrying runs whose time has come back to `queued`; answers their ids.
-    ClaimDue { now: DateTime<Utc> },
+    ClaimDue {
+        now: DateTime<Utc>,
+        reply: Reply<Vec<String>>,
+    },
     Definition {
         version: String,
         definition: Definition,
+        reply: Reply<()>,
     },
     /// Rewrite the probe row: whether a commit reaches the disk.
-    Probe,
+    Probe { reply: Reply<()> },
 }
 
-/// What a write answers besides success.
-enum Returned {
-    Nothing,
-    Ids(Vec<String>),
-    Accepted(Accepted),
-    Replayed(Replayed),
-    /// A tick's accept: nothing when the tick was recorded already.
-    Tick(Option<Accepted>),
-    Claimed(bool),
+impl Write {
+    /// Answer the caller once the write's batch committed (with what the write found) or failed.
+    fn finish(self, committed: Result<(), StoreError>) {
+        match self {
+            Write::Accept { reply, .. } => reply.finish(committed),
+            Write::AcceptTick { reply, .. } => reply.finish(committed),
+            Write::ClaimTick { reply, .. } | Write::Claim { reply, .. } => reply.finish(committed),
+            Write::ClaimQueued { reply, .. } | Write::ClaimDue { reply, .. } => {
+                reply.finish(committed)
+            }
+            Write::RenewLeases { reply, .. }
+            | Write::ReleaseAllLeases { reply }
+            | Write::StepFinished { reply, .. }
+            | Write::RunFinished { reply, .. }
+            | Write::RunRetrying { reply, .. }
+            | Write::Definition { reply, .. }
+            | Write::Probe { reply } => reply.finish(committed),
+            Write::Replay { reply, .. } => reply.finish(committed),
+            Write::Prune { reply, .. } => reply.finish(committed),
+        }
+    }
 }
 
-struct WriteRequest {
-    write: Write,
-    /// Ids for the writes that select runs (`ClaimDue`), empty otherwise.
-    done: oneshot::Sender<Result<Returned, StoreError>>,
+/// Where a write's answer goes: what the write found is held here until its batch commits,
+/// since a caller must not act on a write that may still roll back.
+struct Reply<T> {
+    sender: oneshot::Sender<Result<T, StoreError>>,
+    found: Option<T>,
+}
+
+impl<T> Reply<T> {
+    fn new() -> (Self, oneshot::Receiver<Result<T, StoreError>>) {
+        let (sender, receiver) = oneshot::channel();
+        (
+            Self {
+                sender,
+                found: None,
+            },
+            receiver,
+        )
+    }
+
+    /// Keep the write's answer for when its batch commits (a batch applied again after a
+    /// failure replaces it).
+    fn hold(&mut self, found: T) {
+        self.found = Some(found);
+    }
+
+    fn finish(self, committed: Result<(), StoreError>) {
+        // A committed batch applied every write in it, so each holds its answer.
+        let answer = committed.and_then(|()| self.found.ok_or(StoreError::Closed));
+        // The caller may have stopped waiting; the write stands either way.
+        let _ = self.sender.send(answer);
+    }
 }
 
 /// Cheap to clone; every clone talks to the same writer task and reader pool.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writes: mpsc::Sender<WriteRequest>,
+    writes: mpsc::Sender<Write>,
     readers: SqlitePool,
     /// Held while a server uses the file: one server process per SQLite store.
     _lock: Option<Arc<std::fs::File>>,
@@ -313,17 +375,14 @@ impl SqliteStore {
         self
     }
 
-    async fn write(&self, write: Write) -> Result<(), StoreError> {
-        self.write_returning(write).await.map(|_| ())
-    }
-
-    async fn write_returning(&self, write: Write) -> Result<Returned, StoreError> {
-        let (done, wait) = oneshot::channel();
+    /// Send a write to the writer and wait for its answer, which comes once it is committed.
+    async fn write<T>(&self, write: impl FnOnce(Reply<T>) -> Write) -> Result<T, StoreError> {
+        let (reply, answer) = Reply::new();
         self.writes
-            .send(WriteRequest { write, done })
+            .send(write(reply))
             .await
             .map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// The run waits for a step's next attempt until `due_at`.
@@ -333,10 +392,11 @@ impl SqliteStore {
         error: Option<String>,
         due_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.write(Write::RunRetrying {
+        self.write(|reply| Write::RunRetrying {
             run_id: run_id.to_owned(),
             error,
             due_at,
+            reply,
         })
         .await
     }
@@ -344,33 +404,23 @@ impl SqliteStore {
     /// Queue a finished run again with its next attempt number: from its first failed step
     /// (finished steps are kept and not redone), or from the start.
     pub async fn replay(&self, run_id: &str, from_start: bool) -> Result<Replayed, StoreError> {
-        match self
-            .write_returning(Write::Replay {
-                run_id: run_id.to_owned(),
-                from_start,
-            })
-            .await?
-        {
-            Returned::Replayed(replayed) => Ok(replayed),
-            _ => Err(StoreError::Write("the replay answered nothing".into())),
-        }
+        self.write(|reply| Write::Replay {
+            run_id: run_id.to_owned(),
+            from_start,
+            reply,
+        })
+        .await
     }
 
     /// Remove finished runs older than `before`, their steps and events, and expired dedupe
     /// keys. Unfinished runs are never removed. Returns how many runs were removed.
     pub async fn prune(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
-        match self.write_returning(Write::Prune { before }).await? {
-            Returned::Ids(ids) => Ok(ids.len()),
-            _ => Ok(0),
-        }
+        self.write(|reply| Write::Prune { before, reply }).await
     }
 
     /// Retrying runs whose time has come, moved back to `queued`.
     pub async fn claim_due_retries(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
-        match self.write_returning(Write::ClaimDue { now }).await? {
-            Returned::Ids(ids) => Ok(ids),
-            _ => Ok(Vec::new()),
-        }
+        self.write(|reply| Write::ClaimDue { now, reply }).await
     }
 
     /// When the earliest waiting retry is due.
@@ -388,17 +438,13 @@ impl SqliteStore {
     /// The event and its queued runs, durable when this returns. A run whose dedupe key was
     /// seen within its window is not created; the run that holds the key is answered instead.
     pub async fn accept(&self, event: Arc<Event>, runs: &[NewRun]) -> Result<Accepted, StoreError> {
-        match self
-            .write_returning(Write::Accept {
-                event,
-                runs: runs.to_vec(),
-                lease: None,
-            })
-            .await?
-        {
-            Returned::Accepted(accepted) => Ok(accepted),
-            _ => Err(StoreError::Write("the accept answered nothing".into())),
-        }
+        self.write(|reply| Write::Accept {
+            event,
+            runs: runs.to_vec(),
+            lease: None,
+            reply,
+        })
+        .await
     }
 
     /// As `accept`, claiming plain runs for `lease` in the same commit.
@@ -410,17 +456,13 @@ impl SqliteStore {
     ) -> Result<Accepted, StoreError> {
         // Under a cap on runs running, a claim must count them first: only queued then.
         let lease = self.max_running.is_none().then_some(lease);
-        match self
-            .write_returning(Write::Accept {
-                event,
-                runs: runs.to_vec(),
-                lease,
-            })
-            .await?
-        {
-            Returned::Accepted(accepted) => Ok(accepted),
-            _ => Err(StoreError::Write("the accept answered nothing".into())),
-        }
+        self.write(|reply| Write::Accept {
+            event,
+            runs: runs.to_vec(),
+            lease,
+            reply,
+        })
+        .await
     }
 
     pub async fn claim(
@@ -429,18 +471,14 @@ impl SqliteStore {
         owner: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        match self
-            .write_returning(Write::Claim {
-                run_id: run_id.to_owned(),
-                owner: owner.to_owned(),
-                until,
-                max_running: self.max_running,
-            })
-            .await?
-        {
-            Returned::Ids(ids) => Ok(!ids.is_empty()),
-            _ => Ok(false),
-        }
+        self.write(|reply| Write::Claim {
+            run_id: run_id.to_owned(),
+            owner: owner.to_owned(),
+            until,
+            max_running: self.max_running,
+            reply,
+        })
+        .await
     }
 
     pub async fn claim_queued(
@@ -453,19 +491,15 @@ impl SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        match self
-            .write_returning(Write::ClaimQueued {
-                owner: owner.to_owned(),
-                until,
-                queued_before,
-                limit,
-                max_running: self.max_running,
-            })
-            .await?
-        {
-            Returned::Ids(ids) => Ok(ids),
-            _ => Ok(Vec::new()),
-        }
+        self.write(|reply| Write::ClaimQueued {
+            owner: owner.to_owned(),
+            until,
+            queued_before,
+            limit,
+            max_running: self.max_running,
+            reply,
+        })
+        .await
     }
 
     pub async fn renew_leases(
@@ -474,17 +508,18 @@ impl SqliteStore {
         run_ids: &[String],
         until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.write(Write::RenewLeases {
+        self.write(|reply| Write::RenewLeases {
             owner: owner.to_owned(),
             run_ids: run_ids.to_vec(),
             until,
+            reply,
         })
         .await
     }
 
     /// The file is locked to one server process, so at its start every lease is orphaned.
     pub async fn take_over_orphans(&self) -> Result<(), StoreError> {
-        self.write(Write::ReleaseAllLeases).await
+        self.write(|reply| Write::ReleaseAllLeases { reply }).await
     }
 
     /// Runs executing under a lease that ended: their owner stopped renewing.
@@ -509,24 +544,26 @@ impl SqliteStore {
         run_id: &str,
         record: &StepRecord,
     ) -> Result<super::Settling, StoreError> {
-        let (done, committed) = oneshot::channel();
+        let (reply, committed) = Reply::new();
         let write = Write::StepFinished {
             run_id: run_id.to_owned(),
             record: Box::new(record.clone()),
+            reply,
         };
         self.writes
-            .send(WriteRequest { write, done })
+            .send(write)
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(Box::pin(async move {
-            committed.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+            committed.await.map_err(|_| StoreError::Closed)?
         }))
     }
 
     pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
-        self.write(Write::StepFinished {
+        self.write(|reply| Write::StepFinished {
             run_id: run_id.to_owned(),
             record: Box::new(record.clone()),
+            reply,
         })
         .await
     }
@@ -538,11 +575,12 @@ impl SqliteStore {
         error: Option<String>,
         response: Option<SyncResponse>,
     ) -> Result<(), StoreError> {
-        self.write(Write::RunFinished {
+        self.write(|reply| Write::RunFinished {
             run_id: run_id.to_owned(),
             status,
             error,
             response,
+            reply,
         })
         .await
     }
@@ -552,9 +590,10 @@ impl SqliteStore {
         version: &str,
         definition: Definition,
     ) -> Result<(), StoreError> {
-        self.write(Write::Definition {
+        self.write(|reply| Write::Definition {
             version: version.to_owned(),
             definition,
+            reply,
         })
         .await
     }
@@ -735,20 +774,14 @@ impl SqliteStore {
         event: Arc<Event>,
         runs: &[NewRun],
     ) -> Result<Option<Accepted>, StoreError> {
-        match self
-            .write_returning(Write::AcceptTick {
-                workflow: workflow.to_owned(),
-                tick,
-                event,
-                runs: runs.to_vec(),
-            })
-            .await?
-        {
-            Returned::Tick(accepted) => Ok(accepted),
-            _ => Err(StoreError::Write(
-                "the tick's accept answered nothing".into(),
-            )),
-        }
+        self.write(|reply| Write::AcceptTick {
+            workflow: workflow.to_owned(),
+            tick,
+            event,
+            runs: runs.to_vec(),
+            reply,
+        })
+        .await
     }
 
     /// Record a tick that starts no run; true when it was not recorded before.
@@ -757,18 +790,12 @@ impl SqliteStore {
         workflow: &str,
         tick: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        match self
-            .write_returning(Write::ClaimTick {
-                workflow: workflow.to_owned(),
-                tick,
-            })
-            .await?
-        {
-            Returned::Claimed(new) => Ok(new),
-            _ => Err(StoreError::Write(
-                "the tick's claim answered nothing".into(),
-            )),
-        }
+        self.write(|reply| Write::ClaimTick {
+            workflow: workflow.to_owned(),
+            tick,
+            reply,
+        })
+        .await
     }
 
     /// The latest tick recorded for `workflow`.
@@ -788,7 +815,7 @@ impl SqliteStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self.health.state() {
             HealthState::Broken { reason } => Err(StoreError::Refusing(reason)),
-            HealthState::Failing { .. } => self.write(Write::Probe).await,
+            HealthState::Failing { .. } => self.write(|reply| Write::Probe { reply }).await,
             HealthState::Writable => sqlx::query("SELECT 1")
                 .execute(&self.readers)
                 .await
@@ -909,7 +936,7 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut queue: mpsc::Receiver<WriteRequest>) {
+    async fn run(mut self, mut queue: mpsc::Receiver<Write>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             let first = tokio::select! {
@@ -935,7 +962,7 @@ impl Writer {
     }
 
     /// Commit `batch` together and answer each write; drains it.
-    async fn commit(&mut self, batch: &mut Vec<WriteRequest>) {
+    async fn commit(&mut self, batch: &mut Vec<Write>) {
         if let HealthState::Broken { reason } = self.health.state() {
             return refuse(batch, StoreError::Refusing(reason));
         }
@@ -944,11 +971,11 @@ impl Writer {
             Err(err) => return self.fail(batch, &err),
         };
         match apply_batch(connection, batch).await {
-            Ok(results) => match self.files_in_place().await {
+            Ok(()) => match self.files_in_place().await {
                 Ok(()) => {
                     self.health.wrote();
-                    for (request, result) in batch.drain(..).zip(results) {
-                        let _ = request.done.send(Ok(result));
+                    for write in batch.drain(..) {
+                        write.finish(Ok(()));
                     }
                 }
                 Err(reason) => refuse(batch, StoreError::Refusing(reason)),
@@ -960,18 +987,15 @@ impl Writer {
 
     /// A batch failed on a write of its own (not the disk): commit each on its own so one bad
     /// write does not fail its neighbours.
-    async fn commit_one_by_one(&mut self, batch: &mut Vec<WriteRequest>) {
+    async fn commit_one_by_one(&mut self, batch: &mut Vec<Write>) {
         self.connection = None;
-        for request in batch.drain(..) {
+        for mut write in batch.drain(..) {
             let result = match self.connection().await {
-                Ok(connection) => apply_batch(connection, std::slice::from_ref(&request)).await,
+                Ok(connection) => apply_batch(connection, std::slice::from_mut(&mut write)).await,
                 Err(err) => Err(err),
             };
             let result = match result {
-                Ok(mut returned) => match self.files_in_place().await {
-                    Ok(()) => Ok(returned.pop().unwrap_or(Returned::Nothing)),
-                    Err(reason) => Err(StoreError::Refusing(reason)),
-                },
+                Ok(()) => self.files_in_place().await.map_err(StoreError::Refusing),
                 Err(err) => {
                     self.connection = None;
                     if is_environmental(&err) {
@@ -980,7 +1004,7 @@ impl Writer {
                     Err(store_error(err))
                 }
             };
-            let _ = request.done.send(result);
+            write.finish(result);
         }
     }
 
@@ -993,7 +1017,7 @@ impl Writer {
     }
 
     /// The disk or the files failed: nothing in the batch was stored.
-    fn fail(&mut self, batch: &mut Vec<WriteRequest>, err: &sqlx::Error) {
+    fn fail(&mut self, batch: &mut Vec<Write>, err: &sqlx::Error) {
         self.connection = None;
         let reason = err.to_string();
         self.health.failed(&reason);
@@ -1086,9 +1110,9 @@ async fn checkpoint_all(connection: &mut SqliteConnection) -> Result<bool, sqlx:
 }
 
 /// Answer every write of `batch` with `error`: none was stored. Drains it.
-fn refuse(batch: &mut Vec<WriteRequest>, error: StoreError) {
-    for request in batch.drain(..) {
-        let _ = request.done.send(Err(error.clone()));
+fn refuse(batch: &mut Vec<Write>, error: StoreError) {
+    for write in batch.drain(..) {
+        write.finish(Err(error.clone()));
     }
 }
 
@@ -1119,54 +1143,51 @@ fn store_error(err: sqlx::Error) -> StoreError {
     }
 }
 
-async fn apply_batch(
-    conn: &mut SqliteConnection,
-    batch: &[WriteRequest],
-) -> Result<Vec<Returned>, sqlx::Error> {
+async fn apply_batch(conn: &mut SqliteConnection, batch: &mut [Write]) -> Result<(), sqlx::Error> {
     let started = std::time::Instant::now();
     let mut tx = conn.begin().await?;
-    let mut results: Vec<Option<Returned>> = Vec::with_capacity(batch.len());
-    results.resize_with(batch.len(), || None);
     // Accepts that create plain runs and step records only add rows nothing else in the batch
     // reads or changes (every other write names runs that were committed before it was sent),
     // so they go first, many rows per statement: each statement costs a round trip to the
     // connection's thread, and a busy batch holds hundreds of them.
     let plain_accepts: Vec<usize> = (0..batch.len())
-        .filter(|&i| is_plain_accept(&batch[i].write))
+        .filter(|&i| is_plain_accept(&batch[i]))
         .collect();
     for chunk in plain_accepts.chunks(ROWS_PER_INSERT) {
         insert_plain_accepts(&mut tx, batch, chunk).await?;
         for &i in chunk {
-            if let Write::Accept { runs, lease, .. } = &batch[i].write {
-                results[i] = Some(Returned::Accepted(Accepted {
+            if let Write::Accept {
+                runs, lease, reply, ..
+            } = &mut batch[i]
+            {
+                reply.hold(Accepted {
                     created: runs.iter().map(|run| run.id.clone()).collect(),
                     claimed: lease.is_some(),
                     duplicate_of: Vec::new(),
                     superseded: Vec::new(),
-                }));
+                });
             }
         }
     }
     let step_records: Vec<usize> = (0..batch.len())
-        .filter(|&i| matches!(batch[i].write, Write::StepFinished { .. }))
+        .filter(|&i| matches!(batch[i], Write::StepFinished { .. }))
         .collect();
     for chunk in step_records.chunks(ROWS_PER_INSERT) {
         insert_step_records(&mut tx, batch, chunk).await?;
         for &i in chunk {
-            results[i] = Some(Returned::Nothing);
+            if let Write::StepFinished { reply, .. } = &mut batch[i] {
+                reply.hold(());
+            }
         }
     }
-    for (request, result) in batch.iter().zip(results.iter_mut()) {
-        if result.is_none() {
-            *result = Some(apply(&mut tx, &request.write).await?);
+    for (i, write) in batch.iter_mut().enumerate() {
+        if plain_accepts.binary_search(&i).is_err() && step_records.binary_search(&i).is_err() {
+            apply(&mut tx, write).await?;
         }
     }
     tx.commit().await?;
     crate::metrics::metrics().store_commit(started.elapsed());
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or(Returned::Nothing))
-        .collect())
+    Ok(())
 }
 
 /// An accept with runs that need no dedupe or concurrency check: nothing to read first.
@@ -1178,15 +1199,15 @@ fn is_plain_accept(write: &Write) -> bool {
 /// The events and queued runs of the plain accepts at `indexes`, two statements in all.
 async fn insert_plain_accepts(
     conn: &mut SqliteConnection,
-    batch: &[WriteRequest],
+    batch: &[Write],
     indexes: &[usize],
 ) -> Result<(), sqlx::Error> {
     let accepts: Vec<(&Event, &[NewRun], Option<&Lease>)> = indexes
         .iter()
-        .filter_map(|&i| match &batch[i].write {
-            Write::Accept { event, runs, lease } => {
-                Some((event.as_ref(), runs.as_slice(), lease.as_ref()))
-            }
+        .filter_map(|&i| match &batch[i] {
+            Write::Accept {
+                event, runs, lease, ..
+            } => Some((event.as_ref(), runs.as_slice(), lease.as_ref())),
             _ => None,
         })
         .collect();
@@ -1234,13 +1255,13 @@ async fn insert_plain_accepts(
 /// The step records at `indexes`, in one statement.
 async fn insert_step_records(
     conn: &mut SqliteConnection,
-    batch: &[WriteRequest],
+    batch: &[Write],
     indexes: &[usize],
 ) -> Result<(), sqlx::Error> {
     let records: Vec<(&str, &StepRecord)> = indexes
         .iter()
-        .filter_map(|&i| match &batch[i].write {
-            Write::StepFinished { run_id, record } => Some((run_id.as_str(), record.as_ref())),
+        .filter_map(|&i| match &batch[i] {
+            Write::StepFinished { run_id, record, .. } => Some((run_id.as_str(), record.as_ref())),
             _ => None,
         })
         .collect();
@@ -1356,296 +1377,420 @@ const CLAIM_CAPPED: &str = claim_statement!(
     "AND (status = 'running' OR (SELECT COUNT(*) FROM runs AS busy WHERE busy.status = 'running') < $5)"
 );
 
-async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Returned, sqlx::Error> {
+/// Apply one write inside the batch's transaction, holding its answer for the commit.
+async fn apply(conn: &mut SqliteConnection, write: &mut Write) -> Result<(), sqlx::Error> {
     let now = timestamp(Utc::now());
     match write {
-        Write::Replay { run_id, from_start } => {
-            let row = sqlx::query("SELECT status, attempt FROM runs WHERE id = $1")
-                .bind(run_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            let Some(row) = row else {
-                return Ok(Returned::Replayed(Replayed::NotFound));
-            };
-            let status: String = row.try_get("status")?;
-            let attempt: i64 = row.try_get("attempt")?;
-            if !RunStatus::parse(&status).is_some_and(RunStatus::is_final) {
-                return Ok(Returned::Replayed(Replayed::NotFinished(status)));
-            }
-            if *from_start {
-                sqlx::query("DELETE FROM steps WHERE run_id = $1")
-                    .bind(run_id)
-                    .execute(&mut *conn)
-                    .await?;
-            } else {
-                sqlx::query(
-                    "DELETE FROM steps WHERE run_id = $1 AND idx >= COALESCE(
-                        (SELECT MIN(idx) FROM steps WHERE run_id = $1 AND status = 'failed'),
-                        (SELECT MAX(idx) + 1 FROM steps WHERE run_id = $1), 0)",
-                )
-                .bind(run_id)
-                .execute(&mut *conn)
-                .await?;
-            }
-            sqlx::query(
-                "UPDATE runs SET status = 'queued', attempt = $2, error = NULL, response = NULL,
-                 started_at = NULL, finished_at = NULL, due_at = NULL WHERE id = $1",
-            )
-            .bind(run_id)
-            .bind(attempt + 1)
-            .execute(&mut *conn)
-            .await?;
-            return Ok(Returned::Replayed(Replayed::Queued {
-                attempt: (attempt + 1) as u32,
-            }));
-        }
-        Write::Prune { before } => {
-            let cutoff = timestamp(*before);
-            let rows = sqlx::query(
-                "SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled')
-                 AND finished_at < $1",
-            )
-            .bind(&cutoff)
-            .fetch_all(&mut *conn)
-            .await?;
-            let ids = ids(&rows)?;
-            for statement in [
-                "DELETE FROM steps WHERE run_id IN (SELECT id FROM runs
-                 WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled') AND finished_at < $1)",
-                "DELETE FROM runs WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled') AND finished_at < $1",
-                "DELETE FROM events WHERE received_at < $1
-                 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.event_id = events.id)",
-            ] {
-                sqlx::query(statement)
-                    .bind(&cutoff)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            // Ticks are bookkeeping (a run keeps its own tick): a day of them covers any race
-            // to fire one, and a workflow's latest stays, as it is where the scheduler resumes.
-            let tick_cutoff = timestamp((*before).max(Utc::now() - chrono::Duration::days(1)));
-            sqlx::query(
-                "DELETE FROM ticks WHERE tick_at < $1 AND tick_at <
-                 (SELECT MAX(t.tick_at) FROM ticks AS t WHERE t.workflow = ticks.workflow)",
-            )
-            .bind(&tick_cutoff)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("DELETE FROM dedupe WHERE expires_at < $1")
-                .bind(&now)
-                .execute(&mut *conn)
-                .await?;
-            return Ok(Returned::Ids(ids));
-        }
-        Write::ClaimDue { now } => {
-            let rows = sqlx::query(
-                "UPDATE runs SET status = 'queued', due_at = NULL
-                 WHERE status = 'retrying' AND due_at <= $1 RETURNING id",
-            )
-            .bind(timestamp(*now))
-            .fetch_all(&mut *conn)
-            .await?;
-            let ids = ids(&rows)?;
-            return Ok(Returned::Ids(ids));
-        }
-        Write::RunRetrying {
-            run_id,
-            error,
-            due_at,
-        } => {
-            sqlx::query(
-                "UPDATE runs SET status = 'retrying', error = $2, due_at = $3 WHERE id = $1",
-            )
-            .bind(run_id)
-            .bind(error.as_deref())
-            .bind(timestamp(*due_at))
-            .execute(&mut *conn)
-            .await?;
-        }
-        Write::Accept { event, runs, .. } => {
-            return Ok(Returned::Accepted(
-                accept_event(conn, event, runs, &now).await?,
-            ));
-        }
+        Write::Accept {
+            event, runs, reply, ..
+        } => reply.hold(accept_event(conn, event, runs, &now).await?),
         Write::AcceptTick {
             workflow,
             tick,
             event,
             runs,
+            reply,
         } => {
-            if !record_tick(conn, workflow, *tick, Some(&event.id), &now).await? {
-                return Ok(Returned::Tick(None));
-            }
-            return Ok(Returned::Tick(Some(
-                accept_event(conn, event, runs, &now).await?,
-            )));
+            let accepted = if record_tick(conn, workflow, *tick, Some(&event.id), &now).await? {
+                Some(accept_event(conn, event, runs, &now).await?)
+            } else {
+                None
+            };
+            reply.hold(accepted);
         }
-        Write::ClaimTick { workflow, tick } => {
-            return Ok(Returned::Claimed(
-                record_tick(conn, workflow, *tick, None, &now).await?,
-            ));
-        }
+        Write::ClaimTick {
+            workflow,
+            tick,
+            reply,
+        } => reply.hold(record_tick(conn, workflow, *tick, None, &now).await?),
         Write::Claim {
             run_id,
             owner,
             until,
             max_running,
-        } => {
-            let statement = match max_running {
-                None => sqlx::query(CLAIM),
-                Some(_) => sqlx::query(CLAIM_CAPPED),
-            };
-            let mut claim = statement
-                .bind(run_id)
-                .bind(&now)
-                .bind(owner)
-                .bind(timestamp(*until));
-            if let Some(cap) = max_running {
-                claim = claim.bind(i64::from(*cap));
-            }
-            let claimed = claim.fetch_optional(&mut *conn).await?;
-            return Ok(Returned::Ids(
-                claimed.map(|_| run_id.clone()).into_iter().collect(),
-            ));
-        }
+            reply,
+        } => reply.hold(claim(conn, run_id, owner, *until, *max_running, &now).await?),
         Write::ClaimQueued {
             owner,
             until,
             queued_before,
             limit,
             max_running,
+            reply,
         } => {
-            // One writer: the count and the claim below see the same runs.
-            let limit = match max_running {
-                None => *limit as i64,
-                Some(cap) => {
-                    let running: i64 =
-                        sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'running'")
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    (i64::from(*cap) - running).clamp(0, *limit as i64)
-                }
+            let queued = QueuedClaim {
+                owner,
+                until: *until,
+                queued_before: *queued_before,
+                limit: *limit,
+                max_running: *max_running,
             };
-            if limit == 0 {
-                return Ok(Returned::Ids(Vec::new()));
-            }
-            // One writer: nobody else can take these rows between the select and the update. A
-            // run with a concurrency key is taken as `Claim` takes it: while its key has a free
-            // slot and no older run with the key waits ahead (an older one taken in this same
-            // statement still counts as waiting, so one statement never exceeds the limit).
-            let rows = sqlx::query(
-                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1),
-                 lease_owner = $2, lease_until = $3
-                 WHERE id IN (SELECT id FROM runs AS queued
-                   WHERE status = 'queued' AND created_at < $4
-                   AND (concurrency_key IS NULL OR (
-                     SELECT COUNT(*) FROM runs AS other
-                     WHERE other.workflow = queued.workflow
-                       AND other.concurrency_key = queued.concurrency_key
-                       AND other.id != queued.id
-                       AND (other.status IN ('running', 'retrying')
-                         OR (other.status = 'queued' AND (other.created_at < queued.created_at
-                           OR (other.created_at = queued.created_at AND other.id < queued.id))))
-                   ) < concurrency_limit)
-                   ORDER BY created_at LIMIT $5)
-                 RETURNING id",
-            )
-            .bind(&now)
-            .bind(owner)
-            .bind(timestamp(*until))
-            .bind(timestamp(*queued_before))
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?;
-            let ids = ids(&rows)?;
-            return Ok(Returned::Ids(ids));
+            reply.hold(claim_queued(conn, &queued, &now).await?);
         }
         Write::RenewLeases {
             owner,
             run_ids,
             until,
-        } => {
-            for run_id in run_ids {
-                sqlx::query(
-                    "UPDATE runs SET lease_until = $3
-                     WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-                )
-                .bind(run_id)
-                .bind(owner)
-                .bind(timestamp(*until))
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Write::ReleaseAllLeases => {
-            sqlx::query(
-                "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE status = 'running'",
-            )
-            .execute(&mut *conn)
-            .await?;
-        }
-        Write::StepFinished { run_id, record } => {
-            sqlx::query(
-                "INSERT OR REPLACE INTO steps
-                 (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(run_id)
-            .bind(record.index as i64)
-            .bind(&record.name)
-            .bind(&record.kind)
-            .bind(record.status.as_str())
-            .bind(record.filtered)
-            .bind(to_text(&record.input))
-            .bind(to_text(&record.output))
-            .bind(record.error.as_deref())
-            .bind(timestamp(record.started_at))
-            .bind(record.duration_ms)
-            .bind(i64::from(record.attempts))
-            .execute(&mut *conn)
-            .await?;
-        }
+            reply,
+        } => reply.hold(renew_leases(conn, owner, run_ids, *until).await?),
+        Write::ReleaseAllLeases { reply } => reply.hold(release_all_leases(conn).await?),
+        Write::StepFinished {
+            run_id,
+            record,
+            reply,
+        } => reply.hold(step_finished(conn, run_id, record).await?),
         Write::RunFinished {
             run_id,
             status,
             error,
             response,
+            reply,
         } => {
-            sqlx::query(
-                "UPDATE runs SET status = $2, error = $3, response = $4, finished_at = $5 WHERE id = $1",
-            )
-            .bind(run_id)
-            .bind(status.as_str())
-            .bind(error.as_deref())
-            .bind(response.as_ref().map(to_text))
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+            let ended = RunEnd {
+                status: *status,
+                error: error.as_deref(),
+                response: response.as_ref(),
+            };
+            reply.hold(run_finished(conn, run_id, &ended, &now).await?);
         }
+        Write::RunRetrying {
+            run_id,
+            error,
+            due_at,
+            reply,
+        } => reply.hold(run_retrying(conn, run_id, error.as_deref(), *due_at).await?),
+        Write::Replay {
+            run_id,
+            from_start,
+            reply,
+        } => reply.hold(replay(conn, run_id, *from_start).await?),
+        Write::Prune { before, reply } => reply.hold(prune(conn, *before, &now).await?),
+        Write::ClaimDue { now, reply } => reply.hold(claim_due(conn, *now).await?),
         Write::Definition {
             version,
             definition,
-        } => {
-            sqlx::query(
-                "INSERT OR IGNORE INTO definitions (version, name, path, source, created_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(version)
-            .bind(&definition.name)
-            .bind(&definition.path)
-            .bind(&definition.source)
-            .bind(now)
+            reply,
+        } => reply.hold(save_definition(conn, version, definition, &now).await?),
+        Write::Probe { reply } => reply.hold(probe(conn, &now).await?),
+    }
+    Ok(())
+}
+
+/// Queue a finished run again with its next attempt number.
+async fn replay(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    from_start: bool,
+) -> Result<Replayed, sqlx::Error> {
+    let row = sqlx::query("SELECT status, attempt FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(Replayed::NotFound);
+    };
+    let status: String = row.try_get("status")?;
+    let attempt: i64 = row.try_get("attempt")?;
+    if !RunStatus::parse(&status).is_some_and(RunStatus::is_final) {
+        return Ok(Replayed::NotFinished(status));
+    }
+    if from_start {
+        sqlx::query("DELETE FROM steps WHERE run_id = $1")
+            .bind(run_id)
             .execute(&mut *conn)
             .await?;
-        }
-        Write::Probe => {
-            sqlx::query("INSERT OR REPLACE INTO probe (id, written_at) VALUES (1, $1)")
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-        }
+    } else {
+        sqlx::query(
+            "DELETE FROM steps WHERE run_id = $1 AND idx >= COALESCE(
+                (SELECT MIN(idx) FROM steps WHERE run_id = $1 AND status = 'failed'),
+                (SELECT MAX(idx) + 1 FROM steps WHERE run_id = $1), 0)",
+        )
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await?;
     }
-    Ok(Returned::Nothing)
+    sqlx::query(
+        "UPDATE runs SET status = 'queued', attempt = $2, error = NULL, response = NULL,
+         started_at = NULL, finished_at = NULL, due_at = NULL WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(attempt + 1)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Replayed::Queued {
+        attempt: (attempt + 1) as u32,
+    })
+}
+
+/// Forget finished runs finished before `before` with their steps and events, old ticks and
+/// expired dedupe keys; answers how many runs went.
+async fn prune(
+    conn: &mut SqliteConnection,
+    before: DateTime<Utc>,
+    now: &str,
+) -> Result<usize, sqlx::Error> {
+    let cutoff = timestamp(before);
+    let pruned: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM runs WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled')
+         AND finished_at < $1",
+    )
+    .bind(&cutoff)
+    .fetch_one(&mut *conn)
+    .await?;
+    for statement in [
+        "DELETE FROM steps WHERE run_id IN (SELECT id FROM runs
+         WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled') AND finished_at < $1)",
+        "DELETE FROM runs WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled') AND finished_at < $1",
+        "DELETE FROM events WHERE received_at < $1
+         AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.event_id = events.id)",
+    ] {
+        sqlx::query(statement)
+            .bind(&cutoff)
+            .execute(&mut *conn)
+            .await?;
+    }
+    // Ticks are bookkeeping (a run keeps its own tick): a day of them covers any race
+    // to fire one, and a workflow's latest stays, as it is where the scheduler resumes.
+    let tick_cutoff = timestamp(before.max(Utc::now() - chrono::Duration::days(1)));
+    sqlx::query(
+        "DELETE FROM ticks WHERE tick_at < $1 AND tick_at <
+         (SELECT MAX(t.tick_at) FROM ticks AS t WHERE t.workflow = ticks.workflow)",
+    )
+    .bind(&tick_cutoff)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM dedupe WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(usize::try_from(pruned).unwrap_or(0))
+}
+
+/// Move retrying runs whose time has come back to `queued`; their ids.
+async fn claim_due(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "UPDATE runs SET status = 'queued', due_at = NULL
+         WHERE status = 'retrying' AND due_at <= $1 RETURNING id",
+    )
+    .bind(timestamp(now))
+    .fetch_all(&mut *conn)
+    .await?;
+    ids(&rows)
+}
+
+async fn run_retrying(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    error: Option<&str>,
+    due_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE runs SET status = 'retrying', error = $2, due_at = $3 WHERE id = $1")
+        .bind(run_id)
+        .bind(error)
+        .bind(timestamp(due_at))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Take one run (`CLAIM`); whether it was taken.
+async fn claim(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    owner: &str,
+    until: DateTime<Utc>,
+    max_running: Option<u32>,
+    now: &str,
+) -> Result<bool, sqlx::Error> {
+    let statement = match max_running {
+        None => sqlx::query(CLAIM),
+        Some(_) => sqlx::query(CLAIM_CAPPED),
+    };
+    let mut claim = statement
+        .bind(run_id)
+        .bind(now)
+        .bind(owner)
+        .bind(timestamp(until));
+    if let Some(cap) = max_running {
+        claim = claim.bind(i64::from(cap));
+    }
+    Ok(claim.fetch_optional(&mut *conn).await?.is_some())
+}
+
+/// What a `ClaimQueued` asks for.
+struct QueuedClaim<'a> {
+    owner: &'a str,
+    until: DateTime<Utc>,
+    queued_before: DateTime<Utc>,
+    limit: usize,
+    max_running: Option<u32>,
+}
+
+/// Take up to `limit` queued runs accepted before `queued_before`, oldest first.
+async fn claim_queued(
+    conn: &mut SqliteConnection,
+    claim: &QueuedClaim<'_>,
+    now: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    // One writer: the count and the claim below see the same runs.
+    let limit = match claim.max_running {
+        None => claim.limit as i64,
+        Some(cap) => {
+            let running: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'running'")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            (i64::from(cap) - running).clamp(0, claim.limit as i64)
+        }
+    };
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // One writer: nobody else can take these rows between the select and the update. A run
+    // with a concurrency key is taken as `Claim` takes it: while its key has a free slot and no
+    // older run with the key waits ahead (an older one taken in this same statement still
+    // counts as waiting, so one statement never exceeds the limit).
+    let rows = sqlx::query(
+        "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1),
+         lease_owner = $2, lease_until = $3
+         WHERE id IN (SELECT id FROM runs AS queued
+           WHERE status = 'queued' AND created_at < $4
+           AND (concurrency_key IS NULL OR (
+             SELECT COUNT(*) FROM runs AS other
+             WHERE other.workflow = queued.workflow
+               AND other.concurrency_key = queued.concurrency_key
+               AND other.id != queued.id
+               AND (other.status IN ('running', 'retrying')
+                 OR (other.status = 'queued' AND (other.created_at < queued.created_at
+                   OR (other.created_at = queued.created_at AND other.id < queued.id))))
+           ) < concurrency_limit)
+           ORDER BY created_at LIMIT $5)
+         RETURNING id",
+    )
+    .bind(now)
+    .bind(claim.owner)
+    .bind(timestamp(claim.until))
+    .bind(timestamp(claim.queued_before))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    ids(&rows)
+}
+
+/// Extend the leases `owner` holds on `run_ids`.
+async fn renew_leases(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    run_ids: &[String],
+    until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for run_id in run_ids {
+        sqlx::query(
+            "UPDATE runs SET lease_until = $3
+             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .bind(timestamp(until))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Single-node recovery: every lease belongs to a process that is gone.
+async fn release_all_leases(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE status = 'running'")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// One step record, written over an earlier attempt's.
+async fn step_finished(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    record: &StepRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO steps
+         (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(run_id)
+    .bind(record.index as i64)
+    .bind(&record.name)
+    .bind(&record.kind)
+    .bind(record.status.as_str())
+    .bind(record.filtered)
+    .bind(to_text(&record.input))
+    .bind(to_text(&record.output))
+    .bind(record.error.as_deref())
+    .bind(timestamp(record.started_at))
+    .bind(record.duration_ms)
+    .bind(i64::from(record.attempts))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// How a run ended.
+struct RunEnd<'a> {
+    status: RunStatus,
+    error: Option<&'a str>,
+    response: Option<&'a SyncResponse>,
+}
+
+async fn run_finished(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    ended: &RunEnd<'_>,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE runs SET status = $2, error = $3, response = $4, finished_at = $5 WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(ended.status.as_str())
+    .bind(ended.error)
+    .bind(ended.response.map(to_text))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Keep a workflow's definition under its version (the first one saved stays).
+async fn save_definition(
+    conn: &mut SqliteConnection,
+    version: &str,
+    definition: &Definition,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO definitions (version, name, path, source, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(version)
+    .bind(&definition.name)
+    .bind(&definition.path)
+    .bind(&definition.source)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Rewrite the probe row: whether a commit reaches the disk.
+async fn probe(conn: &mut SqliteConnection, now: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT OR REPLACE INTO probe (id, written_at) VALUES (1, $1)")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Record `(workflow, tick)`; false when it was recorded already.
