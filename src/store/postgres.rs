@@ -191,7 +191,7 @@ impl PostgresStore {
     ) -> Result<Self, StoreError> {
         let open_error = |e: sqlx::Error| StoreError::Open {
             path: redact_url(url),
-            message: e.to_string(),
+            source: e.into(),
         };
         let mut connect = PgConnectOptions::from_str(url).map_err(open_error)?;
         if let Some(timeout) = options.statement_timeout {
@@ -1058,10 +1058,13 @@ impl PostgresStore {
         match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
         {
             Ok(answered) => answered.map(|_| ()).map_err(read_error),
-            Err(_) => Err(StoreError::Read(format!(
-                "the database did not answer within {}s",
-                PING_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(StoreError::Read(
+                format!(
+                    "the database did not answer within {}s",
+                    PING_TIMEOUT.as_secs()
+                )
+                .into(),
+            )),
         }
     }
 }
@@ -1291,11 +1294,11 @@ fn redact_url(url: &str) -> String {
 }
 
 fn read_error(e: sqlx::Error) -> StoreError {
-    StoreError::Read(e.to_string())
+    StoreError::Read(e.into())
 }
 
 fn write_error(e: sqlx::Error) -> StoreError {
-    StoreError::Write(e.to_string())
+    StoreError::Write(e.into())
 }
 
 fn to_text<T: serde::Serialize>(value: &T) -> String {

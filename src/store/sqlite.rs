@@ -17,7 +17,7 @@ use super::files::{FileFault, StoreFiles};
 use super::health::{HealthState, StoreHealth};
 use super::rows::{Columns, event_from_row, run_from_row, step_from_row};
 use super::{
-    Accepted, Definition, Lease, Replayed, RunDetail, RunFilter, RunSummary, StoreError,
+    Accepted, Cause, Definition, Lease, Replayed, RunDetail, RunFilter, RunSummary, StoreError,
     parse_timestamp, timestamp,
 };
 use crate::future::BoxFuture;
@@ -268,7 +268,10 @@ impl<T> Reply<T> {
 
     fn finish(self, committed: Result<(), StoreError>) {
         // A committed batch applied every write in it, so each holds its answer.
-        let answer = committed.and_then(|()| self.found.ok_or(StoreError::Closed));
+        let answer = committed.and_then(|()| {
+            self.found
+                .ok_or_else(|| StoreError::Write("the write was not applied".into()))
+        });
         // The caller may have stopped waiting; the write stands either way.
         let _ = self.sender.send(answer);
     }
@@ -292,7 +295,7 @@ impl SqliteStore {
     pub async fn open(path: &str, exclusive: bool) -> Result<Self, StoreError> {
         let open_error = |e: sqlx::Error| StoreError::Open {
             path: path.to_owned(),
-            message: e.to_string(),
+            source: e.into(),
         };
         let in_memory = is_in_memory(path);
         let lock = if exclusive && !in_memory {
@@ -342,7 +345,7 @@ impl SqliteStore {
             Some(
                 StoreFiles::record(std::path::Path::new(path)).map_err(|e| StoreError::Open {
                     path: path.to_owned(),
-                    message: e.to_string(),
+                    source: e.into(),
                 })?,
             )
         };
@@ -903,23 +906,25 @@ fn lock_store(path: &str) -> Result<std::fs::File, StoreError> {
         .open(&lock_path)
         .map_err(|e| StoreError::Open {
             path: lock_path.clone(),
-            message: e.to_string(),
+            source: e.into(),
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Open {
             path: path.to_owned(),
-            message: "another hookflow server is using this store (a SQLite store serves one process; use PostgreSQL for several)".into(),
+            source: Cause::Reason(
+                "another hookflow server is using this store (a SQLite store serves one process; use PostgreSQL for several)".into(),
+            ),
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
             path: lock_path,
-            message: e.to_string(),
+            source: e.into(),
         }),
     }
 }
 
 fn read_error(e: sqlx::Error) -> StoreError {
-    StoreError::Read(e.to_string())
+    StoreError::Read(e.into())
 }
 
 /// The one connection that writes, and what it needs to stay trustworthy: a connection whose
@@ -968,7 +973,7 @@ impl Writer {
         }
         let connection = match self.connection().await {
             Ok(connection) => connection,
-            Err(err) => return self.fail(batch, &err),
+            Err(err) => return self.fail(batch, err),
         };
         match apply_batch(connection, batch).await {
             Ok(()) => match self.files_in_place().await {
@@ -980,7 +985,7 @@ impl Writer {
                 }
                 Err(reason) => refuse(batch, StoreError::Refusing(reason)),
             },
-            Err(err) if is_environmental(&err) => self.fail(batch, &err),
+            Err(err) if is_environmental(&err) => self.fail(batch, err),
             Err(_) => self.commit_one_by_one(batch).await,
         }
     }
@@ -1017,11 +1022,11 @@ impl Writer {
     }
 
     /// The disk or the files failed: nothing in the batch was stored.
-    fn fail(&mut self, batch: &mut Vec<Write>, err: &sqlx::Error) {
+    fn fail(&mut self, batch: &mut Vec<Write>, err: sqlx::Error) {
         self.connection = None;
         let reason = err.to_string();
         self.health.failed(&reason);
-        refuse(batch, StoreError::Unavailable(reason));
+        refuse(batch, StoreError::Unavailable(err.into()));
     }
 
     /// Whether the files on disk are the ones this writer writes to. When they are not, what
@@ -1137,9 +1142,9 @@ fn is_environmental(err: &sqlx::Error) -> bool {
 
 fn store_error(err: sqlx::Error) -> StoreError {
     if is_environmental(&err) {
-        StoreError::Unavailable(err.to_string())
+        StoreError::Unavailable(err.into())
     } else {
-        StoreError::Write(err.to_string())
+        StoreError::Write(err.into())
     }
 }
 

@@ -912,10 +912,17 @@ pub async fn running_cap_conformance(stores: &[Store]) -> Result<(), StoreError>
     }
     let mut won = Vec::new();
     for claim in claims {
-        won.extend(claim.await.map_err(|e| StoreError::Read(e.to_string()))??);
+        won.extend(
+            claim
+                .await
+                .map_err(|e| StoreError::Read(e.to_string().into()))??,
+        );
     }
     for take in takes {
-        won.extend(take.await.map_err(|e| StoreError::Read(e.to_string()))??);
+        won.extend(
+            take.await
+                .map_err(|e| StoreError::Read(e.to_string().into()))??,
+        );
     }
     won.sort();
     won.dedup();
