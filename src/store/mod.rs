@@ -5,6 +5,7 @@ mod error;
 mod files;
 mod health;
 mod postgres;
+mod reads;
 mod rows;
 mod sqlite;
 

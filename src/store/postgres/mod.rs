@@ -180,7 +180,7 @@ impl StoreBackend for PostgresStore {
     }
 
     fn next_retry_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
-        Box::pin(PostgresStore::next_retry_due(self))
+        Box::pin(super::reads::next_retry_due(&self.pool))
     }
 
     fn replay<'a>(
@@ -207,22 +207,22 @@ impl StoreBackend for PostgresStore {
         &'a self,
         version: &'a str,
     ) -> BoxFuture<'a, Result<Option<Definition>, StoreError>> {
-        Box::pin(PostgresStore::definition(self, version))
+        Box::pin(super::reads::definition(&self.pool, version))
     }
 
     fn unfinished_runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        Box::pin(PostgresStore::unfinished_runs(self))
+        Box::pin(super::reads::unfinished_runs(&self.pool))
     }
 
     fn list_runs<'a>(
         &'a self,
         filter: &'a RunFilter,
     ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>> {
-        Box::pin(PostgresStore::list_runs(self, filter))
+        Box::pin(super::reads::list_runs(&self.pool, filter))
     }
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
-        Box::pin(PostgresStore::run(self, id))
+        Box::pin(super::reads::run(&self.pool, id))
     }
 
     fn queued_behind<'a>(
@@ -256,7 +256,7 @@ impl StoreBackend for PostgresStore {
         &'a self,
         workflow: &'a str,
     ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
-        Box::pin(PostgresStore::last_tick(self, workflow))
+        Box::pin(super::reads::last_tick(&self.pool, workflow))
     }
 
     fn count_queued(&self) -> BoxFuture<'_, Result<usize, StoreError>> {

@@ -318,7 +318,7 @@ impl StoreBackend for SqliteStore {
     }
 
     fn next_retry_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
-        Box::pin(reads::next_retry_due(&self.readers))
+        Box::pin(super::reads::next_retry_due(&self.readers))
     }
 
     /// Queue a finished run again with its next attempt number: from its first failed step
@@ -357,22 +357,22 @@ impl StoreBackend for SqliteStore {
         &'a self,
         version: &'a str,
     ) -> BoxFuture<'a, Result<Option<Definition>, StoreError>> {
-        Box::pin(reads::definition(&self.readers, version))
+        Box::pin(super::reads::definition(&self.readers, version))
     }
 
     fn unfinished_runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        Box::pin(reads::unfinished_runs(&self.readers))
+        Box::pin(super::reads::unfinished_runs(&self.readers))
     }
 
     fn list_runs<'a>(
         &'a self,
         filter: &'a RunFilter,
     ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>> {
-        Box::pin(reads::list_runs(&self.readers, filter))
+        Box::pin(super::reads::list_runs(&self.readers, filter))
     }
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
-        Box::pin(reads::run(&self.readers, id))
+        Box::pin(super::reads::run(&self.readers, id))
     }
 
     fn queued_behind<'a>(
@@ -439,6 +439,6 @@ impl StoreBackend for SqliteStore {
         &'a self,
         workflow: &'a str,
     ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
-        Box::pin(reads::last_tick(&self.readers, workflow))
+        Box::pin(super::reads::last_tick(&self.readers, workflow))
     }
 }

@@ -5,23 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 
-use crate::store::rows::{Columns, event_from_row, run_from_row, step_from_row};
-use crate::store::{
-    Definition, RunDetail, RunFilter, RunSummary, StoreError, parse_timestamp, timestamp,
-};
-
-/// When the earliest waiting retry is due.
-pub(super) async fn next_retry_due(
-    readers: &SqlitePool,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let row = sqlx::query("SELECT MIN(due_at) AS due FROM runs WHERE status = 'retrying'")
-        .fetch_one(readers)
-        .await
-        .map_err(read_error)?;
-    get::<Option<String>>(&row, "due")?
-        .map(|t| parse_timestamp(&t))
-        .transpose()
-}
+use crate::store::rows::Columns;
+use crate::store::{StoreError, timestamp};
 
 /// Runs executing under a lease that ended: their owner stopped renewing.
 pub(super) async fn expired_leases(
@@ -38,122 +23,6 @@ pub(super) async fn expired_leases(
     .await
     .map_err(read_error)?;
     ids(&rows).map_err(read_error)
-}
-
-pub(super) async fn definition(
-    readers: &SqlitePool,
-    version: &str,
-) -> Result<Option<Definition>, StoreError> {
-    let row = sqlx::query("SELECT name, path, source FROM definitions WHERE version = $1")
-        .bind(version)
-        .fetch_optional(readers)
-        .await
-        .map_err(read_error)?;
-    row.map(|r| {
-        Ok(Definition {
-            name: r.try_get("name").map_err(read_error)?,
-            path: r.try_get("path").map_err(read_error)?,
-            source: r.try_get("source").map_err(read_error)?,
-        })
-    })
-    .transpose()
-}
-
-/// Runs that were accepted but not finished: queued, or interrupted while running.
-pub(super) async fn unfinished_runs(readers: &SqlitePool) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at, id",
-    )
-    .fetch_all(readers)
-    .await
-    .map_err(read_error)?;
-    ids(&rows).map_err(read_error)
-}
-
-pub(super) async fn list_runs(
-    readers: &SqlitePool,
-    filter: &RunFilter,
-) -> Result<Vec<RunSummary>, StoreError> {
-    let limit = if filter.limit == 0 {
-        50
-    } else {
-        filter.limit.min(1000)
-    };
-    // Only the conditions asked for: `($1 IS NULL OR workflow = $1)` would hide the
-    // indexes from the planner and scan every run.
-    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM runs WHERE 1 = 1");
-    if let Some(workflow) = &filter.workflow {
-        query.push(" AND workflow = ").push_bind(workflow.clone());
-    }
-    if let Some(status) = filter.status {
-        query.push(" AND status = ").push_bind(status.as_str());
-    }
-    if let Some(since) = filter.since {
-        query
-            .push(" AND created_at >= ")
-            .push_bind(timestamp(since));
-    }
-    if let Some(until) = filter.until {
-        query.push(" AND created_at < ").push_bind(timestamp(until));
-    }
-    if let Some(cursor) = &filter.before {
-        query
-            .push(" AND (created_at, id) < (")
-            .push_bind(timestamp(cursor.created_at))
-            .push(", ")
-            .push_bind(cursor.id.clone())
-            .push(")");
-    }
-    query
-        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(limit));
-    let rows = query.build().fetch_all(readers).await.map_err(read_error)?;
-    rows.iter().map(run_from_row).collect()
-}
-
-/// A run by id, or by a unique prefix of its id (ids are long to type).
-pub(super) async fn run(readers: &SqlitePool, id: &str) -> Result<Option<RunDetail>, StoreError> {
-    // The exact id is a primary-key lookup: the worker loads runs this way on every resume.
-    let exact = sqlx::query("SELECT * FROM runs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(readers)
-        .await
-        .map_err(read_error)?;
-    let row = match exact {
-        Some(row) => row,
-        None => {
-            // A prefix as a key range, so the index serves it too. Ids are lower-case hex
-            // and dashes, all sorting before '~'.
-            let rows = sqlx::query("SELECT * FROM runs WHERE id >= $1 AND id < $2 LIMIT 2")
-                .bind(id)
-                .bind(format!("{id}~"))
-                .fetch_all(readers)
-                .await
-                .map_err(read_error)?;
-            match <[SqliteRow; 1]>::try_from(rows) {
-                Ok([one]) => one,
-                // None, or several: a prefix must name one run.
-                Err(_) => return Ok(None),
-            }
-        }
-    };
-    let run = run_from_row(&row)?;
-    let event_row = sqlx::query("SELECT * FROM events WHERE id = $1")
-        .bind(&run.event_id)
-        .fetch_one(readers)
-        .await
-        .map_err(read_error)?;
-    let event = event_from_row(&event_row)?;
-    let step_rows = sqlx::query("SELECT * FROM steps WHERE run_id = $1 ORDER BY idx")
-        .bind(&run.id)
-        .fetch_all(readers)
-        .await
-        .map_err(read_error)?;
-    let steps = step_rows
-        .iter()
-        .map(step_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(RunDetail { run, event, steps }))
 }
 
 /// The oldest queued runs sharing `run_id`'s workflow and concurrency key, as many as its
@@ -210,21 +79,6 @@ pub(super) async fn queued_behind(
     .await
     .map_err(read_error)?;
     ids(&rows).map_err(read_error)
-}
-
-/// The latest tick recorded for `workflow`.
-pub(super) async fn last_tick(
-    readers: &SqlitePool,
-    workflow: &str,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let row = sqlx::query("SELECT MAX(tick_at) AS tick FROM ticks WHERE workflow = $1")
-        .bind(workflow)
-        .fetch_one(readers)
-        .await
-        .map_err(read_error)?;
-    get::<Option<String>>(&row, "tick")?
-        .map(|t| parse_timestamp(&t))
-        .transpose()
 }
 
 /// How many runs wait in the queue: a range of the `(status, created_at, id)` listing index.
