@@ -107,10 +107,14 @@ impl PostgresStore {
             .await
             .map_err(write_error)?;
         let Some(row) = row else {
+            // Ended now: an abandoned transaction would hold the cap's lock until its
+            // connection is used again, stalling every other claim meanwhile.
+            tx.rollback().await.map_err(write_error)?;
             return Ok(false);
         };
         let status: String = get(&row, "status")?;
         if status != "running" && running_count(&mut tx).await? >= i64::from(cap) {
+            tx.rollback().await.map_err(write_error)?;
             return Ok(false);
         }
         let workflow: String = get(&row, "workflow")?;

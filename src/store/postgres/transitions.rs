@@ -159,6 +159,7 @@ impl PostgresStore {
     ) -> Result<Option<Accepted>, StoreError> {
         let mut tx = self.transaction().await?;
         if !record_tick(&mut tx, workflow, tick, Some(&event.id)).await? {
+            tx.rollback().await.map_err(write_error)?;
             return Ok(None);
         }
         let accepted = self.accept_in(&mut tx, &event, runs).await?;
@@ -323,11 +324,15 @@ impl PostgresStore {
             .await
             .map_err(write_error)?;
         let Some(row) = row else {
+            tx.rollback().await.map_err(write_error)?;
             return Ok(Replayed::NotFound);
         };
         let status: String = get(&row, "status")?;
         let attempt: i32 = get(&row, "attempt")?;
         if !RunStatus::parse(&status).is_some_and(RunStatus::is_final) {
+            // Ended now, not when the connection is next used: the row stays locked until then,
+            // and the run's next claim would wait for it.
+            tx.rollback().await.map_err(write_error)?;
             return Ok(Replayed::NotFinished(status));
         }
         let forget_steps = if from_start {
