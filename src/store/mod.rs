@@ -8,6 +8,7 @@ mod postgres;
 mod reads;
 mod rows;
 mod sqlite;
+mod writes;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

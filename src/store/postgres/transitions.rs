@@ -4,15 +4,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Postgres, Row};
 
 use super::PostgresStore;
 use super::claims::lock_concurrency_key;
 use super::notify::{CHANNEL, notify};
 use super::reads::{get, ids, write_error};
-use crate::run::{
-    ConcurrencyMode, Event, NewRun, RunConcurrency, RunStatus, StepRecord, SyncResponse, Trigger,
-};
+use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
+use crate::store::writes::{admit, record_tick};
 use crate::store::{Accepted, Definition, Replayed, StoreError, Wakeup, timestamp};
 
 /// Held by the process pruning old runs, with the schema's hash: stores in other schemas of the
@@ -115,7 +114,11 @@ impl PostgresStore {
         let now = timestamp(Utc::now());
         for run in &created {
             let skipped = match &run.concurrency {
-                Some(rule) => admit(&mut *tx, run, rule, &now, &mut accepted.superseded).await?,
+                Some(rule) => {
+                    admit::<Postgres>(&mut *tx, run, rule, &now, &mut accepted.superseded)
+                        .await
+                        .map_err(write_error)?
+                }
                 None => None,
             };
             let (status, finished_at) = match &skipped {
@@ -158,7 +161,11 @@ impl PostgresStore {
         runs: &[NewRun],
     ) -> Result<Option<Accepted>, StoreError> {
         let mut tx = self.transaction().await?;
-        if !record_tick(&mut tx, workflow, tick, Some(&event.id)).await? {
+        let now = timestamp(Utc::now());
+        if !record_tick::<Postgres>(&mut tx, workflow, tick, Some(&event.id), &now)
+            .await
+            .map_err(write_error)?
+        {
             tx.rollback().await.map_err(write_error)?;
             return Ok(None);
         }
@@ -174,7 +181,10 @@ impl PostgresStore {
         tick: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(write_error)?;
-        record_tick(&mut conn, workflow, tick, None).await
+        let now = timestamp(Utc::now());
+        record_tick::<Postgres>(&mut conn, workflow, tick, None, &now)
+            .await
+            .map_err(write_error)
     }
 
     /// Without dedupe keys there is nothing to decide: the event and its runs go in one
@@ -447,84 +457,10 @@ impl PostgresStore {
     }
 }
 
-/// Record `(workflow, tick)`; false when it was recorded already (by any process).
-async fn record_tick(
-    conn: &mut PgConnection,
-    workflow: &str,
-    tick: DateTime<Utc>,
-    event_id: Option<&str>,
-) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO ticks (workflow, tick_at, event_id, recorded_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (workflow, tick_at) DO NOTHING",
-    )
-    .bind(workflow)
-    .bind(timestamp(tick))
-    .bind(event_id)
-    .bind(timestamp(Utc::now()))
-    .execute(&mut *conn)
-    .await
-    .map_err(write_error)?;
-    Ok(inserted.rows_affected() > 0)
-}
-
 /// How an event came, as stored: nothing for a webhook (as for the events stored before
 /// triggers were recorded), JSON for a schedule or a manual start.
 fn triggered_by(event: &Event) -> Option<String> {
     (event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger))
-}
-
-/// Apply a new run's concurrency mode before it is inserted (under the key's lock):
-/// `cancel_previous` cancels the key's runs still queued that never started; `skip` answers the
-/// reason the new run is not run when `limit` runs with the key are unfinished.
-async fn admit(
-    tx: &mut PgConnection,
-    run: &NewRun,
-    rule: &RunConcurrency,
-    now: &str,
-    superseded: &mut Vec<String>,
-) -> Result<Option<String>, StoreError> {
-    match rule.mode {
-        ConcurrencyMode::Queue => Ok(None),
-        ConcurrencyMode::CancelPrevious => {
-            let cancelled: Vec<String> = sqlx::query_scalar(
-                "UPDATE runs SET status = 'cancelled', finished_at = $4, error = $5
-                 WHERE workflow = $1 AND concurrency_key = $2 AND status = 'queued'
-                 AND started_at IS NULL AND id <> $3
-                 RETURNING id",
-            )
-            .bind(&run.workflow)
-            .bind(&rule.key)
-            .bind(&run.id)
-            .bind(now)
-            .bind(format!(
-                "cancelled: superseded by run {} with concurrency key '{}'",
-                run.id, rule.key
-            ))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(write_error)?;
-            superseded.extend(cancelled);
-            Ok(None)
-        }
-        ConcurrencyMode::Skip => {
-            let busy: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM runs WHERE workflow = $1 AND concurrency_key = $2
-                 AND status IN ('queued', 'running', 'retrying')",
-            )
-            .bind(&run.workflow)
-            .bind(&rule.key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(write_error)?;
-            Ok((busy >= i64::from(rule.limit)).then(|| {
-                format!(
-                    "skipped: {busy} run(s) with concurrency key '{}' already in progress (limit {})",
-                    rule.key, rule.limit
-                )
-            }))
-        }
-    }
 }
 
 fn to_text<T: serde::Serialize>(value: &T) -> String {

@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+use sqlx::Sqlite;
 use sqlx::sqlite::SqliteConnection;
 
 use super::reads::ids;
 use super::writer::{ROWS_PER_INSERT, Write};
-use crate::run::{
-    ConcurrencyMode, Event, NewRun, RunConcurrency, RunStatus, StepRecord, SyncResponse, Trigger,
-};
+use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
+use crate::store::writes::{admit, record_tick};
 use crate::store::{Accepted, Definition, Lease, Replayed, timestamp};
 
 /// The events and queued runs of the plain accepts at `indexes`, two statements in all.
@@ -104,59 +104,6 @@ pub(super) async fn insert_step_records(
     Ok(())
 }
 
-/// Apply a new run's concurrency mode before it is inserted: `cancel_previous` cancels the
-/// key's runs still queued that never started; `skip` answers the reason the new run is not
-/// run when `limit` runs with the key are unfinished.
-async fn admit(
-    conn: &mut SqliteConnection,
-    run: &NewRun,
-    rule: &RunConcurrency,
-    now: &str,
-    superseded: &mut Vec<String>,
-) -> Result<Option<String>, sqlx::Error> {
-    match rule.mode {
-        ConcurrencyMode::Queue => Ok(None),
-        ConcurrencyMode::CancelPrevious => {
-            let cancelled = sqlx::query(
-                "UPDATE runs SET status = 'cancelled', finished_at = $4, error = $5
-                 WHERE workflow = $1 AND concurrency_key = $2 AND status = 'queued'
-                 AND started_at IS NULL AND id != $3 RETURNING id",
-            )
-            .bind(&run.workflow)
-            .bind(&rule.key)
-            .bind(&run.id)
-            .bind(now)
-            .bind(format!(
-                "cancelled: superseded by run {} with concurrency key '{}'",
-                run.id, rule.key
-            ))
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in cancelled {
-                superseded.push(row.try_get("id")?);
-            }
-            Ok(None)
-        }
-        ConcurrencyMode::Skip => {
-            let busy: i64 = sqlx::query(
-                "SELECT COUNT(*) AS busy FROM runs WHERE workflow = $1 AND concurrency_key = $2
-                 AND status IN ('queued', 'running', 'retrying')",
-            )
-            .bind(&run.workflow)
-            .bind(&rule.key)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("busy")?;
-            Ok((busy >= i64::from(rule.limit)).then(|| {
-                format!(
-                    "skipped: {busy} run(s) with concurrency key '{}' already in progress (limit {})",
-                    rule.key, rule.limit
-                )
-            }))
-        }
-    }
-}
-
 /// Take a run: queued, or running with a lease that ended (or is ours). A queued run with a
 /// concurrency key starts only while its key has a free slot and no older run with the key waits
 /// ahead of it; a run taken over (`running`) already holds its slot. The key's busy runs and the
@@ -213,18 +160,19 @@ pub(super) async fn apply(
             runs,
             reply,
         } => {
-            let accepted = if record_tick(conn, workflow, *tick, Some(&event.id), &now).await? {
-                Some(accept_event(conn, event, runs, &now).await?)
-            } else {
-                None
-            };
+            let accepted =
+                if record_tick::<Sqlite>(conn, workflow, *tick, Some(&event.id), &now).await? {
+                    Some(accept_event(conn, event, runs, &now).await?)
+                } else {
+                    None
+                };
             reply.hold(accepted);
         }
         Write::ClaimTick {
             workflow,
             tick,
             reply,
-        } => reply.hold(record_tick(conn, workflow, *tick, None, &now).await?),
+        } => reply.hold(record_tick::<Sqlite>(conn, workflow, *tick, None, &now).await?),
         Write::Claim {
             run_id,
             owner,
@@ -615,26 +563,6 @@ async fn probe(conn: &mut SqliteConnection, now: &str) -> Result<(), sqlx::Error
     Ok(())
 }
 
-/// Record `(workflow, tick)`; false when it was recorded already.
-async fn record_tick(
-    conn: &mut SqliteConnection,
-    workflow: &str,
-    tick: DateTime<Utc>,
-    event_id: Option<&str>,
-    now: &str,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT OR IGNORE INTO ticks (workflow, tick_at, event_id, recorded_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(workflow)
-    .bind(timestamp(tick))
-    .bind(event_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(inserted.rows_affected() > 0)
-}
-
 /// Insert the event and its runs, except the runs whose dedupe key is held by another run.
 async fn accept_event(
     conn: &mut SqliteConnection,
@@ -695,7 +623,7 @@ async fn accept_event(
     for run in created {
         accepted.created.push(run.id.clone());
         let skipped = match &run.concurrency {
-            Some(rule) => admit(conn, run, rule, now, &mut accepted.superseded).await?,
+            Some(rule) => admit::<Sqlite>(conn, run, rule, now, &mut accepted.superseded).await?,
             None => None,
         };
         let (status, finished_at) = match &skipped {
