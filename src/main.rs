@@ -52,8 +52,22 @@ fn main() -> ExitCode {
     match runtime.block_on(hookflow::cli::run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", chain(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each once: a message that already ends with its cause's text (a
+/// store error shows the database's) is not followed by that cause again.
+fn chain(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

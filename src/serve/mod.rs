@@ -391,7 +391,8 @@ pub(crate) async fn save_definitions(store: &Store, registry: &Registry) -> Resu
         saves.spawn(async move { store.save_definition(&version, definition).await });
     }
     while let Some(saved) = saves.join_next().await {
-        saved.map_err(|e| StoreError::Write(format!("saving a definition stopped: {e}")))??;
+        saved
+            .map_err(|e| StoreError::Write(format!("saving a definition stopped: {e}").into()))??;
     }
     Ok(())
 }

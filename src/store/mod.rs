@@ -1,11 +1,14 @@
 //! The store: the only module with SQL. Events and runs are committed before a webhook is
 //! answered; each finished step is recorded so an interrupted run resumes where it stopped.
 
+mod error;
 mod files;
 mod health;
 mod postgres;
+mod reads;
 mod rows;
 mod sqlite;
+mod writes;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -14,6 +17,7 @@ use serde_json::Value as Json;
 use crate::run::NewRun;
 use crate::run::SyncResponse;
 use crate::run::{Event, RunStatus, StepRecord};
+pub use error::{Cause, StoreError};
 pub use health::HealthState;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -292,27 +296,6 @@ pub fn is_postgres(location: &str) -> bool {
 /// A write on its way to the store: ends once it is committed, or with why it was not.
 pub type Settling =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'static>>;
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the store at {path}: {message}")]
-    Open { path: String, message: String },
-    #[error("store write failed: {0}")]
-    Write(String),
-    /// The store cannot write now (its disk or files fail); nothing was stored. A later write
-    /// may succeed.
-    #[error("the store cannot write: {0}")]
-    Unavailable(String),
-    /// The store's files were removed or replaced under it: no write succeeds until restart.
-    #[error("the store refuses writes until hookflow is restarted: {0}")]
-    Refusing(String),
-    #[error("store read failed: {0}")]
-    Read(String),
-    #[error("the store is shutting down")]
-    Closed,
-    #[error("corrupt record in the store: {0}")]
-    Corrupt(String),
-}
 
 /// Who executes a run, until when (renewed while it runs).
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! The store conformance suite: what every backend must do, run against each one (SQLite here;
-//! a PostgreSQL backend runs the same `conformance` function).
+//! The store conformance suite: what every backend must do, one test per case and backend
+//! (`conformance_cases!`), run against SQLite, an in-memory SQLite and PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,7 +69,8 @@ async fn accept_each(store: &Store, runs: &[&NewRun]) -> Result<(), StoreError> 
 }
 
 /// Concurrency keys: slots per key, oldest first, and the `cancel_previous` and `skip` modes.
-async fn concurrency_conformance(store: &Store) -> Result<(), StoreError> {
+async fn concurrency(store: Store) -> Result<(), StoreError> {
+    let store = &store;
     use ConcurrencyMode::{CancelPrevious, Queue, Skip};
     let until = Utc::now() + Duration::seconds(30);
     let (q1, q2, q3) = (
@@ -247,7 +248,8 @@ async fn status(store: &Store, id: &str) -> RunStatus {
 
 /// Pages follow each other without gaps or repeats (runs of one event share a creation time, so
 /// the id breaks ties), and `since`/`until` bound the creation time.
-async fn listing_pages_and_time_ranges(store: &Store) -> Result<(), StoreError> {
+async fn listing_pages_and_time_ranges(store: Store) -> Result<(), StoreError> {
+    let store = &store;
     let base = Utc::now() - Duration::days(400);
     let mut made = Vec::new();
     for n in 0..5u32 {
@@ -315,9 +317,28 @@ fn filter_for(workflow: &str, limit: u32) -> RunFilter {
     }
 }
 
-/// Every check a store backend must pass.
-pub async fn conformance(store: Store) -> Result<(), StoreError> {
-    // Accept: the event and its queued runs, read back exactly.
+/// Two queued runs, of `wf-a` and `wf-b`, accepted with one webhook event.
+async fn two_queued(store: &Store) -> Result<(NewRun, NewRun), StoreError> {
+    let (a, b) = (new_run("wf-a", None), new_run("wf-b", None));
+    store
+        .accept(Arc::new(event(1)), &[a.clone(), b.clone()])
+        .await?;
+    Ok((a, b))
+}
+
+/// A run of `wf-a` that ran and succeeded, beside a queued run of `wf-b`.
+async fn one_succeeded(store: &Store) -> Result<NewRun, StoreError> {
+    let (a, _) = two_queued(store).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&a.id, "node-1", until).await?);
+    store
+        .run_finished(&a.id, RunStatus::Succeeded, None, None)
+        .await?;
+    Ok(a)
+}
+
+/// Accept: the event and its queued runs, read back exactly; a run by a prefix of its id.
+async fn accept_reads_back(store: Store) -> Result<(), StoreError> {
     let ev = event(1);
     let (a, b) = (new_run("wf-a", None), new_run("wf-b", None));
     let accepted = store
@@ -339,8 +360,12 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     // A unique prefix finds a run; an unknown id finds none.
     assert!(store.run(&a.id[..30]).await?.is_some());
     assert!(store.run("no-such-run").await?.is_none());
+    Ok(())
+}
 
-    // Dedupe: a key held within its window starts nothing; other workflows are separate.
+/// Dedupe: a key held within its window starts nothing; other workflows are separate; an
+/// expired key is free again.
+async fn dedupe_window(store: Store) -> Result<(), StoreError> {
     let first = new_run("wf-a", Some(("delivery-1", 3600)));
     let accepted = store
         .accept(Arc::new(event(2)), std::slice::from_ref(&first))
@@ -375,8 +400,12 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
             .created,
         vec![later.id]
     );
+    Ok(())
+}
 
-    // Claims are exclusive while the lease lives, and free once it ended.
+/// Claims are exclusive while the lease lives, and free once it ended.
+async fn claims_and_leases(store: Store) -> Result<(), StoreError> {
+    let (a, b) = two_queued(&store).await?;
     let until = Utc::now() + Duration::seconds(30);
     assert!(store.claim(&a.id, "node-1", until).await?);
     assert!(!store.claim(&a.id, "node-2", until).await?);
@@ -420,8 +449,14 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
             "orphans are claimable"
         );
     }
+    Ok(())
+}
 
-    // Step records: one per step, replaced by a later attempt, in order.
+/// Step records: one per step, replaced by a later attempt, in order.
+async fn step_records(store: Store) -> Result<(), StoreError> {
+    let (a, _) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&a.id, "node-1", until).await?);
     store
         .step_finished(&a.id, &record(1, "second", StepStatus::Retrying, 1))
         .await?;
@@ -437,8 +472,14 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     assert_eq!(steps[1].status, StepStatus::Succeeded);
     assert_eq!(steps[1].attempts, 2);
     assert_eq!(steps[1].input, json!({"url": "http://x"}));
+    Ok(())
+}
 
-    // Ending a run.
+/// Ending a run keeps its answer and times; a finished run is not claimed again.
+async fn run_end(store: Store) -> Result<(), StoreError> {
+    let (a, _) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&a.id, "node-1", until).await?);
     let answer = SyncResponse {
         status: 201,
         headers: vec![("x-a".into(), "b".into())],
@@ -456,8 +497,14 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
         !store.claim(&a.id, "node-1", until).await?,
         "a finished run is not claimed"
     );
+    Ok(())
+}
 
-    // Retries wait for their due time, then are queued again once.
+/// Retries wait for their due time, then are queued again once.
+async fn retries_wait_for_their_due_time(store: Store) -> Result<(), StoreError> {
+    let (_, b) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&b.id, "node-1", until).await?);
     let due = Utc::now() + Duration::milliseconds(300);
     store.run_retrying(&b.id, Some("503".into()), due).await?;
     assert_eq!(status(&store, &b.id).await, RunStatus::Retrying);
@@ -475,8 +522,13 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
             .await?
             .is_empty()
     );
+    Ok(())
+}
 
-    // Replay resumes at the failed step, or starts over; only finished runs.
+/// Replay resumes at the failed step, or starts over; only finished runs.
+async fn replay(store: Store) -> Result<(), StoreError> {
+    let (_, b) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
     assert_eq!(
         store.replay(&b.id, false).await?,
         Replayed::NotFinished("queued".into())
@@ -512,8 +564,12 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     );
     assert!(store.run(&b.id).await?.expect("run").steps.is_empty());
     assert_eq!(store.replay("missing", true).await?, Replayed::NotFound);
+    Ok(())
+}
 
-    // Listing: newest first, filtered, limited.
+/// Listing: newest first, filtered, limited.
+async fn listing(store: Store) -> Result<(), StoreError> {
+    let a = one_succeeded(&store).await?;
     let listed = store
         .list_runs(&RunFilter {
             workflow: Some("wf-a".into()),
@@ -545,9 +601,11 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
         })
         .await?;
     assert_eq!(one.len(), 1);
-    listing_pages_and_time_ranges(&store).await?;
+    Ok(())
+}
 
-    // Definitions are kept per version, first write wins.
+/// Definitions are kept per version, first write wins.
+async fn definitions(store: Store) -> Result<(), StoreError> {
     let definition = Definition {
         name: "wf-a".into(),
         path: "workflows/a.yaml".into(),
@@ -566,11 +624,12 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     let kept = store.definition("v1").await?.expect("definition");
     assert_eq!(kept.source, "steps: []");
     assert!(store.definition("v9").await?.is_none());
+    Ok(())
+}
 
-    concurrency_conformance(&store).await?;
-
-    // Schedules: a tick is recorded once, and its event and runs are committed with it or not
-    // at all.
+/// Schedules: a tick is recorded once, and its event and runs are committed with it or not at
+/// all, across concurrent accepts and claims.
+async fn schedule_ticks(store: Store) -> Result<(), StoreError> {
     let t1 = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
@@ -670,7 +729,12 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
     }
     assert_eq!(claimed, 1, "one tick, one claim");
     assert_eq!(store.last_tick("wf-s").await?, Some(t4));
-    // A manual start keeps who asked.
+    Ok(())
+}
+
+/// A manual start keeps who asked; a webhook's event reads as one.
+async fn manual_start_keeps_who_asked(store: Store) -> Result<(), StoreError> {
+    let (a, _) = two_queued(&store).await?;
     let mut by_hand = event(40);
     by_hand.trigger = Trigger::Manual {
         started_by: "cli:ada".into(),
@@ -690,11 +754,15 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
         store.run(&a.id).await?.expect("run").event.trigger,
         Trigger::Webhook
     );
+    Ok(())
+}
 
-    // Queued runs are claimed oldest first, only those queued before the cut, each by one
-    // caller however many ask at once.
-    // Runs with a concurrency key are taken as a claim takes them: the oldest while its key
-    // has a free slot, never one behind it.
+/// Queued runs are claimed oldest first, only those queued before the cut, each by one caller
+/// however many ask at once. Runs with a concurrency key are taken as a claim takes them: the
+/// oldest while its key has a free slot, never one behind it.
+async fn claim_queued_oldest_first(store: Store) -> Result<(), StoreError> {
+    let (_, b) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
     let (keyed_first, keyed_second) = (
         keyed_run("wf-q", "repo", 1, ConcurrencyMode::Queue),
         keyed_run("wf-q", "repo", 1, ConcurrencyMode::Queue),
@@ -733,8 +801,26 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
             .await?
             .is_empty()
     );
+    Ok(())
+}
 
-    // Pruning removes finished runs older than the cut, never unfinished ones.
+/// Pruning removes finished runs older than the cut, never unfinished ones, and keeps each
+/// workflow's latest tick.
+async fn prune_keeps_unfinished_runs_and_latest_ticks(store: Store) -> Result<(), StoreError> {
+    let (a, b) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&a.id, "node-1", until).await?);
+    store
+        .run_finished(&a.id, RunStatus::Succeeded, None, None)
+        .await?;
+    let t1 = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    let t4 = t1 + Duration::seconds(180);
+    for (workflow, tick) in [("wf-s", t1), ("wf-s", t4), ("wf-t", t1)] {
+        assert!(store.claim_tick(workflow, tick).await?);
+    }
     let pruned = store.prune(Utc::now() + Duration::seconds(1)).await?;
     assert!(pruned >= 1, "{pruned}");
     assert!(store.run(&a.id).await?.is_none());
@@ -761,7 +847,7 @@ pub async fn conformance(store: Store) -> Result<(), StoreError> {
 
 /// Many writers at once, as under load: plain accepts, deduped accepts (some repeated) and step
 /// records interleave in the store's batches; every one must come back exactly as written.
-pub async fn concurrent_writes(store: Store) -> Result<(), StoreError> {
+async fn concurrent_writes(store: Store) -> Result<(), StoreError> {
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..300u32 {
         let store = store.clone();
@@ -821,7 +907,7 @@ async fn running(store: &Store) -> Result<usize, StoreError> {
 
 /// `max_running: 2` on a store: `stores` all use one database (for SQLite, one store cloned),
 /// each as a process of its own would.
-pub async fn running_cap_conformance(stores: &[Store]) -> Result<(), StoreError> {
+async fn running_cap_conformance(stores: &[Store]) -> Result<(), StoreError> {
     let store = &stores[0];
     let other = &stores[stores.len() - 1];
     let until = Utc::now() + Duration::seconds(30);
@@ -912,10 +998,17 @@ pub async fn running_cap_conformance(stores: &[Store]) -> Result<(), StoreError>
     }
     let mut won = Vec::new();
     for claim in claims {
-        won.extend(claim.await.map_err(|e| StoreError::Read(e.to_string()))??);
+        won.extend(
+            claim
+                .await
+                .map_err(|e| StoreError::Read(e.to_string().into()))??,
+        );
     }
     for take in takes {
-        won.extend(take.await.map_err(|e| StoreError::Read(e.to_string()))??);
+        won.extend(
+            take.await
+                .map_err(|e| StoreError::Read(e.to_string().into()))??,
+        );
     }
     won.sort();
     won.dedup();
@@ -975,7 +1068,7 @@ async fn sqlite_holds_the_running_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_holds_the_running_cap_across_processes() {
-    let Some(schema) = TestSchema::create("postgres_holds_the_running_cap_across_processes").await
+    let Some(schema) = postgres_schema("postgres_holds_the_running_cap_across_processes").await
     else {
         return;
     };
@@ -997,21 +1090,11 @@ async fn postgres_holds_the_running_cap_across_processes() {
 }
 
 #[tokio::test]
-async fn sqlite_passes_the_conformance_suite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("store.db").display().to_string();
-    let store = Store::open(&path, OpenMode::Serve).await.expect("open");
-    conformance(store.clone()).await.expect("conformance");
-    concurrent_writes(store).await.expect("concurrent writes");
-}
-
-#[tokio::test]
-async fn an_in_memory_store_passes_the_conformance_suite_and_keeps_nothing() {
+async fn an_in_memory_store_keeps_nothing() {
     let store = Store::open(":memory:", OpenMode::Serve)
         .await
         .expect("open");
-    conformance(store.clone()).await.expect("conformance");
-    concurrent_writes(store).await.expect("concurrent writes");
+    accept_reads_back(store).await.expect("accept");
     // Each in-memory store is its own database: a second one starts empty.
     let other = Store::open(":memory:", OpenMode::Serve)
         .await
@@ -1024,6 +1107,85 @@ async fn an_in_memory_store_passes_the_conformance_suite_and_keeps_nothing() {
         .await
         .expect("list");
     assert!(runs.is_empty(), "a new in-memory store holds {runs:?}");
+}
+
+/// A PostgreSQL schema of its own for `test`, or `None` when no test database is configured
+/// (the skip is said on stderr); under `CI=true` a missing database fails the test instead.
+async fn postgres_schema(test: &str) -> Option<TestSchema> {
+    let schema = TestSchema::create(test).await;
+    if schema.is_none() && std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{test}: CI=true needs HOOKFLOW_TEST_POSTGRES_URL");
+    }
+    schema
+}
+
+/// Every case of the conformance suite, as one test per case and backend, so a failure names
+/// both: `store::sqlite::dedupe_window`, `store::postgres::replay`. Each test gets a store of
+/// its own (a new SQLite file, a new in-memory database, a new PostgreSQL schema).
+macro_rules! conformance_cases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let path = dir.path().join("store.db").display().to_string();
+                    let store = super::Store::open(&path, super::OpenMode::Serve)
+                        .await
+                        .expect("open");
+                    super::$case(store).await.expect(stringify!($case));
+                }
+            )*
+        }
+
+        mod in_memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store = super::Store::open(":memory:", super::OpenMode::Serve)
+                        .await
+                        .expect("open");
+                    super::$case(store).await.expect(stringify!($case));
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let test = concat!("postgres_conformance_", stringify!($case));
+                    let Some(schema) = super::postgres_schema(test).await else {
+                        return;
+                    };
+                    let store = super::Store::open(&schema.url, super::OpenMode::Serve)
+                        .await
+                        .expect("open");
+                    assert!(store.shared());
+                    super::$case(store).await.expect(stringify!($case));
+                }
+            )*
+        }
+    };
+}
+
+conformance_cases! {
+    accept_reads_back,
+    dedupe_window,
+    claims_and_leases,
+    step_records,
+    run_end,
+    retries_wait_for_their_due_time,
+    replay,
+    listing,
+    listing_pages_and_time_ranges,
+    definitions,
+    concurrency,
+    schedule_ticks,
+    manual_start_keeps_who_asked,
+    claim_queued_oldest_first,
+    prune_keeps_unfinished_runs_and_latest_ticks,
+    concurrent_writes,
 }
 
 #[tokio::test]
@@ -1098,22 +1260,9 @@ async fn a_store_from_before_triggers_opens_and_reads() {
     assert_eq!(detail.event.trigger.kind(), "manual");
 }
 
-#[tokio::test]
-async fn postgres_passes_the_conformance_suite() {
-    let Some(schema) = TestSchema::create("postgres_passes_the_conformance_suite").await else {
-        return;
-    };
-    let store = Store::open(&schema.url, OpenMode::Serve)
-        .await
-        .expect("open");
-    assert!(store.shared());
-    conformance(store.clone()).await.expect("conformance");
-    concurrent_writes(store).await.expect("concurrent writes");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_processes_starting_together_migrate_once_and_share_dedupe_keys() {
-    let Some(schema) = TestSchema::create("postgres_processes_share_dedupe_keys").await else {
+    let Some(schema) = postgres_schema("postgres_processes_share_dedupe_keys").await else {
         return;
     };
     // Four "processes" open the empty schema at the same moment: the migration lock makes one
@@ -1236,7 +1385,7 @@ async fn futures_join_all<T>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_wakes_every_process_when_runs_are_queued_or_retries_scheduled() {
-    let Some(schema) = TestSchema::create("postgres_wakes_every_process").await else {
+    let Some(schema) = postgres_schema("postgres_wakes_every_process").await else {
         return;
     };
     let accepting = Store::open(&schema.url, OpenMode::Serve)

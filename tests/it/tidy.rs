@@ -750,7 +750,7 @@ fn the_scan_sees_every_module_and_known_imports() {
             .any(|f| f.path == path && f.imports.iter().any(|i| i.named == named))
     };
     assert!(names(
-        "src/store/sqlite.rs",
+        "src/store/sqlite/mod.rs",
         Named::Crate("sqlx".to_owned())
     ));
     assert!(names(

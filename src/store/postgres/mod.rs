@@ -1,0 +1,285 @@
+//! PostgreSQL backend: one database shared by several hookflow processes. Runs are claimed with
+//! row locks (`FOR UPDATE SKIP LOCKED`) and leases; `LISTEN/NOTIFY` wakes idle processes. The
+//! schema is in `schema`, claims and leases in `claims`, wake-ups in `notify`, the other writes
+//! in `transitions` and the reads in `reads`.
+
+mod claims;
+mod notify;
+mod reads;
+mod schema;
+mod transitions;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::broadcast;
+
+use super::{
+    Accepted, Definition, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend, StoreError,
+    StoreOptions, Wakeup,
+};
+use crate::future::BoxFuture;
+use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
+use reads::{read_error, write_error};
+
+/// Cheap to clone; every clone shares the pool and the listener.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    wakeups: broadcast::Sender<Wakeup>,
+    /// When this process last notified about accepted runs (ms since the epoch).
+    last_notify: Arc<AtomicI64>,
+    /// Runs `running` at once in the whole database, at most (`max_running`).
+    max_running: Option<u32>,
+}
+
+impl PostgresStore {
+    /// Connect, apply the migrations this database lacks, and listen for wake-ups.
+    pub async fn open(
+        url: &str,
+        options: &StoreOptions,
+        listen_for_wakeups: bool,
+    ) -> Result<Self, StoreError> {
+        let open_error = |e: sqlx::Error| StoreError::Open {
+            path: redact_url(url),
+            source: e.into(),
+        };
+        let mut connect = PgConnectOptions::from_str(url).map_err(open_error)?;
+        if let Some(timeout) = options.statement_timeout {
+            connect = connect.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size.max(2))
+            // A request during an outage is answered 503 soon instead of waiting for a
+            // connection; the sender retries.
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(open_error)?;
+        schema::migrate(&pool).await.map_err(open_error)?;
+        let (wakeups, _) = broadcast::channel(64);
+        if listen_for_wakeups {
+            tokio::spawn(notify::listen(connect, wakeups.clone()));
+        }
+        Ok(Self {
+            pool,
+            wakeups,
+            last_notify: Arc::new(AtomicI64::new(0)),
+            max_running: options.max_running,
+        })
+    }
+
+    pub(super) async fn transaction(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool.begin().await.map_err(write_error)
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl StoreBackend for PostgresStore {
+    fn accept<'a>(
+        &'a self,
+        event: Arc<Event>,
+        runs: &'a [NewRun],
+    ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
+        Box::pin(PostgresStore::accept(self, event, runs))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(PostgresStore::claim(self, run_id, owner, until))
+    }
+
+    fn claim_queued<'a>(
+        &'a self,
+        owner: &'a str,
+        until: DateTime<Utc>,
+        queued_before: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(PostgresStore::claim_queued(
+            self,
+            owner,
+            until,
+            queued_before,
+            limit,
+        ))
+    }
+
+    fn renew_leases<'a>(
+        &'a self,
+        owner: &'a str,
+        run_ids: &'a [String],
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(PostgresStore::renew_leases(self, owner, run_ids, until))
+    }
+
+    /// Other processes share the database and may be alive: their runs are taken over only
+    /// when their leases end, so there is nothing to do at start.
+    fn take_over_orphans(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn expired_leases(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(PostgresStore::expired_leases(self, now))
+    }
+
+    fn step_finished<'a>(
+        &'a self,
+        run_id: &'a str,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(PostgresStore::step_finished(self, run_id, record))
+    }
+
+    fn run_finished<'a>(
+        &'a self,
+        run_id: &'a str,
+        status: RunStatus,
+        error: Option<String>,
+        response: Option<SyncResponse>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(PostgresStore::run_finished(
+            self, run_id, status, error, response,
+        ))
+    }
+
+    fn run_retrying<'a>(
+        &'a self,
+        run_id: &'a str,
+        error: Option<String>,
+        due_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(PostgresStore::run_retrying(self, run_id, error, due_at))
+    }
+
+    fn claim_due_retries(
+        &self,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(PostgresStore::claim_due_retries(self, now))
+    }
+
+    fn next_retry_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(super::reads::next_retry_due(&self.pool))
+    }
+
+    fn replay<'a>(
+        &'a self,
+        run_id: &'a str,
+        from_start: bool,
+    ) -> BoxFuture<'a, Result<Replayed, StoreError>> {
+        Box::pin(PostgresStore::replay(self, run_id, from_start))
+    }
+
+    fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(PostgresStore::prune(self, before))
+    }
+
+    fn save_definition<'a>(
+        &'a self,
+        version: &'a str,
+        definition: Definition,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(PostgresStore::save_definition(self, version, definition))
+    }
+
+    fn definition<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Definition>, StoreError>> {
+        Box::pin(super::reads::definition(&self.pool, version))
+    }
+
+    fn unfinished_runs(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(super::reads::unfinished_runs(&self.pool))
+    }
+
+    fn list_runs<'a>(
+        &'a self,
+        filter: &'a RunFilter,
+    ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>> {
+        Box::pin(super::reads::list_runs(&self.pool, filter))
+    }
+
+    fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
+        Box::pin(super::reads::run(&self.pool, id))
+    }
+
+    fn queued_behind<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(PostgresStore::queued_behind(self, run_id))
+    }
+
+    fn accept_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+        tick: DateTime<Utc>,
+        event: Arc<Event>,
+        runs: &'a [NewRun],
+    ) -> BoxFuture<'a, Result<Option<Accepted>, StoreError>> {
+        Box::pin(PostgresStore::accept_tick(
+            self, workflow, tick, event, runs,
+        ))
+    }
+
+    fn claim_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+        tick: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(PostgresStore::claim_tick(self, workflow, tick))
+    }
+
+    fn last_tick<'a>(
+        &'a self,
+        workflow: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(super::reads::last_tick(&self.pool, workflow))
+    }
+
+    fn count_queued(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            // A range of the `(status, created_at, id)` listing index.
+            let queued: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(read_error)?;
+            Ok(usize::try_from(queued).unwrap_or(0))
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(PostgresStore::ping(self))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn wakeups(&self) -> broadcast::Receiver<Wakeup> {
+        self.wakeups.subscribe()
+    }
+}

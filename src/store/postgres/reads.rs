@@ -1,0 +1,115 @@
+//! The PostgreSQL store's reads, from the shared pool.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PostgresStore;
+use crate::store::rows::Columns;
+use crate::store::{StoreError, timestamp};
+
+/// How long readiness waits for the database.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl PostgresStore {
+    pub async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM runs WHERE status = 'running' AND lease_until < $1 ORDER BY created_at",
+        )
+        .bind(timestamp(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(read_error)?;
+        ids(&rows)
+    }
+
+    /// Queued runs sharing `run_id`'s workflow and concurrency key, oldest first.
+    pub async fn queued_behind(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        // Only the oldest that can start, as many as the key has free slots: waking every queued
+        // run on each end made a backlog of n runs cost n claims per finished run.
+        let rows = sqlx::query(
+            "WITH ended AS (
+                SELECT workflow, concurrency_key AS key, COALESCE(concurrency_limit, 1) AS slots
+                FROM runs WHERE id = $1 AND concurrency_key IS NOT NULL
+             ), free AS (
+                SELECT ended.*, GREATEST(ended.slots - (
+                    SELECT count(*) FROM runs
+                    WHERE runs.workflow = ended.workflow AND runs.concurrency_key = ended.key
+                      AND runs.status IN ('running', 'retrying') AND runs.id <> $1
+                ), 0) AS free
+                FROM ended
+             )
+             SELECT behind.id FROM free
+             JOIN LATERAL (
+                SELECT id, created_at FROM runs
+                WHERE runs.workflow = free.workflow AND runs.concurrency_key = free.key
+                  AND runs.status = 'queued' AND runs.id <> $1
+                ORDER BY created_at, id LIMIT free.free
+             ) AS behind ON true
+             ORDER BY behind.created_at, behind.id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(read_error)?;
+        ids(&rows)
+    }
+
+    /// Whether the database answers, soon: a readiness probe must not wait out an outage.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
+        {
+            Ok(answered) => answered.map(|_| ()).map_err(read_error),
+            Err(_) => Err(StoreError::Read(
+                format!(
+                    "the database did not answer within {}s",
+                    PING_TIMEOUT.as_secs()
+                )
+                .into(),
+            )),
+        }
+    }
+}
+
+pub(super) fn read_error(e: sqlx::Error) -> StoreError {
+    StoreError::Read(e.into())
+}
+
+pub(super) fn write_error(e: sqlx::Error) -> StoreError {
+    StoreError::Write(e.into())
+}
+
+pub(super) fn ids(rows: &[PgRow]) -> Result<Vec<String>, StoreError> {
+    rows.iter().map(|r| get::<String>(r, "id")).collect()
+}
+
+pub(super) fn get<T>(row: &PgRow, column: &str) -> Result<T, StoreError>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(read_error)
+}
+
+/// PostgreSQL's integers in this schema are `INTEGER` (32 bits).
+impl Columns for PgRow {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        get(self, column)
+    }
+    fn maybe_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        get(self, column)
+    }
+    fn integer(&self, column: &str) -> Result<i64, StoreError> {
+        get::<i32>(self, column).map(i64::from)
+    }
+    fn real(&self, column: &str) -> Result<f64, StoreError> {
+        get(self, column)
+    }
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        get(self, column)
+    }
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+        get(self, column)
+    }
+}
