@@ -26,7 +26,3 @@ pub mod template;
 pub mod verify;
 pub mod worker;
 pub mod workflow;
-
-// The instrumentation points (`http`, `worker`, `store`, `cli`) name these paths; the tidy test
-// reads this re-export and counts them as arrows to `observe`.
-pub use observe::{metrics, telemetry};

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::telemetry::LogFormat;
+use crate::observe::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(

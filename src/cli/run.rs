@@ -21,7 +21,7 @@ use crate::settings::{Overrides, ServeSettings};
 use crate::workflow::{self, CompileOptions, WebhookTrigger, Workflow};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    crate::telemetry::init(crate::telemetry::LogFormat::Text, "warn");
+    crate::observe::telemetry::init(crate::observe::telemetry::LogFormat::Text, "warn");
     let settings = ServeSettings::resolve(&Overrides {
         config: args.config.clone(),
         secrets_dir: args.secrets_dir.clone(),

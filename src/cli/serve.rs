@@ -11,7 +11,7 @@ use crate::serve::{self, ServerError};
 use crate::settings::{Overrides, ServeSettings};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    crate::telemetry::init(args.log_format, "info");
+    crate::observe::telemetry::init(args.log_format, "info");
     let settings = ServeSettings::resolve(&Overrides {
         config: args.config,
         listen: args.listen,

@@ -90,7 +90,7 @@ async fn count_request(request: axum::extract::Request, next: axum::middleware::
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     let response = next.run(request).await;
-    crate::metrics::metrics().request("admin", &route, response.status().as_u16());
+    crate::observe::metrics::metrics().request("admin", &route, response.status().as_u16());
     response
 }
 
@@ -108,7 +108,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::metrics().render(&state.rejected.counts_by_reason()),
+        crate::observe::metrics::metrics().render(&state.rejected.counts_by_reason()),
     )
         .into_response()
 }

@@ -41,7 +41,7 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
     match outcome {
         Ok((response, run_ids)) => {
             let status = response.status().as_u16();
-            crate::metrics::metrics().request("webhook", &route, status);
+            crate::observe::metrics::metrics().request("webhook", &route, status);
             if status < 400 {
                 info!(%method, %path, %route, status, run_ids = %run_ids.join(","), latency_ms, "request");
             } else {
@@ -51,7 +51,7 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
         }
         Err(refused) => {
             let status = refused.response.status().as_u16();
-            crate::metrics::metrics().request("webhook", &route, status);
+            crate::observe::metrics::metrics().request("webhook", &route, status);
             state.rejected.record(RejectedRequest {
                 at: Utc::now(),
                 method,

@@ -110,7 +110,8 @@ pub(super) async fn definition_or_fail(
     match workflow_for(worker, &detail.workflow, &detail.version).await {
         Ok(w) => Some(w),
         Err(message) => {
-            crate::metrics::metrics().run_finished(&detail.workflow, RunStatus::Failed.as_str());
+            crate::observe::metrics::metrics()
+                .run_finished(&detail.workflow, RunStatus::Failed.as_str());
             // Its definition is unknown, so it may hold a concurrency slot.
             let ended = Ended::MayHoldSlot;
             let error = Some(message.clone());
@@ -226,7 +227,7 @@ pub(super) async fn record_retry(
         due_at = %due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "step failed; the run will try again"
     );
-    crate::metrics::metrics().step_retry(&workflow.name);
+    crate::observe::metrics::metrics().step_retry(&workflow.name);
     // The steps before the wait are on record before it is: a resume must find them.
     journal.settle_all().await;
     let error = outcome.error;
@@ -261,7 +262,7 @@ pub(super) async fn record_end(
     } = done;
     let duration_ms = started.elapsed().as_millis() as u64;
     let ended = Ended::of(workflow);
-    crate::metrics::metrics().run_finished(&workflow.name, outcome.status.as_str());
+    crate::observe::metrics::metrics().run_finished(&workflow.name, outcome.status.as_str());
     drop(slot);
     let (status, error) = (outcome.status, outcome.error.clone());
     let recorded = finish(
@@ -453,7 +454,7 @@ pub(super) fn log_step(record: &StepRecord) {
         duration_ms = (record.duration_ms * 10.0).round() / 10.0,
         "step finished"
     );
-    crate::metrics::metrics().step_duration(
+    crate::observe::metrics::metrics().step_duration(
         &record.kind,
         Duration::from_secs_f64(record.duration_ms.max(0.0) / 1000.0),
     );

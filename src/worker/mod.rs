@@ -289,7 +289,7 @@ impl Worker {
         // The receiver lives as long as the dispatcher; after shutdown the run stays queued in the
         // store and is picked up at the next start.
         if self.inner.queue.send((job, place)).is_ok() {
-            crate::metrics::metrics().queue_depth_add(1);
+            crate::observe::metrics::metrics().queue_depth_add(1);
         } else {
             self.inner.backlog.fetch_sub(1, Ordering::Relaxed);
         }
@@ -401,7 +401,7 @@ async fn dispatch(
                 None => break,
             },
         };
-        crate::metrics::metrics().queue_depth_add(-1);
+        crate::observe::metrics::metrics().queue_depth_add(-1);
         worker.inner.backlog.fetch_sub(1, Ordering::Relaxed);
         let permit = tokio::select! {
             biased;
@@ -413,7 +413,7 @@ async fn dispatch(
         };
         let worker = worker.clone();
         running.spawn(async move {
-            let metrics = crate::metrics::metrics();
+            let metrics = crate::observe::metrics::metrics();
             metrics.runs_in_flight_add(1);
             let ran = execute_run(&worker, job, permit).await;
             metrics.runs_in_flight_add(-1);

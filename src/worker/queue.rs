@@ -149,7 +149,7 @@ pub(super) async fn count_backlog(worker: Worker, mut shutdown: watch::Receiver<
             Ok(queued) => {
                 estimate.counted.store(queued, Ordering::Relaxed);
                 estimate.accepted_since.store(0, Ordering::Relaxed);
-                crate::metrics::metrics().set_runs_queued(queued);
+                crate::observe::metrics::metrics().set_runs_queued(queued);
             }
             Err(err) => warn!(error = %err, "cannot count the queued runs"),
         }

@@ -44,7 +44,7 @@ impl Window {
             });
         let taken = before.map_or(0, |before| wanted.min(self.limit.saturating_sub(before)));
         if let (true, Ok(before)) = (taken > 0, before) {
-            crate::metrics::metrics().run_window_held(before + taken);
+            crate::observe::metrics::metrics().run_window_held(before + taken);
         }
         (0..taken).map(|_| WindowPlace(Arc::clone(self))).collect()
     }
@@ -52,13 +52,13 @@ impl Window {
     /// A place for a run already claimed (it holds a lease), even past the limit.
     pub(super) fn force(self: &Arc<Self>) -> WindowPlace {
         let held = self.held.fetch_add(1, Ordering::AcqRel) + 1;
-        crate::metrics::metrics().run_window_held(held);
+        crate::observe::metrics::metrics().run_window_held(held);
         WindowPlace(Arc::clone(self))
     }
 
     /// `runs` were left in the store's queue for want of room.
     pub(super) fn spill(&self, runs: usize) {
-        crate::metrics::metrics().runs_left_in_store(runs);
+        crate::observe::metrics::metrics().runs_left_in_store(runs);
         if let Ok(mut last) = self.last_spill.lock() {
             *last = Some(Instant::now());
         }

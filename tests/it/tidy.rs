@@ -412,7 +412,7 @@ fn scanned_sources() -> Vec<ScannedFile> {
 }
 
 /// What `lib.rs` re-exports at the crate root, each with the top-level module that holds it:
-/// after `pub use observe::{metrics, telemetry};`, `crate::metrics::x` is an arrow to `observe`.
+/// after `pub use observe::{metrics, telemetry};`, `crate::observe::metrics::x` is an arrow to `observe`.
 fn root_reexports(lib: &str) -> BTreeMap<String, String> {
     let code = blank_comments_and_literals(lib);
     let mut found = BTreeMap::new();
@@ -734,7 +734,7 @@ fn the_scan_sees_every_module_and_known_imports() {
         ("worker", "engine"),
         ("effects", "net"),
         ("cli", "serve"),
-        // Through the root re-exports `crate::metrics` and `crate::telemetry`.
+        // Through the root re-exports `crate::observe::metrics` and `crate::observe::telemetry`.
         ("worker", "observe"),
         ("cli", "observe"),
     ] {

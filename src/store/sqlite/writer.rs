@@ -463,7 +463,7 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &mut [Write]) -> Result
         }
     }
     tx.commit().await?;
-    crate::metrics::metrics().store_commit(started.elapsed());
+    crate::observe::metrics::metrics().store_commit(started.elapsed());
     Ok(())
 }
 
