@@ -874,7 +874,6 @@ fn many_items_event(items: usize) -> hookflow::run::Event {
 /// of the run's state was made up front, n of them at once).
 #[tokio::test]
 async fn a_loop_of_many_iterations_polls_only_those_under_way() {
-    use hookflow::engine::{ExecOptions, RunInfo, RunRequest};
     use hookflow::run::RunStatus;
     let items: usize = 40_000;
     let yaml = r#"
@@ -888,36 +887,8 @@ steps:
         - name: note
           set: { last: "{{ item }}" }
 "#;
-    let file = hookflow::diag::SourceFile::new("many.yaml", yaml);
-    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
-    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let effects = crate::support::settings_for(dir.path())
-        .effects()
-        .expect("effects");
     let event = many_items_event(items);
-    let run = RunInfo {
-        id: "run".into(),
-        workflow: workflow.name.clone(),
-        attempt: 1,
-    };
-    let started = Instant::now();
-    let outcome = hookflow::engine::execute(
-        RunRequest {
-            workflow: &workflow,
-            event: &event,
-            run: &run,
-            secrets: &Default::default(),
-            finished: &[],
-            effects: &effects,
-            options: &ExecOptions::default(),
-            callees: None,
-        },
-        &Yielding,
-    )
-    .await
-    .expect("execute");
-    let took = started.elapsed();
+    let (outcome, took) = crate::support::execute_in_process(yaml, &event, &[], &Yielding).await;
     assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
     assert!(
         took < Duration::from_secs(8),
@@ -929,7 +900,6 @@ steps:
 /// record per nested step made a resume of n iterations cost n² comparisons.
 #[tokio::test]
 async fn resuming_a_loop_of_many_iterations_finds_their_records_at_once() {
-    use hookflow::engine::{ExecOptions, RunInfo, RunRequest};
     use hookflow::run::{RunStatus, StepRecord};
     let items: usize = 40_000;
     let yaml = r#"
@@ -942,13 +912,6 @@ steps:
         - name: post
           http: { url: "http://127.0.0.1:9/never-called" }
 "#;
-    let file = hookflow::diag::SourceFile::new("many.yaml", yaml);
-    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
-    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let effects = crate::support::settings_for(dir.path())
-        .effects()
-        .expect("effects");
     let event = many_items_event(items);
     // Every iteration finished before the interruption: all are restored, none is sent.
     let finished: Vec<StepRecord> = (0..items)
@@ -966,28 +929,8 @@ steps:
             attempts: 1,
         })
         .collect();
-    let run = RunInfo {
-        id: "run".into(),
-        workflow: workflow.name.clone(),
-        attempt: 1,
-    };
-    let started = Instant::now();
-    let outcome = hookflow::engine::execute(
-        RunRequest {
-            workflow: &workflow,
-            event: &event,
-            run: &run,
-            secrets: &Default::default(),
-            finished: &finished,
-            effects: &effects,
-            options: &ExecOptions::default(),
-            callees: None,
-        },
-        &Discard,
-    )
-    .await
-    .expect("execute");
-    let took = started.elapsed();
+    let (outcome, took) =
+        crate::support::execute_in_process(yaml, &event, &finished, &Discard).await;
     assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
     assert!(
         took < Duration::from_secs(8),

@@ -817,15 +817,7 @@ impl hookflow::engine::Journal for Recording {
 }
 
 async fn journal_of(yaml: &str) -> Vec<String> {
-    use hookflow::engine::{ExecOptions, RunInfo, RunRequest};
     use hookflow::run::RunStatus;
-    let file = hookflow::diag::SourceFile::new("journal.yaml", yaml);
-    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
-    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let effects = crate::support::settings_for(dir.path())
-        .effects()
-        .expect("effects");
     let event = hookflow::run::Event {
         id: "event".into(),
         method: "POST".into(),
@@ -838,27 +830,8 @@ async fn journal_of(yaml: &str) -> Vec<String> {
         received_at: chrono::Utc::now(),
         trigger: Default::default(),
     };
-    let run = RunInfo {
-        id: "run".into(),
-        workflow: workflow.name.clone(),
-        attempt: 1,
-    };
     let journal = Recording::default();
-    let outcome = hookflow::engine::execute(
-        RunRequest {
-            workflow: &workflow,
-            event: &event,
-            run: &run,
-            secrets: &Default::default(),
-            finished: &[],
-            effects: &effects,
-            options: &ExecOptions::default(),
-            callees: None,
-        },
-        &journal,
-    )
-    .await
-    .expect("execute");
+    let (outcome, _) = crate::support::execute_in_process(yaml, &event, &[], &journal).await;
     assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
     journal.entries()
 }

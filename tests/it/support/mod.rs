@@ -625,3 +625,39 @@ pub async fn list_runs(server: &TestServer) -> Vec<Json> {
         .expect("json");
     answer["runs"].as_array().expect("runs").clone()
 }
+
+/// Compile `yaml` (a workflow file's text) and execute it once in process over `event`, with
+/// the real effects of a temporary folder, resuming after the `finished` records, reporting to
+/// `journal`. The timing of the execution alone is returned with its outcome.
+pub async fn execute_in_process(
+    yaml: &str,
+    event: &hookflow::run::Event,
+    finished: &[hookflow::run::StepRecord],
+    journal: &dyn hookflow::engine::Journal,
+) -> (hookflow::engine::RunOutcome, Duration) {
+    let file = hookflow::diag::SourceFile::new("in-process.yaml", yaml.to_owned());
+    let (workflow, diagnostics) = hookflow::workflow::compile_file(file, &Default::default());
+    let workflow = workflow.unwrap_or_else(|| panic!("{diagnostics:?}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let effects = settings_for(dir.path()).effects().expect("effects");
+    let run = hookflow::engine::RunInfo {
+        id: "run".into(),
+        workflow: workflow.name.clone(),
+        attempt: 1,
+    };
+    let request = hookflow::engine::RunRequest {
+        workflow: &workflow,
+        event,
+        run: &run,
+        secrets: &Default::default(),
+        finished,
+        effects: &effects,
+        options: &hookflow::engine::ExecOptions::default(),
+        callees: None,
+    };
+    let started = Instant::now();
+    let outcome = hookflow::engine::execute(request, journal)
+        .await
+        .expect("execute");
+    (outcome, started.elapsed())
+}
