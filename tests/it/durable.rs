@@ -743,15 +743,7 @@ async fn editing_a_served_workflow_changes_behaviour_within_a_second() {
     std::fs::write(workflows.join("w.yaml"), "steps: [ { emial: {} } ]\n").expect("write");
     let broken = Instant::now();
     loop {
-        let workflows: Json = server
-            .client
-            .get(format!("{}/api/workflows", server.admin))
-            .send()
-            .await
-            .expect("admin request")
-            .json()
-            .await
-            .expect("admin json");
+        let workflows = server.admin_json("/api/workflows").await;
         if workflows["reload"]["refused"] == true {
             break;
         }

@@ -211,19 +211,23 @@ impl TestServer {
             .collect()
     }
 
+    /// What the admin API answers at `path` (`/api/workflows`), as JSON.
+    pub async fn admin_json(&self, path: &str) -> Json {
+        self.client
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .expect("admin request")
+            .json()
+            .await
+            .expect("admin json")
+    }
+
     /// The run as the admin API shows it, once it reached a final status.
     pub async fn finished_run(&self, run_id: &str) -> Json {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let detail: Json = self
-                .client
-                .get(format!("{}/api/runs/{run_id}", self.admin))
-                .send()
-                .await
-                .expect("admin request")
-                .json()
-                .await
-                .expect("admin json");
+            let detail = self.admin_json(&format!("/api/runs/{run_id}")).await;
             let status = detail["run"]["status"].as_str().unwrap_or_default();
             if matches!(status, "succeeded" | "failed" | "filtered" | "cancelled") {
                 return detail;
