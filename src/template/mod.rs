@@ -42,9 +42,25 @@ fn configured_environment() -> Environment<'static> {
         if size::is_container(value) {
             size::check(value)?;
         }
-        minijinja::escape_formatter(out, state, value)
+        match json_text(value) {
+            Some(text) => out.write_str(&text).map_err(minijinja::Error::from),
+            None => minijinja::escape_formatter(out, state, value),
+        }
     });
     env
+}
+
+/// How a boolean, a null, a list or a map prints in text, as a single expression turned into
+/// text does: a null as nothing, the others as JSON writes them (`true`, `["a",1]`,
+/// `{"k":null}`), never in Python's words (`True`, `None`, `['a', 1]`), which is what the
+/// template engine prints by default and what no receiver expects.
+fn json_text(value: &minijinja::Value) -> Option<String> {
+    use minijinja::value::ValueKind;
+    match value.kind() {
+        ValueKind::None => Some(String::new()),
+        ValueKind::Bool | ValueKind::Seq | ValueKind::Map => serde_json::to_string(value).ok(),
+        _ => None,
+    }
 }
 
 static EXPRESSION_ENV: LazyLock<Environment<'static>> = LazyLock::new(configured_environment);
@@ -394,6 +410,19 @@ mod tests {
             context: &context,
             event_body: &ctx,
         })
+    }
+
+    #[test]
+    fn text_prints_nulls_as_nothing_and_booleans_lists_and_maps_as_json() {
+        let ctx = json!({
+            "a": true, "b": null, "c": [true, null, "x"], "d": {"k": null, "f": false},
+            "e": 1.5, "s": "plain"
+        });
+        let out = render("{{ a }} {{ b }} {{ c }} {{ d }} {{ e }} {{ s }}", ctx).unwrap();
+        assert_eq!(
+            out,
+            json!(r#"true  [true,null,"x"] {"k":null,"f":false} 1.5 plain"#)
+        );
     }
 
     #[test]

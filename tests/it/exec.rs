@@ -284,8 +284,8 @@ steps:
         "{error}"
     );
 
-    // minijinja prints booleans the Python way.
-    assert_eq!(step(&run, "report")["output"]["message"], "3 4 True");
+    // Booleans print as JSON writes them, not in Python's words.
+    assert_eq!(step(&run, "report")["output"]["message"], "3 4 true");
     server.stop().await;
 }
 
