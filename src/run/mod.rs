@@ -12,4 +12,4 @@ pub use admission::{ConcurrencyMode, DedupeKey, NewRun, RunConcurrency};
 pub use event::{Event, Trigger};
 pub use record::{MASK, StepRecord, SyncResponse};
 pub use retry::{Backoff, RetryPolicy, StatusPattern};
-pub use status::{RunStatus, StepStatus};
+pub use status::{RunStatus, StepStatus, TRANSITIONS};

@@ -3,16 +3,6 @@
 
 use super::*;
 
-pub(super) const STATUSES: &[&str] = &[
-    "queued",
-    "running",
-    "retrying",
-    "succeeded",
-    "failed",
-    "filtered",
-    "cancelled",
-];
-
 pub(super) async fn runs_list(
     State(state): State<AppState>,
     Extension(ui): Extension<Arc<Ui>>,
@@ -67,7 +57,7 @@ pub(super) async fn runs_list(
             "page": "runs",
             "runs": runs,
             "workflows": workflows,
-            "statuses": STATUSES,
+            "statuses": RunStatus::ALL.map(RunStatus::as_str),
             "filter": { "workflow": workflow, "status": status },
             "cursor": filter.before.is_some(),
             "auto_refresh": filter.before.is_none(),
