@@ -23,6 +23,7 @@ pub mod settings;
 pub mod steps;
 pub mod store;
 pub mod template;
+pub mod testkit;
 pub mod verify;
 pub mod worker;
 pub mod workflow;

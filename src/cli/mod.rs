@@ -1,10 +1,11 @@
-//! The command line: `serve`, `validate`, `run`, `runs`, `start`. Arguments are parsed here and turned
+//! The command line: `serve`, `validate`, `run`, `runs`, `start`, `test`. Arguments are parsed here and turned
 //! into resolved settings before any work starts.
 
 mod run;
 mod runs;
 mod serve;
 mod start;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -37,6 +38,26 @@ pub enum Command {
     Runs(RunsArgs),
     /// Start a run of a workflow by hand through a running server; prints the run id.
     Start(StartArgs),
+    /// Run workflow test files (*.test.yaml): stubbed effects, a virtual clock, expectations.
+    Test(TestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Test files, or directories searched for *.test.yaml [default: ./workflows]
+    pub paths: Vec<PathBuf>,
+    /// Also write the results as JUnit XML to this file
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Load the workflows from this directory instead of each test file's own
+    #[arg(long)]
+    pub workflows: Option<PathBuf>,
+    /// Server config file [default: hookflow.yaml beside the test file, else ./hookflow.yaml]
+    #[arg(long, env = "HOOKFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Only the cases whose name contains this text
+    #[arg(long)]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,5 +244,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args).await,
         Command::Runs(args) => runs::runs(args).await,
         Command::Start(args) => start::start(args).await,
+        Command::Test(args) => test::test(args).await,
     }
 }

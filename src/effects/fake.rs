@@ -13,7 +13,7 @@ use super::process::{ProcessError, ProcessOutput, ProcessRequest, ProcessRunner}
 use super::{Effects, HttpClient, HttpError, HttpRequest, HttpResponse};
 use crate::future::BoxFuture;
 
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock still left consistent data behind.
     mutex
         .lock()
@@ -22,18 +22,18 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A sequence of results: each call takes the next; the last repeats once the others are used.
 #[derive(Debug)]
-struct Script<T> {
+pub(super) struct Script<T> {
     next: VecDeque<T>,
 }
 
 impl<T: Clone> Script<T> {
-    fn new(results: Vec<T>) -> Self {
+    pub(super) fn new(results: Vec<T>) -> Self {
         Self {
             next: results.into(),
         }
     }
 
-    fn take(&mut self) -> Option<T> {
+    pub(super) fn take(&mut self) -> Option<T> {
         if self.next.len() > 1 {
             self.next.pop_front()
         } else {
@@ -207,6 +207,7 @@ impl FakeWorld {
             mail: self.mail.clone(),
             process: self.process.clone(),
             clock: self.clock.clone(),
+            stand_ins: None,
         }
     }
 }

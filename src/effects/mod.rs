@@ -6,6 +6,7 @@ pub mod http;
 pub mod mail;
 pub mod process;
 mod roots;
+pub mod stand_in;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,9 @@ pub struct Effects {
     pub process: Arc<dyn process::ProcessRunner>,
     /// What "now" is for due times, deadlines and timestamps.
     pub clock: Arc<dyn clock::Clock>,
+    /// Per-step stand-ins for the world (`hookflow test`, dry runs): when set, each step with
+    /// effects acts through the effects these give for it, never through the ones above.
+    pub stand_ins: Option<Arc<dyn stand_in::StandIns>>,
 }
 
 /// Why the outside world could not be set up from the settings.
@@ -89,6 +93,7 @@ impl Effects {
             mail: Arc::new(mail::LettreMailer::from_settings(email)?.with_egress(egress)),
             process: Arc::new(process::TokioProcessRunner),
             clock: Arc::new(clock::SystemClock),
+            stand_ins: None,
         })
     }
 }

@@ -702,10 +702,16 @@ async fn run_step(
     if let Some(line) = rendered.log_line() {
         tracing::info!(target: "hookflow::log", "{}", redactor.redact_str(line));
     }
-    if options.dry_run && step.kind.has_effects() {
+    // Stand-ins (tests, dry runs) answer for the world, step by step; a dry run without
+    // them acts on nothing.
+    let scoped = effects
+        .stand_ins
+        .as_ref()
+        .map(|stand_ins| stand_ins.for_step(identity.step_name, rendered.sample_answer()));
+    if options.dry_run && step.kind.has_effects() && scoped.is_none() {
         return StepResult::Done(Outcome::Continue(serde_json::json!({ "dry_run": true })));
     }
-    let execution = rendered.execute(effects);
+    let execution = rendered.execute(scoped.as_ref().unwrap_or(effects));
     let result = match step.timeout {
         Some(limit) => match tokio::time::timeout(limit, execution).await {
             Ok(result) => result,

@@ -20,7 +20,10 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, Span, closest};
-use crate::effects::Effects;
+use crate::effects::mail::Delivery;
+use crate::effects::process::{Captured, Exit, ProcessOutput};
+use crate::effects::stand_in::SampleAnswer;
+use crate::effects::{Effects, HttpResponse};
 use crate::lang::compile::Compiler;
 use crate::lang::yaml::Node;
 use crate::run::RetryPolicy;
@@ -293,6 +296,33 @@ impl Rendered {
             Rendered::Log(message) => Some(message),
             _ => None,
         }
+    }
+
+    /// What the outside world would answer this step on success, for stand-ins that answer
+    /// effects nobody stubbed (dry runs): `None` for steps without effects.
+    pub fn sample_answer(&self) -> Option<SampleAnswer> {
+        Some(match self {
+            Rendered::Http(_) => SampleAnswer::Http(HttpResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: b"{}".to_vec(),
+            }),
+            Rendered::Ci(call) => SampleAnswer::Http(ci::sample_answer(call)),
+            Rendered::Email(email) => {
+                let email = &email.email;
+                SampleAnswer::Mail(Delivery::Smtp {
+                    reply: "250 sample answer: nothing was sent".into(),
+                    recipients: email.to.len() + email.cc.len() + email.bcc.len(),
+                })
+            }
+            Rendered::Exec(_) => SampleAnswer::Process(ProcessOutput {
+                exit: Exit::Code(0),
+                timed_out: false,
+                stdout: Captured::default(),
+                stderr: Captured::default(),
+            }),
+            _ => return None,
+        })
     }
 
     pub async fn execute(self, effects: &Effects) -> Result<Outcome, StepError> {

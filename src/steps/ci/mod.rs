@@ -10,6 +10,7 @@ pub mod jenkins;
 mod answer;
 mod fields;
 mod paths;
+mod sample;
 
 use answer::*;
 use fields::*;
@@ -351,6 +352,11 @@ pub async fn execute(rendered: RenderedCi, effects: &Effects) -> Result<Json, St
     };
     let result = effects.http.send(outgoing).await;
     judge(&rendered, result)
+}
+
+/// What the provider would answer this request on success, for dry runs and tests.
+pub fn sample_answer(rendered: &RenderedCi) -> HttpResponse {
+    sample::answer(rendered)
 }
 
 #[cfg(test)]
