@@ -140,9 +140,14 @@ pub struct RunArgs {
     /// A request header, 'Name: value' (repeatable)
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
-    /// Render every step but send nothing; show what would be sent
+    /// Render every step but send nothing; show what would be sent. Effects get the answer
+    /// the real service would give (or a --stub)
     #[arg(long)]
     pub dry_run: bool,
+    /// Under --dry-run, what step STEP's effect answers: a stub file (`http:`, `email:` or
+    /// `exec:`, as in test files), 'STEP=FILE' (repeatable)
+    #[arg(long = "stub", value_name = "STEP=FILE", requires = "dry_run")]
+    pub stubs: Vec<String>,
     /// Where to look up a workflow given by name
     #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "./workflows")]
     pub workflows: PathBuf,

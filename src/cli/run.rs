@@ -12,6 +12,7 @@ use serde_json::{Map, Value as Json};
 
 use super::RunArgs;
 use crate::diag::SourceFile;
+use crate::effects::stand_in::{AnsweredBy, StubbedWorld, Unstubbed};
 use crate::engine::{self, ExecOptions, Journal, JournalError, RunInfo, RunRequest};
 use crate::future::BoxFuture;
 use crate::http::body::{BodyLimits, parse_body};
@@ -36,7 +37,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         attempt: 1,
     };
     let secrets = settings.secrets.resolve(&workflow.secrets);
-    let effects = settings.effects()?;
+    let stand_ins = dry_run_world(&args)?;
+    let effects = match &stand_ins {
+        Some(world) => world.effects(),
+        None => settings.effects()?,
+    };
     let options = ExecOptions {
         dry_run: args.dry_run,
         started_at: Some(Utc::now()),
@@ -66,7 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         callees: Some(&callees),
     };
     let started = std::time::Instant::now();
-    let outcome = execute_with_retries(request).await?;
+    let outcome = execute_with_retries(request, stand_ins.as_ref()).await?;
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     report(&run, &outcome, elapsed)
 }
@@ -150,15 +155,55 @@ fn request_path(
     })
 }
 
+/// Under `--dry-run`, the world every effect acts on: each answered by its `--stub`, else by
+/// what the real service would answer; its clock moves to each retry's due time at once.
+fn dry_run_world(args: &RunArgs) -> anyhow::Result<Option<DryRunWorld>> {
+    if !args.dry_run {
+        return Ok(None);
+    }
+    let mut stubs = Vec::new();
+    for given in &args.stubs {
+        let Some((step, file)) = given.split_once('=') else {
+            bail!("--stub '{given}' is not 'STEP=FILE'");
+        };
+        let spec = crate::testkit::read_stub_file(step, Path::new(file)).map_err(|problems| {
+            for problem in &problems {
+                eprint!("{}", problem.render());
+            }
+            anyhow::anyhow!("the stub file {file} has {} problem(s)", problems.len())
+        })?;
+        stubs.push(spec.to_stub());
+    }
+    let clock = Arc::new(crate::effects::clock::ManualClock::at(Utc::now()));
+    let world = StubbedWorld::new(stubs, Unstubbed::Sample, clock.clone());
+    Ok(Some(DryRunWorld { world, clock }))
+}
+
+/// The stand-in world of a dry run and its clock.
+struct DryRunWorld {
+    world: StubbedWorld,
+    clock: Arc<crate::effects::clock::ManualClock>,
+}
+
+impl DryRunWorld {
+    fn effects(&self) -> crate::effects::Effects {
+        self.world.effects()
+    }
+}
+
 /// Executes the run until it ends, tracing each step on stderr. In-process, a retry simply
-/// waits here and the run resumes with the steps recorded so far; the server stores the due time
-/// instead.
-async fn execute_with_retries(request: RunRequest<'_>) -> anyhow::Result<engine::RunOutcome> {
+/// waits here and the run resumes with the steps recorded so far (a dry run moves its clock
+/// instead); the server stores the due time.
+async fn execute_with_retries(
+    request: RunRequest<'_>,
+    dry_run: Option<&DryRunWorld>,
+) -> anyhow::Result<engine::RunOutcome> {
     let workflow = request.workflow;
     let trace = Trace {
         total: workflow.steps.len(),
         top_level: workflow.steps.len() + workflow.on_error.len(),
         records: std::sync::Mutex::new(Vec::new()),
+        world: dry_run.map(|d| d.world.clone()),
     };
     loop {
         let finished = trace.records.lock().map(|r| r.clone()).unwrap_or_default();
@@ -171,6 +216,10 @@ async fn execute_with_retries(request: RunRequest<'_>) -> anyhow::Result<engine:
         )
         .await?;
         match (outcome.status, outcome.due_at) {
+            (RunStatus::Retrying, Some(due_at)) if let Some(dry) = dry_run => {
+                eprintln!("    next attempt due at {due_at} (a dry run does not wait)");
+                dry.clock.set(due_at);
+            }
             (RunStatus::Retrying, Some(due_at)) => {
                 let wait = (due_at - Utc::now()).to_std().unwrap_or_default();
                 eprintln!(
@@ -296,6 +345,20 @@ struct Trace {
     top_level: usize,
     /// Every record so far, the latest per step, as a resumed execution needs them.
     records: std::sync::Mutex<Vec<StepRecord>>,
+    /// A dry run's stand-ins, which say how each effect was answered.
+    world: Option<StubbedWorld>,
+}
+
+impl Trace {
+    /// Where the answer of a step a dry run answered came from.
+    fn answered_by(&self, step: &str) -> Option<String> {
+        let calls = self.world.as_ref()?.calls();
+        match &calls.iter().rev().find(|c| c.step == step)?.answered_by {
+            AnsweredBy::Sample => Some("a sample of the real answer (nothing was sent)".into()),
+            AnsweredBy::Stub(origin) => Some(format!("the stub in {origin} (nothing was sent)")),
+            AnsweredBy::Nothing => None,
+        }
+    }
 }
 
 impl Journal for Trace {
@@ -340,6 +403,9 @@ impl Journal for Trace {
                 eprintln!("    input  {}", indent(&pretty(&record.input)));
             }
             // Most local steps output what they rendered; say it once.
+            if let Some(answered_by) = self.answered_by(&record.name) {
+                eprintln!("    answer {answered_by}");
+            }
             if !record.output.is_null() && record.output != record.input {
                 eprintln!("    output {}", indent(&pretty(&record.output)));
             }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
+use super::directory_of;
 use super::stubs::{StubSpec, read_stubs};
 use crate::diag::{Diagnostic, SourceFile, Span, closest};
 use crate::lang::yaml::{self, Key, Node};
@@ -117,7 +118,7 @@ pub fn read(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
     let file = SourceFile::new(shown, text);
     let root = yaml::parse(&file).map_err(|d| vec![d])?;
     let mut reader = Reader {
-        base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        base: directory_of(path),
         problems: Vec::new(),
     };
     let read = reader.file(&root, path);

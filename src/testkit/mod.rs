@@ -157,9 +157,9 @@ fn subject_of(
     test: &TestFile,
     setup: &Setup<'_>,
 ) -> Result<(std::sync::Arc<Workflow>, Registry), Vec<String>> {
-    let base = test.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let base = directory_of(&test.path);
     let dir = setup.workflows.map_or(base.clone(), Path::to_path_buf);
-    let loaded = workflow::load(&[dir.clone()], setup.options).map_err(|e| {
+    let loaded = workflow::load(std::slice::from_ref(&dir), setup.options).map_err(|e| {
         vec![format!(
             "error: cannot load the workflows in {}: {e}",
             dir.display()
@@ -175,12 +175,17 @@ fn subject_of(
             .cloned(),
         None => loaded.registry.get(&test.workflow).cloned(),
     };
+    // Only the problems of the file under test stop it: a broken neighbour does not.
+    let own_file = (found
+        .as_ref()
+        .map(|w| PathBuf::from(&w.name_span.file.path)))
+    .or(by_file);
     let problems: Vec<String> = loaded
         .diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .filter(|d| {
-            by_file
+            own_file
                 .as_ref()
                 .is_none_or(|p| same_file(&d.span.file.path, p))
         })
@@ -188,8 +193,12 @@ fn subject_of(
         .collect();
     match found {
         Some(workflow) if problems.is_empty() => Ok((workflow, loaded.registry)),
-        _ if !problems.is_empty() => Err(problems),
-        _ => Err(vec![unknown_workflow(test, &loaded.registry, &dir)]),
+        Some(_) => Err(problems),
+        None => {
+            let mut all = problems;
+            all.insert(0, unknown_workflow(test, &loaded.registry, &dir));
+            Err(all)
+        }
     }
 }
 
@@ -236,12 +245,20 @@ pub fn read_stub_file(step: &str, path: &Path) -> Result<StubSpec, Vec<Diagnosti
     let file = SourceFile::new(path.display().to_string(), text);
     let root = crate::lang::yaml::parse(&file).map_err(|d| vec![d])?;
     let mut reader = file::Reader {
-        base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        base: directory_of(path),
         problems: Vec::new(),
     };
     let spec = stubs::read_step_answers(&mut reader, &root, step);
     match spec {
         Some(spec) if reader.problems.is_empty() => Ok(spec),
         _ => Err(reader.problems),
+    }
+}
+
+/// The directory a file is in, `.` for a bare file name.
+pub(crate) fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }

@@ -130,7 +130,7 @@ fn each(
     read: fn(&mut Reader, &Node) -> Option<StubAnswer>,
 ) -> Vec<StubAnswer> {
     match node.as_seq() {
-        Some(items) if items.is_empty() => {
+        Some([]) => {
             reader.error(&node.span, "a list of answers has at least one");
             Vec::new()
         }

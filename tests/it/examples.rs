@@ -506,7 +506,8 @@ fn gitlab_push_jenkins_queues_a_parameterized_build_of_the_pushed_commit() {
     assert_eq!(
         message,
         format!(
-            "queued {project}@master ({}) pushed by jsmith: not sent (dry run)",
+            // A dry run answers with Jenkins' documented answer: the queue item in Location.
+            "queued {project}@master ({}) pushed by jsmith: https://jenkins.example.test/queue/item/1/",
             &sha[..8]
         )
     );
@@ -761,5 +762,88 @@ fn shop_order_notify_escapes_slack_markup_and_handles_guests() {
     assert!(
         text.contains("• 3 × Salt &amp; Pepper &lt;Large&gt;: 597.00 USD"),
         "{text}"
+    );
+}
+
+/// `hookflow test` on one example directory: exit code, stdout.
+fn test_example(dir: &Path) -> (Option<i32>, String) {
+    let output = Command::new(BIN)
+        .arg("test")
+        .arg(dir)
+        .current_dir(manifest_dir())
+        .output()
+        .expect("hookflow test");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), format!("{stdout}{stderr}"))
+}
+
+#[test]
+fn every_example_has_tests_its_readme_mentions_and_they_pass() {
+    for dir in example_dirs() {
+        let tests = dir.join("workflow.test.yaml");
+        assert!(
+            tests.is_file(),
+            "{} has no workflow.test.yaml",
+            dir.display()
+        );
+        let readme = std::fs::read_to_string(dir.join("README.md")).expect("README");
+        assert!(
+            readme.contains("workflow.test.yaml") && readme.contains("hookflow test"),
+            "{}/README.md does not mention its tests",
+            dir.display()
+        );
+        let (code, output) = test_example(&dir);
+        assert_eq!(code, Some(0), "{}:\n{output}", dir.display());
+        let cases = output.lines().filter(|l| l.ends_with(" ms)")).count();
+        assert!(cases >= 2, "{}: {cases} case(s):\n{output}", dir.display());
+        assert!(
+            output.contains(&format!("test result: ok. {cases} passed, 0 failed")),
+            "{output}"
+        );
+    }
+}
+
+#[test]
+fn breaking_an_example_workflow_makes_its_test_fail() {
+    // A copy of stripe-invoice-crm whose request body misnames one field.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = example("stripe-invoice-crm");
+    for name in ["workflow.yaml", "workflow.test.yaml", "payload.json"] {
+        std::fs::copy(source.join(name), dir.path().join(name)).expect("copy");
+    }
+    let (code, output) = test_example(dir.path());
+    assert_eq!(code, Some(0), "the unchanged copy passes:\n{output}");
+
+    let workflow = dir.path().join("workflow.yaml");
+    let text = std::fs::read_to_string(&workflow).expect("read");
+    let broken = text.replace("stripe_customer_id: \"{{", "customer_id: \"{{");
+    assert_ne!(broken, text, "the field to break is in the workflow");
+    std::fs::write(&workflow, broken).expect("write");
+    let (code, output) = test_example(dir.path());
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains(
+            "test a paid invoice patches the customer's contact with typed values ... FAILED"
+        ),
+        "{output}"
+    );
+    // The failure names the expectation's place and the missing key, expected against actual.
+    let tests = std::fs::read_to_string(dir.path().join("workflow.test.yaml")).expect("read");
+    let line = 1 + tests
+        .lines()
+        .position(|l| l.trim_start().starts_with("stripe_customer_id:"))
+        .expect("the expectation");
+    assert!(
+        output.contains(&format!(
+            "workflow.test.yaml:{line}:15: steps.update-contact.input.body.stripe_customer_id"
+        )),
+        "{output}"
+    );
+    assert!(output.contains("  - \"cus_00000000000000\""), "{output}");
+    assert!(output.contains("  + no such key (keys: "), "{output}");
+    assert!(
+        output.contains("test result: FAILED. 2 passed, 1 failed"),
+        "{output}"
     );
 }

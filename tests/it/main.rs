@@ -2,6 +2,7 @@
 //! and checks what a real HTTP receiver got; plus CLI, golden and compliance tests.
 
 mod admin;
+mod authoring;
 mod backlog;
 mod ci;
 mod cli;
