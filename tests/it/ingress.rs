@@ -219,3 +219,63 @@ steps:
     assert!(list_runs(&server).await.is_empty(), "nothing was stored");
     server.stop().await;
 }
+
+/// A sender's redelivery (GitHub's "Redeliver" reuses `X-GitHub-Delivery`) of an event whose
+/// run failed starts it again; once a run of it succeeded, a redelivery is a duplicate.
+#[tokio::test]
+async fn a_redelivery_of_a_failed_event_starts_it_again() {
+    let receiver = Receiver::start().await;
+    receiver.reply_times("/build", 1, 503, &[], "down for maintenance");
+    receiver.reply("/build", 201, "application/json", "{}");
+    let workflow = format!(
+        r#"
+on:
+  webhook:
+    path: /hooks/redeliver
+    dedupe: "{{{{ headers['x-github-delivery'] }}}}"
+steps:
+  - name: build
+    http: {{ method: POST, url: "{}" }}
+"#,
+        receiver.url("/build")
+    );
+    let server = TestServer::start(&[("redeliver.yaml", &workflow)]).await;
+    let deliver = || async {
+        let response = crate::support::client()
+            .post(format!("{}/hooks/redeliver", server.base))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+            .body(r#"{"ref":"refs/heads/main"}"#)
+            .send()
+            .await
+            .expect("post");
+        let status = response.status().as_u16();
+        (status, response.json::<Json>().await.expect("json"))
+    };
+    let (status, first) = deliver().await;
+    assert_eq!(status, 202, "{first}");
+    let first_run = first["run_ids"][0].as_str().expect("run id").to_owned();
+    assert_eq!(
+        server.finished_run(&first_run).await["run"]["status"],
+        "failed"
+    );
+
+    let (status, second) = deliver().await;
+    assert_eq!(status, 202, "the failed event starts again: {second}");
+    let second_run = second["run_ids"][0].as_str().expect("run id").to_owned();
+    assert_ne!(second_run, first_run);
+    assert_eq!(
+        server.finished_run(&second_run).await["run"]["status"],
+        "succeeded"
+    );
+
+    let (status, third) = deliver().await;
+    assert_eq!(status, 200, "{third}");
+    assert_eq!(third["duplicate_of"], json!([second_run]), "{third}");
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "one request per run that started"
+    );
+    server.stop().await;
+}

@@ -363,6 +363,64 @@ async fn accept_reads_back(store: Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A redelivery (the same dedupe key) of an event whose run failed or was cancelled starts a
+/// new run; of one whose run succeeded, was filtered, or is still queued, running or retrying,
+/// it stays a duplicate.
+async fn a_redelivery_of_a_failed_run_starts_again(store: Store) -> Result<(), StoreError> {
+    let until = Utc::now() + Duration::seconds(30);
+    let deliver = |key: &str| new_run("wf-a", Some((key, 3600)));
+    for (ended, starts_again) in [
+        (Some(RunStatus::Failed), true),
+        (Some(RunStatus::Cancelled), true),
+        (Some(RunStatus::Succeeded), false),
+        (Some(RunStatus::Filtered), false),
+        (Some(RunStatus::Retrying), false),
+        (None, false),
+    ] {
+        let key = format!("delivery-{ended:?}");
+        let first = deliver(&key);
+        store
+            .accept(Arc::new(event(20)), std::slice::from_ref(&first))
+            .await?;
+        if let Some(status) = ended {
+            assert!(store.claim(&first.id, "node-1", until).await?);
+            if status == RunStatus::Retrying {
+                let due = Utc::now() + Duration::seconds(60);
+                store
+                    .run_retrying(&first.id, Some("503".into()), due)
+                    .await?;
+            } else {
+                store
+                    .run_finished(&first.id, status, Some("boom".into()), None)
+                    .await?;
+            }
+        }
+        let again = deliver(&key);
+        let accepted = store
+            .accept(Arc::new(event(21)), std::slice::from_ref(&again))
+            .await?;
+        if starts_again {
+            assert_eq!(accepted.created, vec![again.id.clone()], "after {ended:?}");
+            assert!(accepted.duplicate_of.is_empty(), "after {ended:?}");
+            // The new run holds the key now: a third delivery while it is queued is a duplicate.
+            let third = store.accept(Arc::new(event(22)), &[deliver(&key)]).await?;
+            assert_eq!(
+                third.duplicate_of,
+                vec![again.id.clone()],
+                "after {ended:?}"
+            );
+        } else {
+            assert!(accepted.created.is_empty(), "after {ended:?}");
+            assert_eq!(
+                accepted.duplicate_of,
+                vec![first.id.clone()],
+                "after {ended:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Dedupe: a key held within its window starts nothing; other workflows are separate; an
 /// expired key is free again.
 async fn dedupe_window(store: Store) -> Result<(), StoreError> {
@@ -1172,6 +1230,7 @@ macro_rules! conformance_cases {
 conformance_cases! {
     accept_reads_back,
     dedupe_window,
+    a_redelivery_of_a_failed_run_starts_again,
     claims_and_leases,
     step_records,
     run_end,

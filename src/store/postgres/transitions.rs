@@ -59,13 +59,17 @@ impl PostgresStore {
                 created.push(run);
                 continue;
             };
-            // The key is ours when it is new or its window ended. A concurrent accept of the
-            // same key on another process waits on the row and then sees it held.
+            // The key is ours when it is new, its window ended, or the run holding it failed
+            // or was cancelled (a sender's redelivery of a failed event starts it again). A
+            // concurrent accept of the same key on another process waits on the row and then
+            // sees it held.
             let taken = sqlx::query(
                 "INSERT INTO dedupe (workflow, key, run_id, expires_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (workflow, key) DO UPDATE
                    SET run_id = EXCLUDED.run_id, expires_at = EXCLUDED.expires_at
                    WHERE dedupe.expires_at <= $5
+                      OR EXISTS (SELECT 1 FROM runs WHERE runs.id = dedupe.run_id
+                                 AND runs.status IN ('failed', 'cancelled'))
                  RETURNING run_id",
             )
             .bind(&run.workflow)

@@ -577,8 +577,12 @@ async fn accept_event(
             created.push(run);
             continue;
         };
+        // A key is held within its window, unless every run that held it failed or was
+        // cancelled: a sender's redelivery of a failed event starts it again.
         let holder = sqlx::query(
-            "SELECT run_id FROM dedupe WHERE workflow = $1 AND key = $2 AND expires_at > $3",
+            "SELECT d.run_id FROM dedupe d LEFT JOIN runs r ON r.id = d.run_id
+             WHERE d.workflow = $1 AND d.key = $2 AND d.expires_at > $3
+               AND (r.status IS NULL OR r.status NOT IN ('failed', 'cancelled'))",
         )
         .bind(&run.workflow)
         .bind(&dedupe.key)
