@@ -1167,14 +1167,31 @@ async fn an_in_memory_store_keeps_nothing() {
     assert!(runs.is_empty(), "a new in-memory store holds {runs:?}");
 }
 
-/// A PostgreSQL schema of its own for `test`, or `None` when no test database is configured
-/// (the skip is said on stderr); under `CI=true` a missing database fails the test instead.
+/// A PostgreSQL schema of its own for `test`, or `None` when no database answers (the skip is
+/// said where a person reads it; under `CI=true` it fails the test instead).
 async fn postgres_schema(test: &str) -> Option<TestSchema> {
-    let schema = TestSchema::create(test).await;
-    if schema.is_none() && std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("{test}: CI=true needs HOOKFLOW_TEST_POSTGRES_URL");
+    TestSchema::create(test).await
+}
+
+/// The machine's PostgreSQL is found without any setting: `cargo test` alone runs the
+/// PostgreSQL cases wherever the documented local database answers.
+#[tokio::test]
+async fn the_local_postgres_is_used_without_a_setting() {
+    let local_answers = tokio::net::TcpStream::connect("127.0.0.1:5432")
+        .await
+        .is_ok();
+    if std::env::var("HOOKFLOW_TEST_POSTGRES_URL").is_err() && local_answers {
+        assert_eq!(
+            crate::support::postgres::database_url().await.as_deref(),
+            Some(crate::support::postgres::DEFAULT_URL)
+        );
     }
-    schema
+    if !local_answers && std::env::var("HOOKFLOW_TEST_POSTGRES_URL").is_err() {
+        crate::support::skip(
+            "the_local_postgres_is_used_without_a_setting",
+            "nothing answers on 127.0.0.1:5432",
+        );
+    }
 }
 
 /// Every case of the conformance suite, as one test per case and backend, so a failure names

@@ -49,8 +49,9 @@ async fn the_ui_in_a_real_browser_goes_from_the_list_to_a_run_its_event_and_a_re
     let script = match browser_setup(&root) {
         Ok(script) => script,
         Err(why) => {
-            eprintln!(
-                "\n**********\nSKIPPED the browser test of the UI: {why}\n(.ci/run installs it)\n**********\n"
+            crate::support::skip(
+                "the browser test of the UI",
+                &format!("{why} (.ci/run installs it)"),
             );
             return;
         }

@@ -33,6 +33,19 @@ pub fn step<'a>(run: &'a Json, name: &str) -> &'a Json {
         .unwrap_or_else(|| panic!("no step {name} in {run}"))
 }
 
+/// A test that cannot run on this machine says so where a person reads it, and fails under
+/// `CI=true`. The line is written to the terminal's stderr directly: the test harness captures
+/// `eprintln!` of a passing test, which would hide the skip behind an `ok`.
+pub fn skip(test: &str, why: &str) {
+    let message = format!("SKIPPED {test}: {why}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{message} (CI=true: a missing service is a failure)"
+    );
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\n*** {message} ***");
+}
+
 /// Secrets come from the environment; each test uses its own variable names.
 pub fn set_env(name: &str, value: &str) {
     // SAFETY: every test uses distinct variable names, so no two threads touch the same one.

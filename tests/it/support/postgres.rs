@@ -1,5 +1,6 @@
 //! A PostgreSQL schema of its own for one test, so tests share the machine's database and
-//! still run in parallel. The database comes from `HOOKFLOW_TEST_POSTGRES_URL`.
+//! still run in parallel. The database is `HOOKFLOW_TEST_POSTGRES_URL`, else the documented
+//! local one, [`DEFAULT_URL`], when it answers.
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -36,6 +37,28 @@ async fn lock_across_processes(exclusive: bool) -> std::fs::File {
     .expect("join")
 }
 
+/// The PostgreSQL every machine here runs, tried when `HOOKFLOW_TEST_POSTGRES_URL` is unset.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// `HOOKFLOW_TEST_POSTGRES_URL` (which must answer: it was asked for), else [`DEFAULT_URL`]
+/// when a connection to it succeeds, else `None`.
+pub async fn database_url() -> Option<String> {
+    if let Ok(url) = std::env::var("HOOKFLOW_TEST_POSTGRES_URL") {
+        return Some(url);
+    }
+    static DEFAULT_ANSWERS: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    let answers = DEFAULT_ANSWERS
+        .get_or_init(|| async {
+            let attempt = sqlx::PgConnection::connect(DEFAULT_URL);
+            matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await,
+                Ok(Ok(_))
+            )
+        })
+        .await;
+    answers.then(|| DEFAULT_URL.to_owned())
+}
+
 /// A freshly created schema; dropped with everything in it when this goes away.
 pub struct TestSchema {
     _hold: Hold,
@@ -59,9 +82,12 @@ impl TestSchema {
     }
 
     async fn create_holding(test: &str, exclusive: bool) -> Option<Self> {
-        let Ok(base) = std::env::var("HOOKFLOW_TEST_POSTGRES_URL") else {
-            eprintln!(
-                "SKIPPED {test}: set HOOKFLOW_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run it"
+        let Some(base) = database_url().await else {
+            super::skip(
+                test,
+                &format!(
+                    "no PostgreSQL at {DEFAULT_URL}; start one or set HOOKFLOW_TEST_POSTGRES_URL"
+                ),
             );
             return None;
         };
