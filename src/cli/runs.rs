@@ -117,7 +117,8 @@ fn print_run(detail: &RunDetail) {
 /// `runs show`: each recorded step with its input, output and error.
 fn print_steps(steps: &[StepRecord]) {
     println!("steps");
-    for step in steps {
+    // Numbered as listed: record numbers leave gaps (unused `on_error` slots, nested steps).
+    for (number, step) in (1..).zip(steps) {
         let status = if step.filtered {
             "filtered"
         } else {
@@ -128,13 +129,15 @@ fn print_steps(steps: &[StepRecord]) {
                 StepStatus::Retrying => "retrying",
             }
         };
+        let tries = match step.attempts {
+            1 => String::new(),
+            n => format!(", attempt {n}"),
+        };
         println!(
-            "  [{}] {} ({}) {status} {:.1} ms",
-            step.index + 1,
-            step.name,
-            step.kind,
-            step.duration_ms
+            "  [{number}] {} ({}) {status} {:.1} ms{tries}",
+            step.name, step.kind, step.duration_ms
         );
+        print_earlier_attempts(step);
         if !step.input.is_null() {
             println!("      input  {}", step.input);
         }
@@ -145,6 +148,25 @@ fn print_steps(steps: &[StepRecord]) {
         if let Some(error) = &step.error {
             println!("      error  {error}");
         }
+    }
+}
+
+/// What each earlier attempt of a retried step got, oldest first.
+fn print_earlier_attempts(step: &StepRecord) {
+    for attempt in &step.earlier {
+        let answer = attempt
+            .answer_status
+            .map(|s| format!(" (answer {s})"))
+            .unwrap_or_default();
+        println!(
+            "      attempt {} at {}{answer} {:.1} ms: {}",
+            attempt.attempt,
+            attempt
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            attempt.duration_ms,
+            attempt.error.as_deref().unwrap_or("no error recorded")
+        );
     }
 }
 

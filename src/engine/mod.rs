@@ -484,9 +484,13 @@ impl<'a> Execution<'a> {
             (Place::Nested { .. }, Some(record)) => record.index,
             (Place::Nested { .. }, None) => self.shared.next_index.fetch_add(1, Ordering::SeqCst),
         };
-        let attempts = previous
-            .filter(|r| r.status == StepStatus::Retrying)
-            .map_or(1, |r| r.attempts + 1);
+        let retried = previous.filter(|r| r.status == StepStatus::Retrying);
+        let attempts = retried.map_or(1, |r| r.attempts + 1);
+        // A retried step keeps what each earlier attempt got; a `delay`'s wait is no attempt.
+        let earlier = match retried {
+            Some(record) if !step.kind.is_control() => record.all_attempts(),
+            _ => Vec::new(),
+        };
         StepRecord {
             index,
             name: name.to_owned(),
@@ -499,6 +503,7 @@ impl<'a> Execution<'a> {
             started_at: self.shared.effects.clock.now(),
             duration_ms: 0.0,
             attempts,
+            earlier,
         }
     }
 

@@ -56,6 +56,9 @@ impl Redactor {
         record.input = self.redact_json(&record.input);
         record.output = self.redact_json(&record.output);
         record.error = record.error.map(|e| self.redact_str(&e));
+        for attempt in &mut record.earlier {
+            attempt.error = attempt.error.as_deref().map(|e| self.redact_str(e));
+        }
         record
     }
 }

@@ -10,6 +10,6 @@ mod status;
 
 pub use admission::{ConcurrencyMode, DedupeKey, NewRun, RunConcurrency};
 pub use event::{Event, Trigger};
-pub use record::{MASK, StepRecord, SyncResponse};
+pub use record::{Attempt, MASK, StepRecord, SyncResponse};
 pub use retry::{Backoff, RetryPolicy, StatusPattern};
 pub use status::{RunStatus, StepStatus, TRANSITIONS};

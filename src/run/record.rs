@@ -26,10 +26,48 @@ pub struct StepRecord {
     /// How many times the step was tried, this time included.
     #[serde(default = "one")]
     pub attempts: u32,
+    /// The attempts before this one, oldest first: what each got before the step was retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<Attempt>,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// One earlier attempt of a step that was retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub error: Option<String>,
+    /// The HTTP status of the answer (`http`, `ci`), when there was one.
+    pub answer_status: Option<u16>,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+}
+
+impl StepRecord {
+    /// This record's attempt, as one of the earlier attempts of the next.
+    pub fn as_attempt(&self) -> Attempt {
+        Attempt {
+            attempt: self.attempts,
+            error: self.error.clone(),
+            answer_status: self
+                .output
+                .get("status")
+                .and_then(Json::as_u64)
+                .and_then(|s| u16::try_from(s).ok()),
+            started_at: self.started_at,
+            duration_ms: self.duration_ms,
+        }
+    }
+
+    /// Every attempt of the step, this one last.
+    pub fn all_attempts(&self) -> Vec<Attempt> {
+        let mut all = self.earlier.clone();
+        all.push(self.as_attempt());
+        all
+    }
 }
 
 /// The answer to a synchronous webhook; a text body is sent as is, any other value as JSON.

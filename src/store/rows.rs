@@ -115,7 +115,17 @@ pub(super) fn step_from_row(row: &impl Columns) -> Result<StepRecord, StoreError
         started_at: parse_timestamp(&row.text("started_at")?)?,
         duration_ms: row.real("duration_ms")?,
         attempts: row.integer("attempts")? as u32,
+        earlier: match row.maybe_text("earlier")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("a step's earlier attempts: {e}")))?,
+            None => Vec::new(),
+        },
     })
+}
+
+/// A step's earlier attempts as stored: JSON, or NULL when there were none.
+pub(super) fn earlier_text(record: &StepRecord) -> Option<String> {
+    (!record.earlier.is_empty()).then(|| serde_json::to_string(&record.earlier).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -927,6 +927,7 @@ steps:
             started_at: chrono::Utc::now(),
             duration_ms: 1.0,
             attempts: 1,
+            earlier: Vec::new(),
         })
         .collect();
     let (outcome, took) =

@@ -920,3 +920,60 @@ async fn a_run_longer_than_its_lease_is_renewed_not_taken_over() {
     );
     server.stop().await;
 }
+
+/// Each attempt of a retried step is kept: its error, the answer's status, when and how long;
+/// shown by the API, `runs show` and the UI's run page.
+#[tokio::test]
+async fn every_attempt_of_a_retried_step_is_kept_and_shown() {
+    let receiver = Receiver::start().await;
+    receiver.reply_times("/flaky", 2, 503, &[], "down");
+    let yaml = workflow(&receiver, "{ attempts: 5, initial: 50ms, max: 100ms }");
+    let server = TestServer::start(&[("flaky.yaml", &yaml)]).await;
+    let runs = server
+        .accepted("/hooks/flaky", "application/json", b"{}".to_vec())
+        .await;
+    let run = server.finished_run(&runs[0]).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let call = step(&run, "call");
+    assert_eq!(call["attempts"], 3, "{call}");
+    let earlier = call["earlier"].as_array().expect("earlier attempts");
+    assert_eq!(earlier.len(), 2, "{call}");
+    for (n, attempt) in (1..).zip(earlier) {
+        assert_eq!(attempt["attempt"], n, "{attempt}");
+        assert_eq!(attempt["answer_status"], 503, "{attempt}");
+        let error = attempt["error"].as_str().expect("error");
+        assert!(error.contains("503"), "{error}");
+    }
+    assert!(
+        step(&run, "first")["earlier"].is_null(),
+        "a step tried once has none"
+    );
+
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["runs", "show", &runs[0], "--store"])
+        .arg(server.store_path())
+        .output()
+        .expect("runs show");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("[2] call (http) ok"), "{shown}");
+    assert!(shown.contains(", attempt 3"), "{shown}");
+    assert!(shown.contains("attempt 1 at "), "{shown}");
+    assert!(shown.contains("attempt 2 at "), "{shown}");
+    assert!(shown.contains("(answer 503)"), "{shown}");
+    assert!(shown.contains("[3] after (log) ok"), "{shown}");
+
+    let page = crate::support::client()
+        .get(format!("{}/ui/runs/{}", server.admin, runs[0]))
+        .send()
+        .await
+        .expect("run page")
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(
+        page.matches("class=\"earlier-attempt\"").count(),
+        2,
+        "{page}"
+    );
+    server.stop().await;
+}

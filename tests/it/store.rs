@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
+use hookflow::run::Attempt;
 use hookflow::run::ConcurrencyMode;
 use hookflow::run::SyncResponse;
 use hookflow::run::{DedupeKey, NewRun, RunConcurrency};
@@ -239,6 +240,15 @@ fn record(index: usize, name: &str, status: StepStatus, attempts: u32) -> StepRe
         started_at: Utc::now(),
         duration_ms: 1.5,
         attempts,
+        earlier: (1..attempts)
+            .map(|attempt| Attempt {
+                attempt,
+                error: Some(format!("503 on attempt {attempt}")),
+                answer_status: Some(503),
+                started_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, attempt).unwrap(),
+                duration_ms: 2.5,
+            })
+            .collect(),
     }
 }
 
@@ -530,6 +540,13 @@ async fn step_records(store: Store) -> Result<(), StoreError> {
     assert_eq!(steps[1].status, StepStatus::Succeeded);
     assert_eq!(steps[1].attempts, 2);
     assert_eq!(steps[1].input, json!({"url": "http://x"}));
+    // Each earlier attempt is kept, exactly; a step tried once has none.
+    assert_eq!(
+        steps[1].earlier,
+        record(1, "second", StepStatus::Succeeded, 2).earlier
+    );
+    assert_eq!(steps[1].earlier.len(), 1);
+    assert!(steps[0].earlier.is_empty());
     Ok(())
 }
 

@@ -42,6 +42,13 @@ pub(super) fn step_views(detail: &RunDetail) -> Vec<Json> {
                 "kind": s.kind,
                 "status": s.status.as_str(),
                 "attempts": s.attempts,
+                "earlier": s.earlier.iter().map(|a| json!({
+                    "attempt": a.attempt,
+                    "started": time_text(a.started_at),
+                    "duration": duration_text(a.duration_ms),
+                    "answer_status": a.answer_status,
+                    "error": a.error,
+                })).collect::<Vec<_>>(),
                 "filtered": s.filtered,
                 "duration": duration_text(s.duration_ms),
                 "started": time_text(s.started_at),

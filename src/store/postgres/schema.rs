@@ -115,6 +115,12 @@ DROP INDEX IF EXISTS runs_by_concurrency;
 CREATE INDEX runs_by_concurrency ON runs(workflow, concurrency_key, status, created_at);
 "#,
     ),
+    (
+        5,
+        r#"
+ALTER TABLE steps ADD COLUMN earlier TEXT;
+"#,
+    ),
 ];
 
 /// Apply the migrations this database lacks, one process at a time.

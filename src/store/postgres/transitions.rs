@@ -11,6 +11,7 @@ use super::claims::lock_concurrency_key;
 use super::notify::{CHANNEL, notify};
 use super::reads::{get, ids, write_error};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
+use crate::store::rows::earlier_text;
 use crate::store::writes::{admit, record_tick};
 use crate::store::{Accepted, Definition, Replayed, StoreError, Wakeup, timestamp};
 
@@ -251,12 +252,13 @@ impl PostgresStore {
     pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO steps
-             (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts, earlier)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (run_id, idx) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
                status = EXCLUDED.status, filtered = EXCLUDED.filtered, input = EXCLUDED.input,
                output = EXCLUDED.output, error = EXCLUDED.error, started_at = EXCLUDED.started_at,
-               duration_ms = EXCLUDED.duration_ms, attempts = EXCLUDED.attempts",
+               duration_ms = EXCLUDED.duration_ms, attempts = EXCLUDED.attempts,
+               earlier = EXCLUDED.earlier",
         )
         .bind(run_id)
         .bind(record.index as i32)
@@ -270,6 +272,7 @@ impl PostgresStore {
         .bind(timestamp(record.started_at))
         .bind(record.duration_ms)
         .bind(record.attempts as i32)
+        .bind(earlier_text(record))
         .execute(&self.pool)
         .await
         .map(|_| ())

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS steps (
     started_at TEXT NOT NULL,
     duration_ms REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 1,
+    earlier TEXT,
     PRIMARY KEY (run_id, idx)
 );
 CREATE TABLE IF NOT EXISTS dedupe (
@@ -139,6 +140,19 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         > 0;
     if !has_trigger {
         sqlx::query("ALTER TABLE events ADD COLUMN triggered_by TEXT")
+            .execute(&mut *conn)
+            .await?;
+    }
+    // Each earlier attempt of a retried step, as JSON; NULL for steps tried once (and for
+    // the records written before attempts were kept).
+    let has_earlier =
+        sqlx::query("SELECT COUNT(*) AS n FROM pragma_table_info('steps') WHERE name = 'earlier'")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get::<i64, _>("n")?
+            > 0;
+    if !has_earlier {
+        sqlx::query("ALTER TABLE steps ADD COLUMN earlier TEXT")
             .execute(&mut *conn)
             .await?;
     }

@@ -10,6 +10,7 @@ use sqlx::sqlite::SqliteConnection;
 use super::reads::ids;
 use super::writer::{ROWS_PER_INSERT, Write};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
+use crate::store::rows::earlier_text;
 use crate::store::writes::{admit, record_tick};
 use crate::store::{Accepted, Definition, Lease, Replayed, timestamp};
 
@@ -84,7 +85,7 @@ pub(super) async fn insert_step_records(
         .collect();
     let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT OR REPLACE INTO steps
-         (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts) ",
+         (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts, earlier) ",
     );
     insert.push_values(&records, |mut row, (run_id, record)| {
         row.push_bind(*run_id)
@@ -98,7 +99,8 @@ pub(super) async fn insert_step_records(
             .push_bind(record.error.as_deref())
             .push_bind(timestamp(record.started_at))
             .push_bind(record.duration_ms)
-            .push_bind(i64::from(record.attempts));
+            .push_bind(i64::from(record.attempts))
+            .push_bind(earlier_text(record));
     });
     insert.build().execute(&mut *conn).await?;
     Ok(())
@@ -487,8 +489,8 @@ async fn step_finished(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT OR REPLACE INTO steps
-         (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts, earlier)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(run_id)
     .bind(record.index as i64)
@@ -502,6 +504,7 @@ async fn step_finished(
     .bind(timestamp(record.started_at))
     .bind(record.duration_ms)
     .bind(i64::from(record.attempts))
+    .bind(earlier_text(record))
     .execute(&mut *conn)
     .await?;
     Ok(())

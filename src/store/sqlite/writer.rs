@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 512;
 const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 const WRITE_QUEUE: usize = 8192;
-/// Rows per multi-row INSERT: 12 columns each stays far below SQLite's 32,766 parameters.
+/// Rows per multi-row INSERT: 13 columns each stays far below SQLite's 32,766 parameters.
 pub(super) const ROWS_PER_INSERT: usize = 256;
 
 /// A write for the writer task, with the reply its caller waits for: each kind answers its own
