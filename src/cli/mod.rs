@@ -207,9 +207,10 @@ pub enum RunsCommand {
     List {
         #[arg(long)]
         workflow: Option<String>,
-        /// queued, running, succeeded, failed or filtered
+        /// queued, running, retrying, succeeded, failed, filtered or cancelled
         #[arg(long)]
         status: Option<String>,
+        /// How many runs, newest first (read from the store a page at a time)
         #[arg(long, default_value_t = 20)]
         limit: u32,
         /// Print JSON instead of a table

@@ -6,7 +6,7 @@ use anyhow::bail;
 
 use super::{RunsArgs, RunsCommand};
 use crate::run::{RunStatus, StepRecord, StepStatus};
-use crate::store::{OpenMode, RunDetail, RunFilter, RunSummary, Store};
+use crate::store::{OpenMode, RunCursor, RunDetail, RunFilter, RunSummary, Store};
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -32,14 +32,13 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
                     ),
                 },
             };
-            let runs = store
-                .list_runs(&RunFilter {
-                    workflow,
-                    status,
-                    limit,
-                    ..RunFilter::default()
-                })
-                .await?;
+            let filter = RunFilter {
+                workflow,
+                status,
+                limit,
+                ..RunFilter::default()
+            };
+            let runs = list_all(&store, filter).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
@@ -61,6 +60,27 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Up to `filter.limit` runs, newest first, read a page at a time: the store answers at most
+/// [`PAGE`] per read.
+async fn list_all(store: &Store, mut filter: RunFilter) -> anyhow::Result<Vec<RunSummary>> {
+    let wanted = filter.limit as usize;
+    let mut runs: Vec<RunSummary> = Vec::new();
+    while runs.len() < wanted {
+        filter.limit = (wanted - runs.len()).min(PAGE) as u32;
+        let page = store.list_runs(&filter).await?;
+        let last_page = page.len() < filter.limit as usize;
+        runs.extend(page);
+        if last_page {
+            break;
+        }
+        filter.before = runs.last().map(RunCursor::after);
+    }
+    Ok(runs)
+}
+
+/// The most runs one read of the store gives.
+const PAGE: usize = 1000;
 
 /// `runs list`: one line per run.
 fn print_run_table(runs: &[RunSummary]) {

@@ -1525,3 +1525,43 @@ async fn postgres_wakes_every_process_when_runs_are_queued_or_retries_scheduled(
         }
     }
 }
+
+/// `hookflow runs list --limit N` gives N runs even past the most one read of the store
+/// answers (1,000): it reads page after page.
+#[tokio::test]
+async fn runs_list_reads_past_one_page_of_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hookflow.db");
+    let store = Store::open(path.to_str().expect("path"), OpenMode::Serve)
+        .await
+        .expect("open");
+    for n in 0..1_205 {
+        let run = new_run("many", None);
+        store
+            .accept(Arc::new(event(n)), &[run])
+            .await
+            .expect("accept");
+    }
+    drop(store);
+    let list = |limit: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(["runs", "list", "--json", "--limit", limit, "--store"])
+            .arg(&path)
+            .output()
+            .expect("runs list");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let runs: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).expect("json");
+        runs
+    };
+    let all = list("10000");
+    assert_eq!(all.len(), 1_205);
+    let ids: std::collections::HashSet<&str> =
+        all.iter().map(|r| r["id"].as_str().expect("id")).collect();
+    assert_eq!(ids.len(), 1_205, "no run listed twice");
+    assert_eq!(list("1100").len(), 1_100);
+    assert_eq!(list("3").len(), 3);
+}
