@@ -307,3 +307,36 @@ steps:
     );
     server.stop().await;
 }
+
+/// A `respond` step in `on_error` answers a sync caller whose run failed, with what the
+/// workflow chooses to say.
+#[tokio::test]
+async fn a_sync_caller_of_a_failed_run_gets_the_on_error_answer() {
+    let receiver = crate::support::Receiver::start().await;
+    receiver.reply("/items", 503, "text/plain", "inventory down");
+    let workflow = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/check, respond: sync }} }}
+steps:
+  - name: lookup
+    http: {{ url: "{}", expect: [200] }}
+  - respond: {{ body: {{ ok: true }} }}
+on_error:
+  - respond:
+      status: 502
+      body: {{ error: the inventory could not be checked, failed_step: "{{{{ run.failed_step }}}}" }}
+"#,
+        receiver.url("/items")
+    );
+    let server = crate::support::TestServer::start(&[("check.yaml", &workflow)]).await;
+    let response = server
+        .post_json("/hooks/check", &serde_json::json!({"sku": "A-1"}))
+        .await;
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "the inventory could not be checked", "failed_step": "lookup"})
+    );
+    server.stop().await;
+}
