@@ -132,6 +132,8 @@ pub struct Overrides {
     /// Runs executing at once across every process sharing the store.
     pub max_running: Option<u32>,
     pub smtp: Option<String>,
+    /// The sender of `email` steps without `from`; wins over `email.from`.
+    pub email_from: Option<String>,
     pub admin_insecure: bool,
     /// Comma-separated `Host` names the admin listener answers to besides its own.
     pub admin_allowed_hosts: Option<String>,
@@ -213,6 +215,7 @@ impl ServeSettings {
         crate::workflow::CompileOptions {
             exec_enabled: self.exec_enabled,
             default_retry: self.default_retry.clone(),
+            default_sender: Some(self.email.from.is_some()),
         }
     }
 }
@@ -421,7 +424,7 @@ fn resolve_email(
             .smtp
             .clone()
             .or(config.and_then(|e| e.smtp.clone())),
-        from: config.and_then(|e| e.from.clone()),
+        from: (overrides.email_from.clone()).or(config.and_then(|e| e.from.clone())),
         outbox: config
             .and_then(|e| e.outbox.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX)),

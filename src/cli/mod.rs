@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// SMTP server for `email` steps, e.g. smtp://user:pass@host:587 [default: write .eml files to ./outbox]
     #[arg(long, env = "HOOKFLOW_SMTP", hide_env_values = true)]
     pub smtp: Option<String>,
+    /// The sender of `email` steps without `from`, e.g. 'Ops <ops@example.com>' [default:
+    /// `email.from` of hookflow.yaml]
+    #[arg(long, env = "HOOKFLOW_EMAIL_FROM")]
+    pub email_from: Option<String>,
     #[arg(long, env = "HOOKFLOW_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }
@@ -128,6 +132,10 @@ pub struct ValidateArgs {
     /// Show the schedules' next fire times after this instant (RFC 3339) [default: now]
     #[arg(long, env = "HOOKFLOW_SCHEDULES_FROM")]
     pub schedules_from: Option<chrono::DateTime<chrono::Utc>>,
+    /// The sender of `email` steps without `from`, e.g. 'Ops <ops@example.com>' [default:
+    /// `email.from` of hookflow.yaml]
+    #[arg(long, env = "HOOKFLOW_EMAIL_FROM")]
+    pub email_from: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,6 +165,10 @@ pub struct RunArgs {
     /// A directory with one file per secret, for secrets not in the environment
     #[arg(long, env = "HOOKFLOW_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// The sender of `email` steps without `from`, e.g. 'Ops <ops@example.com>' [default:
+    /// `email.from` of hookflow.yaml]
+    #[arg(long, env = "HOOKFLOW_EMAIL_FROM")]
+    pub email_from: Option<String>,
     /// The request path, e.g. /hooks/acme/orders, to fill `event.path` and the path parameters
     /// [default: the webhook's path pattern]
     #[arg(long)]

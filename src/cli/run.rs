@@ -26,6 +26,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = ServeSettings::resolve(&Overrides {
         config: args.config.clone(),
         secrets_dir: args.secrets_dir.clone(),
+        email_from: args.email_from.clone(),
         ..Overrides::default()
     })?;
     let (workflow, registry) =

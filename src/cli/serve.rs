@@ -21,6 +21,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         max_running: args.max_running,
         smtp: args.smtp,
+        email_from: args.email_from,
         admin_token: args.admin_token,
         admin_insecure: args.admin_insecure,
         admin_allowed_hosts: args.admin_allowed_hosts,

@@ -18,6 +18,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let settings = ServeSettings::resolve(&Overrides {
         config: args.config,
         secrets_dir: args.secrets_dir,
+        email_from: args.email_from,
         ..Overrides::default()
     })?;
     let from = args.schedules_from.unwrap_or_else(chrono::Utc::now);

@@ -70,6 +70,9 @@ pub struct CompileOptions {
     pub exec_enabled: bool,
     /// The retry policy of steps whose workflow and step say nothing.
     pub default_retry: RetryPolicy,
+    /// Whether the server has a sender for `email` steps without `from` (`email.from`):
+    /// `Some(false)` makes such a step an error at load; `None` when the settings are not known.
+    pub default_sender: Option<bool>,
 }
 
 /// The keys of a `retry:` mapping.

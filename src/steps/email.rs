@@ -165,6 +165,13 @@ impl EmailStep {
                 _ => None,
             })
             .sum();
+        if !fields.has("from") && c.options.default_sender == Some(false) {
+            c.error(
+                node.span.clone(),
+                "`email` has no sender: give it `from`, or give the server one (`email.from` in hookflow.yaml, `--email-from` or HOOKFLOW_EMAIL_FROM)",
+            );
+            ok = false;
+        }
         if literal_senders.is_some_and(|n| n > 1)
             && let Some(n) = fields.get("from")
         {

@@ -783,3 +783,72 @@ fn the_example_payload_is_the_published_shopify_fixture() {
         "payload.json differs from the fixture"
     );
 }
+
+/// An `email` step without `from`, on a server without a sender, is an error when the
+/// workflows load (validate, run, serve), not a failure of every run; `--email-from` or
+/// `HOOKFLOW_EMAIL_FROM` gives the sender.
+#[test]
+fn an_email_without_a_sender_is_an_error_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir(&workflows).expect("mkdir");
+    std::fs::write(
+        workflows.join("mail.yaml"),
+        "on: { webhook: { path: /hooks/mail } }\nsteps:\n  - name: tell\n    email: { to: ops@example.test, subject: hi, text: hello }\n",
+    )
+    .expect("write");
+    let hookflow = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"));
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("HOOKFLOW_EMAIL_FROM")
+            .env_remove("HOOKFLOW_CONFIG");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let output = command.output().expect("hookflow");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), text)
+    };
+    let (code, output) = hookflow(&["validate"], &[]);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("workflows/mail.yaml:4:12: error: `email` has no sender: give it `from`"),
+        "{output}"
+    );
+    let (code, output) = hookflow(&["run", "mail", "--dry-run"], &[]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("has no sender"), "{output}");
+    let (code, output) = hookflow(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("has no sender"), "{output}");
+
+    let (code, output) = hookflow(&["validate", "--email-from", "Ops <ops@example.test>"], &[]);
+    assert_eq!(code, Some(0), "{output}");
+    let (code, output) = hookflow(
+        &["validate"],
+        &[("HOOKFLOW_EMAIL_FROM", "ops@example.test")],
+    );
+    assert_eq!(code, Some(0), "{output}");
+    std::fs::write(
+        dir.path().join("hookflow.yaml"),
+        "email:\n  from: ops@example.test\n",
+    )
+    .expect("write");
+    let (code, output) = hookflow(&["run", "mail", "--dry-run"], &[]);
+    assert_eq!(code, Some(0), "{output}");
+}
