@@ -1,8 +1,9 @@
-//! The command line: `serve`, `validate`, `run`, `runs`, `start`. Arguments are parsed here and turned
-//! into resolved settings before any work starts.
+//! The command line: `serve`, `validate`, `run`, `runs`, `start`, `schema`. Arguments are
+//! parsed here and turned into resolved settings before any work starts.
 
 mod run;
 mod runs;
+mod schema;
 mod serve;
 mod start;
 mod validate;
@@ -37,6 +38,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Start a run of a workflow by hand through a running server; prints the run id.
     Start(StartArgs),
+    /// Print the JSON Schema of workflow files (or of hookflow.yaml) for editors.
+    Schema(SchemaArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +165,13 @@ pub struct StartArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// The schema of hookflow.yaml (the server settings) instead of a workflow file's
+    #[arg(long)]
+    pub settings: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RunsArgs {
     #[command(subcommand)]
     pub command: RunsCommand,
@@ -223,5 +233,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args).await,
         Command::Runs(args) => runs::runs(args).await,
         Command::Start(args) => start::start(args).await,
+        Command::Schema(args) => schema::schema(args),
     }
 }

@@ -29,12 +29,12 @@ const COMPUTED_LISTS: &[(&str, &str, &[&str])] = &[
     (
         "src/steps/mod.rs",
         "&allowed",
-        &["steps::COMMON_KEYS + steps::KindName::ALL"],
+        &["steps::COMMON_KEYS+steps::KindName::ALL"],
     ),
     (
         "src/workflow/webhook.rs",
         "&entries",
-        &["workflow::VERIFY_PRESETS + workflow::VERIFY_IP_ALLOW"],
+        &["workflow::VERIFY_PRESETS+workflow::VERIFY_IP_ALLOW"],
     ),
     ("src/workflow/webhook.rs", "keys", &["verify::Scheme::"]),
     (
@@ -53,7 +53,7 @@ const COMPUTED_LISTS: &[(&str, &str, &[&str])] = &[
     (
         "src/steps/filter.rs",
         "&allowed",
-        &["steps::filter::SUBJECTS + steps::filter::OPERATORS"],
+        &["steps::filter::SUBJECTS+steps::filter::OPERATORS"],
     ),
 ];
 
