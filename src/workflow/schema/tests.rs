@@ -254,10 +254,10 @@ fn arguments(text: &str) -> Vec<String> {
                 _ => {}
             }
         }
-        if in_string || !c.is_whitespace() {
-            if let Some(last) = args.last_mut() {
-                last.push(c);
-            }
+        if (in_string || !c.is_whitespace())
+            && let Some(last) = args.last_mut()
+        {
+            last.push(c);
         }
         previous = c;
     }
