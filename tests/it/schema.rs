@@ -200,11 +200,10 @@ fn the_committed_schemas_are_what_hookflow_schema_prints() {
     ] {
         let printed = hookflow_schema(args);
         let committed = std::fs::read_to_string(root().join(path)).unwrap_or_default();
+        let command: String = args.iter().map(|a| format!(" {a}")).collect();
         assert!(
             printed == committed,
-            "{path} is not what `hookflow schema {}` prints; regenerate it:\n    cargo run -- schema {} > {path}",
-            args.join(" "),
-            args.join(" ")
+            "{path} is not what `hookflow schema{command}` prints; regenerate it:\n    cargo run -- schema{command} > {path}"
         );
         let schema: Json = serde_json::from_str(&printed).expect("the schema is JSON");
         assert_eq!(
