@@ -11,6 +11,8 @@ pub use crate::http::tls::TlsFiles;
 use crate::lang::units::parse_duration;
 use crate::run::{Backoff, RetryPolicy};
 
+pub mod schema;
+
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_WORKFLOWS: &str = "./workflows";

@@ -1,8 +1,9 @@
-//! The command line: `serve`, `validate`, `run`, `runs`, `start`, `test`. Arguments are parsed here and turned
-//! into resolved settings before any work starts.
+//! The command line: `serve`, `validate`, `run`, `runs`, `start`, `test`, `schema`. Arguments
+//! are parsed here and turned into resolved settings before any work starts.
 
 mod run;
 mod runs;
+mod schema;
 mod serve;
 mod start;
 mod test;
@@ -40,6 +41,8 @@ pub enum Command {
     Start(StartArgs),
     /// Run workflow test files (*.test.yaml): stubbed effects, a virtual clock, expectations.
     Test(TestArgs),
+    /// Print the JSON Schema of workflow files (or of hookflow.yaml) for editors.
+    Schema(SchemaArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -200,6 +203,13 @@ pub struct StartArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// The schema of hookflow.yaml (the server settings) instead of a workflow file's
+    #[arg(long)]
+    pub settings: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RunsArgs {
     #[command(subcommand)]
     pub command: RunsCommand,
@@ -263,5 +273,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => runs::runs(args).await,
         Command::Start(args) => start::start(args).await,
         Command::Test(args) => test::test(args).await,
+        Command::Schema(args) => schema::schema(args),
     }
 }

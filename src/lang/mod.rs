@@ -3,5 +3,6 @@
 //! typed values (templates, conditions, durations, retry policies) or diagnostics.
 
 pub mod compile;
+pub mod schema;
 pub mod units;
 pub mod yaml;

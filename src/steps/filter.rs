@@ -50,6 +50,11 @@ pub enum Test {
     Lte(ValueTemplate),
 }
 
+/// The rules that combine others; a mapping whose first key is one of them has only that key.
+pub const COMBINATORS: &[&str] = &["all", "any", "not"];
+/// What a test looks at: exactly one of these.
+pub const SUBJECTS: &[&str] = &["jsonpath", "value"];
+/// A test's operators: exactly one of these.
 pub const OPERATORS: &[&str] = &[
     "equals",
     "not_equals",
@@ -140,7 +145,7 @@ fn compile_rule_node(c: &mut Compiler, node: &Node) -> Option<Rule> {
 }
 
 fn compile_test(c: &mut Compiler, node: &Node) -> Option<Rule> {
-    let mut allowed = vec!["jsonpath", "value"];
+    let mut allowed = SUBJECTS.to_vec();
     allowed.extend_from_slice(OPERATORS);
     let fields = c.fields(node, "a filter rule", &allowed, &[])?;
     let subject = match (fields.get("jsonpath"), fields.get("value")) {

@@ -32,7 +32,13 @@ pub const KEYS: &[&str] = &[
 ];
 /// The schemes of an `http` step's `sign`.
 pub const SIGN_SCHEMES: &[&str] = &[Scheme::StandardWebhooks.as_str()];
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+/// The keys of `sign.standard_webhooks`.
+pub const SIGN_KEYS: &[&str] = &["secret"];
+/// The keys of `auth`: exactly one of them.
+pub const AUTH_KEYS: &[&str] = &["bearer", "basic"];
+/// The keys of `auth.basic`.
+pub const BASIC_AUTH_KEYS: &[&str] = &["username", "password"];
+pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 #[derive(Debug)]
 pub struct HttpStep {
@@ -384,7 +390,7 @@ fn compile_sign(c: &mut Compiler, node: &Node) -> Option<Sign> {
         );
         return None;
     };
-    let keys = c.fields(scheme, "`sign.standard_webhooks`", &["secret"], &["secret"])?;
+    let keys = c.fields(scheme, "`sign.standard_webhooks`", SIGN_KEYS, &["secret"])?;
     let secret_node = keys.get("secret")?;
     let secret = c.text(secret_node, "`sign.standard_webhooks.secret`")?;
     if let ValueTemplate::Literal(Json::String(text)) = &secret
@@ -400,16 +406,11 @@ fn compile_sign(c: &mut Compiler, node: &Node) -> Option<Sign> {
 }
 
 fn compile_auth(c: &mut Compiler, node: &Node) -> Option<Auth> {
-    let fields = c.fields(node, "`auth`", &["bearer", "basic"], &[])?;
+    let fields = c.fields(node, "`auth`", AUTH_KEYS, &[])?;
     match (fields.get("bearer"), fields.get("basic")) {
         (Some(token), None) => Some(Auth::Bearer(c.text(token, "`bearer`")?)),
         (None, Some(basic)) => {
-            let creds = c.fields(
-                basic,
-                "`basic`",
-                &["username", "password"],
-                &["username", "password"],
-            )?;
+            let creds = c.fields(basic, "`basic`", BASIC_AUTH_KEYS, &["username", "password"])?;
             Some(Auth::Basic {
                 username: c.text(creds.get("username")?, "`username`")?,
                 password: c.text(creds.get("password")?, "`password`")?,

@@ -12,6 +12,7 @@ pub mod http;
 pub mod log;
 pub mod parallel;
 pub mod respond;
+pub mod schema;
 pub mod set;
 pub mod template;
 

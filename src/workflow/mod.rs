@@ -7,6 +7,7 @@ mod registry;
 pub mod routes;
 pub mod runs;
 pub mod schedule;
+pub mod schema;
 mod webhook;
 
 use calls::*;

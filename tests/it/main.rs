@@ -25,6 +25,7 @@ mod manual;
 mod multinode;
 mod reload;
 mod schedule;
+mod schema;
 mod secrets;
 mod secrets_leak;
 mod security;

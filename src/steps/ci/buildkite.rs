@@ -27,6 +27,8 @@ pub const KEYS: &[&str] = &[
     "base_url",
     "timeout",
 ];
+/// The keys of `author`.
+pub const AUTHOR_KEYS: &[&str] = &["name", "email"];
 pub const DEFAULT_BASE_URL: &str = "https://api.buildkite.com";
 
 #[derive(Debug)]
@@ -54,7 +56,7 @@ impl Build {
         )?;
         let author = match fields.get("author") {
             Some(n) => {
-                let author = c.fields(n, "`author`", &["name", "email"], &["name", "email"])?;
+                let author = c.fields(n, "`author`", AUTHOR_KEYS, &["name", "email"])?;
                 Some((
                     required_text(c, &author, "name")?,
                     required_text(c, &author, "email")?,
