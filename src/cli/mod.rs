@@ -1,6 +1,7 @@
 //! The command line: `serve`, `validate`, `run`, `runs`, `start`. Arguments are parsed here and turned
 //! into resolved settings before any work starts.
 
+mod payload;
 mod run;
 mod runs;
 mod serve;
