@@ -179,6 +179,15 @@ mod tests {
                 username: Some("hookflow"),
             };
             let name = scheme.as_str();
+            // What carries the signature is what a saved payload leaves out.
+            for (header, _) in &signed.headers {
+                let stamp = header.contains("timestamp")
+                    || Some(header.as_str()) == preset.sent_id_header();
+                assert!(
+                    stamp || crate::run::payload::is_credential_header(header),
+                    "{name}: {header} is not a credential header"
+                );
+            }
             let ok = check_request(&preset, &request, now, &[secret.to_owned()]);
             assert_eq!(ok, Ok(()), "{name}: {signed:?}");
             let other = check_request(

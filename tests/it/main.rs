@@ -3,6 +3,7 @@
 
 mod admin;
 mod backlog;
+mod captured;
 mod ci;
 mod cli;
 mod concurrency;
@@ -27,6 +28,7 @@ mod schedule;
 mod secrets;
 mod secrets_leak;
 mod security;
+mod send;
 mod smtp_server;
 mod store;
 mod support;
