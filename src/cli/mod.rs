@@ -1,9 +1,11 @@
-//! The command line: `serve`, `validate`, `run`, `runs`, `start`, `test`, `schema`. Arguments
-//! are parsed here and turned into resolved settings before any work starts.
+//! The command line: `serve`, `validate`, `run`, `runs`, `start`, `test`, `schema`, `send`.
+//! Arguments are parsed here and turned into resolved settings before any work starts.
 
+mod payload;
 mod run;
 mod runs;
 mod schema;
+mod send;
 mod serve;
 mod start;
 mod test;
@@ -43,6 +45,8 @@ pub enum Command {
     Test(TestArgs),
     /// Print the JSON Schema of workflow files (or of hookflow.yaml) for editors.
     Schema(SchemaArgs),
+    /// Send a saved payload to a running server as its provider would: signed, with its headers.
+    Send(SendArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,6 +214,40 @@ pub struct SchemaArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// A workflow file, or the name of a workflow in --workflows
+    pub workflow: String,
+    /// The body to send (its bytes, exactly); its headers file X.headers.json is read when there
+    pub payload: PathBuf,
+    /// A request header, 'Name: value' (repeatable); wins over the headers file
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// The server's webhook address; the webhook's path is added to it
+    #[arg(
+        long,
+        env = "HOOKFLOW_SEND_TO",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub to: String,
+    /// The path to send to, when the webhook's path has parameters, e.g. /hooks/acme/orders
+    #[arg(long)]
+    pub path: Option<String>,
+    /// The delivery id to send instead of a fresh one (the same id twice is a duplicate)
+    #[arg(long)]
+    pub delivery_id: Option<String>,
+    /// Where to look up a workflow given by name
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "./workflows")]
+    pub workflows: PathBuf,
+    /// Server config file, for the settings that decide what workflows may use
+    /// [default: ./hookflow.yaml when present]
+    #[arg(long, env = "HOOKFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A directory with one file per secret, for secrets not in the environment
+    #[arg(long, env = "HOOKFLOW_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RunsArgs {
     #[command(subcommand)]
     pub command: RunsCommand,
@@ -263,6 +301,16 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A run's stored event: method, path, headers and body (an id or a unique prefix of one).
+    Event {
+        id: String,
+        /// Write the body and its headers file into this folder, for `run`, `test` and `send`
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// The saved files' name, without extension [default: <workflow>-<short run id>]
+        #[arg(long, requires = "save")]
+        name: Option<String>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -274,5 +322,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => start::start(args).await,
         Command::Test(args) => test::test(args).await,
         Command::Schema(args) => schema::schema(args),
+        Command::Send(args) => send::send(args).await,
     }
 }

@@ -78,14 +78,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The event the run starts from: the payload file's bytes, parsed like the server parses a
-/// body, with the `--header`s and the `--path` given.
+/// body, with its headers file's headers, the `--header`s and the `--path` given.
 fn payload_event(args: &RunArgs, workflow: &Workflow) -> anyhow::Result<Event> {
-    let raw = match &args.payload {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("cannot read payload {}", path.display()))?,
-        None => Vec::new(),
+    let saved = match &args.payload {
+        Some(path) => super::payload::read(path)?,
+        None => crate::run::SavedPayload::default(),
     };
-    let headers = request_headers(args)?;
+    let raw = saved.body;
+    let headers = request_headers(&args.headers, &saved.headers)?;
     let content_type = headers.get("content-type").and_then(Json::as_str);
     let body = parse_body(content_type, &raw, &BodyLimits::default())
         .map_err(|e| anyhow::anyhow!("the payload cannot be parsed: {e}"))?;
@@ -107,11 +107,13 @@ fn payload_event(args: &RunArgs, workflow: &Workflow) -> anyhow::Result<Event> {
     })
 }
 
-/// The `--header`s, named in lower case, with a content type guessed from the payload's file
-/// name when none is given.
-fn request_headers(args: &RunArgs) -> anyhow::Result<Map<String, Json>> {
+/// The headers file's headers, then the `--header`s over them, named in lower case.
+fn request_headers(
+    flags: &[String],
+    file: &[(String, String)],
+) -> anyhow::Result<Map<String, Json>> {
     let mut headers = Map::new();
-    for header in &args.headers {
+    for header in flags {
         let Some((name, value)) = header.split_once(':') else {
             bail!("--header '{header}' is not 'Name: value'");
         };
@@ -128,12 +130,12 @@ fn request_headers(args: &RunArgs) -> anyhow::Result<Map<String, Json>> {
             }
         }
     }
-    if !headers.contains_key("content-type")
-        && let Some(guess) = args.payload.as_deref().and_then(content_type_for)
-    {
-        headers.insert("content-type".into(), Json::String(guess.to_owned()));
-    }
-    Ok(headers)
+    let mut merged: Map<String, Json> = file
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), Json::String(value.clone())))
+        .collect();
+    merged.extend(headers);
+    Ok(merged)
 }
 
 /// The event's path and path parameters: `--path`, which must match the webhook's pattern,
@@ -260,8 +262,8 @@ fn report(run: &RunInfo, outcome: &engine::RunOutcome, elapsed: f64) -> anyhow::
     })
 }
 
-/// A file path, or the name of a workflow in the workflows directory.
-fn find_workflow(
+/// A file path, or the name of a workflow in the workflows directory (`send` looks up alike).
+pub(super) fn find_workflow(
     given: &str,
     dir: &Path,
     options: &CompileOptions,
@@ -312,14 +314,6 @@ fn find_workflow(
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    }
-}
-
-fn content_type_for(path: &Path) -> Option<&'static str> {
-    match path.extension()?.to_str()? {
-        "json" => Some("application/json"),
-        "xml" => Some("application/xml"),
-        _ => None,
     }
 }
 

@@ -1,11 +1,11 @@
-//! `hookflow runs list|show`: what the store recorded.
+//! `hookflow runs list|show|event|replay`: what the store recorded.
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 
 use super::{RunsArgs, RunsCommand};
-use crate::run::{RunStatus, StepRecord, StepStatus};
+use crate::run::{RunStatus, SavedPayload, StepRecord, StepStatus};
 use crate::store::{OpenMode, RunCursor, RunDetail, RunFilter, RunSummary, Store};
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
@@ -57,6 +57,16 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
             print_run(&detail);
             print_steps(&detail.steps);
         }
+        RunsCommand::Event { id, save, name } => {
+            let store = open_store(&args.store).await?;
+            let Some(detail) = store.run(&id).await? else {
+                bail!("no run with id {id} (or the prefix matches several runs)");
+            };
+            match save {
+                Some(dir) => save_event(&detail, &dir, name.as_deref())?,
+                None => print_event(&detail),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -81,6 +91,76 @@ async fn list_all(store: &Store, mut filter: RunFilter) -> anyhow::Result<Vec<Ru
 
 /// The most runs one read of the store gives.
 const PAGE: usize = 1000;
+/// `runs event`: the stored request as it arrived, as HTTP shows one: the request line, the
+/// headers (as stored: what the store masked stays masked), a blank line, the body.
+fn print_event(detail: &RunDetail) {
+    let event = &detail.event;
+    eprintln!(
+        "event {} of run {} (workflow {}), {} bytes",
+        event.id,
+        detail.run.id,
+        detail.run.workflow,
+        event.raw.len()
+    );
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(event.query.iter().flat_map(|(name, value)| {
+            let values = match value {
+                serde_json::Value::Array(values) => values.clone(),
+                other => vec![other.clone()],
+            };
+            values.into_iter().map(move |v| {
+                (
+                    name.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
+        }))
+        .finish();
+    let target = if query.is_empty() {
+        event.path.clone()
+    } else {
+        format!("{}?{query}", event.path)
+    };
+    println!("{} {target}", event.method);
+    for (name, value) in &event.headers {
+        println!(
+            "{name}: {}",
+            value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned)
+        );
+    }
+    println!();
+    match std::str::from_utf8(&event.raw) {
+        Ok(text) => print!("{text}"),
+        Err(_) => println!(
+            "({} bytes that are not UTF-8: --save writes them exactly)",
+            event.raw.len()
+        ),
+    }
+}
+
+/// `runs event --save DIR`: the event as payload files `run`, `test` and `send` read.
+fn save_event(detail: &RunDetail, dir: &std::path::Path, name: Option<&str>) -> anyhow::Result<()> {
+    let name = match name {
+        Some(name) if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') => {
+            bail!("--name {name:?} is not a file name (no folders, not hidden)")
+        }
+        Some(name) => name.to_owned(),
+        None => crate::run::payload::saved_name(&detail.run.workflow, &detail.run.id),
+    };
+    let payload = SavedPayload::of_event(&detail.event);
+    let (body, headers) = super::payload::write(dir, &name, &payload)?;
+    println!("{}", body.display());
+    println!("{}", headers.display());
+    eprintln!(
+        "saved the event of run {}; try it: hookflow run {} --payload {}",
+        detail.run.id,
+        detail.run.workflow,
+        body.display()
+    );
+    Ok(())
+}
 
 /// `runs list`: one line per run.
 fn print_run_table(runs: &[RunSummary]) {

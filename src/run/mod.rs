@@ -1,15 +1,18 @@
 //! The run data model every layer shares: the event a run runs on, the run's and its steps'
-//! states, step records, a synchronous answer, retry policies and a new run's keys. Plain data
-//! with no behaviour beyond parsing and printing itself; the interpreter lives in `engine`.
+//! states, step records, a synchronous answer, retry policies, a new run's keys and an event
+//! saved as payload files. Plain data with no behaviour beyond parsing and printing itself; the
+//! interpreter lives in `engine`.
 
 mod admission;
 mod event;
+pub mod payload;
 mod record;
 mod retry;
 mod status;
 
 pub use admission::{ConcurrencyMode, DedupeKey, NewRun, RunConcurrency};
 pub use event::{Event, Trigger};
+pub use payload::SavedPayload;
 pub use record::{Attempt, MASK, StepRecord, SyncResponse};
 pub use retry::{Backoff, RetryPolicy, StatusPattern};
 pub use status::{RunStatus, StepStatus, TRANSITIONS};

@@ -3,7 +3,6 @@
 //! as the worker resumes a stored run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -15,7 +14,8 @@ use crate::effects::stand_in::{EffectCall, StubbedWorld, Unstubbed};
 use crate::engine::{self, ExecOptions, Journal, JournalError, RunInfo, RunOutcome, RunRequest};
 use crate::future::BoxFuture;
 use crate::http::body::{BodyLimits, parse_body};
-use crate::run::{Event, RunStatus, StepRecord, SyncResponse, Trigger};
+use crate::run::payload::PayloadFileError;
+use crate::run::{Event, RunStatus, SavedPayload, StepRecord, SyncResponse, Trigger};
 use crate::workflow::{Registry, Workflow};
 
 /// More executions than any sane retry policy needs: a run still waiting after these is
@@ -35,13 +35,8 @@ pub struct CaseRun {
 /// Why a case could not be run at all (as opposed to failing its expectations).
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
-    #[error("cannot read the payload {path}: {source}")]
-    Payload {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the headers file {path} is not a JSON object of names to text: {message}")]
-    Headers { path: String, message: String },
+    #[error("the payload: {0}")]
+    Payload(#[from] PayloadFileError),
     #[error("the payload cannot be parsed: {0}")]
     Body(String),
     #[error("path {path} does not match the webhook's path {pattern}")]
@@ -188,7 +183,15 @@ fn webhook_event(workflow: &Workflow, spec: &WebhookSpec) -> Result<Event, CaseE
             headers.insert("content-type".into(), "application/json".into());
             (value.to_string().into_bytes(), headers)
         }
-        BodySpec::File(path) => read_payload(path)?,
+        BodySpec::File(path) => {
+            let saved = SavedPayload::read(path)?;
+            let headers = saved
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), Json::String(value)))
+                .collect();
+            (saved.body, headers)
+        }
     };
     for (name, value) in &spec.headers {
         headers.insert(name.to_ascii_lowercase(), Json::String(value.clone()));
@@ -221,59 +224,6 @@ fn webhook_event(workflow: &Workflow, spec: &WebhookSpec) -> Result<Event, CaseE
     event.query = spec.query.clone();
     event.headers = headers;
     Ok(event)
-}
-
-/// A payload file's bytes, and the headers in `<name>.headers.json` beside it (names in
-/// lower case), with a content type from the file's extension when they give none.
-pub fn read_payload(path: &Path) -> Result<(Vec<u8>, Map<String, Json>), CaseError> {
-    let raw = std::fs::read(path).map_err(|source| CaseError::Payload {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let mut headers = Map::new();
-    let headers_path = headers_file_of(path);
-    if headers_path.is_file() {
-        let text = std::fs::read(&headers_path).map_err(|source| CaseError::Payload {
-            path: headers_path.display().to_string(),
-            source,
-        })?;
-        let bad = |message: String| CaseError::Headers {
-            path: headers_path.display().to_string(),
-            message,
-        };
-        let read: Map<String, Json> =
-            serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-        for (name, value) in read {
-            let Json::String(value) = value else {
-                return Err(bad(format!("the value of {name} is not text")));
-            };
-            headers.insert(name.to_ascii_lowercase(), Json::String(value));
-        }
-    }
-    if !headers.contains_key("content-type")
-        && let Some(guess) = content_type_of(path)
-    {
-        headers.insert("content-type".into(), Json::String(guess.into()));
-    }
-    Ok((raw, headers))
-}
-
-/// `push.json` → `push.headers.json`.
-pub fn headers_file_of(path: &Path) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!("{stem}.headers.json"))
-}
-
-fn content_type_of(path: &Path) -> Option<&'static str> {
-    match path.extension()?.to_str()? {
-        "json" => Some("application/json"),
-        "xml" => Some("application/xml"),
-        "form" => Some("application/x-www-form-urlencoded"),
-        _ => None,
-    }
 }
 
 /// Records by step number, the latest replacing the earlier, as the store keeps them.

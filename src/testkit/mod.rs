@@ -11,7 +11,6 @@ mod stubs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use case::{headers_file_of, read_payload};
 pub use expect::Failure;
 pub use file::{TestFile, read};
 pub use stubs::StubSpec;

@@ -2,7 +2,16 @@
 
 use ::http::HeaderMap;
 
-use super::{Rejection, header, hex_decode, hmac_sha256_matches};
+use super::{Rejection, header, hex_decode, hex_encode, hmac_sha256, hmac_sha256_matches};
+
+/// Bitbucket Cloud's header: `sha256=<hex HMAC-SHA256 of the body>` in `X-Hub-Signature`.
+pub(super) fn sign(body: &[u8], secret: &str) -> Result<Vec<(String, String)>, Rejection> {
+    let mac = hmac_sha256(secret.as_bytes(), &[body])?;
+    Ok(vec![(
+        "x-hub-signature".to_owned(),
+        format!("sha256={}", hex_encode(&mac)),
+    )])
+}
 
 /// Bitbucket Cloud reuses GitHub's legacy header name with SHA-256: the preset, not the header,
 /// decides the algorithm.
@@ -30,6 +39,21 @@ mod tests {
     use crate::verify::{Scheme, check};
 
     const B1: &str = "sha256=7d4e732b39dfc86e7e532e0209097807da77dd3486513c41bb8a2206e911cf89";
+
+    #[test]
+    fn signing_reproduces_b1_and_verifies() {
+        let signed = sign(ST_BODY, "bb-secret").unwrap();
+        assert_eq!(signed, vec![("x-hub-signature".to_owned(), B1.to_owned())]);
+        let body = br#"{"push":{"changes":[]}}"#;
+        let other = sign(body, "bb-other").unwrap();
+        let sent = headers(&[("x-hub-signature", &other[0].1)]);
+        let p = preset(Scheme::Bitbucket);
+        assert_eq!(check(&p, &sent, body, 0, &secrets(&["bb-other"])), Ok(()));
+        assert_eq!(
+            check(&p, &sent, body, 0, &secrets(&["bb-secret"])),
+            Err(Rejection::BadSignature)
+        );
+    }
 
     #[test]
     fn bitbucket_b1() {

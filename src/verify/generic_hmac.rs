@@ -6,8 +6,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::{
-    ContentInputs, HmacSha1, HmacSha256, Preset, Rejection, Request, hex_decode, named_header,
-    timestamp,
+    ContentInputs, HmacSha1, HmacSha256, Outgoing, Preset, Rejection, Request, hex_decode,
+    hex_encode, named_header, timestamp,
 };
 
 /// The digest of a generic `hmac` preset.
@@ -90,6 +90,81 @@ fn mac_matches<M: Mac + hmac::digest::KeyInit>(
     };
     mac.update(content);
     mac.verify_slice(expected).is_ok()
+}
+
+/// The MAC of `content` under `key` with the spec's digest.
+fn mac_of(algorithm: Algorithm, key: &[u8], content: &[u8]) -> Result<Vec<u8>, Rejection> {
+    fn compute<M: Mac + hmac::digest::KeyInit>(
+        key: &[u8],
+        content: &[u8],
+    ) -> Result<Vec<u8>, Rejection> {
+        let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+            .map_err(|_| Rejection::UnusableSecret("the key cannot be used for HMAC"))?;
+        mac.update(content);
+        Ok(mac.finalize().into_bytes().to_vec())
+    }
+    match algorithm {
+        Algorithm::Sha1 => compute::<HmacSha1>(key, content),
+        Algorithm::Sha256 => compute::<HmacSha256>(key, content),
+        Algorithm::Sha512 => compute::<Hmac<sha2::Sha512>>(key, content),
+    }
+}
+
+/// The headers of a generic `hmac` preset at `now`: the signature, and the timestamp and id
+/// headers when the preset names them (the id is the delivery's).
+pub(super) fn sign(
+    preset: &Preset,
+    outgoing: &Outgoing<'_>,
+    now: i64,
+    secret: &str,
+) -> Result<Vec<(String, String)>, Rejection> {
+    let spec = preset
+        .hmac
+        .as_ref()
+        .ok_or(Rejection::UnusableSecret("the hmac preset has no settings"))?;
+    let mut headers = Vec::new();
+    let timestamp = match &spec.timestamp_header {
+        Some(name) => {
+            headers.push((name.clone(), now.to_string()));
+            now.to_string()
+        }
+        None => String::new(),
+    };
+    let id = match &spec.id_header {
+        Some(name) => {
+            headers.push((name.clone(), outgoing.id.to_owned()));
+            outgoing.id
+        }
+        None => "",
+    };
+    let rendered;
+    let content: &[u8] = if spec.custom_content {
+        let render = outgoing.content.ok_or(Rejection::UnusableSecret(
+            "the hmac content cannot be rendered",
+        ))?;
+        let body = String::from_utf8_lossy(outgoing.body);
+        rendered = render(ContentInputs {
+            body: &body,
+            timestamp: &timestamp,
+            id,
+        })
+        .ok_or(Rejection::UnusableSecret(
+            "the hmac content cannot be rendered",
+        ))?;
+        rendered.as_bytes()
+    } else {
+        outgoing.body
+    };
+    let mac = mac_of(spec.algorithm, secret.as_bytes(), content)?;
+    let encoded = match spec.encoding {
+        Encoding::Hex => hex_encode(&mac),
+        Encoding::Base64 => BASE64.encode(mac),
+    };
+    headers.insert(
+        0,
+        (spec.header.clone(), format!("{}{encoded}", spec.prefix)),
+    );
+    Ok(headers)
 }
 
 /// A generic `hmac` preset: `<prefix><encoded MAC>` in one header, over the raw body or the
@@ -244,6 +319,76 @@ mod tests {
             check(&sha512, &sent, b"Hello", 0, &s),
             Err(Rejection::BadSignature)
         );
+    }
+
+    fn outgoing<'a>(body: &'a [u8], content: Option<RenderContent<'a>>) -> Outgoing<'a> {
+        Outgoing {
+            body,
+            url: "http://127.0.0.1:8080/hooks/x",
+            form: false,
+            id: "msg_1",
+            content,
+            username: None,
+        }
+    }
+
+    #[test]
+    fn signing_reproduces_g1_and_s1_and_verifies() {
+        let github = hmac_preset(HmacSpec {
+            prefix: "sha256=".to_owned(),
+            ..HmacSpec::new("x-hub-signature-256".to_owned())
+        });
+        let signed = sign(&github, &outgoing(G_BODY, None), 0, G_SECRET).unwrap();
+        assert_eq!(
+            signed,
+            vec![("x-hub-signature-256".to_owned(), G1.to_owned())]
+        );
+        let sha512 = hmac_preset(HmacSpec {
+            algorithm: Algorithm::Sha512,
+            ..HmacSpec::new("x-signature".to_owned())
+        });
+        let signed = sign(&sha512, &outgoing(G_BODY, None), 0, G_SECRET).unwrap();
+        assert_eq!(signed[0].1, G_SHA512);
+        // Slack's scheme described as `hmac`, with a timestamp header and content.
+        let slack = hmac_preset(HmacSpec {
+            prefix: "v0=".to_owned(),
+            timestamp_header: Some("x-slack-request-timestamp".to_owned()),
+            id_header: Some("x-id".to_owned()),
+            custom_content: true,
+            ..HmacSpec::new("x-slack-signature".to_owned())
+        });
+        let render =
+            |inputs: ContentInputs<'_>| Some(format!("v0:{}:{}", inputs.timestamp, inputs.body));
+        let signed = sign(&slack, &outgoing(S1_BODY, Some(&render)), S1_TS, S1_SECRET).unwrap();
+        assert_eq!(
+            signed,
+            vec![
+                ("x-slack-signature".to_owned(), S1_SIG.to_owned()),
+                (
+                    "x-slack-request-timestamp".to_owned(),
+                    "1531420618".to_owned()
+                ),
+                ("x-id".to_owned(), "msg_1".to_owned()),
+            ]
+        );
+        let sent = headers(&[
+            ("x-slack-signature", &signed[0].1),
+            ("x-slack-request-timestamp", &signed[1].1),
+            ("x-id", &signed[2].1),
+        ]);
+        let request = Request {
+            headers: &sent,
+            body: S1_BODY,
+            query: None,
+            url: None,
+            content: Some(&render),
+            username: None,
+        };
+        assert_eq!(
+            check_request(&slack, &request, S1_TS, &secrets(&[S1_SECRET])),
+            Ok(())
+        );
+        assert!(sign(&slack, &outgoing(S1_BODY, None), S1_TS, S1_SECRET).is_err());
     }
 
     const G_SHA512: &str = "11ed355a617e98134e842012a7944ccf59c10256cb182357bd7e3a42013ff07c376f8c14cf5cc1923da20b51d64256b2fb8ebbf100aa67a61326f61fea8111bc";

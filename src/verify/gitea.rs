@@ -2,7 +2,16 @@
 
 use ::http::HeaderMap;
 
-use super::{Rejection, header, hex_decode, hmac_sha256_matches};
+use super::{Rejection, header, hex_decode, hex_encode, hmac_sha256, hmac_sha256_matches};
+
+/// Gitea's headers: the bare hex HMAC-SHA256 of the body, under its own name and Gogs'.
+pub(super) fn sign(body: &[u8], secret: &str) -> Result<Vec<(String, String)>, Rejection> {
+    let hex = hex_encode(&hmac_sha256(secret.as_bytes(), &[body])?);
+    Ok(vec![
+        ("x-gitea-signature".to_owned(), hex.clone()),
+        ("x-gogs-signature".to_owned(), hex),
+    ])
+}
 
 pub(super) fn verify(
     headers: &HeaderMap,
@@ -33,6 +42,21 @@ pub(super) mod tests {
     use crate::verify::{Scheme, check};
 
     pub(crate) const GT1: &str = "0423390bd19da5eac4f09ec9263c058f54a19723e780f1970bf2797c82030a9c";
+
+    #[test]
+    fn signing_reproduces_gt1_and_verifies() {
+        let signed = sign(ST_BODY, "gitea-secret").unwrap();
+        assert_eq!(signed[0], ("x-gitea-signature".to_owned(), GT1.to_owned()));
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let other = sign(body, "another").unwrap();
+        let sent = headers(&[("x-gitea-signature", &other[0].1)]);
+        let p = preset(Scheme::Gitea);
+        assert_eq!(check(&p, &sent, body, 0, &secrets(&["another"])), Ok(()));
+        assert_eq!(
+            check(&p, &sent, body, 0, &secrets(&["gitea-secret"])),
+            Err(Rejection::BadSignature)
+        );
+    }
 
     #[test]
     fn gitea_gt1() {

@@ -1,9 +1,23 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`, and on request the legacy
-//! SHA-1 `X-Hub-Signature`.
+//! SHA-1 `X-Hub-Signature`. GitHub sends both, and so does [`sign`].
 
 use ::http::HeaderMap;
 
-use super::{Preset, Rejection, header, hex_decode, hmac_sha1_matches, hmac_sha256_matches};
+use super::{
+    Preset, Rejection, header, hex_decode, hex_encode, hmac_sha1, hmac_sha1_matches, hmac_sha256,
+    hmac_sha256_matches,
+};
+
+/// The headers GitHub signs a delivery with: the SHA-256 one, and the legacy SHA-1 one it still
+/// sends alongside.
+pub(super) fn sign(body: &[u8], secret: &str) -> Result<Vec<(String, String)>, Rejection> {
+    let sha256 = hex_encode(&hmac_sha256(secret.as_bytes(), &[body])?);
+    let sha1 = hex_encode(&hmac_sha1(secret.as_bytes(), &[body])?);
+    Ok(vec![
+        ("x-hub-signature-256".to_owned(), format!("sha256={sha256}")),
+        ("x-hub-signature".to_owned(), format!("sha1={sha1}")),
+    ])
+}
 
 pub(super) fn verify(
     preset: &Preset,
@@ -89,6 +103,32 @@ pub(super) mod tests {
         assert_eq!(
             check(&p, &ok, G_BODY, 0, &secrets(&[""])),
             Err(Rejection::UnusableSecret("empty"))
+        );
+    }
+
+    #[test]
+    fn signing_reproduces_g1_and_g2_and_verifies() {
+        let signed = sign(G_BODY, G_SECRET).unwrap();
+        assert_eq!(
+            signed,
+            vec![
+                ("x-hub-signature-256".to_owned(), G1.to_owned()),
+                ("x-hub-signature".to_owned(), G2.to_owned()),
+            ]
+        );
+        let sent = headers(&[("x-hub-signature-256", &signed[0].1)]);
+        let body = br#"{"zen":"Design for failure."}"#;
+        let other = sign(body, "another secret").unwrap();
+        let other_sent = headers(&[("x-hub-signature-256", &other[0].1)]);
+        let p = preset(Scheme::Github);
+        assert_eq!(check(&p, &sent, G_BODY, 0, &secrets(&[G_SECRET])), Ok(()));
+        assert_eq!(
+            check(&p, &other_sent, body, 0, &secrets(&["another secret"])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &other_sent, body, 0, &secrets(&[G_SECRET])),
+            Err(Rejection::BadSignature)
         );
     }
 

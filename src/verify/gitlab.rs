@@ -4,6 +4,11 @@ use ::http::HeaderMap;
 
 use super::{Rejection, header, matches_any};
 
+/// GitLab signs nothing: it sends the secret token itself.
+pub(super) fn sign(token: &str) -> Vec<(String, String)> {
+    vec![("x-gitlab-token".to_owned(), token.to_owned())]
+}
+
 pub(super) fn verify(headers: &HeaderMap, tokens: &[String]) -> Result<(), Rejection> {
     let sent = header(headers, "x-gitlab-token")?;
     matches_any(sent, tokens)
@@ -17,6 +22,25 @@ mod tests {
     use crate::verify::tests::{headers, preset, secrets};
     use crate::verify::{Scheme, check};
     use ::http::HeaderMap;
+
+    #[test]
+    fn signing_sends_the_token_gl1() {
+        let signed = sign("my-gitlab-token");
+        assert_eq!(
+            signed,
+            vec![("x-gitlab-token".to_owned(), "my-gitlab-token".to_owned())]
+        );
+        let sent = headers(&[("x-gitlab-token", &signed[0].1)]);
+        let p = preset(Scheme::Gitlab);
+        assert_eq!(
+            check(&p, &sent, b"{}", 0, &secrets(&["my-gitlab-token"])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &sent, b"{}", 0, &secrets(&["other"])),
+            Err(Rejection::BadSignature)
+        );
+    }
 
     #[test]
     fn gitlab_gl1() {

@@ -10,6 +10,9 @@
 //! [`Scheme`] whose [`Scheme::ALL`] is the one list of preset names, the compiled [`Preset`], the
 //! [`Request`] a check reads, the [`Rejection`] it returns, [`check_request`] dispatching to the
 //! scheme, and the header, HMAC, constant-time and timestamp helpers.
+//!
+//! Each scheme file also holds a `sign` counterpart, the sender's side (`hookflow send`); `sign.rs`
+//! dispatches to them and names the headers a sender adds besides the signature.
 
 use ::hmac::{Hmac, Mac};
 use ::http::HeaderMap;
@@ -23,6 +26,7 @@ mod gitea;
 mod github;
 mod gitlab;
 mod shopify;
+mod sign;
 mod slack;
 mod standard_webhooks;
 mod stripe;
@@ -30,6 +34,7 @@ mod token;
 mod twilio;
 
 pub use generic_hmac::{Algorithm, Encoding, HmacSpec};
+pub use sign::{Outgoing, Signed, sign};
 pub use standard_webhooks::{standard_webhooks_key, standard_webhooks_signature};
 
 /// The preset names of `on.webhook.verify`, in the order the docs list them.
@@ -378,6 +383,37 @@ fn hmac_sha1_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
         mac.update(part);
     }
     mac.verify_slice(expected).is_ok()
+}
+
+/// The HMAC-SHA256 of `parts` under `key`, for signing.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, Rejection> {
+    let mut mac = HmacSha256::new_from_slice(key)
+        .map_err(|_| Rejection::UnusableSecret("the key cannot be used for HMAC"))?;
+    for part in parts {
+        mac.update(part);
+    }
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+/// The HMAC-SHA1 of `parts` under `key`, for signing (GitHub's legacy header, Twilio).
+fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, Rejection> {
+    let mut mac = HmacSha1::new_from_slice(key)
+        .map_err(|_| Rejection::UnusableSecret("the key cannot be used for HMAC"))?;
+    for part in parts {
+        mac.update(part);
+    }
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+/// Lower-case hex, as every hex-signing sender writes it.
+fn hex_encode(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {

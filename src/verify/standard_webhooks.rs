@@ -40,6 +40,21 @@ pub fn standard_webhooks_signature(
     Ok(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())))
 }
 
+/// The three headers of a Standard Webhooks delivery `id` at `now`.
+pub(super) fn sign(
+    id: &str,
+    now: i64,
+    body: &[u8],
+    secret: &str,
+) -> Result<Vec<(String, String)>, Rejection> {
+    let signature = standard_webhooks_signature(secret, id, now, body)?;
+    Ok(vec![
+        ("webhook-id".to_owned(), id.trim().to_owned()),
+        ("webhook-timestamp".to_owned(), now.to_string()),
+        ("webhook-signature".to_owned(), signature),
+    ])
+}
+
 /// `webhook-*`, or the Svix-branded `svix-*` a Svix sender uses unless white-labelled.
 fn standard_header<'h>(
     headers: &'h HeaderMap,
@@ -199,6 +214,30 @@ pub(super) mod tests {
         );
         assert!(standard_webhooks_signature("whsec_not base64!", "i", 1, b"").is_err());
         assert!(standard_webhooks_signature("whsec_", "i", 1, b"").is_err());
+    }
+
+    #[test]
+    fn signing_reproduces_w1_and_verifies() {
+        let signed = sign(W1_ID, W1_TS, W1_BODY, W1_SECRET).unwrap();
+        assert_eq!(
+            signed,
+            vec![
+                ("webhook-id".to_owned(), W1_ID.to_owned()),
+                ("webhook-timestamp".to_owned(), "1614265330".to_owned()),
+                ("webhook-signature".to_owned(), W1_SIG.to_owned()),
+            ]
+        );
+        let sent = w1_headers(&signed[2].1);
+        let p = preset(Scheme::StandardWebhooks);
+        assert_eq!(
+            check(&p, &sent, W1_BODY, W1_TS, &secrets(&[W1_SECRET])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, &sent, W1_BODY, W1_TS, &secrets(&[W2_SECRET])),
+            Err(Rejection::BadSignature)
+        );
+        assert!(sign(W1_ID, W1_TS, W1_BODY, "not base64!").is_err());
     }
 
     /// Found by `fuzz/` (target `verify`): an outgoing id with a trailing space, as an

@@ -3,7 +3,25 @@
 
 use ::http::HeaderMap;
 
-use super::{Preset, Rejection, header, hex_decode, hmac_sha256_matches, timestamp, tolerance};
+use super::{
+    Preset, Rejection, header, hex_decode, hex_encode, hmac_sha256, hmac_sha256_matches, timestamp,
+    tolerance,
+};
+
+/// Stripe's header at `now`: `t=<now>,v1=<hex HMAC-SHA256 of "<now>.<body>">`, keyed by the whole
+/// `whsec_` string (not decoded, unlike Standard Webhooks).
+pub(super) fn sign(
+    body: &[u8],
+    now: i64,
+    secret: &str,
+) -> Result<Vec<(String, String)>, Rejection> {
+    let prefix = format!("{now}.");
+    let mac = hmac_sha256(secret.as_bytes(), &[prefix.as_bytes(), body])?;
+    Ok(vec![(
+        "stripe-signature".to_owned(),
+        format!("t={now},v1={}", hex_encode(&mac)),
+    )])
+}
 
 pub(super) fn verify(
     preset: &Preset,
@@ -55,6 +73,27 @@ mod tests {
 
     const ST1: &str =
         "t=1700000000,v1=9890228da14bae54b7a0781fd00a7245f2a35befaf6fdaa680dbc1f38547654f";
+
+    #[test]
+    fn signing_reproduces_st1_and_st2_and_verifies() {
+        let st1 = sign(ST_BODY, 1_700_000_000, "whsec_test_secret").unwrap();
+        assert_eq!(st1, vec![("stripe-signature".to_owned(), ST1.to_owned())]);
+        let st2 = sign(br#"{"test": 2432232314}"#, 1_614_265_330, W1_SECRET).unwrap();
+        assert_eq!(
+            st2[0].1,
+            "t=1614265330,v1=2e37df5d4a028c51a7f3133d64ae1e300d2c2c900f1b1d49d4369ad2530f8964"
+        );
+        let now = 1_750_000_000;
+        let signed = sign(b"{\"id\":\"evt_1\"}", now, "whsec_abc").unwrap();
+        let sent = headers(&[("stripe-signature", &signed[0].1)]);
+        let p = preset(Scheme::Stripe);
+        let s = secrets(&["whsec_abc"]);
+        assert_eq!(check(&p, &sent, b"{\"id\":\"evt_1\"}", now, &s), Ok(()));
+        assert_eq!(
+            check(&p, &sent, b"{\"id\":\"evt_1\"}", now + 301, &s),
+            Err(Rejection::StaleTimestamp)
+        );
+    }
 
     #[test]
     fn stripe_st1_and_st2() {

@@ -1,6 +1,24 @@
 //! A shared token sent as it is, in a header or a query parameter the workflow names.
 
-use super::{Preset, Rejection, Request, TokenSource, matches_any, named_header};
+use super::{Preset, Rejection, Request, Signed, TokenSource, matches_any, named_header};
+
+/// The token in the header or query parameter the preset names.
+pub(super) fn sign(preset: &Preset, token: &str) -> Result<Signed, Rejection> {
+    let source = preset.token.as_ref().ok_or(Rejection::UnusableSecret(
+        "the token preset has no header or query",
+    ))?;
+    let pair = |name: &String| vec![(name.clone(), token.to_owned())];
+    Ok(match source {
+        TokenSource::Header(name) => Signed {
+            headers: pair(name),
+            query: Vec::new(),
+        },
+        TokenSource::Query(name) => Signed {
+            headers: Vec::new(),
+            query: pair(name),
+        },
+    })
+}
 
 /// A shared token in a header or a query parameter; any of `tokens` may match.
 pub(super) fn verify(
@@ -53,6 +71,36 @@ mod tests {
             username: None,
         };
         check_request(&p, &request, 0, &secrets(tokens))
+    }
+
+    #[test]
+    fn signing_puts_the_token_where_the_preset_reads_it() {
+        let in_header = Preset {
+            token: Some(TokenSource::Header("x-token".to_owned())),
+            ..preset(Scheme::Token)
+        };
+        let signed = sign(&in_header, "s3cret").unwrap();
+        assert_eq!(
+            signed.headers,
+            vec![("x-token".to_owned(), "s3cret".to_owned())]
+        );
+        let sent = headers(&[("x-token", &signed.headers[0].1)]);
+        assert_eq!(
+            token_check(
+                TokenSource::Header("x-token".to_owned()),
+                &sent,
+                None,
+                &["s3cret"]
+            ),
+            Ok(())
+        );
+        let in_query = Preset {
+            token: Some(TokenSource::Query("token".to_owned())),
+            ..preset(Scheme::Token)
+        };
+        let signed = sign(&in_query, "a+b").unwrap();
+        assert_eq!(signed.query, vec![("token".to_owned(), "a+b".to_owned())]);
+        assert!(signed.headers.is_empty());
     }
 
     #[test]

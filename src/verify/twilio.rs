@@ -5,7 +5,37 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 
-use super::{Rejection, Request, header, hex_decode, hmac_sha1_matches};
+use super::{
+    Rejection, Request, Signed, header, hex_decode, hex_encode, hmac_sha1, hmac_sha1_matches,
+};
+
+/// Twilio's header for a request to `url`, the URL actually called (query included). A form
+/// body's parameters are signed after the URL; any other body is bound instead by its SHA-256 in
+/// a `bodySHA256` query parameter, which Twilio adds to the URL it calls: returned in `query`
+/// for the caller to add, and signed as part of the URL.
+pub(super) fn sign(url: &str, body: &[u8], form: bool, secret: &str) -> Result<Signed, Rejection> {
+    let mut query = Vec::new();
+    let mut signed = url.to_owned();
+    if form {
+        let mut params: Vec<(String, String)> =
+            url::form_urlencoded::parse(body).into_owned().collect();
+        params.sort();
+        for (key, value) in params {
+            signed.push_str(&key);
+            signed.push_str(&value);
+        }
+    } else {
+        let hash = hex_encode(&Sha256::digest(body));
+        signed.push(if url.contains('?') { '&' } else { '?' });
+        signed.push_str(&format!("bodySHA256={hash}"));
+        query.push(("bodySHA256".to_owned(), hash));
+    }
+    let mac = hmac_sha1(secret.as_bytes(), &[signed.as_bytes()])?;
+    Ok(Signed {
+        headers: vec![("x-twilio-signature".to_owned(), BASE64.encode(mac))],
+        query,
+    })
+}
 
 /// Twilio: base64 HMAC-SHA1 of the public URL followed by every form parameter's key and value,
 /// sorted by key then value. A JSON body is bound instead by `bodySHA256=<hex>` in the URL.
@@ -230,6 +260,49 @@ mod tests {
                 &secrets(&["12345"])
             ),
             Err(Rejection::MissingHeader("x-twilio-signature"))
+        );
+    }
+
+    #[test]
+    fn signing_reproduces_t1_t3_t4_and_verifies() {
+        let t1 = sign(T_URL, T1_FORM, true, "12345").unwrap();
+        assert_eq!(
+            t1.headers,
+            vec![(
+                "x-twilio-signature".to_owned(),
+                "RSOYDt4T1cUTdK1PDd93/VVr8B8=".to_owned()
+            )]
+        );
+        assert!(t1.query.is_empty());
+        let t3 = sign(
+            T_URL,
+            b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234",
+            true,
+            "12345",
+        )
+        .unwrap();
+        assert_eq!(t3.headers[0].1, "IK+Dwps556ElfBT0I3Rgjkr1wJU=");
+        let body = br#"{"property": "value", "boolean": true}"#;
+        let t4 = sign(T_URL, body, false, "12345").unwrap();
+        assert_eq!(t4.headers[0].1, "a9nBmqA0ju/hNViExpshrM61xv4=");
+        let hash = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+        assert_eq!(t4.query, vec![("bodySHA256".to_owned(), hash.to_owned())]);
+        // What is signed verifies, the URL configured without its query.
+        let local = "http://127.0.0.1:8080/hooks/sms";
+        let signed = sign(local, T1_FORM, true, "12345").unwrap();
+        assert_eq!(
+            twilio(&signed.headers[0].1, Some(local), None, T1_FORM),
+            Ok(())
+        );
+        let signed = sign(local, body, false, "12345").unwrap();
+        let query = format!("bodySHA256={hash}");
+        assert_eq!(
+            twilio(&signed.headers[0].1, Some(local), Some(&query), body),
+            Ok(())
+        );
+        assert_eq!(
+            twilio(&signed.headers[0].1, Some(local), Some(&query), b"{}"),
+            Err(Rejection::BadSignature)
         );
     }
 

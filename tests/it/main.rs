@@ -4,6 +4,7 @@
 mod admin;
 mod authoring;
 mod backlog;
+mod captured;
 mod ci;
 mod cli;
 mod concurrency;
@@ -29,6 +30,7 @@ mod schema;
 mod secrets;
 mod secrets_leak;
 mod security;
+mod send;
 mod smtp_server;
 mod store;
 mod support;

@@ -24,10 +24,12 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use sha2::Sha256;
 
+mod downloads;
 mod pages;
 mod session;
 mod views;
 
+use downloads::*;
 use pages::*;
 use session::*;
 use views::*;
@@ -127,6 +129,8 @@ pub fn router(token: Option<String>) -> Router<AppState> {
         .route("/ui/runs/{id}", get(run_page))
         .route("/ui/runs/{id}/replay", axum::routing::post(replay_form))
         .route("/ui/runs/{id}/event", get(event_page))
+        .route("/ui/runs/{id}/event/payload", get(event_payload))
+        .route("/ui/runs/{id}/event/headers", get(event_headers))
         .route("/ui/workflows", get(workflows_page))
         .route(
             "/ui/workflows/{name}/start",

@@ -221,6 +221,7 @@ pub(super) async fn event_page(
                 "size": event.raw.len(),
             },
             "trigger": trigger_view(&event.trigger),
+            "downloads": downloads_view(&detail),
             "curl": matches!(event.trigger, crate::run::Trigger::Webhook)
                 .then(|| curl_command(&state.webhook_url, event)),
         }),

@@ -78,6 +78,17 @@ pub(super) fn trigger_view(trigger: &crate::run::Trigger) -> Json {
     }
 }
 
+/// The names of the event page's downloads: the payload files of `hookflow run`, `test` and
+/// `send`.
+pub(super) fn downloads_view(detail: &RunDetail) -> Json {
+    let payload = crate::run::SavedPayload::of_event(&detail.event);
+    let name = crate::run::payload::saved_name(&detail.run.workflow, &detail.run.id);
+    json!({
+        "payload": format!("{name}.{}", payload.extension()),
+        "headers": format!("{name}{}", crate::run::payload::HEADERS_SUFFIX),
+    })
+}
+
 /// Headers the webhook listener sets or recomputes itself: not repeated by "copy as curl".
 pub(super) const NOT_REPEATED: &[&str] = &[
     "host",
