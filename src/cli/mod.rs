@@ -107,6 +107,10 @@ pub struct ValidateArgs {
     /// Show the schedules' next fire times after this instant (RFC 3339) [default: now]
     #[arg(long, env = "HOOKFLOW_SCHEDULES_FROM")]
     pub schedules_from: Option<chrono::DateTime<chrono::Utc>>,
+    /// A sample request body (JSON, XML or form) to check every `event.body` path the
+    /// workflows read against (repeatable); samples in `<workflow>.samples/` are read too
+    #[arg(long = "payload", value_name = "FILE")]
+    pub payloads: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

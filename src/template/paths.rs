@@ -71,6 +71,15 @@ pub fn expression_reads(source: &str) -> Vec<PathRead> {
     walker.reads
 }
 
+/// The paths an expression proves defined when it is true: `x is defined`, `x is not
+/// undefined`, and conjunctions of them.
+pub fn defined_when_true(source: &str) -> Vec<Path> {
+    let Ok(expr) = machinery::parse_expr(source) else {
+        return Vec::new();
+    };
+    Walker::new(source).facts(&expr, true)
+}
+
 /// The path a template's whole value is when it is exactly `{{ path }}`, possibly through
 /// filters that keep the elements (`selectattr`, `sort`, ...): what a `foreach` walks.
 pub fn value_path(source: &str) -> Option<Path> {
@@ -659,6 +668,16 @@ mod tests {
         assert!(guarded[2].tolerated.is_empty());
         let ternary = expression_reads("event.body.a.b if event.body.a is defined else 0");
         assert!(ternary[0].tolerates(1));
+    }
+
+    #[test]
+    fn what_an_expression_proves_defined() {
+        let facts = defined_when_true(
+            "event.body.a is defined and not (event.body.b is undefined) and event.body.c",
+        );
+        let facts: Vec<String> = facts.iter().map(dotted).collect();
+        assert_eq!(facts, ["event.body.a", "event.body.b"]);
+        assert!(defined_when_true("event.body.a is defined or event.body.b is defined").is_empty());
     }
 
     #[test]
