@@ -495,3 +495,265 @@ fn is_identifier(key: &str) -> bool {
     key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::SourceFile;
+    use crate::lang::compile::{CompileOptions, Compiler};
+    use crate::lang::yaml;
+    use serde_json::json;
+
+    /// Compiles each `key: value` line of a YAML mapping with `compile` and returns the readings.
+    fn readings(yaml_text: &str, compile: impl Fn(&mut Compiler, &str, &Node)) -> Vec<Reading> {
+        let file = SourceFile::new("wf.yaml", yaml_text);
+        let root = yaml::parse(&file).expect("yaml");
+        let mut c = Compiler::new(file, CompileOptions::default());
+        for (key, node) in root.as_map().expect("a mapping") {
+            compile(&mut c, &key.name, node);
+        }
+        assert!(!c.diagnostics.has_errors(), "{:?}", c.diagnostics);
+        c.readings
+    }
+
+    fn values(yaml_text: &str) -> Vec<Reading> {
+        readings(yaml_text, |c, key, node| {
+            if key == "if" {
+                c.condition(node, "`if`");
+            } else {
+                c.value(node);
+            }
+        })
+    }
+
+    fn sample(name: &str, body: Json) -> Sample {
+        Sample {
+            name: name.to_owned(),
+            body,
+        }
+    }
+
+    fn push() -> Sample {
+        sample(
+            "push.json",
+            json!({
+                "ref": "refs/heads/main",
+                "size": 2,
+                "repository": {"full_name": "octo/hello", "owner": {"login": "octo"}},
+                "commits": [{"id": "a1", "added": ["x"]}, {"id": "b2", "added": []}],
+                "pull_request": null,
+            }),
+        )
+    }
+
+    /// `file:line:col: warning: message` and the hint of each warning.
+    fn warnings(readings: &[Reading], samples: &[Sample]) -> Vec<String> {
+        check(readings, samples)
+            .sorted()
+            .iter()
+            .map(|d| format!("{d} | {}", d.hint.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn a_misspelled_key_is_placed_and_the_key_that_is_there_suggested() {
+        let found = warnings(
+            &values("a: \"{{ event.body.repository.ful_name }}\"\n"),
+            &[push()],
+        );
+        assert_eq!(
+            found,
+            ["wf.yaml:1:8: warning: event.body.repository.ful_name is not in sample push.json | did you mean 'full_name'?"]
+        );
+        let found = warnings(
+            &values("a: \"x {{ event.body.repositry.owner.login }}\"\n"),
+            &[push()],
+        );
+        assert_eq!(
+            found,
+            ["wf.yaml:1:10: warning: event.body.repositry.owner.login is not in sample push.json | event.body has no 'repositry'; did you mean 'repository'?"]
+        );
+        let found = warnings(&values("a: \"{{ event.body.labels }}\"\n"), &[push()]);
+        assert_eq!(
+            found,
+            ["wf.yaml:1:8: warning: event.body.labels is not in sample push.json | event.body has: commits, pull_request, ref, repository, size"]
+        );
+    }
+
+    #[test]
+    fn paths_the_sample_has_are_not_reported() {
+        let yaml = "a: \"{{ event.body.repository.owner.login }} {{ event.body.commits[1].id }}\"\n\
+                    b: { jsonpath: \"$.commits[*].added\" }\n\
+                    if: event.body.size > 1 and event.body['ref'] is string\n\
+                    c: \"{{ event.headers['x-anything'] }} {{ run.id }}\"\n";
+        assert_eq!(warnings(&values(yaml), &[push()]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn guarded_paths_are_not_reported_unless_the_unguarded_part_is_missing() {
+        let yaml = "a: \"{{ event.body.nope | default('') }} {{ event.body.repository.nope is defined }}\"\n\
+                    b: \"{{ event.body.nope.deeper | default('') }}\"\n\
+                    c: \"{% if event.body.issue is defined %}{{ event.body.issue.title }}{% endif %}\"\n\
+                    d: \"{% if event.body.repository is defined %}{{ event.body.repository.nmae }}{% endif %}\"\n";
+        let found = warnings(&values(yaml), &[push()]);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].starts_with("wf.yaml:2:8: warning: event.body.nope.deeper is not in sample push.json"));
+        // The guard proves `repository` there; what is read inside it must still exist.
+        assert_eq!(
+            found[1],
+            "wf.yaml:4:49: warning: event.body.repository.nmae is not in sample push.json | event.body.repository has: full_name, owner"
+        );
+    }
+
+    #[test]
+    fn a_step_condition_guards_what_the_step_reads() {
+        let yaml = "if: event.body.issue is defined\nlog: \"{{ event.body.issue.number }}\"\n";
+        let readings = readings(yaml, |c, key, node| {
+            if key == "if" {
+                let mark = c.readings.len();
+                c.condition(node, "`if`");
+                c.assume_since(mark);
+            } else {
+                c.value(node);
+            }
+        });
+        assert_eq!(warnings(&readings, &[push()]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_exists_rule_expects_the_path_may_be_missing() {
+        let yaml = "exists: \"$.issue.number\"\nequals: \"$.issue.number\"\n";
+        let readings = readings(yaml, |c, key, node| {
+            let mark = c.readings.len();
+            c.jsonpath(node);
+            if key == "exists" {
+                c.presence_tests_since(mark);
+            }
+        });
+        let found = warnings(&readings, &[push()]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("wf.yaml:2:10: warning: event.body.issue.number is not in sample push.json"));
+    }
+
+    #[test]
+    fn certain_type_mismatches_are_reported() {
+        let yaml = "a: \"{{ event.body.size | length }}\"\n\
+                    b: \"{{ event.body.ref.name }}\"\n\
+                    c: \"{% for x in event.body.size %}{% endfor %}\"\n\
+                    d: \"{{ event.body.repository[0] }}\"\n\
+                    e: \"{{ event.body.commits.id }}\"\n\
+                    f: \"{{ event.body.ref[0] }} {{ event.body.ref | length }} {{ event.body.commits | length }}\"\n";
+        let found = warnings(&values(yaml), &[push()]);
+        assert_eq!(
+            found,
+            [
+                "wf.yaml:1:8: warning: event.body.size is a number in sample push.json, which has no length | `length` counts the items of a list or a mapping, or the characters of text",
+                "wf.yaml:2:8: warning: event.body.ref is text in sample push.json, so event.body.ref.name is undefined | text has no fields",
+                "wf.yaml:3:17: warning: event.body.size is a number in sample push.json, which cannot be looped over | `{% for %}` walks a list, a mapping's keys or the characters of text",
+                "wf.yaml:4:8: warning: event.body.repository is a mapping in sample push.json, so event.body.repository[0] is undefined | a mapping is read by key; an XML element that appears once is a mapping, not a list",
+                "wf.yaml:5:8: warning: event.body.commits is a list in sample push.json, so event.body.commits.id is undefined | read an item (event.body.commits[0].id) or loop over the list",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_path_one_sample_has_is_not_reported_and_one_none_has_names_them_all() {
+        let other = sample("tag.json", json!({"ref": "v1", "deleted": true}));
+        let yaml = "a: \"{{ event.body.deleted }} {{ event.body.repository.full_name }}\"\nb: \"{{ event.body.delted }}\"\n";
+        let found = warnings(&values(yaml), &[push(), other]);
+        assert_eq!(
+            found,
+            ["wf.yaml:2:8: warning: event.body.delted is in none of the samples push.json, tag.json | did you mean 'deleted'?"]
+        );
+    }
+
+    #[test]
+    fn below_a_null_or_past_a_list_s_end_nothing_is_known() {
+        let yaml = "a: \"{{ event.body.pull_request.title }} {{ event.body.commits[5].whatever }}\"\n";
+        assert_eq!(warnings(&values(yaml), &[push()]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn foreach_items_are_followed_into_the_nested_steps() {
+        let yaml = "items: \"{{ event.body.commits }}\"\nlog: \"{{ commit.idd }} {{ commit.added | length }}\"\n\
+                    items2: { jsonpath: \"$.repository\" }\nlog2: \"{{ item }}\"\n";
+        let readings = readings(yaml, |c, key, node| match key {
+            "items" | "items2" => {
+                c.scope.locals.extend(["commit".to_owned(), "item".to_owned()]);
+                let mark = c.readings.len();
+                c.value(node);
+                let name = if key == "items" { "commit" } else { "item" };
+                c.bind_item(name, node, mark);
+            }
+            _ => {
+                c.value(node);
+            }
+        });
+        let found = warnings(&readings, &[push()]);
+        assert_eq!(
+            found,
+            [
+                "wf.yaml:2:10: warning: event.body.commits[*].idd is not in sample push.json | did you mean 'id'?",
+            ]
+        );
+        // A singular query gives the mapping itself: no list to run over.
+        let mapping = readings
+            .iter()
+            .find(|r| r.source == "$.repository")
+            .expect("the query");
+        assert!(mapping.expects_list);
+    }
+
+    #[test]
+    fn a_foreach_over_something_that_is_not_a_list() {
+        let yaml = "items: \"{{ event.body.repository }}\"\n";
+        let readings = readings(yaml, |c, _, node| {
+            let mark = c.readings.len();
+            c.value(node);
+            c.bind_item("item", node, mark);
+        });
+        let found = warnings(&readings, &[push()]);
+        assert_eq!(
+            found,
+            ["wf.yaml:1:9: warning: `items` gives a mapping in sample push.json, not a list | a `foreach` runs once per item of a list"]
+        );
+    }
+
+    #[test]
+    fn body_in_a_key_is_the_event_body() {
+        let file = SourceFile::new("wf.yaml", "key: \"{{ body.repository.id }}\"\n");
+        let root = yaml::parse(&file).expect("yaml");
+        let mut c = Compiler::new(file, CompileOptions::default());
+        c.scope.locals.insert("body".to_owned());
+        c.scope
+            .bindings
+            .insert("body".to_owned(), Binding::Body);
+        c.text(&root.as_map().expect("map")[0].1, "key");
+        let found = warnings(&c.readings, &[push()]);
+        assert_eq!(
+            found,
+            ["wf.yaml:1:10: warning: event.body.repository.id is not in sample push.json | event.body.repository has: full_name, owner"]
+        );
+    }
+
+    #[test]
+    fn path_text_writes_what_a_template_would() {
+        let steps = [
+            PathStep::Key("order".into()),
+            PathStep::Key("@id".into()),
+            PathStep::Index(0),
+            PathStep::Each,
+            PathStep::Key("it's".into()),
+        ];
+        assert_eq!(
+            path_text(&steps),
+            r"event.body.order['@id'][0][*]['it\'s']"
+        );
+    }
+
+    #[test]
+    fn nothing_is_checked_without_samples() {
+        let readings = values("a: \"{{ event.body.anything }}\"\n");
+        assert!(check(&readings, &[]).is_empty());
+    }
+}
