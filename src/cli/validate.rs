@@ -201,7 +201,8 @@ fn is_sample_file(path: &Path) -> bool {
 
 /// A sample body, parsed as the server parses a request body of its content type.
 fn read_sample(path: &Path) -> anyhow::Result<Sample> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read payload {}", path.display()))?;
+    let raw =
+        std::fs::read(path).with_context(|| format!("cannot read payload {}", path.display()))?;
     let content_type = sample_content_type(path, &raw)?;
     let body = parse_body(content_type.as_deref(), &raw, &BodyLimits::default())
         .with_context(|| format!("payload {} cannot be parsed", path.display()))?;

@@ -149,7 +149,12 @@ impl Compiler {
     /// since `mark` (the length of `readings` before), when that value is one template or
     /// query; else the name stands for nothing followable, hiding an outer one. Returns the
     /// bindings to restore after the loop's steps.
-    pub fn bind_item(&mut self, name: &str, items: &Node, mark: usize) -> BTreeMap<String, Binding> {
+    pub fn bind_item(
+        &mut self,
+        name: &str,
+        items: &Node,
+        mark: usize,
+    ) -> BTreeMap<String, Binding> {
         let saved = self.scope.bindings.clone();
         let whole_value = items.as_str().is_some()
             || items

@@ -346,15 +346,27 @@ fn judge_type(read: &BodyRead, walks: &[(&Sample, Walk<'_>)]) -> Option<Diagnost
     let path = path_text(&read.steps);
     let (message, hint) = match read.usage {
         Check::Countable => (
-            format!("{path} is {} in sample {}, which has no length", kind(value), sample.name),
+            format!(
+                "{path} is {} in sample {}, which has no length",
+                kind(value),
+                sample.name
+            ),
             "`length` counts the items of a list or a mapping, or the characters of text",
         ),
         Check::Iterable => (
-            format!("{path} is {} in sample {}, which cannot be looped over", kind(value), sample.name),
+            format!(
+                "{path} is {} in sample {}, which cannot be looped over",
+                kind(value),
+                sample.name
+            ),
             "`{% for %}` walks a list, a mapping's keys or the characters of text",
         ),
         Check::List => (
-            format!("`items` gives {} in sample {}, not a list", kind(value), sample.name),
+            format!(
+                "`items` gives {} in sample {}, not a list",
+                kind(value),
+                sample.name
+            ),
             "a `foreach` runs once per item of a list",
         ),
         Check::Anything => return None,
@@ -563,7 +575,9 @@ mod tests {
         );
         assert_eq!(
             found,
-            ["wf.yaml:1:8: warning: event.body.repository.ful_name is not in sample push.json | did you mean 'full_name'?"]
+            [
+                "wf.yaml:1:8: warning: event.body.repository.ful_name is not in sample push.json | did you mean 'full_name'?"
+            ]
         );
         let found = warnings(
             &values("a: \"x {{ event.body.repositry.owner.login }}\"\n"),
@@ -571,12 +585,16 @@ mod tests {
         );
         assert_eq!(
             found,
-            ["wf.yaml:1:10: warning: event.body.repositry.owner.login is not in sample push.json | event.body has no 'repositry'; did you mean 'repository'?"]
+            [
+                "wf.yaml:1:10: warning: event.body.repositry.owner.login is not in sample push.json | event.body has no 'repositry'; did you mean 'repository'?"
+            ]
         );
         let found = warnings(&values("a: \"{{ event.body.labels }}\"\n"), &[push()]);
         assert_eq!(
             found,
-            ["wf.yaml:1:8: warning: event.body.labels is not in sample push.json | event.body has: commits, pull_request, ref, repository, size"]
+            [
+                "wf.yaml:1:8: warning: event.body.labels is not in sample push.json | event.body has: commits, pull_request, ref, repository, size"
+            ]
         );
     }
 
@@ -597,7 +615,9 @@ mod tests {
                     d: \"{% if event.body.repository is defined %}{{ event.body.repository.nmae }}{% endif %}\"\n";
         let found = warnings(&values(yaml), &[push()]);
         assert_eq!(found.len(), 2, "{found:#?}");
-        assert!(found[0].starts_with("wf.yaml:2:8: warning: event.body.nope.deeper is not in sample push.json"));
+        assert!(found[0].starts_with(
+            "wf.yaml:2:8: warning: event.body.nope.deeper is not in sample push.json"
+        ));
         // The guard proves `repository` there; what is read inside it must still exist.
         assert_eq!(
             found[1],
@@ -632,7 +652,9 @@ mod tests {
         });
         let found = warnings(&readings, &[push()]);
         assert_eq!(found.len(), 1, "{found:#?}");
-        assert!(found[0].starts_with("wf.yaml:2:10: warning: event.body.issue.number is not in sample push.json"));
+        assert!(found[0].starts_with(
+            "wf.yaml:2:10: warning: event.body.issue.number is not in sample push.json"
+        ));
     }
 
     #[test]
@@ -663,13 +685,16 @@ mod tests {
         let found = warnings(&values(yaml), &[push(), other]);
         assert_eq!(
             found,
-            ["wf.yaml:2:8: warning: event.body.delted is in none of the samples push.json, tag.json | did you mean 'deleted'?"]
+            [
+                "wf.yaml:2:8: warning: event.body.delted is in none of the samples push.json, tag.json | did you mean 'deleted'?"
+            ]
         );
     }
 
     #[test]
     fn below_a_null_or_past_a_list_s_end_nothing_is_known() {
-        let yaml = "a: \"{{ event.body.pull_request.title }} {{ event.body.commits[5].whatever }}\"\n";
+        let yaml =
+            "a: \"{{ event.body.pull_request.title }} {{ event.body.commits[5].whatever }}\"\n";
         assert_eq!(warnings(&values(yaml), &[push()]), Vec::<String>::new());
     }
 
@@ -679,7 +704,9 @@ mod tests {
                     items2: { jsonpath: \"$.repository\" }\nlog2: \"{{ item }}\"\n";
         let readings = readings(yaml, |c, key, node| match key {
             "items" | "items2" => {
-                c.scope.locals.extend(["commit".to_owned(), "item".to_owned()]);
+                c.scope
+                    .locals
+                    .extend(["commit".to_owned(), "item".to_owned()]);
                 let mark = c.readings.len();
                 c.value(node);
                 let name = if key == "items" { "commit" } else { "item" };
@@ -715,7 +742,9 @@ mod tests {
         let found = warnings(&readings, &[push()]);
         assert_eq!(
             found,
-            ["wf.yaml:1:9: warning: `items` gives a mapping in sample push.json, not a list | a `foreach` runs once per item of a list"]
+            [
+                "wf.yaml:1:9: warning: `items` gives a mapping in sample push.json, not a list | a `foreach` runs once per item of a list"
+            ]
         );
     }
 
@@ -725,14 +754,14 @@ mod tests {
         let root = yaml::parse(&file).expect("yaml");
         let mut c = Compiler::new(file, CompileOptions::default());
         c.scope.locals.insert("body".to_owned());
-        c.scope
-            .bindings
-            .insert("body".to_owned(), Binding::Body);
+        c.scope.bindings.insert("body".to_owned(), Binding::Body);
         c.text(&root.as_map().expect("map")[0].1, "key");
         let found = warnings(&c.readings, &[push()]);
         assert_eq!(
             found,
-            ["wf.yaml:1:10: warning: event.body.repository.id is not in sample push.json | event.body.repository has: full_name, owner"]
+            [
+                "wf.yaml:1:10: warning: event.body.repository.id is not in sample push.json | event.body.repository has: full_name, owner"
+            ]
         );
     }
 
@@ -745,10 +774,7 @@ mod tests {
             PathStep::Each,
             PathStep::Key("it's".into()),
         ];
-        assert_eq!(
-            path_text(&steps),
-            r"event.body.order['@id'][0][*]['it\'s']"
-        );
+        assert_eq!(path_text(&steps), r"event.body.order['@id'][0][*]['it\'s']");
     }
 
     #[test]

@@ -174,7 +174,10 @@ impl<'s> Walker<'s> {
             }
             ast::Expr::GetAttr(attr) => {
                 let mut resolved = self.resolve(&attr.expr)?;
-                resolved.path.steps.push(PathStep::Key(attr.name.to_owned()));
+                resolved
+                    .path
+                    .steps
+                    .push(PathStep::Key(attr.name.to_owned()));
                 Some(resolved)
             }
             ast::Expr::GetItem(item) => {
@@ -252,7 +255,10 @@ impl<'s> Walker<'s> {
             }
             ast::Expr::Slice(slice) => {
                 self.value(&slice.expr);
-                for bound in [&slice.start, &slice.stop, &slice.step].into_iter().flatten() {
+                for bound in [&slice.start, &slice.stop, &slice.step]
+                    .into_iter()
+                    .flatten()
+                {
                     self.value(bound);
                 }
             }
@@ -337,7 +343,10 @@ impl<'s> Walker<'s> {
             ast::Expr::Test(test)
                 if (test.name == "defined" && truth) || (test.name == "undefined" && !truth) =>
             {
-                self.resolve(&test.expr).map(|r| r.path).into_iter().collect()
+                self.resolve(&test.expr)
+                    .map(|r| r.path)
+                    .into_iter()
+                    .collect()
             }
             ast::Expr::UnaryOp(op) if matches!(op.op, ast::UnaryOpKind::Not) => {
                 self.facts(&op.expr, !truth)
@@ -461,7 +470,9 @@ impl<'s> Walker<'s> {
         let when_true = self.facts(&if_cond.expr, true);
         let when_false = self.facts(&if_cond.expr, false);
         let mut set = Vec::new();
-        self.under(when_true, |w| set.extend(w.scoped(Vec::new(), &if_cond.true_body)));
+        self.under(when_true, |w| {
+            set.extend(w.scoped(Vec::new(), &if_cond.true_body))
+        });
         self.under(when_false, |w| {
             set.extend(w.scoped(Vec::new(), &if_cond.false_body));
         });
@@ -568,7 +579,8 @@ mod tests {
 
     #[test]
     fn paths_are_found_with_their_position_in_the_text() {
-        let reads = template_reads("Hi {{ event.body.user['name'] }}!\n{{ event.body.items[0].id }}");
+        let reads =
+            template_reads("Hi {{ event.body.user['name'] }}!\n{{ event.body.items[0].id }}");
         assert_eq!(
             paths(&reads),
             ["event.body.user.name", "event.body.items[0].id"]
@@ -638,7 +650,10 @@ mod tests {
         let reads = expression_reads(
             "event.body.a.b | default('x') ~ (event.body.c is defined) ~ event.body.d",
         );
-        assert_eq!(paths(&reads), ["event.body.a.b", "event.body.c", "event.body.d"]);
+        assert_eq!(
+            paths(&reads),
+            ["event.body.a.b", "event.body.c", "event.body.d"]
+        );
         assert!(reads[0].tolerates(2) && !reads[0].tolerates(1));
         assert!(reads[1].tolerates(1) && !reads[1].tolerates(0));
         assert!(reads[2].tolerated.is_empty());
@@ -657,9 +672,8 @@ mod tests {
         assert!(by_path["event.body.x"].tolerated.is_empty());
         assert!(by_path["event.body.y"].tolerated.is_empty());
         assert!(by_path["event.body.q.z"].tolerates(1));
-        let guarded = expression_reads(
-            "event.body.a is defined and event.body.a.b == 1 or event.body.c",
-        );
+        let guarded =
+            expression_reads("event.body.a is defined and event.body.a.b == 1 or event.body.c");
         assert_eq!(
             paths(&guarded),
             ["event.body.a", "event.body.a.b", "event.body.c"]

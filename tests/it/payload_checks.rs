@@ -57,7 +57,10 @@ fn a_misspelled_key_warns_at_its_line_and_column_with_the_key_the_payload_has() 
     assert!(text.contains("= hint: did you mean 'full_name'?"), "{text}");
     // The correct path on line 6 says nothing.
     assert!(!text.contains("push.yaml:6:"), "{text}");
-    assert!(text.contains(&format!("samples push: {payload}\n")), "{text}");
+    assert!(
+        text.contains(&format!("samples push: {payload}\n")),
+        "{text}"
+    );
     assert!(
         text.ends_with("ok: 1 workflow file(s), 1 workflow(s), 1 warning(s)\n"),
         "{text}"
@@ -180,7 +183,8 @@ fn xml_samples_are_parsed_like_request_bodies_and_a_headers_file_names_the_type(
     let output = validate(dir.path(), &["push.yaml", "--payload", "payment.txt"]);
     let text = stdout(&output);
     assert!(
-        text.contains("['@typ'] is not in sample payment.txt\n") && text.ends_with("1 warning(s)\n"),
+        text.contains("['@typ'] is not in sample payment.txt\n")
+            && text.ends_with("1 warning(s)\n"),
         "{text}"
     );
 }
@@ -200,7 +204,8 @@ fn a_missing_or_unparsable_payload_is_an_error() {
     let output = validate(dir.path(), &["push.yaml", "--payload", "cut.json"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).contains("error: payload cut.json cannot be parsed: invalid JSON at line 1"),
+        stderr(&output)
+            .contains("error: payload cut.json cannot be parsed: invalid JSON at line 1"),
         "{}",
         stderr(&output)
     );
@@ -211,7 +216,8 @@ fn a_missing_or_unparsable_payload_is_an_error() {
     let output = validate(dir.path(), &["push.yaml"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).contains("error: payload push.samples/cut.xml cannot be parsed: invalid XML"),
+        stderr(&output)
+            .contains("error: payload push.samples/cut.xml cannot be parsed: invalid XML"),
         "{}",
         stderr(&output)
     );
@@ -246,7 +252,11 @@ fn the_examples_read_nothing_their_payloads_lack() {
         let output = validate(&dir, &args);
         let text = stdout(&output);
         assert!(output.status.success(), "{}\n{text}", dir.display());
-        assert!(text.contains("samples "), "{}: not checked\n{text}", dir.display());
+        assert!(
+            text.contains("samples "),
+            "{}: not checked\n{text}",
+            dir.display()
+        );
         assert!(!text.contains("warning:"), "{}\n{text}", dir.display());
         checked += 1;
     }
