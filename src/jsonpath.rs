@@ -15,6 +15,17 @@ pub struct JsonPath {
     query: JpQuery,
 }
 
+/// One step of a path into a JSON value, as a query or a template walks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    /// A member of a mapping: `.name`, `['name']`.
+    Key(String),
+    /// An element of a list: `[0]`; a negative index counts from the end.
+    Index(i64),
+    /// Each child: a loop's item, or a query's `[*]`, slice or filter selector.
+    Each,
+}
+
 /// Why a JSONPath query could not be compiled.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid JSONPath `{source_text}`: {message}")]
@@ -60,6 +71,26 @@ impl JsonPath {
             Segment::Selectors(list) => list.len() == 1 && list.iter().all(single),
             Segment::Descendant(_) => false,
         })
+    }
+
+    /// The query as path steps, as far as each segment goes one level down, and whether that is
+    /// the whole query: a descendant segment (`..`) or several selectors (`['a','b']`) end it.
+    pub fn steps(&self) -> (Vec<PathStep>, bool) {
+        use jsonpath_rust::parser::model::{Segment, Selector};
+        let step = |s: &Selector| match s {
+            Selector::Name(name) => PathStep::Key(name.clone()),
+            Selector::Index(i) => PathStep::Index(*i),
+            Selector::Wildcard | Selector::Slice(..) | Selector::Filter(_) => PathStep::Each,
+        };
+        let mut steps = Vec::new();
+        for segment in &self.query.segments {
+            match segment {
+                Segment::Selector(s) => steps.push(step(s)),
+                Segment::Selectors(list) if list.len() == 1 => steps.push(step(&list[0])),
+                Segment::Selectors(_) | Segment::Descendant(_) => return (steps, false),
+            }
+        }
+        (steps, true)
     }
 
     /// The selection as one value. A singular query gives its node or null; any other query
@@ -125,6 +156,33 @@ mod tests {
         assert_eq!(select("$.d[?@.b > 5]"), json!([]));
         assert_eq!(select("$..c"), json!(["x"]));
         assert_eq!(select("$.a[0:1].b"), json!([1]));
+    }
+
+    #[test]
+    fn steps_follow_the_query_until_it_stops_going_one_level_down() {
+        let steps = |q: &str| JsonPath::compile(q).unwrap().steps();
+        let key = |k: &str| PathStep::Key(k.to_owned());
+        assert_eq!(steps("$"), (vec![], true));
+        assert_eq!(
+            steps("$.a['b c'][2]"),
+            (vec![key("a"), key("b c"), PathStep::Index(2)], true)
+        );
+        assert_eq!(
+            steps("$.a[*].b[1:][?@.x].c"),
+            (
+                vec![
+                    key("a"),
+                    PathStep::Each,
+                    key("b"),
+                    PathStep::Each,
+                    PathStep::Each,
+                    key("c")
+                ],
+                true
+            )
+        );
+        assert_eq!(steps("$.a..b"), (vec![key("a")], false));
+        assert_eq!(steps("$.a['b','c'].d"), (vec![key("a")], false));
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub struct ValidateArgs {
     /// `email.from` of hookflow.yaml]
     #[arg(long, env = "HOOKFLOW_EMAIL_FROM")]
     pub email_from: Option<String>,
+    /// A sample request body (JSON, XML or form) to check every `event.body` path the
+    /// workflows read against (repeatable); samples in `<workflow>.samples/` are read too
+    #[arg(long = "payload", value_name = "FILE")]
+    pub payloads: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,9 +1,10 @@
 //! Checking a workflow's node tree and compiling it: every problem is collected, none stops the pass.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::paths::{Binding, Form, Reading};
 use super::units::{parse_duration, parse_size};
 use super::yaml::{Key, Node, NodeValue};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
@@ -22,6 +23,11 @@ pub struct Scope {
     pub secrets: BTreeSet<String>,
     /// Names bound by an enclosing construct, readable as top-level variables.
     pub locals: BTreeSet<String>,
+    /// What some of those names stand for, for checks against sample payloads.
+    pub bindings: BTreeMap<String, Binding>,
+    /// Expressions known to hold here: the step's `if`, the `filter` steps above it in its
+    /// block. For checks against sample payloads (`is defined` in them guards a path).
+    pub assumptions: Vec<Reading>,
 }
 
 pub const CONTEXT_ROOTS: &[&str] = &["event", "vars", "steps", "secrets", "run"];
@@ -87,6 +93,8 @@ pub struct Compiler {
     pub scope: Scope,
     /// The retry policy a step gets when it says nothing: the workflow's or the server's.
     pub retry_default: RetryPolicy,
+    /// Every template, expression and JSONPath query compiled, for `validate --payload`.
+    pub readings: Vec<Reading>,
 }
 
 /// The entries of a mapping after its keys were checked against what the schema allows.
@@ -124,6 +132,70 @@ impl Compiler {
             diagnostics: Diagnostics::default(),
             templates: TemplateSet::new(),
             scope: Scope::default(),
+            readings: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, form: Form, node: &Node, source: &str) {
+        self.readings.push(Reading {
+            form,
+            source: source.to_owned(),
+            node: node.clone(),
+            bindings: self.scope.bindings.clone(),
+            assumptions: self.scope.assumptions.clone(),
+            expects_list: false,
+            presence_test: false,
+        });
+    }
+
+    /// Binds a `foreach` item name to the elements of its `items` value, compiled from `items`
+    /// since `mark` (the length of `readings` before), when that value is one template or
+    /// query; else the name stands for nothing followable, hiding an outer one. Returns the
+    /// bindings to restore after the loop's steps.
+    pub fn bind_item(
+        &mut self,
+        name: &str,
+        items: &Node,
+        mark: usize,
+    ) -> BTreeMap<String, Binding> {
+        let saved = self.scope.bindings.clone();
+        let whole_value = items.as_str().is_some()
+            || items
+                .as_map()
+                .is_some_and(|entries| entries.len() == 1 && entries[0].0.name == "jsonpath");
+        let single = self.readings.len() == mark + 1;
+        match self.readings.get_mut(mark) {
+            Some(reading) if whole_value && single => {
+                reading.expects_list = true;
+                let binding = Binding::ItemOf(Box::new(reading.clone()));
+                self.scope.bindings.insert(name.to_owned(), binding);
+            }
+            _ => {
+                self.scope.bindings.remove(name);
+            }
+        }
+        saved
+    }
+
+    /// Takes the expressions compiled since `mark` (the length of `readings` before) as holding
+    /// for what is compiled from now on in this scope.
+    pub fn assume_since(&mut self, mark: usize) {
+        let held: Vec<Reading> = self
+            .readings
+            .iter()
+            .skip(mark)
+            .filter(|r| r.form == Form::Expression)
+            .cloned()
+            .collect();
+        self.scope.assumptions.extend(held);
+    }
+
+    /// Marks the JSONPath queries compiled since `mark` as tests of presence (`exists`).
+    pub fn presence_tests_since(&mut self, mark: usize) {
+        for reading in self.readings.iter_mut().skip(mark) {
+            if reading.form == Form::JsonPath {
+                reading.presence_test = true;
+            }
         }
     }
 
@@ -370,6 +442,9 @@ impl Compiler {
     fn template_str(&mut self, node: &Node, source: &str) -> Option<ValueTemplate> {
         match ValueTemplate::compile_str(&mut self.templates, source) {
             Ok(template) => {
+                if !template.is_literal() {
+                    self.record(Form::Template, node, source);
+                }
                 let variables = template.variables(&self.templates);
                 self.check_references(node, source, &variables, false);
                 Some(template)
@@ -413,6 +488,9 @@ impl Compiler {
         }
         match Condition::compile(&source) {
             Ok(condition) => {
+                if node.as_str().is_some() {
+                    self.record(Form::Expression, node, &source);
+                }
                 let variables = condition.variables();
                 self.check_references(node, &source, &variables, true);
                 Some(condition)
@@ -492,7 +570,10 @@ impl Compiler {
     pub fn jsonpath(&mut self, node: &Node) -> Option<JsonPath> {
         let source = self.string(node, "jsonpath")?;
         match JsonPath::compile(&source) {
-            Ok(path) => Some(path),
+            Ok(path) => {
+                self.record(Form::JsonPath, node, &source);
+                Some(path)
+            }
             Err(err) => {
                 let col = err.column.unwrap_or(1);
                 let span = node.span_within(1, col, 1);

@@ -148,6 +148,7 @@ fn compile_test(c: &mut Compiler, node: &Node) -> Option<Rule> {
     let mut allowed = SUBJECTS.to_vec();
     allowed.extend_from_slice(OPERATORS);
     let fields = c.fields(node, "a filter rule", &allowed, &[])?;
+    let mark = c.readings.len();
     let subject = match (fields.get("jsonpath"), fields.get("value")) {
         (Some(path), None) => Subject::JsonPath(c.jsonpath(path)?),
         (None, Some(value)) => Subject::Value(c.value(value)?),
@@ -192,6 +193,9 @@ fn compile_test(c: &mut Compiler, node: &Node) -> Option<Rule> {
             return None;
         }
     };
+    if op == "exists" {
+        c.presence_tests_since(mark);
+    }
     let operand = fields.get(op)?;
     let subject_text = match (fields.get("jsonpath"), fields.get("value")) {
         (Some(n), _) | (None, Some(n)) => compact_json(&n.to_json()),

@@ -26,7 +26,9 @@ pub struct ForeachStep {
 impl ForeachStep {
     pub fn compile(c: &mut Compiler, node: &Node) -> Option<Self> {
         let fields = c.fields(node, "`foreach`", KEYS, &["items", "steps"])?;
-        let items = fields.get("items").and_then(|n| c.value(n));
+        let mark = c.readings.len();
+        let items_node = fields.get("items");
+        let items = items_node.and_then(|n| c.value(n));
         let binding = match fields.get("as") {
             Some(n) => c.string(n, "`as`").and_then(|name| {
                 let valid = name.starts_with(|ch: char| ch.is_ascii_alphabetic() || ch == '_')
@@ -56,9 +58,13 @@ impl ForeachStep {
             None => Some(1),
         };
         let locals = [binding.as_deref().unwrap_or(DEFAULT_BINDING), "loop"];
+        let outer = items_node.map(|n| c.bind_item(locals[0], n, mark));
         let steps = fields
             .get("steps")
             .and_then(|n| compile_block(c, n, "`foreach` `steps`", &locals));
+        if let Some(outer) = outer {
+            c.scope.bindings = outer;
+        }
         Some(Self {
             items: items?,
             binding: binding?,

@@ -436,6 +436,7 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
     let mut allowed = all_step_keys();
     allowed.extend(reported);
     let common = c.fields(node, "a step", &allowed, &[])?;
+    let mark = c.readings.len();
     let condition = common.get("if").and_then(|n| c.condition(n, "`if`"));
     let timeout = common
         .get("timeout")
@@ -452,7 +453,15 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         Some(n) => c.string(n, "a step name")?,
         None => format!("{}-{position}", kind.as_str()),
     };
-    let compiled = compile_kind(c, kind, &kind_key.span, body)?;
+    // The step's `if` holds inside it; a `filter` without one, for the steps after it.
+    let outer = c.scope.assumptions.clone();
+    c.assume_since(mark);
+    let compiled = compile_kind(c, kind, &kind_key.span, body);
+    c.scope.assumptions = outer;
+    let compiled = compiled?;
+    if condition.is_none() && matches!(compiled, StepKind::Filter(_)) {
+        c.assume_since(mark);
+    }
     Some(Step {
         name,
         span: kind_key.span.clone(),

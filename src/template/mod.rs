@@ -6,6 +6,7 @@
 //! form); expressions are compiled against one shared environment with the same configuration.
 
 pub mod filters;
+pub mod paths;
 pub mod size;
 
 use std::collections::BTreeSet;

@@ -1,5 +1,6 @@
-//! Loading: the workflow files under the given paths (`*.yaml`/`*.yml`, test files skipped),
-//! each compiled, and the set checked as a whole into a registry or diagnostics.
+//! Loading: the workflow files under the given paths (`*.yaml`/`*.yml`, test files and folders
+//! of sample payloads skipped), each compiled, and the set checked as a whole into a registry
+//! or diagnostics.
 
 use super::*;
 
@@ -10,11 +11,32 @@ pub(super) fn file_stem(path: &str) -> String {
         .unwrap_or_else(|| path.to_owned())
 }
 
+/// What names a folder of sample payloads beside a workflow file: `push.yaml` keeps its samples
+/// in `push.samples/`. Loading never reads such a folder as workflows.
+pub const SAMPLES_SUFFIX: &str = ".samples";
+
+/// The folder of sample payloads of a workflow file: `<folder>/<file stem>.samples`.
+pub fn samples_dir(workflow_file: &Path) -> PathBuf {
+    let stem = file_stem(&workflow_file.to_string_lossy());
+    let name = format!("{stem}{SAMPLES_SUFFIX}");
+    match workflow_file.parent() {
+        Some(parent) => parent.join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+fn is_samples_dir(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.to_string_lossy().ends_with(SAMPLES_SUFFIX))
+}
+
 /// The result of loading a set of files: what compiled, and every problem found.
 pub struct Loaded {
     pub registry: Registry,
     pub diagnostics: Diagnostics,
     pub files: usize,
+    /// What each compiled file's templates and queries read, by the file's path.
+    pub readings: BTreeMap<String, Vec<Reading>>,
 }
 
 /// The workflow files under the given paths: files as given, directories searched for
@@ -38,7 +60,9 @@ pub(super) fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            collect_dir(&path, out)?;
+            if !is_samples_dir(&path) {
+                collect_dir(&path, out)?;
+            }
             continue;
         }
         let name = path
@@ -75,17 +99,20 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> 
     let mut registry = Registry::default();
     let files = sources.len();
     let mut names: BTreeMap<String, Span> = BTreeMap::new();
+    let mut readings = BTreeMap::new();
     // Files that did not compile, by the name they would most likely have had: a call of one
     // is not reported again as a call of an unknown workflow.
     let mut broken: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for file in sources {
         let stem = file_stem(&file.path);
-        let (workflow, problems) = compile_file(file, options);
+        let path = file.path.clone();
+        let (workflow, problems, file_readings) = compile_file_with_readings(file, options);
         diagnostics.extend(problems);
         let Some(workflow) = workflow else {
             broken.insert(stem);
             continue;
         };
+        readings.insert(path, file_readings);
         let name_span = workflow.name_span.clone();
         if let Some(first) = names.get(&workflow.name) {
             diagnostics.push(
@@ -112,5 +139,6 @@ pub fn load_sources(sources: Vec<Arc<SourceFile>>, options: &CompileOptions) -> 
         registry,
         diagnostics,
         files,
+        readings,
     }
 }

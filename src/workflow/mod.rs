@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
 pub use crate::lang::compile::CompileOptions;
 use crate::lang::compile::{self, Compiler, Fields, valid_name};
+use crate::lang::paths::Reading;
 use crate::lang::yaml::{self, Node};
 use crate::run::ConcurrencyMode;
 use crate::steps::{self, Step};
@@ -94,20 +95,31 @@ pub fn compile_file(
     file: Arc<SourceFile>,
     options: &CompileOptions,
 ) -> (Option<Workflow>, Diagnostics) {
+    let (workflow, diagnostics, _) = compile_file_with_readings(file, options);
+    (workflow, diagnostics)
+}
+
+/// Compile one workflow file, keeping every template, expression and query it compiled (for
+/// checks against sample payloads).
+pub fn compile_file_with_readings(
+    file: Arc<SourceFile>,
+    options: &CompileOptions,
+) -> (Option<Workflow>, Diagnostics, Vec<Reading>) {
     let mut c = Compiler::new(Arc::clone(&file), options.clone());
     let node = match yaml::parse(&file) {
         Ok(node) => node,
         Err(d) => {
             c.push(d);
-            return (None, c.diagnostics);
+            return (None, c.diagnostics, Vec::new());
         }
     };
     let workflow = compile_workflow(&mut c, &node);
     let diagnostics = std::mem::take(&mut c.diagnostics);
+    let readings = std::mem::take(&mut c.readings);
     if diagnostics.has_errors() {
-        (None, diagnostics)
+        (None, diagnostics, readings)
     } else {
-        (workflow, diagnostics)
+        (workflow, diagnostics, readings)
     }
 }
 
@@ -163,7 +175,9 @@ fn compile_workflow(c: &mut Compiler, node: &Node) -> Option<Workflow> {
         .unwrap_or_default();
     let compiled_steps = compile_steps(c, &step_nodes, 0);
     // Handlers run after any main step may have failed: each main step is readable there
-    // (test `steps.x is defined` for one that may not have run).
+    // (test `steps.x is defined` for one that may not have run), and no `filter` is known to
+    // have held.
+    c.scope.assumptions.clear();
     let on_error = compile_steps(c, &handler_nodes, step_nodes.len());
 
     steps::check_paths(c, compiled_steps.iter().chain(on_error.iter()));
@@ -364,12 +378,9 @@ fn warn_unanswered_respond(c: &mut Compiler, main: &[Step], webhook: Option<&Web
 fn compile_concurrency(c: &mut Compiler, node: &Node) -> Option<Concurrency> {
     let fields = c.fields(node, "`concurrency`", CONCURRENCY_KEYS, &["key"])?;
     // The key is computed when the event is accepted: only the event is there to read.
-    let saved = std::mem::take(&mut c.scope.locals);
-    c.scope.locals = DEDUPE_LOCALS.iter().map(|s| (*s).to_owned()).collect();
     let key = fields
         .get("key")
-        .and_then(|n| c.text(n, "`concurrency` `key`"));
-    c.scope.locals = saved;
+        .and_then(|n| event_key(c, |c| c.text(n, "`concurrency` `key`")));
     let limit = match fields.get("limit") {
         Some(n) => {
             steps::positive_int(c, n, "`concurrency` `limit`").and_then(|l| u32::try_from(l).ok())

@@ -2,6 +2,7 @@
 //! limit, dedupe key, and the signature or token `verify` checks, compiled from YAML.
 
 use super::*;
+use crate::lang::paths::Binding;
 
 pub const WEBHOOK_KEYS: &[&str] = &[
     "path",
@@ -260,11 +261,21 @@ pub(super) fn compile_dedupe(c: &mut Compiler, node: &Node) -> Option<Dedupe> {
         None => (node, DEFAULT_DEDUPE_WINDOW),
     };
     // The key is computed before any step runs: only the event is there to read.
-    let saved = std::mem::take(&mut c.scope.locals);
-    c.scope.locals = DEDUPE_LOCALS.iter().map(|s| (*s).to_owned()).collect();
-    let key = c.text(key_node, "`dedupe` key");
-    c.scope.locals = saved;
+    let key = event_key(c, |c| c.text(key_node, "`dedupe` key"));
     Some(Dedupe { key: key?, window })
+}
+
+/// Compiles a key computed from the event alone, whose fields it also reads by their own names
+/// (`body` is `event.body`): a dedupe or a concurrency key.
+pub(super) fn event_key<T>(c: &mut Compiler, compile: impl FnOnce(&mut Compiler) -> T) -> T {
+    let locals = DEDUPE_LOCALS.iter().map(|s| (*s).to_owned()).collect();
+    let saved_locals = std::mem::replace(&mut c.scope.locals, locals);
+    let bindings = BTreeMap::from([("body".to_owned(), Binding::Body)]);
+    let saved_bindings = std::mem::replace(&mut c.scope.bindings, bindings);
+    let compiled = compile(c);
+    c.scope.locals = saved_locals;
+    c.scope.bindings = saved_bindings;
+    compiled
 }
 
 /// The `verify` entry that checks the client address rather than a signature.

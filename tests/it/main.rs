@@ -24,6 +24,7 @@ mod jsonpath_cts;
 mod logs;
 mod manual;
 mod multinode;
+mod payload_checks;
 mod reload;
 mod schedule;
 mod schema;
