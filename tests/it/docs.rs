@@ -1,6 +1,7 @@
 //! The docs stay true to the code: docs/language.md has a section for every step kind, names every
 //! key and filter operator, and its full examples (fenced ```yaml blocks whose first line is
-//! `# validate`) pass `hookflow validate`; docs/cli.md names every command, flag and variable.
+//! `# validate`) pass `hookflow validate`; docs/cli.md names every command, flag and variable;
+//! nothing that exists is called missing, and the examples' README commands run.
 
 use std::path::Path;
 use std::process::Command;
@@ -290,4 +291,169 @@ fn every_command_flag_and_variable_is_in_the_cli_reference() {
         "docs/cli.md does not mention:\n{}",
         missing.join("\n")
     );
+}
+
+/// Every markdown file a user reads: docs/, the README, ARCHITECTURE.md, the examples' READMEs.
+fn user_docs() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    for dir in [root.join("docs"), root.join("examples")] {
+        let mut stack = vec![dir];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "md") {
+                    files.push(path);
+                }
+            }
+        }
+    }
+    files
+        .into_iter()
+        .filter(|p| !p.ends_with("docs/benchmarks.md"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read");
+            (
+                p.strip_prefix(root).expect("inside").display().to_string(),
+                text,
+            )
+        })
+        .collect()
+}
+
+/// The `backticked` words of a text.
+fn backticked(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A doc that says a command, a step kind or a `verify` preset does not exist yet, or is not
+/// implemented, while it does, is wrong: the sentence must go when the thing arrives.
+#[test]
+fn nothing_that_exists_is_called_missing() {
+    let commands: Vec<String> = commands().into_iter().map(|(name, _)| name).collect();
+    let kinds = hookflow::steps::KindName::names();
+    let presets: Vec<&str> = hookflow::verify::Scheme::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    let exists = |word: &str| {
+        let word = word.trim_end_matches(':').trim();
+        commands
+            .iter()
+            .any(|c| c == word || c.starts_with(&format!("{word} ")))
+            || kinds.contains(&word)
+            || presets.contains(&word)
+            || word == "verify"
+    };
+    let missing_words = ["not implemented", "not yet", "no `verify"];
+    let mut wrong = Vec::new();
+    for (file, text) in user_docs() {
+        // A "Not yet" section: every name in it.
+        if let Some(start) = text.find("## Not yet") {
+            let section = &text[start..];
+            let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+            for word in backticked(&section[..end]) {
+                if exists(&word) {
+                    wrong.push(format!("{file}: `{word}` is listed under Not yet"));
+                }
+            }
+        }
+        // A line that calls something missing.
+        for line in text.lines() {
+            let lower = line.to_lowercase();
+            if !missing_words.iter().any(|w| lower.contains(w)) {
+                continue;
+            }
+            for word in backticked(line) {
+                if exists(&word) {
+                    wrong.push(format!("{file}: calls `{word}` missing: {line}"));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs call existing things missing:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// The `sh` blocks of a markdown text, as commands: continuation lines joined, comments dropped.
+fn shell_commands(text: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut inside = false;
+    let mut current = String::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            inside = line.trim() == "```sh" && !inside;
+            continue;
+        }
+        if !inside || line.trim_start().starts_with('#') {
+            continue;
+        }
+        match line.trim_end().strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(line);
+                commands.push(std::mem::take(&mut current).trim().to_owned());
+            }
+        }
+    }
+    commands
+}
+
+/// The offline commands each example's README shows (`hookflow run`, `test`, `validate`) run
+/// as written, from the repository root, and succeed. (`serve`, `curl` and `send` need a
+/// running server: the examples' end-to-end tests cover those.)
+#[test]
+fn the_commands_in_the_examples_readmes_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_hookflow"))
+        .parent()
+        .expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ran = 0;
+    for (file, text) in user_docs()
+        .into_iter()
+        .filter(|(f, _)| f.starts_with("examples/"))
+    {
+        for command in shell_commands(&text) {
+            let program = command
+                .split_whitespace()
+                .find(|word| !word.contains('='))
+                .unwrap_or_default();
+            let sub = command
+                .split_whitespace()
+                .skip_while(|w| *w != "hookflow")
+                .nth(1);
+            if program != "hookflow" || !matches!(sub, Some("run" | "test" | "validate")) {
+                continue;
+            }
+            let output = Command::new("bash")
+                .args(["-c", &command])
+                .current_dir(root)
+                .env("PATH", &path)
+                .env_remove("HOOKFLOW_CONFIG")
+                .output()
+                .expect("bash");
+            assert!(
+                output.status.success(),
+                "{file}: `{command}` failed:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 12, "only {ran} README commands found to run");
 }
