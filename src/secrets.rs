@@ -31,6 +31,19 @@ impl SecretSource {
         Some(value.to_owned())
     }
 
+    /// How to give secret `name` a value, for messages about an unset one.
+    pub fn where_to_set(&self, name: &str) -> String {
+        match &self.dir {
+            Some(dir) => format!(
+                "set {name} in the environment, or write it to {}",
+                dir.join(name).display()
+            ),
+            None => format!(
+                "set {name} in the environment, or in a secrets folder (--secrets-dir / HOOKFLOW_SECRETS_DIR) as a file named {name}"
+            ),
+        }
+    }
+
     /// The values of the secrets named (those a workflow declared); unset ones are left out.
     pub fn resolve<'a>(
         &self,

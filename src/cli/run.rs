@@ -57,6 +57,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    note_unchecked_verify(&workflow);
     let callees = LoadedCallees {
         registry: &registry,
         secrets: &settings.secrets,
@@ -75,6 +76,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let outcome = execute_with_retries(request, stand_ins.as_ref()).await?;
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     report(&run, &outcome, elapsed)
+}
+
+/// `verify` guards the server's door, which an in-process run does not go through: say so
+/// rather than pass over it in silence.
+fn note_unchecked_verify(workflow: &Workflow) {
+    let Some(verify) = workflow.webhook.as_ref().and_then(|t| t.verify.as_ref()) else {
+        return;
+    };
+    let presets: Vec<&str> = verify
+        .presets
+        .iter()
+        .map(|p| p.preset.scheme.as_str())
+        .collect();
+    eprintln!(
+        "note: verify ({}) is not checked by `hookflow run`: it guards the server's door; `hookflow send` tries it against `hookflow serve`",
+        presets.join(", ")
+    );
 }
 
 /// The event the run starts from: the payload file's bytes, parsed like the server parses a

@@ -521,6 +521,11 @@ fn verified(
     }) else {
         return Ok(());
     };
+    let unset: Vec<String> = secrets
+        .missing(&workflow.secrets)
+        .iter()
+        .map(|name| secrets.where_to_set(name))
+        .collect();
     let secrets = secrets.resolve(&workflow.secrets);
     let context = crate::template::to_template_value(&serde_json::json!({ "secrets": secrets }));
     let scope = Scope {
@@ -531,7 +536,7 @@ fn verified(
     let now = Utc::now().timestamp();
     for preset in &verify.presets {
         let scheme = preset.preset.scheme.as_str();
-        let values = preset_secrets(workflow, &scope, preset, scheme)?;
+        let values = preset_secrets(workflow, &scope, preset, scheme, &unset)?;
         // Twilio's public URL and Basic's user name: rendered like the secrets, and refused
         // alike when they are empty.
         let Some(url) = render_setting(workflow, &scope, scheme, "url", preset.url.as_ref()) else {
@@ -591,21 +596,29 @@ fn verified(
     Ok(())
 }
 
-/// The preset's secrets, rendered; none may be empty or fail to render.
+/// The preset's secrets, rendered; none may be empty or fail to render. `unset` says how to set
+/// each declared secret that has no value, for the operator's log line.
 fn preset_secrets(
     workflow: &Workflow,
     scope: &Scope<'_>,
     preset: &VerifyPreset,
     scheme: &str,
+    unset: &[String],
 ) -> Result<Vec<String>, (RejectReason, String)> {
     let mut values = Vec::with_capacity(preset.secrets.len());
     for template in &preset.secrets {
         match template.render_string(scope) {
             Ok(value) if !value.is_empty() => values.push(value),
-            // A missing secret must never turn into "accept everything".
+            // A missing secret must never turn into "accept everything": the request is
+            // refused, and the log says which secret to set, not how to write templates.
+            _ if !unset.is_empty() => {
+                let fix = unset.join("; ");
+                error!(workflow = %workflow.name, preset = scheme, "the verify secret is not set ({fix}); refusing the request");
+                return misconfigured(scheme, &format!("the secret is not set: {fix}"));
+            }
             Ok(_) => {
-                error!(workflow = %workflow.name, preset = scheme, "the verify secret is empty or not set; refusing the request");
-                return misconfigured(scheme, "the secret is empty or not set");
+                error!(workflow = %workflow.name, preset = scheme, "the verify secret is empty; refusing the request");
+                return misconfigured(scheme, "the secret is empty");
             }
             Err(err) => {
                 error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify secret cannot be rendered; refusing the request");

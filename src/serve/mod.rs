@@ -122,7 +122,8 @@ pub(crate) fn compile_registry(
     }
     for w in loaded.registry.workflows.values() {
         for missing in settings.secrets.missing(&w.secrets) {
-            warn!(workflow = %w.name, secret = %missing, "declared secret is not set in the environment");
+            let hint = settings.secrets.where_to_set(&missing);
+            warn!(workflow = %w.name, secret = %missing, "declared secret is not set: {hint}");
         }
     }
     Ok(loaded.registry)

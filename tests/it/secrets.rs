@@ -39,3 +39,75 @@ steps:
     );
     server.stop().await;
 }
+
+/// An unset secret that `verify` needs is named with where to set it — the environment or the
+/// secrets folder — at start and when a request is refused for it; `hookflow run` says it does
+/// not check `verify`.
+#[tokio::test]
+async fn an_unset_verify_secret_says_where_to_set_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(dir.path().join("workflows")).expect("mkdir");
+    std::fs::create_dir_all(&secrets).expect("mkdir");
+    let workflow = r#"
+name: orders
+on:
+  webhook:
+    path: /hooks/orders
+    verify:
+      shopify: { secret: "{{ secrets.UNSET_SHOPIFY_SECRET }}" }
+secrets: [UNSET_SHOPIFY_SECRET]
+steps:
+  - log: "{{ event.body.id }}"
+"#;
+    std::fs::write(dir.path().join("workflows/orders.yaml"), workflow).expect("write");
+    let secrets_arg = secrets.display().to_string();
+    let server =
+        crate::support::ServeProcess::start_with(dir.path(), &["--secrets-dir", &secrets_arg]);
+    let response = crate::support::client()
+        .post(format!("{}/hooks/orders", server.webhook))
+        .header("content-type", "application/json")
+        .header("x-shopify-hmac-sha256", "bm9wZQ==")
+        .body(r#"{"id": 1}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 401);
+    let fix = format!(
+        "set UNSET_SHOPIFY_SECRET in the environment, or write it to {}",
+        secrets.join("UNSET_SHOPIFY_SECRET").display()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut logs = server.startup.clone();
+    while std::time::Instant::now() < deadline
+        && logs.iter().filter(|l: &&String| l.contains(&fix)).count() < 2
+    {
+        logs.extend(server.logs());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let said: Vec<&String> = logs.iter().filter(|l| l.contains(&fix)).collect();
+    assert!(
+        said.iter()
+            .any(|l| l.contains("declared secret is not set")),
+        "the start-up warning: {logs:#?}"
+    );
+    assert!(
+        said.iter().any(|l| l.contains("refusing the request")),
+        "the refusal: {logs:#?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("is defined")),
+        "template advice: {logs:#?}"
+    );
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["run", "orders", "--dry-run"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    let trace = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        trace.contains("note: verify (shopify) is not checked by `hookflow run`"),
+        "{trace}"
+    );
+}
