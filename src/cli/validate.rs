@@ -82,8 +82,9 @@ pub fn report(inputs: &Inputs<'_>) -> anyhow::Result<(String, bool)> {
     for w in loaded.registry.workflows.values() {
         for secret in secrets.missing(&w.secrets) {
             missing.push(format!(
-                "{}: secret {secret} is not set in this environment",
-                w.name
+                "{}: secret {secret} is not set here ({})",
+                w.name,
+                secrets.where_to_set(&secret)
             ));
         }
     }
