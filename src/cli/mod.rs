@@ -18,10 +18,18 @@ use clap::{Parser, Subcommand};
 
 use crate::observe::telemetry::LogFormat;
 
+/// The version and the commit this binary was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HOOKFLOW_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hookflow",
-    version,
+    version = VERSION,
     about = "Turn incoming webhooks into declarative YAML workflows"
 )]
 pub struct Cli {

@@ -294,3 +294,71 @@ async fn sighup_reloads_the_workflows_of_a_running_server() {
     let (status, _) = server.terminate();
     assert!(status.success());
 }
+
+/// `hookflow --version` names the version and the commit the binary was built from.
+#[test]
+fn version_names_the_commit() {
+    let output = hookflow().arg("--version").output().expect("--version");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let expected_start = format!("hookflow {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = text
+        .strip_prefix(&expected_start)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+    // Built from a Git checkout: the commit is the checkout's (cargo rebuilds on a new commit).
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    if let Ok(head) = head
+        && head.status.success()
+        && std::env::var("HOOKFLOW_COMMIT").is_err()
+    {
+        assert_eq!(commit, String::from_utf8_lossy(&head.stdout).trim(), "{text}");
+    }
+}
+
+/// The systemd unit in examples/ passes `systemd-analyze verify` (where systemd is installed)
+/// and keeps its hardening.
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hookflow.service"),
+    )
+    .expect("examples/hookflow.service");
+    for line in [
+        "User=hookflow",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/hookflow",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit lacks {line}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hookflow.service");
+    // verify checks that ExecStart's program exists: point it at this build.
+    let here = unit.replace("/usr/local/bin/hookflow", env!("CARGO_BIN_EXE_hookflow"));
+    std::fs::write(&path, here).expect("write");
+    match Command::new("systemd-analyze").arg("verify").arg(&path).output() {
+        Ok(output) => assert!(
+            output.status.success() && output.stderr.is_empty(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(_) => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "*** systemd-analyze is not installed: the unit's syntax was not verified ***"
+            );
+        }
+    }
+}
