@@ -27,6 +27,8 @@ pub enum BodyKind {
     Json,
     Form,
     Xml,
+    /// `multipart/form-data`: the text fields; the files are `event.files`.
+    Multipart,
     Text,
 }
 
@@ -49,6 +51,8 @@ pub enum BodyError {
         column: usize,
         reason: String,
     },
+    #[error("invalid multipart body: {0}")]
+    Multipart(#[from] crate::run::multipart::MultipartError),
     #[error("XML entity declarations are not allowed")]
     XmlEntityDeclaration,
     #[error("XML nested deeper than {max_depth} levels")]
@@ -72,6 +76,7 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
         ("application" | "text", "json") => BodyKind::Json,
         ("application", "x-www-form-urlencoded") => BodyKind::Form,
         ("application" | "text", "xml") => BodyKind::Xml,
+        ("multipart", "form-data") => BodyKind::Multipart,
         _ if !kind.is_empty() && subtype.ends_with("+json") => BodyKind::Json,
         _ if !kind.is_empty() && subtype.ends_with("+xml") => BodyKind::Xml,
         _ => BodyKind::Text,
@@ -91,6 +96,11 @@ pub fn parse_body(
         BodyKind::Json => parse_json(raw, limits),
         BodyKind::Form => parse_form(raw),
         BodyKind::Xml => parse_xml(raw, limits),
+        BodyKind::Multipart => {
+            let content_type = content_type.unwrap_or_default();
+            let parts = crate::run::multipart::parts(content_type, raw)?;
+            Ok(Value::Object(crate::run::multipart::fields(&parts)))
+        }
         BodyKind::Text => Ok(Value::String(String::from_utf8_lossy(raw).into_owned())),
     }
 }

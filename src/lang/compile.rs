@@ -40,6 +40,7 @@ const EVENT_FIELDS: &[&str] = &[
     "headers",
     "body",
     "raw",
+    "files",
     "received_at",
     "trigger",
     "scheduled_at",

@@ -110,6 +110,8 @@ struct EventView<'a> {
     headers: &'a Map<String, Json>,
     body: &'a Json,
     raw: std::borrow::Cow<'a, str>,
+    /// The file parts of a `multipart/form-data` body; empty otherwise.
+    files: Vec<Json>,
     received_at: String,
     trigger: &'static str,
     scheduled_at: Option<String>,
@@ -132,6 +134,7 @@ impl<'a> EventView<'a> {
             headers: &event.headers,
             body: &event.body,
             raw,
+            files: files_of(event),
             received_at: event
                 .received_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -148,4 +151,17 @@ impl<'a> EventView<'a> {
             },
         }
     }
+}
+
+/// The file parts of a `multipart/form-data` event, read from its raw bytes.
+fn files_of(event: &Event) -> Vec<Json> {
+    let Some(content_type) = event.headers.get("content-type").and_then(Json::as_str) else {
+        return Vec::new();
+    };
+    if !super::multipart::is_multipart(content_type) {
+        return Vec::new();
+    }
+    super::multipart::parts(content_type, &event.raw)
+        .map(|parts| super::multipart::files(&parts))
+        .unwrap_or_default()
 }

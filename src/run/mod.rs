@@ -5,6 +5,7 @@
 
 mod admission;
 mod event;
+pub mod multipart;
 pub mod payload;
 mod record;
 mod retry;

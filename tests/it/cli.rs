@@ -307,7 +307,8 @@ fn version_names_the_commit() {
         .and_then(|rest| rest.strip_suffix(')'))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(
-        commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "{text}"
     );
     // Built from a Git checkout: the commit is the checkout's (cargo rebuilds on a new commit).
@@ -319,7 +320,11 @@ fn version_names_the_commit() {
         && head.status.success()
         && std::env::var("HOOKFLOW_COMMIT").is_err()
     {
-        assert_eq!(commit, String::from_utf8_lossy(&head.stdout).trim(), "{text}");
+        assert_eq!(
+            commit,
+            String::from_utf8_lossy(&head.stdout).trim(),
+            "{text}"
+        );
     }
 }
 
@@ -347,7 +352,11 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     // verify checks that ExecStart's program exists: point it at this build.
     let here = unit.replace("/usr/local/bin/hookflow", env!("CARGO_BIN_EXE_hookflow"));
     std::fs::write(&path, here).expect("write");
-    match Command::new("systemd-analyze").arg("verify").arg(&path).output() {
+    match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+    {
         Ok(output) => assert!(
             output.status.success() && output.stderr.is_empty(),
             "systemd-analyze verify: {}",

@@ -279,3 +279,97 @@ steps:
     );
     server.stop().await;
 }
+
+/// A `multipart/form-data` upload, sent by curl's `-F`: the text fields are `event.body`, the
+/// files `event.files` (name, filename, content type, size, base64 bytes); a broken form is
+/// refused 400, one over `max_body` 413, and neither is stored.
+// curl runs as a blocking child process: the server needs a thread of its own meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_gives_fields_and_files() {
+    let receiver = Receiver::start().await;
+    receiver.reply("/uploads", 200, "application/json", "{}");
+    let workflow = format!(
+        r#"
+on: {{ webhook: {{ path: /hooks/upload, max_body: 4KiB }} }}
+steps:
+  - name: forward
+    http:
+      url: "{}"
+      json:
+        title: "{{{{ event.body.title }}}}"
+        tags: "{{{{ event.body.tag }}}}"
+        files: "{{{{ event.files | map(attribute='filename') | list }}}}"
+        types: "{{{{ event.files | map(attribute='content_type') | list }}}}"
+        size: "{{{{ event.files[0].size }}}}"
+        text: "{{{{ event.files[0].base64 | b64decode }}}}"
+"#,
+        receiver.url("/uploads")
+    );
+    let server = TestServer::start(&[("upload.yaml", &workflow)]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notes = dir.path().join("release-notes.txt");
+    std::fs::write(&notes, "line 1\nline 2\n").expect("write");
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(&manifest, r#"{"assets": 2}"#).expect("write");
+    let curl = |extra: &[String]| {
+        let output = std::process::Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+            .args(extra)
+            .arg(format!("{}/hooks/upload", server.base))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').expect("status line");
+        (status.to_owned(), body.to_owned())
+    };
+    let (status, answer) = curl(&[
+        "-F".into(),
+        "title=Release 1.2".into(),
+        "-F".into(),
+        "tag=v1.2".into(),
+        "-F".into(),
+        "tag=latest".into(),
+        "-F".into(),
+        format!("notes=@{};type=text/plain", notes.display()),
+        "-F".into(),
+        format!("manifest=@{}", manifest.display()),
+    ]);
+    assert_eq!(status, "202", "{answer}");
+    let got = receiver.wait_for(1).await;
+    assert_eq!(
+        got[0].json(),
+        json!({
+            "title": "Release 1.2",
+            "tags": ["v1.2", "latest"],
+            "files": ["release-notes.txt", "manifest.json"],
+            "types": ["text/plain", "application/octet-stream"],
+            "size": 14,
+            "text": "line 1\nline 2\n",
+        })
+    );
+
+    let broken = curl(&[
+        "-H".into(),
+        "content-type: multipart/form-data; boundary=abc".into(),
+        "--data-binary".into(),
+        "--abc\r\nContent-Type: text/plain\r\n\r\nno name\r\n--abc--\r\n".into(),
+    ]);
+    assert_eq!(broken.0, "400", "{}", broken.1);
+    assert!(
+        broken
+            .1
+            .contains("invalid multipart body: part 1 has no name"),
+        "{}",
+        broken.1
+    );
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![b'x'; 8192]).expect("write");
+    let too_large = curl(&["-F".into(), format!("blob=@{}", big.display())]);
+    assert_eq!(too_large.0, "413", "{}", too_large.1);
+    assert_eq!(
+        list_runs(&server).await.len(),
+        1,
+        "only the good upload was stored"
+    );
+    server.stop().await;
+}
