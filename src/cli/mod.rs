@@ -290,11 +290,15 @@ pub enum RunsCommand {
         json: bool,
     },
     /// Run a finished run again through a running server: from its failed step (finished
-    /// steps are not redone), or with --from-start from the first step.
+    /// steps are not redone), or with --from-start from the first step; on the definition the
+    /// run has, or with --latest on the workflow as the server has it now.
     Replay {
         id: String,
         #[arg(long)]
         from_start: bool,
+        /// Run the workflow's current definition (after a fix), not the run's own version
+        #[arg(long)]
+        latest: bool,
         /// The server's admin address
         #[arg(
             long,

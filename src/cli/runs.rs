@@ -13,9 +13,13 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
         RunsCommand::Replay {
             id,
             from_start,
+            latest,
             admin,
             admin_token,
-        } => return replay(&id, from_start, &admin, admin_token.as_deref()).await,
+        } => {
+            let ask = ReplayAsk { from_start, latest };
+            return replay(&id, ask, &admin, admin_token.as_deref()).await;
+        }
         RunsCommand::List {
             workflow,
             status,
@@ -186,7 +190,13 @@ fn print_run_table(runs: &[RunSummary]) {
 fn print_run(detail: &RunDetail) {
     let run = &detail.run;
     println!("run       {}", run.id);
-    println!("workflow  {} (version {})", run.workflow, run.version);
+    match &run.replayed_from_version {
+        Some(earlier) => println!(
+            "workflow  {} (version {}, replayed from version {earlier})",
+            run.workflow, run.version
+        ),
+        None => println!("workflow  {} (version {})", run.workflow, run.version),
+    }
     println!("status    {}", run.status.as_str());
     println!("created   {}", run.created_at.to_rfc3339());
     if let Some(d) = run.duration_ms() {
@@ -281,17 +291,25 @@ async fn open_store(store: &str) -> anyhow::Result<Store> {
     Ok(Store::open(path, OpenMode::Read).await?)
 }
 
+/// What `runs replay` asks the server for.
+struct ReplayAsk {
+    from_start: bool,
+    latest: bool,
+}
+
 /// Replays go through the server, whose worker must pick the run up.
 async fn replay(
     id: &str,
-    from_start: bool,
+    ask: ReplayAsk,
     admin: &str,
     token: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     crate::effects::http::install_crypto_provider();
     let url = format!(
-        "{}/api/runs/{id}/replay?from_start={from_start}",
-        admin.trim_end_matches('/')
+        "{}/api/runs/{id}/replay?from_start={}&latest={}",
+        admin.trim_end_matches('/'),
+        ask.from_start,
+        ask.latest
     );
     let mut request = reqwest::Client::new().post(&url);
     if let Some(token) = token {
@@ -303,8 +321,16 @@ async fn replay(
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if status.is_success() {
+        let version = match (
+            body["version"].as_str(),
+            body["replayed_from_version"].as_str(),
+        ) {
+            (Some(version), Some(earlier)) => format!(" on version {version} (was {earlier})"),
+            (Some(version), None) => format!(" on version {version}"),
+            (None, _) => String::new(),
+        };
         println!(
-            "run {} queued again (attempt {})",
+            "run {} queued again (attempt {}){version}",
             body["run_id"].as_str().unwrap_or(id),
             body["attempt"]
         );

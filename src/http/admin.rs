@@ -11,8 +11,10 @@ use serde::Serialize;
 use super::query::{self, ListQuery};
 use super::{AppState, error_response};
 use crate::run::RunStatus;
-use crate::store::{Replayed, RunCursor, RunFilter, RunSummary, StoreError};
-use crate::workflow::ReloadStatus;
+use crate::store::{
+    ReplayOptions, Replayed, RunCursor, RunDetail, RunFilter, RunSummary, StoreError,
+};
+use crate::workflow::{ReloadStatus, kept_by_replay};
 
 /// The OpenAPI 3.1 description of every admin route as a server with a token serves it (a test
 /// keeps it complete).
@@ -363,18 +365,39 @@ async fn replay_run(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let from_start =
-        match query::read::<query::ReplayQuery>(query.as_deref()).and_then(|q| q.from_start()) {
-            Ok(from_start) => from_start,
-            Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
-        };
-    match replay(&state, &id, from_start).await {
-        Ok((run_id, attempt)) => {
-            let body = serde_json::json!({ "run_id": run_id, "attempt": attempt });
-            (StatusCode::ACCEPTED, axum::Json(body)).into_response()
-        }
+    let ask = match query::read::<query::ReplayQuery>(query.as_deref()).and_then(|q| {
+        Ok(ReplayAsk {
+            from_start: q.from_start()?,
+            latest: q.latest()?,
+        })
+    }) {
+        Ok(ask) => ask,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+    };
+    match replay(&state, &id, ask).await {
+        Ok(queued) => (StatusCode::ACCEPTED, axum::Json(queued)).into_response(),
         Err(err) => err.into_response(),
     }
+}
+
+/// What a replay asks for (the API's query, the UI's form).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ReplayAsk {
+    /// Every step again, not from the failed one.
+    pub from_start: bool,
+    /// On the workflow's definition as loaded now, not the one the run has.
+    pub latest: bool,
+}
+
+/// A replay queued: the API's answer.
+#[derive(Debug, Serialize)]
+pub(super) struct Requeued {
+    pub run_id: String,
+    pub attempt: u32,
+    /// The definition version the replay executes.
+    pub version: String,
+    /// The version the run had, when this replay changed it.
+    pub replayed_from_version: Option<String>,
 }
 
 /// Why a replay did not happen.
@@ -384,45 +407,84 @@ pub(super) enum ReplayError {
     NotFound(String),
     #[error("run {0} is {1}; only a finished run can be replayed")]
     NotFinished(String, String),
+    #[error(
+        "workflow '{workflow}' of run {run} is not loaded any more (deleted or renamed), so \
+         there is no latest definition to replay it on; a plain replay runs the one it has"
+    )]
+    WorkflowGone { run: String, workflow: String },
+    #[error(
+        "step '{step}' keeps its record on a replay from the failed step, but the current \
+         definition of workflow '{workflow}' does not have it at the same place (renamed, moved \
+         or removed), so it would run again; replay from the start instead"
+    )]
+    StepMoved { workflow: String, step: String },
     #[error("internal error")]
     Read,
     #[error("the replay could not be stored")]
     Write,
 }
 
-impl IntoResponse for ReplayError {
-    fn into_response(self) -> Response {
-        let status = match self {
+impl ReplayError {
+    pub(super) fn status(&self) -> StatusCode {
+        match self {
             ReplayError::NotFound(_) => StatusCode::NOT_FOUND,
-            ReplayError::NotFinished(..) => StatusCode::CONFLICT,
+            ReplayError::NotFinished(..)
+            | ReplayError::WorkflowGone { .. }
+            | ReplayError::StepMoved { .. } => StatusCode::CONFLICT,
             ReplayError::Read => StatusCode::INTERNAL_SERVER_ERROR,
             ReplayError::Write => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        error_response(status, self.to_string())
+        }
     }
 }
 
-/// Queue a finished run again (the API's and the UI's replay): answers the run id and its new
-/// attempt number. The worker executes it; nothing runs here.
+impl IntoResponse for ReplayError {
+    fn into_response(self) -> Response {
+        error_response(self.status(), self.to_string())
+    }
+}
+
+/// Queue a finished run again (the API's and the UI's replay). The worker executes it on the
+/// run's version, which a replay with `latest` first sets to the loaded workflow's; nothing
+/// runs here.
 pub(super) async fn replay(
     state: &AppState,
     id: &str,
-    from_start: bool,
-) -> Result<(String, u32), ReplayError> {
+    ask: ReplayAsk,
+) -> Result<Requeued, ReplayError> {
     // Accept a unique prefix like `runs show` does.
-    let run_id = match state.store.run(id).await {
-        Ok(Some(detail)) => detail.run.id,
+    let detail = match state.store.run(id).await {
+        Ok(Some(detail)) => detail,
         Ok(None) => return Err(ReplayError::NotFound(id.to_owned())),
         Err(err) => {
             tracing::error!(error = %err, "reading a run failed");
             return Err(ReplayError::Read);
         }
     };
-    match state.store.replay(&run_id, from_start).await {
-        Ok(Replayed::Queued { attempt }) => {
+    let run_id = detail.run.id.clone();
+    let options = ReplayOptions {
+        from_start: ask.from_start,
+        version: ask
+            .latest
+            .then(|| latest_version(state, &detail, ask.from_start))
+            .transpose()?,
+    };
+    match state.store.replay(&run_id, &options).await {
+        Ok(Replayed::Queued {
+            attempt,
+            version,
+            replayed_from_version,
+        }) => {
             state.worker.enqueue(run_id.clone());
-            tracing::info!(run_id = %run_id, attempt, from_start, "run replayed");
-            Ok((run_id, attempt))
+            tracing::info!(
+                run_id = %run_id, attempt, from_start = ask.from_start, latest = ask.latest,
+                version = %version, replayed_from_version, "run replayed"
+            );
+            Ok(Requeued {
+                run_id,
+                attempt,
+                version,
+                replayed_from_version,
+            })
         }
         Ok(Replayed::NotFound) => Err(ReplayError::NotFound(id.to_owned())),
         Ok(Replayed::NotFinished(status)) => Err(ReplayError::NotFinished(run_id, status)),
@@ -431,6 +493,40 @@ pub(super) async fn replay(
             Err(ReplayError::Write)
         }
     }
+}
+
+/// The version a replay with `latest` runs: the loaded workflow's (its definition is stored
+/// before a load or reload serves it), when that definition still has every step whose record
+/// a replay from the failed step keeps, in its place.
+fn latest_version(
+    state: &AppState,
+    detail: &RunDetail,
+    from_start: bool,
+) -> Result<String, ReplayError> {
+    let run = &detail.run;
+    let loaded = state
+        .registry
+        .read()
+        .ok()
+        .and_then(|registry| registry.get(&run.workflow).cloned());
+    let Some(workflow) = loaded else {
+        return Err(ReplayError::WorkflowGone {
+            run: run.id.clone(),
+            workflow: run.workflow.clone(),
+        });
+    };
+    // A step whose record the replay keeps is not run again: it must be the same step.
+    let resumes = workflow.version != run.version && !from_start;
+    if let Some(record) = resumes
+        .then(|| workflow.misplaced(kept_by_replay(&detail.steps)))
+        .flatten()
+    {
+        return Err(ReplayError::StepMoved {
+            workflow: workflow.name.clone(),
+            step: record.name.clone(),
+        });
+    }
+    Ok(workflow.version.clone())
 }
 
 /// Who a manual start names when the request does not say: `X-Hookflow-Started-By`.

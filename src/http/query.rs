@@ -153,19 +153,30 @@ impl RejectedQuery {
 #[derive(Debug, Default, Deserialize)]
 pub struct ReplayQuery {
     pub from_start: Option<String>,
+    pub latest: Option<String>,
 }
 
 impl ReplayQuery {
     /// Run every step again instead of resuming at the failed one.
     pub fn from_start(&self) -> Result<bool, String> {
-        match self.from_start.as_deref() {
-            None | Some("false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(other) => Err(format!(
-                "`from_start` must be true or false, not '{}'",
-                shorten(other)
-            )),
-        }
+        flag("from_start", self.from_start.as_deref())
+    }
+
+    /// Run the workflow's definition as the server has it now, not the run's own.
+    pub fn latest(&self) -> Result<bool, String> {
+        flag("latest", self.latest.as_deref())
+    }
+}
+
+/// A yes-or-no parameter: absent is no.
+fn flag(name: &str, value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(format!(
+            "`{name}` must be true or false, not '{}'",
+            shorten(other)
+        )),
     }
 }
 
@@ -265,6 +276,13 @@ mod tests {
         );
         assert!(replay("from_start=").is_err());
         assert!(replay("from_start=true&from_start=true").is_err());
+        let latest = |q: &str| read::<ReplayQuery>(Some(q)).and_then(|r| r.latest());
+        assert_eq!(latest("from_start=true"), Ok(false));
+        assert_eq!(latest("latest=true"), Ok(true));
+        assert_eq!(
+            latest("latest=yes"),
+            Err("`latest` must be true or false, not 'yes'".into())
+        );
         let rejected = |q: &str| read::<RejectedQuery>(Some(q)).and_then(|r| r.limit(1000));
         assert_eq!(rejected(""), Ok(1000));
         assert_eq!(rejected("limit=0"), Ok(0));

@@ -106,10 +106,13 @@ pub trait StoreBackend: Send + Sync {
         now: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
     fn next_retry_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+    /// Queue a finished run again with its next attempt number, from its first failed step
+    /// (the records before it are kept) or from the start, on its own definition or on the
+    /// one `replay.version` names.
     fn replay<'a>(
         &'a self,
         run_id: &'a str,
-        from_start: bool,
+        replay: &'a ReplayOptions,
     ) -> BoxFuture<'a, Result<Replayed, StoreError>>;
     fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<usize, StoreError>>;
     fn save_definition<'a>(
@@ -304,11 +307,54 @@ pub struct Lease {
     pub until: DateTime<Utc>,
 }
 
+/// How a finished run is replayed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// Every step again; otherwise the records before the first failed step are kept and
+    /// those steps are not redone.
+    pub from_start: bool,
+    /// The definition version the replay executes (the workflow as the server has it now);
+    /// `None` keeps the run's own, so the replay repeats exactly what ran.
+    pub version: Option<String>,
+}
+
+impl ReplayOptions {
+    /// The versions the replay leaves on a run whose version is `own` and whose earlier one
+    /// (from an earlier replay) is `earlier`.
+    pub(crate) fn versions(&self, own: String, earlier: Option<String>) -> ReplayVersions {
+        match &self.version {
+            Some(asked) if *asked != own => ReplayVersions {
+                version: asked.clone(),
+                replayed_from_version: Some(own.clone()),
+                changed_from: Some(own),
+            },
+            // The same definition: a plain replay, and an earlier change stays on record.
+            _ => ReplayVersions {
+                version: own,
+                replayed_from_version: earlier,
+                changed_from: None,
+            },
+        }
+    }
+}
+
+/// The versions a replay writes on its run.
+pub(crate) struct ReplayVersions {
+    pub version: String,
+    pub replayed_from_version: Option<String>,
+    /// The run's version before, when this replay changed it.
+    pub changed_from: Option<String>,
+}
+
 /// The answer to a replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replayed {
     Queued {
         attempt: u32,
+        /// The definition version the replay executes.
+        version: String,
+        /// The version the run had, when this replay changed it.
+        replayed_from_version: Option<String>,
     },
     NotFound,
     /// Only a finished run can be replayed; this one is in the given status.
@@ -332,7 +378,12 @@ pub struct RunSummary {
     pub id: String,
     pub event_id: String,
     pub workflow: String,
+    /// The definition the run executes: the one it was accepted with, or the one a replay
+    /// with the latest definition put in its place.
     pub version: String,
+    /// The version the run had before the last replay that changed it (`None` when no replay
+    /// did): the steps kept by that replay ran on it.
+    pub replayed_from_version: Option<String>,
     pub status: RunStatus,
     pub attempt: u32,
     pub created_at: DateTime<Utc>,

@@ -26,6 +26,7 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunSummary, StoreError>
         event_id: row.text("event_id")?,
         workflow: row.text("workflow")?,
         version: row.text("version")?,
+        replayed_from_version: row.maybe_text("replayed_from_version")?,
         status: RunStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("run status '{status}'")))?,
         attempt: row.integer("attempt")? as u32,

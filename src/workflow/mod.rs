@@ -4,6 +4,7 @@
 mod calls;
 mod load;
 mod registry;
+mod replay;
 pub mod routes;
 pub mod runs;
 pub mod schedule;
@@ -12,6 +13,7 @@ mod webhook;
 
 use calls::*;
 pub use load::*;
+pub use replay::kept_by_replay;
 pub use webhook::*;
 
 use std::collections::BTreeMap;

@@ -69,6 +69,9 @@ try {
   // Back to the run, and Replay.
   await Promise.all([page.waitForURL(`**/ui/runs/${failedRun}`), page.goBack()]);
   check((await page.locator('#run-status').textContent()).trim() === 'failed', 'back on the run page');
+  // On the latest definition: the workflow has not changed, so it is the run's own version.
+  const version = (await page.locator('#run-version').textContent()).trim();
+  await page.check('#replay-latest');
   await Promise.all([page.waitForURL(/replayed=2/), page.click('#replay')]);
   check((await page.locator('#notice').textContent()).includes('attempt 2'), 'the replay is queued as attempt 2');
 
@@ -82,6 +85,8 @@ try {
   }
   check(status === 'succeeded', `the replayed run succeeded (${status})`);
   check((await page.locator('#run-attempt').textContent()).trim() === '2', 'attempt 2 is shown');
+  check((await page.locator('#run-version').textContent()).trim() === version, `still version ${version}`);
+  check(!(await page.locator('#run-replayed-from').count()), 'no earlier version to show');
   check(!(await page.locator('pre.step-error').count()), 'no step error is left');
   await page.screenshot({ path: screenshot, fullPage: true });
 

@@ -445,7 +445,8 @@ mod failing_store {
     use hookflow::run::SyncResponse;
     use hookflow::run::{Event, RunStatus, StepRecord};
     use hookflow::store::{
-        Accepted, Definition, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend, StoreError,
+        Accepted, Definition, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary,
+        StoreBackend, StoreError,
     };
     use std::sync::atomic::Ordering;
 
@@ -521,9 +522,9 @@ mod failing_store {
         fn replay<'a>(
             &'a self,
             run_id: &'a str,
-            from_start: bool,
+            replay: &'a ReplayOptions,
         ) -> BoxFuture<'a, Result<Replayed, StoreError>> {
-            self.inner.replay(run_id, from_start)
+            self.inner.replay(run_id, replay)
         }
         fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<usize, StoreError>> {
             self.inner.prune(before)

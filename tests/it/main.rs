@@ -26,6 +26,7 @@ mod manual;
 mod multinode;
 mod payload_checks;
 mod reload;
+mod replay;
 mod schedule;
 mod schema;
 mod secrets;

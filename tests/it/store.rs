@@ -11,7 +11,8 @@ use hookflow::run::SyncResponse;
 use hookflow::run::{DedupeKey, NewRun, RunConcurrency};
 use hookflow::run::{Event, RunStatus, StepRecord, StepStatus, Trigger};
 use hookflow::store::{
-    Definition, OpenMode, Replayed, RunCursor, RunFilter, Store, StoreError, StoreOptions, Wakeup,
+    Definition, OpenMode, ReplayOptions, Replayed, RunCursor, RunFilter, Store, StoreError,
+    StoreOptions, Wakeup,
 };
 use serde_json::json;
 
@@ -600,12 +601,29 @@ async fn retries_wait_for_their_due_time(store: Store) -> Result<(), StoreError>
     Ok(())
 }
 
+/// How a replay is asked for: from the failed step or from the start, on the run's own
+/// version or on another one.
+fn replaying(from_start: bool, version: Option<&str>) -> ReplayOptions {
+    ReplayOptions {
+        from_start,
+        version: version.map(str::to_owned),
+    }
+}
+
+fn queued(attempt: u32, version: &str, replayed_from_version: Option<&str>) -> Replayed {
+    Replayed::Queued {
+        attempt,
+        version: version.into(),
+        replayed_from_version: replayed_from_version.map(str::to_owned),
+    }
+}
+
 /// Replay resumes at the failed step, or starts over; only finished runs.
 async fn replay(store: Store) -> Result<(), StoreError> {
     let (_, b) = two_queued(&store).await?;
     let until = Utc::now() + Duration::seconds(30);
     assert_eq!(
-        store.replay(&b.id, false).await?,
+        store.replay(&b.id, &replaying(false, None)).await?,
         Replayed::NotFinished("queued".into())
     );
     assert!(store.claim(&b.id, "node-1", until).await?);
@@ -619,8 +637,8 @@ async fn replay(store: Store) -> Result<(), StoreError> {
         .run_finished(&b.id, RunStatus::Failed, Some("boom".into()), None)
         .await?;
     assert_eq!(
-        store.replay(&b.id, false).await?,
-        Replayed::Queued { attempt: 2 }
+        store.replay(&b.id, &replaying(false, None)).await?,
+        queued(2, "v1", None)
     );
     let replayed = store.run(&b.id).await?.expect("run");
     assert_eq!(replayed.run.status, RunStatus::Queued);
@@ -630,15 +648,88 @@ async fn replay(store: Store) -> Result<(), StoreError> {
         1,
         "steps before the failed one are kept"
     );
+    assert_eq!(replayed.run.version, "v1");
+    assert_eq!(replayed.run.replayed_from_version, None);
     store
         .run_finished(&b.id, RunStatus::Succeeded, None, None)
         .await?;
     assert_eq!(
-        store.replay(&b.id, true).await?,
-        Replayed::Queued { attempt: 3 }
+        store.replay(&b.id, &replaying(true, None)).await?,
+        queued(3, "v1", None)
     );
     assert!(store.run(&b.id).await?.expect("run").steps.is_empty());
-    assert_eq!(store.replay("missing", true).await?, Replayed::NotFound);
+    assert_eq!(
+        store.replay("missing", &replaying(true, None)).await?,
+        Replayed::NotFound
+    );
+    Ok(())
+}
+
+/// A replay on another version: the run executes that version from then on, remembers the
+/// one it had, and keeps the records before its failed step; the same version changes nothing.
+async fn replay_on_another_version(store: Store) -> Result<(), StoreError> {
+    let (_, b) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&b.id, "node-1", until).await?);
+    store
+        .step_finished(&b.id, &record(0, "first", StepStatus::Succeeded, 1))
+        .await?;
+    store
+        .step_finished(&b.id, &record(1, "second", StepStatus::Failed, 1))
+        .await?;
+    store
+        .run_finished(&b.id, RunStatus::Failed, Some("boom".into()), None)
+        .await?;
+    assert_eq!(
+        store.replay(&b.id, &replaying(false, Some("v2"))).await?,
+        queued(2, "v2", Some("v1"))
+    );
+    let replayed = store.run(&b.id).await?.expect("run");
+    assert_eq!(replayed.run.version, "v2");
+    assert_eq!(replayed.run.replayed_from_version.as_deref(), Some("v1"));
+    let kept: Vec<&str> = replayed.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(kept, ["first"], "steps before the failed one are kept");
+    // The listing shows the same.
+    let listed = store
+        .list_runs(&RunFilter {
+            workflow: Some("wf-b".into()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await?;
+    assert_eq!(listed[0].version, "v2");
+    assert_eq!(listed[0].replayed_from_version.as_deref(), Some("v1"));
+
+    // The version it has already: a plain replay, and the earlier change stays on record.
+    assert!(store.claim(&b.id, "node-1", until).await?);
+    store
+        .run_finished(&b.id, RunStatus::Failed, Some("again".into()), None)
+        .await?;
+    assert_eq!(
+        store.replay(&b.id, &replaying(false, Some("v2"))).await?,
+        queued(3, "v2", None)
+    );
+    let same = store.run(&b.id).await?.expect("run").run;
+    assert_eq!(
+        (same.version.as_str(), same.replayed_from_version.as_deref()),
+        ("v2", Some("v1"))
+    );
+    // Another change, from the start: every record goes, and the latest change is the one kept.
+    assert!(store.claim(&b.id, "node-1", until).await?);
+    store
+        .run_finished(&b.id, RunStatus::Failed, Some("again".into()), None)
+        .await?;
+    assert_eq!(
+        store.replay(&b.id, &replaying(true, Some("v3"))).await?,
+        queued(4, "v3", Some("v2"))
+    );
+    let detail = store.run(&b.id).await?.expect("run");
+    assert!(detail.steps.is_empty());
+    assert_eq!(detail.run.replayed_from_version.as_deref(), Some("v2"));
+    // A run no replay changed has none.
+    let (a, _) = two_queued(&store).await?;
+    let fresh = store.run(&a.id).await?.expect("run").run;
+    assert_eq!(fresh.replayed_from_version, None);
     Ok(())
 }
 
@@ -1270,6 +1361,7 @@ conformance_cases! {
     run_end,
     retries_wait_for_their_due_time,
     replay,
+    replay_on_another_version,
     listing,
     listing_pages_and_time_ranges,
     definitions,
@@ -1351,6 +1443,17 @@ async fn a_store_from_before_triggers_opens_and_reads() {
         .expect("accept");
     let detail = store.run(&run.id).await.expect("read").expect("run");
     assert_eq!(detail.event.trigger.kind(), "manual");
+    // The old run, finished, is replayed on another version: the column was added at open.
+    store
+        .run_finished("run-old", RunStatus::Failed, None, None)
+        .await
+        .expect("finish");
+    store
+        .replay("run-old", &replaying(false, Some("v2")))
+        .await
+        .expect("replay");
+    let replayed = store.run("run-old").await.expect("read").expect("old run");
+    assert_eq!(replayed.run.replayed_from_version.as_deref(), Some("v1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1427,8 +1530,11 @@ async fn postgres_processes_starting_together_migrate_once_and_share_dedupe_keys
         .await
         .expect("finish");
     assert_eq!(
-        stores[2].replay(run_id, true).await.expect("replay"),
-        Replayed::Queued { attempt: 2 }
+        stores[2]
+            .replay(run_id, &replaying(true, None))
+            .await
+            .expect("replay"),
+        queued(2, "v1", None)
     );
     let taken = stores[3]
         .claim_queued("node-3", until, Utc::now() + Duration::seconds(1), 10)

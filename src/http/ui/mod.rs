@@ -36,8 +36,8 @@ use views::*;
 
 use super::AppState;
 use super::admin::{
-    ReplayError, StartError, bearer_token, replay, runs_page, same_secret, start_by_hand,
-    workflows_overview,
+    ReplayAsk, ReplayError, StartError, bearer_token, replay, runs_page, same_secret,
+    start_by_hand, workflows_overview,
 };
 use super::query::{self, ListQuery};
 use crate::run::Event;

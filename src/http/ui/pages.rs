@@ -121,6 +121,7 @@ pub(super) fn render_run(
     run["full_error"] = json!(detail.run.error);
     run["started"] = json!(detail.run.started_at.map(time_text));
     run["finished_at"] = json!(detail.run.finished_at.map(time_text));
+    run["replayed_from_version"] = json!(detail.run.replayed_from_version);
     let response = ui.render_status(
         status,
         "run.html",
@@ -146,6 +147,7 @@ pub(super) struct ReplayForm {
     #[serde(default)]
     csrf: String,
     from_start: Option<String>,
+    latest: Option<String>,
 }
 
 pub(super) async fn replay_form(
@@ -159,21 +161,23 @@ pub(super) async fn replay_form(
     if !ui.genuine(&headers, &form.csrf) {
         return ui.stale_form();
     }
-    let from_start = form.from_start.as_deref() == Some("true");
-    match replay(&state, &id, from_start).await {
-        Ok((run_id, attempt)) => {
-            Redirect::to(&format!("/ui/runs/{run_id}?replayed={attempt}")).into_response()
-        }
+    let ask = ReplayAsk {
+        from_start: form.from_start.as_deref() == Some("true"),
+        latest: form.latest.as_deref() == Some("true"),
+    };
+    match replay(&state, &id, ask).await {
+        Ok(queued) => Redirect::to(&format!(
+            "/ui/runs/{}?replayed={}",
+            queued.run_id, queued.attempt
+        ))
+        .into_response(),
         Err(ReplayError::NotFound(_)) => ui.error_page(
             StatusCode::NOT_FOUND,
             "No such run",
             &format!("No run has the id {id}."),
         ),
         Err(err) => {
-            let status = match err {
-                ReplayError::NotFinished(..) => StatusCode::CONFLICT,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            };
+            let status = err.status();
             match load_run(&state, &ui, &id).await {
                 Ok(detail) => {
                     render_run(&ui, &detail, &headers, None, Some(err.to_string()), status)

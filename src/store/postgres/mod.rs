@@ -18,8 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
 use super::{
-    Accepted, Definition, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend, StoreError,
-    StoreOptions, Wakeup,
+    Accepted, Definition, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend,
+    StoreError, StoreOptions, Wakeup,
 };
 use crate::future::BoxFuture;
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
@@ -186,9 +186,9 @@ impl StoreBackend for PostgresStore {
     fn replay<'a>(
         &'a self,
         run_id: &'a str,
-        from_start: bool,
+        replay: &'a ReplayOptions,
     ) -> BoxFuture<'a, Result<Replayed, StoreError>> {
-        Box::pin(PostgresStore::replay(self, run_id, from_start))
+        Box::pin(PostgresStore::replay(self, run_id, replay))
     }
 
     fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'_, Result<usize, StoreError>> {

@@ -121,6 +121,12 @@ CREATE INDEX runs_by_concurrency ON runs(workflow, concurrency_key, status, crea
 ALTER TABLE steps ADD COLUMN earlier TEXT;
 "#,
     ),
+    (
+        6,
+        r#"
+ALTER TABLE runs ADD COLUMN replayed_from_version TEXT;
+"#,
+    ),
 ];
 
 /// Apply the migrations this database lacks, one process at a time.

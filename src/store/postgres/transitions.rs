@@ -13,7 +13,7 @@ use super::reads::{get, ids, write_error};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
 use crate::store::rows::earlier_text;
 use crate::store::writes::{admit, record_tick};
-use crate::store::{Accepted, Definition, Replayed, StoreError, Wakeup, timestamp};
+use crate::store::{Accepted, Definition, ReplayOptions, Replayed, StoreError, Wakeup, timestamp};
 
 /// Held by the process pruning old runs, with the schema's hash: stores in other schemas of the
 /// same database prune on their own.
@@ -333,13 +333,20 @@ impl PostgresStore {
         ids(&rows)
     }
 
-    pub async fn replay(&self, run_id: &str, from_start: bool) -> Result<Replayed, StoreError> {
+    pub async fn replay(
+        &self,
+        run_id: &str,
+        replay: &ReplayOptions,
+    ) -> Result<Replayed, StoreError> {
         let mut tx = self.transaction().await?;
-        let row = sqlx::query("SELECT status, attempt FROM runs WHERE id = $1 FOR UPDATE")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(write_error)?;
+        let row = sqlx::query(
+            "SELECT status, attempt, version, replayed_from_version FROM runs
+             WHERE id = $1 FOR UPDATE",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(write_error)?;
         let Some(row) = row else {
             tx.rollback().await.map_err(write_error)?;
             return Ok(Replayed::NotFound);
@@ -352,7 +359,8 @@ impl PostgresStore {
             tx.rollback().await.map_err(write_error)?;
             return Ok(Replayed::NotFinished(status));
         }
-        let forget_steps = if from_start {
+        let versions = replay.versions(get(&row, "version")?, get(&row, "replayed_from_version")?);
+        let forget_steps = if replay.from_start {
             "DELETE FROM steps WHERE run_id = $1"
         } else {
             "DELETE FROM steps WHERE run_id = $1 AND idx >= COALESCE(
@@ -367,10 +375,13 @@ impl PostgresStore {
         sqlx::query(
             "UPDATE runs SET status = 'queued', attempt = $2, error = NULL, response = NULL,
              started_at = NULL, finished_at = NULL, due_at = NULL,
-             lease_owner = NULL, lease_until = NULL WHERE id = $1",
+             lease_owner = NULL, lease_until = NULL,
+             version = $3, replayed_from_version = $4 WHERE id = $1",
         )
         .bind(run_id)
         .bind(attempt + 1)
+        .bind(&versions.version)
+        .bind(&versions.replayed_from_version)
         .execute(&mut *tx)
         .await
         .map_err(write_error)?;
@@ -378,6 +389,8 @@ impl PostgresStore {
         tx.commit().await.map_err(write_error)?;
         Ok(Replayed::Queued {
             attempt: (attempt + 1) as u32,
+            version: versions.version,
+            replayed_from_version: versions.changed_from,
         })
     }
 

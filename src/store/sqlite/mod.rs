@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use super::files::StoreFiles;
 use super::health::{HealthState, StoreHealth};
 use super::{
-    Accepted, Definition, Lease, Replayed, RunDetail, RunFilter, RunSummary, Settling,
-    StoreBackend, StoreError,
+    Accepted, Definition, Lease, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary,
+    Settling, StoreBackend, StoreError,
 };
 use crate::future::BoxFuture;
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
@@ -326,11 +326,11 @@ impl StoreBackend for SqliteStore {
     fn replay<'a>(
         &'a self,
         run_id: &'a str,
-        from_start: bool,
+        replay: &'a ReplayOptions,
     ) -> BoxFuture<'a, Result<Replayed, StoreError>> {
         Box::pin(self.write(move |reply| Write::Replay {
             run_id: run_id.to_owned(),
-            from_start,
+            options: replay.clone(),
             reply,
         }))
     }

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lease_owner TEXT,
     lease_until TEXT,
     concurrency_key TEXT,
-    concurrency_limit INTEGER
+    concurrency_limit INTEGER,
+    replayed_from_version TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_due ON runs(status, due_at);
 -- The runs listing (newest first, by workflow and/or status, paged by (created_at, id)) walks
@@ -96,6 +97,11 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     (
         "concurrency_limit",
         "ALTER TABLE runs ADD COLUMN concurrency_limit INTEGER",
+    ),
+    // The version a run had before a replay with the latest definition changed it.
+    (
+        "replayed_from_version",
+        "ALTER TABLE runs ADD COLUMN replayed_from_version TEXT",
     ),
 ];
 

@@ -12,7 +12,7 @@ use super::writer::{ROWS_PER_INSERT, Write};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
 use crate::store::rows::earlier_text;
 use crate::store::writes::{admit, record_tick};
-use crate::store::{Accepted, Definition, Lease, Replayed, timestamp};
+use crate::store::{Accepted, Definition, Lease, ReplayOptions, Replayed, timestamp};
 
 /// The events and queued runs of the plain accepts at `indexes`, two statements in all.
 pub(super) async fn insert_plain_accepts(
@@ -233,9 +233,9 @@ pub(super) async fn apply(
         } => reply.hold(run_retrying(conn, run_id, error.as_deref(), *due_at).await?),
         Write::Replay {
             run_id,
-            from_start,
+            options,
             reply,
-        } => reply.hold(replay(conn, run_id, *from_start).await?),
+        } => reply.hold(replay(conn, run_id, options).await?),
         Write::Prune { before, reply } => reply.hold(prune(conn, *before, &now).await?),
         Write::ClaimDue { now, reply } => reply.hold(claim_due(conn, *now).await?),
         Write::Definition {
@@ -248,16 +248,18 @@ pub(super) async fn apply(
     Ok(())
 }
 
-/// Queue a finished run again with its next attempt number.
+/// Queue a finished run again with its next attempt number (on the version `replay` asks for).
 async fn replay(
     conn: &mut SqliteConnection,
     run_id: &str,
-    from_start: bool,
+    replay: &ReplayOptions,
 ) -> Result<Replayed, sqlx::Error> {
-    let row = sqlx::query("SELECT status, attempt FROM runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT status, attempt, version, replayed_from_version FROM runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else {
         return Ok(Replayed::NotFound);
     };
@@ -266,31 +268,36 @@ async fn replay(
     if !RunStatus::parse(&status).is_some_and(RunStatus::is_final) {
         return Ok(Replayed::NotFinished(status));
     }
-    if from_start {
-        sqlx::query("DELETE FROM steps WHERE run_id = $1")
-            .bind(run_id)
-            .execute(&mut *conn)
-            .await?;
+    let versions = replay.versions(
+        row.try_get("version")?,
+        row.try_get("replayed_from_version")?,
+    );
+    let forget_steps = if replay.from_start {
+        "DELETE FROM steps WHERE run_id = $1"
     } else {
-        sqlx::query(
-            "DELETE FROM steps WHERE run_id = $1 AND idx >= COALESCE(
-                (SELECT MIN(idx) FROM steps WHERE run_id = $1 AND status = 'failed'),
-                (SELECT MAX(idx) + 1 FROM steps WHERE run_id = $1), 0)",
-        )
+        "DELETE FROM steps WHERE run_id = $1 AND idx >= COALESCE(
+            (SELECT MIN(idx) FROM steps WHERE run_id = $1 AND status = 'failed'),
+            (SELECT MAX(idx) + 1 FROM steps WHERE run_id = $1), 0)"
+    };
+    sqlx::query(forget_steps)
         .bind(run_id)
         .execute(&mut *conn)
         .await?;
-    }
     sqlx::query(
         "UPDATE runs SET status = 'queued', attempt = $2, error = NULL, response = NULL,
-         started_at = NULL, finished_at = NULL, due_at = NULL WHERE id = $1",
+         started_at = NULL, finished_at = NULL, due_at = NULL,
+         version = $3, replayed_from_version = $4 WHERE id = $1",
     )
     .bind(run_id)
     .bind(attempt + 1)
+    .bind(&versions.version)
+    .bind(&versions.replayed_from_version)
     .execute(&mut *conn)
     .await?;
     Ok(Replayed::Queued {
         attempt: (attempt + 1) as u32,
+        version: versions.version,
+        replayed_from_version: versions.changed_from,
     })
 }
 

@@ -14,7 +14,7 @@ use super::transitions::{apply, insert_plain_accepts, insert_step_records};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
 use crate::store::files::{FileFault, StoreFiles};
 use crate::store::health::{HealthState, StoreHealth};
-use crate::store::{Accepted, Definition, Lease, Replayed, StoreError};
+use crate::store::{Accepted, Definition, Lease, ReplayOptions, Replayed, StoreError};
 
 /// Writes that arrive while a commit is in flight wait for the next one, up to this many at once.
 const MAX_BATCH: usize = 512;
@@ -99,7 +99,7 @@ pub(super) enum Write {
     /// Queue a finished run again, from its failed step or from the start.
     Replay {
         run_id: String,
-        from_start: bool,
+        options: ReplayOptions,
         reply: Reply<Replayed>,
     },
     /// Forget finished runs (and their steps and events) finished before `before`, and dedupe

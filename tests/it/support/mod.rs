@@ -295,6 +295,8 @@ struct ReceiverState {
     queued: Mutex<Vec<(String, Reply)>>,
     /// Paths answered only after a pause (a slow target).
     delays: Mutex<Vec<(String, Duration)>>,
+    /// Paths whose JSON body must have a field, or the answer is 400 (a validating target).
+    required: Mutex<Vec<(String, String)>>,
 }
 
 /// A real HTTP server on loopback that records every request and answers as told
@@ -378,6 +380,15 @@ impl Receiver {
         }
     }
 
+    /// Answer 400 to requests under `prefix` whose body is not a JSON object with `field`.
+    pub fn require_field(&self, prefix: &str, field: &str) {
+        self.state
+            .required
+            .lock()
+            .expect("lock")
+            .push((prefix.to_owned(), field.to_owned()));
+    }
+
     /// Answer requests under `prefix` only after `pause`.
     pub fn slow(&self, prefix: &str, pause: Duration) {
         self.state
@@ -416,6 +427,7 @@ async fn record(State(state): State<Arc<ReceiverState>>, request: Request) -> Re
         .unwrap_or_default();
     let uri = parts.uri.to_string();
     let path = parts.uri.path().to_owned();
+    let missing = missing_field(&state, &path, &body);
     state.received.lock().expect("lock").push(Received {
         at: Instant::now(),
         method: parts.method.to_string(),
@@ -432,6 +444,15 @@ async fn record(State(state): State<Arc<ReceiverState>>, request: Request) -> Re
         .map(|(_, d)| *d);
     if let Some(pause) = pause {
         tokio::time::sleep(pause).await;
+    }
+    if let Some(missing) = missing {
+        let reason = format!(r#"{{"error":"{missing} is required"}}"#);
+        return (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            reason,
+        )
+            .into_response();
     }
     let once = {
         let mut queued = state.queued.lock().expect("lock");
@@ -473,6 +494,18 @@ async fn record(State(state): State<Arc<ReceiverState>>, request: Request) -> Re
         )
             .into_response(),
     }
+}
+
+/// The field a `require_field` rule wants that this body lacks.
+fn missing_field(state: &ReceiverState, path: &str, body: &[u8]) -> Option<String> {
+    let json: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
+    state
+        .required
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|(prefix, field)| path.starts_with(prefix.as_str()) && json.get(field).is_none())
+        .map(|(_, field)| field.clone())
 }
 
 /// A `hookflow serve` process and the addresses it logged.
