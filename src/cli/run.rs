@@ -105,9 +105,10 @@ fn payload_event(args: &RunArgs, workflow: &Workflow) -> anyhow::Result<Event> {
     let raw = saved.body;
     let headers = request_headers(&args.headers, &saved.headers)?;
     let content_type = headers.get("content-type").and_then(Json::as_str);
-    let body = parse_body(content_type, &raw, &BodyLimits::default())
-        .map_err(|e| anyhow::anyhow!("the payload cannot be parsed: {e}"))?;
     let trigger = workflow.webhook.as_ref();
+    let xml = trigger.map(|t| t.xml).unwrap_or_default();
+    let body = parse_body(content_type, &raw, &BodyLimits::default(), xml)
+        .map_err(|e| anyhow::anyhow!("the payload cannot be parsed: {e}"))?;
     let (path, params) = request_path(args.path.as_ref(), trigger)?;
     Ok(Event {
         id: uuid::Uuid::now_v7().to_string(),

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde_json::Value as Json;
 
 use super::ValidateArgs;
-use crate::http::body::{BodyLimits, parse_body};
+use crate::http::body::{BodyLimits, XmlMode, parse_body};
 use crate::lang::paths::{self, Sample};
 use crate::secrets::SecretSource;
 use crate::settings::{DEFAULT_WORKFLOWS, Overrides, ServeSettings};
@@ -142,14 +142,20 @@ fn schedules_report(registry: &workflow::Registry, from: chrono::DateTime<chrono
 /// Checks what each valid workflow reads from `event.body` against the samples given and the
 /// ones kept beside its file (`<stem>.samples/`), adding the warnings to `loaded`; returns one
 /// line per workflow checked, naming its samples.
-fn check_samples(loaded: &mut Loaded, given: &[Sample]) -> anyhow::Result<String> {
+fn check_samples(loaded: &mut Loaded, given: &[SampleFile]) -> anyhow::Result<String> {
     let mut out = String::new();
     for w in loaded.registry.workflows.values() {
-        let mut samples = given.to_vec();
-        samples.extend(samples_beside(Path::new(&w.source.path))?);
-        if samples.is_empty() {
+        let mut files = given.to_vec();
+        files.extend(samples_beside(Path::new(&w.source.path))?);
+        if files.is_empty() {
             continue;
         }
+        // Parsed as this workflow's webhook parses a body (`xml: typed` changes XML).
+        let xml = w.webhook.as_ref().map(|t| t.xml).unwrap_or_default();
+        let samples = files
+            .iter()
+            .map(|f| f.parse(xml))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let readings = loaded
             .readings
             .get(&w.source.path)
@@ -163,7 +169,7 @@ fn check_samples(loaded: &mut Loaded, given: &[Sample]) -> anyhow::Result<String
 }
 
 /// The sample payloads in the folder beside a workflow file, in name order.
-fn samples_beside(workflow_file: &Path) -> anyhow::Result<Vec<Sample>> {
+fn samples_beside(workflow_file: &Path) -> anyhow::Result<Vec<SampleFile>> {
     let dir = workflow::samples_dir(workflow_file);
     if !dir.is_dir() {
         return Ok(Vec::new());
@@ -201,17 +207,43 @@ fn is_sample_file(path: &Path) -> bool {
         && extension.is_some_and(|e| SAMPLE_EXTENSIONS.contains(&e.as_str()))
 }
 
-/// A sample body, parsed as the server parses a request body of its content type.
-fn read_sample(path: &Path) -> anyhow::Result<Sample> {
+/// A sample payload as read: its bytes and content type, parsed per workflow.
+#[derive(Clone)]
+struct SampleFile {
+    name: String,
+    raw: Vec<u8>,
+    content_type: Option<String>,
+}
+
+impl SampleFile {
+    /// The body as the server parses a request body of its content type.
+    fn parse(&self, xml: XmlMode) -> anyhow::Result<Sample> {
+        let body = parse_body(
+            self.content_type.as_deref(),
+            &self.raw,
+            &BodyLimits::default(),
+            xml,
+        )
+        .with_context(|| format!("payload {} cannot be parsed", self.name))?;
+        Ok(Sample {
+            name: self.name.clone(),
+            body,
+        })
+    }
+}
+
+/// A sample payload, read and checked to parse before any workflow is looked at.
+fn read_sample(path: &Path) -> anyhow::Result<SampleFile> {
     let raw =
         std::fs::read(path).with_context(|| format!("cannot read payload {}", path.display()))?;
     let content_type = sample_content_type(path, &raw)?;
-    let body = parse_body(content_type.as_deref(), &raw, &BodyLimits::default())
-        .with_context(|| format!("payload {} cannot be parsed", path.display()))?;
-    Ok(Sample {
+    let file = SampleFile {
         name: path.display().to_string(),
-        body,
-    })
+        raw,
+        content_type,
+    };
+    file.parse(XmlMode::Plain)?;
+    Ok(file)
 }
 
 /// The `Content-Type` of the headers file beside the sample, or one from its extension: `.json`,

@@ -7,6 +7,8 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 use serde_json::{Map, Value};
 
+pub use crate::workflow::XmlMode;
+
 /// Limits applied while parsing a body, so a hostile payload cannot exhaust the stack or memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyLimits {
@@ -83,11 +85,13 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
     }
 }
 
-/// Parses a webhook body into the value templates see as `event.body`.
+/// Parses a webhook body into the value templates see as `event.body`; `xml` is the webhook's
+/// `xml` mode.
 pub fn parse_body(
     content_type: Option<&str>,
     raw: &[u8],
     limits: &BodyLimits,
+    xml: XmlMode,
 ) -> Result<Value, BodyError> {
     if raw.is_empty() {
         return Ok(Value::Null);
@@ -95,7 +99,7 @@ pub fn parse_body(
     match body_kind(content_type) {
         BodyKind::Json => parse_json(raw, limits),
         BodyKind::Form => parse_form(raw),
-        BodyKind::Xml => parse_xml(raw, limits),
+        BodyKind::Xml => parse_xml(raw, limits, xml),
         BodyKind::Multipart => {
             let content_type = content_type.unwrap_or_default();
             let parts = crate::run::multipart::parts(content_type, raw)?;
@@ -200,7 +204,7 @@ fn insert_repeatable(fields: &mut Map<String, Value>, key: String, value: Value)
     }
 }
 
-fn parse_xml(raw: &[u8], limits: &BodyLimits) -> Result<Value, BodyError> {
+fn parse_xml(raw: &[u8], limits: &BodyLimits, mode: XmlMode) -> Result<Value, BodyError> {
     // quick-xml (without its `encoding` feature) only reads UTF-8; checking up
     // front gives one clear error instead of a failure at some later event.
     let input = std::str::from_utf8(raw).map_err(|err| {
@@ -214,6 +218,7 @@ fn parse_xml(raw: &[u8], limits: &BodyLimits) -> Result<Value, BodyError> {
     let mut tree = XmlTree {
         raw,
         max_depth: limits.max_depth,
+        mode,
         version: XmlVersion::Implicit1_0,
         stack: Vec::new(),
         root: None,
@@ -274,6 +279,7 @@ fn parse_xml(raw: &[u8], limits: &BodyLimits) -> Result<Value, BodyError> {
 struct XmlTree<'a> {
     raw: &'a [u8],
     max_depth: usize,
+    mode: XmlMode,
     version: XmlVersion,
     stack: Vec<XmlFrame>,
     root: Option<(String, Value)>,
@@ -281,12 +287,31 @@ struct XmlTree<'a> {
 
 struct XmlFrame {
     name: String,
-    /// Attributes (`@name`) then child elements, in document order.
+    /// Attributes (`@name`, plain mode only) then child elements, in document order.
     fields: Map<String, Value>,
     /// Significant text so far.
     text: String,
     /// Text since the last child tag; dropped if it turns out to be only indentation.
     run: String,
+    /// `xml: typed`: the element's `type` and `nil` attributes; `None` in plain mode.
+    typing: Option<Typing>,
+    /// The children of a `type="array"` element, in document order.
+    items: Vec<Value>,
+}
+
+/// What the Rails-style attributes of an element say about its value.
+#[derive(Default)]
+struct Typing {
+    /// `type="integer"`, `"boolean"`, `"array"`, ...
+    kind: Option<String>,
+    /// `nil="true"`: the value is null, whatever text the element holds (as Rails reads it).
+    nil: bool,
+}
+
+impl Typing {
+    fn is_array(&self) -> bool {
+        self.kind.as_deref() == Some("array")
+    }
 }
 
 impl XmlFrame {
@@ -299,6 +324,10 @@ impl XmlFrame {
 
     fn into_value(mut self) -> (String, Value) {
         self.end_run();
+        if let Some(typing) = self.typing.take() {
+            let value = typed_value(&typing, self.fields, self.text, self.items);
+            return (self.name, value);
+        }
         let value = if self.fields.is_empty() {
             if self.text.is_empty() {
                 Value::Null
@@ -341,6 +370,7 @@ impl XmlTree<'_> {
             return Err(self.error(pos, format!("invalid element name `{name}`")));
         }
         let mut fields = Map::new();
+        let mut typing = (self.mode == XmlMode::Typed).then(Typing::default);
         for attr in start.attributes() {
             let attr =
                 attr.map_err(|err| self.error(pos, describe(&quick_xml::Error::InvalidAttr(err))))?;
@@ -349,10 +379,20 @@ impl XmlTree<'_> {
             let value = attr
                 .normalized_value_with(self.version, 1, resolve_xml_entity)
                 .map_err(|err| self.error(pos, describe(&err)))?;
-            fields.insert(
-                format!("@{}", attr.key.as_ref()),
-                Value::String(value.into_owned()),
-            );
+            match &mut typing {
+                // Typed mode keeps what `type` and `nil` say and drops every attribute.
+                Some(typing) => match attr.key.as_ref() {
+                    "type" => typing.kind = Some(value.into_owned()),
+                    "nil" => typing.nil = value.trim() == "true",
+                    _ => {}
+                },
+                None => {
+                    fields.insert(
+                        format!("@{}", attr.key.as_ref()),
+                        Value::String(value.into_owned()),
+                    );
+                }
+            }
         }
         if let Some(parent) = self.stack.last_mut() {
             parent.end_run();
@@ -362,6 +402,8 @@ impl XmlTree<'_> {
             fields,
             text: String::new(),
             run: String::new(),
+            typing,
+            items: Vec::new(),
         });
         Ok(())
     }
@@ -372,6 +414,9 @@ impl XmlTree<'_> {
         };
         let (name, value) = frame.into_value();
         match self.stack.last_mut() {
+            Some(parent) if parent.typing.as_ref().is_some_and(Typing::is_array) => {
+                parent.items.push(value);
+            }
             Some(parent) => insert_repeatable(&mut parent.fields, name, value),
             None => self.root = Some((name, value)),
         }
@@ -406,6 +451,54 @@ impl XmlTree<'_> {
             }
             None => Err(self.error(offset_u64(end), "no root element")),
         }
+    }
+}
+
+/// An element's value under `xml: typed`, as Rails' `Hash.from_xml` reads it: `nil="true"` is
+/// null, `type="array"` the list of its children, numbers and booleans their values; text
+/// that does not read as its type stays text rather than being lost.
+fn typed_value(
+    typing: &Typing,
+    mut fields: Map<String, Value>,
+    text: String,
+    items: Vec<Value>,
+) -> Value {
+    if typing.nil {
+        return Value::Null;
+    }
+    if typing.is_array() {
+        return Value::Array(items);
+    }
+    if !fields.is_empty() {
+        if !text.is_empty() {
+            fields.insert("#text".to_owned(), Value::String(text));
+        }
+        return Value::Object(fields);
+    }
+    let trimmed = text.trim();
+    let typed = match typing.kind.as_deref() {
+        Some("integer") => trimmed
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| trimmed.parse::<u64>().map(Value::from))
+            .ok(),
+        Some("float" | "decimal" | "double") => trimmed
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number),
+        Some("boolean") => match trimmed {
+            "true" | "1" => Some(Value::Bool(true)),
+            "false" | "0" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        Some("string") => Some(Value::String(text.clone())),
+        _ => None,
+    };
+    match typed {
+        Some(value) => value,
+        None if text.is_empty() => Value::Null,
+        None => Value::String(text),
     }
 }
 
@@ -469,7 +562,7 @@ mod tests {
     }
 
     fn parse(content_type: Option<&str>, raw: &[u8]) -> Result<Value, BodyError> {
-        parse_body(content_type, raw, &BodyLimits::default())
+        parse_body(content_type, raw, &BodyLimits::default(), XmlMode::Plain)
     }
 
     fn xml(raw: &str) -> Value {
@@ -534,6 +627,88 @@ mod tests {
             json!({"@type": "boolean", "#text": "true"})
         );
         assert_eq!(transaction["message"], "Bogus Gateway: Forced success");
+    }
+
+    fn typed(raw: &[u8]) -> Value {
+        parse_body(XML, raw, &BodyLimits::default(), XmlMode::Typed)
+            .unwrap_or_else(|err| panic!("{}: {err}", String::from_utf8_lossy(raw)))
+    }
+
+    #[test]
+    fn typed_recurly_payment_reads_numbers_booleans_and_nil_as_values() {
+        let body = typed(&fixture("recurly/successful_payment_notification.xml"));
+        let root = &body["successful_payment_notification"];
+        // `nil="true"` is null even with text inside, as Rails (Recurly's side) reads it.
+        assert_eq!(root["account"]["username"], Value::Null);
+        assert_eq!(root["account"]["company_name"], Value::Null);
+        assert_eq!(root["account"]["email"], "verena@example.com");
+        let transaction = &root["transaction"];
+        assert_eq!(transaction["amount_in_cents"], json!(1000));
+        assert_eq!(transaction["invoice_number"], json!(2059));
+        assert_eq!(transaction["test"], json!(true));
+        assert_eq!(transaction["voidable"], json!(true));
+        assert_eq!(transaction["date"], "2009-11-22T13:10:38Z");
+        assert_eq!(transaction["id"], "a5143c1d3a6f4a8287d0e2cc1d4c0427");
+        // Attributes are gone: nothing is keyed `@type` or `#text` any more.
+        assert!(!body.to_string().contains("\"@"), "{body}");
+        assert!(!body.to_string().contains("#text"), "{body}");
+    }
+
+    #[test]
+    fn typed_recurly_subscription_reads_empty_arrays_and_nil_dates() {
+        let body = typed(&fixture("recurly/new_subscription_notification.xml"));
+        let subscription = &body["new_subscription_notification"]["subscription"];
+        assert_eq!(subscription["quantity"], json!(2));
+        assert_eq!(subscription["total_amount_in_cents"], json!(17000));
+        assert_eq!(subscription["subscription_add_ons"], json!([]));
+        assert_eq!(subscription["trial_started_at"], Value::Null);
+        assert_eq!(subscription["activated_at"], "2010-09-23T22:05:03Z");
+        assert_eq!(subscription["plan"]["plan_code"], "bronze");
+    }
+
+    #[test]
+    fn typed_arrays_keep_their_children_in_order_and_odd_text_stays_text() {
+        let body = typed(
+            br#"<r id="9">
+              <add_ons type="array">
+                <add_on><code>a</code><unit_amount_in_cents type="integer">250</unit_amount_in_cents></add_on>
+                <add_on><code>b</code></add_on>
+              </add_ons>
+              <one type="array"><n type="integer">1</n></one>
+              <nested type="array"><row type="array"><n type="integer">1</n><n type="integer">2</n></row></nested>
+              <rate type="decimal">12.50</rate>
+              <ratio type="float">-0.25</ratio>
+              <big type="integer">18446744073709551615</big>
+              <odd type="integer">n/a</odd>
+              <off type="boolean">false</off>
+              <empty type="string"></empty>
+              <none/>
+            </r>"#,
+        );
+        assert_eq!(
+            body,
+            json!({"r": {
+                "add_ons": [
+                    {"code": "a", "unit_amount_in_cents": 250},
+                    {"code": "b"}
+                ],
+                "one": [1],
+                "nested": [[1, 2]],
+                "rate": 12.5,
+                "ratio": -0.25,
+                "big": 18446744073709551615u64,
+                "odd": "n/a",
+                "off": false,
+                "empty": "",
+                "none": null
+            }})
+        );
+        // The same body without `typed` is as before: attributes and text as written.
+        let plain = xml(r#"<r><n type="integer">1</n></r>"#);
+        assert_eq!(
+            plain,
+            json!({"r": {"n": {"@type": "integer", "#text": "1"}}})
+        );
     }
 
     #[test]
@@ -669,8 +844,8 @@ mod tests {
         let objects = format!("{}1{}", r#"{"a":"#.repeat(65), "}".repeat(65));
         assert!(parse(JSON, objects.as_bytes()).is_err());
         let limits = BodyLimits { max_depth: 2 };
-        assert!(parse_body(JSON, b"[[1]]", &limits).is_ok());
-        assert!(parse_body(JSON, b"[[[1]]]", &limits).is_err());
+        assert!(parse_body(JSON, b"[[1]]", &limits, XmlMode::Plain).is_ok());
+        assert!(parse_body(JSON, b"[[[1]]]", &limits, XmlMode::Plain).is_err());
     }
 
     #[test]

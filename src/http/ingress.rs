@@ -17,7 +17,7 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use super::body::parse_body;
+use super::body::{XmlMode, parse_body};
 use super::rejected::{RejectReason, RejectedRequest};
 use super::{AppState, error_response};
 use crate::run::NewRun;
@@ -27,7 +27,7 @@ use crate::store::Accepted;
 use crate::template::Scope;
 use crate::worker::{FreshPlaces, SyncAnswer};
 use crate::workflow::routes::Route;
-use crate::workflow::{Registry, RespondMode, VerifyPreset, Workflow};
+use crate::workflow::{BodySchema, Registry, RespondMode, VerifyPreset, Workflow};
 
 pub async fn ingest(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
@@ -133,7 +133,14 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
             detail,
         ));
     }
-    let parsed = parse_request_body(state, &parts.headers, &raw)?;
+    // Workflows sharing a path parse and check bodies alike (the route table refuses them
+    // otherwise), so the first one decides.
+    let trigger = bound[0].webhook.as_ref();
+    let xml = trigger.map(|t| t.xml).unwrap_or_default();
+    let parsed = parse_request_body(state, &parts.headers, &raw, xml)?;
+    if let Some(schema) = trigger.and_then(|t| t.schema.as_ref()) {
+        matches_schema(schema, &parsed)?;
+    }
     let (mut query, mut headers) = (query_map(parts.uri.query()), header_map(&parts.headers));
     mask_credentials(&bound, &mut headers, &mut query);
     let event = Event {
@@ -349,11 +356,16 @@ async fn receive_body(
 }
 
 /// The body parsed by its content type; 400 when it does not parse.
-fn parse_request_body(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Result<Json, Refused> {
+fn parse_request_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &[u8],
+    xml: XmlMode,
+) -> Result<Json, Refused> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    parse_body(content_type, raw, &state.body_limits).map_err(|err| {
+    parse_body(content_type, raw, &state.body_limits, xml).map_err(|err| {
         // The parser's message may quote the body, so the record names only the type.
         let detail = format!(
             "the body does not parse as {}",
@@ -365,6 +377,38 @@ fn parse_request_body(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Resu
             detail,
         )
     })
+}
+
+/// The parsed body against the webhook's `schema`: 422 with the violations when it does not
+/// match. The sender sees where its body is wrong; the record keeps only the schema's side
+/// (which keywords failed), never a piece of the body.
+fn matches_schema(schema: &BodySchema, body: &Json) -> Result<(), Refused> {
+    let violations = schema.check(body);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let mut keywords: Vec<String> = Vec::new();
+    for violation in &violations {
+        let keyword = format!("#{}", violation.keyword);
+        if !keywords.contains(&keyword) {
+            keywords.push(keyword);
+        }
+    }
+    let detail = format!(
+        "the body does not match the schema ({}): {} violation(s) of {}",
+        schema.origin,
+        violations.len(),
+        keywords.join(", ")
+    );
+    let answer = serde_json::json!({
+        "error": "the body does not match the webhook's schema",
+        "violations": violations,
+    });
+    Err(Refused::new(
+        (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(answer)).into_response(),
+        RejectReason::InvalidBody,
+        detail,
+    ))
 }
 
 /// Commits the event and its runs, claiming them with the reserved places' lease when there is

@@ -44,6 +44,8 @@ pub enum RejectReason {
     VerifyMisconfigured,
     /// The body does not parse as its content type, or is nested too deep (400).
     BadBody,
+    /// The parsed body does not match the webhook's `schema` (422).
+    InvalidBody,
     /// The store's queue holds `max_backlog` runs: the sender is asked to retry later (503).
     BacklogFull,
 }
@@ -64,6 +66,7 @@ impl RejectReason {
             Self::MalformedSignature => "malformed_signature",
             Self::VerifyMisconfigured => "verify_misconfigured",
             Self::BadBody => "bad_body",
+            Self::InvalidBody => "invalid_body",
             Self::BacklogFull => "backlog_full",
         }
     }

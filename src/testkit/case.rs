@@ -1,6 +1,7 @@
-//! One case run in process: its event built from the trigger, its effects answered by stubs,
-//! its waits (retries, delays) passed on a virtual clock by resuming the run at each due time,
-//! as the worker resumes a stored run.
+//! One case run in process: its event built from the trigger (and its body held to the
+//! webhook's `schema`, as the server's door holds it), its effects answered by stubs, its waits
+//! (retries, delays) passed on a virtual clock by resuming the run at each due time, as the
+//! worker resumes a stored run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use crate::future::BoxFuture;
 use crate::http::body::{BodyLimits, parse_body};
 use crate::run::payload::PayloadFileError;
 use crate::run::{Event, RunStatus, SavedPayload, StepRecord, SyncResponse, Trigger};
-use crate::workflow::{Registry, Workflow};
+use crate::workflow::{Registry, Violation, Workflow};
 
 /// More executions than any sane retry policy needs: a run still waiting after these is
 /// reported rather than looped on forever.
@@ -31,6 +32,23 @@ pub struct CaseRun {
     pub response: Option<SyncResponse>,
     pub calls: Vec<EffectCall>,
 }
+
+/// How a case ended: its run, or its body refused before any run started.
+#[derive(Debug)]
+pub enum CaseEnd {
+    Ran(Box<CaseRun>),
+    Refused(Refusal),
+}
+
+/// The server's answer to a body its webhook's `schema` refuses.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub violations: Vec<Violation>,
+}
+
+/// The status the server answers a body its `schema` refuses with.
+pub const REFUSED_STATUS: u16 = 422;
 
 /// Why a case could not be run at all (as opposed to failing its expectations).
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +72,42 @@ pub struct Subject<'a> {
     pub registry: &'a Registry,
 }
 
-pub async fn run_case(subject: &Subject<'_>, case: &Case) -> Result<CaseRun, CaseError> {
+pub async fn run_case(subject: &Subject<'_>, case: &Case) -> Result<CaseEnd, CaseError> {
     let start = case.at.unwrap_or_else(Utc::now);
     let event = case_event(subject.workflow, &case.trigger, start)?;
+    if let Some(refusal) = refused_at_the_door(subject.workflow, &case.trigger, &event) {
+        return Ok(CaseEnd::Refused(refusal));
+    }
+    run_event(subject, case, &event, start)
+        .await
+        .map(|run| CaseEnd::Ran(Box::new(run)))
+}
+
+/// A webhook case whose body the workflow's `schema` refuses: the server would answer 422 and
+/// start nothing.
+fn refused_at_the_door(
+    workflow: &Workflow,
+    trigger: &TriggerSpec,
+    event: &Event,
+) -> Option<Refusal> {
+    let TriggerSpec::Webhook(_) = trigger else {
+        return None;
+    };
+    let schema = workflow.webhook.as_ref()?.schema.as_ref()?;
+    let violations = schema.check(&event.body);
+    (!violations.is_empty()).then_some(Refusal {
+        status: REFUSED_STATUS,
+        violations,
+    })
+}
+
+/// Runs the case's event to its end, resuming at each due time on the virtual clock.
+async fn run_event(
+    subject: &Subject<'_>,
+    case: &Case,
+    event: &Event,
+    start: DateTime<Utc>,
+) -> Result<CaseRun, CaseError> {
     let clock = Arc::new(ManualClock::at(start));
     let unstubbed = if subject.file.default_stubs {
         Unstubbed::Sample
@@ -89,7 +140,7 @@ pub async fn run_case(subject: &Subject<'_>, case: &Case) -> Result<CaseRun, Cas
         let finished = journal.records();
         let request = RunRequest {
             workflow: subject.workflow,
-            event: &event,
+            event,
             run: &run,
             secrets: &workflow_secrets,
             finished: &finished,
@@ -197,9 +248,10 @@ fn webhook_event(workflow: &Workflow, spec: &WebhookSpec) -> Result<Event, CaseE
         headers.insert(name.to_ascii_lowercase(), Json::String(value.clone()));
     }
     let content_type = headers.get("content-type").and_then(Json::as_str);
-    let body = parse_body(content_type, &raw, &BodyLimits::default())
-        .map_err(|e| CaseError::Body(e.to_string()))?;
     let trigger = workflow.webhook.as_ref();
+    let xml = trigger.map(|t| t.xml).unwrap_or_default();
+    let body = parse_body(content_type, &raw, &BodyLimits::default(), xml)
+        .map_err(|e| CaseError::Body(e.to_string()))?;
     let (path, params) = match (&spec.path, trigger) {
         (Some(path), Some(t)) => match t.path.matches(path) {
             Some(params) => (path.clone(), params),

@@ -1,11 +1,12 @@
 //! A case's expectations held against what its run did: the run's status and error, which
 //! steps ran, were skipped or stopped the run, and each step's record matched as a subset
-//! (what is written must be there; what is not written is not checked).
+//! (what is written must be there; what is not written is not checked); or, for a body the
+//! webhook's `schema` refuses, the refusal and its violations.
 
 use serde_json::Value as Json;
 
-use super::case::CaseRun;
-use super::file::{Expect, Expected, StepExpect};
+use super::case::{CaseEnd, CaseRun, Refusal};
+use super::file::{Expect, Expected, RefusedExpect, StepExpect};
 use crate::diag::Span;
 use crate::effects::stand_in::{AnsweredBy, EffectCall};
 use crate::lang::yaml::{Node, NodeValue};
@@ -38,8 +39,88 @@ impl Failure {
     }
 }
 
+/// Every expectation of `expect` that the case's end does not meet: a run that should have
+/// been refused, a refusal nobody expected, or what `check_run` finds.
+pub fn check(case_span: &Span, expect: &Expect, end: &CaseEnd) -> Vec<Failure> {
+    match (end, &expect.refused) {
+        (CaseEnd::Refused(refusal), Some(refused)) => check_refusal(refused, refusal),
+        (CaseEnd::Refused(refusal), None) => vec![Failure::new(
+            case_span,
+            "webhook body",
+            "a body the webhook's `schema` accepts (or `expect: { refused: ... }`)",
+            refusal_text(refusal),
+        )],
+        (CaseEnd::Ran(run), Some(refused)) => {
+            let mut actual = format!(
+                "the body was accepted and the run ended {}",
+                run.outcome.status.as_str()
+            );
+            if let Some(error) = &run.outcome.error {
+                actual.push_str(&format!(" ({error})"));
+            }
+            vec![Failure::new(
+                &refused.span,
+                "refused",
+                "the body refused by the webhook's `schema`",
+                actual,
+            )]
+        }
+        (CaseEnd::Ran(run), None) => check_run(case_span, expect, run),
+    }
+}
+
+/// The refusal as the sender would read it: the status, then one line per violation.
+fn refusal_text(refusal: &Refusal) -> String {
+    let mut out = format!("refused with {}:", refusal.status);
+    for violation in &refusal.violations {
+        let path = if violation.path.is_empty() {
+            "(the body)"
+        } else {
+            violation.path.as_str()
+        };
+        out.push_str(&format!("\n{path}: {}", violation.message));
+    }
+    out
+}
+
+/// `refused`: the status, and each violation written a subset of one the body has.
+fn check_refusal(expect: &RefusedExpect, refusal: &Refusal) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    if let Some(status) = &expect.status
+        && status.value != u64::from(refusal.status)
+    {
+        failures.push(Failure::new(
+            &status.span,
+            "refused.status",
+            status.value.to_string(),
+            refusal.status.to_string(),
+        ));
+    }
+    let actual: Vec<Json> = refusal
+        .violations
+        .iter()
+        .map(|v| serde_json::json!({ "path": v.path, "message": v.message }))
+        .collect();
+    for (i, wanted) in expect.violations.iter().enumerate() {
+        let found = actual.iter().any(|violation| {
+            let mut misses = Vec::new();
+            subset(wanted, violation, "", &mut misses);
+            misses.is_empty()
+        });
+        if !found {
+            failures.push(Failure::new(
+                &wanted.span,
+                format!("refused.violations[{i}]"),
+                pretty(&wanted.to_json()),
+                refusal_text(refusal),
+            ));
+        }
+    }
+    failures
+}
+
 /// Every expectation of `expect` that `run` does not meet, and every effect no stub answered.
-pub fn check(case_span: &Span, expect: &Expect, run: &CaseRun) -> Vec<Failure> {
+fn check_run(case_span: &Span, expect: &Expect, run: &CaseRun) -> Vec<Failure> {
     let mut failures = unanswered(case_span, &run.calls);
     let outcome = &run.outcome;
     if let Some(status) = &expect.status

@@ -82,6 +82,17 @@ pub struct Expect {
     pub steps: Vec<StepExpect>,
     pub response: Option<Node>,
     pub vars: Option<Node>,
+    /// `refused:`: the webhook's `schema` refuses the body, so no run starts.
+    pub refused: Option<RefusedExpect>,
+}
+
+/// `refused: true`, or `{status: 422, violations: [...]}`: each violation written is a subset
+/// of one the body has (`{path, message}`), in any order.
+#[derive(Debug)]
+pub struct RefusedExpect {
+    pub span: Span,
+    pub status: Option<Expected<u64>>,
+    pub violations: Vec<Node>,
 }
 
 #[derive(Debug)]
@@ -102,7 +113,9 @@ const CASE_KEYS: &[&str] = &[
 const WEBHOOK_KEYS: &[&str] = &["payload", "body", "headers", "method", "path", "query"];
 const EXPECT_KEYS: &[&str] = &[
     "status", "error", "ran", "skipped", "not_ran", "filtered", "steps", "response", "vars",
+    "refused",
 ];
+const REFUSED_KEYS: &[&str] = &["status", "violations"];
 const STEP_EXPECT_KEYS: &[&str] = &["status", "calls", "attempts", "error", "input", "output"];
 
 /// Reads `path`, or every problem with it (file:line:col).
@@ -419,10 +432,54 @@ impl Reader {
                 "steps" => expect.steps = self.step_expectations(value),
                 "response" => expect.response = Some(value.clone()),
                 "vars" => expect.vars = Some(value.clone()),
+                "refused" => expect.refused = self.refused(value),
                 _ => {}
             }
         }
+        if expect.refused.is_some() && entries.len() > 1 {
+            self.error(
+                &node.span,
+                "`refused` means no run starts: it is not combined with expectations of a run",
+            );
+        }
         expect
+    }
+
+    fn refused(&mut self, node: &Node) -> Option<RefusedExpect> {
+        let mut refused = RefusedExpect {
+            span: node.span.clone(),
+            status: None,
+            violations: Vec::new(),
+        };
+        if let yaml::NodeValue::Bool(true) = node.value {
+            return Some(refused);
+        }
+        if node.as_map().is_none() {
+            self.error(
+                &node.span,
+                "`refused` is `true` or a mapping of `status` and `violations`",
+            );
+            return None;
+        }
+        for (key, value) in self.map(node, "`refused`", REFUSED_KEYS)? {
+            match key.name.as_str() {
+                "status" => {
+                    refused.status = self.number(value, "`status`").map(|status| Expected {
+                        value: status,
+                        span: value.span.clone(),
+                    })
+                }
+                "violations" => match value.as_seq() {
+                    Some(items) => refused.violations = items.to_vec(),
+                    None => self.error(
+                        &value.span,
+                        "`violations` is a list, each a subset of one violation: `{path, message}`",
+                    ),
+                },
+                _ => {}
+            }
+        }
+        Some(refused)
     }
 
     fn run_status(&mut self, node: &Node) -> Option<RunStatus> {

@@ -128,7 +128,7 @@ pub async fn run_file(path: &Path, setup: &Setup<'_>) -> FileResult {
         }
         let started = Instant::now();
         let verdict = match case::run_case(&subject, case).await {
-            Ok(run) => match expect::check(&case.span, &case.expect, &run) {
+            Ok(end) => match expect::check(&case.span, &case.expect, &end) {
                 failures if failures.is_empty() => Verdict::Passed,
                 failures => Verdict::Failed(failures),
             },

@@ -1,6 +1,6 @@
-//! Loading: the workflow files under the given paths (`*.yaml`/`*.yml`, test files and folders
-//! of sample payloads skipped), each compiled, and the set checked as a whole into a registry
-//! or diagnostics.
+//! Loading: the workflow files under the given paths (`*.yaml`/`*.yml`; test files, schema
+//! files and folders of sample payloads skipped), each compiled, and the set checked as a
+//! whole into a registry or diagnostics.
 
 use super::*;
 
@@ -40,7 +40,8 @@ pub struct Loaded {
 }
 
 /// The workflow files under the given paths: files as given, directories searched for
-/// `*.yaml`/`*.yml` (test files `*.test.yaml` excluded), sorted for stable output.
+/// `*.yaml`/`*.yml` (test files `*.test.yaml` and schema files `*.schema.yaml` excluded),
+/// sorted for stable output.
 pub fn workflow_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for path in paths {
@@ -71,9 +72,11 @@ pub(super) fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result
             .unwrap_or_default();
         let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
         let is_test = name.ends_with(".test.yaml") || name.ends_with(".test.yml");
+        // A webhook's body schema written in YAML (`schema: order.schema.yaml`).
+        let is_schema = name.ends_with(".schema.yaml") || name.ends_with(".schema.yml");
         // A server config kept beside its workflows is not a workflow.
         let is_config = name == "hookflow.yaml" || name == "hookflow.yml";
-        if is_yaml && !is_test && !is_config && !name.starts_with('.') {
+        if is_yaml && !is_test && !is_schema && !is_config && !name.starts_with('.') {
             out.push(path);
         }
     }

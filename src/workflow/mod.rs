@@ -1,6 +1,7 @@
 //! Workflows: a YAML file compiled into an immutable [`Workflow`], and the set of them a server
 //! serves ([`Registry`], with its route table). Nothing here runs a step.
 
+mod body_schema;
 mod calls;
 mod load;
 mod registry;
@@ -11,6 +12,8 @@ pub mod schedule;
 pub mod schema;
 mod webhook;
 
+use body_schema::compile_body_schema;
+pub use body_schema::{BodySchema, MAX_VIOLATIONS, Violation};
 use calls::*;
 pub use load::*;
 pub use replay::kept_by_replay;

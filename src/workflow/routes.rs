@@ -231,6 +231,20 @@ impl RouteTable {
                     first.name,
                     trigger.path.as_str()
                 ))
+            } else if first.webhook.as_ref().map(|t| t.xml) != Some(trigger.xml) {
+                Some(format!(
+                    "workflow '{}' also binds '{}' with a different `xml` mode; one body is parsed once",
+                    first.name,
+                    trigger.path.as_str()
+                ))
+            } else if schema_text(first) != trigger.schema.as_ref().map(|s| s.text.as_str()) {
+                // One body is checked once and answered once: a workflow without the schema
+                // would accept what another refuses.
+                Some(format!(
+                    "workflow '{}' also binds '{}' with a different `schema`; workflows sharing a path must check bodies alike",
+                    first.name,
+                    trigger.path.as_str()
+                ))
             } else {
                 None
             };
@@ -264,6 +278,14 @@ impl RouteTable {
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter()
     }
+}
+
+fn schema_text(workflow: &Workflow) -> Option<&str> {
+    workflow
+        .webhook
+        .as_ref()
+        .and_then(|t| t.schema.as_ref())
+        .map(|s| s.text.as_str())
 }
 
 fn verify_text(workflow: &Workflow) -> Option<&str> {

@@ -9,7 +9,7 @@ use super::schedule::{CATCH_UP_MODES, SCHEDULE_KEYS};
 use super::webhook::HTTP_METHODS;
 use super::{
     CONCURRENCY_KEYS, CONCURRENCY_MODES, DEDUPE_KEYS, RATE_LIMIT_KEYS, TOP_LEVEL_KEYS,
-    TRIGGER_KEYS, VERIFY_IP_ALLOW, VERIFY_PRESETS, WEBHOOK_KEYS,
+    TRIGGER_KEYS, VERIFY_IP_ALLOW, VERIFY_PRESETS, WEBHOOK_KEYS, XmlMode,
 };
 use crate::lang::schema::{
     Builder, DIALECT, KeyList, SchemaDrift, boolean, describe, duration, examples, integer,
@@ -241,6 +241,26 @@ fn webhook(b: &mut Builder) -> Json {
             ),
         ),
         ("verify", verify(b)),
+        (
+            "schema",
+            examples(
+                describe(
+                    json!({ "anyOf": [
+                        { "type": "string", "minLength": 1 },
+                        { "type": "object" },
+                    ] }),
+                    "A JSON Schema the parsed body must match (inline, or a JSON or YAML file relative to the workflow file); a body that does not is answered 422 with its violations and not stored.",
+                ),
+                json!(["order.schema.json", { "type": "object", "required": ["id"] }]),
+            ),
+        ),
+        (
+            "xml",
+            describe(
+                one_of(XmlMode::NAMES),
+                "How an XML body becomes `event.body`: `plain` keeps attributes (`@name`) and text (`#text`); `typed` reads Rails-style `type` and `nil` attributes (Recurly) as numbers, booleans, lists and null and drops attributes. Default `plain`.",
+            ),
+        ),
         (
             "rate_limit",
             examples(

@@ -1,5 +1,6 @@
 //! The webhook trigger (`on.webhook`): its path and methods, body limit, answer mode, rate
-//! limit, dedupe key, and the signature or token `verify` checks, compiled from YAML.
+//! limit, dedupe key, the signature or token `verify` checks, how XML bodies are read and the
+//! schema bodies must match, compiled from YAML.
 
 use super::*;
 use crate::lang::paths::Binding;
@@ -12,6 +13,8 @@ pub const WEBHOOK_KEYS: &[&str] = &[
     "dedupe",
     "verify",
     "rate_limit",
+    "schema",
+    "xml",
 ];
 
 /// The keys of a `rate_limit:` mapping.
@@ -29,7 +32,40 @@ pub struct WebhookTrigger {
     pub dedupe: Option<Dedupe>,
     pub verify: Option<Verify>,
     pub rate_limit: Option<RateLimit>,
+    /// `schema:`: a body that does not match is refused (422) before it is stored.
+    pub schema: Option<BodySchema>,
+    /// `xml:`: how an XML body becomes `event.body`.
+    pub xml: XmlMode,
     pub span: Span,
+}
+
+/// How an XML body becomes `event.body`: as written (`@attributes`, `#text`, all text), or
+/// with Rails-style `type` and `nil` attributes (Recurly) read as values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XmlMode {
+    #[default]
+    Plain,
+    Typed,
+}
+
+impl XmlMode {
+    /// The names `xml:` takes, in the order the docs list them.
+    pub const NAMES: &[&str] = &["plain", "typed"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Typed => "typed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "plain" => Some(Self::Plain),
+            "typed" => Some(Self::Typed),
+            _ => None,
+        }
+    }
 }
 
 /// `rate_limit:`: a token bucket refilled at `per_second`, holding at most `burst` requests.
@@ -171,8 +207,16 @@ pub(super) fn compile_webhook(c: &mut Compiler, webhook: &Node) -> Option<Webhoo
         Some(n) => Some(compile_rate_limit(c, n)?),
         None => None,
     };
+    // Both are compiled before either can end the trigger, so both are reported.
+    let schema = w.get("schema").map(|n| compile_body_schema(c, n));
+    let xml = match w.get("xml") {
+        Some(n) => compile_xml_mode(c, n),
+        None => Some(XmlMode::Plain),
+    };
     Some(WebhookTrigger {
         rate_limit,
+        schema: schema.map_or(Some(None), |s| s.map(Some))?,
+        xml: xml?,
         path: path?,
         respond: respond?,
         max_body: max_body?,
@@ -181,6 +225,19 @@ pub(super) fn compile_webhook(c: &mut Compiler, webhook: &Node) -> Option<Webhoo
         methods,
         span: path_node.span.clone(),
     })
+}
+
+/// `xml: plain | typed`.
+fn compile_xml_mode(c: &mut Compiler, node: &Node) -> Option<XmlMode> {
+    let text = c.string(node, "`xml`")?;
+    let mode = XmlMode::parse(&text);
+    if mode.is_none() {
+        c.push(
+            Diagnostic::error(node.span.clone(), format!("unknown `xml` mode '{text}'"))
+                .with_hint(format!("one of: {}", XmlMode::NAMES.join(", "))),
+        );
+    }
+    mode
 }
 
 /// `50/s`, or `{rate: 50/s, burst: 100, per: route | source}`.

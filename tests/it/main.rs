@@ -11,6 +11,7 @@ mod concurrency;
 mod control;
 mod crash;
 mod docs;
+mod door;
 mod durable;
 mod e2e;
 mod egress;
