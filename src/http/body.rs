@@ -784,7 +784,7 @@ mod tests {
             (Some("TEXT/XML; charset=iso-8859-1"), BodyKind::Xml),
             (Some("application/soap+xml"), BodyKind::Xml),
             (Some("text/plain"), BodyKind::Text),
-            (Some("multipart/form-data; boundary=x"), BodyKind::Text),
+            (Some("multipart/form-data; boundary=x"), BodyKind::Multipart),
             (Some("application/jsonp"), BodyKind::Text),
             (Some("json"), BodyKind::Text),
             (Some(""), BodyKind::Text),
