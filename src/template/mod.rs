@@ -456,6 +456,70 @@ mod tests {
         );
     }
 
+    /// Text made from a value never holds Python's words (`None`, `True`, `['a']`), whether
+    /// the value is printed, converted with `string`, joined, or turned into text for a key
+    /// that needs text (a log line, a URL, a header).
+    #[test]
+    fn no_python_words_in_text() {
+        let ctx = json!({"n": null, "t": true, "f": false, "l": ["a", null, true], "m": {"k": null},
+            "items": [{"ok": true}, {"ok": false}]});
+        let cases = [
+            ("{{ n | string }}", json!("")),
+            ("{{ t | string }}", json!("true")),
+            ("{{ l | string }}", json!(r#"["a",null,true]"#)),
+            ("{{ m | string }}", json!(r#"{"k":null}"#)),
+            ("{{ l | join(',') }}", json!("a,,true")),
+            (
+                "{{ items | join(' ', attribute='ok') }}",
+                json!("true false"),
+            ),
+            ("{{ l | join(d='-') }}", json!("a--true")),
+            ("{{ 'abc' | join('.') }}", json!("a.b.c")),
+            ("x {{ t | string ~ '/' ~ n | string }}", json!("x true/")),
+        ];
+        for (source, expected) in cases {
+            assert_eq!(render(source, ctx.clone()).unwrap(), expected, "{source}");
+        }
+        let text = |source: &str| {
+            let mut set = TemplateSet::new();
+            let template = ValueTemplate::compile_str(&mut set, source).expect("compiles");
+            let context = to_template_value(&ctx);
+            template.render_string(&Scope {
+                templates: &set,
+                context: &context,
+                event_body: &ctx,
+            })
+        };
+        // A log line, a URL, a header value.
+        assert_eq!(text("{{ n }}").unwrap(), "");
+        assert_eq!(text("null is {{ n }}.").unwrap(), "null is .");
+        assert_eq!(
+            text("https://x.test/{{ t }}?f={{ f }}").unwrap(),
+            "https://x.test/true?f=false"
+        );
+        assert_eq!(text("{{ t }}").unwrap(), "true");
+        assert_eq!(text("tags: {{ l }}").unwrap(), r#"tags: ["a",null,true]"#);
+        let err = text("{{ l }}").unwrap_err();
+        assert_eq!(err.0, "expected text, got a list");
+        // Error messages echo values as JSON writes them.
+        for (source, words) in [
+            ("{{ n | date }}", "cannot read null as a date"),
+            ("{{ 1 | json(indent=t) }}", "got true"),
+            ("{{ n | fromjson }}", "expected a string, got null"),
+            (
+                "{{ 'x' | hmac_sha256(n) }}",
+                "key must be a string or bytes, got null",
+            ),
+        ] {
+            let err = render(source, ctx.clone()).unwrap_err();
+            assert!(err.0.contains(words), "{source}: {err}");
+            assert!(
+                !err.0.contains("None") && !err.0.contains("True"),
+                "{source}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn a_single_expression_keeps_its_type() {
         let ctx = json!({"n": 3, "list": [1, 2], "obj": {"a": true}});

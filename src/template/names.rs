@@ -121,67 +121,62 @@ pub const TESTS: &[&str] = &[
 /// Names of the template language itself, bound by the construct they belong to.
 const LANGUAGE_NAMES: &[&str] = &["loop", "self", "super", "caller", "varargs", "kwargs"];
 
+/// What a Python method is written as here.
+#[derive(Debug, Clone, Copy)]
+pub enum Instead {
+    /// The filter of that name, with the same arguments: `x.split(',')` is `x | split(',')`.
+    Filter(&'static str),
+    /// The test of that name, with the same arguments: `x is startingwith('a')`.
+    Test(&'static str),
+    /// Filters applied to the value, the method's arguments dropped.
+    Then(&'static str),
+    /// `sep.join(list)` is `list | join(sep)`.
+    JoinFlipped,
+    /// `m.get('k', d)` is `m['k'] | default(d)`.
+    Get,
+    /// Advice only.
+    Say(&'static str),
+}
+
 /// Python methods templates are written with, and what to write here instead.
-pub const METHOD_HINTS: &[(&str, &str)] = &[
-    (
-        "split",
-        "use the `split` filter: `value | split(',')`; `value | lines` splits at line breaks",
-    ),
-    ("strip", "use the `trim` filter: `value | trim`"),
-    (
-        "lstrip",
-        "use the `trim` filter: `value | trim` (it trims both ends)",
-    ),
-    (
-        "rstrip",
-        "use the `trim` filter: `value | trim` (it trims both ends)",
-    ),
-    ("lower", "use the `lower` filter: `value | lower`"),
-    ("upper", "use the `upper` filter: `value | upper`"),
-    ("title", "use the `title` filter: `value | title`"),
-    (
-        "capitalize",
-        "use the `capitalize` filter: `value | capitalize`",
-    ),
-    (
-        "startswith",
-        "use the `startingwith` test: `value is startingwith('x')`",
-    ),
-    (
-        "endswith",
-        "use the `endingwith` test: `value is endingwith('x')`",
-    ),
-    (
-        "replace",
-        "use the `replace` filter: `value | replace('old', 'new')`",
-    ),
-    (
-        "join",
-        "use the `join` filter, the list first: `list | join(', ')`",
-    ),
-    (
-        "items",
-        "use the `items` filter: `{% for key, value in mapping | items %}`",
-    ),
-    ("keys", "a mapping's keys are `mapping | list`"),
-    (
-        "values",
-        "a mapping's values are `mapping | items | map(attribute=1) | list`",
-    ),
-    ("get", "write `mapping['key'] | default(...)`"),
+pub const METHODS: &[(&str, Instead)] = &[
+    ("split", Instead::Filter("split")),
+    ("strip", Instead::Filter("trim")),
+    ("lstrip", Instead::Filter("trim")),
+    ("rstrip", Instead::Filter("trim")),
+    ("lower", Instead::Filter("lower")),
+    ("upper", Instead::Filter("upper")),
+    ("title", Instead::Filter("title")),
+    ("capitalize", Instead::Filter("capitalize")),
+    ("replace", Instead::Filter("replace")),
+    ("startswith", Instead::Test("startingwith")),
+    ("endswith", Instead::Test("endingwith")),
+    ("items", Instead::Filter("items")),
+    ("keys", Instead::Then("list")),
+    ("values", Instead::Then("items | map(attribute=1) | list")),
+    ("join", Instead::JoinFlipped),
+    ("get", Instead::Get),
     (
         "format",
-        "use the `format` filter: `'%s-%s' | format(a, b)`, or join text with `~`",
+        Instead::Say(
+            "the `format` filter takes `%s` placeholders: `'%s-%s' | format(a, b)`; or join text with `~`",
+        ),
     ),
-    ("find", "test for a part with `in`: `'x' in value`"),
-    ("index", "test for a part with `in`: `'x' in value`"),
+    (
+        "find",
+        Instead::Say("test for a part with `in`: `'x' in value`"),
+    ),
+    (
+        "index",
+        Instead::Say("test for a part with `in`: `'x' in value`"),
+    ),
     (
         "count",
-        "count a list with the `length` filter: `list | length`",
+        Instead::Say("count a list with the `length` filter: `list | length`"),
     ),
     (
         "append",
-        "a list cannot be changed; build a new one: `list + [item]`",
+        Instead::Say("a list cannot be changed; build a new one: `list + [item]`"),
     ),
 ];
 
@@ -281,9 +276,12 @@ fn problem(site: &CallSite) -> Option<(String, String)> {
         Callee::Function { local: false } if !is_function(&name) && name != "super" => {
             Some((format!("unknown function `{name}`"), function_hint(&name)))
         }
-        Callee::Method { receiver } if holds_data(receiver) => Some((
+        Callee::Method { receiver, written } if holds_data(receiver) => Some((
             format!("unknown method `{name}`: values in templates have no methods"),
-            method_hint(&name),
+            method_hint(
+                &name,
+                written.as_ref().map(|(o, a)| (o.as_str(), a.as_str())),
+            ),
         )),
         _ => None,
     }
@@ -322,19 +320,78 @@ fn function_hint(name: &str) -> String {
     suggestion(name, &functions(), "functions")
 }
 
-/// What to write instead of a method: the hint for a Python habit, else the filter or test of
-/// that name.
-pub fn method_hint(name: &str) -> String {
-    if let Some((_, hint)) = METHOD_HINTS.iter().find(|(method, _)| *method == name) {
-        return (*hint).to_owned();
+/// What to write instead of `object.name(args)`: the same thing with a filter or test when
+/// there is one (with the text as written, when known), else advice.
+pub fn method_hint(name: &str, written: Option<(&str, &str)>) -> String {
+    let (object, args) = written.unwrap_or(("value", "(...)"));
+    // A line break the YAML scalar made of `\n` is written back as the escape.
+    let (object, args) = (visible(object), visible(args));
+    let (object, args) = (object.as_str(), args.as_str());
+    // `()` adds nothing to a filter written without arguments.
+    let args = if args.trim_start_matches('(').trim_start().starts_with(')') {
+        ""
+    } else {
+        args
+    };
+    let rewrite = match METHODS.iter().find(|(method, _)| *method == name) {
+        Some((_, Instead::Filter(filter))) => format!("{object} | {filter}{args}"),
+        Some((_, Instead::Test(test))) => format!("{object} is {test}{args}"),
+        Some((_, Instead::Then(filters))) => format!("{object} | {filters}"),
+        Some((_, Instead::JoinFlipped)) => format!("{} | join({object})", inner(args)),
+        Some((_, Instead::Get)) => match split_first_argument(inner(args)) {
+            (key, Some(fallback)) => format!("{object}[{key}] | default({fallback})"),
+            (key, None) => format!("{object}[{key}] | default(none)"),
+        },
+        Some((_, Instead::Say(advice))) => return (*advice).to_owned(),
+        None if is_filter(name) => format!("{object} | {name}{args}"),
+        None if is_test(name) => format!("{object} is {name}{args}"),
+        None => return "use a filter (see docs/language.md, \"Filters and functions\")".to_owned(),
+    };
+    let mut hint = format!("write `{rewrite}`");
+    match name {
+        "split" => hint.push_str("; `| lines` splits at line breaks"),
+        "lstrip" | "rstrip" => hint.push_str(" (`trim` trims both ends)"),
+        _ => {}
     }
-    if is_filter(name) {
-        return format!("use the `{name}` filter: `value | {name}`");
+    hint
+}
+
+fn visible(text: &str) -> String {
+    text.replace('\n', "\\n")
+        .replace('\r', "\\r")
+        .replace('\t', "\\t")
+}
+
+/// The text inside the outer parentheses of an argument list.
+fn inner(args: &str) -> &str {
+    let args = args.trim();
+    args.strip_prefix('(')
+        .and_then(|a| a.strip_suffix(')'))
+        .unwrap_or(args)
+        .trim()
+}
+
+/// The first argument of a list and the rest: the first comma outside quotes and brackets.
+fn split_first_argument(args: &str) -> (&str, Option<&str>) {
+    let mut depth = 0i32;
+    let mut quote = None;
+    let mut escaped = false;
+    for (i, c) in args.char_indices() {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                return (args[..i].trim(), Some(args[i + 1..].trim()));
+            }
+            _ => {}
+        }
     }
-    if is_test(name) {
-        return format!("use the `{name}` test: `value is {name}`");
-    }
-    "use a filter (see docs/language.md, \"Filters and functions\")".to_owned()
+    (args.trim(), None)
 }
 
 #[cfg(test)]
@@ -452,28 +509,82 @@ mod tests {
             found[0].0,
             "unknown method `split`: values in templates have no methods"
         );
-        assert!(found[0].1.contains("| split(','"), "{}", found[0].1);
+        assert_eq!(
+            found[0].1,
+            "write `event.body.text | split('\\n')`; `| lines` splits at line breaks"
+        );
         assert_eq!((found[0].2, found[0].3, found[0].4), (1, 20, 5));
-        assert!(found[1].1.contains("| trim"));
+        assert_eq!(found[1].1, "write `vars.s | trim`");
         // Through a loop variable and on a literal too; not on the template's own objects.
         let looped = problems(
-            "{% for c in event.body.commits %}{{ c.message.lower() }}{% endfor %}{{ 'a,b'.split(',') }}",
+            "{% for c in event.body.commits %}{{ c.message.lower() }}{% endfor %}{{ ', '.join(event.body.l) }}",
             Syntax::Template,
         );
         assert_eq!(looped.len(), 2, "{looped:?}");
-        assert!(
-            problems("event.body.name.startswith('x')", Syntax::Expression)[0]
-                .1
-                .contains("is startingwith('x')")
+        assert_eq!(looped[0].1, "write `c.message | lower`");
+        assert_eq!(looped[1].1, "write `event.body.l | join(', ')`");
+        let hints: Vec<String> = [
+            "event.body.name.startswith('x')",
+            "event.body.m.get('k', 0)",
+            "event.body.m.get('k')",
+            "event.body.m.values()",
+            "event.body.m.items()",
+            "event.body.name.length()",
+        ]
+        .iter()
+        .map(|source| problems(source, Syntax::Expression)[0].1.clone())
+        .collect();
+        assert_eq!(
+            hints,
+            [
+                "write `event.body.name is startingwith('x')`",
+                "write `event.body.m['k'] | default(0)`",
+                "write `event.body.m['k'] | default(none)`",
+                "write `event.body.m | items | map(attribute=1) | list`",
+                "write `event.body.m | items`",
+                "write `event.body.name | length`",
+            ]
         );
     }
 
-    /// Every hint names filters and tests the environment has, and the forms it shows work.
+    #[test]
+    fn a_line_break_in_the_arguments_is_shown_as_its_escape() {
+        let found = problems("{{ x.split('\n') }}", Syntax::Template);
+        assert_eq!(
+            found[0].1,
+            "write `x | split('\\n')`; `| lines` splits at line breaks"
+        );
+    }
+
+    #[test]
+    fn python_functions_name_the_filter() {
+        let hint = |source: &str| problems(source, Syntax::Expression)[0].1.clone();
+        assert_eq!(
+            hint("len(event.body.l)"),
+            "use the `length` filter: `value | length`"
+        );
+        assert_eq!(
+            hint("int(event.body.n)"),
+            "use the `int` filter: `value | int`"
+        );
+        assert!(
+            hint("zzz()").starts_with("the functions are: "),
+            "{}",
+            hint("zzz()")
+        );
+    }
+
+    /// Every hint names filters and tests the environment has, and the rewrites it gives
+    /// compute what the Python method would.
     #[test]
     fn method_hints_point_to_what_exists() {
         let filter = regex::Regex::new(r"\|\s*([a-z_0-9]+)").expect("regex");
         let test = regex::Regex::new(r"\bis\s+([a-z_0-9]+)").expect("regex");
-        for (name, hint) in METHOD_HINTS.iter().chain(FUNCTION_HINTS) {
+        let hints = METHODS
+            .iter()
+            .map(|(method, _)| (*method, method_hint(method, Some(("x", "('a', 'b')")))))
+            .chain(FUNCTION_HINTS.iter().map(|(f, h)| (*f, (*h).to_owned())));
+        for (name, hint) in hints {
             for code in hint.split('`').skip(1).step_by(2) {
                 for caps in filter.captures_iter(code) {
                     assert!(is_filter(&caps[1]), "{name}: {hint}");
@@ -486,30 +597,33 @@ mod tests {
         let context = super::super::to_template_value(&serde_json::json!({
             "s": "  a,b\nc  ", "m": {"k": 1, "j": 2}, "l": ["x", "y"]
         }));
+        // (Python, what it gives)
         let cases = [
-            ("s | split(',') | first | trim", serde_json::json!("a")),
-            ("s | trim | lines | last", serde_json::json!("c")),
-            ("s | trim | upper", serde_json::json!("A,B\nC")),
-            ("s | trim is startingwith('a,')", serde_json::json!(true)),
-            ("s | trim is endingwith('c')", serde_json::json!(true)),
-            ("s | replace('a', 'z') | trim", serde_json::json!("z,b\nc")),
-            ("l | join(', ')", serde_json::json!("x, y")),
-            ("m | list", serde_json::json!(["k", "j"])),
-            (
-                "m | items | map(attribute=1) | list",
-                serde_json::json!([1, 2]),
-            ),
-            ("m['zz'] | default(0)", serde_json::json!(0)),
-            ("'%s-%s' | format(1, 2)", serde_json::json!("1-2")),
-            ("'b' in s", serde_json::json!(true)),
-            ("l + ['z']", serde_json::json!(["x", "y", "z"])),
+            ("s.split(',')", serde_json::json!(["  a", "b\nc  "])),
+            ("s.strip()", serde_json::json!("a,b\nc")),
+            ("s.strip(' c')", serde_json::json!("a,b\n")),
+            ("s.upper()", serde_json::json!("  A,B\nC  ")),
+            ("s.startswith('  a')", serde_json::json!(true)),
+            ("s.endswith('c  ')", serde_json::json!(true)),
+            ("s.replace('a', 'z')", serde_json::json!("  z,b\nc  ")),
+            ("', '.join(l)", serde_json::json!("x, y")),
+            ("m.keys()", serde_json::json!(["k", "j"])),
+            ("m.values()", serde_json::json!([1, 2])),
+            ("m.items()", serde_json::json!([["k", 1], ["j", 2]])),
+            ("m.get('zz', 0)", serde_json::json!(0)),
+            ("m.get('k')", serde_json::json!(1)),
         ];
-        for (source, expected) in cases {
-            let value = super::super::Condition::compile(source)
-                .expect(source)
+        for (python, expected) in cases {
+            let hint = &problems(python, Syntax::Expression)[0].1;
+            let rewrite = hint
+                .strip_prefix("write `")
+                .and_then(|h| h.split('`').next())
+                .expect(hint);
+            let value = super::super::Condition::compile(rewrite)
+                .expect(rewrite)
                 .value(&context)
-                .expect(source);
-            assert_eq!(value, expected, "{source}");
+                .expect(rewrite);
+            assert_eq!(value, expected, "{python} -> {rewrite}");
         }
     }
 

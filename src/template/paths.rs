@@ -101,9 +101,10 @@ pub enum Callee {
     Function {
         local: bool,
     },
-    /// `value.name(...)`.
+    /// `value.name(...)`, with the value's text and the arguments' (`('a', 1)`) as written.
     Method {
         receiver: Receiver,
+        written: Option<(String, String)>,
     },
 }
 
@@ -540,7 +541,8 @@ impl<'s> Walker<'s> {
             }
             ast::CallType::Method(object, name) => {
                 let receiver = self.receiver(object);
-                self.called(name, Callee::Method { receiver }, call.span());
+                let written = self.method_written(object, name, call.span());
+                self.called(name, Callee::Method { receiver, written }, call.span());
             }
             _ => {}
         }
@@ -773,6 +775,23 @@ impl Walker<'_> {
         });
     }
 
+    /// The text of the value a method is called on, and of its arguments.
+    fn method_written(
+        &self,
+        object: &ast::Expr<'_>,
+        name: &str,
+        span: machinery::Span,
+    ) -> Option<(String, String)> {
+        let call = self
+            .source
+            .get(span.start_offset as usize..span.end_offset as usize)?;
+        let after_name = &call[call.find(name)? + name.len()..];
+        let args = after_name.trim_start();
+        args.starts_with('(')
+            .then(|| (self.node_text(object), args.to_owned()))
+            .and_then(|(object, args)| Some((object?, args)))
+    }
+
     fn receiver(&self, object: &ast::Expr<'_>) -> Receiver {
         match object {
             ast::Expr::Const(_) | ast::Expr::List(_) | ast::Expr::Map(_) => Receiver::Literal,
@@ -852,7 +871,7 @@ impl Walker<'_> {
             ]
             .into_iter()
             .flatten()
-            .fold(true, |all, e| self.operand(e, &mut reads) && all),
+            .all(|e| self.operand(e, &mut reads)),
             ast::Expr::BinOp(op) => self.bin_op_operands(op, &mut reads),
             ast::Expr::Compare(compare) => {
                 let first = self.operand(&compare.expr, &mut reads);
@@ -943,19 +962,13 @@ impl Walker<'_> {
             ast::Expr::Compare(_) | ast::Expr::Test(_) | ast::Expr::Slice(_) => true,
             ast::Expr::BinOp(op) => self.bin_op_operands(op, reads),
             ast::Expr::UnaryOp(op) => self.operand(&op.expr, reads),
-            ast::Expr::List(list) => list
-                .items
-                .iter()
-                .fold(true, |all, e| self.operand(e, reads) && all),
-            ast::Expr::Tuple(tuple) => tuple
-                .items
-                .iter()
-                .fold(true, |all, e| self.operand(e, reads) && all),
+            ast::Expr::List(list) => list.items.iter().all(|e| self.operand(e, reads)),
+            ast::Expr::Tuple(tuple) => tuple.items.iter().all(|e| self.operand(e, reads)),
             ast::Expr::Map(map) => map
                 .keys
                 .iter()
                 .chain(&map.values)
-                .fold(true, |all, e| self.operand(e, reads) && all),
+                .all(|e| self.operand(e, reads)),
             _ => false,
         }
     }
