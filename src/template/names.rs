@@ -276,7 +276,7 @@ fn problem(site: &CallSite) -> Option<(String, String)> {
         Callee::Function { local: false } if !is_function(&name) && name != "super" => {
             Some((format!("unknown function `{name}`"), function_hint(&name)))
         }
-        Callee::Method { receiver, written } if holds_data(receiver) => Some((
+        Callee::Method { receiver, written } if holds_data(receiver, &name) => Some((
             format!("unknown method `{name}`: values in templates have no methods"),
             method_hint(
                 &name,
@@ -288,13 +288,15 @@ fn problem(site: &CallSite) -> Option<(String, String)> {
 }
 
 /// Whether a method is called on plain data (from the payload, steps, vars or a literal),
-/// which has no methods: only template objects (`loop`, macros) do.
-fn holds_data(receiver: &Receiver) -> bool {
+/// which has no methods: only template objects (`loop`) do. What a filter or a call gives is
+/// data too, unless a template put a function inside it, so there only Python's methods count.
+fn holds_data(receiver: &Receiver, method: &str) -> bool {
     match receiver {
         Receiver::Literal => true,
         Receiver::Path(path) => {
             !LANGUAGE_NAMES.contains(&path.root.as_str()) && !is_function(&path.root)
         }
+        Receiver::Computed => METHODS.iter().any(|(python, _)| *python == method),
         Receiver::Other => false,
     }
 }
@@ -515,6 +517,20 @@ mod tests {
         );
         assert_eq!((found[0].2, found[0].3, found[0].4), (1, 20, 5));
         assert_eq!(found[1].1, "write `vars.s | trim`");
+        // After a filter or another method, Python's methods are still data's.
+        let chained = problems(
+            "{{ (vars.s | trim).lower() }}{{ vars.s.strip().upper() }}{{ (vars.s | trim).other() }}",
+            Syntax::Template,
+        );
+        let hints: Vec<&str> = chained.iter().map(|p| p.1.as_str()).collect();
+        assert_eq!(
+            hints,
+            [
+                "write `vars.s | trim | lower`",
+                "write `vars.s.strip() | upper`",
+                "write `vars.s | trim`",
+            ]
+        );
         // Through a loop variable and on a literal too; not on the template's own objects.
         let looped = problems(
             "{% for c in event.body.commits %}{{ c.message.lower() }}{% endfor %}{{ ', '.join(event.body.l) }}",

@@ -115,6 +115,8 @@ pub enum Receiver {
     Literal,
     /// A path from a name of the context, possibly through a template-local name bound to it.
     Path(Path),
+    /// What a filter or a call gives.
+    Computed,
     /// Anything else: a template-local object, a call's result.
     Other,
 }
@@ -795,6 +797,7 @@ impl Walker<'_> {
     fn receiver(&self, object: &ast::Expr<'_>) -> Receiver {
         match object {
             ast::Expr::Const(_) | ast::Expr::List(_) | ast::Expr::Map(_) => Receiver::Literal,
+            ast::Expr::Filter(_) | ast::Expr::Call(_) => Receiver::Computed,
             _ => match self.resolve(object) {
                 Some(resolved) => Receiver::Path(resolved.path),
                 None => Receiver::Other,
