@@ -117,7 +117,7 @@ pub enum Receiver {
     Path(Path),
     /// What a filter or a call gives.
     Computed,
-    /// Anything else: a template-local object, a call's result.
+    /// Anything else: a template-local object (`loop`, a macro's argument).
     Other,
 }
 
@@ -789,9 +789,10 @@ impl Walker<'_> {
             .get(span.start_offset as usize..span.end_offset as usize)?;
         let after_name = &call[call.find(name)? + name.len()..];
         let args = after_name.trim_start();
-        args.starts_with('(')
-            .then(|| (self.node_text(object), args.to_owned()))
-            .and_then(|(object, args)| Some((object?, args)))
+        if !args.starts_with('(') {
+            return None;
+        }
+        Some((self.node_text(object)?, args.to_owned()))
     }
 
     fn receiver(&self, object: &ast::Expr<'_>) -> Receiver {
@@ -812,7 +813,7 @@ impl Walker<'_> {
     }
 
     /// Notes what `expr` reads when it is written at the target; the inner steps of a path
-    /// are looked at too, since the walk does not descend into a path.
+    /// are looked at too, since the walk does not descend into a path it has read.
     fn hunt(&mut self, expr: &ast::Expr<'_>) {
         if self.target.is_none() {
             return;
@@ -821,7 +822,7 @@ impl Walker<'_> {
             let found = self.operation(expr);
             self.found.push(found);
         }
-        if self.context_path(expr).is_some() {
+        if self.resolve(expr).is_some() {
             let mut inner = expr;
             while let ast::Expr::GetAttr(_) | ast::Expr::GetItem(_) = inner {
                 inner = match inner {

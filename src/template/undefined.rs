@@ -110,12 +110,11 @@ fn named(context: &Value, at: &AtSpan) -> Option<String> {
         match role {
             Role::Chain => chain.push(missing),
             Role::Operand if missing.whole() => operands.push(missing),
+            // Read only when the left side let it be; a missing left side failed first.
             Role::OperandWhen(condition, when) if missing.whole() => {
                 let truth = lookup(context, condition).map(|v| v.is_true());
-                match truth {
-                    Some(truth) if truth == *when => operands.push(missing),
-                    Some(_) => {}
-                    None => return None,
+                if truth == Some(*when) {
+                    operands.push(missing);
                 }
             }
             _ => {}
@@ -355,6 +354,8 @@ mod tests {
         assert!(err.starts_with("undefined value in `q`"), "{err}");
         let err = error("{% for i in event.body.l %}{{ i.z }}{% endfor %}");
         assert!(err.starts_with("undefined value in `i.z`"), "{err}");
+        let err = error("{% set q = event.body.missing %}{{ q.a.b }} x");
+        assert!(err.starts_with("undefined value in `q.a`"), "{err}");
         // A call's value may be undefined without anything missing.
         let err = error("x {{ jsonpath(event.body, '$.zz') | attr('q') }}");
         assert!(err.starts_with("undefined value in `jsonpath("), "{err}");
