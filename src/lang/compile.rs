@@ -10,6 +10,8 @@ use super::yaml::{Key, Node, NodeValue};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span, closest};
 use crate::jsonpath::JsonPath;
 use crate::run::{Backoff, RetryPolicy, StatusPattern};
+use crate::template::names::{self, Calls};
+use crate::template::paths::Syntax;
 use crate::template::{Condition, TemplateSet, TemplateSyntaxError, ValueTemplate};
 
 /// The names a template may read at the point it is compiled.
@@ -54,21 +56,9 @@ const RUN_FIELDS: &[&str] = &[
     "failed_step",
     "caller",
 ];
-/// Functions and globals of the template environment, which minijinja reports as variables.
-const TEMPLATE_GLOBALS: &[&str] = &[
-    "now",
-    "jsonpath",
-    "range",
-    "dict",
-    "namespace",
-    "debug",
-    "loop",
-    "self",
-    "super",
-    "varargs",
-    "kwargs",
-    "caller",
-];
+/// Names of the template language, bound by the construct they belong to, which minijinja
+/// reports as variables; the environment's functions (`template::names::functions`) too.
+const TEMPLATE_NAMES: &[&str] = &["loop", "self", "super", "varargs", "kwargs", "caller"];
 
 /// What the server allows, which decides whether some workflows are valid.
 #[derive(Debug, Clone, Default)]
@@ -446,8 +436,9 @@ impl Compiler {
                 if !template.is_literal() {
                     self.record(Form::Template, node, source);
                 }
+                let calls = self.check_calls(node, source, Syntax::Template);
                 let variables = template.variables(&self.templates);
-                self.check_references(node, source, &variables, false);
+                self.check_references(node, source, &variables, false, &calls);
                 Some(template)
             }
             Err(err) => {
@@ -492,8 +483,9 @@ impl Compiler {
                 if node.as_str().is_some() {
                     self.record(Form::Expression, node, &source);
                 }
+                let calls = self.check_calls(node, &source, Syntax::Expression);
                 let variables = condition.variables();
-                self.check_references(node, &source, &variables, true);
+                self.check_references(node, &source, &variables, true, &calls);
                 Some(condition)
             }
             Err(err) => {
@@ -589,6 +581,18 @@ impl Compiler {
         self.error(span, format!("{what} syntax error: {}", err.message));
     }
 
+    /// Every filter, test, function and method a template calls must exist.
+    fn check_calls(&mut self, node: &Node, source: &str, syntax: Syntax) -> Calls {
+        let calls = names::check(source, syntax);
+        for problem in &calls.problems {
+            let span = node.span_within(problem.line, problem.col, problem.len);
+            self.push(
+                Diagnostic::error(span, problem.message.clone()).with_hint(problem.hint.clone()),
+            );
+        }
+        calls
+    }
+
     /// Every variable a template reads must exist at that point of the workflow.
     fn check_references(
         &mut self,
@@ -596,6 +600,7 @@ impl Compiler {
         source: &str,
         variables: &BTreeSet<String>,
         whole_is_expression: bool,
+        calls: &Calls,
     ) {
         let mut references: Vec<(String, Option<String>, String)> = Vec::new();
         for path in variables {
@@ -621,7 +626,12 @@ impl Compiler {
         for (root, field, needle) in &references {
             let root = root.as_str();
             let field = field.as_deref();
-            if self.scope.locals.contains(root) || TEMPLATE_GLOBALS.contains(&root) {
+            // A called name is a function, checked by `check_calls`.
+            if self.scope.locals.contains(root)
+                || TEMPLATE_NAMES.contains(&root)
+                || names::is_function(root)
+                || calls.functions.contains(root)
+            {
                 continue;
             }
             let problem = match (root, field) {

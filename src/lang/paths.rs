@@ -493,19 +493,9 @@ fn key_list(keys: &BTreeSet<&str>) -> String {
 pub fn path_text(steps: &[PathStep]) -> String {
     let mut text = "event.body".to_owned();
     for step in steps {
-        match step {
-            PathStep::Key(k) if is_identifier(k) => text.push_str(&format!(".{k}")),
-            PathStep::Key(k) => text.push_str(&format!("['{}']", k.replace('\'', "\\'"))),
-            PathStep::Index(i) => text.push_str(&format!("[{i}]")),
-            PathStep::Each => text.push_str("[*]"),
-        }
+        crate::template::paths::push_step(&mut text, step);
     }
     text
-}
-
-fn is_identifier(key: &str) -> bool {
-    key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -61,6 +61,8 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("tojson", tojson);
     env.add_filter("string", string);
     env.add_filter("pprint", pprint);
+    // Text of a value as printing gives it, never Python's `True` or `None`.
+    env.add_filter("join", join);
 }
 
 /// `tojson`, `string`, `pprint`: minijinja's filters, once the value is known to fit.
@@ -69,9 +71,73 @@ fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value,
     minijinja::filters::tojson(value, indent, kwargs)
 }
 
+/// `string`: the text printing the value gives (`true`, `["a",1]`, a null as nothing), where
+/// minijinja's would write Python's `True`, `['a', 1]` and `None`.
 fn string(state: &minijinja::State, value: &Value) -> Result<Value, Error> {
     super::size::check(value)?;
-    minijinja::filters::string(state, value)
+    match super::json_text(value) {
+        Some(text) => Ok(Value::from(text)),
+        None => minijinja::filters::string(state, value),
+    }
+}
+
+/// `join(joiner, attribute)`: minijinja's, each item written as printing writes it; an
+/// undefined item is an error, as printing it is.
+fn join(
+    state: &mut minijinja::State,
+    value: &Value,
+    joiner: Option<Value>,
+    attribute: Option<String>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let joiner = match joiner {
+        Some(joiner) => Some(joiner),
+        None => kwargs.get::<Option<Value>>("d")?,
+    };
+    let attribute = match attribute {
+        Some(attribute) => Some(attribute),
+        None => kwargs.get::<Option<String>>("attribute")?,
+    };
+    kwargs.assert_all_used()?;
+    let no_kwargs = Kwargs::from_iter(std::iter::empty::<(&str, Value)>());
+    let joiner = joiner
+        .as_ref()
+        .map(|j| minijinja::value::StringInput::new(state, j))
+        .transpose()?;
+    let iterable = matches!(
+        value.kind(),
+        ValueKind::Seq | ValueKind::Iterable | ValueKind::Map | ValueKind::String
+    );
+    if !iterable {
+        // minijinja's error for what cannot be joined.
+        return minijinja::filters::join(state, value, joiner, None, no_kwargs);
+    }
+    super::size::check(value)?;
+    let mut items = Vec::new();
+    for item in value.try_iter()? {
+        let item = match &attribute {
+            Some(path) => item_at(&item, path),
+            None => item,
+        };
+        if item.is_undefined() {
+            return Err(Error::from(ErrorKind::UndefinedError));
+        }
+        items.push(super::json_text(&item).map_or(item, Value::from));
+    }
+    minijinja::filters::join(state, &Value::from(items), joiner, None, no_kwargs)
+}
+
+/// `attribute='a.b.0'` as minijinja's filters read it: keys, and indexes where a part is a number.
+fn item_at(item: &Value, path: &str) -> Value {
+    let mut value = item.clone();
+    for part in path.split('.') {
+        let next = match part.parse::<usize>() {
+            Ok(index) => value.get_item_by_index(index),
+            Err(_) => value.get_attr(part),
+        };
+        value = next.unwrap_or(Value::UNDEFINED);
+    }
+    value
 }
 
 fn pprint(value: &Value) -> Result<String, Error> {
@@ -86,10 +152,11 @@ fn invalid(detail: impl Into<Cow<'static, str>>) -> Error {
 /// `fromjson(text)`: parse JSON text into a value (GitHub's form-encoded `payload=` field,
 /// JSON carried inside a string field).
 fn fromjson(value: &Value) -> Result<Value, Error> {
+    defined(value)?;
     let Some(text) = value.as_str() else {
         return Err(invalid(format!(
             "fromjson: expected a string, got {}",
-            value.kind()
+            kind(value)
         )));
     };
     serde_json::from_str::<serde_json::Value>(text)
@@ -126,7 +193,7 @@ fn json(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<String, 
         }
     };
     let cannot =
-        |err: serde_json::Error| invalid(format!("json: cannot serialize {}: {err}", value.kind()));
+        |err: serde_json::Error| invalid(format!("json: cannot serialize {}: {err}", kind(value)));
     match indent {
         None => serde_json::to_string(value).map_err(cannot),
         Some(n) => {
@@ -145,7 +212,7 @@ fn json(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<String, 
 fn yaml(value: &Value) -> Result<String, Error> {
     super::size::check(value)?;
     serde_saphyr::to_string(value)
-        .map_err(|err| invalid(format!("yaml: cannot serialize {}: {err}", value.kind())))
+        .map_err(|err| invalid(format!("yaml: cannot serialize {}: {err}", kind(value))))
 }
 
 /// `b64encode(value)`: standard base64 with padding.
@@ -228,6 +295,7 @@ fn date(value: &Value, format: Option<&str>, kwargs: Kwargs) -> Result<String, E
 }
 
 fn to_datetime(value: &Value) -> Result<DateTime<Utc>, Error> {
+    defined(value)?;
     let parsed = match value.kind() {
         ValueKind::Number if value.is_integer() => value.as_i64().and_then(from_unix_seconds),
         ValueKind::Number => f64::try_from(value.clone()).ok().and_then(from_unix_float),
@@ -278,7 +346,7 @@ fn jsonpath(value: &Value, path: &str) -> Result<Value, Error> {
     let document = serde_json::to_value(value).map_err(|err| {
         invalid(format!(
             "jsonpath: cannot convert {} to JSON: {err}",
-            value.kind()
+            kind(value)
         ))
     })?;
     Ok(Value::from(Serde(compiled.select(&document))))
@@ -327,12 +395,33 @@ impl PathCache {
 
 /// The bytes behind a string or bytes value; anything else is refused rather than guessed at.
 fn text_bytes<'v>(filter: &str, what: &str, value: &'v Value) -> Result<&'v [u8], Error> {
+    defined(value)?;
     value.as_bytes().ok_or_else(|| {
         invalid(format!(
             "{filter}: {what} must be a string or bytes, got {}",
-            value.kind()
+            kind(value)
         ))
     })
+}
+
+/// An undefined input is the undefined-value error printing it would be, which names what is
+/// missing, rather than a complaint about its type.
+fn defined(value: &Value) -> Result<(), Error> {
+    if value.is_undefined() {
+        return Err(Error::from(ErrorKind::UndefinedError));
+    }
+    Ok(())
+}
+
+/// A value's type in an error message, in JSON's words (`null`, not `none`).
+fn kind(value: &Value) -> String {
+    match value.kind() {
+        ValueKind::None => "null".to_owned(),
+        ValueKind::Bool => "boolean".to_owned(),
+        ValueKind::Seq => "list".to_owned(),
+        ValueKind::Map => "mapping".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -345,8 +434,12 @@ fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
+/// A value in an error message, as JSON writes it (`null`, `true`, `"text"`), shortened.
 fn echo(value: &Value) -> String {
-    let shown = format!("{value:?}");
+    if super::size::check(value).is_err() {
+        return format!("a {} too large to show", kind(value));
+    }
+    let shown = serde_json::to_string(value).unwrap_or_else(|_| value.to_string());
     match shown.char_indices().nth(MAX_ECHO_CHARS) {
         Some((cut, _)) => format!("{}...", &shown[..cut]),
         None => shown,
@@ -458,7 +551,7 @@ mod tests {
     fn json_rejects_bad_indents() {
         assert_eq!(
             render_err("{{ 1 | json('x') }}", context! {}),
-            "json: indent must be an integer from 0 to 32, got 'x'"
+            "json: indent must be an integer from 0 to 32, got \"x\""
         );
         assert_eq!(
             render_err("{{ 1 | json(1000) }}", context! {}),
@@ -563,7 +656,7 @@ mod tests {
         );
         assert_eq!(
             render_err("{{ 'x' | hmac_sha256(none) }}", context! {}),
-            "hmac_sha256: key must be a string or bytes, got none"
+            "hmac_sha256: key must be a string or bytes, got null"
         );
     }
 
@@ -655,19 +748,19 @@ mod tests {
             " as a date (expected an RFC 3339 timestamp, a YYYY-MM-DD date or unix seconds)";
         assert_eq!(
             render_err("{{ 'yesterday' | date }}", context! {}),
-            format!("date: cannot read 'yesterday'{expected_tail}")
+            format!("date: cannot read \"yesterday\"{expected_tail}")
         );
         assert_eq!(
             render_err("{{ '2024-02-30' | date }}", context! {}),
-            format!("date: cannot read '2024-02-30'{expected_tail}")
+            format!("date: cannot read \"2024-02-30\"{expected_tail}")
         );
         assert_eq!(
             render_err("{{ none | date }}", context! {}),
-            format!("date: cannot read None{expected_tail}")
+            format!("date: cannot read null{expected_tail}")
         );
         assert_eq!(
             render_err("{{ 1e300 | date }}", context! {}),
-            format!("date: cannot read 1e300{expected_tail}")
+            format!("date: cannot read 1e+300{expected_tail}")
         );
     }
 

@@ -6,8 +6,10 @@
 //! form); expressions are compiled against one shared environment with the same configuration.
 
 pub mod filters;
+pub mod names;
 pub mod paths;
 pub mod size;
+mod undefined;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
@@ -16,6 +18,8 @@ use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, Expression, UndefinedBehavior};
 use serde_json::Value as Json;
 
+use self::paths::Syntax;
+use self::undefined::Origin;
 use crate::jsonpath::JsonPath;
 
 /// Instructions one render may execute: generous for real templates, fatal for runaway loops.
@@ -25,7 +29,14 @@ const RECURSION_LIMIT: usize = 64;
 /// The one place the sandbox is configured, so expressions and templates behave alike.
 fn configured_environment() -> Environment<'static> {
     let mut env = Environment::new();
+    // A missing field is an error, not an empty value, so a typo or an absent field fails
+    // visibly (docs/language.md, "Missing fields"). Strict rather than semi-strict, which
+    // would let `{% if missing %}` pass as false.
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Debug mode defaults to on in debug builds only, and changes error messages: off, they
+    // read the same in tests and in a release build (`undefined` names the missing value),
+    // and an error never carries the values of the context it ran on (secrets among them).
+    env.set_debug(false);
     // Template names would otherwise switch HTML escaping on by extension and change output.
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_fuel(Some(FUEL_PER_RENDER));
@@ -55,7 +66,7 @@ fn configured_environment() -> Environment<'static> {
 /// text does: a null as nothing, the others as JSON writes them (`true`, `["a",1]`,
 /// `{"k":null}`), never in Python's words (`True`, `None`, `['a', 1]`), which is what the
 /// template engine prints by default and what no receiver expects.
-fn json_text(value: &minijinja::Value) -> Option<String> {
+pub(crate) fn json_text(value: &minijinja::Value) -> Option<String> {
     use minijinja::value::ValueKind;
     match value.kind() {
         ValueKind::None => Some(String::new()),
@@ -81,19 +92,25 @@ pub struct TemplateSyntaxError {
 pub struct RenderError(pub String);
 
 impl RenderError {
-    fn from_minijinja(err: &minijinja::Error) -> Self {
+    fn from_minijinja(err: &minijinja::Error, origin: &Origin<'_>) -> Self {
         let mut message = match err.kind() {
-            minijinja::ErrorKind::UndefinedError => match err.detail() {
-                Some(detail) => format!("undefined value: {detail}"),
-                None => "undefined value (a name or attribute that does not exist)".to_owned(),
-            },
+            minijinja::ErrorKind::UndefinedError => undefined::message(origin, err.range()),
             minijinja::ErrorKind::OutOfFuel => {
                 "the template ran too long (out of fuel); simplify it".to_owned()
             }
-            _ => match err.detail() {
-                Some(detail) => format!("{}: {detail}", err.kind()),
-                None => err.kind().to_string(),
-            },
+            _ => {
+                let mut message = match err.detail() {
+                    Some(detail) => format!("{}: {detail}", err.kind()),
+                    None => err.kind().to_string(),
+                };
+                // `undefined + 1` and the like: the operation names the type, not the value.
+                if err.detail().is_some_and(|d| d.contains("undefined"))
+                    && let Some(missing) = undefined::missing(origin, err.range())
+                {
+                    message.push_str(&format!("; {missing}"));
+                }
+                message
+            }
         };
         if let Some(line) = err.line()
             && line > 1
@@ -152,13 +169,22 @@ impl TemplateSet {
     }
 
     fn render(&self, id: &TemplateId, ctx: &minijinja::Value) -> Result<String, RenderError> {
-        let template = self
-            .env
-            .get_template(&id.0)
-            .map_err(|e| RenderError::from_minijinja(&e))?;
-        template
-            .render(ctx)
-            .map_err(|e| RenderError::from_minijinja(&e))
+        let template = self.env.get_template(&id.0).map_err(|e| {
+            let origin = Origin {
+                source: "",
+                syntax: Syntax::Template,
+                context: ctx,
+            };
+            RenderError::from_minijinja(&e, &origin)
+        })?;
+        template.render(ctx).map_err(|e| {
+            let origin = Origin {
+                source: template.source(),
+                syntax: Syntax::Template,
+                context: ctx,
+            };
+            RenderError::from_minijinja(&e, &origin)
+        })
     }
 }
 
@@ -205,14 +231,18 @@ impl Condition {
     /// Strict undefined behaviour only errors when an undefined value is printed or iterated;
     /// an expression whose whole result is undefined is a typo or a missing field just the same.
     fn eval_defined(&self, ctx: &minijinja::Value) -> Result<minijinja::Value, RenderError> {
-        let value = self
-            .expr
-            .eval(ctx)
-            .map_err(|e| RenderError::from_minijinja(&e))?;
+        let value = self.expr.eval(ctx).map_err(|e| {
+            let origin = Origin {
+                source: &self.source,
+                syntax: Syntax::Expression,
+                context: ctx,
+            };
+            RenderError::from_minijinja(&e, &origin)
+        })?;
         if value.is_undefined() {
-            return Err(RenderError(format!(
-                "undefined value: `{}` does not exist (test it with `is defined`, or add `| default(...)`)",
-                self.source
+            return Err(RenderError(undefined::whole_value_message(
+                &self.source,
+                ctx,
             )));
         }
         Ok(value)
@@ -424,6 +454,70 @@ mod tests {
             out,
             json!(r#"true  [true,null,"x"] {"k":null,"f":false} 1.5 plain"#)
         );
+    }
+
+    /// Text made from a value never holds Python's words (`None`, `True`, `['a']`), whether
+    /// the value is printed, converted with `string`, joined, or turned into text for a key
+    /// that needs text (a log line, a URL, a header).
+    #[test]
+    fn no_python_words_in_text() {
+        let ctx = json!({"n": null, "t": true, "f": false, "l": ["a", null, true], "m": {"k": null},
+            "items": [{"ok": true}, {"ok": false}]});
+        let cases = [
+            ("{{ n | string }}", json!("")),
+            ("{{ t | string }}", json!("true")),
+            ("{{ l | string }}", json!(r#"["a",null,true]"#)),
+            ("{{ m | string }}", json!(r#"{"k":null}"#)),
+            ("{{ l | join(',') }}", json!("a,,true")),
+            (
+                "{{ items | join(' ', attribute='ok') }}",
+                json!("true false"),
+            ),
+            ("{{ l | join(d='-') }}", json!("a--true")),
+            ("{{ 'abc' | join('.') }}", json!("a.b.c")),
+            ("x {{ t | string ~ '/' ~ n | string }}", json!("x true/")),
+        ];
+        for (source, expected) in cases {
+            assert_eq!(render(source, ctx.clone()).unwrap(), expected, "{source}");
+        }
+        let text = |source: &str| {
+            let mut set = TemplateSet::new();
+            let template = ValueTemplate::compile_str(&mut set, source).expect("compiles");
+            let context = to_template_value(&ctx);
+            template.render_string(&Scope {
+                templates: &set,
+                context: &context,
+                event_body: &ctx,
+            })
+        };
+        // A log line, a URL, a header value.
+        assert_eq!(text("{{ n }}").unwrap(), "");
+        assert_eq!(text("null is {{ n }}.").unwrap(), "null is .");
+        assert_eq!(
+            text("https://x.test/{{ t }}?f={{ f }}").unwrap(),
+            "https://x.test/true?f=false"
+        );
+        assert_eq!(text("{{ t }}").unwrap(), "true");
+        assert_eq!(text("tags: {{ l }}").unwrap(), r#"tags: ["a",null,true]"#);
+        let err = text("{{ l }}").unwrap_err();
+        assert_eq!(err.0, "expected text, got a list");
+        // Error messages echo values as JSON writes them.
+        for (source, words) in [
+            ("{{ n | date }}", "cannot read null as a date"),
+            ("{{ 1 | json(indent=t) }}", "got true"),
+            ("{{ n | fromjson }}", "expected a string, got null"),
+            (
+                "{{ 'x' | hmac_sha256(n) }}",
+                "key must be a string or bytes, got null",
+            ),
+        ] {
+            let err = render(source, ctx.clone()).unwrap_err();
+            assert!(err.0.contains(words), "{source}: {err}");
+            assert!(
+                !err.0.contains("None") && !err.0.contains("True"),
+                "{source}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! walks (`c.id` under `{% for c in event.body.commits %}` reads `event.body.commits[*].id`);
 //! a name whose value cannot be followed (a macro argument, a `{% set %}` of a computed value)
 //! hides what is read through it rather than having it guessed.
+//!
+//! The same walk answers two more questions: which filters, tests, functions and methods a
+//! template calls (`call_sites`, checked by name at load), and what was read at the place an
+//! error was reported (`at_span`, to name the missing value in an undefined-value error).
 
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 
 use minijinja::machinery::{self, ast};
 
@@ -28,6 +32,115 @@ pub enum Usage {
 pub struct Path {
     pub root: String,
     pub steps: Vec<PathStep>,
+}
+
+impl Path {
+    /// The path as a template writes it: `event.body.user.name`, `event.headers['x-id']`,
+    /// `event.body.items[0]`, `event.body.commits[*].id` for each element of a list.
+    pub fn text(&self) -> String {
+        let mut text = self.root.clone();
+        for step in &self.steps {
+            push_step(&mut text, step);
+        }
+        text
+    }
+
+    /// The first `len` steps of the path.
+    pub fn prefix(&self, len: usize) -> Path {
+        Path {
+            root: self.root.clone(),
+            steps: self.steps[..len.min(self.steps.len())].to_vec(),
+        }
+    }
+}
+
+/// Appends one step as a template writes it; a key that is not a name goes in brackets.
+pub fn push_step(text: &mut String, step: &PathStep) {
+    match step {
+        PathStep::Key(k) if is_identifier(k) => {
+            text.push('.');
+            text.push_str(k);
+        }
+        PathStep::Key(k) => {
+            let quoted = k.replace('\\', "\\\\").replace('\'', "\\'");
+            text.push_str(&format!("['{quoted}']"));
+        }
+        PathStep::Index(i) => text.push_str(&format!("[{i}]")),
+        PathStep::Each => text.push_str("[*]"),
+    }
+}
+
+fn is_identifier(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// How a template's text is written: a whole template, or an expression without braces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    Template,
+    Expression,
+}
+
+/// A filter, test, function or method a template calls, and where its name is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSite {
+    pub name: String,
+    pub callee: Callee,
+    /// 1-based line and column of the name in the text, and its length in characters.
+    pub line: usize,
+    pub col: usize,
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callee {
+    Filter,
+    Test,
+    /// `name(...)`; `local` when the name is bound in the template (a macro, `caller`, `loop`).
+    Function {
+        local: bool,
+    },
+    /// `value.name(...)`, with the value's text and the arguments' (`('a', 1)`) as written.
+    Method {
+        receiver: Receiver,
+        written: Option<(String, String)>,
+    },
+}
+
+/// What a method is called on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receiver {
+    /// A literal string, number, list or map.
+    Literal,
+    /// A path from a name of the context, possibly through a template-local name bound to it.
+    Path(Path),
+    /// What a filter or a call gives.
+    Computed,
+    /// Anything else: a template-local object (`loop`, a macro's argument).
+    Other,
+}
+
+/// What the syntax tells about an error reported at one place of the text: the paths read
+/// there whose value (or, for [`Role::Chain`], a prefix's) may be the undefined one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AtSpan {
+    pub reads: Vec<(Path, Role)>,
+    /// Every value handed to the operation there is one of `reads` or a constant, so a read
+    /// that is missing is certainly what the error is about.
+    pub complete: bool,
+    /// The expression written there, to quote when nothing can be named.
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The path itself is written at the place: it, or a prefix of it, is undefined.
+    Chain,
+    /// The path is a value handed to the operation there: at fault when missing as a whole.
+    Operand,
+    /// Like `Operand`, but only read when the given path is true (`and`) or false (`or`).
+    OperandWhen(Path, bool),
 }
 
 /// One path a template reads, and where its text is.
@@ -69,6 +182,94 @@ pub fn expression_reads(source: &str) -> Vec<PathRead> {
     let mut walker = Walker::new(source);
     walker.value(&expr);
     walker.reads
+}
+
+/// The filters, tests, functions and methods a template or expression calls, in order; none
+/// when it does not parse.
+pub fn call_sites(source: &str, syntax: Syntax) -> Vec<CallSite> {
+    let mut walker = Walker::new(source);
+    match syntax {
+        Syntax::Template => {
+            let Ok(tree) = machinery::parse(source, "<template>", Default::default()) else {
+                return Vec::new();
+            };
+            walker.stmt(&tree);
+        }
+        Syntax::Expression => {
+            let Ok(expr) = machinery::parse_expr(source) else {
+                return Vec::new();
+            };
+            walker.value(&expr);
+        }
+    }
+    walker.calls
+}
+
+/// What was read at `range` of the text, where the template engine reported an error. Without
+/// a range, an expression's error comes from its outermost operation (the engine gives no
+/// place to those), which is taken when the expression is one line.
+pub fn at_span(source: &str, syntax: Syntax, range: Option<Range<usize>>) -> AtSpan {
+    let quoted = |range: &Range<usize>| source.get(range.clone()).map(|t| t.trim().to_owned());
+    let found = match (syntax, &range) {
+        (Syntax::Template, Some(range)) => {
+            let Ok(tree) = machinery::parse(source, "<template>", Default::default()) else {
+                return AtSpan::default();
+            };
+            let mut walker = Walker::hunting(source, range.clone());
+            walker.stmt(&tree);
+            walker.found
+        }
+        (Syntax::Expression, _) => {
+            let Ok(expr) = machinery::parse_expr(source) else {
+                return AtSpan::default();
+            };
+            match &range {
+                Some(range) => {
+                    let mut walker = Walker::hunting(source, range.clone());
+                    walker.value(&expr);
+                    walker.found
+                }
+                None if !source.contains('\n') => {
+                    let walker = Walker::new(source);
+                    vec![walker.operation(&expr)]
+                }
+                None => Vec::new(),
+            }
+        }
+        (Syntax::Template, None) => Vec::new(),
+    };
+    let mut merged = AtSpan {
+        complete: !found.is_empty(),
+        ..AtSpan::default()
+    };
+    for part in found {
+        merged.complete &= part.complete;
+        merged.text = merged.text.or(part.text);
+        for read in part.reads {
+            if !merged.reads.contains(&read) {
+                merged.reads.push(read);
+            }
+        }
+    }
+    if merged.text.is_none() {
+        merged.text = range.as_ref().and_then(quoted).filter(|t| !t.is_empty());
+    }
+    merged
+}
+
+/// What an expression's whole value reads, for an expression whose result is undefined.
+pub fn whole_value(source: &str) -> AtSpan {
+    let Ok(expr) = machinery::parse_expr(source) else {
+        return AtSpan::default();
+    };
+    let walker = Walker::new(source);
+    let mut reads = Vec::new();
+    let complete = walker.operand(&expr, &mut reads);
+    AtSpan {
+        reads,
+        complete,
+        text: Some(source.trim().to_owned()),
+    }
 }
 
 /// The paths an expression proves defined when it is true: `x is defined`, `x is not
@@ -128,6 +329,10 @@ struct Walker<'s> {
     /// Paths that the conditions around this point prove defined.
     defined: Vec<Path>,
     reads: Vec<PathRead>,
+    calls: Vec<CallSite>,
+    /// The byte range an error was reported at, when looking for what was read there.
+    target: Option<Range<usize>>,
+    found: Vec<AtSpan>,
 }
 
 impl<'s> Walker<'s> {
@@ -137,6 +342,16 @@ impl<'s> Walker<'s> {
             scopes: vec![BTreeMap::new()],
             defined: Vec::new(),
             reads: Vec::new(),
+            calls: Vec::new(),
+            target: None,
+            found: Vec::new(),
+        }
+    }
+
+    fn hunting(source: &'s str, target: Range<usize>) -> Self {
+        Self {
+            target: Some(target),
+            ..Self::new(source)
         }
     }
 
@@ -243,6 +458,7 @@ impl<'s> Walker<'s> {
     }
 
     fn expr(&mut self, expr: &ast::Expr<'_>, usage: Usage, guarded: bool) {
+        self.hunt(expr);
         if self.read(expr, usage, guarded) {
             return;
         }
@@ -281,6 +497,7 @@ impl<'s> Walker<'s> {
             }
             ast::Expr::Filter(filter) => self.filter(filter),
             ast::Expr::Test(test) => {
+                self.called(test.name, Callee::Test, test.span());
                 let guard = matches!(test.name, "defined" | "undefined");
                 self.expr(&test.expr, Usage::Value, guard);
                 self.args(&test.args);
@@ -306,7 +523,8 @@ impl<'s> Walker<'s> {
         self.under(facts, |w| w.value(&op.right));
     }
 
-    fn filter(&mut self, filter: &ast::Filter<'_>) {
+    fn filter(&mut self, filter: &ast::Spanned<ast::Filter<'_>>) {
+        self.called(filter.name, Callee::Filter, filter.span());
         if let Some(input) = &filter.expr {
             match filter.name {
                 "length" | "count" => self.expr(input, Usage::Length, false),
@@ -317,7 +535,19 @@ impl<'s> Walker<'s> {
         self.args(&filter.args);
     }
 
-    fn call(&mut self, call: &ast::Call<'_>) {
+    fn call(&mut self, call: &ast::Spanned<ast::Call<'_>>) {
+        match call.identify_call() {
+            ast::CallType::Function(name) => {
+                let local = self.lookup(name).is_some();
+                self.called(name, Callee::Function { local }, call.span());
+            }
+            ast::CallType::Method(object, name) => {
+                let receiver = self.receiver(object);
+                let written = self.method_written(object, name, call.span());
+                self.called(name, Callee::Method { receiver, written }, call.span());
+            }
+            _ => {}
+        }
         match call.identify_call() {
             ast::CallType::Method(object, _) | ast::CallType::Object(object) => self.value(object),
             ast::CallType::Function(_) | ast::CallType::Block(_) => {}
@@ -386,7 +616,20 @@ impl<'s> Walker<'s> {
     fn stmt(&mut self, stmt: &ast::Stmt<'_>) {
         match stmt {
             ast::Stmt::Template(t) => t.children.iter().for_each(|s| self.stmt(s)),
-            ast::Stmt::EmitExpr(emit) => self.value(&emit.expr),
+            ast::Stmt::EmitExpr(emit) => {
+                if self.is_target(emit.span()) {
+                    // Printing: the value printed is what was undefined.
+                    let mut reads = Vec::new();
+                    let complete = self.operand(&emit.expr, &mut reads);
+                    let text = self.node_text(&emit.expr);
+                    self.found.push(AtSpan {
+                        reads,
+                        complete,
+                        text,
+                    });
+                }
+                self.value(&emit.expr);
+            }
             ast::Stmt::EmitRaw(_) | ast::Stmt::Continue(_) | ast::Stmt::Break(_) => {}
             ast::Stmt::ForLoop(for_loop) => self.for_loop(for_loop),
             ast::Stmt::IfCond(if_cond) => self.if_cond(if_cond),
@@ -511,6 +754,261 @@ impl<'s> Walker<'s> {
         for name in names(target).collect::<Vec<_>>() {
             self.bind(&name, Bound::Opaque);
         }
+    }
+}
+
+/// Call sites and the search for what was read at an error's place.
+impl Walker<'_> {
+    fn called(&mut self, name: &str, callee: Callee, span: machinery::Span) {
+        let (start, end) = (span.start_offset as usize, span.end_offset as usize);
+        // The span of a method call starts at the dot before its name.
+        let offset = self
+            .source
+            .get(start..end.max(start))
+            .and_then(|text| text.find(name))
+            .map_or(start, |i| start + i);
+        let (line, col) = line_col(self.source, offset);
+        self.calls.push(CallSite {
+            name: name.to_owned(),
+            callee,
+            line,
+            col,
+            len: name.chars().count(),
+        });
+    }
+
+    /// The text of the value a method is called on, and of its arguments.
+    fn method_written(
+        &self,
+        object: &ast::Expr<'_>,
+        name: &str,
+        span: machinery::Span,
+    ) -> Option<(String, String)> {
+        let call = self
+            .source
+            .get(span.start_offset as usize..span.end_offset as usize)?;
+        let after_name = &call[call.find(name)? + name.len()..];
+        let args = after_name.trim_start();
+        if !args.starts_with('(') {
+            return None;
+        }
+        Some((self.node_text(object)?, args.to_owned()))
+    }
+
+    fn receiver(&self, object: &ast::Expr<'_>) -> Receiver {
+        match object {
+            ast::Expr::Const(_) | ast::Expr::List(_) | ast::Expr::Map(_) => Receiver::Literal,
+            ast::Expr::Filter(_) | ast::Expr::Call(_) => Receiver::Computed,
+            _ => match self.resolve(object) {
+                Some(resolved) => Receiver::Path(resolved.path),
+                None => Receiver::Other,
+            },
+        }
+    }
+
+    fn is_target(&self, span: machinery::Span) -> bool {
+        self.target.as_ref().is_some_and(|target| {
+            target.start == span.start_offset as usize && target.end == span.end_offset as usize
+        })
+    }
+
+    /// Notes what `expr` reads when it is written at the target; the inner steps of a path
+    /// are looked at too, since the walk does not descend into a path it has read.
+    fn hunt(&mut self, expr: &ast::Expr<'_>) {
+        if self.target.is_none() {
+            return;
+        }
+        if self.is_target(expr.span()) {
+            let found = self.operation(expr);
+            self.found.push(found);
+        }
+        if self.resolve(expr).is_some() {
+            let mut inner = expr;
+            while let ast::Expr::GetAttr(_) | ast::Expr::GetItem(_) = inner {
+                inner = match inner {
+                    ast::Expr::GetAttr(attr) => &attr.expr,
+                    ast::Expr::GetItem(item) => &item.expr,
+                    _ => break,
+                };
+                if self.is_target(inner.span()) {
+                    let found = self.operation(inner);
+                    self.found.push(found);
+                }
+            }
+        }
+    }
+
+    /// A path from a name of the context that no template-local name hides.
+    fn context_path(&self, expr: &ast::Expr<'_>) -> Option<Path> {
+        let mut base = expr;
+        loop {
+            base = match base {
+                ast::Expr::GetAttr(attr) => &attr.expr,
+                ast::Expr::GetItem(item) => &item.expr,
+                ast::Expr::Var(var) if self.lookup(var.id).is_none() => break,
+                _ => return None,
+            };
+        }
+        self.resolve(expr).map(|resolved| resolved.path)
+    }
+
+    /// What the operation at `expr` was handed, or the path it is.
+    fn operation(&self, expr: &ast::Expr<'_>) -> AtSpan {
+        let text = self.node_text(expr);
+        if let Some(path) = self.context_path(expr) {
+            return AtSpan {
+                reads: vec![(path, Role::Chain)],
+                complete: true,
+                text,
+            };
+        }
+        let mut reads = Vec::new();
+        let complete = match expr {
+            ast::Expr::GetAttr(attr) => self.operand(&attr.expr, &mut reads),
+            // An undefined subscript gives an undefined value without an error here.
+            ast::Expr::GetItem(item) => self.operand(&item.expr, &mut reads),
+            ast::Expr::Slice(slice) => [
+                Some(&slice.expr),
+                slice.start.as_ref(),
+                slice.stop.as_ref(),
+                slice.step.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .all(|e| self.operand(e, &mut reads)),
+            ast::Expr::BinOp(op) => self.bin_op_operands(op, &mut reads),
+            ast::Expr::Compare(compare) => {
+                let first = self.operand(&compare.expr, &mut reads);
+                let second = compare
+                    .ops
+                    .first()
+                    .is_some_and(|op| self.operand(&op.expr, &mut reads));
+                first && second && compare.ops.len() == 1
+            }
+            ast::Expr::Filter(filter) => {
+                let input = filter
+                    .expr
+                    .as_ref()
+                    .is_none_or(|input| self.operand(input, &mut reads));
+                self.args_operands(&filter.args, &mut reads) && input
+            }
+            ast::Expr::Test(test) => {
+                let input = self.operand(&test.expr, &mut reads);
+                self.args_operands(&test.args, &mut reads) && input
+            }
+            ast::Expr::Call(call) => {
+                let callee = match call.identify_call() {
+                    ast::CallType::Function(_) | ast::CallType::Block(_) => true,
+                    ast::CallType::Method(object, _) | ast::CallType::Object(object) => {
+                        self.operand(object, &mut reads)
+                    }
+                };
+                self.args_operands(&call.args, &mut reads) && callee
+            }
+            ast::Expr::IfExpr(_) | ast::Expr::Var(_) => false,
+            other => self.operand(other, &mut reads),
+        };
+        AtSpan {
+            reads,
+            complete,
+            text,
+        }
+    }
+
+    /// `a and b` reads `b` only when `a` is true, `a or b` only when it is false.
+    fn bin_op_operands(&self, op: &ast::BinOp<'_>, reads: &mut Vec<(Path, Role)>) -> bool {
+        let left = self.operand(&op.left, reads);
+        let when = match op.op {
+            ast::BinOpKind::ScAnd => true,
+            ast::BinOpKind::ScOr => false,
+            _ => return self.operand(&op.right, reads) && left,
+        };
+        let Some(condition) = self.context_path(&op.left) else {
+            return false;
+        };
+        let mut right = Vec::new();
+        let complete = self.operand(&op.right, &mut right);
+        reads.extend(
+            right
+                .into_iter()
+                .map(|(path, _)| (path, Role::OperandWhen(condition.clone(), when))),
+        );
+        complete && left
+    }
+
+    fn args_operands(&self, args: &[ast::CallArg<'_>], reads: &mut Vec<(Path, Role)>) -> bool {
+        args.iter().fold(true, |all, arg| {
+            let (ast::CallArg::Pos(e)
+            | ast::CallArg::Kwarg(_, e)
+            | ast::CallArg::PosSplat(e)
+            | ast::CallArg::KwargSplat(e)) = arg;
+            self.operand(e, reads) && all
+        })
+    }
+
+    /// Adds the paths a value handed to an operation is made of; false when it is something
+    /// whose value may be undefined without a path being missing (a call, a filter, a local).
+    /// `not`, `and`, `or` and literal lists are looked into: their instructions carry no place
+    /// of their own, or their value is one of their operands.
+    fn operand(&self, expr: &ast::Expr<'_>, reads: &mut Vec<(Path, Role)>) -> bool {
+        if let Some(path) = self.context_path(expr) {
+            reads.push((path, Role::Operand));
+            return true;
+        }
+        match expr {
+            ast::Expr::Const(_) => true,
+            // Operations that give a defined value or fail at their own place.
+            ast::Expr::BinOp(op)
+                if !matches!(op.op, ast::BinOpKind::ScAnd | ast::BinOpKind::ScOr) =>
+            {
+                true
+            }
+            ast::Expr::Compare(_) | ast::Expr::Test(_) | ast::Expr::Slice(_) => true,
+            ast::Expr::BinOp(op) => self.bin_op_operands(op, reads),
+            ast::Expr::UnaryOp(op) => self.operand(&op.expr, reads),
+            ast::Expr::List(list) => list.items.iter().all(|e| self.operand(e, reads)),
+            ast::Expr::Tuple(tuple) => tuple.items.iter().all(|e| self.operand(e, reads)),
+            ast::Expr::Map(map) => map
+                .keys
+                .iter()
+                .chain(&map.values)
+                .all(|e| self.operand(e, reads)),
+            _ => false,
+        }
+    }
+
+    /// The text of an expression as written: from its leftmost part to the end of its span
+    /// (the engine's spans of some nodes start at their operator), or the span's own text
+    /// when that would not be balanced.
+    fn node_text(&self, expr: &ast::Expr<'_>) -> Option<String> {
+        let span = expr.span();
+        let end = span.end_offset as usize;
+        let own = self.source.get(span.start_offset as usize..end)?;
+        let text = self.source.get(start_of(expr)..end).unwrap_or(own).trim();
+        let balanced =
+            |t: &str| t.matches(['(', '[', '{']).count() == t.matches([')', ']', '}']).count();
+        let text = if balanced(text) { text } else { own.trim() };
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+}
+
+/// Where the leftmost part of an expression starts: its first operand's start for an
+/// operation (whose span may start at its operator, or at the token before it).
+fn start_of(expr: &ast::Expr<'_>) -> usize {
+    match expr {
+        ast::Expr::GetAttr(attr) => start_of(&attr.expr),
+        ast::Expr::GetItem(item) => start_of(&item.expr),
+        ast::Expr::Slice(slice) => start_of(&slice.expr),
+        ast::Expr::Filter(filter) => filter
+            .expr
+            .as_ref()
+            .map_or(filter.span().start_offset as usize, start_of),
+        ast::Expr::Test(test) => start_of(&test.expr),
+        ast::Expr::Call(call) => start_of(&call.expr),
+        ast::Expr::BinOp(op) => start_of(&op.left),
+        ast::Expr::Compare(compare) => start_of(&compare.expr),
+        ast::Expr::IfExpr(if_expr) => start_of(&if_expr.true_expr),
+        other => other.span().start_offset as usize,
     }
 }
 

@@ -37,6 +37,7 @@ mod send;
 mod smtp_server;
 mod store;
 mod support;
+mod template_errors;
 mod tidy;
 mod tls;
 mod ui;
