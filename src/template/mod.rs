@@ -5,6 +5,7 @@
 //! Text templates live in a per-workflow [`TemplateSet`] (an environment owning their compiled
 //! form); expressions are compiled against one shared environment with the same configuration.
 
+mod concat;
 pub mod filters;
 pub mod names;
 pub mod paths;
@@ -154,8 +155,9 @@ impl TemplateSet {
 
     fn add(&mut self, source: &str) -> Result<TemplateId, TemplateSyntaxError> {
         let name = format!("t{}", self.count);
+        let rewritten = concat::rewrite(source, Syntax::Template).into_owned();
         self.env
-            .add_template_owned(name.clone(), source.to_owned())
+            .add_template_owned(name.clone(), rewritten)
             .map_err(|err| syntax_error(source, &err))?;
         self.count += 1;
         Ok(TemplateId(Arc::from(name)))
@@ -207,11 +209,12 @@ impl std::fmt::Debug for Condition {
 
 impl Condition {
     pub fn compile(source: &str) -> Result<Self, TemplateSyntaxError> {
+        let source = concat::rewrite(source, Syntax::Expression).into_owned();
         let expr = EXPRESSION_ENV
-            .compile_expression_owned(source.to_owned())
-            .map_err(|err| syntax_error(source, &err))?;
+            .compile_expression_owned(source.clone())
+            .map_err(|err| syntax_error(&source, &err))?;
         Ok(Self {
-            source: source.to_owned(),
+            source,
             expr: Arc::new(expr),
         })
     }
@@ -476,6 +479,13 @@ mod tests {
             ("{{ l | join(d='-') }}", json!("a--true")),
             ("{{ 'abc' | join('.') }}", json!("a.b.c")),
             ("x {{ t | string ~ '/' ~ n | string }}", json!("x true/")),
+            // `~` joins as printing does, whatever its operands are.
+            (
+                "x {{ t ~ '/' ~ n ~ '/' ~ l ~ f }}",
+                json!(r#"x true//["a",null,true]false"#),
+            ),
+            ("{{ 'n=' ~ n }}", json!("n=")),
+            ("{{ 'a' ~ (1 + 2) }}", json!("a3")),
         ];
         for (source, expected) in cases {
             assert_eq!(render(source, ctx.clone()).unwrap(), expected, "{source}");

@@ -205,6 +205,26 @@ pub fn call_sites(source: &str, syntax: Syntax) -> Vec<CallSite> {
     walker.calls
 }
 
+/// The byte ranges of the operands of every `~` in the text.
+pub fn concat_operands(source: &str, syntax: Syntax) -> Vec<Range<usize>> {
+    let mut walker = Walker::new(source);
+    match syntax {
+        Syntax::Template => {
+            let Ok(tree) = machinery::parse(source, "<template>", Default::default()) else {
+                return Vec::new();
+            };
+            walker.stmt(&tree);
+        }
+        Syntax::Expression => {
+            let Ok(expr) = machinery::parse_expr(source) else {
+                return Vec::new();
+            };
+            walker.value(&expr);
+        }
+    }
+    walker.concat_operands
+}
+
 /// What was read at `range` of the text, where the template engine reported an error. Without
 /// a range, an expression's error comes from its outermost operation (the engine gives no
 /// place to those), which is taken when the expression is one line.
@@ -333,6 +353,8 @@ struct Walker<'s> {
     /// The byte range an error was reported at, when looking for what was read there.
     target: Option<Range<usize>>,
     found: Vec<AtSpan>,
+    /// The byte ranges of the operands of every `~`.
+    concat_operands: Vec<Range<usize>>,
 }
 
 impl<'s> Walker<'s> {
@@ -345,6 +367,7 @@ impl<'s> Walker<'s> {
             calls: Vec::new(),
             target: None,
             found: Vec::new(),
+            concat_operands: Vec::new(),
         }
     }
 
@@ -514,6 +537,11 @@ impl<'s> Walker<'s> {
 
     /// `a and b` reads `b` only where `a` held, `a or b` only where it did not.
     fn bin_op(&mut self, op: &ast::BinOp<'_>) {
+        if matches!(op.op, ast::BinOpKind::Concat) {
+            for operand in [&op.left, &op.right] {
+                self.concat_operands.push(extent(operand));
+            }
+        }
         self.value(&op.left);
         let facts = match op.op {
             ast::BinOpKind::ScAnd => self.facts(&op.left, true),
@@ -1048,6 +1076,79 @@ fn line_col(source: &str, offset: usize) -> (usize, usize) {
         .next()
         .map_or(1, |l| l.chars().count() + 1);
     (line, col)
+}
+
+/// The bytes an expression is written in: its own span joined with its parts' (the engine's
+/// span of an operation or a filter covers only its operator or name).
+fn extent(expr: &ast::Expr<'_>) -> Range<usize> {
+    let own = expr.span();
+    let mut range = own.start_offset as usize..own.end_offset as usize;
+    let mut join = |part: &ast::Expr<'_>| {
+        let inner = extent(part);
+        range.start = range.start.min(inner.start);
+        range.end = range.end.max(inner.end);
+    };
+    match expr {
+        ast::Expr::Var(_) | ast::Expr::Const(_) => {}
+        ast::Expr::GetAttr(attr) => join(&attr.expr),
+        ast::Expr::GetItem(item) => {
+            join(&item.expr);
+            join(&item.subscript_expr);
+        }
+        ast::Expr::Slice(slice) => {
+            join(&slice.expr);
+            [&slice.start, &slice.stop, &slice.step]
+                .into_iter()
+                .flatten()
+                .for_each(join);
+        }
+        ast::Expr::UnaryOp(op) => join(&op.expr),
+        ast::Expr::BinOp(op) => {
+            join(&op.left);
+            join(&op.right);
+        }
+        ast::Expr::Compare(compare) => {
+            join(&compare.expr);
+            compare.ops.iter().for_each(|op| join(&op.expr));
+        }
+        ast::Expr::IfExpr(if_expr) => {
+            join(&if_expr.test_expr);
+            join(&if_expr.true_expr);
+            if let Some(otherwise) = &if_expr.false_expr {
+                join(otherwise);
+            }
+        }
+        ast::Expr::Filter(filter) => {
+            if let Some(input) = &filter.expr {
+                join(input);
+            }
+            filter.args.iter().for_each(|arg| join(call_arg(arg)));
+        }
+        ast::Expr::Test(test) => {
+            join(&test.expr);
+            test.args.iter().for_each(|arg| join(call_arg(arg)));
+        }
+        ast::Expr::Call(call) => {
+            join(&call.expr);
+            call.args.iter().for_each(|arg| join(call_arg(arg)));
+        }
+        ast::Expr::List(list) => list.items.iter().for_each(join),
+        ast::Expr::Tuple(tuple) => tuple.items.iter().for_each(join),
+        ast::Expr::Map(map) => {
+            map.keys.iter().for_each(&mut join);
+            map.values.iter().for_each(join);
+        }
+    }
+    range
+}
+
+fn call_arg<'e, 'a>(arg: &'e ast::CallArg<'a>) -> &'e ast::Expr<'a> {
+    match arg {
+        ast::CallArg::Pos(expr)
+        | ast::CallArg::Kwarg(_, expr)
+        | ast::CallArg::PosSplat(expr)
+        | ast::CallArg::KwargSplat(expr) => expr,
+    }
 }
 
 #[cfg(test)]
