@@ -1,3 +1,6 @@
+//! Body schemas compiled from workflows and files, and bodies held against them: what passes,
+//! what is refused with which violations, and the schemas refused at load.
+
 use serde_json::json;
 
 use super::*;
