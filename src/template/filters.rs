@@ -12,6 +12,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use chrono::format::StrftimeItems;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
+use minijinja::value::StringInput;
 use minijinja::value::{Kwargs, Serde, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 use serde::Serialize as _;
@@ -63,6 +64,52 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("pprint", pprint);
     // Text of a value as printing gives it, never Python's `True` or `None`.
     env.add_filter("join", join);
+    env.add_filter("upper", upper);
+    env.add_filter("lower", lower);
+    env.add_filter("capitalize", capitalize);
+    env.add_filter("title", title);
+    env.add_filter("trim", trim);
+}
+
+/// A null, a boolean, a list or a map as the text printing gives it; other values as they are.
+/// minijinja's text filters would read them in Python's words (`NONE`, `True`).
+fn printable(value: &Value) -> Value {
+    super::json_text(value).map_or_else(|| value.clone(), Value::from)
+}
+
+/// `upper`, `lower`, `capitalize`, `title`, `trim`: minijinja's, on the printed text.
+fn upper(state: &minijinja::State, value: &Value) -> Result<Value, Error> {
+    let value = printable(value);
+    Ok(minijinja::filters::upper(StringInput::new(state, &value)?))
+}
+
+fn lower(state: &minijinja::State, value: &Value) -> Result<Value, Error> {
+    let value = printable(value);
+    Ok(minijinja::filters::lower(StringInput::new(state, &value)?))
+}
+
+fn capitalize(state: &minijinja::State, value: &Value) -> Result<Value, Error> {
+    let value = printable(value);
+    Ok(minijinja::filters::capitalize(StringInput::new(
+        state, &value,
+    )?))
+}
+
+fn title(value: &Value) -> String {
+    let value = printable(value);
+    minijinja::filters::title(std::borrow::Cow::Owned(value.to_string()))
+}
+
+fn trim(
+    state: &minijinja::State,
+    value: &Value,
+    chars: Option<std::borrow::Cow<'_, str>>,
+) -> Result<Value, Error> {
+    let value = printable(value);
+    Ok(minijinja::filters::trim(
+        StringInput::new(state, &value)?,
+        chars,
+    ))
 }
 
 /// `tojson`, `string`, `pprint`: minijinja's filters, once the value is known to fit.

@@ -486,6 +486,19 @@ mod tests {
             ),
             ("{{ 'n=' ~ n }}", json!("n=")),
             ("{{ 'a' ~ (1 + 2) }}", json!("a3")),
+            // Text filters read a null or a boolean as printing writes it.
+            (
+                "[{{ n | upper }}|{{ t | upper }}|{{ n | lower }}|{{ n | trim }}]",
+                json!("[|TRUE||]"),
+            ),
+            (
+                "{{ 'abc' | upper }} {{ '  x ' | trim }} {{ 'hello world' | title }}",
+                json!("ABC x Hello World"),
+            ),
+            (
+                "{{ 'ab' | capitalize }} {{ 'xxaxx' | trim('x') }}",
+                json!("Ab a"),
+            ),
         ];
         for (source, expected) in cases {
             assert_eq!(render(source, ctx.clone()).unwrap(), expected, "{source}");
