@@ -2,6 +2,7 @@
 //! Arguments are parsed here and turned into resolved settings before any work starts.
 
 mod payload;
+mod replay_all;
 mod run;
 mod runs;
 mod schema;
@@ -299,6 +300,46 @@ pub enum RunsCommand {
         /// Run the workflow's current definition (after a fix), not the run's own version
         #[arg(long)]
         latest: bool,
+        /// The server's admin address
+        #[arg(
+            long,
+            env = "HOOKFLOW_ADMIN_URL",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        admin: String,
+        /// The server's admin token, when it has one
+        #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
+    /// Replay every finished run of a workflow that matches, at a rate, through a running
+    /// server; --preview only counts them.
+    ReplayAll {
+        /// The workflow whose runs are replayed
+        #[arg(long)]
+        workflow: String,
+        /// Runs with this status: failed, cancelled, succeeded or filtered
+        #[arg(long, default_value = "failed")]
+        status: String,
+        /// Runs created at or after this time (RFC 3339)
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Runs created before this time (RFC 3339)
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Runs whose error contains this text
+        #[arg(long)]
+        error: Option<String>,
+        /// Runs replayed a second, so a recovered receiver is not flooded
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Run the workflow's current definition, not each run's own version
+        #[arg(long)]
+        latest: bool,
+        #[arg(long)]
+        from_start: bool,
+        /// Count the matching runs and list them; replay nothing
+        #[arg(long)]
+        preview: bool,
         /// The server's admin address
         #[arg(
             long,

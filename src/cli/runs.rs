@@ -20,6 +20,31 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
             let ask = ReplayAsk { from_start, latest };
             return replay(&id, ask, &admin, admin_token.as_deref()).await;
         }
+        RunsCommand::ReplayAll {
+            workflow,
+            status,
+            since,
+            until,
+            error,
+            rate,
+            latest,
+            from_start,
+            preview,
+            admin,
+            admin_token,
+        } => {
+            let ask = serde_json::json!({
+                "status": status, "since": since, "until": until, "error": error,
+                "rate": rate, "latest": latest, "from_start": from_start, "preview": preview,
+            });
+            let request = super::replay_all::ReplayAll {
+                workflow,
+                ask,
+                admin,
+                admin_token,
+            };
+            return super::replay_all::replay_all(request).await;
+        }
         RunsCommand::List {
             workflow,
             status,

@@ -57,6 +57,7 @@ pub fn router(state: AppState, access: super::access::AdminAccess) -> Router {
         .route("/api/runs/{id}/replay", post(replay_run))
         .route("/api/rejected", get(list_rejected))
         .route("/api/workflows/{name}/start", post(start_workflow))
+        .route("/api/workflows/{name}/replay", post(bulk_replay))
         .route("/api/workflows", get(list_workflows))
         .route(
             "/api/openapi.json",
@@ -557,6 +558,38 @@ async fn start_workflow(
             (StatusCode::ACCEPTED, axum::Json(body)).into_response()
         }
         Err(err) => err.into_response(),
+    }
+}
+
+/// `POST /api/workflows/{name}/replay`: replay the workflow's finished runs that match, at a
+/// rate; with `"preview": true` only count them.
+async fn bulk_replay(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refused) = super::access::refuse_unless_json(&headers, &body) {
+        return refused;
+    }
+    let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
+    let ask: super::bulk_replay::BulkAsk = match serde_json::from_slice(body) {
+        Ok(ask) => ask,
+        Err(err) => {
+            return error_response(StatusCode::BAD_REQUEST, format!("invalid request: {err}"));
+        }
+    };
+    match super::bulk_replay::start(&state, &name, ask).await {
+        Ok(answer) if answer.preview => (StatusCode::OK, axum::Json(answer)).into_response(),
+        Ok(answer) => (StatusCode::ACCEPTED, axum::Json(answer)).into_response(),
+        Err(super::bulk_replay::BulkError::Read(err)) => {
+            tracing::error!(error = %err, "reading runs for a bulk replay failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error".to_owned(),
+            )
+        }
+        Err(err) => error_response(StatusCode::BAD_REQUEST, err.to_string()),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin;
 pub mod body;
+pub mod bulk_replay;
 pub mod ingress;
 pub mod limit;
 pub mod listen;

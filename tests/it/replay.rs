@@ -386,3 +386,147 @@ async fn a_replay_with_latest_resumes_only_where_the_finished_steps_kept_their_p
     assert_eq!(status, 400, "{answer}");
     server.stop().await;
 }
+
+/// Bulk replay: a workflow's failed runs that match, counted by a preview, then replayed one
+/// after another at the rate asked (through the CLI), so the recovered receiver is not flooded;
+/// the UI's form previews the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_replay_previews_then_replays_the_matching_runs_at_a_rate() {
+    let receiver = crate::support::Receiver::start().await;
+    receiver.reply_times("/crm", 4, 503, &[], "down for maintenance");
+    receiver.reply("/crm", 200, "application/json", "{}");
+    let workflow = format!(
+        "name: crm\non: {{ webhook: {{ path: /hooks/crm }} }}\nsteps:\n  - name: update\n    http: {{ method: POST, url: \"{}\", json: {{ n: \"{{{{ event.body.n }}}}\" }} }}\n",
+        receiver.url("/crm")
+    );
+    let server = crate::support::TestServer::start(&[("crm.yaml", &workflow)]).await;
+    let mut failed = Vec::new();
+    for n in 0..4 {
+        let ids = server
+            .accepted(
+                "/hooks/crm",
+                "application/json",
+                format!("{{\"n\": {n}}}").into_bytes(),
+            )
+            .await;
+        assert_eq!(
+            server.finished_run(&ids[0]).await["run"]["status"],
+            "failed"
+        );
+        failed.push(ids[0].clone());
+    }
+    let client = crate::support::client();
+    let bulk = |body: serde_json::Value| {
+        client
+            .post(format!("{}/api/workflows/crm/replay", server.admin))
+            .json(&body)
+            .send()
+    };
+    let preview = bulk(serde_json::json!({"preview": true, "error": "503"}))
+        .await
+        .expect("post");
+    assert_eq!(preview.status(), 200);
+    let preview: serde_json::Value = preview.json().await.expect("json");
+    assert_eq!(preview["matched"], 4, "{preview}");
+    assert_eq!(
+        preview["run_ids"],
+        serde_json::json!(failed),
+        "oldest first: {preview}"
+    );
+    let none = bulk(serde_json::json!({"preview": true, "error": "no such error"}))
+        .await
+        .expect("post");
+    assert_eq!(
+        none.json::<serde_json::Value>().await.expect("json")["matched"],
+        0
+    );
+    let bad = bulk(serde_json::json!({"status": "queued"}))
+        .await
+        .expect("post");
+    assert_eq!(bad.status(), 400);
+    let bad_rate = bulk(serde_json::json!({"rate": 0})).await.expect("post");
+    assert_eq!(bad_rate.status(), 400);
+    assert_eq!(receiver.received().len(), 4, "a preview replays nothing");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "runs",
+            "replay-all",
+            "--workflow",
+            "crm",
+            "--rate",
+            "5",
+            "--admin",
+            &server.admin,
+        ])
+        .output()
+        .expect("replay-all");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains("replaying 4 run(s) of crm, 5 a second"),
+        "{said}"
+    );
+    let got = receiver.wait_for(8).await;
+    for id in &failed {
+        assert_eq!(server.finished_run(id).await["run"]["status"], "succeeded");
+    }
+    // Five a second: the replayed requests come at least ~200 ms apart.
+    for pair in got[4..].windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= std::time::Duration::from_millis(150),
+            "replays came {gap:?} apart"
+        );
+    }
+    let bodies: Vec<serde_json::Value> = got[4..].iter().map(|r| r.json()["n"].clone()).collect();
+    assert_eq!(
+        bodies,
+        [0, 1, 2, 3].map(serde_json::Value::from),
+        "in the order they first ran"
+    );
+
+    // The UI's form previews with the same rules: nothing failed is left.
+    let page = client
+        .get(format!("{}/ui/workflows", server.admin))
+        .send()
+        .await
+        .expect("page");
+    let csrf_cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("hookflow_csrf="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .expect("csrf cookie");
+    let html = page.text().await.expect("html");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+    let form = client
+        .post(format!("{}/ui/workflows/crm/replay", server.admin))
+        .header("cookie", csrf_cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("status", "succeeded"),
+            ("action", "preview"),
+        ])
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(form.status(), 200);
+    let html = form.text().await.expect("html");
+    assert!(
+        html.contains("<strong>4</strong> succeeded run(s) match; nothing was replayed"),
+        "{html}"
+    );
+    server.stop().await;
+}

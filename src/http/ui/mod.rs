@@ -54,6 +54,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("rejected.html", include_str!("rejected.html")),
     ("login.html", include_str!("login.html")),
     ("error.html", include_str!("error.html")),
+    ("bulk.html", include_str!("bulk.html")),
 ];
 
 /// What the pages share: the templates, the admin token, the CSRF key.
@@ -135,6 +136,10 @@ pub fn router(token: Option<String>) -> Router<AppState> {
         .route(
             "/ui/workflows/{name}/start",
             axum::routing::post(start_form),
+        )
+        .route(
+            "/ui/workflows/{name}/replay",
+            axum::routing::post(bulk_replay_form),
         )
         .route("/ui/rejected", get(rejected_page))
         .layer(axum::middleware::from_fn(move |request, next| {

@@ -271,6 +271,88 @@ pub(super) async fn start_form(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct BulkForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    rate: String,
+    latest: Option<String>,
+    /// `preview` or `replay`: which button was pressed.
+    #[serde(default)]
+    action: String,
+}
+
+/// The workflows page's bulk replay form, through the same path as
+/// `POST /api/workflows/{name}/replay`.
+pub(super) async fn bulk_replay_form(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: BulkForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    if !ui.genuine(&headers, &form.csrf) {
+        return ui.stale_form();
+    }
+    let ask = match bulk_ask(&form) {
+        Ok(ask) => ask,
+        Err(message) => return ui.error_page(StatusCode::BAD_REQUEST, "Not replayed", &message),
+    };
+    match crate::http::bulk_replay::start(&state, &name, ask).await {
+        Ok(answer) => ui.render(
+            "bulk.html",
+            serde_json::json!({
+                "workflow": answer.workflow, "matched": answer.matched, "preview": answer.preview,
+                "rate": answer.rate, "seconds": format!("{:.0}", answer.seconds),
+                "run_ids": answer.run_ids, "status": form.status, "latest": form.latest.is_some(),
+            }),
+        ),
+        Err(err) => ui.error_page(StatusCode::BAD_REQUEST, "Not replayed", &err.to_string()),
+    }
+}
+
+/// The form's fields as a bulk replay asks for them; an empty field is "any".
+fn bulk_ask(form: &BulkForm) -> Result<crate::http::bulk_replay::BulkAsk, String> {
+    let time = |text: &str, what: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+        match text.trim() {
+            "" => Ok(None),
+            given => chrono::DateTime::parse_from_rfc3339(given)
+                .map(|t| Some(t.with_timezone(&chrono::Utc)))
+                .map_err(|e| format!("{what} '{given}' is not an RFC 3339 time: {e}")),
+        }
+    };
+    let rate = match form.rate.trim() {
+        "" => 1.0,
+        given => given
+            .parse()
+            .map_err(|_| format!("rate '{given}' is not a number"))?,
+    };
+    Ok(crate::http::bulk_replay::BulkAsk {
+        status: if form.status.is_empty() {
+            "failed".into()
+        } else {
+            form.status.clone()
+        },
+        since: time(&form.since, "since")?,
+        until: time(&form.until, "until")?,
+        error: Some(form.error.trim().to_owned()).filter(|e| !e.is_empty()),
+        rate,
+        latest: form.latest.is_some(),
+        from_start: false,
+        preview: form.action != "replay",
+    })
+}
+
 pub(super) async fn workflows_page(
     State(state): State<AppState>,
     Extension(ui): Extension<Arc<Ui>>,
