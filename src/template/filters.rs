@@ -12,8 +12,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use chrono::format::StrftimeItems;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
-use minijinja::value::StringInput;
 use minijinja::value::{Kwargs, Serde, Value, ValueKind};
+use minijinja::value::{Rest, StringInput, ValueOrKwargs};
 use minijinja::{Environment, Error, ErrorKind};
 use serde::Serialize as _;
 use sha2::{Digest, Sha256};
@@ -69,6 +69,8 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("capitalize", capitalize);
     env.add_filter("title", title);
     env.add_filter("trim", trim);
+    env.add_filter("replace", replace);
+    env.add_filter("format", format);
 }
 
 /// A null, a boolean, a list or a map as the text printing gives it; other values as they are.
@@ -93,6 +95,52 @@ fn capitalize(state: &minijinja::State, value: &Value) -> Result<Value, Error> {
     Ok(minijinja::filters::capitalize(StringInput::new(
         state, &value,
     )?))
+}
+
+/// `replace(old, new, count)`: on the printed text; `count` (also a keyword) replaces only the
+/// first `count` occurrences.
+fn replace(
+    value: &Value,
+    from: &Value,
+    to: &Value,
+    count: Option<i64>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let count = match count {
+        Some(count) => Some(count),
+        None => kwargs.get::<Option<i64>>("count")?,
+    };
+    kwargs.assert_all_used()?;
+    let text = |v: &Value| printable(v).to_string();
+    let (text, from, to) = (text(value), text(from), text(to));
+    Ok(Value::from(
+        match count.and_then(|c| usize::try_from(c).ok()) {
+            Some(count) => text.replacen(&from, &to, count),
+            None => text.replace(&from, &to),
+        },
+    ))
+}
+
+/// `format(args...)`: minijinja's printf-style formatting, each argument as printing writes it.
+fn format(
+    state: &mut minijinja::State,
+    format_str: &Value,
+    args: Rest<ValueOrKwargs>,
+) -> Result<Value, Error> {
+    let args = args
+        .0
+        .into_iter()
+        .map(|arg| {
+            let value = arg.into_value();
+            let value = if value.is_kwargs() {
+                value
+            } else {
+                printable(&value)
+            };
+            ValueOrKwargs::from(value)
+        })
+        .collect();
+    minijinja::filters::format(state, format_str, Rest(args))
 }
 
 fn title(value: &Value) -> String {

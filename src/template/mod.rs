@@ -499,6 +499,14 @@ mod tests {
                 "{{ 'ab' | capitalize }} {{ 'xxaxx' | trim('x') }}",
                 json!("Ab a"),
             ),
+            (
+                "[{{ n | replace('x', 'y') }}|{{ t | replace('t', 'T') }}|{{ 'aaa' | replace('a', 'b', 2) }}|{{ 'aaa' | replace('a', 'b', count=1) }}]",
+                json!("[|True|bba|baa]"),
+            ),
+            (
+                "{{ '%s/%s/%d/%.1f' | format(n, t, 3, 2.5) }}",
+                json!("/true/3/2.5"),
+            ),
         ];
         for (source, expected) in cases {
             assert_eq!(render(source, ctx.clone()).unwrap(), expected, "{source}");
