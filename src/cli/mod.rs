@@ -8,6 +8,7 @@ mod runs;
 mod schema;
 mod send;
 mod serve;
+mod sign;
 mod start;
 mod test;
 mod validate;
@@ -56,6 +57,8 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Send a saved payload to a running server as its provider would: signed, with its headers.
     Send(SendArgs),
+    /// Print the signature headers a sender would send with a body (a file, or standard input).
+    Sign(SignArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -227,6 +230,34 @@ pub struct SchemaArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// The `verify` scheme: github, gitlab, stripe, shopify, slack, standard_webhooks, bitbucket,
+    /// gitea, forgejo, twilio or basic
+    #[arg(long)]
+    pub scheme: String,
+    /// The secret (the token for gitlab, the password for basic)
+    #[arg(long, env = "HOOKFLOW_SIGN_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// The body to sign, byte for byte [default: standard input]
+    pub file: Option<PathBuf>,
+    /// twilio: the URL the request is sent to (it is signed)
+    #[arg(long)]
+    pub url: Option<String>,
+    /// twilio: the body is a form (its parameters are signed)
+    #[arg(long)]
+    pub form: bool,
+    /// standard_webhooks: the message id [default: a fresh one]
+    #[arg(long)]
+    pub id: Option<String>,
+    /// basic: the user name
+    #[arg(long)]
+    pub username: Option<String>,
+    /// The signing time, in Unix seconds [default: now]
+    #[arg(long)]
+    pub timestamp: Option<i64>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SendArgs {
     /// A workflow file, or the name of a workflow in --workflows
     pub workflow: String,
@@ -380,5 +411,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => test::test(args).await,
         Command::Schema(args) => schema::schema(args),
         Command::Send(args) => send::send(args).await,
+        Command::Sign(args) => sign::sign_body(args),
     }
 }

@@ -499,3 +499,54 @@ fn verify_secrets_must_be_declared_and_presets_known() {
     assert!(text.iter().any(|m| m.contains("UNDECLARED")), "{text:?}");
     assert!(text.iter().any(|m| m.contains("gitlabb")), "{text:?}");
 }
+
+/// `hookflow sign` prints the headers a provider would send: the server accepts a body signed
+/// with the right secret and refuses one signed with another.
+#[tokio::test]
+async fn hookflow_sign_prints_headers_the_server_accepts() {
+    set_env("VERIFY_IT_SIGN_CLI", "sign-cli-secret");
+    let mut servers = Vec::new();
+    for scheme in ["github", "shopify", "stripe", "slack"] {
+        let yaml = workflow(
+            &format!("signed-{scheme}"),
+            &format!("/hooks/signed-{scheme}"),
+            &["VERIFY_IT_SIGN_CLI"],
+            &format!("      {scheme}:\n        secret: \"{{{{ secrets.VERIFY_IT_SIGN_CLI }}}}\""),
+        );
+        servers.push((scheme, yaml));
+    }
+    let files: Vec<(String, &str)> = servers
+        .iter()
+        .map(|(scheme, yaml)| (format!("{scheme}.yaml"), yaml.as_str()))
+        .collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, y)| (n.as_str(), *y)).collect();
+    let server = TestServer::start(&files).await;
+    let signed = |scheme: &str, secret: &str| -> Vec<(String, String)> {
+        let output = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(["sign", "--scheme", scheme, "--secret", secret])
+            .arg(fixture_path("github/push.json"))
+            .output()
+            .expect("hookflow sign");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_once(": "))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    };
+    for (scheme, _) in &servers {
+        let path = format!("/hooks/signed-{scheme}");
+        let good = signed(scheme, "sign-cli-secret");
+        assert!(!good.is_empty(), "{scheme}: no header printed");
+        let (status, answer) = post(&server, &path, "github/push.json", &good).await;
+        assert_eq!(status, 202, "{scheme}: {answer}");
+        let wrong = signed(scheme, "another-secret");
+        let (status, answer) = post(&server, &path, "github/push.json", &wrong).await;
+        assert_eq!(status, 401, "{scheme}: {answer}");
+    }
+    server.stop().await;
+}
