@@ -187,42 +187,30 @@ pub fn expression_reads(source: &str) -> Vec<PathRead> {
 /// The filters, tests, functions and methods a template or expression calls, in order; none
 /// when it does not parse.
 pub fn call_sites(source: &str, syntax: Syntax) -> Vec<CallSite> {
-    let mut walker = Walker::new(source);
-    match syntax {
-        Syntax::Template => {
-            let Ok(tree) = machinery::parse(source, "<template>", Default::default()) else {
-                return Vec::new();
-            };
-            walker.stmt(&tree);
-        }
-        Syntax::Expression => {
-            let Ok(expr) = machinery::parse_expr(source) else {
-                return Vec::new();
-            };
-            walker.value(&expr);
-        }
-    }
-    walker.calls
+    walked(source, syntax).map(|w| w.calls).unwrap_or_default()
 }
 
-/// The byte ranges of the operands of every `~` in the text.
+/// The byte ranges of the operands of every `~` in the text; none when it does not parse.
 pub fn concat_operands(source: &str, syntax: Syntax) -> Vec<Range<usize>> {
+    walked(source, syntax)
+        .map(|w| w.concat_operands)
+        .unwrap_or_default()
+}
+
+/// A walker that went through the whole text, or `None` when the text does not parse.
+fn walked(source: &str, syntax: Syntax) -> Option<Walker<'_>> {
     let mut walker = Walker::new(source);
     match syntax {
         Syntax::Template => {
-            let Ok(tree) = machinery::parse(source, "<template>", Default::default()) else {
-                return Vec::new();
-            };
+            let tree = machinery::parse(source, "<template>", Default::default()).ok()?;
             walker.stmt(&tree);
         }
         Syntax::Expression => {
-            let Ok(expr) = machinery::parse_expr(source) else {
-                return Vec::new();
-            };
+            let expr = machinery::parse_expr(source).ok()?;
             walker.value(&expr);
         }
     }
-    walker.concat_operands
+    Some(walker)
 }
 
 /// What was read at `range` of the text, where the template engine reported an error. Without
