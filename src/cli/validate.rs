@@ -162,10 +162,50 @@ fn check_samples(loaded: &mut Loaded, given: &[SampleFile]) -> anyhow::Result<St
             .map(Vec::as_slice)
             .unwrap_or_default();
         loaded.diagnostics.extend(paths::check(readings, &samples));
+        if let Some(trigger) = &w.webhook {
+            loaded
+                .diagnostics
+                .extend(refused_samples(trigger, &samples));
+        }
         let names: Vec<&str> = samples.iter().map(|s| s.name.as_str()).collect();
         out.push_str(&format!("samples {}: {}\n", w.name, names.join(", ")));
     }
     Ok(out)
+}
+
+/// A warning for each sample the webhook's `schema` would refuse (422): the sample was taken
+/// from a real sender, so either the schema or the sample is wrong.
+fn refused_samples(
+    trigger: &crate::workflow::WebhookTrigger,
+    samples: &[Sample],
+) -> crate::diag::Diagnostics {
+    let mut diagnostics = crate::diag::Diagnostics::default();
+    let Some(schema) = &trigger.schema else {
+        return diagnostics;
+    };
+    for sample in samples {
+        let violations = schema.check(&sample.body);
+        let Some(first) = violations.first() else {
+            continue;
+        };
+        let at = if first.path.is_empty() {
+            "the body"
+        } else {
+            &first.path
+        };
+        let warning = crate::diag::Diagnostic::warning(
+            trigger.span.clone(),
+            format!(
+                "sample {} would be refused (422) by the webhook's schema: {at}: {} ({} violation(s) in all)",
+                sample.name,
+                first.message,
+                violations.len()
+            ),
+        )
+        .with_hint("fix the schema, or the sample if it is not what the sender sends");
+        diagnostics.push(warning);
+    }
+    diagnostics
 }
 
 /// The sample payloads in the folder beside a workflow file, in name order.

@@ -427,3 +427,40 @@ fn hookflow_test_asserts_on_a_refusal_and_fails_when_it_should() {
         "{output}"
     );
 }
+
+/// `validate --payload` warns about a sample the webhook's schema would refuse, and passes one
+/// it accepts.
+#[test]
+fn validate_warns_about_a_sample_the_schema_would_refuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("workflows")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("workflows/orders.yaml"),
+        "name: orders\non:\n  webhook:\n    path: /hooks/orders\n    schema:\n      type: object\n      required: [id]\n      properties: { id: { type: integer } }\nsteps:\n  - log: \"{{ event.body.id }}\"\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("text-id.json"), r#"{"id": "12"}"#).expect("write");
+    std::fs::write(dir.path().join("number-id.json"), r#"{"id": 12}"#).expect("write");
+    let (code, output) = hookflow_in(
+        dir.path(),
+        &[
+            "validate",
+            "--payload",
+            "text-id.json",
+            "--payload",
+            "number-id.json",
+        ],
+    );
+    assert_eq!(code, Some(0), "warnings only: {output}");
+    assert!(
+        output.contains(
+            "warning: sample text-id.json would be refused (422) by the webhook's schema: /id:"
+        ),
+        "{output}"
+    );
+    assert!(
+        !output.contains("sample number-id.json would be refused"),
+        "{output}"
+    );
+    assert!(output.contains("1 warning(s)"), "{output}");
+}
