@@ -43,12 +43,18 @@ fn strings() -> Json {
 }
 
 fn config_file(b: &mut Builder) -> Json {
-    let email = email(b);
-    let exec = exec(b);
-    let retry = retry(b);
-    let egress = egress(b);
-    let tls = tls(b);
-    let described = vec![
+    let mut described = serving_keys();
+    described.extend([("email", email(b)), ("exec", exec(b)), ("retry", retry(b))]);
+    described.extend(store_keys());
+    described.push(("egress", egress(b)));
+    described.extend(request_limit_keys());
+    described.push(("tls", tls(b)));
+    b.object(keys_of::<ConfigFile>("ConfigFile"), &[], described)
+}
+
+/// The listeners, the admin API, the workflows, and how much runs at once.
+fn serving_keys() -> Vec<(&'static str, Json)> {
+    vec![
         (
             "listen",
             examples(
@@ -164,9 +170,12 @@ fn config_file(b: &mut Builder) -> Json {
                 json!(["30s"]),
             ),
         ),
-        ("email", email),
-        ("exec", exec),
-        ("retry", retry),
+    ]
+}
+
+/// Retention, the store's connections, leases and the proxies believed.
+fn store_keys() -> Vec<(&'static str, Json)> {
+    vec![
         (
             "retention",
             examples(
@@ -208,7 +217,12 @@ fn config_file(b: &mut Builder) -> Json {
                 json!([["10.0.0.0/8", "192.0.2.7"]]),
             ),
         ),
-        ("egress", egress),
+    ]
+}
+
+/// How long and how large a request may be.
+fn request_limit_keys() -> Vec<(&'static str, Json)> {
+    vec![
         (
             "header_timeout",
             describe(
@@ -233,9 +247,7 @@ fn config_file(b: &mut Builder) -> Json {
                 json!(["64KiB"]),
             ),
         ),
-        ("tls", tls),
-    ];
-    b.object(keys_of::<ConfigFile>("ConfigFile"), &[], described)
+    ]
 }
 
 fn email(b: &mut Builder) -> Json {

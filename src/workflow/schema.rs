@@ -150,51 +150,9 @@ fn schedule_entry(b: &mut Builder) -> Json {
 }
 
 fn webhook(b: &mut Builder) -> Json {
-    let dedupe = b.object(
-        key_list!(DEDUPE_KEYS),
-        &["key"],
-        vec![
-            (
-                "key",
-                describe(
-                    text(),
-                    "A text template over the event's fields (`headers`, `body`, ...).",
-                ),
-            ),
-            (
-                "window",
-                describe(duration(), "How long a key is remembered. Default 7 days."),
-            ),
-        ],
-    );
-    let rate = json!({ "type": "string", "pattern": r"^\s*[0-9.]+\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$" });
-    let rate_object = b.object(
-        key_list!(RATE_LIMIT_KEYS),
-        &["rate"],
-        vec![
-            (
-                "rate",
-                examples(
-                    describe(rate.clone(), "Requests per second, minute or hour."),
-                    json!(["50/s", "600/m"]),
-                ),
-            ),
-            (
-                "burst",
-                describe(
-                    integer(1, Some(i64::from(u32::MAX))),
-                    "How many requests may arrive at once. Default: one second's worth.",
-                ),
-            ),
-            (
-                "per",
-                describe(
-                    one_of(&["route", "source"]),
-                    "One bucket for the route, or one per client address. Default `route`.",
-                ),
-            ),
-        ],
-    );
+    let dedupe = dedupe_object(b);
+    let rate = rate_text();
+    let rate_object = rate_limit_object(b);
     let described = vec![
         (
             "path",
@@ -275,6 +233,64 @@ fn webhook(b: &mut Builder) -> Json {
     describe(
         b.object(key_list!(WEBHOOK_KEYS), &["path"], described),
         "The webhook that starts the workflow.",
+    )
+}
+
+/// `dedupe` as a mapping: the key template and how long it is remembered.
+fn dedupe_object(b: &mut Builder) -> Json {
+    b.object(
+        key_list!(DEDUPE_KEYS),
+        &["key"],
+        vec![
+            (
+                "key",
+                describe(
+                    text(),
+                    "A text template over the event's fields (`headers`, `body`, ...).",
+                ),
+            ),
+            (
+                "window",
+                describe(duration(), "How long a key is remembered. Default 7 days."),
+            ),
+        ],
+    )
+}
+
+/// A rate as written: `50/s`, `600/m`, `1000/hour`.
+fn rate_text() -> Json {
+    json!({ "type": "string", "pattern": r"^\s*[0-9.]+\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$" })
+}
+
+/// `rate_limit`: the rate, the burst, and what one bucket counts.
+fn rate_limit_object(b: &mut Builder) -> Json {
+    let rate = rate_text();
+    b.object(
+        key_list!(RATE_LIMIT_KEYS),
+        &["rate"],
+        vec![
+            (
+                "rate",
+                examples(
+                    describe(rate.clone(), "Requests per second, minute or hour."),
+                    json!(["50/s", "600/m"]),
+                ),
+            ),
+            (
+                "burst",
+                describe(
+                    integer(1, Some(i64::from(u32::MAX))),
+                    "How many requests may arrive at once. Default: one second's worth.",
+                ),
+            ),
+            (
+                "per",
+                describe(
+                    one_of(&["route", "source"]),
+                    "One bucket for the route, or one per client address. Default `route`.",
+                ),
+            ),
+        ],
     )
 }
 
