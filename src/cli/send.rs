@@ -269,18 +269,7 @@ fn render_content(
     preset: &VerifyPreset,
     inputs: verify::ContentInputs<'_>,
 ) -> Option<String> {
-    let template = preset.content.as_ref()?;
-    let context = crate::template::to_template_value(&json!({
-        "body": inputs.body,
-        "timestamp": inputs.timestamp,
-        "id": inputs.id,
-    }));
-    let scope = Scope {
-        templates: &workflow.templates,
-        context: &context,
-        event_body: &Json::Null,
-    };
-    template.render_string(&scope).ok()
+    preset.render_content(&workflow.templates, inputs)?.ok()
 }
 
 /// Send the request; the status on stderr, the answer on stdout; 0 on 2xx, 1 otherwise.

@@ -597,19 +597,8 @@ fn verified(
         };
         // `hmac` content: rendered with the request's body, timestamp and id only.
         let render = |inputs: crate::verify::ContentInputs<'_>| {
-            let template = preset.content.as_ref()?;
-            let context = crate::template::to_template_value(&serde_json::json!({
-                "body": inputs.body,
-                "timestamp": inputs.timestamp,
-                "id": inputs.id,
-            }));
-            let scope = Scope {
-                templates: &workflow.templates,
-                context: &context,
-                event_body: &Json::Null,
-            };
-            template
-                .render_string(&scope)
+            preset
+                .render_content(&workflow.templates, inputs)?
                 .inspect_err(|err| error!(workflow = %workflow.name, preset = scheme, error = %err, "the verify content cannot be rendered; refusing the request"))
                 .ok()
         };

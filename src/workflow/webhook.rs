@@ -110,6 +110,30 @@ pub struct VerifyPreset {
     pub username: Option<ValueTemplate>,
 }
 
+impl VerifyPreset {
+    /// An `hmac` preset's `content`, rendered with the request's body, timestamp and id only:
+    /// `None` when the preset has none. The server (checking) and `hookflow send` (signing)
+    /// render it alike.
+    pub fn render_content(
+        &self,
+        templates: &TemplateSet,
+        inputs: verify::ContentInputs<'_>,
+    ) -> Option<Result<String, crate::template::RenderError>> {
+        let template = self.content.as_ref()?;
+        let context = crate::template::to_template_value(&serde_json::json!({
+            "body": inputs.body,
+            "timestamp": inputs.timestamp,
+            "id": inputs.id,
+        }));
+        let scope = crate::template::Scope {
+            templates,
+            context: &context,
+            event_body: &serde_json::Value::Null,
+        };
+        Some(template.render_string(&scope))
+    }
+}
+
 /// `dedupe:`: a delivery whose key was seen within `window` starts no run.
 #[derive(Debug, Clone)]
 pub struct Dedupe {
