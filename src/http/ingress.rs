@@ -565,12 +565,13 @@ fn verified(
     }) else {
         return Ok(());
     };
-    let unset: Vec<String> = secrets
-        .missing(&workflow.secrets)
-        .iter()
-        .map(|name| secrets.where_to_set(name))
+    let source = secrets;
+    let secrets = source.resolve(&workflow.secrets);
+    // Read once per request: the declared secrets without a value are those `resolve` left out.
+    let unset: Vec<String> = (workflow.secrets.iter())
+        .filter(|name| !secrets.contains_key(*name))
+        .map(|name| source.where_to_set(name))
         .collect();
-    let secrets = secrets.resolve(&workflow.secrets);
     let context = crate::template::to_template_value(&serde_json::json!({ "secrets": secrets }));
     let scope = Scope {
         templates: &workflow.templates,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use expect::Failure;
-pub use file::{TestFile, read};
+use file::TestFile;
 pub use stubs::StubSpec;
 
 use crate::diag::{Diagnostic, Severity, SourceFile, Span};
