@@ -263,7 +263,16 @@ pub(super) async fn record_end(
     let duration_ms = started.elapsed().as_millis() as u64;
     let ended = Ended::of(workflow);
     crate::observe::metrics::metrics().run_finished(&workflow.name, outcome.status.as_str());
-    drop(slot);
+    // On a store shared with other processes, a run is in flight (a process taking it over
+    // repeats its last step) until its end is on record, and keeps its slot until then: a
+    // killed process never leaves more than its `workers` runs to repeat a step. Alone on its
+    // store, the slot goes to the next run at once.
+    let slot = if worker.inner.store.shared() {
+        slot
+    } else {
+        drop(slot);
+        None
+    };
     let (status, error) = (outcome.status, outcome.error.clone());
     let recorded = finish(
         worker,
@@ -274,6 +283,7 @@ pub(super) async fn record_end(
         outcome.response,
     )
     .await;
+    drop(slot);
     journal.settle_all().await;
     // Said once the end is on record, so the log never reports a run as finished
     // that a restart would run again.

@@ -211,15 +211,27 @@ impl Worker {
     }
 
     /// Places in the window for the runs a request is about to accept. When all fit (and the
-    /// store is this process's alone and uncapped), the lease to claim them with in the accept.
+    /// store is uncapped), the lease to claim them with in the accept: a run accepted here
+    /// is executed here, and another process takes it only once that lease ends. So on a
+    /// store shared with other processes, runs are claimed at once only when a worker slot is
+    /// free for each; the others stay queued for whichever process is free first.
     pub fn reserve_fresh(&self, count: usize) -> FreshPlaces {
         let places = self.inner.window.take_up_to(count);
-        let alone = !self.inner.store.shared() && !self.inner.capped;
-        let lease = (alone && count > 0 && places.len() == count).then(|| Lease {
-            owner: self.inner.owner.clone(),
-            until: self.inner.lease_end(),
-        });
+        let lease = (!self.inner.capped
+            && count > 0
+            && places.len() == count
+            && (!self.inner.store.shared() || self.free_slots() >= count))
+            .then(|| Lease {
+                owner: self.inner.owner.clone(),
+                until: self.inner.lease_end(),
+            });
         FreshPlaces { places, lease }
+    }
+
+    /// Worker slots no run holds or waits for now.
+    fn free_slots(&self) -> usize {
+        let waiting = self.inner.backlog.load(Ordering::Relaxed);
+        self.inner.slots.available_permits().saturating_sub(waiting)
     }
 
     /// Queue the runs a request created, in the places reserved for them; runs without a place

@@ -3,8 +3,10 @@
 //! schema is in `schema`, claims and leases in `claims`, wake-ups in `notify`, the other writes
 //! in `transitions` and the reads in `reads`.
 
+mod batch;
 mod claims;
 mod notify;
+mod partitions;
 mod reads;
 mod schema;
 mod transitions;
@@ -18,8 +20,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
 use super::{
-    Accepted, Definition, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend,
-    StoreError, StoreOptions, Wakeup,
+    Accepted, Definition, Lease, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary,
+    Settling, StoreBackend, StoreError, StoreOptions, Wakeup,
 };
 use crate::future::BoxFuture;
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
@@ -34,6 +36,8 @@ pub struct PostgresStore {
     last_notify: Arc<AtomicI64>,
     /// Runs `running` at once in the whole database, at most (`max_running`).
     max_running: Option<u32>,
+    /// Accepts of plain runs, step records and run ends, committed in shared transactions.
+    batcher: batch::Batcher,
 }
 
 impl PostgresStore {
@@ -64,10 +68,16 @@ impl PostgresStore {
         if listen_for_wakeups {
             tokio::spawn(notify::listen(connect, wakeups.clone()));
         }
+        let last_notify = Arc::new(AtomicI64::new(0));
+        let notifier: batch::Notifier = {
+            let last_notify = Arc::clone(&last_notify);
+            Arc::new(move || notify::notify_due(&last_notify))
+        };
         Ok(Self {
+            batcher: batch::Batcher::start(pool.clone(), notifier),
             pool,
             wakeups,
-            last_notify: Arc::new(AtomicI64::new(0)),
+            last_notify,
             max_running: options.max_running,
         })
     }
@@ -97,6 +107,25 @@ impl StoreBackend for PostgresStore {
         runs: &'a [NewRun],
     ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
         Box::pin(PostgresStore::accept(self, event, runs))
+    }
+
+    /// Plain runs (no dedupe key, no concurrency rule) are claimed in the accept's commit,
+    /// unless a store-wide cap must count them first.
+    fn accept_claimed<'a>(
+        &'a self,
+        event: Arc<Event>,
+        runs: &'a [NewRun],
+        lease: Lease,
+    ) -> BoxFuture<'a, Result<Accepted, StoreError>> {
+        Box::pin(PostgresStore::accept_claimed(self, event, runs, lease))
+    }
+
+    fn step_noted<'a>(
+        &'a self,
+        run_id: &'a str,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<Settling, StoreError>> {
+        Box::pin(PostgresStore::step_noted(self, run_id, record))
     }
 
     fn claim<'a>(

@@ -1,7 +1,7 @@
 //! Wake-ups between the processes sharing a PostgreSQL store: `NOTIFY` when runs are queued or
 //! a retry is scheduled, and one listener per process that hands them to its worker.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,14 +24,19 @@ const NOTIFY_EVERY_MS: i64 = 100;
 impl PostgresStore {
     /// Whether this accept should wake the other processes.
     pub(super) fn notify_due(&self) -> bool {
-        let now = Utc::now().timestamp_millis();
-        let last = self.last_notify.load(Ordering::Relaxed);
-        now - last >= NOTIFY_EVERY_MS
-            && self
-                .last_notify
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        notify_due(&self.last_notify)
     }
+}
+
+/// Whether an accept should wake the other processes, `last_notify` being when this process
+/// last did (ms since the epoch); true at most once per `NOTIFY_EVERY_MS`.
+pub(super) fn notify_due(last_notify: &AtomicI64) -> bool {
+    let now = Utc::now().timestamp_millis();
+    let last = last_notify.load(Ordering::Relaxed);
+    now - last >= NOTIFY_EVERY_MS
+        && last_notify
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// Listen for wake-ups from every process (this one included) and hand them to the worker.

@@ -7,13 +7,16 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, Row};
 
 use super::PostgresStore;
+use super::batch::{Batched, settled};
 use super::claims::lock_concurrency_key;
-use super::notify::{CHANNEL, notify};
+use super::notify::notify;
+use super::partitions;
 use super::reads::{get, ids, write_error};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
-use crate::store::rows::earlier_text;
 use crate::store::writes::{admit, record_tick};
-use crate::store::{Accepted, Definition, ReplayOptions, Replayed, StoreError, Wakeup, timestamp};
+use crate::store::{
+    Accepted, Definition, Lease, ReplayOptions, Replayed, Settling, StoreError, Wakeup, timestamp,
+};
 
 /// Held by the process pruning old runs, with the schema's hash: stores in other schemas of the
 /// same database prune on their own.
@@ -21,11 +24,8 @@ const PRUNE_LOCK: i32 = 0x686f_6f6b; // "hook"
 
 impl PostgresStore {
     pub async fn accept(&self, event: Arc<Event>, runs: &[NewRun]) -> Result<Accepted, StoreError> {
-        if runs
-            .iter()
-            .all(|r| r.dedupe.is_none() && r.concurrency.is_none())
-        {
-            return self.accept_at_once(&event, runs).await;
+        if runs.iter().all(is_plain) {
+            return self.accept_plain(event, runs, None).await;
         }
         let mut tx = self.transaction().await?;
         let accepted = self.accept_in(&mut tx, &event, runs).await?;
@@ -192,91 +192,59 @@ impl PostgresStore {
             .map_err(write_error)
     }
 
-    /// Without dedupe keys there is nothing to decide: the event and its runs go in one
-    /// statement, one round trip and one commit (the foreign key is checked at its end).
-    pub(super) async fn accept_at_once(
+    /// Runs without dedupe keys or concurrency rules have nothing to decide: the event and its
+    /// runs share a commit with the other writes sent meanwhile.
+    async fn accept_plain(
         &self,
-        event: &Event,
+        event: Arc<Event>,
         runs: &[NewRun],
+        lease: Option<Lease>,
     ) -> Result<Accepted, StoreError> {
-        const INSERT: &str = "WITH event AS (
-                INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
-                triggered_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13)
-            )
-            INSERT INTO runs (id, event_id, workflow, version, status, created_at)
-            SELECT id, $1, workflow, version, 'queued', $2
-            FROM UNNEST($10::text[], $11::text[], $12::text[]) AS r(id, workflow, version)";
-        const INSERT_AND_NOTIFY: &str = "WITH event AS (
-                INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
-                triggered_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13)
-            ), queued AS (
-                INSERT INTO runs (id, event_id, workflow, version, status, created_at)
-                SELECT id, $1, workflow, version, 'queued', $2
-                FROM UNNEST($10::text[], $11::text[], $12::text[]) AS r(id, workflow, version)
-                RETURNING id
-            )
-            SELECT (SELECT count(*) FROM queued), pg_notify($14, $15)";
         if runs.is_empty() {
             return Ok(Accepted::default());
         }
-        let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-        let workflows: Vec<&str> = runs.iter().map(|r| r.workflow.as_str()).collect();
-        let versions: Vec<&str> = runs.iter().map(|r| r.version.as_str()).collect();
-        let notify = self.notify_due();
-        let mut insert = sqlx::query(if notify { INSERT_AND_NOTIFY } else { INSERT })
-            .bind(&event.id)
-            .bind(timestamp(event.received_at))
-            .bind(&event.method)
-            .bind(&event.path)
-            .bind(to_text(&event.params))
-            .bind(to_text(&event.query))
-            .bind(to_text(&event.headers))
-            .bind(to_text(&event.body))
-            .bind(event.raw.as_slice())
-            .bind(&ids)
-            .bind(&workflows)
-            .bind(&versions)
-            .bind(triggered_by(event));
-        if notify {
-            insert = insert.bind(CHANNEL).bind(Wakeup::RunsQueued.as_str());
-        }
-        insert.execute(&self.pool).await.map_err(write_error)?;
+        let claimed = lease.is_some();
+        self.batcher
+            .commit(Batched::Accept {
+                event,
+                runs: runs.to_vec(),
+                lease,
+            })
+            .await?;
         Ok(Accepted {
-            claimed: false,
+            claimed,
             created: runs.iter().map(|r| r.id.clone()).collect(),
             duplicate_of: Vec::new(),
             superseded: Vec::new(),
         })
     }
 
+    /// As `accept`, with plain runs claimed for `lease` in the same commit; runs under a
+    /// store-wide cap, or with a dedupe key or concurrency rule, are only queued.
+    pub async fn accept_claimed(
+        &self,
+        event: Arc<Event>,
+        runs: &[NewRun],
+        lease: Lease,
+    ) -> Result<Accepted, StoreError> {
+        if self.max_running.is_none() && runs.iter().all(is_plain) {
+            return self.accept_plain(event, runs, Some(lease)).await;
+        }
+        self.accept(event, runs).await
+    }
+
     pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO steps
-             (run_id, idx, name, kind, status, filtered, input, output, error, started_at, duration_ms, attempts, earlier)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (run_id, idx) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-               status = EXCLUDED.status, filtered = EXCLUDED.filtered, input = EXCLUDED.input,
-               output = EXCLUDED.output, error = EXCLUDED.error, started_at = EXCLUDED.started_at,
-               duration_ms = EXCLUDED.duration_ms, attempts = EXCLUDED.attempts,
-               earlier = EXCLUDED.earlier",
-        )
-        .bind(run_id)
-        .bind(record.index as i32)
-        .bind(&record.name)
-        .bind(&record.kind)
-        .bind(record.status.as_str())
-        .bind(record.filtered)
-        .bind(to_text(&record.input))
-        .bind(to_text(&record.output))
-        .bind(record.error.as_deref())
-        .bind(timestamp(record.started_at))
-        .bind(record.duration_ms)
-        .bind(record.attempts as i32)
-        .bind(earlier_text(record))
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(write_error)
+        self.batcher.commit(step(run_id, record)).await
+    }
+
+    /// The record is on its way in the next shared commit; the answer ends with that commit.
+    pub async fn step_noted(
+        &self,
+        run_id: &str,
+        record: &StepRecord,
+    ) -> Result<Settling, StoreError> {
+        let answer = self.batcher.send(step(run_id, record)).await?;
+        Ok(Box::pin(settled(answer)))
     }
 
     pub async fn run_finished(
@@ -286,18 +254,14 @@ impl PostgresStore {
         error: Option<String>,
         response: Option<SyncResponse>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE runs SET status = $2, error = $3, response = $4, finished_at = $5 WHERE id = $1",
-        )
-        .bind(run_id)
-        .bind(status.as_str())
-        .bind(error.as_deref())
-        .bind(response.as_ref().map(to_text))
-        .bind(timestamp(Utc::now()))
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(write_error)
+        self.batcher
+            .commit(Batched::End {
+                run_id: run_id.to_owned(),
+                status,
+                error,
+                response,
+            })
+            .await
     }
 
     pub async fn run_retrying(
@@ -395,6 +359,23 @@ impl PostgresStore {
     }
 
     pub async fn prune(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let cutoff = timestamp(before);
+        let dropped = {
+            let mut conn = self.pool.acquire().await.map_err(write_error)?;
+            // Days that cannot be dropped now (their locks were busy) are pruned row by row.
+            partitions::maintain_days(&mut conn, PRUNE_LOCK, before, &cutoff)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "cannot drop old days of runs; pruning row by row");
+                    0
+                })
+        };
+        Ok(dropped + self.prune_rows(before, &cutoff).await?)
+    }
+
+    /// The finished runs past `cutoff` in days that could not be dropped whole (the default
+    /// partitions, and days with a run still unfinished), row by row.
+    async fn prune_rows(&self, before: DateTime<Utc>, cutoff: &str) -> Result<usize, StoreError> {
         let mut tx = self.transaction().await?;
         // Every process prunes on its own schedule; one at a time is enough, and two deleting
         // the same rows could deadlock each other.
@@ -407,12 +388,11 @@ impl PostgresStore {
         if !ours {
             return Ok(0);
         }
-        let cutoff = timestamp(before);
         let rows = sqlx::query(
             "SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled')
              AND finished_at < $1",
         )
-        .bind(&cutoff)
+        .bind(cutoff)
         .fetch_all(&mut *tx)
         .await
         .map_err(write_error)?;
@@ -431,7 +411,7 @@ impl PostgresStore {
             "DELETE FROM events WHERE received_at < $1
              AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.event_id = events.id)",
         )
-        .bind(&cutoff)
+        .bind(cutoff)
         .execute(&mut *tx)
         .await
         .map_err(write_error)?;
@@ -477,12 +457,24 @@ impl PostgresStore {
     }
 }
 
+/// A run with no dedupe key and no concurrency rule: accepting it reads nothing first.
+fn is_plain(run: &NewRun) -> bool {
+    run.dedupe.is_none() && run.concurrency.is_none()
+}
+
+fn step(run_id: &str, record: &StepRecord) -> Batched {
+    Batched::Step {
+        run_id: run_id.to_owned(),
+        record: Box::new(record.clone()),
+    }
+}
+
 /// How an event came, as stored: nothing for a webhook (as for the events stored before
 /// triggers were recorded), JSON for a schedule or a manual start.
-fn triggered_by(event: &Event) -> Option<String> {
+pub(super) fn triggered_by(event: &Event) -> Option<String> {
     (event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger))
 }
 
-fn to_text<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn to_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }

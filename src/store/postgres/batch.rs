@@ -1,0 +1,381 @@
+//! Group commit on PostgreSQL: accepts of plain runs, step records and run ends sent at about
+//! the same time share one transaction, a few array statements long, written by one task. A
+//! commit costs a flush of the write-ahead log whatever it holds, so under load hundreds of
+//! writes pay for one; alone, a write waits for no one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::notify::CHANNEL;
+use super::reads::write_error;
+use super::transitions::{to_text, triggered_by};
+use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
+use crate::store::rows::earlier_text;
+use crate::store::{Lease, StoreError, Wakeup, timestamp};
+
+/// Writes waiting while a commit is in flight go in the next one, up to this many.
+const MAX_BATCH: usize = 512;
+
+/// Writes queued for the batcher at most; a caller past it waits for room (backpressure).
+const QUEUE: usize = 4096;
+
+/// A write that can share a commit with others: it only adds rows, or changes one run that
+/// nothing else in the batch changes after it.
+pub(super) enum Batched {
+    /// An event with runs that need no dedupe or concurrency check; claimed for `lease` when
+    /// there is one.
+    Accept {
+        event: Arc<Event>,
+        runs: Vec<NewRun>,
+        lease: Option<Lease>,
+    },
+    Step {
+        run_id: String,
+        record: Box<StepRecord>,
+    },
+    End {
+        run_id: String,
+        status: RunStatus,
+        error: Option<String>,
+        response: Option<SyncResponse>,
+    },
+}
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// The handle writes are sent on; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Batcher {
+    queue: mpsc::Sender<(Batched, Reply)>,
+}
+
+impl Batcher {
+    /// Start the task that commits batches on connections of `pool`.
+    pub(super) fn start(pool: PgPool, notifier: Notifier) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pool, notifier, receiver));
+        Self { queue }
+    }
+
+    /// Send `write`; the answer ends once its batch committed (or failed).
+    pub(super) async fn send(
+        &self,
+        write: Batched,
+    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((write, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(answer)
+    }
+
+    /// Send `write` and wait for its commit.
+    pub(super) async fn commit(&self, write: Batched) -> Result<(), StoreError> {
+        settled(self.send(write).await?).await
+    }
+}
+
+/// What a sent write's answer says once it comes.
+pub(super) async fn settled(
+    answer: oneshot::Receiver<Result<(), StoreError>>,
+) -> Result<(), StoreError> {
+    answer.await.unwrap_or(Err(StoreError::Closed))
+}
+
+/// Whether a batch with accepts should wake the other processes now (coalesced: see
+/// `PostgresStore::notify_due`).
+pub(super) type Notifier = Arc<dyn Fn() -> bool + Send + Sync>;
+
+async fn run(pool: PgPool, notifier: Notifier, mut queue: mpsc::Receiver<(Batched, Reply)>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&pool, &notifier, &mut batch).await;
+    }
+}
+
+/// Commit `batch` in one transaction and answer each write; drains it. When the batch fails
+/// for one of its writes (not the database), each is committed on its own so one bad write
+/// does not fail its neighbours.
+async fn commit_batch(pool: &PgPool, notifier: &Notifier, batch: &mut Vec<(Batched, Reply)>) {
+    let started = std::time::Instant::now();
+    let writes: Vec<&Batched> = batch.iter().map(|(write, _)| write).collect();
+    match apply(pool, notifier, &writes).await {
+        Ok(()) => {
+            crate::observe::metrics::metrics().store_commit(started.elapsed());
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Ok(()));
+            }
+        }
+        Err(err) if batch.len() == 1 || is_environmental(&err) => {
+            let error = write_error(err);
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+        Err(_) => {
+            for (write, reply) in batch.drain(..) {
+                let result = apply(pool, notifier, &[&write]).await.map_err(write_error);
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// Whether a failed batch failed for the database or the connection (any write would have).
+fn is_environmental(err: &sqlx::Error) -> bool {
+    !matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|code| {
+        // Class 22 (data exception) and 23 (integrity constraint violation): this write's own.
+        code.starts_with("22") || code.starts_with("23")
+    }))
+}
+
+/// The writes of one batch in one transaction: accepts first, then step records, then run
+/// ends (a run's end follows its steps; every step names a run committed before it was sent).
+async fn apply(pool: &PgPool, notifier: &Notifier, writes: &[&Batched]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let accepts: Vec<Accept<'_>> = writes.iter().filter_map(|w| Accept::of(w)).collect();
+    if !accepts.is_empty() {
+        insert_accepts(&mut tx, &accepts).await?;
+        if notifier() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(Wakeup::RunsQueued.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    upsert_steps(&mut tx, writes).await?;
+    update_ends(&mut tx, writes).await?;
+    tx.commit().await
+}
+
+/// An accept of the batch, borrowed.
+struct Accept<'a> {
+    event: &'a Event,
+    runs: &'a [NewRun],
+    lease: Option<&'a Lease>,
+}
+
+impl<'a> Accept<'a> {
+    fn of(write: &'a Batched) -> Option<Self> {
+        match write {
+            Batched::Accept { event, runs, lease } => Some(Self {
+                event,
+                runs,
+                lease: lease.as_ref(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Every accept's event, then every run, one statement each (`UNNEST` of one array per column).
+async fn insert_accepts(
+    tx: &mut sqlx::PgConnection,
+    accepts: &[Accept<'_>],
+) -> Result<(), sqlx::Error> {
+    let column = |f: &dyn Fn(&Event) -> String| -> Vec<String> {
+        accepts.iter().map(|a| f(a.event)).collect()
+    };
+    let raw: Vec<&[u8]> = accepts.iter().map(|a| a.event.raw.as_slice()).collect();
+    let triggers: Vec<Option<String>> = accepts.iter().map(|a| triggered_by(a.event)).collect();
+    sqlx::query(
+        "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
+         triggered_by)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+           $6::text[], $7::text[], $8::text[], $9::bytea[], $10::text[])",
+    )
+    .bind(column(&|e| e.id.clone()))
+    .bind(column(&|e| timestamp(e.received_at)))
+    .bind(column(&|e| e.method.clone()))
+    .bind(column(&|e| e.path.clone()))
+    .bind(column(&|e| to_text(&e.params)))
+    .bind(column(&|e| to_text(&e.query)))
+    .bind(column(&|e| to_text(&e.headers)))
+    .bind(column(&|e| to_text(&e.body)))
+    .bind(raw)
+    .bind(triggers)
+    .execute(&mut *tx)
+    .await?;
+    insert_runs(tx, accepts).await
+}
+
+async fn insert_runs(
+    tx: &mut sqlx::PgConnection,
+    accepts: &[Accept<'_>],
+) -> Result<(), sqlx::Error> {
+    let now = timestamp(Utc::now());
+    let runs: Vec<(&Accept<'_>, &NewRun)> = accepts
+        .iter()
+        .flat_map(|accept| accept.runs.iter().map(move |run| (accept, run)))
+        .collect();
+    let text = |f: &dyn Fn(&Accept<'_>, &NewRun) -> String| -> Vec<String> {
+        runs.iter().map(|(a, r)| f(a, r)).collect()
+    };
+    let leased = |f: &dyn Fn(&Lease) -> String| -> Vec<Option<String>> {
+        runs.iter().map(|(a, _)| a.lease.map(f)).collect()
+    };
+    sqlx::query(
+        "INSERT INTO runs (id, event_id, workflow, version, status, created_at, started_at,
+         lease_owner, lease_until)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+           $6::text[], $7::text[], $8::text[], $9::text[])",
+    )
+    .bind(text(&|_, r| r.id.clone()))
+    .bind(text(&|a, _| a.event.id.clone()))
+    .bind(text(&|_, r| r.workflow.clone()))
+    .bind(text(&|_, r| r.version.clone()))
+    .bind(text(&|a, _| {
+        if a.lease.is_some() {
+            "running"
+        } else {
+            "queued"
+        }
+        .to_owned()
+    }))
+    .bind(text(&|a, _| timestamp(a.event.received_at)))
+    .bind(leased(&|_| now.clone()))
+    .bind(leased(&|l| l.owner.clone()))
+    .bind(leased(&|l| timestamp(l.until)))
+    .execute(&mut *tx)
+    .await
+    .map(|_| ())
+}
+
+/// The batch's step records in one statement; of a step recorded twice in the batch, the later
+/// record (one statement may not change a row twice).
+async fn upsert_steps(tx: &mut sqlx::PgConnection, writes: &[&Batched]) -> Result<(), sqlx::Error> {
+    let mut latest: HashMap<(&str, usize), &StepRecord> = HashMap::new();
+    for write in writes {
+        if let Batched::Step { run_id, record } = write {
+            latest.insert((run_id.as_str(), record.index), record);
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<(&str, &StepRecord)> =
+        latest.into_iter().map(|((run, _), r)| (run, r)).collect();
+    let text = |f: &dyn Fn(&StepRecord) -> String| -> Vec<String> {
+        records.iter().map(|(_, r)| f(r)).collect()
+    };
+    sqlx::query(
+        "INSERT INTO steps
+         (run_id, idx, name, kind, status, filtered, input, output, error, started_at,
+          duration_ms, attempts, earlier)
+         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[],
+           $6::bool[], $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::int4[],
+           $13::text[])
+         ON CONFLICT (run_id, idx) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+           status = EXCLUDED.status, filtered = EXCLUDED.filtered, input = EXCLUDED.input,
+           output = EXCLUDED.output, error = EXCLUDED.error, started_at = EXCLUDED.started_at,
+           duration_ms = EXCLUDED.duration_ms, attempts = EXCLUDED.attempts,
+           earlier = EXCLUDED.earlier",
+    )
+    .bind(records.iter().map(|(run, _)| *run).collect::<Vec<&str>>())
+    .bind(
+        records
+            .iter()
+            .map(|(_, r)| r.index as i32)
+            .collect::<Vec<i32>>(),
+    )
+    .bind(text(&|r| r.name.clone()))
+    .bind(text(&|r| r.kind.clone()))
+    .bind(text(&|r| r.status.as_str().to_owned()))
+    .bind(
+        records
+            .iter()
+            .map(|(_, r)| r.filtered)
+            .collect::<Vec<bool>>(),
+    )
+    .bind(text(&|r| to_text(&r.input)))
+    .bind(text(&|r| to_text(&r.output)))
+    .bind(
+        records
+            .iter()
+            .map(|(_, r)| r.error.clone())
+            .collect::<Vec<Option<String>>>(),
+    )
+    .bind(text(&|r| timestamp(r.started_at)))
+    .bind(
+        records
+            .iter()
+            .map(|(_, r)| r.duration_ms)
+            .collect::<Vec<f64>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|(_, r)| r.attempts as i32)
+            .collect::<Vec<i32>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|(_, r)| earlier_text(r))
+            .collect::<Vec<Option<String>>>(),
+    )
+    .execute(&mut *tx)
+    .await
+    .map(|_| ())
+}
+
+/// The batch's run ends in one statement; of a run ended twice in the batch, the later end.
+async fn update_ends(tx: &mut sqlx::PgConnection, writes: &[&Batched]) -> Result<(), sqlx::Error> {
+    let mut latest: HashMap<&str, (&RunStatus, &Option<String>, &Option<SyncResponse>)> =
+        HashMap::new();
+    for write in writes {
+        if let Batched::End {
+            run_id,
+            status,
+            error,
+            response,
+        } = write
+        {
+            latest.insert(run_id.as_str(), (status, error, response));
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let ends: Vec<_> = latest.into_iter().collect();
+    sqlx::query(
+        "UPDATE runs SET status = e.status, error = e.error, response = e.response,
+           finished_at = $5
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+           AS e(id, status, error, response)
+         WHERE runs.id = e.id",
+    )
+    .bind(ends.iter().map(|(id, _)| *id).collect::<Vec<&str>>())
+    .bind(
+        ends.iter()
+            .map(|(_, (s, _, _))| s.as_str())
+            .collect::<Vec<&str>>(),
+    )
+    .bind(
+        ends.iter()
+            .map(|(_, (_, e, _))| e.as_deref())
+            .collect::<Vec<Option<&str>>>(),
+    )
+    .bind(
+        ends.iter()
+            .map(|(_, (_, _, r))| r.as_ref().map(to_text))
+            .collect::<Vec<Option<String>>>(),
+    )
+    .bind(timestamp(Utc::now()))
+    .execute(&mut *tx)
+    .await
+    .map(|_| ())
+}
