@@ -554,6 +554,8 @@ struct StoreRun {
     p99_ms: f64,
     refused: u64,
     drained: Duration,
+    /// The largest RSS of any of the processes, during the load and the drain.
+    peak_rss_kib: u64,
 }
 
 /// `BENCH_MODE=stores`: the same workflow and load on SQLite (one process) and on PostgreSQL
@@ -615,20 +617,109 @@ fn compare_stores() {
             }
         }
     }
-    println!("\n| store | processes | accepted/s | p50 | p99 | refused | all runs done after |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let pgbench = postgres
+        .as_deref()
+        .and_then(|base| pgbench_single_inserts(base, body.as_bytes(), seconds, connections));
+    println!(
+        "\n| store | processes | accepted/s | p50 | p99 | refused | all runs done after | largest RSS of a process |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &results {
         println!(
-            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} s |",
+            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} s | {:.1} MiB |",
             r.store,
             r.processes,
             r.accepted_per_second,
             r.p50_ms,
             r.p99_ms,
             r.refused,
-            r.drained.as_secs_f64()
+            r.drained.as_secs_f64(),
+            r.peak_rss_kib as f64 / 1024.0
         );
     }
+    let one = results
+        .iter()
+        .find(|r| r.store == "postgres" && r.processes == 1);
+    let three = results
+        .iter()
+        .find(|r| r.store == "postgres" && r.processes == 3);
+    if let Some(tps) = pgbench {
+        println!(
+            "\npgbench, one INSERT of a {} byte row per transaction, {connections} clients, {seconds}s: {tps:.0} tps",
+            body.len()
+        );
+        if let Some(one) = one {
+            println!(
+                "one process on PostgreSQL: {:.2}x the pgbench single-insert rate (target 0.30x, >= 3,000 accepted/s)",
+                one.accepted_per_second / tps
+            );
+        }
+    }
+    if let (Some(one), Some(three)) = (one, three) {
+        println!(
+            "three processes: {:.2}x one process (target 1.3x)",
+            three.accepted_per_second / one.accepted_per_second
+        );
+    }
+}
+
+/// The database's own rate for the same durable write: `pgbench` with one `INSERT` of a row
+/// the size of the payload per transaction (`synchronous_commit` as the server has it), on a
+/// table of a scratch schema. `None` when pgbench is not installed.
+fn pgbench_single_inserts(base: &str, body: &[u8], seconds: u64, clients: u64) -> Option<f64> {
+    let runtime = loopback_runtime(1);
+    let schema = format!("hf_pgbench_{}", uuid::Uuid::now_v7().simple());
+    // The payload sits in a table and each transaction inserts a copy: the row is the
+    // webhook's own bytes (compressed as hookflow's stored body is), and pgbench's script needs
+    // no quoting of it.
+    let payload = String::from_utf8_lossy(body);
+    runtime.block_on(schema_ddl(
+        base,
+        &format!(
+            "CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.events (id bigserial PRIMARY KEY, body text NOT NULL);
+             CREATE TABLE {schema}.payload (body text NOT NULL);
+             INSERT INTO {schema}.payload VALUES ($hf${payload}$hf$)"
+        ),
+    ));
+    let script = std::env::temp_dir().join(format!("{schema}.sql"));
+    std::fs::write(
+        &script,
+        format!("INSERT INTO {schema}.events (body) SELECT body FROM {schema}.payload;\n"),
+    )
+    .expect("write the pgbench script");
+    let output = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-f"])
+        .arg(&script)
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            base,
+        ])
+        .output();
+    let _ = std::fs::remove_file(&script);
+    runtime.block_on(schema_ddl(base, &format!("DROP SCHEMA {schema} CASCADE")));
+    let output = match output {
+        Ok(output) if output.status.success() => output,
+        Ok(output) => {
+            println!("pgbench failed: {}", String::from_utf8_lossy(&output.stderr));
+            return None;
+        }
+        Err(err) => {
+            println!("pgbench not run: {err}");
+            return None;
+        }
+    };
+    let report = String::from_utf8_lossy(&output.stdout);
+    report
+        .lines()
+        .find(|line| line.starts_with("tps = "))
+        .and_then(|line| line.trim_start_matches("tps = ").split(' ').next())
+        .and_then(|tps| tps.parse().ok())
 }
 
 async fn schema_ddl(base: &str, statement: &str) {
@@ -657,6 +748,10 @@ fn measure_store(
 ) -> StoreRun {
     let servers: Vec<_> = (0..processes)
         .map(|_| start_server(binary, dir, location))
+        .collect();
+    let samplers: Vec<RssSampler> = servers
+        .iter()
+        .map(|(server, _, _)| RssSampler::start(server.id()))
         .collect();
     let before = received.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -694,6 +789,7 @@ fn measure_store(
     }
     let drained = started.elapsed();
     let done = received.load(Ordering::Relaxed) - before;
+    let peak_rss_kib = samplers.into_iter().map(RssSampler::stop).max().unwrap_or(0);
     for (server, _, _) in servers {
         stop_server(server);
     }
@@ -713,6 +809,7 @@ fn measure_store(
         p99_ms: p99s.iter().copied().fold(0.0, f64::max),
         refused,
         drained,
+        peak_rss_kib,
     };
     println!(
         "{store} x{processes}: {accepted} accepted, {refused} refused, {done} runs done in {:.1}s",

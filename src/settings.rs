@@ -238,8 +238,9 @@ impl ServeSettings {
         let duration = |value: &Option<String>, key: &str, default: Duration| {
             duration_setting(value, key, default, &config_path)
         };
-        let (store_options, lease) = resolve_store_options(overrides, &file, &config_path)?;
         let workers = overrides.workers.or(file.workers).unwrap_or(32).max(1);
+        let (store_options, lease) =
+            resolve_store_options(overrides, &file, &config_path, workers)?;
         let store = overrides
             .store
             .clone()
@@ -359,12 +360,21 @@ fn duration_setting(
     }
 }
 
+/// PostgreSQL connections per process when `store_pool_size` is not set: accepts, step
+/// records and run ends share one connection (group commit), so the others serve claims, lease
+/// renewals, retries, accepts with dedupe keys or concurrency rules (a transaction each) and
+/// the API: half the workers and a few more, from 8 to 64.
+pub fn default_pool_size(workers: usize) -> u32 {
+    u32::try_from(workers / 2 + 4).unwrap_or(64).clamp(8, 64)
+}
+
 /// How the store is reached and shared: its connection options, with the cap on running runs,
 /// and the lease on claimed runs.
 fn resolve_store_options(
     overrides: &Overrides,
     file: &ConfigFile,
     path: &str,
+    workers: usize,
 ) -> Result<(crate::store::StoreOptions, Duration), SettingsError> {
     // Environment variables win over the file for these (they have no flags).
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -379,7 +389,9 @@ fn resolve_store_options(
             path: "HOOKFLOW_STORE_POOL_SIZE".into(),
             message: format!("'{text}' is not a number of connections"),
         })?,
-        None => file.store_pool_size.unwrap_or(16),
+        None => file
+            .store_pool_size
+            .unwrap_or_else(|| default_pool_size(workers)),
     };
     if !(1..=1000).contains(&pool_size) {
         return Err(SettingsError::Invalid {
@@ -665,6 +677,21 @@ mod tests {
             config: Some(path),
             ..overrides
         })
+    }
+
+    #[test]
+    fn the_pool_follows_the_workers_unless_set() {
+        assert_eq!(default_pool_size(32), 20);
+        assert_eq!(default_pool_size(1), 8);
+        assert_eq!(default_pool_size(1000), 64);
+        let workers = |yaml: &str| resolve_with(yaml, Overrides::default()).unwrap();
+        assert_eq!(workers("workers: 64\n").store_options.pool_size, 36);
+        assert_eq!(
+            workers("workers: 64\nstore_pool_size: 5\n")
+                .store_options
+                .pool_size,
+            5
+        );
     }
 
     #[test]

@@ -190,7 +190,7 @@ fn store_keys() -> Vec<(&'static str, Json)> {
             "store_pool_size",
             describe(
                 integer(1, Some(1000)),
-                "PostgreSQL connections per server process. Default `16`.",
+                "PostgreSQL connections per server process. Default: half of `workers` plus 4, from 8 to 64 (20 with the default 32 workers).",
             ),
         ),
         (

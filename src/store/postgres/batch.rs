@@ -141,25 +141,57 @@ fn is_environmental(err: &sqlx::Error) -> bool {
     }))
 }
 
-/// The writes of one batch in one transaction: accepts first, then step records, then run
-/// ends (a run's end follows its steps; every step names a run committed before it was sent).
+/// The writes of one batch in one statement, so in one round trip and one commit (a statement
+/// is its own transaction): accepts, step records and run ends are each an `UNNEST` of one
+/// array per column in a data-modifying `WITH`, empty when the batch has none. A run's end
+/// never meets its own accept in a batch (it is claimed and executed in between), and every
+/// step names a run committed before it was sent. Always the same text, so prepared once.
+const BATCH: &str = "WITH new_events AS (
+    INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
+      triggered_by)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+      $6::text[], $7::text[], $8::text[], $9::bytea[], $10::text[])
+), new_runs AS (
+    INSERT INTO runs (id, event_id, workflow, version, status, created_at, started_at,
+      lease_owner, lease_until)
+    SELECT * FROM UNNEST($11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+      $16::text[], $17::text[], $18::text[], $19::text[])
+), records AS (
+    INSERT INTO steps (run_id, idx, name, kind, status, filtered, input, output, error,
+      started_at, duration_ms, attempts, earlier)
+    SELECT * FROM UNNEST($20::text[], $21::int4[], $22::text[], $23::text[], $24::text[],
+      $25::bool[], $26::text[], $27::text[], $28::text[], $29::text[], $30::float8[],
+      $31::int4[], $32::text[])
+    ON CONFLICT (run_id, idx) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+      status = EXCLUDED.status, filtered = EXCLUDED.filtered, input = EXCLUDED.input,
+      output = EXCLUDED.output, error = EXCLUDED.error, started_at = EXCLUDED.started_at,
+      duration_ms = EXCLUDED.duration_ms, attempts = EXCLUDED.attempts,
+      earlier = EXCLUDED.earlier
+), ends AS (
+    UPDATE runs SET status = e.status, error = e.error, response = e.response,
+      finished_at = $37
+    FROM UNNEST($33::text[], $34::text[], $35::text[], $36::text[])
+      AS e(id, status, error, response)
+    WHERE runs.id = e.id
+)
+SELECT CASE WHEN $38 THEN pg_notify($39, $40) END";
+
 async fn apply(pool: &PgPool, notifier: &Notifier, writes: &[&Batched]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let accepts: Vec<Accept<'_>> = writes.iter().filter_map(|w| Accept::of(w)).collect();
-    if !accepts.is_empty() {
-        insert_accepts(&mut tx, &accepts).await?;
-        if notifier() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(Wakeup::RunsQueued.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    upsert_steps(&mut tx, writes).await?;
-    update_ends(&mut tx, writes).await?;
-    tx.commit().await
+    let notify = !accepts.is_empty() && notifier();
+    let query = bind_accepts(sqlx::query(BATCH), &accepts);
+    let query = bind_steps(query, writes);
+    let query = bind_ends(query, writes);
+    query
+        .bind(notify)
+        .bind(CHANNEL)
+        .bind(Wakeup::RunsQueued.as_str())
+        .execute(pool)
+        .await
+        .map(|_| ())
 }
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// An accept of the batch, borrowed.
 struct Accept<'a> {
@@ -181,41 +213,28 @@ impl<'a> Accept<'a> {
     }
 }
 
-/// Every accept's event, then every run, one statement each (`UNNEST` of one array per column).
-async fn insert_accepts(
-    tx: &mut sqlx::PgConnection,
-    accepts: &[Accept<'_>],
-) -> Result<(), sqlx::Error> {
+/// Every accept's event, then every run: `$1` to `$19`.
+fn bind_accepts<'q>(query: Query<'q>, accepts: &[Accept<'_>]) -> Query<'q> {
     let column = |f: &dyn Fn(&Event) -> String| -> Vec<String> {
         accepts.iter().map(|a| f(a.event)).collect()
     };
-    let raw: Vec<&[u8]> = accepts.iter().map(|a| a.event.raw.as_slice()).collect();
+    let raw: Vec<Vec<u8>> = accepts.iter().map(|a| a.event.raw.to_vec()).collect();
     let triggers: Vec<Option<String>> = accepts.iter().map(|a| triggered_by(a.event)).collect();
-    sqlx::query(
-        "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
-         triggered_by)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-           $6::text[], $7::text[], $8::text[], $9::bytea[], $10::text[])",
-    )
-    .bind(column(&|e| e.id.clone()))
-    .bind(column(&|e| timestamp(e.received_at)))
-    .bind(column(&|e| e.method.clone()))
-    .bind(column(&|e| e.path.clone()))
-    .bind(column(&|e| to_text(&e.params)))
-    .bind(column(&|e| to_text(&e.query)))
-    .bind(column(&|e| to_text(&e.headers)))
-    .bind(column(&|e| to_text(&e.body)))
-    .bind(raw)
-    .bind(triggers)
-    .execute(&mut *tx)
-    .await?;
-    insert_runs(tx, accepts).await
+    let query = query
+        .bind(column(&|e| e.id.clone()))
+        .bind(column(&|e| timestamp(e.received_at)))
+        .bind(column(&|e| e.method.clone()))
+        .bind(column(&|e| e.path.clone()))
+        .bind(column(&|e| to_text(&e.params)))
+        .bind(column(&|e| to_text(&e.query)))
+        .bind(column(&|e| to_text(&e.headers)))
+        .bind(column(&|e| to_text(&e.body)))
+        .bind(raw)
+        .bind(triggers);
+    bind_runs(query, accepts)
 }
 
-async fn insert_runs(
-    tx: &mut sqlx::PgConnection,
-    accepts: &[Accept<'_>],
-) -> Result<(), sqlx::Error> {
+fn bind_runs<'q>(query: Query<'q>, accepts: &[Accept<'_>]) -> Query<'q> {
     let now = timestamp(Utc::now());
     let runs: Vec<(&Accept<'_>, &NewRun)> = accepts
         .iter()
@@ -227,115 +246,53 @@ async fn insert_runs(
     let leased = |f: &dyn Fn(&Lease) -> String| -> Vec<Option<String>> {
         runs.iter().map(|(a, _)| a.lease.map(f)).collect()
     };
-    sqlx::query(
-        "INSERT INTO runs (id, event_id, workflow, version, status, created_at, started_at,
-         lease_owner, lease_until)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-           $6::text[], $7::text[], $8::text[], $9::text[])",
-    )
-    .bind(text(&|_, r| r.id.clone()))
-    .bind(text(&|a, _| a.event.id.clone()))
-    .bind(text(&|_, r| r.workflow.clone()))
-    .bind(text(&|_, r| r.version.clone()))
-    .bind(text(&|a, _| {
-        if a.lease.is_some() {
-            "running"
-        } else {
-            "queued"
-        }
-        .to_owned()
-    }))
-    .bind(text(&|a, _| timestamp(a.event.received_at)))
-    .bind(leased(&|_| now.clone()))
-    .bind(leased(&|l| l.owner.clone()))
-    .bind(leased(&|l| timestamp(l.until)))
-    .execute(&mut *tx)
-    .await
-    .map(|_| ())
+    query
+        .bind(text(&|_, r| r.id.clone()))
+        .bind(text(&|a, _| a.event.id.clone()))
+        .bind(text(&|_, r| r.workflow.clone()))
+        .bind(text(&|_, r| r.version.clone()))
+        .bind(text(&|a, _| {
+            if a.lease.is_some() { "running" } else { "queued" }.to_owned()
+        }))
+        .bind(text(&|a, _| timestamp(a.event.received_at)))
+        .bind(leased(&|_| now.clone()))
+        .bind(leased(&|l| l.owner.clone()))
+        .bind(leased(&|l| timestamp(l.until)))
 }
 
-/// The batch's step records in one statement; of a step recorded twice in the batch, the later
+/// The batch's step records, `$20` to `$32`; of a step recorded twice in the batch, the later
 /// record (one statement may not change a row twice).
-async fn upsert_steps(tx: &mut sqlx::PgConnection, writes: &[&Batched]) -> Result<(), sqlx::Error> {
+fn bind_steps<'q>(query: Query<'q>, writes: &[&Batched]) -> Query<'q> {
     let mut latest: HashMap<(&str, usize), &StepRecord> = HashMap::new();
     for write in writes {
         if let Batched::Step { run_id, record } = write {
             latest.insert((run_id.as_str(), record.index), record);
         }
     }
-    if latest.is_empty() {
-        return Ok(());
-    }
     let records: Vec<(&str, &StepRecord)> =
         latest.into_iter().map(|((run, _), r)| (run, r)).collect();
     let text = |f: &dyn Fn(&StepRecord) -> String| -> Vec<String> {
         records.iter().map(|(_, r)| f(r)).collect()
     };
-    sqlx::query(
-        "INSERT INTO steps
-         (run_id, idx, name, kind, status, filtered, input, output, error, started_at,
-          duration_ms, attempts, earlier)
-         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[],
-           $6::bool[], $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::int4[],
-           $13::text[])
-         ON CONFLICT (run_id, idx) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-           status = EXCLUDED.status, filtered = EXCLUDED.filtered, input = EXCLUDED.input,
-           output = EXCLUDED.output, error = EXCLUDED.error, started_at = EXCLUDED.started_at,
-           duration_ms = EXCLUDED.duration_ms, attempts = EXCLUDED.attempts,
-           earlier = EXCLUDED.earlier",
-    )
-    .bind(records.iter().map(|(run, _)| *run).collect::<Vec<&str>>())
-    .bind(
-        records
-            .iter()
-            .map(|(_, r)| r.index as i32)
-            .collect::<Vec<i32>>(),
-    )
-    .bind(text(&|r| r.name.clone()))
-    .bind(text(&|r| r.kind.clone()))
-    .bind(text(&|r| r.status.as_str().to_owned()))
-    .bind(
-        records
-            .iter()
-            .map(|(_, r)| r.filtered)
-            .collect::<Vec<bool>>(),
-    )
-    .bind(text(&|r| to_text(&r.input)))
-    .bind(text(&|r| to_text(&r.output)))
-    .bind(
-        records
-            .iter()
-            .map(|(_, r)| r.error.clone())
-            .collect::<Vec<Option<String>>>(),
-    )
-    .bind(text(&|r| timestamp(r.started_at)))
-    .bind(
-        records
-            .iter()
-            .map(|(_, r)| r.duration_ms)
-            .collect::<Vec<f64>>(),
-    )
-    .bind(
-        records
-            .iter()
-            .map(|(_, r)| r.attempts as i32)
-            .collect::<Vec<i32>>(),
-    )
-    .bind(
-        records
-            .iter()
-            .map(|(_, r)| earlier_text(r))
-            .collect::<Vec<Option<String>>>(),
-    )
-    .execute(&mut *tx)
-    .await
-    .map(|_| ())
+    query
+        .bind(records.iter().map(|(run, _)| (*run).to_owned()).collect::<Vec<String>>())
+        .bind(records.iter().map(|(_, r)| r.index as i32).collect::<Vec<i32>>())
+        .bind(text(&|r| r.name.clone()))
+        .bind(text(&|r| r.kind.clone()))
+        .bind(text(&|r| r.status.as_str().to_owned()))
+        .bind(records.iter().map(|(_, r)| r.filtered).collect::<Vec<bool>>())
+        .bind(text(&|r| to_text(&r.input)))
+        .bind(text(&|r| to_text(&r.output)))
+        .bind(records.iter().map(|(_, r)| r.error.clone()).collect::<Vec<Option<String>>>())
+        .bind(text(&|r| timestamp(r.started_at)))
+        .bind(records.iter().map(|(_, r)| r.duration_ms).collect::<Vec<f64>>())
+        .bind(records.iter().map(|(_, r)| r.attempts as i32).collect::<Vec<i32>>())
+        .bind(records.iter().map(|(_, r)| earlier_text(r)).collect::<Vec<Option<String>>>())
 }
 
-/// The batch's run ends in one statement; of a run ended twice in the batch, the later end.
-async fn update_ends(tx: &mut sqlx::PgConnection, writes: &[&Batched]) -> Result<(), sqlx::Error> {
-    let mut latest: HashMap<&str, (&RunStatus, &Option<String>, &Option<SyncResponse>)> =
-        HashMap::new();
+/// The batch's run ends, `$33` to `$37`; of a run ended twice in the batch, the later end.
+fn bind_ends<'q>(query: Query<'q>, writes: &[&Batched]) -> Query<'q> {
+    let mut latest: HashMap<&str, (RunStatus, Option<&str>, Option<String>)> = HashMap::new();
     for write in writes {
         if let Batched::End {
             run_id,
@@ -344,38 +301,15 @@ async fn update_ends(tx: &mut sqlx::PgConnection, writes: &[&Batched]) -> Result
             response,
         } = write
         {
-            latest.insert(run_id.as_str(), (status, error, response));
+            let response = response.as_ref().map(to_text);
+            latest.insert(run_id.as_str(), (*status, error.as_deref(), response));
         }
     }
-    if latest.is_empty() {
-        return Ok(());
-    }
     let ends: Vec<_> = latest.into_iter().collect();
-    sqlx::query(
-        "UPDATE runs SET status = e.status, error = e.error, response = e.response,
-           finished_at = $5
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
-           AS e(id, status, error, response)
-         WHERE runs.id = e.id",
-    )
-    .bind(ends.iter().map(|(id, _)| *id).collect::<Vec<&str>>())
-    .bind(
-        ends.iter()
-            .map(|(_, (s, _, _))| s.as_str())
-            .collect::<Vec<&str>>(),
-    )
-    .bind(
-        ends.iter()
-            .map(|(_, (_, e, _))| e.as_deref())
-            .collect::<Vec<Option<&str>>>(),
-    )
-    .bind(
-        ends.iter()
-            .map(|(_, (_, _, r))| r.as_ref().map(to_text))
-            .collect::<Vec<Option<String>>>(),
-    )
-    .bind(timestamp(Utc::now()))
-    .execute(&mut *tx)
-    .await
-    .map(|_| ())
+    query
+        .bind(ends.iter().map(|(id, _)| (*id).to_owned()).collect::<Vec<String>>())
+        .bind(ends.iter().map(|(_, (s, _, _))| s.as_str().to_owned()).collect::<Vec<String>>())
+        .bind(ends.iter().map(|(_, (_, e, _))| e.map(str::to_owned)).collect::<Vec<Option<String>>>())
+        .bind(ends.into_iter().map(|(_, (_, _, r))| r).collect::<Vec<Option<String>>>())
+        .bind(timestamp(Utc::now()))
 }
