@@ -24,13 +24,17 @@ use tokio::sync::mpsc;
 use super::files::StoreFiles;
 use super::health::{HealthState, StoreHealth};
 use super::{
-    Accepted, Definition, Lease, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary,
-    Settling, StoreBackend, StoreError,
+    Accepted, ActivityWindow, Definition, Lease, MinuteCount, ReplayOptions, Replayed, RunDetail,
+    RunDurations, RunFilter, RunSummary, Settling, StoreBackend, StoreError,
 };
 use crate::future::BoxFuture;
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
 use reads::read_error;
 use writer::{Reply, Write};
+
+/// A finished run's duration in milliseconds: `julianday` reads the RFC 3339 text (a double of
+/// days, precise to some microseconds at today's dates).
+const SQLITE_DURATION_MS: &str = "(julianday(finished_at) - julianday(started_at)) * 86400000.0";
 
 /// 32 MiB of log between checkpoints (4 KiB pages).
 const WAL_CHECKPOINT_PAGES: u32 = 8192;
@@ -373,6 +377,24 @@ impl StoreBackend for SqliteStore {
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
         Box::pin(super::reads::run(&self.readers, id))
+    }
+
+    fn runs_per_minute<'a>(
+        &'a self,
+        window: &'a ActivityWindow,
+    ) -> BoxFuture<'a, Result<Vec<MinuteCount>, StoreError>> {
+        Box::pin(super::activity::runs_per_minute(&self.readers, window))
+    }
+
+    fn run_durations<'a>(
+        &'a self,
+        window: &'a ActivityWindow,
+    ) -> BoxFuture<'a, Result<RunDurations, StoreError>> {
+        Box::pin(super::activity::run_durations(
+            &self.readers,
+            window,
+            SQLITE_DURATION_MS,
+        ))
     }
 
     fn queued_behind<'a>(

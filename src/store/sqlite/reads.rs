@@ -119,6 +119,9 @@ impl Columns for SqliteRow {
     fn real(&self, column: &str) -> Result<f64, StoreError> {
         get(self, column)
     }
+    fn maybe_real(&self, column: &str) -> Result<Option<f64>, StoreError> {
+        get(self, column)
+    }
     fn flag(&self, column: &str) -> Result<bool, StoreError> {
         get(self, column)
     }
