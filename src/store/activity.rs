@@ -55,8 +55,10 @@ fn read_error(error: sqlx::Error) -> StoreError {
     StoreError::Read(error.into())
 }
 
-/// `AND created_at >= .. AND created_at < .. [AND workflow = ..]`: with the workflow the
-/// planner takes a range of `runs_list_by_workflow`, without it one of `runs_list`.
+/// `AND created_at >= .. AND created_at < .. [AND workflow = ..]`: with the workflow both
+/// planners take a range of `runs_list_by_workflow`; without it PostgreSQL takes one of
+/// `runs_list`, and SQLite (after ANALYZE) may skip-scan `runs_list_by_status`, which covers
+/// the count without reading the rows (EXPLAIN on both, 20k and 200k runs).
 fn push_window<DB>(query: &mut QueryBuilder<DB>, window: &ActivityWindow)
 where
     DB: Database,

@@ -32,9 +32,13 @@ use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
 use reads::read_error;
 use writer::{Reply, Write};
 
-/// A finished run's duration in milliseconds: `julianday` reads the RFC 3339 text (a double of
-/// days, precise to some microseconds at today's dates).
-const SQLITE_DURATION_MS: &str = "(julianday(finished_at) - julianday(started_at)) * 86400000.0";
+/// A finished run's duration in milliseconds, to the microsecond: the whole seconds of the
+/// text's fixed layout (`YYYY-MM-DDTHH:MM:SS`) through `unixepoch`, and its microseconds
+/// (`.ffffff`) as a number, since SQLite's date functions round to milliseconds.
+const SQLITE_DURATION_MS: &str = "(unixepoch(SUBSTR(finished_at, 1, 19)) \
+    - unixepoch(SUBSTR(started_at, 1, 19))) * 1000.0 \
+    + (CAST(SUBSTR(finished_at, 21, 6) AS INTEGER) - CAST(SUBSTR(started_at, 21, 6) AS INTEGER)) \
+    / 1000.0";
 
 /// 32 MiB of log between checkpoints (4 KiB pages).
 const WAL_CHECKPOINT_PAGES: u32 = 8192;
