@@ -237,7 +237,7 @@ impl BarChart {
     fn draw_axes(&self, svg: &mut String, axis: u64) {
         svg.push_str(r##"<g class="axes" font-size="11" fill="#667085">"##);
         let mut ticks = vec![0, axis];
-        if axis % 2 == 0 {
+        if axis.is_multiple_of(2) {
             ticks.insert(1, axis / 2);
         }
         for tick in ticks {
