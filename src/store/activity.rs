@@ -88,6 +88,20 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
+    let rows = per_minute_query::<DB>(window)
+        .build()
+        .fetch_all(pool)
+        .await
+        .map_err(read_error)?;
+    rows.iter().map(minute_count).collect()
+}
+
+/// The statement `runs_per_minute` runs (its binds: the workflow if any, since, until).
+pub(super) fn per_minute_query<DB>(window: &ActivityWindow) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
     // CAST: PostgreSQL counts in BIGINT, and the rows decode the schema's INTEGER.
     let mut query = QueryBuilder::<DB>::new(
         "SELECT SUBSTR(created_at, 1, 16) AS minute, status, \
@@ -95,8 +109,7 @@ where
     );
     push_window(&mut query, window);
     query.push(" GROUP BY SUBSTR(created_at, 1, 16), status ORDER BY minute, status");
-    let rows = query.build().fetch_all(pool).await.map_err(read_error)?;
-    rows.iter().map(minute_count).collect()
+    query
 }
 
 fn minute_count(row: &impl Columns) -> Result<MinuteCount, StoreError> {
@@ -127,6 +140,28 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> String: Encode<'t, DB> + Type<DB>,
 {
+    let row = durations_query::<DB>(window, duration_ms)
+        .build()
+        .fetch_one(pool)
+        .await
+        .map_err(read_error)?;
+    let finished = u64::try_from(row.integer("finished")?).unwrap_or(0);
+    Ok(RunDurations {
+        finished,
+        p50_ms: row.maybe_real("p50")?,
+        p95_ms: row.maybe_real("p95")?,
+    })
+}
+
+/// The statement `run_durations` runs (its binds: the workflow if any, since, until).
+pub(super) fn durations_query<DB>(
+    window: &ActivityWindow,
+    duration_ms: &'static str,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
     let mut query = QueryBuilder::<DB>::new("WITH finished AS (SELECT ");
     query
         .push(duration_ms)
@@ -141,11 +176,5 @@ where
          MAX(CASE WHEN position = (total + 1) / 2 THEN ms END) AS p50, \
          MAX(CASE WHEN position = (95 * total + 99) / 100 THEN ms END) AS p95 FROM ranked",
     );
-    let row = query.build().fetch_one(pool).await.map_err(read_error)?;
-    let finished = u64::try_from(row.integer("finished")?).unwrap_or(0);
-    Ok(RunDurations {
-        finished,
-        p50_ms: row.maybe_real("p50")?,
-        p95_ms: row.maybe_real("p95")?,
-    })
+    query
 }
