@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
 /// How many refused requests are kept; older ones are forgotten (their counts stay).
@@ -51,6 +51,25 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in the order the UI's chart stacks them.
+    pub const ALL: [RejectReason; 15] = [
+        Self::NoRoute,
+        Self::MethodNotAllowed,
+        Self::IpNotAllowed,
+        Self::RateLimited,
+        Self::BodyTooLarge,
+        Self::BodyUnreadable,
+        Self::MissingHeader,
+        Self::MissingQueryParameter,
+        Self::BadSignature,
+        Self::StaleTimestamp,
+        Self::MalformedSignature,
+        Self::VerifyMisconfigured,
+        Self::BadBody,
+        Self::InvalidBody,
+        Self::BacklogFull,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NoRoute => "no_route",
@@ -117,6 +136,41 @@ struct Inner {
     /// Newest at the front.
     recent: VecDeque<RejectedRequest>,
     counts: BTreeMap<RejectReason, u64>,
+    /// Refusals per minute and reason over the last day (oldest first): the UI's chart,
+    /// whatever the ring has forgotten. At most 1440 small maps.
+    minutes: VecDeque<(DateTime<Utc>, BTreeMap<RejectReason, u64>)>,
+}
+
+/// How long the per-minute counts are kept.
+pub const MINUTES_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+impl Inner {
+    fn count_minute(&mut self, at: DateTime<Utc>, reason: RejectReason) {
+        let minute = at
+            .duration_trunc(chrono::TimeDelta::minutes(1))
+            .unwrap_or(at);
+        // Requests are recorded about in time order; one finished a little late lands in its
+        // own minute, a few places from the end.
+        let place = self.minutes.iter().rposition(|(m, _)| *m <= minute);
+        match place {
+            Some(i) if self.minutes[i].0 == minute => {
+                *self.minutes[i].1.entry(reason).or_default() += 1;
+            }
+            _ => {
+                let at = place.map_or(0, |i| i + 1);
+                self.minutes
+                    .insert(at, (minute, BTreeMap::from([(reason, 1)])));
+            }
+        }
+        let newest = self.minutes.back().map_or(minute, |(m, _)| *m);
+        while self
+            .minutes
+            .front()
+            .is_some_and(|(m, _)| *m <= newest - MINUTES_KEPT)
+        {
+            self.minutes.pop_front();
+        }
+    }
 }
 
 impl Default for RejectedLog {
@@ -156,6 +210,7 @@ impl RejectedLog {
             return;
         };
         *inner.counts.entry(request.reason).or_default() += 1;
+        inner.count_minute(request.at, request.reason);
         if inner.recent.len() >= self.capacity {
             inner.recent.pop_back();
         }
@@ -183,6 +238,26 @@ impl RejectedLog {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+impl RejectedLog {
+    /// Refusals per minute and reason since `since` (kept for [`MINUTES_KEPT`]), oldest
+    /// minute first: `(minute, reason, count)`.
+    pub fn per_minute(&self, since: DateTime<Utc>) -> Vec<(DateTime<Utc>, &'static str, u64)> {
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        inner
+            .minutes
+            .iter()
+            .filter(|(minute, _)| *minute >= since)
+            .flat_map(|(minute, reasons)| {
+                reasons
+                    .iter()
+                    .map(|(reason, count)| (*minute, reason.as_str(), *count))
+            })
+            .collect()
     }
 }
 
@@ -238,6 +313,35 @@ mod tests {
         assert_eq!(counts.get("no_route"), None);
         let json = serde_json::to_value(&log.recent(1)[0]).unwrap();
         assert_eq!(json["reason"], "bad_signature");
+    }
+
+    #[test]
+    fn refusals_are_counted_per_minute_for_a_day_beyond_the_ring() {
+        let log = RejectedLog::with_capacity(1);
+        let base = DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |seconds: i64, reason| {
+            let mut request = refused("/x", reason);
+            request.at = base + chrono::TimeDelta::seconds(seconds);
+            request
+        };
+        log.record(at(5, RejectReason::NoRoute));
+        log.record(at(70, RejectReason::BadSignature));
+        log.record(at(50, RejectReason::NoRoute)); // late, in the first minute
+        log.record(at(75, RejectReason::BadSignature));
+        let minute = |m: i64| base + chrono::TimeDelta::minutes(m);
+        assert_eq!(
+            log.per_minute(base),
+            vec![(minute(0), "no_route", 2), (minute(1), "bad_signature", 2)]
+        );
+        assert_eq!(log.per_minute(minute(1)).len(), 1);
+        // A day later the first minutes are forgotten.
+        log.record(at(24 * 3600 + 60, RejectReason::RateLimited));
+        let kept = log.per_minute(base);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].1, "rate_limited");
+        assert_eq!(RejectReason::ALL.len(), 15);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The store: the only module with SQL. Events and runs are committed before a webhook is
 //! answered; each finished step is recorded so an interrupted run resumes where it stopped.
 
+mod activity;
 mod error;
 mod files;
 mod health;
@@ -17,6 +18,7 @@ use serde_json::Value as Json;
 use crate::run::NewRun;
 use crate::run::SyncResponse;
 use crate::run::{Event, RunStatus, StepRecord};
+pub use activity::{ActivityWindow, MAX_ACTIVITY_WINDOW, MinuteCount, RunDurations};
 pub use error::{Cause, StoreError};
 pub use health::HealthState;
 pub use postgres::PostgresStore;
@@ -130,6 +132,17 @@ pub trait StoreBackend: Send + Sync {
         filter: &'a RunFilter,
     ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>>;
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>>;
+    /// Runs created in the window (cut to [`MAX_ACTIVITY_WINDOW`]) counted per minute of
+    /// creation and current status, oldest minute first; minutes without runs are absent.
+    fn runs_per_minute<'a>(
+        &'a self,
+        window: &'a ActivityWindow,
+    ) -> BoxFuture<'a, Result<Vec<MinuteCount>, StoreError>>;
+    /// The p50 and p95 durations of the runs created in the window that have finished.
+    fn run_durations<'a>(
+        &'a self,
+        window: &'a ActivityWindow,
+    ) -> BoxFuture<'a, Result<RunDurations, StoreError>>;
     /// The oldest queued runs that share `run_id`'s concurrency key (same workflow), as many as
     /// the key has slots free besides its other running and waiting runs: asked when `run_id`
     /// ends, since they may start now.

@@ -10,6 +10,7 @@ pub(super) trait Columns {
     fn maybe_text(&self, column: &str) -> Result<Option<String>, StoreError>;
     fn integer(&self, column: &str) -> Result<i64, StoreError>;
     fn real(&self, column: &str) -> Result<f64, StoreError>;
+    fn maybe_real(&self, column: &str) -> Result<Option<f64>, StoreError>;
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
 }

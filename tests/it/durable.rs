@@ -445,8 +445,8 @@ mod failing_store {
     use hookflow::run::SyncResponse;
     use hookflow::run::{Event, RunStatus, StepRecord};
     use hookflow::store::{
-        Accepted, Definition, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary,
-        StoreBackend, StoreError,
+        Accepted, ActivityWindow, Definition, MinuteCount, ReplayOptions, Replayed, RunDetail,
+        RunDurations, RunFilter, RunSummary, StoreBackend, StoreError,
     };
     use std::sync::atomic::Ordering;
 
@@ -556,6 +556,18 @@ mod failing_store {
         }
         fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
             self.inner.run(id)
+        }
+        fn runs_per_minute<'a>(
+            &'a self,
+            window: &'a ActivityWindow,
+        ) -> BoxFuture<'a, Result<Vec<MinuteCount>, StoreError>> {
+            self.inner.runs_per_minute(window)
+        }
+        fn run_durations<'a>(
+            &'a self,
+            window: &'a ActivityWindow,
+        ) -> BoxFuture<'a, Result<RunDurations, StoreError>> {
+            self.inner.run_durations(window)
         }
         fn queued_behind<'a>(
             &'a self,

@@ -5,6 +5,7 @@ mod admin;
 mod authoring;
 mod backlog;
 mod captured;
+mod charts;
 mod ci;
 mod cli;
 mod concurrency;

@@ -11,8 +11,8 @@ use hookflow::run::SyncResponse;
 use hookflow::run::{DedupeKey, NewRun, RunConcurrency};
 use hookflow::run::{Event, RunStatus, StepRecord, StepStatus, Trigger};
 use hookflow::store::{
-    Definition, OpenMode, ReplayOptions, Replayed, RunCursor, RunFilter, Store, StoreError,
-    StoreOptions, Wakeup,
+    ActivityWindow, Definition, MinuteCount, OpenMode, ReplayOptions, Replayed, RunCursor,
+    RunDurations, RunFilter, Store, StoreError, StoreOptions, Wakeup,
 };
 use serde_json::json;
 
@@ -770,6 +770,187 @@ async fn listing(store: Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Accept one event received at `at` with one run of each workflow named; the run ids.
+async fn accept_at(
+    store: &Store,
+    at: chrono::DateTime<Utc>,
+    workflows: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    let mut ev = event(7);
+    ev.received_at = at;
+    let runs: Vec<NewRun> = workflows.iter().map(|w| new_run(w, None)).collect();
+    store.accept(Arc::new(ev), &runs).await?;
+    Ok(runs.into_iter().map(|r| r.id).collect())
+}
+
+/// Claim `id` and end it in `status`.
+async fn end_as(store: &Store, id: &str, status: RunStatus) -> Result<(), StoreError> {
+    assert!(
+        store
+            .claim(id, "node-1", Utc::now() + Duration::seconds(30))
+            .await?
+    );
+    store.run_finished(id, status, None, None).await
+}
+
+fn minute_counts(counts: &[MinuteCount]) -> Vec<(i64, &'static str, u64)> {
+    let mut seen: Vec<_> = counts
+        .iter()
+        .map(|c| (c.minute.timestamp(), c.status.as_str(), c.runs))
+        .collect();
+    seen.sort();
+    seen
+}
+
+/// The charts' counts: runs per minute of creation by status, for all workflows or one,
+/// over `[since, until)` cut to one day.
+async fn runs_per_minute(store: Store) -> Result<(), StoreError> {
+    let store = &store;
+    let base = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+    let until = base + Duration::hours(1);
+    let first = accept_at(
+        store,
+        base + Duration::seconds(10),
+        &["wf-c", "wf-c", "wf-d"],
+    )
+    .await?;
+    let second = accept_at(store, base + Duration::seconds(59), &["wf-c"]).await?;
+    let third = accept_at(store, base + Duration::seconds(3 * 60 + 1), &["wf-d"]).await?;
+    // Before `base`, at the window's (open) end, and beyond the one-day bound.
+    accept_at(store, base - Duration::seconds(1), &["wf-c"]).await?;
+    accept_at(store, until, &["wf-c"]).await?;
+    accept_at(
+        store,
+        until - Duration::days(1) - Duration::minutes(1),
+        &["wf-c"],
+    )
+    .await?;
+    end_as(store, &first[0], RunStatus::Succeeded).await?;
+    end_as(store, &first[1], RunStatus::Failed).await?;
+    end_as(store, &second[0], RunStatus::Succeeded).await?;
+    end_as(store, &third[0], RunStatus::Filtered).await?;
+    let minute = |m: i64| (base + Duration::minutes(m)).timestamp();
+    let all = ActivityWindow {
+        workflow: None,
+        since: base - Duration::days(10),
+        until,
+    };
+    assert_eq!(all.bounded_since(), until - Duration::days(1));
+    assert_eq!(
+        minute_counts(&store.runs_per_minute(&all).await?),
+        vec![
+            (minute(-1), "queued", 1),
+            (minute(0), "failed", 1),
+            (minute(0), "queued", 1),
+            (minute(0), "succeeded", 2),
+            (minute(3), "filtered", 1),
+        ]
+    );
+    // From `base` on: the run a second before is out.
+    let from_base = ActivityWindow {
+        workflow: Some("wf-c".into()),
+        since: base,
+        until,
+    };
+    assert_eq!(
+        minute_counts(&store.runs_per_minute(&from_base).await?),
+        vec![(minute(0), "failed", 1), (minute(0), "succeeded", 2)]
+    );
+    let one = ActivityWindow {
+        workflow: Some("wf-d".into()),
+        since: base,
+        until,
+    };
+    assert_eq!(
+        minute_counts(&store.runs_per_minute(&one).await?),
+        vec![(minute(0), "queued", 1), (minute(3), "filtered", 1)]
+    );
+    let empty = ActivityWindow {
+        workflow: Some("wf-none".into()),
+        ..all
+    };
+    assert!(store.runs_per_minute(&empty).await?.is_empty());
+    Ok(())
+}
+
+/// Nearest-rank percentile of durations sorted ascending.
+fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.max(1) - 1]
+}
+
+/// The charts' p50/p95: over the window's finished runs (`finished_at - started_at`), the
+/// durations at the nearest ranks, as the runs' own times give them.
+async fn run_durations(store: Store) -> Result<(), StoreError> {
+    let store = &store;
+    let base = Utc::now() - Duration::minutes(5);
+    let ids = accept_at(store, base, &["wf-p"; 7]).await?;
+    let queued = accept_at(store, base, &["wf-p"]).await?;
+    let other = accept_at(store, base, &["wf-q"]).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    for id in ids.iter().chain(&other) {
+        assert!(store.claim(id, "node-1", until).await?);
+    }
+    // Ended one after another: each run lasts longer than the one before.
+    for (n, id) in ids.iter().enumerate() {
+        tokio::time::sleep(std::time::Duration::from_millis(15 + 5 * n as u64)).await;
+        let status = if n % 2 == 0 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        store.run_finished(id, status, None, None).await?;
+    }
+    store
+        .run_finished(&other[0], RunStatus::Succeeded, None, None)
+        .await?;
+    let window = ActivityWindow {
+        workflow: Some("wf-p".into()),
+        since: base - Duration::minutes(1),
+        until: Utc::now() + Duration::minutes(1),
+    };
+    let durations = store.run_durations(&window).await?;
+    let listed = store.list_runs(&filter_for("wf-p", 100)).await?;
+    let mut expected: Vec<f64> = listed
+        .iter()
+        .filter_map(|r| Some((r.finished_at? - r.started_at?).num_microseconds()? as f64 / 1000.0))
+        .collect();
+    expected.sort_by(f64::total_cmp);
+    assert_eq!(
+        expected.len(),
+        7,
+        "the queued run {queued:?} has no duration"
+    );
+    assert_eq!(durations.finished, 7);
+    for (got, p) in [(durations.p50_ms, 0.5), (durations.p95_ms, 0.95)] {
+        let got = got.expect("a percentile");
+        let want = nearest_rank(&expected, p);
+        assert!(
+            (got - want).abs() < 0.5,
+            "p{p}: {got} ms, the runs say {want} ms"
+        );
+    }
+    // p50 of seven is the fourth, p95 the seventh.
+    assert!((durations.p95_ms.unwrap_or_default() - expected[6]).abs() < 0.01);
+    assert!(durations.p50_ms < durations.p95_ms);
+    let all = store
+        .run_durations(&ActivityWindow {
+            workflow: None,
+            ..window.clone()
+        })
+        .await?;
+    assert_eq!(all.finished, 8);
+    let none = store
+        .run_durations(&ActivityWindow {
+            since: base - Duration::hours(2),
+            until: base - Duration::hours(1),
+            ..window
+        })
+        .await?;
+    assert_eq!(none, RunDurations::default());
+    Ok(())
+}
+
 /// Definitions are kept per version, first write wins.
 async fn definitions(store: Store) -> Result<(), StoreError> {
     let definition = Definition {
@@ -1364,6 +1545,8 @@ conformance_cases! {
     replay_on_another_version,
     listing,
     listing_pages_and_time_ranges,
+    runs_per_minute,
+    run_durations,
     definitions,
     concurrency,
     schedule_ticks,

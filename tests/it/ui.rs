@@ -26,7 +26,7 @@ steps:
 }
 
 /// What the browser test needs, or why it cannot run here.
-fn browser_setup(root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn browser_setup(root: &Path) -> Result<PathBuf, String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
         return Err(format!(

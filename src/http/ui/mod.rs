@@ -24,11 +24,14 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use sha2::Sha256;
 
+mod activity;
+mod chart;
 mod downloads;
 mod pages;
 mod session;
 mod views;
 
+use activity::*;
 use downloads::*;
 use pages::*;
 use session::*;
@@ -51,6 +54,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run.html", include_str!("run.html")),
     ("event.html", include_str!("event.html")),
     ("workflows.html", include_str!("workflows.html")),
+    ("workflow.html", include_str!("workflow.html")),
+    ("chart.html", include_str!("chart.html")),
     ("rejected.html", include_str!("rejected.html")),
     ("login.html", include_str!("login.html")),
     ("error.html", include_str!("error.html")),
@@ -133,6 +138,7 @@ pub fn router(token: Option<String>) -> Router<AppState> {
         .route("/ui/runs/{id}/event/payload", get(event_payload))
         .route("/ui/runs/{id}/event/headers", get(event_headers))
         .route("/ui/workflows", get(workflows_page))
+        .route("/ui/workflows/{name}", get(workflow_page))
         .route(
             "/ui/workflows/{name}/start",
             axum::routing::post(start_form),

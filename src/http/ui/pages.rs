@@ -1,5 +1,5 @@
-//! The UI's pages: runs, a run, its event, workflows, refused requests, and the Replay and
-//! Start forms, each read from the store and the registry and rendered through `Ui`.
+//! The UI's pages: runs, a run, its event, workflows (all, and one with its charts), refused
+//! requests, and the Replay and Start forms, each read from the store and the registry and rendered through `Ui`.
 
 use super::*;
 
@@ -353,21 +353,30 @@ fn bulk_ask(form: &BulkForm) -> Result<crate::http::bulk_replay::BulkAsk, String
     })
 }
 
+/// The page for a store that failed to answer (the log has why).
+fn unreadable_store(ui: &Ui, err: &crate::store::StoreError, what: &str) -> Response {
+    tracing::error!(error = %err, "{what} failed");
+    ui.error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The store cannot be read",
+        "See the server's log.",
+    )
+}
+
 pub(super) async fn workflows_page(
     State(state): State<AppState>,
     Extension(ui): Extension<Arc<Ui>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let window = WindowQuery::read(query.as_deref());
     let (workflows, reload) = match workflows_overview(&state, 8).await {
         Ok(overview) => overview,
-        Err(err) => {
-            tracing::error!(error = %err, "listing workflows failed");
-            return ui.error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The store cannot be read",
-                "See the server's log.",
-            );
-        }
+        Err(err) => return unreadable_store(&ui, &err, "listing workflows"),
+    };
+    let (chart, durations) = match run_activity(&state, None, window).await {
+        Ok(activity) => activity,
+        Err(err) => return unreadable_store(&ui, &err, "counting runs"),
     };
     let views: Vec<Json> = workflows
         .iter()
@@ -400,9 +409,57 @@ pub(super) async fn workflows_page(
             "reload": reload,
             "reload_at": reload.at.map(time_text),
             "csrf": csrf,
+            "chart": chart_view(&chart),
+            "durations": durations_view(&durations),
         }),
     );
     with_csrf_cookie(response, fresh)
+}
+
+/// One workflow: its triggers, and its runs per minute by status with their p50/p95.
+pub(super) async fn workflow_page(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let window = WindowQuery::read(query.as_deref());
+    let workflows = match workflows_overview(&state, 8).await {
+        Ok((workflows, _)) => workflows,
+        Err(err) => return unreadable_store(&ui, &err, "listing workflows"),
+    };
+    let Some(workflow) = workflows.iter().find(|w| w.name == name) else {
+        return ui.error_page(
+            StatusCode::NOT_FOUND,
+            "No such workflow",
+            &format!("No workflow is named {name}."),
+        );
+    };
+    let (chart, durations) = match run_activity(&state, Some(&name), window).await {
+        Ok(activity) => activity,
+        Err(err) => return unreadable_store(&ui, &err, "counting runs"),
+    };
+    let recent: Vec<Json> = workflow
+        .recent_runs
+        .iter()
+        .map(|r| json!({ "id": r.id, "status": r.status, "created": time_text(r.created_at) }))
+        .collect();
+    ui.render(
+        "workflow.html",
+        json!({
+            "page": "workflows",
+            "workflow": {
+                "name": workflow.name,
+                "description": workflow.description,
+                "file": workflow.file,
+                "routes": workflow.routes,
+                "schedules": workflow.schedules.iter().map(|s| s.description.clone()).collect::<Vec<_>>(),
+                "recent": recent,
+            },
+            "chart": chart_view(&chart),
+            "durations": durations_view(&durations),
+        }),
+    )
 }
 
 /// How many refused requests the page shows (the record keeps more; `/api/rejected` has them).
@@ -411,7 +468,9 @@ pub(super) const REJECTED_SHOWN: usize = 200;
 pub(super) async fn rejected_page(
     State(state): State<AppState>,
     Extension(ui): Extension<Arc<Ui>>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let chart = rejected_activity(&state, WindowQuery::read(query.as_deref()));
     let rejected: Vec<Json> = state
         .rejected
         .recent(REJECTED_SHOWN)
@@ -437,6 +496,7 @@ pub(super) async fn rejected_page(
             "rejected": rejected,
             "counts": counts,
             "shown": REJECTED_SHOWN,
+            "chart": chart_view(&chart),
         }),
     )
 }

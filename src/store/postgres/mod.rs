@@ -20,12 +20,16 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
 use super::{
-    Accepted, Definition, Lease, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary,
-    Settling, StoreBackend, StoreError, StoreOptions, Wakeup,
+    Accepted, ActivityWindow, Definition, Lease, MinuteCount, ReplayOptions, Replayed, RunDetail,
+    RunDurations, RunFilter, RunSummary, Settling, StoreBackend, StoreError, StoreOptions, Wakeup,
 };
 use crate::future::BoxFuture;
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
 use reads::{read_error, write_error};
+
+/// A finished run's duration in milliseconds, from the RFC 3339 text read as `timestamptz`.
+const POSTGRES_DURATION_MS: &str = "CAST(EXTRACT(EPOCH FROM (CAST(finished_at AS TIMESTAMPTZ) \
+    - CAST(started_at AS TIMESTAMPTZ))) * 1000 AS DOUBLE PRECISION)";
 
 /// Cheap to clone; every clone shares the pool and the listener.
 #[derive(Clone)]
@@ -252,6 +256,24 @@ impl StoreBackend for PostgresStore {
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
         Box::pin(super::reads::run(&self.pool, id))
+    }
+
+    fn runs_per_minute<'a>(
+        &'a self,
+        window: &'a ActivityWindow,
+    ) -> BoxFuture<'a, Result<Vec<MinuteCount>, StoreError>> {
+        Box::pin(super::activity::runs_per_minute(&self.pool, window))
+    }
+
+    fn run_durations<'a>(
+        &'a self,
+        window: &'a ActivityWindow,
+    ) -> BoxFuture<'a, Result<RunDurations, StoreError>> {
+        Box::pin(super::activity::run_durations(
+            &self.pool,
+            window,
+            POSTGRES_DURATION_MS,
+        ))
     }
 
     fn queued_behind<'a>(

@@ -106,6 +106,9 @@ impl Columns for PgRow {
     fn real(&self, column: &str) -> Result<f64, StoreError> {
         get(self, column)
     }
+    fn maybe_real(&self, column: &str) -> Result<Option<f64>, StoreError> {
+        get(self, column)
+    }
     fn flag(&self, column: &str) -> Result<bool, StoreError> {
         get(self, column)
     }

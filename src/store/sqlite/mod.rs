@@ -24,13 +24,21 @@ use tokio::sync::mpsc;
 use super::files::StoreFiles;
 use super::health::{HealthState, StoreHealth};
 use super::{
-    Accepted, Definition, Lease, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary,
-    Settling, StoreBackend, StoreError,
+    Accepted, ActivityWindow, Definition, Lease, MinuteCount, ReplayOptions, Replayed, RunDetail,
+    RunDurations, RunFilter, RunSummary, Settling, StoreBackend, StoreError,
 };
 use crate::future::BoxFuture;
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
 use reads::read_error;
 use writer::{Reply, Write};
+
+/// A finished run's duration in milliseconds, to the microsecond: the whole seconds of the
+/// text's fixed layout (`YYYY-MM-DDTHH:MM:SS`) through `unixepoch`, and its microseconds
+/// (`.ffffff`) as a number, since SQLite's date functions round to milliseconds.
+const SQLITE_DURATION_MS: &str = "(unixepoch(SUBSTR(finished_at, 1, 19)) \
+    - unixepoch(SUBSTR(started_at, 1, 19))) * 1000.0 \
+    + (CAST(SUBSTR(finished_at, 21, 6) AS INTEGER) - CAST(SUBSTR(started_at, 21, 6) AS INTEGER)) \
+    / 1000.0";
 
 /// 32 MiB of log between checkpoints (4 KiB pages).
 const WAL_CHECKPOINT_PAGES: u32 = 8192;
@@ -373,6 +381,24 @@ impl StoreBackend for SqliteStore {
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
         Box::pin(super::reads::run(&self.readers, id))
+    }
+
+    fn runs_per_minute<'a>(
+        &'a self,
+        window: &'a ActivityWindow,
+    ) -> BoxFuture<'a, Result<Vec<MinuteCount>, StoreError>> {
+        Box::pin(super::activity::runs_per_minute(&self.readers, window))
+    }
+
+    fn run_durations<'a>(
+        &'a self,
+        window: &'a ActivityWindow,
+    ) -> BoxFuture<'a, Result<RunDurations, StoreError>> {
+        Box::pin(super::activity::run_durations(
+            &self.readers,
+            window,
+            SQLITE_DURATION_MS,
+        ))
     }
 
     fn queued_behind<'a>(

@@ -119,10 +119,82 @@ impl Columns for SqliteRow {
     fn real(&self, column: &str) -> Result<f64, StoreError> {
         get(self, column)
     }
+    fn maybe_real(&self, column: &str) -> Result<Option<f64>, StoreError> {
+        get(self, column)
+    }
     fn flag(&self, column: &str) -> Result<bool, StoreError> {
         get(self, column)
     }
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
         get(self, column)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, Utc};
+    use sqlx::{Connection, SqliteConnection};
+
+    use crate::store::activity::{ActivityWindow, durations_query, per_minute_query};
+    use crate::store::timestamp;
+
+    /// The plan of a chart's read, bound as `window` binds it.
+    async fn plan(sql: &str, window: &ActivityWindow) -> Vec<String> {
+        let mut conn = SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        super::super::schema::create(&mut conn)
+            .await
+            .expect("schema");
+        // Test-only: the statement is the chart's own, built from constants.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        if let Some(workflow) = &window.workflow {
+            query = query.bind(workflow.clone());
+        }
+        query
+            .bind(timestamp(window.since))
+            .bind(timestamp(window.until))
+            .fetch_all(&mut conn)
+            .await
+            .expect("plan")
+            .iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").expect("detail"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_charts_reads_are_index_ranges_of_the_runs_listing() {
+        let until = Utc::now();
+        for workflow in [None, Some("orders".to_owned())] {
+            let window = ActivityWindow {
+                workflow: workflow.clone(),
+                since: until - TimeDelta::hours(1),
+                until,
+            };
+            let sqlite_ms = super::super::SQLITE_DURATION_MS;
+            for sql in [
+                per_minute_query::<sqlx::Sqlite>(&window)
+                    .sql()
+                    .as_str()
+                    .to_owned(),
+                durations_query::<sqlx::Sqlite>(&window, sqlite_ms)
+                    .sql()
+                    .as_str()
+                    .to_owned(),
+            ] {
+                let plan = plan(&sql, &window).await;
+                let reads: Vec<&String> = plan.iter().filter(|l| l.contains(" runs ")).collect();
+                assert_eq!(reads.len(), 1, "{plan:#?}");
+                assert!(
+                    reads[0].starts_with("SEARCH runs USING")
+                        && reads[0].contains("INDEX runs_list")
+                        && reads[0].contains("created_at>? AND created_at<?"),
+                    "a chart reads a range of a listing index, not every run: {plan:#?}"
+                );
+                if workflow.is_some() {
+                    assert!(reads[0].contains("workflow=?"), "{plan:#?}");
+                }
+            }
+        }
     }
 }
