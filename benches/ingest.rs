@@ -12,9 +12,11 @@
 //!
 //! `BENCH_MODE=stores` compares stores with the same workflow and load instead: one process on
 //! SQLite, then one, two and three processes on one PostgreSQL database (from
-//! `BENCH_POSTGRES_URL` or `HOOKFLOW_TEST_POSTGRES_URL`; a fresh schema each). With several
+//! `BENCH_POSTGRES_URL` or `HOOKFLOW_TEST_POSTGRES_URL`, else the local
+//! `postgres://postgres@127.0.0.1:5432/test` when it answers; a fresh schema each). With several
 //! processes, one `wrk` per process shares the connections; accepted/s is their sum, p50 their
-//! mean and p99 their maximum.
+//! mean and p99 their maximum. Then `pgbench` gives the database's own rate for one durable
+//! insert of the payload per transaction, with the same clients, and the targets' ratios.
 //!
 //! `BENCH_MODE=sync` drives the same load at a `respond: sync` workflow (filter + http to the
 //! receiver + a `respond` step; `ingest-sync-workflow.yaml`) on a SQLite file, checks that every
@@ -572,7 +574,14 @@ fn compare_stores() {
     } = setup();
     let postgres = std::env::var("BENCH_POSTGRES_URL")
         .or_else(|_| std::env::var("HOOKFLOW_TEST_POSTGRES_URL"))
-        .ok();
+        .ok()
+        .or_else(|| {
+            // The PostgreSQL every machine here runs, when it answers.
+            let local = "postgres://postgres@127.0.0.1:5432/test";
+            TcpStream::connect_timeout(&"127.0.0.1:5432".parse().ok()?, Duration::from_secs(1))
+                .ok()
+                .map(|_| local.to_owned())
+        });
     let seconds = env_or("BENCH_SECONDS", 10);
     let connections = env_or("BENCH_CONNECTIONS", 32);
     println!(
@@ -594,7 +603,7 @@ fn compare_stores() {
     ));
     match &postgres {
         None => println!(
-            "PostgreSQL lines skipped: set BENCH_POSTGRES_URL or HOOKFLOW_TEST_POSTGRES_URL"
+            "PostgreSQL lines skipped: nothing answers on 127.0.0.1:5432; set BENCH_POSTGRES_URL"
         ),
         Some(base) => {
             for processes in 1..=3 {
@@ -706,7 +715,10 @@ fn pgbench_single_inserts(base: &str, body: &[u8], seconds: u64, clients: u64) -
     let output = match output {
         Ok(output) if output.status.success() => output,
         Ok(output) => {
-            println!("pgbench failed: {}", String::from_utf8_lossy(&output.stderr));
+            println!(
+                "pgbench failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             return None;
         }
         Err(err) => {
@@ -789,7 +801,11 @@ fn measure_store(
     }
     let drained = started.elapsed();
     let done = received.load(Ordering::Relaxed) - before;
-    let peak_rss_kib = samplers.into_iter().map(RssSampler::stop).max().unwrap_or(0);
+    let peak_rss_kib = samplers
+        .into_iter()
+        .map(RssSampler::stop)
+        .max()
+        .unwrap_or(0);
     for (server, _, _) in servers {
         stop_server(server);
     }

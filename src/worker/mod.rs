@@ -66,6 +66,8 @@ struct Inner {
     lease: Duration,
     /// One permit per run executing at once.
     slots: Arc<Semaphore>,
+    /// How many runs execute at once (the slots' number).
+    workers: usize,
     /// Jobs sent to the dispatcher and not yet taken by it: this process's own backlog.
     backlog: AtomicUsize,
     /// Under a store-wide cap (`max_running`): a run here stopped running, so a run the cap
@@ -150,6 +152,7 @@ impl Worker {
                 executing: Mutex::new(std::collections::HashSet::new()),
                 lease: settings.lease.max(Duration::from_secs(1)),
                 slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+                workers: settings.concurrency.max(1),
                 backlog: AtomicUsize::new(0),
                 slot_freed: Notify::new(),
                 capped: settings.capped,
@@ -213,25 +216,25 @@ impl Worker {
     /// Places in the window for the runs a request is about to accept. When all fit (and the
     /// store is uncapped), the lease to claim them with in the accept: a run accepted here
     /// is executed here, and another process takes it only once that lease ends. So on a
-    /// store shared with other processes, runs are claimed at once only when a worker slot is
-    /// free for each; the others stay queued for whichever process is free first.
+    /// store shared with other processes, runs are claimed in their accept only while fewer
+    /// than `workers` runs wait here for a slot (each then starts within about one run's
+    /// time); past that they stay queued for whichever process is free first.
     pub fn reserve_fresh(&self, count: usize) -> FreshPlaces {
         let places = self.inner.window.take_up_to(count);
         let lease = (!self.inner.capped
             && count > 0
             && places.len() == count
-            && (!self.inner.store.shared() || self.free_slots() >= count))
-            .then(|| Lease {
-                owner: self.inner.owner.clone(),
-                until: self.inner.lease_end(),
-            });
+            && (!self.inner.store.shared() || self.short_wait_for(count)))
+        .then(|| Lease {
+            owner: self.inner.owner.clone(),
+            until: self.inner.lease_end(),
+        });
         FreshPlaces { places, lease }
     }
 
-    /// Worker slots no run holds or waits for now.
-    fn free_slots(&self) -> usize {
-        let waiting = self.inner.backlog.load(Ordering::Relaxed);
-        self.inner.slots.available_permits().saturating_sub(waiting)
+    /// Whether `count` more runs would wait here for a slot behind fewer than `workers`.
+    fn short_wait_for(&self, count: usize) -> bool {
+        self.inner.backlog.load(Ordering::Relaxed) + count <= self.inner.workers
     }
 
     /// Queue the runs a request created, in the places reserved for them; runs without a place

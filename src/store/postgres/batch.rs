@@ -252,7 +252,12 @@ fn bind_runs<'q>(query: Query<'q>, accepts: &[Accept<'_>]) -> Query<'q> {
         .bind(text(&|_, r| r.workflow.clone()))
         .bind(text(&|_, r| r.version.clone()))
         .bind(text(&|a, _| {
-            if a.lease.is_some() { "running" } else { "queued" }.to_owned()
+            if a.lease.is_some() {
+                "running"
+            } else {
+                "queued"
+            }
+            .to_owned()
         }))
         .bind(text(&|a, _| timestamp(a.event.received_at)))
         .bind(leased(&|_| now.clone()))
@@ -275,19 +280,54 @@ fn bind_steps<'q>(query: Query<'q>, writes: &[&Batched]) -> Query<'q> {
         records.iter().map(|(_, r)| f(r)).collect()
     };
     query
-        .bind(records.iter().map(|(run, _)| (*run).to_owned()).collect::<Vec<String>>())
-        .bind(records.iter().map(|(_, r)| r.index as i32).collect::<Vec<i32>>())
+        .bind(
+            records
+                .iter()
+                .map(|(run, _)| (*run).to_owned())
+                .collect::<Vec<String>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|(_, r)| r.index as i32)
+                .collect::<Vec<i32>>(),
+        )
         .bind(text(&|r| r.name.clone()))
         .bind(text(&|r| r.kind.clone()))
         .bind(text(&|r| r.status.as_str().to_owned()))
-        .bind(records.iter().map(|(_, r)| r.filtered).collect::<Vec<bool>>())
+        .bind(
+            records
+                .iter()
+                .map(|(_, r)| r.filtered)
+                .collect::<Vec<bool>>(),
+        )
         .bind(text(&|r| to_text(&r.input)))
         .bind(text(&|r| to_text(&r.output)))
-        .bind(records.iter().map(|(_, r)| r.error.clone()).collect::<Vec<Option<String>>>())
+        .bind(
+            records
+                .iter()
+                .map(|(_, r)| r.error.clone())
+                .collect::<Vec<Option<String>>>(),
+        )
         .bind(text(&|r| timestamp(r.started_at)))
-        .bind(records.iter().map(|(_, r)| r.duration_ms).collect::<Vec<f64>>())
-        .bind(records.iter().map(|(_, r)| r.attempts as i32).collect::<Vec<i32>>())
-        .bind(records.iter().map(|(_, r)| earlier_text(r)).collect::<Vec<Option<String>>>())
+        .bind(
+            records
+                .iter()
+                .map(|(_, r)| r.duration_ms)
+                .collect::<Vec<f64>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|(_, r)| r.attempts as i32)
+                .collect::<Vec<i32>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|(_, r)| earlier_text(r))
+                .collect::<Vec<Option<String>>>(),
+        )
 }
 
 /// The batch's run ends, `$33` to `$37`; of a run ended twice in the batch, the later end.
@@ -307,9 +347,25 @@ fn bind_ends<'q>(query: Query<'q>, writes: &[&Batched]) -> Query<'q> {
     }
     let ends: Vec<_> = latest.into_iter().collect();
     query
-        .bind(ends.iter().map(|(id, _)| (*id).to_owned()).collect::<Vec<String>>())
-        .bind(ends.iter().map(|(_, (s, _, _))| s.as_str().to_owned()).collect::<Vec<String>>())
-        .bind(ends.iter().map(|(_, (_, e, _))| e.map(str::to_owned)).collect::<Vec<Option<String>>>())
-        .bind(ends.into_iter().map(|(_, (_, _, r))| r).collect::<Vec<Option<String>>>())
+        .bind(
+            ends.iter()
+                .map(|(id, _)| (*id).to_owned())
+                .collect::<Vec<String>>(),
+        )
+        .bind(
+            ends.iter()
+                .map(|(_, (s, _, _))| s.as_str().to_owned())
+                .collect::<Vec<String>>(),
+        )
+        .bind(
+            ends.iter()
+                .map(|(_, (_, e, _))| e.map(str::to_owned))
+                .collect::<Vec<Option<String>>>(),
+        )
+        .bind(
+            ends.into_iter()
+                .map(|(_, (_, _, r))| r)
+                .collect::<Vec<Option<String>>>(),
+        )
         .bind(timestamp(Utc::now()))
 }
