@@ -127,6 +127,15 @@ ALTER TABLE steps ADD COLUMN earlier TEXT;
 ALTER TABLE runs ADD COLUMN replayed_from_version TEXT;
 "#,
     ),
+    (
+        9,
+        r#"
+CREATE TABLE rate_buckets (
+    key TEXT PRIMARY KEY,
+    tat_us BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Apply the migrations this database lacks, one process at a time.
