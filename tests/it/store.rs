@@ -1371,6 +1371,59 @@ conformance_cases! {
     claim_queued_oldest_first,
     prune_keeps_unfinished_runs_and_latest_ticks,
     concurrent_writes,
+    rate_buckets,
+}
+
+/// Outgoing rate buckets: each take reserves the next slot (a burst at once, then spaced at the
+/// rate), concurrent takers never share a slot, a hold pushes the next slot out, keys are apart.
+async fn rate_buckets(store: Store) -> Result<(), StoreError> {
+    use hookflow::run::RateLimit;
+    let limit = RateLimit {
+        per_second: 2.0,
+        burst: 2,
+    };
+    let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().expect("time");
+    let key = format!("step:test/{}", uuid::Uuid::now_v7());
+    let mut slots = Vec::new();
+    for _ in 0..4 {
+        slots.push(store.take_rate_slot(&key, limit, now).await?);
+    }
+    let offsets: Vec<i64> = slots.iter().map(|s| (*s - now).num_milliseconds()).collect();
+    assert_eq!(offsets, vec![0, 0, 500, 1000]);
+    // Taken at once by many: every slot distinct, spaced by the interval.
+    let other = format!("host:{}", uuid::Uuid::now_v7());
+    let takes = (0..10).map(|_| {
+        let store = store.clone();
+        let other = other.clone();
+        tokio::spawn(async move {
+            store
+                .take_rate_slot(&other, RateLimit { per_second: 10.0, burst: 1 }, now)
+                .await
+        })
+    });
+    let mut taken = Vec::new();
+    for take in takes.collect::<Vec<_>>() {
+        taken.push((take.await.expect("task")? - now).num_milliseconds());
+    }
+    taken.sort();
+    assert_eq!(taken, (0..10).map(|i| i * 100).collect::<Vec<i64>>());
+    // A hold: no slot before its end, for a fresh bucket and for a busy one.
+    let held = format!("host:{}", uuid::Uuid::now_v7());
+    store
+        .hold_rate_bucket(&held, limit, now + Duration::seconds(5))
+        .await?;
+    let slot = store.take_rate_slot(&held, limit, now).await?;
+    assert_eq!((slot - now).num_seconds(), 5);
+    store
+        .hold_rate_bucket(&key, limit, now + Duration::seconds(3))
+        .await?;
+    let slot = store.take_rate_slot(&key, limit, now).await?;
+    assert_eq!((slot - now).num_seconds(), 3);
+    // Later, an idle bucket has its burst again.
+    let later = now + Duration::hours(1);
+    assert_eq!(store.take_rate_slot(&key, limit, later).await?, later);
+    assert_eq!(store.take_rate_slot(&key, limit, later).await?, later);
+    Ok(())
 }
 
 #[tokio::test]
