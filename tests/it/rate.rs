@@ -110,7 +110,7 @@ async fn a_step_limit_of_5_per_second_paces_twenty_runs_and_none_fails() {
     );
     for id in &ids {
         let run = server.finished_run(id).await;
-        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["run"]["status"], "succeeded", "{run}");
         // Waiting for a turn is no attempt.
         assert_eq!(step(&run, "call")["attempts"], 1, "{run}");
     }
@@ -147,11 +147,11 @@ async fn a_429_with_retry_after_holds_the_bucket_and_the_run_succeeds() {
         );
     }
     let run = server.finished_run(&first[0]).await;
-    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
     // The 429 was a wait the receiver asked for, not a failed attempt.
     assert_eq!(step(&run, "call")["attempts"], 1, "{run}");
     let run = server.finished_run(&second[0]).await;
-    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
     let text = metrics(&server).await;
     assert!(
         text.contains("hookflow_rate_limit_throttled_total{bucket=\"held/call\"} 1"),
@@ -191,7 +191,7 @@ async fn a_host_limit_in_the_settings_paces_two_workflows_calling_that_host() {
     let most = busiest(&arrivals, Duration::from_secs(1));
     assert!(most <= 5, "{most} requests to the host within one second under 4/s");
     for id in &ids {
-        assert_eq!(server.finished_run(id).await["status"], "succeeded");
+        assert_eq!(server.finished_run(id).await["run"]["status"], "succeeded");
     }
     assert!(
         metrics(&server)
@@ -229,7 +229,7 @@ async fn a_turn_waited_for_is_kept_across_a_restart() {
     );
     for id in &ids {
         let run = server.finished_run(id).await;
-        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["run"]["status"], "succeeded", "{run}");
         assert_eq!(step(&run, "call")["attempts"], 1, "{run}");
     }
     server.stop().await;
