@@ -192,16 +192,22 @@ mod tests {
         assert_eq!(gate.take(&both, now).await.unwrap(), now);
         let second = gate.take(&both, now).await.unwrap();
         assert_eq!((second - now).num_milliseconds(), 1000);
-        gate.hold(std::slice::from_ref(&fast), now + chrono::Duration::seconds(5))
-            .await
-            .unwrap();
+        gate.hold(
+            std::slice::from_ref(&fast),
+            now + chrono::Duration::seconds(5),
+        )
+        .await
+        .unwrap();
         let held = gate.take(std::slice::from_ref(&fast), now).await.unwrap();
         assert_eq!((held - now).num_seconds(), 5);
     }
 
     #[test]
     fn the_email_host_is_the_smtp_servers() {
-        assert_eq!(smtp_host(Some("smtp://Mail.Example.com:587")), "mail.example.com");
+        assert_eq!(
+            smtp_host(Some("smtp://Mail.Example.com:587")),
+            "mail.example.com"
+        );
         assert_eq!(smtp_host(None), "email");
         let mut hosts = BTreeMap::new();
         let limit = RateLimit {
@@ -213,7 +219,10 @@ mod tests {
             hosts: Arc::new(hosts),
             ..RateGate::default()
         };
-        assert_eq!(gate.host_bucket(None), Some(Bucket::of_host("email", limit)));
+        assert_eq!(
+            gate.host_bucket(None),
+            Some(Bucket::of_host("email", limit))
+        );
         assert_eq!(gate.host_bucket(Some("other.test")), None);
     }
 }

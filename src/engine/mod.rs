@@ -540,7 +540,7 @@ impl<'a> Execution<'a> {
         };
         let rendered = match prepare_step(step, &scope, &identity, &self.redactor, record) {
             Ok(rendered) => rendered,
-            Err(result) => return Ok(result),
+            Err(result) => return Ok(*result),
         };
         let buckets = match self.buckets(step, &rendered, &scope) {
             Ok(buckets) => buckets,
@@ -716,16 +716,16 @@ fn prepare_step(
     identity: &StepIdentity<'_>,
     redactor: &Redactor,
     record: &mut StepRecord,
-) -> Result<crate::steps::Rendered, StepResult> {
+) -> Result<crate::steps::Rendered, Box<StepResult>> {
     match condition_holds(step, scope) {
         Ok(true) => {}
-        Ok(false) => return Err(StepResult::Skipped),
-        Err(err) => return Err(StepResult::Failed(err)),
+        Ok(false) => return Err(Box::new(StepResult::Skipped)),
+        Err(err) => return Err(Box::new(StepResult::Failed(err))),
     }
     let rendered = step
         .kind
         .render(scope, identity)
-        .map_err(StepResult::Failed)?;
+        .map_err(|err| Box::new(StepResult::Failed(err)))?;
     record.input = rendered.to_json();
     // Written here, masked, rather than by the step: the server log is a record too. Inside
     // the run's span, so the line carries the run id.

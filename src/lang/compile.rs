@@ -347,8 +347,9 @@ impl Compiler {
         let rate = crate::lang::units::parse_rate(&text);
         if rate.is_none() {
             self.push(
-                Diagnostic::error(node.span.clone(), format!("'{text}' is not a rate"))
-                    .with_hint("write a count above 0 per second, minute or hour: 50/s, 600/m, 1000/h"),
+                Diagnostic::error(node.span.clone(), format!("'{text}' is not a rate")).with_hint(
+                    "write a count above 0 per second, minute or hour: 50/s, 600/m, 1000/h",
+                ),
             );
         }
         rate

@@ -486,7 +486,10 @@ mod tests {
         for (limit, expected) in [
             ("10/x", "4:17: '10/x' is not a rate"),
             ("0/s", "4:17: '0/s' is not a rate"),
-            ("{ rate: 5/s, burst: 0 }", "4:37: `burst` is a whole number, at least 1"),
+            (
+                "{ rate: 5/s, burst: 0 }",
+                "4:37: `burst` is a whole number, at least 1",
+            ),
             ("{ rate: 5/s, bucket: x }", "4:30: unknown key"),
         ] {
             let (workflow, messages) = diagnostics_of(&format!(

@@ -119,7 +119,11 @@ async fn a_step_limit_of_5_per_second_paces_twenty_runs_and_none_fails() {
         .lines()
         .find(|l| l.starts_with("hookflow_rate_limit_waits_total{bucket=\"paced/call\"}"))
         .unwrap_or_else(|| panic!("no wait counted: {text}"));
-    let count: u64 = waits.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("count");
+    let count: u64 = waits
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("count");
     assert!(count >= 15, "{waits}");
     assert!(
         text.contains("hookflow_rate_limit_wait_seconds_count{bucket=\"paced/call\"}"),
@@ -189,7 +193,10 @@ async fn a_host_limit_in_the_settings_paces_two_workflows_calling_that_host() {
     assert!(received.iter().any(|r| r.uri == "/one") && received.iter().any(|r| r.uri == "/two"));
     let arrivals: Vec<Instant> = received.iter().map(|r| r.at).collect();
     let most = busiest(&arrivals, Duration::from_secs(1));
-    assert!(most <= 5, "{most} requests to the host within one second under 4/s");
+    assert!(
+        most <= 5,
+        "{most} requests to the host within one second under 4/s"
+    );
     for id in &ids {
         assert_eq!(server.finished_run(id).await["run"]["status"], "succeeded");
     }
@@ -281,7 +288,10 @@ async fn two_processes_on_postgres_share_one_limit() {
     }
     let arrivals: Vec<Instant> = receiver.received().iter().map(|r| r.at).collect();
     let most = busiest(&arrivals, Duration::from_secs(1));
-    assert!(most <= 5, "{most} requests within one second under a shared 4/s");
+    assert!(
+        most <= 5,
+        "{most} requests within one second under a shared 4/s"
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let done = schema

@@ -1382,13 +1382,19 @@ async fn rate_buckets(store: Store) -> Result<(), StoreError> {
         per_second: 2.0,
         burst: 2,
     };
-    let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().expect("time");
+    let now = Utc
+        .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .expect("time");
     let key = format!("step:test/{}", uuid::Uuid::now_v7());
     let mut slots = Vec::new();
     for _ in 0..4 {
         slots.push(store.take_rate_slot(&key, limit, now).await?);
     }
-    let offsets: Vec<i64> = slots.iter().map(|s| (*s - now).num_milliseconds()).collect();
+    let offsets: Vec<i64> = slots
+        .iter()
+        .map(|s| (*s - now).num_milliseconds())
+        .collect();
     assert_eq!(offsets, vec![0, 0, 500, 1000]);
     // Taken at once by many: every slot distinct, spaced by the interval.
     let other = format!("host:{}", uuid::Uuid::now_v7());
@@ -1397,7 +1403,14 @@ async fn rate_buckets(store: Store) -> Result<(), StoreError> {
         let other = other.clone();
         tokio::spawn(async move {
             store
-                .take_rate_slot(&other, RateLimit { per_second: 10.0, burst: 1 }, now)
+                .take_rate_slot(
+                    &other,
+                    RateLimit {
+                        per_second: 10.0,
+                        burst: 1,
+                    },
+                    now,
+                )
                 .await
         })
     });

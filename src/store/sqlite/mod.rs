@@ -397,7 +397,9 @@ impl StoreBackend for SqliteStore {
         limit: RateLimit,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<DateTime<Utc>, StoreError>> {
-        Box::pin(std::future::ready(Ok(self.rate_buckets.take(key, &limit, now))))
+        Box::pin(std::future::ready(Ok(self
+            .rate_buckets
+            .take(key, &limit, now))))
     }
 
     fn hold_rate_bucket<'a>(
