@@ -810,6 +810,32 @@ mod tests {
         assert!(err.to_string().contains("`admin_allowed_hosts`"), "{err}");
     }
 
+    /// A tokio test: the SMTP transport the effects build needs a runtime.
+    #[tokio::test]
+    async fn rate_limits_per_host_are_read_and_bad_ones_refused() {
+        let config = "rate_limits:\n  API.example.com: 10/s\n  smtp.example.com: { rate: 600/min, burst: 5 }\nemail: { smtp: 'smtp://smtp.example.com:587' }\n";
+        let settings = resolve_with(config, Overrides::default()).unwrap();
+        let api = settings.rate_limits["api.example.com"];
+        assert_eq!((api.per_second, api.burst), (10.0, 1));
+        let smtp = settings.rate_limits["smtp.example.com"];
+        assert_eq!((smtp.per_second, smtp.burst), (10.0, 5));
+        let effects = settings.effects().unwrap();
+        assert_eq!(effects.rate.email_host, "smtp.example.com");
+        assert!(effects.rate.host_bucket(None).is_some());
+        for (config, expected) in [
+            ("rate_limits: { a.test: 10/x }", "'10/x' is not a rate"),
+            ("rate_limits: { a.test: 0/s }", "'0/s' is not a rate"),
+            ("rate_limits: { a.test: { rate: 1/s, burst: 0 } }", "burst"),
+            (
+                "rate_limits: { a.test: { rate: 1/s, per: x } }",
+                "rate_limits",
+            ),
+        ] {
+            let err = resolve_with(config, Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(expected), "{config}: {err}");
+        }
+    }
+
     #[test]
     fn bad_door_settings_say_what_is_wrong() {
         for (config, expected) in [
