@@ -103,6 +103,10 @@ async fn a_step_limit_of_5_per_second_paces_twenty_runs_and_none_fails() {
     assert!(most <= 6, "{most} requests within one second under 5/s");
     let first = arrivals.iter().min().expect("first");
     let last = arrivals.iter().max().expect("last");
+    eprintln!(
+        "5/s: 20 calls over {:?}, at most {most} in any second",
+        *last - *first
+    );
     assert!(
         *last - *first >= Duration::from_millis(3600),
         "20 calls at 5/s took only {:?}",
@@ -288,6 +292,12 @@ async fn two_processes_on_postgres_share_one_limit() {
     }
     let arrivals: Vec<Instant> = receiver.received().iter().map(|r| r.at).collect();
     let most = busiest(&arrivals, Duration::from_secs(1));
+    let span = arrivals
+        .iter()
+        .max()
+        .zip(arrivals.iter().min())
+        .map(|(l, f)| *l - *f);
+    eprintln!("shared 4/s on two processes: 16 calls over {span:?}, at most {most} in any second");
     assert!(
         most <= 5,
         "{most} requests within one second under a shared 4/s"
