@@ -66,6 +66,24 @@ pub struct ConfigFile {
     pub max_header_size: Option<String>,
     /// Serve webhooks over HTTPS with this certificate and key (PEM files).
     pub tls: Option<TlsConfig>,
+    /// Outgoing rate limits per host, for every `http`, `ci` and `email` step calling it.
+    pub rate_limits: Option<std::collections::BTreeMap<String, RateLimitConfig>>,
+}
+
+/// One entry of `rate_limits:`: a rate (`10/s`), or a rate with its burst.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RateLimitConfig {
+    Rate(String),
+    Bucket(RateBucketConfig),
+}
+
+/// `{ rate: 600/min, burst: 5 }` under `rate_limits:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateBucketConfig {
+    pub rate: String,
+    pub burst: Option<u32>,
 }
 
 /// `egress:` in the config file.
@@ -189,6 +207,9 @@ pub struct ServeSettings {
     pub store_options: crate::store::StoreOptions,
     /// How long a claimed run stays this process's without renewal.
     pub lease: Duration,
+    /// Outgoing rate limits by host name (lower case); `email` steps count against their SMTP
+    /// server's host, or `email`.
+    pub rate_limits: std::collections::BTreeMap<String, crate::run::RateLimit>,
 }
 
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -200,7 +221,9 @@ pub const DEFAULT_OUTBOX: &str = "./outbox";
 impl ServeSettings {
     /// The outside world the server's steps reach: HTTP and mail within the egress policy.
     pub fn effects(&self) -> Result<crate::effects::Effects, crate::effects::EffectsError> {
-        crate::effects::Effects::new(self.egress.clone(), &self.email)
+        let mut effects = crate::effects::Effects::new(self.egress.clone(), &self.email)?;
+        effects.rate.hosts = std::sync::Arc::new(self.rate_limits.clone());
+        Ok(effects)
     }
 
     /// Who the admin listener answers: its token and the names it is reached by.
@@ -327,6 +350,7 @@ impl ServeSettings {
             tls: resolve_tls(overrides, file.tls.as_ref(), &config_path)?,
             store_options,
             lease,
+            rate_limits: resolve_rate_limits(file.rate_limits.as_ref(), &config_path)?,
         })
     }
 }
@@ -562,6 +586,41 @@ fn resolve_admin_allowed_hosts(
         .collect()
 }
 
+/// `rate_limits:`, each host's rate read like a workflow's (`10/s`, `600/min`); the burst is 1
+/// unless given, as for a step's own limit.
+fn resolve_rate_limits(
+    config: Option<&std::collections::BTreeMap<String, RateLimitConfig>>,
+    path: &str,
+) -> Result<std::collections::BTreeMap<String, crate::run::RateLimit>, SettingsError> {
+    let invalid = |message: String| SettingsError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let mut limits = std::collections::BTreeMap::new();
+    for (host, entry) in config.into_iter().flatten() {
+        let (rate, burst) = match entry {
+            RateLimitConfig::Rate(rate) => (rate, None),
+            RateLimitConfig::Bucket(bucket) => (&bucket.rate, bucket.burst),
+        };
+        let per_second = crate::lang::units::parse_rate(rate).ok_or_else(|| {
+            invalid(format!(
+                "`rate_limits.{host}`: '{rate}' is not a rate (write a count above 0 per second, minute or hour: 10/s, 600/min)"
+            ))
+        })?;
+        if burst == Some(0) {
+            return Err(invalid(format!(
+                "`rate_limits.{host}.burst` is a whole number, at least 1"
+            )));
+        }
+        let limit = crate::run::RateLimit {
+            per_second,
+            burst: burst.unwrap_or(1),
+        };
+        limits.insert(host.trim().to_ascii_lowercase(), limit);
+    }
+    Ok(limits)
+}
+
 fn resolve_egress(
     config: Option<&EgressConfig>,
     path: &str,
@@ -776,6 +835,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("`admin_allowed_hosts`"), "{err}");
+    }
+
+    /// A tokio test: the SMTP transport the effects build needs a runtime.
+    #[tokio::test]
+    async fn rate_limits_per_host_are_read_and_bad_ones_refused() {
+        let config = "rate_limits:\n  API.example.com: 10/s\n  smtp.example.com: { rate: 600/min, burst: 5 }\nemail: { smtp: 'smtp://smtp.example.com:587' }\n";
+        let settings = resolve_with(config, Overrides::default()).unwrap();
+        let api = settings.rate_limits["api.example.com"];
+        assert_eq!((api.per_second, api.burst), (10.0, 1));
+        let smtp = settings.rate_limits["smtp.example.com"];
+        assert_eq!((smtp.per_second, smtp.burst), (10.0, 5));
+        let effects = settings.effects().unwrap();
+        assert_eq!(effects.rate.email_host, "smtp.example.com");
+        assert!(effects.rate.host_bucket(None).is_some());
+        for (config, expected) in [
+            ("rate_limits: { a.test: 10/x }", "'10/x' is not a rate"),
+            ("rate_limits: { a.test: 0/s }", "'0/s' is not a rate"),
+            ("rate_limits: { a.test: { rate: 1/s, burst: 0 } }", "burst"),
+            (
+                "rate_limits: { a.test: { rate: 1/s, per: x } }",
+                "rate_limits",
+            ),
+        ] {
+            let err = resolve_with(config, Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(expected), "{config}: {err}");
+        }
     }
 
     #[test]

@@ -207,6 +207,11 @@ impl FakeWorld {
             mail: self.mail.clone(),
             process: self.process.clone(),
             clock: self.clock.clone(),
+            // The clock moves only when told: a turn not free now is a durable wait.
+            rate: crate::effects::rate::RateGate {
+                patience: std::time::Duration::ZERO,
+                ..Default::default()
+            },
             stand_ins: None,
         }
     }

@@ -5,6 +5,7 @@ pub mod fake;
 pub mod http;
 pub mod mail;
 pub mod process;
+pub mod rate;
 mod roots;
 pub mod stand_in;
 
@@ -68,6 +69,8 @@ pub struct Effects {
     pub process: Arc<dyn process::ProcessRunner>,
     /// What "now" is for due times, deadlines and timestamps.
     pub clock: Arc<dyn clock::Clock>,
+    /// Outgoing rate limits: the buckets steps take turns from and the per-host limits.
+    pub rate: rate::RateGate,
     /// Per-step stand-ins for the world (`hookflow test`, dry runs): when set, each step with
     /// effects acts through the effects these give for it, never through the ones above.
     pub stand_ins: Option<Arc<dyn stand_in::StandIns>>,
@@ -93,6 +96,10 @@ impl Effects {
             mail: Arc::new(mail::LettreMailer::from_settings(email)?.with_egress(egress)),
             process: Arc::new(process::TokioProcessRunner),
             clock: Arc::new(clock::SystemClock),
+            rate: rate::RateGate {
+                email_host: rate::smtp_host(email.smtp.as_deref()),
+                ..rate::RateGate::default()
+            },
             stand_ins: None,
         })
     }

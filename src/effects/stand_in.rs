@@ -239,6 +239,11 @@ impl StandIns for StubbedWorld {
             mail: scoped.clone(),
             process: scoped,
             clock: Arc::clone(&self.inner.clock),
+            // Every turn not free now is a wait on the (virtual) clock, which the driver passes.
+            rate: crate::effects::rate::RateGate {
+                patience: std::time::Duration::ZERO,
+                ..Default::default()
+            },
             stand_ins: None,
         }
     }

@@ -2,6 +2,7 @@
 //! finished step to a [`Journal`] so a run can be recorded, traced, and resumed after a crash.
 
 mod control;
+mod rate;
 pub mod redact;
 pub mod retry;
 #[cfg(test)]
@@ -485,11 +486,16 @@ impl<'a> Execution<'a> {
             (Place::Nested { .. }, None) => self.shared.next_index.fetch_add(1, Ordering::SeqCst),
         };
         let retried = previous.filter(|r| r.status == StepStatus::Retrying);
-        let attempts = retried.map_or(1, |r| r.attempts + 1);
-        // A retried step keeps what each earlier attempt got; a `delay`'s wait is no attempt.
-        let earlier = match retried {
-            Some(record) if !step.kind.is_control() => record.all_attempts(),
-            _ => Vec::new(),
+        let waited = retried.filter(|r| rate::waiting(r).is_some());
+        // A retried step keeps what each earlier attempt got; a `delay`'s wait is no attempt,
+        // and neither is a wait for a turn in a rate limit.
+        let (attempts, earlier) = match (waited, retried) {
+            (Some(record), _) => (record.attempts, record.earlier.clone()),
+            (None, Some(record)) if !step.kind.is_control() => {
+                (record.attempts + 1, record.all_attempts())
+            }
+            (None, Some(record)) => (record.attempts + 1, Vec::new()),
+            (None, None) => (1, Vec::new()),
         };
         StepRecord {
             index,
@@ -532,17 +538,25 @@ impl<'a> Execution<'a> {
             run_id: &self.shared.run.id,
             step_name: name,
         };
+        let rendered = match prepare_step(step, &scope, &identity, &self.redactor, record) {
+            Ok(rendered) => rendered,
+            Err(result) => return Ok(*result),
+        };
+        let buckets = match self.buckets(step, &rendered, &scope) {
+            Ok(buckets) => buckets,
+            Err(err) => return Ok(StepResult::Failed(err)),
+        };
+        if let Some(wait) = self.take_turn(&buckets, previous, record).await? {
+            return Ok(wait);
+        }
         let shared = self.shared;
-        let result = run_step(
-            step,
-            &scope,
-            &identity,
-            shared.effects,
-            shared.options,
-            &self.redactor,
-            record,
-        );
-        Ok(result.await)
+        match act(step, rendered, &identity, shared.effects, shared.options).await {
+            StepResult::Failed(err) => Ok(self
+                .throttle(&buckets, &err, previous, record)
+                .await?
+                .unwrap_or(StepResult::Failed(err))),
+            result => Ok(result),
+        }
     }
 
     /// What the step's result makes of its record: its status, output or error, and whether
@@ -579,7 +593,10 @@ impl<'a> Execution<'a> {
             }
             StepResult::Failed(err) => judged.retry_at = self.judge_failure(step, err, record),
         }
-        if record.status == StepStatus::Retrying && step.kind.is_control() {
+        if let Some(wait) = rate::waiting(record) {
+            // A turn in a rate limit not come yet: kept in the record like a `delay`'s end.
+            judged.retry_at = Some(wait.until);
+        } else if record.status == StepStatus::Retrying && step.kind.is_control() {
             // A `delay` that has not ended: its end is in the record, so a resume keeps it.
             judged.retry_at = record
                 .output
@@ -659,7 +676,14 @@ fn failure_of(step: &Step, name: &str, record: &StepRecord) -> Option<Flow> {
 /// The run's error while it waits for `due_at`: a control step's wait, or a retry.
 fn waiting_message(step: &Step, name: &str, record: &StepRecord, due_at: DateTime<Utc>) -> String {
     let due = due_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    if step.kind.is_control() {
+    if let Some(wait) = rate::waiting(record) {
+        match &record.error {
+            Some(error) if !wait.reserved => {
+                format!("step '{name}' was asked to wait, retrying at {due}: {error}")
+            }
+            _ => format!("step '{name}' waits its turn in its rate limit until {due}"),
+        }
+    } else if step.kind.is_control() {
         format!("step '{name}' waits until {due}")
     } else {
         format!(
@@ -674,7 +698,8 @@ enum StepResult {
     Skipped,
     Done(Outcome),
     Failed(StepError),
-    /// A `delay` not over yet: its record (status `retrying`, the end under `until`) is ready.
+    /// A `delay` not over yet, or a turn in a rate limit not come: its record (status
+    /// `retrying`, the end kept in its output) is ready.
     Pending,
     /// Nested steps wait (a retry, a delay): the step is not finished and not recorded.
     Wait {
@@ -683,30 +708,41 @@ enum StepResult {
     },
 }
 
-async fn run_step(
+/// The step's `if` and its rendered input (recorded, and its log line written): what it will
+/// do, or how it ended without doing anything.
+fn prepare_step(
     step: &Step,
     scope: &Scope<'_>,
     identity: &StepIdentity<'_>,
-    effects: &Effects,
-    options: &ExecOptions,
     redactor: &Redactor,
     record: &mut StepRecord,
-) -> StepResult {
+) -> Result<crate::steps::Rendered, Box<StepResult>> {
     match condition_holds(step, scope) {
         Ok(true) => {}
-        Ok(false) => return StepResult::Skipped,
-        Err(err) => return StepResult::Failed(err),
+        Ok(false) => return Err(Box::new(StepResult::Skipped)),
+        Err(err) => return Err(Box::new(StepResult::Failed(err))),
     }
-    let rendered = match step.kind.render(scope, identity) {
-        Ok(r) => r,
-        Err(err) => return StepResult::Failed(err),
-    };
+    let rendered = step
+        .kind
+        .render(scope, identity)
+        .map_err(|err| Box::new(StepResult::Failed(err)))?;
     record.input = rendered.to_json();
     // Written here, masked, rather than by the step: the server log is a record too. Inside
     // the run's span, so the line carries the run id.
     if let Some(line) = rendered.log_line() {
         tracing::info!(target: "hookflow::log", "{}", redactor.redact_str(line));
     }
+    Ok(rendered)
+}
+
+/// Execute the rendered step within its timeout.
+async fn act(
+    step: &Step,
+    rendered: crate::steps::Rendered,
+    identity: &StepIdentity<'_>,
+    effects: &Effects,
+    options: &ExecOptions,
+) -> StepResult {
     // Stand-ins (tests, dry runs) answer for the world, step by step; a dry run without
     // them acts on nothing.
     let scoped = effects

@@ -10,7 +10,7 @@ use crate::run::{Backoff, RetryPolicy};
 use crate::steps::StepError;
 
 /// The longest a `Retry-After` answer may push a retry out.
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(6 * 3600);
+pub(super) const RETRY_AFTER_CAP: Duration = Duration::from_secs(6 * 3600);
 
 impl RetryPolicy {
     /// Whether `attempt` (1-based, the one that just failed) may be followed by another.

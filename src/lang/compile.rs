@@ -341,6 +341,31 @@ impl Compiler {
         }
     }
 
+    /// A rate (`50/s`, `600/m`, `1000/h`) as events per second.
+    pub fn rate(&mut self, node: &Node, what: &str) -> Option<f64> {
+        let text = self.string(node, what)?;
+        let rate = crate::lang::units::parse_rate(&text);
+        if rate.is_none() {
+            self.push(
+                Diagnostic::error(node.span.clone(), format!("'{text}' is not a rate")).with_hint(
+                    "write a count above 0 per second, minute or hour: 50/s, 600/m, 1000/h",
+                ),
+            );
+        }
+        rate
+    }
+
+    /// A bucket's `burst`: a whole number, at least 1.
+    pub fn burst(&mut self, node: &Node) -> Option<u32> {
+        match node.value {
+            NodeValue::Int(i) if i >= 1 && i <= i64::from(u32::MAX) => Some(i as u32),
+            _ => {
+                self.error(node.span.clone(), "`burst` is a whole number, at least 1");
+                None
+            }
+        }
+    }
+
     pub fn size(&mut self, node: &Node, what: &str) -> Option<usize> {
         if let NodeValue::Int(i) = node.value
             && i > 0

@@ -173,6 +173,11 @@ pub fn boolean() -> Json {
 }
 
 /// A whole number from `min` (and up to `max`, when given).
+/// A rate: a count above 0 per second, minute or hour (`50/s`, `600/m`, `1000/h`).
+pub fn rate() -> Json {
+    json!({ "type": "string", "pattern": r"^\s*[0-9.]+\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$" })
+}
+
 pub fn integer(min: i64, max: Option<i64>) -> Json {
     let mut schema = json!({ "type": "integer", "minimum": min });
     if let Some(max) = max {

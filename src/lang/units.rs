@@ -1,4 +1,5 @@
-//! Durations and sizes as workflows and `hookflow.yaml` write them (`30s`, `5m`, `10MiB`).
+//! Durations, sizes and rates as workflows and `hookflow.yaml` write them (`30s`, `5m`,
+//! `10MiB`, `50/s`).
 
 use std::time::Duration;
 
@@ -43,6 +44,20 @@ pub fn parse_size(text: &str) -> Option<usize> {
     (bytes.is_finite() && bytes >= 1.0).then_some(bytes as usize)
 }
 
+/// `50/s`, `600/m`, `1000/h` as events per second: the webhook's `rate_limit`, a step's, and
+/// `rate_limits` in `hookflow.yaml` read rates alike. A zero or negative count is no rate.
+pub fn parse_rate(text: &str) -> Option<f64> {
+    let (count, unit) = text.trim().split_once('/')?;
+    let count: f64 = count.trim().parse().ok()?;
+    let seconds = match unit.trim() {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hour" => 3600.0,
+        _ => return None,
+    };
+    (count.is_finite() && count > 0.0).then_some(count / seconds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +75,18 @@ mod tests {
         assert_eq!(parse_size("10MB"), Some(10_000_000));
         assert_eq!(parse_size("512"), Some(512));
         assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("10/s"), Some(10.0));
+        assert_eq!(parse_rate(" 600 / min "), Some(10.0));
+        assert_eq!(parse_rate("3600/h"), Some(1.0));
+        assert_eq!(parse_rate("0.5/s"), Some(0.5));
+        assert_eq!(parse_rate("10/x"), None);
+        assert_eq!(parse_rate("0/s"), None);
+        assert_eq!(parse_rate("-1/s"), None);
+        assert_eq!(parse_rate("ten/s"), None);
+        assert_eq!(parse_rate("10"), None);
     }
 }

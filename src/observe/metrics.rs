@@ -131,6 +131,9 @@ pub struct Metrics {
     runs_finished: Counters,
     step_retries: Counters,
     step_duration: Histograms,
+    rate_limit_waits: Counters,
+    rate_limit_wait: Histograms,
+    rate_limit_throttled: Counters,
     store_commit: Histogram,
     queue_depth: AtomicI64,
     runs_in_flight: AtomicI64,
@@ -171,6 +174,19 @@ impl Metrics {
     pub fn step_duration(&self, kind: &str, duration: Duration) {
         self.step_duration
             .observe(&[("kind", kind)], duration.as_secs_f64());
+    }
+
+    /// A step with effects waits its turn in an outgoing rate bucket (`host:<name>`, or
+    /// `<workflow>/<step>` for a step's own limit), for `waited`.
+    pub fn rate_limit_wait(&self, bucket: &str, waited: Duration) {
+        self.rate_limit_waits.add(&[("bucket", bucket)], 1);
+        self.rate_limit_wait
+            .observe(&[("bucket", bucket)], waited.as_secs_f64());
+    }
+
+    /// A receiver answered `429` with `Retry-After`, which held the bucket.
+    pub fn rate_limit_throttled(&self, bucket: &str) {
+        self.rate_limit_throttled.add(&[("bucket", bucket)], 1);
     }
 
     /// One store transaction, from begin to durable commit.
@@ -257,6 +273,30 @@ impl Metrics {
         );
         self.step_duration
             .render(&mut out, "hookflow_step_duration_seconds");
+        header(
+            &mut out,
+            "hookflow_rate_limit_waits_total",
+            "counter",
+            "Steps that waited for their turn in an outgoing rate bucket, by bucket.",
+        );
+        self.rate_limit_waits
+            .render(&mut out, "hookflow_rate_limit_waits_total");
+        header(
+            &mut out,
+            "hookflow_rate_limit_wait_seconds",
+            "histogram",
+            "How long steps waited for their turn in an outgoing rate bucket, by bucket.",
+        );
+        self.rate_limit_wait
+            .render(&mut out, "hookflow_rate_limit_wait_seconds");
+        header(
+            &mut out,
+            "hookflow_rate_limit_throttled_total",
+            "counter",
+            "Answers 429 with Retry-After that held an outgoing rate bucket, by bucket.",
+        );
+        self.rate_limit_throttled
+            .render(&mut out, "hookflow_rate_limit_throttled_total");
         header(
             &mut out,
             "hookflow_store_commit_seconds",

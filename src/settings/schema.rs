@@ -4,10 +4,12 @@
 
 use serde_json::{Value as Json, json};
 
-use super::{ConfigFile, EgressConfig, EmailConfig, ExecConfig, RetryConfig, TlsConfig};
+use super::{
+    ConfigFile, EgressConfig, EmailConfig, ExecConfig, RateBucketConfig, RetryConfig, TlsConfig,
+};
 use crate::lang::schema::{
     Builder, DIALECT, KeyList, SchemaDrift, boolean, describe, duration, examples, integer, one_of,
-    size, struct_keys,
+    rate, size, struct_keys,
 };
 use crate::net::AddressClass;
 
@@ -49,6 +51,7 @@ fn config_file(b: &mut Builder) -> Json {
     described.push(("egress", egress(b)));
     described.extend(request_limit_keys());
     described.push(("tls", tls(b)));
+    described.push(("rate_limits", rate_limits(b)));
     b.object(keys_of::<ConfigFile>("ConfigFile"), &[], described)
 }
 
@@ -326,6 +329,37 @@ fn egress(b: &mut Builder) -> Json {
             ],
         ),
         "Which addresses `http`, `ci` and `email` steps may reach.",
+    )
+}
+
+/// `rate_limits:` a rate or `{ rate, burst }` per host.
+fn rate_limits(b: &mut Builder) -> Json {
+    let bucket = b.object(
+        keys_of::<RateBucketConfig>("RateBucketConfig"),
+        &["rate"],
+        vec![
+            (
+                "rate",
+                describe(rate(), "Calls per second, minute or hour."),
+            ),
+            (
+                "burst",
+                describe(
+                    integer(1, None),
+                    "Calls that may go at once after a quiet spell. Default 1.",
+                ),
+            ),
+        ],
+    );
+    examples(
+        describe(
+            json!({
+                "type": "object",
+                "additionalProperties": { "anyOf": [rate(), bucket] }
+            }),
+            "Outgoing rate limits per host name, for every `http`, `ci` and `email` step calling it (an `email` step's host is its SMTP server's, or `email`). A step over the limit waits its turn, durably.",
+        ),
+        json!([{ "api.example.com": "10/s", "smtp.example.com": { "rate": "600/min", "burst": 5 } }]),
     )
 }
 

@@ -11,6 +11,7 @@ pub mod foreach;
 pub mod http;
 pub mod log;
 pub mod parallel;
+pub mod rate;
 pub mod respond;
 pub mod schema;
 pub mod set;
@@ -93,7 +94,14 @@ impl KindName {
 }
 
 /// Keys every step may carry besides its kind.
-pub const COMMON_KEYS: &[&str] = &["name", "if", "timeout", "continue_on_error", "retry"];
+pub const COMMON_KEYS: &[&str] = &[
+    "name",
+    "if",
+    "timeout",
+    "continue_on_error",
+    "retry",
+    "rate_limit",
+];
 
 #[derive(Debug)]
 pub enum StepKind {
@@ -123,6 +131,8 @@ pub struct Step {
     pub continue_on_error: bool,
     /// The effective policy: the step's `retry`, else the workflow's, else the server's.
     pub retry: RetryPolicy,
+    /// The step's own outgoing rate limit (`http`, `ci`, `email` only).
+    pub rate_limit: Option<rate::StepRateLimit>,
     pub kind: StepKind,
 }
 
@@ -289,6 +299,19 @@ impl Rendered {
             Rendered::Log(message) => serde_json::json!({ "message": message }),
             Rendered::Respond(response) => response.to_json(),
         }
+    }
+
+    /// The host an `http` or `ci` step calls, for the per-host rate limits (lower case).
+    pub fn called_host(&self) -> Option<String> {
+        let url = match self {
+            Rendered::Http(request) => request.url.as_str(),
+            Rendered::Ci(call) => call.url(),
+            _ => return None,
+        };
+        url::Url::parse(url)
+            .ok()?
+            .host_str()
+            .map(str::to_ascii_lowercase)
     }
 
     /// The line this step writes to the server log, before secrets are masked.
@@ -459,6 +482,10 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
     let compiled = compile_kind(c, kind, &kind_key.span, body);
     c.scope.assumptions = outer;
     let compiled = compiled?;
+    let rate_limit = match common.get("rate_limit") {
+        Some(n) => Some(compile_rate_limit(c, n, kind)?),
+        None => None,
+    };
     if condition.is_none() && matches!(compiled, StepKind::Filter(_)) {
         c.assume_since(mark);
     }
@@ -469,8 +496,28 @@ pub fn compile(c: &mut Compiler, node: &Node, position: usize) -> Option<Step> {
         timeout,
         continue_on_error,
         retry: retry?,
+        rate_limit,
         kind: compiled,
     })
+}
+
+/// A step's `rate_limit`, on the kinds that call another service.
+fn compile_rate_limit(
+    c: &mut Compiler,
+    node: &Node,
+    kind: KindName,
+) -> Option<rate::StepRateLimit> {
+    if !matches!(kind, KindName::Http | KindName::Ci | KindName::Email) {
+        c.error(
+            node.span.clone(),
+            format!(
+                "`rate_limit` paces calls to another service: it is for `http`, `ci` and `email` steps, not `{}`",
+                kind.as_str()
+            ),
+        );
+        return None;
+    }
+    rate::StepRateLimit::compile(c, node)
 }
 
 /// The step's kind, compiled by its own file; `key_span` is where the kind's key is written.

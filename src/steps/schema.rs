@@ -10,7 +10,8 @@ use super::{
 use crate::lang::compile::CONTEXT_ROOTS;
 use crate::lang::schema::{
     Builder, KeyList, boolean, describe, duration, examples, integer, key_list, mapping, name,
-    one_of, one_of_any_case, one_or_list, reference, size, status_pattern, template, text, value,
+    one_of, one_of_any_case, one_or_list, rate, reference, size, status_pattern, template, text,
+    value,
 };
 
 /// Adds the step definitions to `defs`: `step`, `steps`, `http` (shared with `ci.generic`),
@@ -38,6 +39,7 @@ fn step(b: &mut Builder) -> Json {
     keys.extend(KindName::names());
     let list = KeyList::new("steps::COMMON_KEYS + steps::KindName::ALL", &keys);
     let mut described = common_keys();
+    described.push(("rate_limit", step_rate_limit(b)));
     for kind in KindName::ALL {
         described.push((kind.as_str(), kind_schema(b, kind)));
     }
@@ -100,6 +102,41 @@ fn common_keys() -> Vec<(&'static str, Json)> {
             ),
         ),
     ]
+}
+
+/// A step's `rate_limit`: a rate, or the rate, the burst and the bucket's key.
+fn step_rate_limit(b: &mut Builder) -> Json {
+    let object = b.object(
+        key_list!(super::rate::RATE_LIMIT_KEYS),
+        &["rate"],
+        vec![
+            ("rate", describe(rate(), "Calls per second, minute or hour.")),
+            (
+                "burst",
+                describe(
+                    integer(1, None),
+                    "Calls that may go at once after a quiet spell. Default 1.",
+                ),
+            ),
+            (
+                "key",
+                examples(
+                    describe(
+                        text(),
+                        "A text template naming the bucket: steps (of any workflow) whose keys are equal share it. Default: one bucket for this step of this workflow.",
+                    ),
+                    json!(["{{ event.body.account_id }}"]),
+                ),
+            ),
+        ],
+    );
+    examples(
+        describe(
+            json!({ "anyOf": [rate(), object] }),
+            "For `http`, `ci` and `email` steps: at most this many calls, over every run; a step over the limit waits its turn (durably, as a `delay`), which is no attempt. A `429` answer with `Retry-After` holds the bucket that long. Default: none (the server's `rate_limits` per host still apply).",
+        ),
+        json!(["10/s", { "rate": "600/min", "burst": 20 }]),
+    )
 }
 
 fn kind_schema(b: &mut Builder, kind: KindName) -> Json {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::run::NewRun;
+use crate::run::RateLimit;
 use crate::run::SyncResponse;
 use crate::run::{Event, RunStatus, StepRecord};
 pub use activity::{ActivityWindow, MAX_ACTIVITY_WINDOW, MinuteCount, RunDurations};
@@ -190,6 +191,23 @@ pub trait StoreBackend: Send + Sync {
         let _ = (owner, until, queued_before, limit);
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// Take the next slot of the outgoing rate bucket `key` under `limit` at `now`: when its
+    /// taker may act. The slot is reserved whatever its time (`run::rate`, GCRA), so takers
+    /// queue in the order they asked; on a shared store, across every process.
+    fn take_rate_slot<'a>(
+        &'a self,
+        key: &'a str,
+        limit: RateLimit,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<DateTime<Utc>, StoreError>>;
+    /// Free no slot of `key` before `until` (a receiver answered `429` with `Retry-After`); a
+    /// bucket booked further ahead keeps its queue.
+    fn hold_rate_bucket<'a>(
+        &'a self,
+        key: &'a str,
+        limit: RateLimit,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Whether other processes may use this store at the same time (PostgreSQL): the worker
     /// then looks for their queued and abandoned runs too.
     fn shared(&self) -> bool {

@@ -6,6 +6,7 @@ mod execute;
 mod journal;
 mod leases;
 mod queue;
+mod rate;
 mod window;
 
 use execute::*;
@@ -138,6 +139,9 @@ impl Worker {
         shutdown: watch::Receiver<bool>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, receiver) = mpsc::unbounded_channel();
+        // Steps take their turns from the store's buckets: shared by every process on it.
+        let mut effects = effects;
+        effects.rate.buckets = Arc::new(rate::StoreBuckets(store.clone()));
         let worker = Worker {
             inner: Arc::new(Inner {
                 store,

@@ -460,4 +460,54 @@ mod tests {
             );
         }
     }
+
+    fn diagnostics_of(steps: &str) -> (Option<Workflow>, Vec<String>) {
+        let source = format!("on: {{ webhook: {{ path: /hooks/a }} }}\nsteps:\n{steps}");
+        let file = crate::diag::SourceFile::new("a.yaml", source);
+        let (workflow, diagnostics) = compile_file(file, &Default::default());
+        let messages = diagnostics
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.span.line, d.span.col, d.message))
+            .collect();
+        (workflow, messages)
+    }
+
+    #[test]
+    fn a_step_rate_limit_compiles_once_with_located_errors() {
+        let (workflow, messages) = diagnostics_of(
+            "  - name: a\n    rate_limit: 10/s\n    http: { url: https://x.test }\n  - name: b\n    rate_limit: { rate: 600/min, burst: 20, key: \"{{ event.body.id }}\" }\n    http: { url: https://x.test }\n",
+        );
+        let workflow = workflow.unwrap_or_else(|| panic!("{messages:?}"));
+        let a = workflow.steps[0].rate_limit.as_ref().expect("a's limit");
+        assert_eq!((a.limit.per_second, a.limit.burst), (10.0, 1));
+        let b = workflow.steps[1].rate_limit.as_ref().expect("b's limit");
+        assert_eq!((b.limit.per_second, b.limit.burst), (10.0, 20));
+        assert!(b.key.is_some());
+        for (limit, expected) in [
+            ("10/x", "4:17: '10/x' is not a rate"),
+            ("0/s", "4:17: '0/s' is not a rate"),
+            (
+                "{ rate: 5/s, burst: 0 }",
+                "4:37: `burst` is a whole number, at least 1",
+            ),
+            ("{ rate: 5/s, bucket: x }", "4:30: unknown key"),
+        ] {
+            let (workflow, messages) = diagnostics_of(&format!(
+                "  - name: a\n    rate_limit: {limit}\n    http: {{ url: https://x.test }}\n"
+            ));
+            assert!(workflow.is_none(), "{limit} was accepted");
+            assert!(
+                messages.iter().any(|m| m.starts_with(expected)),
+                "{limit}: {messages:?}"
+            );
+        }
+        let (workflow, messages) = diagnostics_of("  - rate_limit: 1/s\n    log: hi\n");
+        assert!(workflow.is_none());
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("3:17: `rate_limit` paces calls")),
+            "{messages:?}"
+        );
+    }
 }

@@ -13,7 +13,8 @@ use super::{
 };
 use crate::lang::schema::{
     Builder, DIALECT, KeyList, SchemaDrift, boolean, describe, duration, examples, integer,
-    key_list, mapping, name, one_of, one_of_any_case, one_or_list, reference, size, text, value,
+    key_list, mapping, name, one_of, one_of_any_case, one_or_list, rate, reference, size, text,
+    value,
 };
 use crate::verify::{Algorithm, Encoding, Scheme};
 
@@ -151,7 +152,7 @@ fn schedule_entry(b: &mut Builder) -> Json {
 
 fn webhook(b: &mut Builder) -> Json {
     let dedupe = dedupe_object(b);
-    let rate = rate_text();
+    let rate = rate();
     let rate_object = rate_limit_object(b);
     let described = vec![
         (
@@ -257,14 +258,9 @@ fn dedupe_object(b: &mut Builder) -> Json {
     )
 }
 
-/// A rate as written: `50/s`, `600/m`, `1000/hour`.
-fn rate_text() -> Json {
-    json!({ "type": "string", "pattern": r"^\s*[0-9.]+\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$" })
-}
-
 /// `rate_limit`: the rate, the burst, and what one bucket counts.
 fn rate_limit_object(b: &mut Builder) -> Json {
-    let rate = rate_text();
+    let rate = rate();
     b.object(
         key_list!(RATE_LIMIT_KEYS),
         &["rate"],

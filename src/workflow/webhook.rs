@@ -287,25 +287,9 @@ pub(super) fn compile_rate_limit(c: &mut Compiler, node: &Node) -> Option<RateLi
         }
         None => (node, None, RateScope::Route),
     };
-    let text = c.string(rate_node, "`rate`")?;
-    let Some(per_second) = parse_rate(&text) else {
-        c.push(
-            Diagnostic::error(rate_node.span.clone(), format!("'{text}' is not a rate"))
-                .with_hint("write requests per second, minute or hour: 50/s, 600/m, 1000/h"),
-        );
-        return None;
-    };
+    let per_second = c.rate(rate_node, "`rate`")?;
     let burst = match burst_node {
-        Some(n) => match n.value {
-            yaml::NodeValue::Int(i) if i >= 1 && i <= i64::from(u32::MAX) => i as u32,
-            _ => {
-                c.error(
-                    n.span.clone(),
-                    "`burst` is a whole number of requests, at least 1",
-                );
-                return None;
-            }
-        },
+        Some(n) => c.burst(n)?,
         // By default a second's worth of requests may arrive at once.
         None => per_second.ceil().max(1.0) as u32,
     };
@@ -314,19 +298,6 @@ pub(super) fn compile_rate_limit(c: &mut Compiler, node: &Node) -> Option<RateLi
         burst,
         per,
     })
-}
-
-/// `50/s`, `600/m`, `1000/h` as requests per second.
-pub(super) fn parse_rate(text: &str) -> Option<f64> {
-    let (count, unit) = text.trim().split_once('/')?;
-    let count: f64 = count.trim().parse().ok()?;
-    let seconds = match unit.trim() {
-        "s" | "sec" | "second" => 1.0,
-        "m" | "min" | "minute" => 60.0,
-        "h" | "hour" => 3600.0,
-        _ => return None,
-    };
-    (count.is_finite() && count > 0.0).then_some(count / seconds)
 }
 
 pub(super) fn compile_dedupe(c: &mut Compiler, node: &Node) -> Option<Dedupe> {

@@ -392,3 +392,53 @@ fn a_dry_run_stub_file_answers_a_step_in_turn() {
     assert_eq!(code, Some(2), "{trace}");
     assert!(trace.contains("missing.yaml"), "{trace}");
 }
+
+/// A step over its rate limit waits its turn on the virtual clock, as a `delay` does: an hour
+/// between two calls sharing a bucket, and a `429` with `Retry-After`, pass at once and cost
+/// no attempt.
+#[test]
+fn rate_limit_waits_pass_on_a_virtual_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "crm.yaml",
+        r#"
+name: crm
+on: { webhook: { path: /hooks/crm } }
+steps:
+  - name: first
+    rate_limit: { rate: 1/h, key: crm }
+    http: { url: https://crm.example.test/a }
+  - name: second
+    rate_limit: { rate: 1/h, key: crm }
+    http: { url: https://crm.example.test/b }
+"#,
+    );
+    write(
+        dir.path(),
+        "crm.test.yaml",
+        r#"workflow: crm
+cases:
+  - name: the second call waits an hour for its turn
+    webhook: { body: {} }
+    stubs:
+      - step: first
+        http: [{ status: 429, headers: { retry-after: "120" } }, { status: 200 }]
+      - step: second
+        http: { status: 200 }
+    expect:
+      status: succeeded
+      steps:
+        first: { status: succeeded, attempts: 1, calls: 2 }
+        second: { status: succeeded, attempts: 1, calls: 1 }
+"#,
+    );
+    let started = std::time::Instant::now();
+    let (code, output) = run_in(dir.path(), &["test", "."]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("test the second call waits an hour for its turn ... ok"),
+        "{output}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

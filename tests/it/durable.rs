@@ -516,6 +516,22 @@ mod failing_store {
         ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
             self.inner.claim_due_retries(now)
         }
+        fn take_rate_slot<'a>(
+            &'a self,
+            key: &'a str,
+            limit: hookflow::run::RateLimit,
+            now: DateTime<Utc>,
+        ) -> BoxFuture<'a, Result<DateTime<Utc>, StoreError>> {
+            self.inner.take_rate_slot(key, limit, now)
+        }
+        fn hold_rate_bucket<'a>(
+            &'a self,
+            key: &'a str,
+            limit: hookflow::run::RateLimit,
+            until: DateTime<Utc>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.hold_rate_bucket(key, limit, until)
+        }
         fn next_retry_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
             self.inner.next_retry_due()
         }

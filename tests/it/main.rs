@@ -27,6 +27,7 @@ mod logs;
 mod manual;
 mod multinode;
 mod payload_checks;
+mod rate;
 mod reload;
 mod replay;
 mod schedule;

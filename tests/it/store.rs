@@ -1554,6 +1554,72 @@ conformance_cases! {
     claim_queued_oldest_first,
     prune_keeps_unfinished_runs_and_latest_ticks,
     concurrent_writes,
+    rate_buckets,
+}
+
+/// Outgoing rate buckets: each take reserves the next slot (a burst at once, then spaced at the
+/// rate), concurrent takers never share a slot, a hold pushes the next slot out, keys are apart.
+async fn rate_buckets(store: Store) -> Result<(), StoreError> {
+    use hookflow::run::RateLimit;
+    let limit = RateLimit {
+        per_second: 2.0,
+        burst: 2,
+    };
+    let now = Utc
+        .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    let key = format!("step:test/{}", uuid::Uuid::now_v7());
+    let mut slots = Vec::new();
+    for _ in 0..4 {
+        slots.push(store.take_rate_slot(&key, limit, now).await?);
+    }
+    let offsets: Vec<i64> = slots
+        .iter()
+        .map(|s| (*s - now).num_milliseconds())
+        .collect();
+    assert_eq!(offsets, vec![0, 0, 500, 1000]);
+    // Taken at once by many: every slot distinct, spaced by the interval.
+    let other = format!("host:{}", uuid::Uuid::now_v7());
+    let takes = (0..10).map(|_| {
+        let store = store.clone();
+        let other = other.clone();
+        tokio::spawn(async move {
+            store
+                .take_rate_slot(
+                    &other,
+                    RateLimit {
+                        per_second: 10.0,
+                        burst: 1,
+                    },
+                    now,
+                )
+                .await
+        })
+    });
+    let mut taken = Vec::new();
+    for take in takes.collect::<Vec<_>>() {
+        taken.push((take.await.expect("task")? - now).num_milliseconds());
+    }
+    taken.sort();
+    assert_eq!(taken, (0..10).map(|i| i * 100).collect::<Vec<i64>>());
+    // A hold: no slot before its end, for a fresh bucket and for a busy one.
+    let held = format!("host:{}", uuid::Uuid::now_v7());
+    store
+        .hold_rate_bucket(&held, limit, now + Duration::seconds(5))
+        .await?;
+    let slot = store.take_rate_slot(&held, limit, now).await?;
+    assert_eq!((slot - now).num_seconds(), 5);
+    store
+        .hold_rate_bucket(&key, limit, now + Duration::seconds(3))
+        .await?;
+    let slot = store.take_rate_slot(&key, limit, now).await?;
+    assert_eq!((slot - now).num_seconds(), 3);
+    // Later, an idle bucket has its burst again.
+    let later = now + Duration::hours(1);
+    assert_eq!(store.take_rate_slot(&key, limit, later).await?, later);
+    assert_eq!(store.take_rate_slot(&key, limit, later).await?, later);
+    Ok(())
 }
 
 #[tokio::test]
@@ -1659,16 +1725,24 @@ async fn postgres_processes_starting_together_migrate_once_and_share_dedupe_keys
         .into_iter()
         .map(|r| r.expect("join").expect("open"))
         .collect();
-    // Every migration applied, each once: versions 1 to n, n rows.
+    // Every migration applied, each once: one row per version (numbers may have gaps, as
+    // branches take their own), the last one included.
     let rows = schema
         .count("SELECT count(*) FROM hookflow_migrations")
         .await;
     assert!(rows >= 3, "{rows} migrations");
     assert_eq!(
         schema
-            .count("SELECT max(version)::bigint FROM hookflow_migrations")
+            .count("SELECT count(DISTINCT version) FROM hookflow_migrations")
             .await,
         rows
+    );
+    assert!(
+        schema
+            .count("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'rate_buckets'")
+            .await
+            == 1,
+        "the latest migration was applied"
     );
     // The same delivery arrives at every process at once, eight times: one run is created.
     let mut accepts = Vec::new();

@@ -197,6 +197,11 @@ pub struct RenderedCi {
 }
 
 impl RenderedCi {
+    /// The URL called (with any credential in its query: not for records).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A POST that counts any 2xx as success (what every provider here answers on success).
     fn post(provider: Provider, url: String, timeout: Duration) -> Self {
         Self {

@@ -1,12 +1,13 @@
 //! PostgreSQL backend: one database shared by several hookflow processes. Runs are claimed with
 //! row locks (`FOR UPDATE SKIP LOCKED`) and leases; `LISTEN/NOTIFY` wakes idle processes. The
-//! schema is in `schema`, claims and leases in `claims`, wake-ups in `notify`, the other writes
+//! schema is in `schema`, claims and leases in `claims`, wake-ups in `notify`, outgoing rate buckets in `rate`, the other writes
 //! in `transitions` and the reads in `reads`.
 
 mod batch;
 mod claims;
 mod notify;
 mod partitions;
+mod rate;
 mod reads;
 mod schema;
 mod transitions;
@@ -24,7 +25,7 @@ use super::{
     RunDurations, RunFilter, RunSummary, Settling, StoreBackend, StoreError, StoreOptions, Wakeup,
 };
 use crate::future::BoxFuture;
-use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
+use crate::run::{Event, NewRun, RateLimit, RunStatus, StepRecord, SyncResponse};
 use reads::{read_error, write_error};
 
 /// A finished run's duration in milliseconds, from the RFC 3339 text read as `timestamptz`.
@@ -324,6 +325,24 @@ impl StoreBackend for PostgresStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(PostgresStore::ping(self))
+    }
+
+    fn take_rate_slot<'a>(
+        &'a self,
+        key: &'a str,
+        limit: RateLimit,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<DateTime<Utc>, StoreError>> {
+        Box::pin(PostgresStore::take_rate_slot(self, key, limit, now))
+    }
+
+    fn hold_rate_bucket<'a>(
+        &'a self,
+        key: &'a str,
+        limit: RateLimit,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(PostgresStore::hold_rate_bucket(self, key, limit, until))
     }
 
     fn shared(&self) -> bool {

@@ -131,6 +131,15 @@ ALTER TABLE runs ADD COLUMN replayed_from_version TEXT;
     ),
     // Events, runs and steps partitioned by day: `partitions::partition_existing_tables`.
     (PARTITIONED, ""),
+    (
+        9,
+        r#"
+CREATE TABLE rate_buckets (
+    key TEXT PRIMARY KEY,
+    tat_us BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// The migration that partitions the tables, in Rust: it makes a partition for each day the

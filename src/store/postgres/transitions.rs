@@ -415,6 +415,14 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(write_error)?;
+        // A bucket whose TAT has passed is as good as none (a take starts from now).
+        sqlx::query("DELETE FROM rate_buckets WHERE tat_us < $1")
+            .bind(crate::run::rate::to_micros(
+                Utc::now() - chrono::Duration::minutes(1),
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
         // Ticks are bookkeeping (a run keeps its own tick): a day of them covers any race to
         // fire one, and a workflow's latest stays, as it is where the scheduler resumes.
         sqlx::query(

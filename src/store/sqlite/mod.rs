@@ -28,7 +28,8 @@ use super::{
     RunDurations, RunFilter, RunSummary, Settling, StoreBackend, StoreError,
 };
 use crate::future::BoxFuture;
-use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
+use crate::run::rate::MemoryBuckets;
+use crate::run::{Event, NewRun, RateLimit, RunStatus, StepRecord, SyncResponse};
 use reads::read_error;
 use writer::{Reply, Write};
 
@@ -56,6 +57,9 @@ pub struct SqliteStore {
     /// Runs `running` at once, at most (`max_running`).
     max_running: Option<u32>,
     health: Arc<StoreHealth>,
+    /// Outgoing rate buckets: one process holds the file, so its memory is the whole truth
+    /// (a step waiting its turn keeps its own slot in its record across a restart).
+    rate_buckets: Arc<MemoryBuckets>,
 }
 
 impl SqliteStore {
@@ -127,6 +131,7 @@ impl SqliteStore {
             _lock: lock,
             max_running: None,
             health,
+            rate_buckets: Arc::default(),
         })
     }
 
@@ -410,6 +415,27 @@ impl StoreBackend for SqliteStore {
 
     fn count_queued(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
         Box::pin(reads::count_queued(&self.readers))
+    }
+
+    fn take_rate_slot<'a>(
+        &'a self,
+        key: &'a str,
+        limit: RateLimit,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<DateTime<Utc>, StoreError>> {
+        Box::pin(std::future::ready(Ok(self
+            .rate_buckets
+            .take(key, &limit, now))))
+    }
+
+    fn hold_rate_bucket<'a>(
+        &'a self,
+        key: &'a str,
+        limit: RateLimit,
+        until: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.rate_buckets.hold(key, &limit, until);
+        Box::pin(std::future::ready(Ok(())))
     }
 
     /// Whether the store answers and can write (for readiness). A store whose last write
