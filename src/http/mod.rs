@@ -7,6 +7,7 @@ pub mod body;
 pub mod bulk_replay;
 pub mod ingress;
 pub mod limit;
+pub mod pause;
 pub mod listen;
 pub mod query;
 pub mod rejected;

@@ -70,7 +70,10 @@ pub(super) async fn execute_run(
         held.get_or_insert_with(|| Held { worker, run_id });
         let started = Instant::now();
         let journal = StoreJournal::new(worker, run_id);
-        let Some(result) = run_steps(worker, run_id, &workflow, &detail, &journal).await else {
+        let cancel = CancelWatch::register(worker, run_id);
+        let signal = cancel.signal.clone();
+        let Some(result) = run_steps(worker, run_id, &workflow, &detail, &journal, signal).await
+        else {
             return;
         };
         match result {
@@ -166,6 +169,7 @@ pub(super) async fn run_steps(
     workflow: &Arc<Workflow>,
     detail: &Loaded,
     journal: &StoreJournal<'_>,
+    cancel: engine::CancelSignal,
 ) -> Option<Result<engine::RunOutcome, JournalError>> {
     let secrets = worker.inner.secrets.resolve(&workflow.secrets);
     let info = RunInfo {
@@ -175,6 +179,7 @@ pub(super) async fn run_steps(
     };
     let options = ExecOptions {
         started_at: Some(detail.started_at.unwrap_or_else(chrono::Utc::now)),
+        cancel: Some(cancel),
         ..ExecOptions::default()
     };
     let callees = RegistryCallees { worker };

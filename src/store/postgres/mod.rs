@@ -5,6 +5,7 @@
 
 mod claims;
 mod notify;
+mod pauses;
 mod reads;
 mod schema;
 mod transitions;
@@ -18,8 +19,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
 use super::{
-    Accepted, Definition, ReplayOptions, Replayed, RunDetail, RunFilter, RunSummary, StoreBackend,
-    StoreError, StoreOptions, Wakeup,
+    Accepted, CancelRequest, Cancelled, Definition, PauseRequest, PausedWorkflow, ReplayOptions,
+    Replayed, RunDetail, RunFilter, RunSummary, StoreBackend, StoreError, StoreOptions, Wakeup,
 };
 use crate::future::BoxFuture;
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
@@ -281,5 +282,38 @@ impl StoreBackend for PostgresStore {
 
     fn wakeups(&self) -> broadcast::Receiver<Wakeup> {
         self.wakeups.subscribe()
+    }
+    fn cancel_run<'a>(
+        &'a self,
+        run_id: &'a str,
+        cancel: &'a CancelRequest,
+    ) -> BoxFuture<'a, Result<Cancelled, StoreError>> {
+        Box::pin(PostgresStore::cancel_run(self, run_id, cancel))
+    }
+
+    fn cancel_requests<'a>(
+        &'a self,
+        run_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        Box::pin(super::pause::cancel_requests(&self.pool, run_ids))
+    }
+
+    fn pause_workflow<'a>(
+        &'a self,
+        workflow: &'a str,
+        pause: &'a PauseRequest,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(PostgresStore::pause_workflow(self, workflow, pause))
+    }
+
+    fn resume_workflow<'a>(
+        &'a self,
+        workflow: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(PostgresStore::resume_workflow(self, workflow))
+    }
+
+    fn paused_workflows(&self) -> BoxFuture<'_, Result<Vec<PausedWorkflow>, StoreError>> {
+        Box::pin(super::pause::paused_workflows(&self.pool))
     }
 }

@@ -127,6 +127,19 @@ ALTER TABLE steps ADD COLUMN earlier TEXT;
 ALTER TABLE runs ADD COLUMN replayed_from_version TEXT;
 "#,
     ),
+    (
+        8,
+        r#"
+ALTER TABLE runs ADD COLUMN cancelled_by TEXT;
+ALTER TABLE runs ADD COLUMN cancel_requested TEXT;
+CREATE TABLE paused_workflows (
+    workflow TEXT PRIMARY KEY,
+    paused_at TEXT NOT NULL,
+    paused_by TEXT NOT NULL,
+    reason TEXT
+);
+"#,
+    ),
 ];
 
 /// Apply the migrations this database lacks, one process at a time.
