@@ -223,11 +223,9 @@ pub async fn execute(
             execution.fail(state, message, Some(step)).await
         }
         // Stopped from outside: no `on_error` steps, the run simply ends.
-        Flow::Cancelled(message) => Ok(state.finish(
-            &execution.redactor,
-            RunStatus::Cancelled,
-            Some(message),
-        )),
+        Flow::Cancelled(message) => {
+            Ok(state.finish(&execution.redactor, RunStatus::Cancelled, Some(message)))
+        }
     }
 }
 

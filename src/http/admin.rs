@@ -60,8 +60,14 @@ pub fn router(state: AppState, access: super::access::AdminAccess) -> Router {
         .route("/api/workflows/{name}/replay", post(bulk_replay))
         .route("/api/workflows", get(list_workflows))
         .route("/api/runs/{id}/cancel", post(super::pause::cancel_run))
-        .route("/api/workflows/{name}/pause", post(super::pause::pause_workflow))
-        .route("/api/workflows/{name}/resume", post(super::pause::resume_workflow))
+        .route(
+            "/api/workflows/{name}/pause",
+            post(super::pause::pause_workflow),
+        )
+        .route(
+            "/api/workflows/{name}/resume",
+            post(super::pause::resume_workflow),
+        )
         .route(
             "/api/openapi.json",
             get(move || openapi(description.clone())),

@@ -17,11 +17,11 @@ macro_rules! not_paused {
 mod error;
 mod files;
 mod health;
+mod pause;
 mod postgres;
 mod reads;
 mod rows;
 mod sqlite;
-mod pause;
 mod writes;
 
 use chrono::{DateTime, Utc};
@@ -213,8 +213,7 @@ pub trait StoreBackend: Send + Sync {
         pause: &'a PauseRequest,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Resume a paused workflow; false when it was not paused.
-    fn resume_workflow<'a>(&'a self, workflow: &'a str)
-    -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn resume_workflow<'a>(&'a self, workflow: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Every paused workflow, by name.
     fn paused_workflows(&self) -> BoxFuture<'_, Result<Vec<PausedWorkflow>, StoreError>>;
     /// Whether other processes may use this store at the same time (PostgreSQL): the worker

@@ -4,9 +4,7 @@
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::rows::Columns;
-use super::{
-    CancelRequest, Cancelled, PauseRequest, PausedWorkflow, StoreError, parse_timestamp,
-};
+use super::{CancelRequest, Cancelled, PauseRequest, PausedWorkflow, StoreError, parse_timestamp};
 use crate::run::RunStatus;
 
 /// Cancel `run_id` for `cancel` (see `StoreBackend::cancel_run`), in the caller's transaction.

@@ -1320,10 +1320,16 @@ async fn cancel_runs(store: Store) -> Result<(), StoreError> {
     assert_eq!(store.cancel_run(&queued.id, &why).await?, Cancelled::Ended);
     let run = store.run(&queued.id).await?.expect("run").run;
     assert_eq!(run.status, RunStatus::Cancelled);
-    assert_eq!(run.error.as_deref(), Some("cancelled by api: wrong payload"));
+    assert_eq!(
+        run.error.as_deref(),
+        Some("cancelled by api: wrong payload")
+    );
     assert_eq!(run.cancelled_by.as_deref(), Some("api"));
     assert!(run.finished_at.is_some());
-    assert!(!store.claim(&queued.id, "node-1", until).await?, "a cancelled run is not claimed");
+    assert!(
+        !store.claim(&queued.id, "node-1", until).await?,
+        "a cancelled run is not claimed"
+    );
     // An owner that loaded it before the cancel cannot finish it otherwise.
     store
         .run_finished(&queued.id, RunStatus::Failed, Some("late".into()), None)
@@ -1333,18 +1339,30 @@ async fn cancel_runs(store: Store) -> Result<(), StoreError> {
         store.cancel_run(&queued.id, &why).await?,
         Cancelled::Finished(RunStatus::Cancelled)
     );
-    assert_eq!(store.cancel_run("no-such-run", &why).await?, Cancelled::NotFound);
+    assert_eq!(
+        store.cancel_run("no-such-run", &why).await?,
+        Cancelled::NotFound
+    );
 
     assert!(store.claim(&running.id, "node-1", until).await?);
     let cli = cancel_by("cli:ops", None);
-    assert_eq!(store.cancel_run(&running.id, &cli).await?, Cancelled::Requested);
+    assert_eq!(
+        store.cancel_run(&running.id, &cli).await?,
+        Cancelled::Requested
+    );
     let run = store.run(&running.id).await?.expect("run").run;
-    assert_eq!((run.status, run.cancel_requested), (RunStatus::Running, true));
+    assert_eq!(
+        (run.status, run.cancel_requested),
+        (RunStatus::Running, true)
+    );
     assert_eq!(run.cancelled_by.as_deref(), Some("cli:ops"));
     let asked = store
         .cancel_requests(&[running.id.clone(), queued.id.clone()])
         .await?;
-    assert_eq!(asked, vec![(running.id.clone(), "cancelled by cli:ops".to_owned())]);
+    assert_eq!(
+        asked,
+        vec![(running.id.clone(), "cancelled by cli:ops".to_owned())]
+    );
     assert!(store.cancel_requests(&[]).await?.is_empty());
     // Its step failed as the request came: the retry it records ends it instead.
     store
@@ -1353,7 +1371,12 @@ async fn cancel_runs(store: Store) -> Result<(), StoreError> {
     let run = store.run(&running.id).await?.expect("run").run;
     assert_eq!(run.status, RunStatus::Cancelled);
     assert_eq!(run.error.as_deref(), Some("cancelled by cli:ops"));
-    assert!(store.claim_due_retries(Utc::now() + Duration::hours(1)).await?.is_empty());
+    assert!(
+        store
+            .claim_due_retries(Utc::now() + Duration::hours(1))
+            .await?
+            .is_empty()
+    );
 
     // A retrying (or delayed) run, and a running one whose owner is gone, end at once.
     let (retrying, abandoned) = two_queued(store).await?;
@@ -1361,15 +1384,31 @@ async fn cancel_runs(store: Store) -> Result<(), StoreError> {
     store
         .run_retrying(&retrying.id, None, Utc::now() + Duration::hours(1))
         .await?;
-    assert_eq!(store.cancel_run(&retrying.id, &why).await?, Cancelled::Ended);
-    assert!(store.claim_due_retries(Utc::now() + Duration::hours(2)).await?.is_empty());
+    assert_eq!(
+        store.cancel_run(&retrying.id, &why).await?,
+        Cancelled::Ended
+    );
+    assert!(
+        store
+            .claim_due_retries(Utc::now() + Duration::hours(2))
+            .await?
+            .is_empty()
+    );
     assert!(
         store
             .claim(&abandoned.id, "node-1", Utc::now() - Duration::seconds(1))
             .await?
     );
-    assert_eq!(store.cancel_run(&abandoned.id, &why).await?, Cancelled::Ended);
-    assert!(!store.expired_leases(Utc::now()).await?.contains(&abandoned.id));
+    assert_eq!(
+        store.cancel_run(&abandoned.id, &why).await?,
+        Cancelled::Ended
+    );
+    assert!(
+        !store
+            .expired_leases(Utc::now())
+            .await?
+            .contains(&abandoned.id)
+    );
 
     // A replay starts it afresh: nobody cancelled that attempt.
     assert!(matches!(
@@ -1394,11 +1433,18 @@ async fn paused_workflows(store: Store) -> Result<(), StoreError> {
         reason: Some("receiver down".into()),
     };
     assert!(store.pause_workflow("wf-paused", &ops).await?);
-    assert!(!store.pause_workflow("wf-paused", &ops).await?, "paused once");
+    assert!(
+        !store.pause_workflow("wf-paused", &ops).await?,
+        "paused once"
+    );
     let paused = store.paused_workflows().await?;
     assert_eq!(paused.len(), 1);
     assert_eq!(
-        (paused[0].workflow.as_str(), paused[0].by.as_str(), paused[0].reason.as_deref()),
+        (
+            paused[0].workflow.as_str(),
+            paused[0].by.as_str(),
+            paused[0].reason.as_deref()
+        ),
         ("wf-paused", "ops", Some("receiver down"))
     );
     let waiting = new_run("wf-paused", None);

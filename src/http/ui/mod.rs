@@ -39,13 +39,11 @@ use super::admin::{
     ReplayAsk, ReplayError, StartError, bearer_token, replay, runs_page, same_secret,
     start_by_hand, workflows_overview,
 };
-use super::pause::{
-    CancelError, PauseError, Via, cancel, pause, resume,
-};
+use super::pause::{CancelError, PauseError, Via, cancel, pause, resume};
 use super::query::{self, ListQuery};
-use crate::store::{CancelRequest, PauseRequest};
 use crate::run::Event;
 use crate::run::RunStatus;
+use crate::store::{CancelRequest, PauseRequest};
 use crate::store::{RunDetail, RunSummary};
 
 /// The pages' templates, compiled into the binary.

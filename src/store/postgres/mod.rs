@@ -306,10 +306,7 @@ impl StoreBackend for PostgresStore {
         Box::pin(PostgresStore::pause_workflow(self, workflow, pause))
     }
 
-    fn resume_workflow<'a>(
-        &'a self,
-        workflow: &'a str,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn resume_workflow<'a>(&'a self, workflow: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(PostgresStore::resume_workflow(self, workflow))
     }
 

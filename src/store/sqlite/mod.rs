@@ -472,10 +472,7 @@ impl StoreBackend for SqliteStore {
         }))
     }
 
-    fn resume_workflow<'a>(
-        &'a self,
-        workflow: &'a str,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn resume_workflow<'a>(&'a self, workflow: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(self.write(move |reply| Write::ResumeWorkflow {
             workflow: workflow.to_owned(),
             reply,

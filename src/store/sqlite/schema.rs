@@ -114,7 +114,10 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ),
     // Who cancelled a run (or asked to), and the error a running run ends with once its
     // owner sees the request.
-    ("cancelled_by", "ALTER TABLE runs ADD COLUMN cancelled_by TEXT"),
+    (
+        "cancelled_by",
+        "ALTER TABLE runs ADD COLUMN cancelled_by TEXT",
+    ),
     (
         "cancel_requested",
         "ALTER TABLE runs ADD COLUMN cancel_requested TEXT",

@@ -10,8 +10,8 @@ use sqlx::sqlite::SqliteConnection;
 use super::reads::ids;
 use super::writer::{ROWS_PER_INSERT, Write};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
-use crate::store::rows::earlier_text;
 use crate::store::pause;
+use crate::store::rows::earlier_text;
 use crate::store::writes::{admit, record_tick};
 use crate::store::{Accepted, Definition, Lease, ReplayOptions, Replayed, timestamp};
 
