@@ -61,9 +61,9 @@ struct Reason {
     reason: Option<String>,
 }
 
-fn read_reason(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, Response> {
+fn read_reason(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, Box<Response>> {
     if let Some(refused) = super::access::refuse_unless_json(headers, body) {
-        return Err(refused);
+        return Err(Box::new(refused));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -74,7 +74,12 @@ fn read_reason(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, Respo
                 .map(|text| text.trim().chars().take(500).collect::<String>())
                 .filter(|text| !text.is_empty())
         })
-        .map_err(|err| error_response(StatusCode::BAD_REQUEST, format!("invalid request: {err}")))
+        .map_err(|err| {
+            Box::new(error_response(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request: {err}"),
+            ))
+        })
 }
 
 /// Why a cancel did not happen.
@@ -151,7 +156,7 @@ pub(super) async fn cancel_run(
 ) -> Response {
     let reason = match read_reason(&headers, &body) {
         Ok(reason) => reason,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (by, via) = actor(&headers, Via::Api);
     match cancel(&state, &id, &CancelRequest { by, reason }, via).await {
@@ -272,7 +277,7 @@ pub(super) async fn pause_workflow(
 ) -> Response {
     let reason = match read_reason(&headers, &body) {
         Ok(reason) => reason,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (by, via) = actor(&headers, Via::Api);
     match pause(&state, &name, &PauseRequest { by, reason }, via).await {
@@ -290,7 +295,7 @@ pub(super) async fn resume_workflow(
 ) -> Response {
     let reason = match read_reason(&headers, &body) {
         Ok(reason) => reason,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (by, via) = actor(&headers, Via::Api);
     match resume(&state, &name, &PauseRequest { by, reason }, via).await {
