@@ -29,6 +29,21 @@ impl<'a> CancelWatch<'a> {
     }
 }
 
+impl CancelWatch<'_> {
+    /// Ask the store now whether this run's cancellation was asked.
+    pub(super) async fn look_now(&self) {
+        let run_ids = [self.run_id.to_owned()];
+        match self.worker.inner.store.cancel_requests(&run_ids).await {
+            Ok(requests) => {
+                for (run_id, message) in requests {
+                    self.worker.cancel_running(&run_id, &message);
+                }
+            }
+            Err(err) => warn!(error = %err, "cannot look whether the run was cancelled"),
+        }
+    }
+}
+
 impl Drop for CancelWatch<'_> {
     fn drop(&mut self) {
         if let Ok(mut cancels) = self.worker.inner.cancels.lock() {

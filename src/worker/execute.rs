@@ -13,6 +13,7 @@ pub(super) async fn load(store: &Store, job: Job) -> Option<Loaded> {
             attempt: 1,
             finished: Vec::new(),
             started_at: None,
+            cancel_requested: false,
         });
     }
     let run_id = job.run_id.as_str();
@@ -25,6 +26,7 @@ pub(super) async fn load(store: &Store, job: Job) -> Option<Loaded> {
             attempt: detail.run.attempt,
             finished: detail.steps,
             started_at: detail.run.started_at,
+            cancel_requested: detail.run.cancel_requested,
         }),
         Ok(None) => {
             error!(run_id, "queued run not found in the store");
@@ -71,6 +73,10 @@ pub(super) async fn execute_run(
         let started = Instant::now();
         let journal = StoreJournal::new(worker, run_id);
         let cancel = CancelWatch::register(worker, run_id);
+        if detail.cancel_requested {
+            // Asked before this execution: it stops before its first step.
+            cancel.look_now().await;
+        }
         let signal = cancel.signal.clone();
         let Some(result) = run_steps(worker, run_id, &workflow, &detail, &journal, signal).await
         else {

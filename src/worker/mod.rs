@@ -108,6 +108,8 @@ struct Loaded {
     finished: Vec<StepRecord>,
     /// When the run first started, if it did before (a resume).
     started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its cancellation was asked before this execution (while it waited, or before a restart).
+    cancel_requested: bool,
 }
 
 pub struct WorkerSettings {

@@ -530,3 +530,61 @@ async fn two_processes_on_postgres_share_the_pause_and_the_cancel() {
         assert!(status.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_while_its_process_is_dead_is_not_run_again_by_the_one_taking_it_over() {
+    let Some(schema) = TestSchema::create("a_run_cancelled_while_its_process_is_dead").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    let pid_file = dir.path().join("slow.pid");
+    std::fs::write(
+        workflows.join("slow.yaml"),
+        sleeper("/hooks/slow", &pid_file),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("hookflow.yaml"),
+        "exec: { enabled: true }\n",
+    )
+    .expect("config");
+    let start = || {
+        ServeProcess::start_with_env(
+            dir.path(),
+            &["--store", &schema.url, "--workers", "4"],
+            &[("HOOKFLOW_LEASE", "3s")],
+        )
+    };
+    let (survivor, doomed) = (start(), start());
+    let accepted: Json = client()
+        .post(format!("{}/hooks/slow", doomed.webhook))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("webhook")
+        .json()
+        .await
+        .expect("json");
+    let slow = accepted["run_ids"][0].as_str().expect("run id").to_owned();
+    let pid = pid_in(&pid_file).await;
+    std::fs::remove_file(&pid_file).expect("remove the pid file");
+    doomed.kill_hard();
+    // Its lease is still live: the cancel waits for whoever takes the run over.
+    let (status, run) = admin_post(
+        &survivor.admin,
+        &format!("/api/runs/{slow}/cancel"),
+        Some(json!({ "reason": "host lost" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    let detail = wait_for_status(&survivor.admin, &slow, "cancelled").await;
+    assert_eq!(detail["run"]["error"], "cancelled by api: host lost");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!pid_file.exists(), "the command ran again after the cancel");
+    // The orphaned command itself belonged to the killed process's group: stop it here.
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let (status, _) = survivor.terminate();
+    assert!(status.success());
+}
