@@ -1,6 +1,7 @@
 //! The command line: `serve`, `validate`, `run`, `runs`, `start`, `test`, `schema`, `send`.
 //! Arguments are parsed here and turned into resolved settings before any work starts.
 
+mod pause;
 mod payload;
 mod replay_all;
 mod run;
@@ -51,6 +52,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Start a run of a workflow by hand through a running server; prints the run id.
     Start(StartArgs),
+    /// Pause or resume a workflow through a running server.
+    Workflows(WorkflowsArgs),
     /// Run workflow test files (*.test.yaml): stubbed effects, a virtual clock, expectations.
     Test(TestArgs),
     /// Print the JSON Schema of workflow files (or of hookflow.yaml) for editors.
@@ -382,6 +385,17 @@ pub enum RunsCommand {
         #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
     },
+    /// Cancel an unfinished run through a running server: a waiting one ends `cancelled` at
+    /// once, a running one stops at its next step (an `exec` command in flight is killed).
+    Cancel {
+        /// The run's id (or a unique prefix of one)
+        id: String,
+        /// Why, recorded with the run's error
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: AdminServer,
+    },
     /// One run with its event and every step (an id or a unique prefix of one).
     Show {
         id: String,
@@ -401,6 +415,52 @@ pub enum RunsCommand {
     },
 }
 
+/// How a client command reaches a running server's admin API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminServer {
+    /// The server's admin address
+    #[arg(
+        long,
+        env = "HOOKFLOW_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    pub admin: String,
+    /// The server's admin token, when it has one
+    #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkflowsArgs {
+    #[command(subcommand)]
+    pub command: WorkflowsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// Pause a workflow: its webhooks are still accepted and stored, its runs wait in the
+    /// queue and its schedules skip their ticks until it is resumed.
+    Pause {
+        /// The workflow's name
+        name: String,
+        /// Why, shown with the pause
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: AdminServer,
+    },
+    /// Resume a paused workflow: its queued runs start.
+    Resume {
+        /// The workflow's name
+        name: String,
+        /// Why, written to the server's log
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: AdminServer,
+    },
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
@@ -408,6 +468,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args).await,
         Command::Runs(args) => runs::runs(args).await,
         Command::Start(args) => start::start(args).await,
+        Command::Workflows(args) => pause::workflows(args).await,
         Command::Test(args) => test::test(args).await,
         Command::Schema(args) => schema::schema(args),
         Command::Send(args) => send::send(args).await,

@@ -46,6 +46,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = ExecOptions {
         dry_run: args.dry_run,
         started_at: Some(Utc::now()),
+        cancel: None,
     };
     eprintln!(
         "run {} of workflow '{}'{}",

@@ -20,6 +20,9 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
             let ask = ReplayAsk { from_start, latest };
             return replay(&id, ask, &admin, admin_token.as_deref()).await;
         }
+        RunsCommand::Cancel { id, reason, server } => {
+            return super::pause::cancel(&id, reason.as_deref(), &server).await;
+        }
         RunsCommand::ReplayAll {
             workflow,
             status,
@@ -229,6 +232,13 @@ fn print_run(detail: &RunDetail) {
     }
     if let Some(error) = &run.error {
         println!("error     {error}");
+    }
+    match (&run.cancelled_by, run.cancel_requested) {
+        (Some(by), true) if !run.status.is_final() => {
+            println!("cancel    asked by {by}: stops at its next step");
+        }
+        (Some(by), _) if run.status == RunStatus::Cancelled => println!("cancelled by {by}"),
+        _ => {}
     }
     let event = &detail.event;
     println!(

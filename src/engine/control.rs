@@ -321,6 +321,7 @@ impl Execution<'_> {
                 until,
                 message: child.redactor.redact_str(&message),
             },
+            Flow::Cancelled(message) => StepResult::Cancelled(message),
             Flow::Failed { step, error } => StepResult::Failed(StepError {
                 message: child.redactor.redact_str(&format!(
                     "workflow '{}' failed: step '{step}' failed: {error}",
@@ -357,7 +358,7 @@ impl Execution<'_> {
 fn stops_siblings(flow: &Flow, continue_on_error: bool) -> bool {
     match flow {
         Flow::Completed | Flow::Filtered => false,
-        Flow::Retrying(..) => true,
+        Flow::Retrying(..) | Flow::Cancelled(_) => true,
         Flow::Failed { .. } => !continue_on_error,
     }
 }
@@ -373,6 +374,7 @@ fn conclude(
     let mut outputs = Vec::new();
     let mut wait: Option<(DateTime<Utc>, String)> = None;
     let mut failure: Option<String> = None;
+    let mut cancelled: Option<String> = None;
     for (label, block) in blocks {
         let Some(block) = block else {
             outputs.push((label, Json::Null));
@@ -385,6 +387,7 @@ fn conclude(
                     wait = Some((until, message));
                 }
             }
+            Flow::Cancelled(message) => cancelled = Some(message),
             Flow::Failed {
                 step: failed,
                 error,
@@ -395,6 +398,9 @@ fn conclude(
             }
         }
         outputs.push((label, Json::Object(block.steps)));
+    }
+    if let Some(message) = cancelled {
+        return StepResult::Cancelled(message);
     }
     if let Some((until, message)) = wait {
         return StepResult::Wait { until, message };

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::effects::Effects;
 use crate::future::BoxFuture;
 use crate::run::{Event, RunStatus, StepRecord, StepStatus, SyncResponse};
-use crate::steps::{Outcome, Step, StepError, StepIdentity};
+use crate::steps::{Outcome, Step, StepError, StepIdentity, StepKind};
 use crate::template::{Scope, to_template_value};
 use crate::workflow::Workflow;
 pub use redact::Redactor;
@@ -108,7 +108,13 @@ pub struct ExecOptions {
     pub dry_run: bool,
     /// When the run first started: a workflow `timeout` counts from here, across resumes.
     pub started_at: Option<DateTime<Utc>>,
+    /// Asked between steps: once it holds a message, the run stops at its next step boundary
+    /// and ends `cancelled` with that message (an `exec` step in flight is killed).
+    pub cancel: Option<CancelSignal>,
 }
+
+/// A run's cancellation as its executor sees it: the message it ends with, once asked.
+pub type CancelSignal = tokio::sync::watch::Receiver<Option<String>>;
 
 /// The workflows a `call` step may run, and the secrets each is given.
 pub trait Callees: Send + Sync {
@@ -217,6 +223,10 @@ pub async fn execute(
             let message = format!("step '{step}' failed: {error}");
             execution.fail(state, message, Some(step)).await
         }
+        // Stopped from outside: no `on_error` steps, the run simply ends.
+        Flow::Cancelled(message) => {
+            Ok(state.finish(&execution.redactor, RunStatus::Cancelled, Some(message)))
+        }
     }
 }
 
@@ -238,6 +248,8 @@ enum Flow {
         step: String,
         error: String,
     },
+    /// The run was cancelled from outside: the message it ends with.
+    Cancelled(String),
 }
 
 /// Where a list of steps sits in the run, which decides its records' names and numbers.
@@ -262,6 +274,32 @@ struct Shared<'a> {
     journal: &'a dyn Journal,
     callees: Option<&'a dyn Callees>,
     next_index: AtomicUsize,
+}
+
+impl Shared<'_> {
+    /// The run's cancellation message, once it was asked.
+    fn cancel_requested(&self) -> Option<String> {
+        self.options
+            .cancel
+            .as_ref()
+            .and_then(|signal| signal.borrow().clone())
+    }
+
+    /// Wait until the run is cancelled (for ever, when nothing can cancel it).
+    async fn until_cancelled(&self) -> String {
+        let Some(mut signal) = self.options.cancel.clone() else {
+            return std::future::pending().await;
+        };
+        let message = signal
+            .wait_for(Option::is_some)
+            .await
+            .map(|message| message.clone());
+        match message {
+            Ok(message) => message.unwrap_or_default(),
+            // The executor is gone: nothing will cancel this run any more.
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 /// One execution of a workflow's steps (the run's own, or a called workflow's): what every
@@ -368,6 +406,9 @@ impl<'a> Execution<'a> {
                     outcome.due_at = Some(due_at);
                     return Ok(outcome);
                 }
+                Flow::Cancelled(message) => {
+                    return Ok(state.finish(&self.redactor, RunStatus::Cancelled, Some(message)));
+                }
                 Flow::Completed | Flow::Filtered | Flow::Failed { .. } => {}
             }
         }
@@ -383,6 +424,10 @@ impl<'a> Execution<'a> {
     ) -> BoxFuture<'s, Result<Flow, JournalError>> {
         Box::pin(async move {
             for (position, step) in steps.iter().enumerate() {
+                // The step boundary: a cancelled run starts no further step.
+                if let Some(message) = self.shared.cancel_requested() {
+                    return Ok(Flow::Cancelled(message));
+                }
                 if let Some(flow) = self.run_one(state, step, position, &place).await? {
                     return Ok(flow);
                 }
@@ -425,6 +470,9 @@ impl<'a> Execution<'a> {
             Judged::Recorded(judged) => judged,
         };
         self.note(step, &record).instrument(span).await?;
+        if let Some(message) = judged.cancelled {
+            return Ok(Some(Flow::Cancelled(message)));
+        }
         if let Some(due_at) = judged.retry_at {
             // The wait is stored, not slept here: a restart neither loses nor shortens it.
             return Ok(Some(Flow::Retrying(
@@ -550,7 +598,18 @@ impl<'a> Execution<'a> {
             return Ok(wait);
         }
         let shared = self.shared;
-        match act(step, rendered, &identity, shared.effects, shared.options).await {
+        let result = act(step, rendered, &identity, shared.effects, shared.options);
+        let result = if matches!(step.kind, StepKind::Exec(_)) {
+            // A command may run for long: a cancellation kills it (dropping its execution
+            // kills its process group) rather than waiting for it to end.
+            tokio::select! {
+                result = result => result,
+                message = shared.until_cancelled() => return Ok(StepResult::Cancelled(message)),
+            }
+        } else {
+            result.await
+        };
+        match result {
             StepResult::Failed(err) => Ok(self
                 .throttle(&buckets, &err, previous, record)
                 .await?
@@ -592,6 +651,11 @@ impl<'a> Execution<'a> {
                 }
             }
             StepResult::Failed(err) => judged.retry_at = self.judge_failure(step, err, record),
+            StepResult::Cancelled(message) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(format!("stopped: {message}"));
+                judged.cancelled = Some(message);
+            }
         }
         if let Some(wait) = rate::waiting(record) {
             // A turn in a rate limit not come yet: kept in the record like a `delay`'s end.
@@ -657,6 +721,8 @@ impl<'a> Execution<'a> {
 struct Verdict {
     response: Option<SyncResponse>,
     retry_at: Option<DateTime<Utc>>,
+    /// The run was cancelled while this step ran (and stopped it): it ends here.
+    cancelled: Option<String>,
 }
 
 enum Judged {
@@ -706,6 +772,8 @@ enum StepResult {
         until: DateTime<Utc>,
         message: String,
     },
+    /// The run was cancelled while the step ran, which stopped it: the run's end message.
+    Cancelled(String),
 }
 
 /// The step's `if` and its rendered input (recorded, and its log line written): what it will

@@ -89,6 +89,7 @@ struct Harness {
     workflow: Workflow,
     event: Event,
     attempt: u32,
+    cancel: Option<super::CancelSignal>,
 }
 
 impl Harness {
@@ -99,6 +100,7 @@ impl Harness {
             workflow: workflow(steps),
             event: event(body),
             attempt: 1,
+            cancel: None,
         }
     }
 
@@ -114,6 +116,7 @@ impl Harness {
         let options = ExecOptions {
             dry_run: false,
             started_at: Some(start()),
+            cancel: self.cancel.clone(),
         };
         let request = RunRequest {
             workflow: &self.workflow,
@@ -428,4 +431,23 @@ fn a_journal_error_keeps_the_error_that_caused_it() {
     assert_eq!(err.to_string(), "cannot record the run");
     let cause = std::error::Error::source(&err).map(ToString::to_string);
     assert_eq!(cause.as_deref(), Some("disk full"));
+}
+
+#[tokio::test]
+async fn a_cancelled_run_starts_no_further_step_and_runs_no_on_error() {
+    let steps = "steps:\n  - name: first\n    set: { a: 1 }\n  - name: second\n    set: { b: 2 }\non_error:\n  - name: alarm\n    log: \"failed\"\n";
+    let mut run = Harness::new(steps, json!({}));
+    let (asked, signal) = tokio::sync::watch::channel(None);
+    run.cancel = Some(signal);
+    asked.send_replace(Some("cancelled by api: wrong payload".to_owned()));
+    let outcome = run.execute().await;
+    assert_eq!(outcome.status, RunStatus::Cancelled);
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("cancelled by api: wrong payload")
+    );
+    assert!(
+        run.journal.records().is_empty(),
+        "no step ran, not even on_error"
+    );
 }

@@ -59,6 +59,15 @@ pub fn router(state: AppState, access: super::access::AdminAccess) -> Router {
         .route("/api/workflows/{name}/start", post(start_workflow))
         .route("/api/workflows/{name}/replay", post(bulk_replay))
         .route("/api/workflows", get(list_workflows))
+        .route("/api/runs/{id}/cancel", post(super::pause::cancel_run))
+        .route(
+            "/api/workflows/{name}/pause",
+            post(super::pause::pause_workflow),
+        )
+        .route(
+            "/api/workflows/{name}/resume",
+            post(super::pause::resume_workflow),
+        )
         .route(
             "/api/openapi.json",
             get(move || openapi(description.clone())),
@@ -106,6 +115,10 @@ async fn openapi(description: axum::body::Bytes) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    match state.store.paused_workflows().await {
+        Ok(paused) => crate::observe::metrics::metrics().set_paused_workflows(paused.len()),
+        Err(err) => tracing::warn!(error = %err, "cannot count the paused workflows"),
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -224,6 +237,12 @@ pub(super) struct WorkflowView {
     pub recent_runs: Vec<LastRun>,
     /// Problems of the last reload in this workflow's file.
     pub problems: Vec<crate::diag::Problem>,
+    /// Paused: its webhooks are stored, its runs wait until it is resumed.
+    pub paused: bool,
+    /// When it was paused, by whom and why (when paused).
+    pub paused_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub paused_by: Option<String>,
+    pub paused_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -264,7 +283,9 @@ pub(super) async fn workflows_overview(
         .unwrap_or_default();
     let reload = state.reload.read().map(|r| r.clone()).unwrap_or_default();
     let mut views = Vec::with_capacity(registry.workflows.len());
+    let paused = state.store.paused_workflows().await?;
     for workflow in registry.workflows.values() {
+        let pause = paused.iter().find(|p| p.workflow == workflow.name);
         let runs = state
             .store
             .list_runs(&RunFilter {
@@ -320,6 +341,10 @@ pub(super) async fn workflows_overview(
                 .filter(|p| p.file == workflow.source.path)
                 .cloned()
                 .collect(),
+            paused: pause.is_some(),
+            paused_since: pause.map(|p| p.since),
+            paused_by: pause.map(|p| p.by.clone()),
+            paused_reason: pause.and_then(|p| p.reason.clone()),
         });
     }
     Ok((views, reload))

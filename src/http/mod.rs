@@ -8,6 +8,7 @@ pub mod bulk_replay;
 pub mod ingress;
 pub mod limit;
 pub mod listen;
+pub mod pause;
 pub mod query;
 pub mod rejected;
 pub mod tls;

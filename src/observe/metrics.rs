@@ -140,6 +140,9 @@ pub struct Metrics {
     runs_queued: AtomicI64,
     runs_left_in_store: AtomicI64,
     run_window_peak: AtomicI64,
+    runs_cancelled: Counters,
+    workflow_pauses: Counters,
+    paused_workflows: AtomicI64,
 }
 
 /// The process's metrics.
@@ -219,6 +222,24 @@ impl Metrics {
     pub fn run_window_held(&self, held: usize) {
         self.run_window_peak
             .fetch_max(i64::try_from(held).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// A run cancelled (or asked to stop) through `via`: `api`, `ui` or `cli`.
+    pub fn run_cancelled(&self, via: &str) {
+        self.runs_cancelled.add(&[("via", via)], 1);
+    }
+
+    /// A workflow paused or resumed (`action`) through `via`.
+    pub fn workflow_pause(&self, action: &str, via: &str) {
+        self.workflow_pauses
+            .add(&[("action", action), ("via", via)], 1);
+    }
+
+    /// The workflows paused now, as the store holds them (read when the metrics are served, so
+    /// a pause made through another process counts too).
+    pub fn set_paused_workflows(&self, paused: usize) {
+        self.paused_workflows
+            .store(i64::try_from(paused).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     /// Everything, in the Prometheus text exposition format (version 0.0.4). Refused requests
@@ -351,7 +372,42 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        self.render_pauses(&mut out);
         out
+    }
+
+    /// Cancels, pauses and resumes, and the paused workflows.
+    fn render_pauses(&self, out: &mut String) {
+        let header = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        header(
+            out,
+            "hookflow_runs_cancelled_total",
+            "counter",
+            "Runs cancelled (or asked to stop, when running) by hand, by where it was asked: api, ui or cli.",
+        );
+        self.runs_cancelled
+            .render(out, "hookflow_runs_cancelled_total");
+        header(
+            out,
+            "hookflow_workflow_pauses_total",
+            "counter",
+            "Workflows paused or resumed, by action (pause, resume) and where it was asked.",
+        );
+        self.workflow_pauses
+            .render(out, "hookflow_workflow_pauses_total");
+        header(
+            out,
+            "hookflow_paused_workflows",
+            "gauge",
+            "Workflows paused now: their runs wait in the queue.",
+        );
+        let _ = writeln!(
+            out,
+            "hookflow_paused_workflows {}",
+            self.paused_workflows.load(Ordering::Relaxed)
+        );
     }
 }
 

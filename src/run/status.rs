@@ -43,8 +43,9 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Filtered,
-    /// Never ran, or stopped: superseded by a newer run (`cancel_previous`), or skipped because
-    /// its concurrency key was busy (`skip`). The reason is the run's error.
+    /// Never ran, or stopped: superseded by a newer run (`cancel_previous`), skipped because
+    /// its concurrency key was busy (`skip`), or cancelled by hand (`cancelled_by` says who).
+    /// The reason is the run's error.
     Cancelled,
 }
 
@@ -97,7 +98,9 @@ pub const TRANSITIONS: &[(Option<RunStatus>, RunStatus)] = {
         (Some(Running), Filtered),
         (Some(Running), Retrying),
         (Some(Running), Running),
+        (Some(Running), Cancelled),
         (Some(Retrying), Queued),
+        (Some(Retrying), Cancelled),
         (Some(Failed), Queued),
         (Some(Succeeded), Queued),
         (Some(Filtered), Queued),

@@ -193,8 +193,16 @@ impl Ticker {
         Ok(now)
     }
 
-    /// Start the run of one tick, unless the store has recorded that tick already.
+    /// Start the run of one tick, unless the store has recorded that tick already. A paused
+    /// workflow's tick is recorded and starts nothing: it is skipped, not caught up on resume.
     async fn fire(&self, workflow: &Workflow, tick: DateTime<Utc>) -> Result<(), StoreError> {
+        let paused = self.store.paused_workflows().await?;
+        if paused.iter().any(|p| p.workflow == workflow.name) {
+            if self.store.claim_tick(&workflow.name, tick).await? {
+                info!(workflow = %workflow.name, tick = %tick, "tick skipped: the workflow is paused");
+            }
+            return Ok(());
+        }
         let trigger = Trigger::Schedule { scheduled_at: tick };
         let event = Event::without_request(trigger, serde_json::json!({}), Vec::new());
         let event = Arc::new(event);

@@ -2,9 +2,23 @@
 //! answered; each finished step is recorded so an interrupted run resumes where it stopped.
 
 mod activity;
+/// The condition a claim of a queued run adds, as a literal for `concat!`: the run's workflow
+/// is not paused (`$runs` names the claimed row's table or alias). A run already `running`
+/// (taken over) goes on whatever the pause.
+macro_rules! not_paused {
+    ($runs:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM paused_workflows AS paused WHERE paused.workflow = ",
+            $runs,
+            ".workflow)"
+        )
+    };
+}
+
 mod error;
 mod files;
 mod health;
+mod pause;
 mod postgres;
 mod reads;
 mod rows;
@@ -208,6 +222,31 @@ pub trait StoreBackend: Send + Sync {
         limit: RateLimit,
         until: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Cancel a run: one waiting (queued, retrying, delayed, or running under a lease that
+    /// ended) ends `cancelled` at once; one running under a live lease is marked, and its owner
+    /// stops it at its next step boundary. A finished run is left alone.
+    fn cancel_run<'a>(
+        &'a self,
+        run_id: &'a str,
+        cancel: &'a CancelRequest,
+    ) -> BoxFuture<'a, Result<Cancelled, StoreError>>;
+    /// Of `run_ids` (the runs a worker executes), those whose cancellation was asked, each
+    /// with the error it ends with.
+    fn cancel_requests<'a>(
+        &'a self,
+        run_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
+    /// Pause a workflow: its queued runs are not claimed until it is resumed. False when it
+    /// was paused already (the first pause's record stays).
+    fn pause_workflow<'a>(
+        &'a self,
+        workflow: &'a str,
+        pause: &'a PauseRequest,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Resume a paused workflow; false when it was not paused.
+    fn resume_workflow<'a>(&'a self, workflow: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Every paused workflow, by name.
+    fn paused_workflows(&self) -> BoxFuture<'_, Result<Vec<PausedWorkflow>, StoreError>>;
     /// Whether other processes may use this store at the same time (PostgreSQL): the worker
     /// then looks for their queued and abandoned runs too.
     fn shared(&self) -> bool {
@@ -227,6 +266,8 @@ pub enum Wakeup {
     RunsQueued,
     /// A run waits for a retry: its due time may be the earliest now.
     RetryScheduled,
+    /// A running run's cancellation was asked: its owner stops it.
+    CancelRequested,
 }
 
 impl Wakeup {
@@ -234,6 +275,7 @@ impl Wakeup {
         match self {
             Wakeup::RunsQueued => "runs",
             Wakeup::RetryScheduled => "retry",
+            Wakeup::CancelRequested => "cancel",
         }
     }
 
@@ -241,6 +283,7 @@ impl Wakeup {
         match text {
             "runs" => Some(Wakeup::RunsQueued),
             "retry" => Some(Wakeup::RetryScheduled),
+            "cancel" => Some(Wakeup::CancelRequested),
             _ => None,
         }
     }
@@ -392,6 +435,53 @@ pub enum Replayed {
     NotFinished(String),
 }
 
+/// Who asks to cancel a run, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    /// The caller as the admin API knows it: a token's or a UI session's user, else `api`,
+    /// `ui` or `cli`.
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+impl CancelRequest {
+    /// The run's error once it is cancelled: `cancelled by <who>: <reason>`.
+    pub fn message(&self) -> String {
+        match self.reason.as_deref().map(str::trim) {
+            Some(reason) if !reason.is_empty() => format!("cancelled by {}: {reason}", self.by),
+            _ => format!("cancelled by {}", self.by),
+        }
+    }
+}
+
+/// The answer to a cancellation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The run was waiting: it is `cancelled` now.
+    Ended,
+    /// The run is running: its owner stops it at its next step boundary.
+    Requested,
+    NotFound,
+    /// The run had finished already, in this status.
+    Finished(RunStatus),
+}
+
+/// Who pauses a workflow, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PauseRequest {
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+/// A paused workflow: its runs wait in the queue until it is resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PausedWorkflow {
+    pub workflow: String,
+    pub since: DateTime<Utc>,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
 /// What an accept created, and the runs that already held a repeated delivery.
 #[derive(Debug, Clone, Default)]
 pub struct Accepted {
@@ -422,6 +512,10 @@ pub struct RunSummary {
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub response: Option<SyncResponse>,
+    /// Who cancelled the run (or asked to, while it still runs): the reason is its error.
+    pub cancelled_by: Option<String>,
+    /// A running run whose cancellation was asked: it stops at its next step boundary.
+    pub cancel_requested: bool,
 }
 
 impl RunSummary {
@@ -493,6 +587,15 @@ pub struct Definition {
     pub path: String,
     pub source: String,
 }
+
+/// A run starts waiting for its next attempt, unless it was cancelled meanwhile: a request
+/// that came as its step failed ends it `cancelled` instead (no owner would see it later).
+pub(crate) const RUN_RETRYING: &str = "UPDATE runs SET
+     status = CASE WHEN cancel_requested IS NULL THEN 'retrying' ELSE 'cancelled' END,
+     error = COALESCE(cancel_requested, $2),
+     due_at = CASE WHEN cancel_requested IS NULL THEN $3 END,
+     finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE $4 END
+     WHERE id = $1 AND status <> 'cancelled'";
 
 pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)

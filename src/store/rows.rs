@@ -42,6 +42,8 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunSummary, StoreError>
                     .map_err(|e| StoreError::Corrupt(format!("run response: {e}")))
             })
             .transpose()?,
+        cancelled_by: row.maybe_text("cancelled_by")?,
+        cancel_requested: row.maybe_text("cancel_requested")?.is_some(),
     })
 }
 

@@ -13,6 +13,7 @@ pub(super) async fn load(store: &Store, job: Job) -> Option<Loaded> {
             attempt: 1,
             finished: Vec::new(),
             started_at: None,
+            cancel_requested: false,
         });
     }
     let run_id = job.run_id.as_str();
@@ -25,6 +26,7 @@ pub(super) async fn load(store: &Store, job: Job) -> Option<Loaded> {
             attempt: detail.run.attempt,
             finished: detail.steps,
             started_at: detail.run.started_at,
+            cancel_requested: detail.run.cancel_requested,
         }),
         Ok(None) => {
             error!(run_id, "queued run not found in the store");
@@ -70,7 +72,14 @@ pub(super) async fn execute_run(
         held.get_or_insert_with(|| Held { worker, run_id });
         let started = Instant::now();
         let journal = StoreJournal::new(worker, run_id);
-        let Some(result) = run_steps(worker, run_id, &workflow, &detail, &journal).await else {
+        let cancel = CancelWatch::register(worker, run_id);
+        if detail.cancel_requested {
+            // Asked before this execution: it stops before its first step.
+            cancel.look_now().await;
+        }
+        let signal = cancel.signal.clone();
+        let Some(result) = run_steps(worker, run_id, &workflow, &detail, &journal, signal).await
+        else {
             return;
         };
         match result {
@@ -166,6 +175,7 @@ pub(super) async fn run_steps(
     workflow: &Arc<Workflow>,
     detail: &Loaded,
     journal: &StoreJournal<'_>,
+    cancel: engine::CancelSignal,
 ) -> Option<Result<engine::RunOutcome, JournalError>> {
     let secrets = worker.inner.secrets.resolve(&workflow.secrets);
     let info = RunInfo {
@@ -175,6 +185,7 @@ pub(super) async fn run_steps(
     };
     let options = ExecOptions {
         started_at: Some(detail.started_at.unwrap_or_else(chrono::Utc::now)),
+        cancel: Some(cancel),
         ..ExecOptions::default()
     };
     let callees = RegistryCallees { worker };

@@ -2,6 +2,7 @@
 //! step in the store, and wakes the callers of synchronous webhooks. Runs left unfinished by a
 //! crash are queued again at start.
 
+mod cancels;
 mod execute;
 mod journal;
 mod leases;
@@ -9,6 +10,7 @@ mod queue;
 mod rate;
 mod window;
 
+use cancels::*;
 use execute::*;
 use journal::*;
 use leases::*;
@@ -80,6 +82,8 @@ struct Inner {
     window: Arc<Window>,
     /// What the store's queue holds, for refusing webhooks past `max_backlog`.
     backlog_estimate: BacklogEstimate,
+    /// The cancellation signal of each run executing here.
+    cancels: Mutex<HashMap<String, watch::Sender<Option<String>>>>,
 }
 
 /// One run to execute.
@@ -107,6 +111,8 @@ struct Loaded {
     finished: Vec<StepRecord>,
     /// When the run first started, if it did before (a resume).
     started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its cancellation was asked before this execution (while it waited, or before a restart).
+    cancel_requested: bool,
 }
 
 pub struct WorkerSettings {
@@ -166,6 +172,7 @@ impl Worker {
                     counted: AtomicUsize::new(0),
                     accepted_since: AtomicUsize::new(0),
                 },
+                cancels: Mutex::new(HashMap::new()),
             }),
         };
         let retries = tokio::spawn(queue_due_retries(worker.clone(), shutdown.clone()));
@@ -174,6 +181,7 @@ impl Worker {
         // under a cap, also the runs it kept queued, on any store.
         let queue = tokio::spawn(take_queued_runs(worker.clone(), shutdown.clone()));
         let recount = tokio::spawn(count_backlog(worker.clone(), shutdown.clone()));
+        let cancels = tokio::spawn(watch_cancels(worker.clone(), shutdown.clone()));
         let dispatcher = tokio::spawn(dispatch(worker.clone(), receiver, settings, shutdown));
         // Done when every task holding the store is: a restart on the same file must find it
         // free.
@@ -183,6 +191,7 @@ impl Worker {
             let _ = leases.await;
             let _ = queue.await;
             let _ = recount.await;
+            let _ = cancels.await;
         });
         (worker, handle)
     }
@@ -344,6 +353,13 @@ impl Worker {
             self.inner.slot_freed.notify_one();
         }
         Ok(count)
+    }
+
+    /// A paused workflow was resumed: its runs wait in the store's queue (a claim refused
+    /// them while it was paused), so look there now.
+    pub fn look_at_queue(&self) {
+        self.inner.window.spill(0);
+        self.inner.slot_freed.notify_one();
     }
 
     /// Count the run among those whose leases this process renews.

@@ -36,6 +36,8 @@ pub(super) async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiv
                     inner.retries.notify_one();
                     continue;
                 }
+                // For the executing runs' watch (`cancels`).
+                Ok(Wakeup::CancelRequested) => continue,
                 // Missed some: look now.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {

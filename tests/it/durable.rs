@@ -445,8 +445,9 @@ mod failing_store {
     use hookflow::run::SyncResponse;
     use hookflow::run::{Event, RunStatus, StepRecord};
     use hookflow::store::{
-        Accepted, ActivityWindow, Definition, MinuteCount, ReplayOptions, Replayed, RunDetail,
-        RunDurations, RunFilter, RunSummary, StoreBackend, StoreError,
+        Accepted, ActivityWindow, CancelRequest, Cancelled, Definition, MinuteCount,
+        PauseRequest, PausedWorkflow, ReplayOptions, Replayed, RunDetail, RunDurations, RunFilter,
+        RunSummary, StoreBackend, StoreError,
     };
     use std::sync::atomic::Ordering;
 
@@ -615,6 +616,35 @@ mod failing_store {
             workflow: &'a str,
         ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
             self.inner.last_tick(workflow)
+        }
+        fn cancel_run<'a>(
+            &'a self,
+            run_id: &'a str,
+            cancel: &'a CancelRequest,
+        ) -> BoxFuture<'a, Result<Cancelled, StoreError>> {
+            self.inner.cancel_run(run_id, cancel)
+        }
+        fn cancel_requests<'a>(
+            &'a self,
+            run_ids: &'a [String],
+        ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+            self.inner.cancel_requests(run_ids)
+        }
+        fn pause_workflow<'a>(
+            &'a self,
+            workflow: &'a str,
+            pause: &'a PauseRequest,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.pause_workflow(workflow, pause)
+        }
+        fn resume_workflow<'a>(
+            &'a self,
+            workflow: &'a str,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            self.inner.resume_workflow(workflow)
+        }
+        fn paused_workflows(&self) -> BoxFuture<'_, Result<Vec<PausedWorkflow>, StoreError>> {
+            self.inner.paused_workflows()
         }
     }
 }

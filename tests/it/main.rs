@@ -4,6 +4,7 @@
 mod admin;
 mod authoring;
 mod backlog;
+mod cancel;
 mod captured;
 mod charts;
 mod ci;

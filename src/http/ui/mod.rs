@@ -42,9 +42,11 @@ use super::admin::{
     ReplayAsk, ReplayError, StartError, bearer_token, replay, runs_page, same_secret,
     start_by_hand, workflows_overview,
 };
+use super::pause::{CancelError, PauseError, Via, cancel, pause, resume};
 use super::query::{self, ListQuery};
 use crate::run::Event;
 use crate::run::RunStatus;
+use crate::store::{CancelRequest, PauseRequest};
 use crate::store::{RunDetail, RunSummary};
 
 /// The pages' templates, compiled into the binary.
@@ -134,6 +136,15 @@ pub fn router(token: Option<String>) -> Router<AppState> {
         .route("/ui/runs", get(runs_list))
         .route("/ui/runs/{id}", get(run_page))
         .route("/ui/runs/{id}/replay", axum::routing::post(replay_form))
+        .route("/ui/runs/{id}/cancel", axum::routing::post(cancel_form))
+        .route(
+            "/ui/workflows/{name}/pause",
+            axum::routing::post(pause_form),
+        )
+        .route(
+            "/ui/workflows/{name}/resume",
+            axum::routing::post(resume_form),
+        )
         .route("/ui/runs/{id}/event", get(event_page))
         .route("/ui/runs/{id}/event/payload", get(event_payload))
         .route("/ui/runs/{id}/event/headers", get(event_headers))

@@ -122,6 +122,8 @@ pub(super) fn render_run(
     run["started"] = json!(detail.run.started_at.map(time_text));
     run["finished_at"] = json!(detail.run.finished_at.map(time_text));
     run["replayed_from_version"] = json!(detail.run.replayed_from_version);
+    run["cancelled_by"] = json!(detail.run.cancelled_by);
+    run["cancel_requested"] = json!(detail.run.cancel_requested);
     let response = ui.render_status(
         status,
         "run.html",
@@ -185,6 +187,118 @@ pub(super) async fn replay_form(
                 Err(page) => page,
             }
         }
+    }
+}
+
+/// The cancel and pause forms: the CSRF token and an optional reason.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ReasonForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+impl ReasonForm {
+    fn reason(&self) -> Option<String> {
+        let reason = self.reason.trim();
+        (!reason.is_empty()).then(|| reason.chars().take(500).collect())
+    }
+}
+
+/// The run page's Cancel button, through the admin API's cancel path.
+pub(super) async fn cancel_form(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: ReasonForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    if !ui.genuine(&headers, &form.csrf) {
+        return ui.stale_form();
+    }
+    let request = CancelRequest {
+        by: Via::Ui.as_str().to_owned(),
+        reason: form.reason(),
+    };
+    match cancel(&state, &id, &request, Via::Ui).await {
+        Ok(run) => Redirect::to(&format!("/ui/runs/{}", run.id)).into_response(),
+        Err(CancelError::NotFound(_)) => ui.error_page(
+            StatusCode::NOT_FOUND,
+            "No such run",
+            &format!("No run has the id {id}."),
+        ),
+        Err(err) => {
+            let status = match err {
+                CancelError::Finished { .. } => StatusCode::CONFLICT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            match load_run(&state, &ui, &id).await {
+                Ok(detail) => {
+                    render_run(&ui, &detail, &headers, None, Some(err.to_string()), status)
+                }
+                Err(page) => page,
+            }
+        }
+    }
+}
+
+/// The workflows page's Pause button, through the admin API's path.
+pub(super) async fn pause_form(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    pause_or_resume(&state, &ui, &name, &headers, &body, true).await
+}
+
+/// The workflows page's Resume button.
+pub(super) async fn resume_form(
+    State(state): State<AppState>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    pause_or_resume(&state, &ui, &name, &headers, &body, false).await
+}
+
+async fn pause_or_resume(
+    state: &AppState,
+    ui: &Ui,
+    name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    pausing: bool,
+) -> Response {
+    let form: ReasonForm = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    if !ui.genuine(headers, &form.csrf) {
+        return ui.stale_form();
+    }
+    let request = PauseRequest {
+        by: Via::Ui.as_str().to_owned(),
+        reason: form.reason(),
+    };
+    let done = if pausing {
+        pause(state, name, &request, Via::Ui).await
+    } else {
+        resume(state, name, &request, Via::Ui).await
+    };
+    match done {
+        Ok(_) => Redirect::to("/ui/workflows").into_response(),
+        Err(PauseError::NoWorkflow(_)) => ui.error_page(
+            StatusCode::NOT_FOUND,
+            "No such workflow",
+            &format!("No workflow is named {name}."),
+        ),
+        Err(err) => ui.error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not changed",
+            &err.to_string(),
+        ),
     }
 }
 
@@ -397,6 +511,10 @@ pub(super) async fn workflows_page(
                 })).collect::<Vec<_>>(),
                 "recent": recent,
                 "problems": w.problems,
+                "paused": w.paused,
+                "paused_since": w.paused_since.map(time_text),
+                "paused_by": w.paused_by,
+                "paused_reason": w.paused_reason,
             })
         })
         .collect();

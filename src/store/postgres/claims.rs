@@ -13,19 +13,29 @@ use crate::store::{StoreError, timestamp};
 /// runs `running` and taking one more is one step across every process.
 const RUNNING_CAP_LOCK: i32 = 0x666c_6f77; // "flow"
 
-/// Take one run with no concurrency key: queued, or running with a lease that ended.
-const CLAIM_UNKEYED: &str = "UPDATE runs SET status = 'running',
+/// Take one run with no concurrency key: queued (its workflow not paused), or running with a
+/// lease that ended.
+const CLAIM_UNKEYED: &str = concat!(
+    "UPDATE runs SET status = 'running',
      started_at = COALESCE(started_at, $2), lease_owner = $3, lease_until = $4
      WHERE id = $1 AND (status = 'queued' OR (status = 'running'
        AND (lease_until IS NULL OR lease_until < $2)))
+     AND (status = 'running' OR ",
+    not_paused!("runs"),
+    ")
      AND concurrency_key IS NULL
-     RETURNING id";
+     RETURNING id"
+);
 
 /// Take one run with a concurrency key, while the key has a free slot (under the key's lock).
-const CLAIM_KEYED: &str = "UPDATE runs SET status = 'running',
+const CLAIM_KEYED: &str = concat!(
+    "UPDATE runs SET status = 'running',
      started_at = COALESCE(started_at, $2), lease_owner = $3, lease_until = $4
      WHERE id = $1 AND (status = 'queued' OR (status = 'running'
        AND (lease_until IS NULL OR lease_until < $2)))
+     AND (status = 'running' OR ",
+    not_paused!("runs"),
+    ")
      AND (status = 'running' OR (
        SELECT count(*) FROM runs AS other
        WHERE other.workflow = runs.workflow
@@ -35,7 +45,8 @@ const CLAIM_KEYED: &str = "UPDATE runs SET status = 'running',
            OR (other.status = 'queued' AND (other.created_at < runs.created_at
              OR (other.created_at = runs.created_at AND other.id < runs.id))))
      ) < concurrency_limit)
-     RETURNING id";
+     RETURNING id"
+);
 
 impl PostgresStore {
     pub async fn claim(
@@ -154,7 +165,9 @@ impl PostgresStore {
         const CLAIM_UNKEYED_QUEUED: &str = "UPDATE runs SET status = 'running',
              started_at = COALESCE(started_at, $1), lease_owner = $2, lease_until = $3
              WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND created_at < $4
-                          AND concurrency_key IS NULL
+                          AND concurrency_key IS NULL AND NOT EXISTS (
+                            SELECT 1 FROM paused_workflows AS paused
+                            WHERE paused.workflow = runs.workflow)
                           ORDER BY created_at LIMIT $5 FOR UPDATE SKIP LOCKED)
              RETURNING id";
         let claim = |limit: usize| {
@@ -191,6 +204,7 @@ impl PostgresStore {
             "SELECT id FROM (
                 (SELECT id, created_at FROM runs
                  WHERE status = 'queued' AND concurrency_key IS NULL AND created_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM paused_workflows AS paused WHERE paused.workflow = runs.workflow)
                  ORDER BY created_at, id LIMIT $2)
                 UNION ALL
                 (SELECT id, created_at FROM (
@@ -198,6 +212,7 @@ impl PostgresStore {
                         PARTITION BY workflow, concurrency_key ORDER BY created_at, id) AS place
                     FROM runs
                     WHERE status = 'queued' AND concurrency_key IS NOT NULL AND created_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM paused_workflows AS paused WHERE paused.workflow = runs.workflow)
                  ) AS ahead WHERE place <= concurrency_limit ORDER BY created_at, id LIMIT $2)
              ) AS oldest ORDER BY created_at, id LIMIT $2",
         )
@@ -235,6 +250,7 @@ impl PostgresStore {
                     PARTITION BY workflow, concurrency_key ORDER BY created_at, id) AS place
                 FROM runs
                 WHERE status = 'queued' AND concurrency_key IS NOT NULL AND created_at < $1
+                  AND NOT EXISTS (SELECT 1 FROM paused_workflows AS paused WHERE paused.workflow = runs.workflow)
              ) AS ahead WHERE place <= concurrency_limit ORDER BY created_at, id LIMIT $2",
         )
         .bind(timestamp(queued_before))

@@ -7,6 +7,7 @@ mod batch;
 mod claims;
 mod notify;
 mod partitions;
+mod pauses;
 mod rate;
 mod reads;
 mod schema;
@@ -21,8 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
 use super::{
-    Accepted, ActivityWindow, Definition, Lease, MinuteCount, ReplayOptions, Replayed, RunDetail,
-    RunDurations, RunFilter, RunSummary, Settling, StoreBackend, StoreError, StoreOptions, Wakeup,
+    Accepted, ActivityWindow, CancelRequest, Cancelled, Definition, Lease, MinuteCount,
+    PauseRequest, PausedWorkflow, ReplayOptions, Replayed, RunDetail, RunDurations, RunFilter,
+    RunSummary, Settling, StoreBackend, StoreError, StoreOptions, Wakeup,
 };
 use crate::future::BoxFuture;
 use crate::run::{Event, NewRun, RateLimit, RunStatus, StepRecord, SyncResponse};
@@ -351,5 +353,35 @@ impl StoreBackend for PostgresStore {
 
     fn wakeups(&self) -> broadcast::Receiver<Wakeup> {
         self.wakeups.subscribe()
+    }
+    fn cancel_run<'a>(
+        &'a self,
+        run_id: &'a str,
+        cancel: &'a CancelRequest,
+    ) -> BoxFuture<'a, Result<Cancelled, StoreError>> {
+        Box::pin(PostgresStore::cancel_run(self, run_id, cancel))
+    }
+
+    fn cancel_requests<'a>(
+        &'a self,
+        run_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        Box::pin(super::pause::cancel_requests(&self.pool, run_ids))
+    }
+
+    fn pause_workflow<'a>(
+        &'a self,
+        workflow: &'a str,
+        pause: &'a PauseRequest,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(PostgresStore::pause_workflow(self, workflow, pause))
+    }
+
+    fn resume_workflow<'a>(&'a self, workflow: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(PostgresStore::resume_workflow(self, workflow))
+    }
+
+    fn paused_workflows(&self) -> BoxFuture<'_, Result<Vec<PausedWorkflow>, StoreError>> {
+        Box::pin(super::pause::paused_workflows(&self.pool))
     }
 }

@@ -132,6 +132,19 @@ ALTER TABLE runs ADD COLUMN replayed_from_version TEXT;
     // Events, runs and steps partitioned by day: `partitions::partition_existing_tables`.
     (PARTITIONED, ""),
     (
+        8,
+        r#"
+ALTER TABLE runs ADD COLUMN cancelled_by TEXT;
+ALTER TABLE runs ADD COLUMN cancel_requested TEXT;
+CREATE TABLE paused_workflows (
+    workflow TEXT PRIMARY KEY,
+    paused_at TEXT NOT NULL,
+    paused_by TEXT NOT NULL,
+    reason TEXT
+);
+"#,
+    ),
+    (
         9,
         r#"
 CREATE TABLE rate_buckets (

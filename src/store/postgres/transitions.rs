@@ -271,10 +271,11 @@ impl PostgresStore {
         due_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.transaction().await?;
-        sqlx::query("UPDATE runs SET status = 'retrying', error = $2, due_at = $3 WHERE id = $1")
+        sqlx::query(crate::store::RUN_RETRYING)
             .bind(run_id)
             .bind(error.as_deref())
             .bind(timestamp(due_at))
+            .bind(timestamp(Utc::now()))
             .execute(&mut *tx)
             .await
             .map_err(write_error)?;
@@ -339,7 +340,7 @@ impl PostgresStore {
         sqlx::query(
             "UPDATE runs SET status = 'queued', attempt = $2, error = NULL, response = NULL,
              started_at = NULL, finished_at = NULL, due_at = NULL,
-             lease_owner = NULL, lease_until = NULL,
+             lease_owner = NULL, lease_until = NULL, cancelled_by = NULL, cancel_requested = NULL,
              version = $3, replayed_from_version = $4 WHERE id = $1",
         )
         .bind(run_id)

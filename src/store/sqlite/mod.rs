@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 use super::files::StoreFiles;
 use super::health::{HealthState, StoreHealth};
 use super::{
-    Accepted, ActivityWindow, Definition, Lease, MinuteCount, ReplayOptions, Replayed, RunDetail,
-    RunDurations, RunFilter, RunSummary, Settling, StoreBackend, StoreError,
+    Accepted, ActivityWindow, CancelRequest, Cancelled, Definition, Lease, MinuteCount,
+    PauseRequest, PausedWorkflow, ReplayOptions, Replayed, RunDetail, RunDurations, RunFilter,
+    RunSummary, Settling, StoreBackend, StoreError,
 };
 use crate::future::BoxFuture;
 use crate::run::rate::MemoryBuckets;
@@ -492,5 +493,46 @@ impl StoreBackend for SqliteStore {
         workflow: &'a str,
     ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
         Box::pin(super::reads::last_tick(&self.readers, workflow))
+    }
+    fn cancel_run<'a>(
+        &'a self,
+        run_id: &'a str,
+        cancel: &'a CancelRequest,
+    ) -> BoxFuture<'a, Result<Cancelled, StoreError>> {
+        Box::pin(self.write(move |reply| Write::CancelRun {
+            run_id: run_id.to_owned(),
+            cancel: cancel.clone(),
+            reply,
+        }))
+    }
+
+    fn cancel_requests<'a>(
+        &'a self,
+        run_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        Box::pin(super::pause::cancel_requests(&self.readers, run_ids))
+    }
+
+    fn pause_workflow<'a>(
+        &'a self,
+        workflow: &'a str,
+        pause: &'a PauseRequest,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.write(move |reply| Write::PauseWorkflow {
+            workflow: workflow.to_owned(),
+            pause: pause.clone(),
+            reply,
+        }))
+    }
+
+    fn resume_workflow<'a>(&'a self, workflow: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.write(move |reply| Write::ResumeWorkflow {
+            workflow: workflow.to_owned(),
+            reply,
+        }))
+    }
+
+    fn paused_workflows(&self) -> BoxFuture<'_, Result<Vec<PausedWorkflow>, StoreError>> {
+        Box::pin(super::pause::paused_workflows(&self.readers))
     }
 }

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS runs (
     lease_until TEXT,
     concurrency_key TEXT,
     concurrency_limit INTEGER,
-    replayed_from_version TEXT
+    replayed_from_version TEXT,
+    cancelled_by TEXT,
+    cancel_requested TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_due ON runs(status, due_at);
 -- The runs listing (newest first, by workflow and/or status, paged by (created_at, id)) walks
@@ -79,6 +81,13 @@ CREATE TABLE IF NOT EXISTS probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     written_at TEXT NOT NULL
 );
+-- Workflows whose queued runs are not claimed until resumed.
+CREATE TABLE IF NOT EXISTS paused_workflows (
+    workflow TEXT PRIMARY KEY,
+    paused_at TEXT NOT NULL,
+    paused_by TEXT NOT NULL,
+    reason TEXT
+);
 CREATE TABLE IF NOT EXISTS definitions (
     version TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -102,6 +111,16 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     (
         "replayed_from_version",
         "ALTER TABLE runs ADD COLUMN replayed_from_version TEXT",
+    ),
+    // Who cancelled a run (or asked to), and the error a running run ends with once its
+    // owner sees the request.
+    (
+        "cancelled_by",
+        "ALTER TABLE runs ADD COLUMN cancelled_by TEXT",
+    ),
+    (
+        "cancel_requested",
+        "ALTER TABLE runs ADD COLUMN cancel_requested TEXT",
     ),
 ];
 

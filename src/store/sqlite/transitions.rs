@@ -10,6 +10,7 @@ use sqlx::sqlite::SqliteConnection;
 use super::reads::ids;
 use super::writer::{ROWS_PER_INSERT, Write};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse, Trigger};
+use crate::store::pause;
 use crate::store::rows::earlier_text;
 use crate::store::writes::{admit, record_tick};
 use crate::store::{Accepted, Definition, Lease, ReplayOptions, Replayed, timestamp};
@@ -119,6 +120,9 @@ macro_rules! claim_statement {
      lease_owner = $3, lease_until = $4
      WHERE id = $1 AND (status = 'queued' OR (status = 'running'
        AND (lease_until IS NULL OR lease_until < $2)))
+     AND (status = 'running' OR ",
+            not_paused!("runs"),
+            ")
      AND (status = 'running' OR concurrency_key IS NULL OR (
        (SELECT COUNT(*) FROM runs AS other
         WHERE other.workflow = runs.workflow
@@ -244,6 +248,19 @@ pub(super) async fn apply(
             reply,
         } => reply.hold(save_definition(conn, version, definition, &now).await?),
         Write::Probe { reply } => reply.hold(probe(conn, &now).await?),
+        Write::CancelRun {
+            run_id,
+            cancel,
+            reply,
+        } => reply.hold(pause::cancel_run::<Sqlite>(conn, run_id, cancel, &now).await?),
+        Write::PauseWorkflow {
+            workflow,
+            pause,
+            reply,
+        } => reply.hold(pause::pause::<Sqlite>(conn, workflow, pause, &now).await?),
+        Write::ResumeWorkflow { workflow, reply } => {
+            reply.hold(pause::resume::<Sqlite>(conn, workflow).await?)
+        }
     }
     Ok(())
 }
@@ -286,6 +303,7 @@ async fn replay(
     sqlx::query(
         "UPDATE runs SET status = 'queued', attempt = $2, error = NULL, response = NULL,
          started_at = NULL, finished_at = NULL, due_at = NULL,
+         cancelled_by = NULL, cancel_requested = NULL,
          version = $3, replayed_from_version = $4 WHERE id = $1",
     )
     .bind(run_id)
@@ -366,10 +384,11 @@ async fn run_retrying(
     error: Option<&str>,
     due_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE runs SET status = 'retrying', error = $2, due_at = $3 WHERE id = $1")
+    sqlx::query(crate::store::RUN_RETRYING)
         .bind(run_id)
         .bind(error)
         .bind(timestamp(due_at))
+        .bind(timestamp(Utc::now()))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -437,6 +456,8 @@ async fn claim_queued(
          lease_owner = $2, lease_until = $3
          WHERE id IN (SELECT id FROM runs AS queued
            WHERE status = 'queued' AND created_at < $4
+           AND NOT EXISTS (SELECT 1 FROM paused_workflows AS paused
+             WHERE paused.workflow = queued.workflow)
            AND (concurrency_key IS NULL OR (
              SELECT COUNT(*) FROM runs AS other
              WHERE other.workflow = queued.workflow
@@ -531,7 +552,8 @@ async fn run_finished(
     now: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE runs SET status = $2, error = $3, response = $4, finished_at = $5 WHERE id = $1",
+        "UPDATE runs SET status = $2, error = $3, response = $4, finished_at = $5
+         WHERE id = $1 AND status <> 'cancelled'",
     )
     .bind(run_id)
     .bind(ended.status.as_str())

@@ -14,7 +14,10 @@ use super::transitions::{apply, insert_plain_accepts, insert_step_records};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
 use crate::store::files::{FileFault, StoreFiles};
 use crate::store::health::{HealthState, StoreHealth};
-use crate::store::{Accepted, Definition, Lease, ReplayOptions, Replayed, StoreError};
+use crate::store::{
+    Accepted, CancelRequest, Cancelled, Definition, Lease, PauseRequest, ReplayOptions, Replayed,
+    StoreError,
+};
 
 /// Writes that arrive while a commit is in flight wait for the next one, up to this many at once.
 const MAX_BATCH: usize = 512;
@@ -120,6 +123,20 @@ pub(super) enum Write {
     },
     /// Rewrite the probe row: whether a commit reaches the disk.
     Probe { reply: Reply<()> },
+    CancelRun {
+        run_id: String,
+        cancel: CancelRequest,
+        reply: Reply<Cancelled>,
+    },
+    PauseWorkflow {
+        workflow: String,
+        pause: PauseRequest,
+        reply: Reply<bool>,
+    },
+    ResumeWorkflow {
+        workflow: String,
+        reply: Reply<bool>,
+    },
 }
 
 impl Write {
@@ -141,6 +158,10 @@ impl Write {
             | Write::Probe { reply } => reply.finish(committed),
             Write::Replay { reply, .. } => reply.finish(committed),
             Write::Prune { reply, .. } => reply.finish(committed),
+            Write::CancelRun { reply, .. } => reply.finish(committed),
+            Write::PauseWorkflow { reply, .. } | Write::ResumeWorkflow { reply, .. } => {
+                reply.finish(committed)
+            }
         }
     }
 }
@@ -430,6 +451,7 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &mut [Write]) -> Result
     let plain_accepts: Vec<usize> = (0..batch.len())
         .filter(|&i| is_plain_accept(&batch[i]))
         .collect();
+    unclaim_paused(&mut tx, batch, &plain_accepts).await?;
     for chunk in plain_accepts.chunks(ROWS_PER_INSERT) {
         insert_plain_accepts(&mut tx, batch, chunk).await?;
         for &i in chunk {
@@ -464,6 +486,35 @@ async fn apply_batch(conn: &mut SqliteConnection, batch: &mut [Write]) -> Result
     }
     tx.commit().await?;
     crate::observe::metrics::metrics().store_commit(started.elapsed());
+    Ok(())
+}
+
+/// The plain accepts at `indexes` that would claim a run of a paused workflow only queue their
+/// runs: a paused workflow's runs wait. The paused set is read only when some accept claims.
+async fn unclaim_paused(
+    conn: &mut SqliteConnection,
+    batch: &mut [Write],
+    indexes: &[usize],
+) -> Result<(), sqlx::Error> {
+    let claims = indexes
+        .iter()
+        .any(|&i| matches!(&batch[i], Write::Accept { lease: Some(_), .. }));
+    if !claims {
+        return Ok(());
+    }
+    let paused: Vec<String> = sqlx::query_scalar("SELECT workflow FROM paused_workflows")
+        .fetch_all(&mut *conn)
+        .await?;
+    if paused.is_empty() {
+        return Ok(());
+    }
+    for &i in indexes {
+        if let Write::Accept { runs, lease, .. } = &mut batch[i]
+            && runs.iter().any(|run| paused.contains(&run.workflow))
+        {
+            *lease = None;
+        }
+    }
     Ok(())
 }
 
