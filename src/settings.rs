@@ -66,6 +66,18 @@ pub struct ConfigFile {
     pub max_header_size: Option<String>,
     /// Serve webhooks over HTTPS with this certificate and key (PEM files).
     pub tls: Option<TlsConfig>,
+    /// Export OpenTelemetry traces (OTLP over HTTP) when an endpoint is given.
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// `telemetry:` in the config file; the standard `OTEL_*` variables win over it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP base URL (`http://collector:4318`); `/v1/traces` is appended.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans (default `hookflow`).
+    pub service_name: Option<String>,
 }
 
 /// `egress:` in the config file.
@@ -189,6 +201,8 @@ pub struct ServeSettings {
     pub store_options: crate::store::StoreOptions,
     /// How long a claimed run stays this process's without renewal.
     pub lease: Duration,
+    /// Where OpenTelemetry spans are exported; `None`: no span is recorded at all.
+    pub traces: Option<crate::observe::trace::TraceSettings>,
 }
 
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -326,7 +340,48 @@ impl ServeSettings {
             tls: resolve_tls(overrides, file.tls.as_ref(), &config_path)?,
             store_options,
             lease,
+            traces: resolve_traces(file.telemetry.as_ref(), &config_path)?,
         })
+    }
+}
+
+/// The OTLP endpoint: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL), else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` or `telemetry.otlp_endpoint` (a base URL, `/v1/traces`
+/// appended); none, or `OTEL_SDK_DISABLED=true`, turns traces off.
+fn resolve_traces(
+    config: Option<&TelemetryConfig>,
+    path: &str,
+) -> Result<Option<crate::observe::trace::TraceSettings>, SettingsError> {
+    use crate::observe::trace::TraceSettings;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
+    let service_name = env("OTEL_SERVICE_NAME")
+        .or_else(|| config.and_then(|c| c.service_name.clone()))
+        .unwrap_or_else(|| "hookflow".to_owned());
+    let invalid = |source: &str, err: crate::observe::trace::BadEndpoint| SettingsError::Invalid {
+        path: source.to_owned(),
+        message: format!("the OTLP endpoint {err}"),
+    };
+    if let Some(url) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        return TraceSettings::from_traces_url(url.trim(), &service_name)
+            .map(Some)
+            .map_err(|e| invalid("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", e));
+    }
+    if let Some(base) = env("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        return TraceSettings::from_base(base.trim(), &service_name)
+            .map(Some)
+            .map_err(|e| invalid("OTEL_EXPORTER_OTLP_ENDPOINT", e));
+    }
+    match config.and_then(|c| c.otlp_endpoint.as_deref()) {
+        Some(base) => TraceSettings::from_base(base.trim(), &service_name)
+            .map(Some)
+            .map_err(|e| SettingsError::Invalid {
+                path: path.to_owned(),
+                message: format!("`telemetry.otlp_endpoint`: {e}"),
+            }),
+        None => Ok(None),
     }
 }
 

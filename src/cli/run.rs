@@ -46,6 +46,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = ExecOptions {
         dry_run: args.dry_run,
         started_at: Some(Utc::now()),
+        trace: None,
     };
     eprintln!(
         "run {} of workflow '{}'{}",
@@ -123,6 +124,7 @@ fn payload_event(args: &RunArgs, workflow: &Workflow) -> anyhow::Result<Event> {
         raw,
         received_at: Utc::now(),
         trigger: crate::run::Trigger::Webhook,
+        trace: None,
     })
 }
 

@@ -4,6 +4,7 @@
 mod control;
 pub mod redact;
 pub mod retry;
+mod spans;
 #[cfg(test)]
 mod tests;
 
@@ -107,6 +108,9 @@ pub struct ExecOptions {
     pub dry_run: bool,
     /// When the run first started: a workflow `timeout` counts from here, across resumes.
     pub started_at: Option<DateTime<Utc>>,
+    /// The run's span, when traces are on: each step's span is its child, and outgoing
+    /// requests carry the step's span as their `traceparent`.
+    pub trace: Option<crate::observe::trace::RunTrace>,
 }
 
 /// The workflows a `call` step may run, and the secrets each is given.
@@ -413,9 +417,12 @@ impl<'a> Execution<'a> {
         // Inside the run's span: a step's log lines carry the run id and the step's name.
         let attempt = record.attempts;
         let span = tracing::info_span!("step", step = %name, kind = %record.kind, attempt);
+        let trace = self.shared.options.trace.as_ref();
+        let step_span = trace.map(|trace| spans::start(trace, &name, &record.kind));
+        let traceparent = step_span.as_ref().map(|span| span.context.to_string());
         let clock = Instant::now();
         let result = self
-            .perform(step, state, &name, previous, &mut record)
+            .perform(step, state, &name, previous, &mut record, traceparent.as_deref())
             .instrument(span.clone())
             .await?;
         record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -424,6 +431,10 @@ impl<'a> Execution<'a> {
             Judged::Recorded(judged) => judged,
         };
         self.note(step, &record).instrument(span).await?;
+        if let (Some(trace), Some(step_span)) = (trace, step_span) {
+            let ids = (self.workflow.name.as_str(), self.shared.run.id.as_str());
+            spans::finish(trace, step_span, ids, &record, &self.redactor);
+        }
         if let Some(due_at) = judged.retry_at {
             // The wait is stored, not slept here: a restart neither loses nor shortens it.
             return Ok(Some(Flow::Retrying(
@@ -508,7 +519,8 @@ impl<'a> Execution<'a> {
     }
 
     /// Execute the step: a control step runs its nested steps, any other acts once its
-    /// earlier effects' records are durable.
+    /// earlier effects' records are durable. `traceparent` is the step's span, for the
+    /// requests it sends.
     async fn perform(
         &self,
         step: &Step,
@@ -516,6 +528,7 @@ impl<'a> Execution<'a> {
         name: &str,
         previous: Option<&StepRecord>,
         record: &mut StepRecord,
+        traceparent: Option<&str>,
     ) -> Result<StepResult, JournalError> {
         let ctx = self.context(state);
         let scope = self.scope(&ctx);
@@ -531,6 +544,7 @@ impl<'a> Execution<'a> {
         let identity = StepIdentity {
             run_id: &self.shared.run.id,
             step_name: name,
+            traceparent,
         };
         let shared = self.shared;
         let result = run_step(

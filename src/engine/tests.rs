@@ -114,6 +114,7 @@ impl Harness {
         let options = ExecOptions {
             dry_run: false,
             started_at: Some(start()),
+            trace: None,
         };
         let request = RunRequest {
             workflow: &self.workflow,

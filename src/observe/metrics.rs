@@ -137,6 +137,7 @@ pub struct Metrics {
     runs_queued: AtomicI64,
     runs_left_in_store: AtomicI64,
     run_window_peak: AtomicI64,
+    trace_spans: Counters,
 }
 
 /// The process's metrics.
@@ -203,6 +204,12 @@ impl Metrics {
     pub fn run_window_held(&self, held: usize) {
         self.run_window_peak
             .fetch_max(i64::try_from(held).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// Spans handed to the trace exporter, by what became of them: `exported`, `dropped` (the
+    /// queue was full) or `failed` (the collector refused them or could not be reached).
+    pub fn trace_spans(&self, outcome: &str, count: u64) {
+        self.trace_spans.add(&[("outcome", outcome)], count);
     }
 
     /// Everything, in the Prometheus text exposition format (version 0.0.4). Refused requests
@@ -311,6 +318,14 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        header(
+            &mut out,
+            "hookflow_trace_spans_total",
+            "counter",
+            "Spans handed to the OTLP exporter, by outcome (exported, dropped, failed).",
+        );
+        self.trace_spans
+            .render(&mut out, "hookflow_trace_spans_total");
         out
     }
 }

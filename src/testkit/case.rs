@@ -129,6 +129,7 @@ async fn run_event(
     let options = ExecOptions {
         dry_run: false,
         started_at: Some(start),
+        trace: None,
     };
     let run = RunInfo {
         id: format!("test-{}", uuid::Uuid::now_v7()),

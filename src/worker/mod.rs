@@ -77,6 +77,7 @@ struct Inner {
     window: Arc<Window>,
     /// What the store's queue holds, for refusing webhooks past `max_backlog`.
     backlog_estimate: BacklogEstimate,
+    tracer: Option<crate::observe::trace::Tracer>,
 }
 
 /// One run to execute.
@@ -124,6 +125,8 @@ pub struct WorkerSettings {
     pub window: usize,
     /// Runs waiting in the store's queue past which webhooks are refused (`max_backlog`).
     pub max_backlog: usize,
+    /// Where run and step spans go; `None` when traces are off.
+    pub tracer: Option<crate::observe::trace::Tracer>,
 }
 
 impl Worker {
@@ -159,6 +162,7 @@ impl Worker {
                     counted: AtomicUsize::new(0),
                     accepted_since: AtomicUsize::new(0),
                 },
+                tracer: settings.tracer.clone(),
             }),
         };
         let retries = tokio::spawn(queue_due_retries(worker.clone(), shutdown.clone()));

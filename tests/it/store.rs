@@ -32,6 +32,7 @@ fn event(n: u32) -> Event {
         raw: format!("{{\"n\": {n}}}\u{0}\u{ff}").into_bytes(),
         received_at: Utc::now(),
         trigger: Default::default(),
+        trace: None,
     }
 }
 

@@ -162,10 +162,12 @@ impl CiStep {
             ),
         };
         // Every error names the provider, like the errors of the answer do.
-        result.map_err(|mut err| {
-            err.message = format!("{}: {}", provider.as_str(), err.message);
-            err
-        })
+        result
+            .map(|rendered| rendered.with_traceparent(id.traceparent))
+            .map_err(|mut err| {
+                err.message = format!("{}: {}", provider.as_str(), err.message);
+                err
+            })
     }
 }
 
@@ -320,6 +322,23 @@ impl RenderedCi {
             "headers": headers,
             "body": self.body_record,
         })
+    }
+
+    /// The step's span as `traceparent`, when traces are on and the request has none yet.
+    fn with_traceparent(mut self, traceparent: Option<&str>) -> Self {
+        if let Some(value) = traceparent
+            && !self
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("traceparent"))
+        {
+            self.headers.push(Header {
+                name: "traceparent".to_owned(),
+                value: value.to_owned(),
+                shown: None,
+            });
+        }
+        self
     }
 
     /// `text` with every credential replaced by `***` (a transport error may quote the URL).
@@ -578,6 +597,7 @@ mod tests {
         let id = StepIdentity {
             run_id: "0197",
             step_name: "build",
+            traceparent: None,
         };
         let request = RenderedCi::post(
             Provider::Jenkins,

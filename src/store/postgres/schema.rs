@@ -127,6 +127,13 @@ ALTER TABLE steps ADD COLUMN earlier TEXT;
 ALTER TABLE runs ADD COLUMN replayed_from_version TEXT;
 "#,
     ),
+    // The `traceparent` of the request's span; NULL when traces were off (decision 023).
+    (
+        10,
+        r#"
+ALTER TABLE events ADD COLUMN trace_parent TEXT;
+"#,
+    ),
 ];
 
 /// Apply the migrations this database lacks, one process at a time.

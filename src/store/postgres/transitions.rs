@@ -101,7 +101,7 @@ impl PostgresStore {
         }
         sqlx::query(
             "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
-             triggered_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             triggered_by, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&event.id)
         .bind(&received)
@@ -113,6 +113,7 @@ impl PostgresStore {
         .bind(to_text(&event.body))
         .bind(event.raw.as_slice())
         .bind(triggered_by(event))
+        .bind(event.trace.map(|t| t.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(write_error)?;
@@ -201,21 +202,21 @@ impl PostgresStore {
     ) -> Result<Accepted, StoreError> {
         const INSERT: &str = "WITH event AS (
                 INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
-                triggered_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13)
+                triggered_by, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $14)
             )
             INSERT INTO runs (id, event_id, workflow, version, status, created_at)
             SELECT id, $1, workflow, version, 'queued', $2
             FROM UNNEST($10::text[], $11::text[], $12::text[]) AS r(id, workflow, version)";
         const INSERT_AND_NOTIFY: &str = "WITH event AS (
                 INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
-                triggered_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13)
+                triggered_by, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $14)
             ), queued AS (
                 INSERT INTO runs (id, event_id, workflow, version, status, created_at)
                 SELECT id, $1, workflow, version, 'queued', $2
                 FROM UNNEST($10::text[], $11::text[], $12::text[]) AS r(id, workflow, version)
                 RETURNING id
             )
-            SELECT (SELECT count(*) FROM queued), pg_notify($14, $15)";
+            SELECT (SELECT count(*) FROM queued), pg_notify($15, $16)";
         if runs.is_empty() {
             return Ok(Accepted::default());
         }
@@ -236,7 +237,8 @@ impl PostgresStore {
             .bind(&ids)
             .bind(&workflows)
             .bind(&versions)
-            .bind(triggered_by(event));
+            .bind(triggered_by(event))
+            .bind(event.trace.map(|t| t.to_string()));
         if notify {
             insert = insert.bind(CHANNEL).bind(Wakeup::RunsQueued.as_str());
         }

@@ -91,6 +91,7 @@ pub fn settings_for(dir: &Path) -> ServeSettings {
         tls: None,
         store_options: Default::default(),
         lease: Duration::from_secs(30),
+        traces: None,
     }
 }
 
