@@ -422,7 +422,14 @@ impl<'a> Execution<'a> {
         let traceparent = step_span.as_ref().map(|span| span.context.to_string());
         let clock = Instant::now();
         let result = self
-            .perform(step, state, &name, previous, &mut record, traceparent.as_deref())
+            .perform(
+                step,
+                state,
+                &name,
+                previous,
+                &mut record,
+                traceparent.as_deref(),
+            )
             .instrument(span.clone())
             .await?;
         record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;

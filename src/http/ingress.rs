@@ -20,9 +20,9 @@ use tracing::{error, info, warn};
 use super::body::{XmlMode, parse_body};
 use super::rejected::{RejectReason, RejectedRequest};
 use super::{AppState, error_response};
+use crate::observe::trace::{Span, SpanKind};
 use crate::run::NewRun;
 use crate::run::SyncResponse;
-use crate::observe::trace::{Span, SpanKind};
 use crate::run::{Event, RunStatus, TraceParent};
 use crate::store::Accepted;
 use crate::template::Scope;
@@ -35,7 +35,10 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     // Traces off: no span, and nothing of the request is read for one.
-    let span = state.tracer.as_ref().map(|_| request_span(request.headers()));
+    let span = state
+        .tracer
+        .as_ref()
+        .map(|_| request_span(request.headers()));
     let mut seen = Seen::default();
     let outcome = handle(&state, request, &mut seen, span.as_ref().map(|s| s.context)).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
@@ -44,7 +47,13 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
             Ok((response, _)) => response.status(),
             Err(refused) => refused.response.status(),
         };
-        tracer.record(request_span_end(span, &method, &path, &seen, status.as_u16()));
+        tracer.record(request_span_end(
+            span,
+            &method,
+            &path,
+            &seen,
+            status.as_u16(),
+        ));
     }
     // The route pattern, not the path: a bounded label for metrics, and what operators grep for.
     let route = seen.route.clone().unwrap_or_else(|| "unmatched".to_owned());

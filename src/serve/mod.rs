@@ -197,7 +197,8 @@ async fn serve_with(
         Some(traces) => Some(crate::observe::trace::Tracer::start(traces)?),
         None => None,
     };
-    let (worker, tasks) = start_runs(settings, &store, &registry, &reloader, &stopped, &tracer).await?;
+    let (worker, tasks) =
+        start_runs(settings, &store, &registry, &reloader, &stopped, &tracer).await?;
     let webhook_url = webhook_url(webhook_listener.local_addr().ok(), tls.is_some());
     let mut state = app_state(settings, registry, store, worker, &reloader, webhook_url);
     state.tracer = tracer;

@@ -25,6 +25,7 @@ mod jsonpath_cts;
 mod logs;
 mod manual;
 mod multinode;
+mod otel;
 mod payload_checks;
 mod reload;
 mod replay;

@@ -375,6 +375,32 @@ async fn accept_reads_back(store: Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The request's trace context is kept with its event, whichever way the event is accepted
+/// (with or without a dedupe key), so a run executed later joins the request's trace.
+async fn trace_context_reads_back(store: Store) -> Result<(), StoreError> {
+    let parent = hookflow::run::TraceParent::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .expect("traceparent");
+    for dedupe in [None, Some(("trace-key", 60))] {
+        let traced = Event {
+            trace: Some(parent),
+            ..event(7)
+        };
+        let run = new_run("wf-traced", dedupe);
+        store.accept(Arc::new(traced), &[run.clone()]).await?;
+        let detail = store.run(&run.id).await?.expect("accepted run");
+        assert_eq!(detail.event.trace, Some(parent), "dedupe: {dedupe:?}");
+    }
+    let untraced = new_run("wf-traced", None);
+    store
+        .accept(Arc::new(event(8)), &[untraced.clone()])
+        .await?;
+    let detail = store.run(&untraced.id).await?.expect("accepted run");
+    assert_eq!(detail.event.trace, None);
+    Ok(())
+}
+
 /// A redelivery (the same dedupe key) of an event whose run failed or was cancelled starts a
 /// new run; of one whose run succeeded, was filtered, or is still queued, running or retrying,
 /// it stays a duplicate.
@@ -1355,6 +1381,7 @@ macro_rules! conformance_cases {
 
 conformance_cases! {
     accept_reads_back,
+    trace_context_reads_back,
     dedupe_window,
     a_redelivery_of_a_failed_run_starts_again,
     claims_and_leases,

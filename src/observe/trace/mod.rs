@@ -206,15 +206,21 @@ mod tests {
         let full =
             TraceSettings::from_traces_url("http://collector:4318/custom/path", "svc").unwrap();
         assert_eq!(full.traces_url, "http://collector:4318/custom/path");
-        for bad in ["collector:4318", "ftp://collector/", "grpc://x:4317", "http://", ""] {
+        for bad in [
+            "collector:4318",
+            "ftp://collector/",
+            "grpc://x:4317",
+            "http://",
+            "",
+        ] {
             assert!(TraceSettings::from_base(bad, "svc").is_err(), "{bad}");
         }
     }
 
     #[test]
     fn a_runs_span_is_the_same_in_every_execution_and_joins_the_requests_trace() {
-        let request = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-            .unwrap();
+        let request =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         let first = run_context("run-1", Some(request));
         assert_eq!(first, run_context("run-1", Some(request)));
         assert_eq!(first.trace_id, request.trace_id);
@@ -234,8 +240,8 @@ mod tests {
 
     #[test]
     fn a_child_span_keeps_the_trace_and_names_its_parent() {
-        let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
-            .unwrap();
+        let parent =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
         let child = Span::start(Some(parent), "s".into(), SpanKind::Internal);
         assert_eq!(child.context.trace_id, parent.trace_id);
         assert_eq!(child.parent, Some(parent.span_id));
@@ -244,7 +250,9 @@ mod tests {
         assert_eq!(root.parent, None);
         assert_ne!(root.context.trace_id, [0; 16]);
         assert_ne!(
-            Span::start(None, "a".into(), SpanKind::Server).context.span_id,
+            Span::start(None, "a".into(), SpanKind::Server)
+                .context
+                .span_id,
             root.context.span_id
         );
     }

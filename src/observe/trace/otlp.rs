@@ -33,7 +33,10 @@ pub fn export_request(resource: &Resource<'_>, spans: &[Span]) -> Vec<u8> {
     message_field(
         &mut resource_message,
         1,
-        &key_value("service.name", &AttributeValue::Text(resource.service_name.to_owned())),
+        &key_value(
+            "service.name",
+            &AttributeValue::Text(resource.service_name.to_owned()),
+        ),
     );
     let mut resource_spans = Vec::new();
     message_field(&mut resource_spans, 1, &resource_message);
@@ -148,7 +151,9 @@ mod tests {
         varint(&mut out, u64::MAX);
         assert_eq!(
             out,
-            [1, 0xac, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+            [
+                1, 0xac, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+            ]
         );
         // A negative int64 is ten bytes, as protobuf writes it.
         let mut negative = Vec::new();
