@@ -823,4 +823,45 @@ mod tests {
             assert!(err.to_string().contains(expected), "{config}: {err}");
         }
     }
+
+    #[test]
+    fn traces_are_off_without_an_endpoint_and_a_bad_one_stops_the_start() {
+        let from_env = [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ]
+        .iter()
+        .chain(&["OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED"])
+        .any(|name| std::env::var_os(name).is_some());
+        if from_env {
+            // The variables win over the file: what this checks cannot be seen here.
+            return;
+        }
+        assert_eq!(
+            resolve_with("{}", Overrides::default()).unwrap().traces,
+            None
+        );
+        let config = "telemetry: { otlp_endpoint: 'http://collector:4318/', service_name: shop }";
+        let traces = resolve_with(config, Overrides::default())
+            .unwrap()
+            .traces
+            .expect("traces on");
+        assert_eq!(traces.traces_url, "http://collector:4318/v1/traces");
+        assert_eq!(traces.service_name, "shop");
+        let named_only = resolve_with(
+            "telemetry: { otlp_endpoint: 'https://c' }",
+            Overrides::default(),
+        );
+        assert_eq!(named_only.unwrap().traces.unwrap().service_name, "hookflow");
+        for bad in ["collector:4318", "grpc://collector:4317", "not a url"] {
+            let config = format!("telemetry: {{ otlp_endpoint: '{bad}' }}");
+            let err = resolve_with(&config, Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("`telemetry.otlp_endpoint`"),
+                "{bad}: {err}"
+            );
+        }
+        let err = resolve_with("telemetry: { endpoint: x }", Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("endpoint"), "{err}");
+    }
 }
