@@ -373,3 +373,40 @@ async fn without_an_endpoint_nothing_is_recorded_or_sent() {
     // Its port was reachable all along: an exporter would have got through.
     assert!(std::net::TcpStream::connect(("127.0.0.1", otlp.port)).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsampled_senders_trace_is_passed_on_and_not_exported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(otlp) = OtlpReceiver::start(dir.path(), "otel::unsampled") else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    workflows(dir.path(), &receiver);
+    let endpoint = otlp.endpoint();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_IT_SECRET", SECRET),
+    ];
+    let server = ServeProcess::start_with_env(dir.path(), &[], &env);
+    let unsampled = format!("00-{SENDER_TRACE}-{SENDER_SPAN}-00");
+    let run_id = post(&server, "/hooks/traced", Some(&unsampled)).await;
+    finished(&server, &run_id).await;
+    let got = receiver.wait_for(1).await;
+    let sent = got[0].header("traceparent").expect("a traceparent");
+    assert!(
+        sent.starts_with(&format!("00-{SENDER_TRACE}-")) && sent.ends_with("-00"),
+        "{sent}"
+    );
+    // A malformed traceparent is no parent: that request's spans are a trace of their own.
+    let malformed = format!("00-{}-{SENDER_SPAN}-01", "0".repeat(32));
+    let run_id = post(&server, "/hooks/traced", Some(&malformed)).await;
+    finished(&server, &run_id).await;
+    let spans = otlp.wait_for_span("run traced").await;
+    assert!(
+        spans.iter().all(|s| s["trace_id"] != SENDER_TRACE),
+        "the unsampled trace was exported: {spans:#?}"
+    );
+    let request = one(&spans, "POST /hooks/traced");
+    assert_eq!(request["parent_span_id"], "", "{request}");
+    assert_eq!(one(&spans, "run traced")["trace_id"], request["trace_id"]);
+}

@@ -629,6 +629,31 @@ mod tests {
     }
 
     #[test]
+    fn the_steps_span_goes_out_as_traceparent_unless_one_is_set() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let post = || {
+            RenderedCi::post(
+                Provider::Buildkite,
+                "https://ci.test/builds".to_owned(),
+                Duration::from_secs(5),
+            )
+        };
+        let traced = post().with_traceparent(Some(traceparent));
+        let sent: Vec<(&str, &str)> = traced
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(sent, [("traceparent", traceparent)]);
+        // Traces off: nothing added.
+        assert!(post().with_traceparent(None).headers.is_empty());
+        // A `ci.generic` request whose workflow set its own keeps it.
+        let own = traced.with_traceparent(Some("00-other"));
+        assert_eq!(own.headers.len(), 1);
+        assert_eq!(own.headers[0].value, traceparent);
+    }
+
+    #[test]
     fn outputs_name_what_each_provider_started() {
         let answer =
             |body: Json, headers: Json| json!({"status": 201, "headers": headers, "body": body});
