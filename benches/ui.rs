@@ -83,6 +83,7 @@ async fn fill(path: &str, count: usize) -> Option<RunCursor> {
                 raw: format!("{{\"n\": {i}}}").into_bytes(),
                 received_at,
                 trigger: Default::default(),
+                trace: None,
             };
             let run = NewRun {
                 id: uuid::Uuid::now_v7().to_string(),

@@ -68,6 +68,8 @@ pub struct ConfigFile {
     pub tls: Option<TlsConfig>,
     /// Outgoing rate limits per host, for every `http`, `ci` and `email` step calling it.
     pub rate_limits: Option<std::collections::BTreeMap<String, RateLimitConfig>>,
+    /// Export OpenTelemetry traces (OTLP over HTTP) when an endpoint is given.
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 /// One entry of `rate_limits:`: a rate (`10/s`), or a rate with its burst.
@@ -84,6 +86,16 @@ pub enum RateLimitConfig {
 pub struct RateBucketConfig {
     pub rate: String,
     pub burst: Option<u32>,
+}
+
+/// `telemetry:` in the config file; the standard `OTEL_*` variables win over it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP base URL (`http://collector:4318`); `/v1/traces` is appended.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans (default `hookflow`).
+    pub service_name: Option<String>,
 }
 
 /// `egress:` in the config file.
@@ -210,6 +222,8 @@ pub struct ServeSettings {
     /// Outgoing rate limits by host name (lower case); `email` steps count against their SMTP
     /// server's host, or `email`.
     pub rate_limits: std::collections::BTreeMap<String, crate::run::RateLimit>,
+    /// Where OpenTelemetry spans are exported; `None`: no span is recorded at all.
+    pub traces: Option<crate::observe::trace::TraceSettings>,
 }
 
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -351,7 +365,48 @@ impl ServeSettings {
             store_options,
             lease,
             rate_limits: resolve_rate_limits(file.rate_limits.as_ref(), &config_path)?,
+            traces: resolve_traces(file.telemetry.as_ref(), &config_path)?,
         })
+    }
+}
+
+/// The OTLP endpoint: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL), else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` or `telemetry.otlp_endpoint` (a base URL, `/v1/traces`
+/// appended); none, or `OTEL_SDK_DISABLED=true`, turns traces off.
+fn resolve_traces(
+    config: Option<&TelemetryConfig>,
+    path: &str,
+) -> Result<Option<crate::observe::trace::TraceSettings>, SettingsError> {
+    use crate::observe::trace::TraceSettings;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
+    let service_name = env("OTEL_SERVICE_NAME")
+        .or_else(|| config.and_then(|c| c.service_name.clone()))
+        .unwrap_or_else(|| "hookflow".to_owned());
+    let invalid = |source: &str, err: crate::observe::trace::BadEndpoint| SettingsError::Invalid {
+        path: source.to_owned(),
+        message: format!("the OTLP endpoint {err}"),
+    };
+    if let Some(url) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        return TraceSettings::from_traces_url(url.trim(), &service_name)
+            .map(Some)
+            .map_err(|e| invalid("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", e));
+    }
+    if let Some(base) = env("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        return TraceSettings::from_base(base.trim(), &service_name)
+            .map(Some)
+            .map_err(|e| invalid("OTEL_EXPORTER_OTLP_ENDPOINT", e));
+    }
+    match config.and_then(|c| c.otlp_endpoint.as_deref()) {
+        Some(base) => TraceSettings::from_base(base.trim(), &service_name)
+            .map(Some)
+            .map_err(|e| SettingsError::Invalid {
+                path: path.to_owned(),
+                message: format!("`telemetry.otlp_endpoint`: {e}"),
+            }),
+        None => Ok(None),
     }
 }
 
@@ -879,5 +934,46 @@ mod tests {
             let err = resolve_with(config, Overrides::default()).unwrap_err();
             assert!(err.to_string().contains(expected), "{config}: {err}");
         }
+    }
+
+    #[test]
+    fn traces_are_off_without_an_endpoint_and_a_bad_one_stops_the_start() {
+        let from_env = [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ]
+        .iter()
+        .chain(&["OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED"])
+        .any(|name| std::env::var_os(name).is_some());
+        if from_env {
+            // The variables win over the file: what this checks cannot be seen here.
+            return;
+        }
+        assert_eq!(
+            resolve_with("{}", Overrides::default()).unwrap().traces,
+            None
+        );
+        let config = "telemetry: { otlp_endpoint: 'http://collector:4318/', service_name: shop }";
+        let traces = resolve_with(config, Overrides::default())
+            .unwrap()
+            .traces
+            .expect("traces on");
+        assert_eq!(traces.traces_url, "http://collector:4318/v1/traces");
+        assert_eq!(traces.service_name, "shop");
+        let named_only = resolve_with(
+            "telemetry: { otlp_endpoint: 'https://c' }",
+            Overrides::default(),
+        );
+        assert_eq!(named_only.unwrap().traces.unwrap().service_name, "hookflow");
+        for bad in ["collector:4318", "grpc://collector:4317", "not a url"] {
+            let config = format!("telemetry: {{ otlp_endpoint: '{bad}' }}");
+            let err = resolve_with(&config, Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("`telemetry.otlp_endpoint`"),
+                "{bad}: {err}"
+            );
+        }
+        let err = resolve_with("telemetry: { endpoint: x }", Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("endpoint"), "{err}");
     }
 }

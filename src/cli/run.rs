@@ -47,6 +47,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         started_at: Some(Utc::now()),
         cancel: None,
+        trace: None,
     };
     eprintln!(
         "run {} of workflow '{}'{}",
@@ -124,6 +125,7 @@ fn payload_event(args: &RunArgs, workflow: &Workflow) -> anyhow::Result<Event> {
         raw,
         received_at: Utc::now(),
         trigger: crate::run::Trigger::Webhook,
+        trace: None,
     })
 }
 

@@ -273,6 +273,7 @@ impl Execution<'_> {
             received_at: self.event.received_at,
             // A called workflow runs within its caller's run, started by the same trigger.
             trigger: self.event.trigger.clone(),
+            trace: self.event.trace,
         };
         let secrets = callees.secrets(&callee);
         let child = Execution::new(

@@ -5,6 +5,7 @@ mod control;
 mod rate;
 pub mod redact;
 pub mod retry;
+mod spans;
 #[cfg(test)]
 mod tests;
 
@@ -111,6 +112,9 @@ pub struct ExecOptions {
     /// Asked between steps: once it holds a message, the run stops at its next step boundary
     /// and ends `cancelled` with that message (an `exec` step in flight is killed).
     pub cancel: Option<CancelSignal>,
+    /// The run's span, when traces are on: each step's span is its child, and outgoing
+    /// requests carry the step's span as their `traceparent`.
+    pub trace: Option<crate::observe::trace::RunTrace>,
 }
 
 /// A run's cancellation as its executor sees it: the message it ends with, once asked.
@@ -459,9 +463,19 @@ impl<'a> Execution<'a> {
         // Inside the run's span: a step's log lines carry the run id and the step's name.
         let attempt = record.attempts;
         let span = tracing::info_span!("step", step = %name, kind = %record.kind, attempt);
+        let trace = self.shared.options.trace.as_ref();
+        let step_span = trace.map(|trace| spans::start(trace, &name, &record.kind));
+        let traceparent = step_span.as_ref().map(|span| span.context.to_string());
         let clock = Instant::now();
         let result = self
-            .perform(step, state, &name, previous, &mut record)
+            .perform(
+                step,
+                state,
+                &name,
+                previous,
+                &mut record,
+                traceparent.as_deref(),
+            )
             .instrument(span.clone())
             .await?;
         record.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -470,6 +484,10 @@ impl<'a> Execution<'a> {
             Judged::Recorded(judged) => judged,
         };
         self.note(step, &record).instrument(span).await?;
+        if let (Some(trace), Some(step_span)) = (trace, step_span) {
+            let ids = (self.workflow.name.as_str(), self.shared.run.id.as_str());
+            spans::finish(trace, step_span, ids, &record, &self.redactor);
+        }
         if let Some(message) = judged.cancelled {
             return Ok(Some(Flow::Cancelled(message)));
         }
@@ -562,7 +580,8 @@ impl<'a> Execution<'a> {
     }
 
     /// Execute the step: a control step runs its nested steps, any other acts once its
-    /// earlier effects' records are durable.
+    /// earlier effects' records are durable. `traceparent` is the step's span, for the
+    /// requests it sends.
     async fn perform(
         &self,
         step: &Step,
@@ -570,6 +589,7 @@ impl<'a> Execution<'a> {
         name: &str,
         previous: Option<&StepRecord>,
         record: &mut StepRecord,
+        traceparent: Option<&str>,
     ) -> Result<StepResult, JournalError> {
         let ctx = self.context(state);
         let scope = self.scope(&ctx);
@@ -585,6 +605,7 @@ impl<'a> Execution<'a> {
         let identity = StepIdentity {
             run_id: &self.shared.run.id,
             step_name: name,
+            traceparent,
         };
         let rendered = match prepare_step(step, &scope, &identity, &self.redactor, record) {
             Ok(rendered) => rendered,

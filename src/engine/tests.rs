@@ -117,6 +117,7 @@ impl Harness {
             dry_run: false,
             started_at: Some(start()),
             cancel: self.cancel.clone(),
+            trace: None,
         };
         let request = RunRequest {
             workflow: &self.workflow,

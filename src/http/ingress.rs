@@ -20,9 +20,10 @@ use tracing::{error, info, warn};
 use super::body::{XmlMode, parse_body};
 use super::rejected::{RejectReason, RejectedRequest};
 use super::{AppState, error_response};
+use crate::observe::trace::{Span, SpanKind};
 use crate::run::NewRun;
 use crate::run::SyncResponse;
-use crate::run::{Event, RunStatus};
+use crate::run::{Event, RunStatus, TraceParent};
 use crate::store::Accepted;
 use crate::template::Scope;
 use crate::worker::{FreshPlaces, SyncAnswer};
@@ -33,9 +34,27 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
+    // Traces off: no span, and nothing of the request is read for one.
+    let span = state
+        .tracer
+        .as_ref()
+        .map(|_| request_span(request.headers()));
     let mut seen = Seen::default();
-    let outcome = handle(&state, request, &mut seen).await;
+    let outcome = handle(&state, request, &mut seen, span.as_ref().map(|s| s.context)).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    if let (Some(tracer), Some(span)) = (&state.tracer, span) {
+        let status = match &outcome {
+            Ok((response, _)) => response.status(),
+            Err(refused) => refused.response.status(),
+        };
+        tracer.record(request_span_end(
+            span,
+            &method,
+            &path,
+            &seen,
+            status.as_u16(),
+        ));
+    }
     // The route pattern, not the path: a bounded label for metrics, and what operators grep for.
     let route = seen.route.clone().unwrap_or_else(|| "unmatched".to_owned());
     match outcome {
@@ -66,6 +85,36 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
             *refused.response
         }
     }
+}
+
+/// The request's span, started when it arrives: the child of the sender's `traceparent` when
+/// it sent a valid one, else the root of a new trace.
+fn request_span(headers: &HeaderMap) -> Span {
+    let parent = headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| TraceParent::parse(text).ok());
+    Span::start(parent, String::new(), SpanKind::Server)
+}
+
+/// The request's span once answered. The path without its query (which may hold a token),
+/// no header and no body: nothing a secret could be in.
+fn request_span_end(mut span: Span, method: &str, path: &str, seen: &Seen, status: u16) -> Span {
+    span.name = match &seen.route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_owned(),
+    };
+    span.text("http.request.method", method);
+    span.text("url.path", path);
+    if let Some(route) = &seen.route {
+        span.text("http.route", route.as_str());
+    }
+    span.integer("http.response.status_code", i64::from(status));
+    if !seen.workflows.is_empty() {
+        span.text("hookflow.workflow", seen.workflows.join(","));
+    }
+    span.failed = status >= 500;
+    span.finish()
 }
 
 /// What is known of a request by the time it is answered, for the rejected-requests record.
@@ -99,7 +148,12 @@ type Handled = Result<(Response, Vec<String>), Refused>;
 
 /// One webhook request, phase by phase: find the route, apply the limits that cost nothing,
 /// read the body, verify it, parse it, build the event and its runs, commit them, answer.
-async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled {
+async fn handle(
+    state: &AppState,
+    request: Request,
+    seen: &mut Seen,
+    trace: Option<TraceParent>,
+) -> Handled {
     let registry = match state.registry.read() {
         Ok(r) => Arc::clone(&r),
         Err(_) => {
@@ -154,6 +208,7 @@ async fn handle(state: &AppState, request: Request, seen: &mut Seen) -> Handled 
         raw: raw.to_vec(),
         received_at: Utc::now(),
         trigger: crate::run::Trigger::Webhook,
+        trace,
     };
     let runs = crate::workflow::runs::new_runs(bound.iter().map(|w| w.as_ref()), &event);
     let event = Arc::new(event);

@@ -45,6 +45,8 @@ pub struct AppState {
     pub reload: SharedReloadStatus,
     /// The webhook listener's base URL, for the UI's "copy as curl".
     pub webhook_url: String,
+    /// Where request spans go; `None` when traces are off.
+    pub tracer: Option<crate::observe::trace::Tracer>,
 }
 
 pub fn webhook_router(state: AppState) -> Router {

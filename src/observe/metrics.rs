@@ -143,6 +143,7 @@ pub struct Metrics {
     runs_cancelled: Counters,
     workflow_pauses: Counters,
     paused_workflows: AtomicI64,
+    trace_spans: Counters,
 }
 
 /// The process's metrics.
@@ -240,6 +241,12 @@ impl Metrics {
     pub fn set_paused_workflows(&self, paused: usize) {
         self.paused_workflows
             .store(i64::try_from(paused).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// Spans handed to the trace exporter, by what became of them: `exported`, `dropped` (the
+    /// queue was full) or `failed` (the collector refused them or could not be reached).
+    pub fn trace_spans(&self, outcome: &str, count: u64) {
+        self.trace_spans.add(&[("outcome", outcome)], count);
     }
 
     /// Everything, in the Prometheus text exposition format (version 0.0.4). Refused requests
@@ -373,6 +380,14 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
         self.render_pauses(&mut out);
+        header(
+            &mut out,
+            "hookflow_trace_spans_total",
+            "counter",
+            "Spans handed to the OTLP exporter, by outcome (exported, dropped, failed).",
+        );
+        self.trace_spans
+            .render(&mut out, "hookflow_trace_spans_total");
         out
     }
 

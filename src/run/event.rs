@@ -25,6 +25,10 @@ pub struct Event {
     /// What started the run: events stored before triggers existed were all webhooks.
     #[serde(default)]
     pub trigger: Trigger,
+    /// The span of the request that brought it, when traces are exported: the run's span is
+    /// its child, however much later the run executes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<super::TraceParent>,
 }
 
 /// What created an event: a webhook request, a schedule's tick, or someone by hand.
@@ -84,6 +88,7 @@ impl Event {
             raw,
             received_at: Utc::now(),
             trigger,
+            trace: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The run data model every layer shares: the event a run runs on, the run's and its steps'
-//! states, step records, a synchronous answer, retry policies and rate limits, a new run's keys and an event
-//! saved as payload files. Plain data with no behaviour beyond parsing and printing itself; the
-//! interpreter lives in `engine`.
+//! states, step records, a synchronous answer, retry policies and rate limits, a new run's keys
+//! and an event saved as payload files, and the trace context a run carries. Plain data with no
+//! behaviour beyond parsing and printing itself; the interpreter lives in `engine`.
 
 mod admission;
 mod event;
@@ -11,6 +11,7 @@ pub mod rate;
 mod record;
 mod retry;
 mod status;
+mod trace;
 
 pub use admission::{ConcurrencyMode, DedupeKey, NewRun, RunConcurrency};
 pub use event::{Event, Trigger};
@@ -19,3 +20,4 @@ pub use rate::RateLimit;
 pub use record::{Attempt, MASK, StepRecord, SyncResponse};
 pub use retry::{Backoff, RetryPolicy, StatusPattern};
 pub use status::{RunStatus, StepStatus, TRANSITIONS};
+pub use trace::{BadTraceParent, TraceParent, hex};

@@ -45,6 +45,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("cannot set up the steps' effects: {0}")]
     Effects(String),
+    #[error(transparent)]
+    Traces(#[from] crate::observe::trace::TracerSetupError),
     #[error("listener: {0}")]
     Listener(std::io::Error),
     #[error(transparent)]
@@ -191,9 +193,15 @@ async fn serve_with(
         Arc::clone(&hangup),
         stopped.clone(),
     );
-    let (worker, tasks) = start_runs(settings, &store, &registry, &reloader, &stopped).await?;
+    let tracer = match &settings.traces {
+        Some(traces) => Some(crate::observe::trace::Tracer::start(traces)?),
+        None => None,
+    };
+    let (worker, tasks) =
+        start_runs(settings, &store, &registry, &reloader, &stopped, &tracer).await?;
     let webhook_url = webhook_url(webhook_listener.local_addr().ok(), tls.is_some());
-    let state = app_state(settings, registry, store, worker, &reloader, webhook_url);
+    let mut state = app_state(settings, registry, store, worker, &reloader, webhook_url);
+    state.tracer = tracer;
     let webhook_addr = webhook_listener
         .local_addr()
         .map_err(ServerError::Listener)?;
@@ -247,6 +255,7 @@ async fn start_runs(
     registry: &SharedRegistry,
     reloader: &Reloader,
     stopped: &tokio::sync::watch::Receiver<bool>,
+    tracer: &Option<crate::observe::trace::Tracer>,
 ) -> Result<(Worker, RunTasks), ServerError> {
     let effects = settings
         .effects()
@@ -264,6 +273,7 @@ async fn start_runs(
             capped: settings.store_options.max_running.is_some(),
             window: settings.run_window,
             max_backlog: settings.max_backlog,
+            tracer: tracer.clone(),
         },
         stopped.clone(),
     );
@@ -313,6 +323,7 @@ fn app_state(
         body_timeout: settings.body_timeout,
         reload: reloader.shared_status(),
         webhook_url,
+        tracer: None,
     }
 }
 
@@ -347,6 +358,7 @@ fn serve_until_stopped(
         listeners.tls,
         stopped.clone(),
     );
+    let tracer = state.tracer.clone();
     let admin = axum::serve(
         listeners.admin,
         http::admin_router(state, settings.admin_access())
@@ -361,6 +373,10 @@ fn serve_until_stopped(
         let _ = watcher.await;
         if let Err(err) = admin_result {
             warn!(error = %err, "admin listener stopped with an error");
+        }
+        // The spans of the last requests and runs, before the process is gone.
+        if let Some(tracer) = tracer {
+            tracer.flush().await;
         }
         info!("hookflow stopped");
     })

@@ -5,7 +5,8 @@
 use serde_json::{Value as Json, json};
 
 use super::{
-    ConfigFile, EgressConfig, EmailConfig, ExecConfig, RateBucketConfig, RetryConfig, TlsConfig,
+    ConfigFile, EgressConfig, EmailConfig, ExecConfig, RateBucketConfig, RetryConfig,
+    TelemetryConfig, TlsConfig,
 };
 use crate::lang::schema::{
     Builder, DIALECT, KeyList, SchemaDrift, boolean, describe, duration, examples, integer, one_of,
@@ -52,6 +53,7 @@ fn config_file(b: &mut Builder) -> Json {
     described.extend(request_limit_keys());
     described.push(("tls", tls(b)));
     described.push(("rate_limits", rate_limits(b)));
+    described.push(("telemetry", telemetry(b)));
     b.object(keys_of::<ConfigFile>("ConfigFile"), &[], described)
 }
 
@@ -380,6 +382,35 @@ fn tls(b: &mut Builder) -> Json {
             ],
         ),
         "Serve webhooks over HTTPS with this certificate and key.",
+    )
+}
+
+fn telemetry(b: &mut Builder) -> Json {
+    describe(
+        b.object(
+            keys_of::<TelemetryConfig>("TelemetryConfig"),
+            &[],
+            vec![
+                (
+                    "otlp_endpoint",
+                    examples(
+                        describe(
+                            string(),
+                            "The OTLP/HTTP (protobuf) base URL, `http://` or `https://`; spans go to `<url>/v1/traces`. `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, the full URL) wins over it. Without any, no span is recorded.",
+                        ),
+                        json!(["http://127.0.0.1:4318"]),
+                    ),
+                ),
+                (
+                    "service_name",
+                    describe(
+                        string(),
+                        "The `service.name` of the spans; `OTEL_SERVICE_NAME` wins over it. Default `hookflow`.",
+                    ),
+                ),
+            ],
+        ),
+        "OpenTelemetry traces: a span per webhook request, run and step, exported over OTLP/HTTP.",
     )
 }
 

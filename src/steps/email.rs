@@ -572,12 +572,14 @@ mod tests {
         let id = StepIdentity {
             run_id: "0190a1b2-c3d4",
             step_name: "confirm",
+            traceparent: None,
         };
         assert_eq!(message_id(&id), "<0190a1b2-c3d4.confirm@hookflow>");
         assert_eq!(message_id(&id), message_id(&id));
         let odd = StepIdentity {
             run_id: "r1",
             step_name: ".a..b c.",
+            traceparent: None,
         };
         assert_eq!(message_id(&odd), "<r1.a.b-c@hookflow>");
     }

@@ -229,6 +229,12 @@ impl HttpStep {
                 format!("{}.{}", id.run_id, id.step_name),
             ));
         }
+        // The step's span, when traces are on; a workflow's own `traceparent` is kept.
+        if let Some(traceparent) = id.traceparent
+            && !has_header(&headers, "traceparent")
+        {
+            headers.push(("traceparent".into(), traceparent.to_owned()));
+        }
         let signing_secret = self.render_signing(scope, id, &mut headers)?;
         let authorization = self.render_authorization(scope)?;
         Ok(RenderedHttp {

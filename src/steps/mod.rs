@@ -222,6 +222,8 @@ impl StepKind {
 pub struct StepIdentity<'a> {
     pub run_id: &'a str,
     pub step_name: &'a str,
+    /// The step's span when traces are on: sent as `traceparent` by `http` and `ci` steps.
+    pub traceparent: Option<&'a str>,
 }
 
 /// A step's input after rendering: what it will do, recorded before it does it.

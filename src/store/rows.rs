@@ -101,6 +101,13 @@ pub(super) fn event_from_row(row: &impl Columns) -> Result<Event, StoreError> {
             })
             .transpose()?
             .unwrap_or_default(),
+        trace: row
+            .maybe_text("trace_parent")?
+            .map(|text| {
+                crate::run::TraceParent::parse(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("event trace_parent: {e}")))
+            })
+            .transpose()?,
     })
 }
 
@@ -151,6 +158,7 @@ mod tests {
             raw: raw.as_bytes().to_vec(),
             received_at: chrono::Utc::now(),
             trigger: Trigger::Webhook,
+            trace: None,
         }
     }
 

@@ -130,6 +130,7 @@ async fn run_event(
         dry_run: false,
         started_at: Some(start),
         cancel: None,
+        trace: None,
     };
     let run = RunInfo {
         id: format!("test-{}", uuid::Uuid::now_v7()),

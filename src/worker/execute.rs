@@ -3,6 +3,7 @@
 //! a failed run.
 
 use super::*;
+use crate::observe::trace::{self, RunTrace};
 
 pub(super) async fn load(store: &Store, job: Job) -> Option<Loaded> {
     if let Some(fresh) = job.fresh {
@@ -58,6 +59,8 @@ pub(super) async fn execute_run(
         return held.is_some();
     };
     let span = info_span!("run", run_id = %run_id, workflow = %detail.workflow);
+    // When the run first started: this execution, unless an earlier one did.
+    let first_started = detail.started_at.unwrap_or_else(chrono::Utc::now);
     async {
         let Some(workflow) = definition_or_fail(worker, run_id, &detail).await else {
             return;
@@ -87,6 +90,7 @@ pub(super) async fn execute_run(
                 record_retry(worker, run_id, &workflow, outcome, &journal).await;
             }
             Ok(outcome) => {
+                trace_run(worker, run_id, &workflow, &detail, &outcome, first_started);
                 let done = StepsDone {
                     outcome,
                     started,
@@ -186,6 +190,10 @@ pub(super) async fn run_steps(
     let options = ExecOptions {
         started_at: Some(detail.started_at.unwrap_or_else(chrono::Utc::now)),
         cancel: Some(cancel),
+        trace: worker.inner.tracer.as_ref().map(|tracer| RunTrace {
+            tracer: tracer.clone(),
+            run: trace::run_context(run_id, detail.event.trace),
+        }),
         ..ExecOptions::default()
     };
     let callees = RegistryCallees { worker };
@@ -220,6 +228,33 @@ pub(super) async fn run_steps(
             None
         }
     }
+}
+
+/// The run's span, once it ended: from its first start to now, the child of the request that
+/// brought its event (when traces were on then), with the ids every execution of the run gave
+/// its steps as their parent.
+fn trace_run(
+    worker: &Worker,
+    run_id: &str,
+    workflow: &Workflow,
+    detail: &Loaded,
+    outcome: &engine::RunOutcome,
+    first_started: chrono::DateTime<chrono::Utc>,
+) {
+    let Some(tracer) = &worker.inner.tracer else {
+        return;
+    };
+    let context = trace::run_context(run_id, detail.event.trace);
+    let parent = detail.event.trace.map(|request| request.span_id);
+    let name = format!("run {}", workflow.name);
+    let mut span = trace::Span::with_context(context, parent, name, trace::SpanKind::Internal);
+    span.start = std::time::SystemTime::from(first_started);
+    span.text("hookflow.workflow", workflow.name.as_str());
+    span.text("hookflow.run_id", run_id);
+    span.integer("hookflow.attempt", i64::from(detail.attempt));
+    span.text("hookflow.status", outcome.status.as_str());
+    span.failed = outcome.status == RunStatus::Failed;
+    tracer.record(span.finish());
 }
 
 /// A step failed and will be tried again: the steps before the wait are recorded, then the

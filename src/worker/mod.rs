@@ -84,6 +84,7 @@ struct Inner {
     backlog_estimate: BacklogEstimate,
     /// The cancellation signal of each run executing here.
     cancels: Mutex<HashMap<String, watch::Sender<Option<String>>>>,
+    tracer: Option<crate::observe::trace::Tracer>,
 }
 
 /// One run to execute.
@@ -133,6 +134,8 @@ pub struct WorkerSettings {
     pub window: usize,
     /// Runs waiting in the store's queue past which webhooks are refused (`max_backlog`).
     pub max_backlog: usize,
+    /// Where run and step spans go; `None` when traces are off.
+    pub tracer: Option<crate::observe::trace::Tracer>,
 }
 
 impl Worker {
@@ -173,6 +176,7 @@ impl Worker {
                     accepted_since: AtomicUsize::new(0),
                 },
                 cancels: Mutex::new(HashMap::new()),
+                tracer: settings.tracer.clone(),
             }),
         };
         let retries = tokio::spawn(queue_due_retries(worker.clone(), shutdown.clone()));

@@ -236,6 +236,7 @@ async fn fill(store: &Store, version: &str, count: usize) {
                 body,
                 received_at: chrono::Utc::now(),
                 trigger: Trigger::Webhook,
+                trace: None,
             };
             let run = NewRun {
                 id: uuid::Uuid::now_v7().to_string(),

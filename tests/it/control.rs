@@ -866,6 +866,7 @@ fn many_items_event(items: usize) -> hookflow::run::Event {
         raw: Vec::new(),
         received_at: chrono::Utc::now(),
         trigger: Default::default(),
+        trace: None,
     }
 }
 

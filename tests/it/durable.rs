@@ -880,6 +880,7 @@ async fn journal_of(yaml: &str) -> Vec<String> {
         raw: Vec::new(),
         received_at: chrono::Utc::now(),
         trigger: Default::default(),
+        trace: None,
     };
     let journal = Recording::default();
     let (outcome, _) = crate::support::execute_in_process(yaml, &event, &[], &journal).await;

@@ -27,6 +27,7 @@ mod jsonpath_cts;
 mod logs;
 mod manual;
 mod multinode;
+mod otel;
 mod payload_checks;
 mod rate;
 mod reload;

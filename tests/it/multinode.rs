@@ -402,6 +402,7 @@ async fn runs_list_reads_a_postgres_store() {
         raw: b"{\"n\": 1}".to_vec(),
         received_at: chrono::Utc::now(),
         trigger: Default::default(),
+        trace: None,
     };
     let run = hookflow::run::NewRun {
         id: uuid::Uuid::now_v7().to_string(),

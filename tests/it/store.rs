@@ -33,6 +33,7 @@ fn event(n: u32) -> Event {
         raw: format!("{{\"n\": {n}}}\u{0}\u{ff}").into_bytes(),
         received_at: Utc::now(),
         trigger: Default::default(),
+        trace: None,
     }
 }
 
@@ -372,6 +373,34 @@ async fn accept_reads_back(store: Store) -> Result<(), StoreError> {
     // A unique prefix finds a run; an unknown id finds none.
     assert!(store.run(&a.id[..30]).await?.is_some());
     assert!(store.run("no-such-run").await?.is_none());
+    Ok(())
+}
+
+/// The request's trace context is kept with its event, whichever way the event is accepted
+/// (with or without a dedupe key), so a run executed later joins the request's trace.
+async fn trace_context_reads_back(store: Store) -> Result<(), StoreError> {
+    let parent = hookflow::run::TraceParent::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .expect("traceparent");
+    for dedupe in [None, Some(("trace-key", 60))] {
+        let traced = Event {
+            trace: Some(parent),
+            ..event(7)
+        };
+        let run = new_run("wf-traced", dedupe);
+        store
+            .accept(Arc::new(traced), std::slice::from_ref(&run))
+            .await?;
+        let detail = store.run(&run.id).await?.expect("accepted run");
+        assert_eq!(detail.event.trace, Some(parent), "dedupe: {dedupe:?}");
+    }
+    let untraced = new_run("wf-traced", None);
+    store
+        .accept(Arc::new(event(8)), std::slice::from_ref(&untraced))
+        .await?;
+    let detail = store.run(&untraced.id).await?.expect("accepted run");
+    assert_eq!(detail.event.trace, None);
     Ok(())
 }
 
@@ -1711,6 +1740,7 @@ macro_rules! conformance_cases {
 
 conformance_cases! {
     accept_reads_back,
+    trace_context_reads_back,
     dedupe_window,
     a_redelivery_of_a_failed_run_starts_again,
     claims_and_leases,
@@ -1904,23 +1934,31 @@ async fn postgres_processes_starting_together_migrate_once_and_share_dedupe_keys
         .map(|r| r.expect("join").expect("open"))
         .collect();
     // Every migration applied, each once: one row per version (numbers may have gaps, as
-    // work done side by side takes its own), the last one among them.
+    // branches take theirs), and a later start applies nothing more.
     let rows = schema
         .count("SELECT count(*) FROM hookflow_migrations")
         .await;
     assert!(rows >= 3, "{rows} migrations");
-    assert_eq!(
+    assert!(
         schema
             .count("SELECT count(DISTINCT version) FROM hookflow_migrations")
             .await,
         rows
     );
-    assert!(
-        schema
             .count("SELECT max(version)::bigint FROM hookflow_migrations")
             .await
             >= rows
     );
+    let later = Store::open(&schema.url, OpenMode::Serve)
+        .await
+        .expect("open again");
+    assert_eq!(
+        schema
+            .count("SELECT count(*) FROM hookflow_migrations")
+            .await,
+        rows
+    );
+    drop(later);
     // The same delivery arrives at every process at once, eight times: one run is created.
     let mut accepts = Vec::new();
     for round in 0..8 {

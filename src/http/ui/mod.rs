@@ -212,6 +212,7 @@ mod tests {
             raw: br#"{"k": "v's"}"#.to_vec(),
             received_at: Utc::now(),
             trigger: Default::default(),
+            trace: None,
         };
         let command = curl_command("http://127.0.0.1:8080", &event);
         assert_eq!(

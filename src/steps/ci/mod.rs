@@ -162,10 +162,12 @@ impl CiStep {
             ),
         };
         // Every error names the provider, like the errors of the answer do.
-        result.map_err(|mut err| {
-            err.message = format!("{}: {}", provider.as_str(), err.message);
-            err
-        })
+        result
+            .map(|rendered| rendered.with_traceparent(id.traceparent))
+            .map_err(|mut err| {
+                err.message = format!("{}: {}", provider.as_str(), err.message);
+                err
+            })
     }
 }
 
@@ -325,6 +327,23 @@ impl RenderedCi {
             "headers": headers,
             "body": self.body_record,
         })
+    }
+
+    /// The step's span as `traceparent`, when traces are on and the request has none yet.
+    fn with_traceparent(mut self, traceparent: Option<&str>) -> Self {
+        if let Some(value) = traceparent
+            && !self
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("traceparent"))
+        {
+            self.headers.push(Header {
+                name: "traceparent".to_owned(),
+                value: value.to_owned(),
+                shown: None,
+            });
+        }
+        self
     }
 
     /// `text` with every credential replaced by `***` (a transport error may quote the URL).
@@ -583,6 +602,7 @@ mod tests {
         let id = StepIdentity {
             run_id: "0197",
             step_name: "build",
+            traceparent: None,
         };
         let request = RenderedCi::post(
             Provider::Jenkins,
@@ -611,6 +631,31 @@ mod tests {
                 "body": null,
             })
         );
+    }
+
+    #[test]
+    fn the_steps_span_goes_out_as_traceparent_unless_one_is_set() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let post = || {
+            RenderedCi::post(
+                Provider::Buildkite,
+                "https://ci.test/builds".to_owned(),
+                Duration::from_secs(5),
+            )
+        };
+        let traced = post().with_traceparent(Some(traceparent));
+        let sent: Vec<(&str, &str)> = traced
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(sent, [("traceparent", traceparent)]);
+        // Traces off: nothing added.
+        assert!(post().with_traceparent(None).headers.is_empty());
+        // A `ci.generic` request whose workflow set its own keeps it.
+        let own = traced.with_traceparent(Some("00-other"));
+        assert_eq!(own.headers.len(), 1);
+        assert_eq!(own.headers[0].value, traceparent);
     }
 
     #[test]

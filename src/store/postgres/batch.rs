@@ -3,11 +3,11 @@
 //! commit costs a flush of the write-ahead log whatever it holds, so under load hundreds of
 //! writes pay for one; alone, a write waits for no one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::notify::CHANNEL;
@@ -45,7 +45,11 @@ pub(super) enum Batched {
     },
 }
 
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+/// A write's answer once its batch committed: for an accept that asked for a lease, whether
+/// its runs were claimed (not when a workflow of theirs is paused); false for other writes.
+type Answer = Result<bool, StoreError>;
+
+type Reply = oneshot::Sender<Answer>;
 
 /// The handle writes are sent on; cheap to clone.
 #[derive(Clone)]
@@ -65,7 +69,7 @@ impl Batcher {
     pub(super) async fn send(
         &self,
         write: Batched,
-    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+    ) -> Result<oneshot::Receiver<Answer>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((write, reply))
@@ -74,17 +78,18 @@ impl Batcher {
         Ok(answer)
     }
 
-    /// Send `write` and wait for its commit.
-    pub(super) async fn commit(&self, write: Batched) -> Result<(), StoreError> {
-        settled(self.send(write).await?).await
+    /// Send `write` and wait for its commit; for an accept, whether its runs were claimed.
+    pub(super) async fn commit(&self, write: Batched) -> Answer {
+        self.send(write)
+            .await?
+            .await
+            .unwrap_or(Err(StoreError::Closed))
     }
 }
 
-/// What a sent write's answer says once it comes.
-pub(super) async fn settled(
-    answer: oneshot::Receiver<Result<(), StoreError>>,
-) -> Result<(), StoreError> {
-    answer.await.unwrap_or(Err(StoreError::Closed))
+/// Whether a sent write was committed, once its answer comes.
+pub(super) async fn settled(answer: oneshot::Receiver<Answer>) -> Result<(), StoreError> {
+    answer.await.unwrap_or(Err(StoreError::Closed)).map(|_| ())
 }
 
 /// Whether a batch with accepts should wake the other processes now (coalesced: see
@@ -112,10 +117,10 @@ async fn commit_batch(pool: &PgPool, notifier: &Notifier, batch: &mut Vec<(Batch
     let started = std::time::Instant::now();
     let writes: Vec<&Batched> = batch.iter().map(|(write, _)| write).collect();
     match apply(pool, notifier, &writes).await {
-        Ok(()) => {
+        Ok(claimed) => {
             crate::observe::metrics::metrics().store_commit(started.elapsed());
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Ok(()));
+            for (write, reply) in batch.drain(..) {
+                let _ = reply.send(Ok(was_claimed(&write, &claimed)));
             }
         }
         Err(err) if batch.len() == 1 || is_environmental(&err) => {
@@ -127,7 +132,7 @@ async fn commit_batch(pool: &PgPool, notifier: &Notifier, batch: &mut Vec<(Batch
         Err(_) => {
             for (write, reply) in batch.drain(..) {
                 let result = apply(pool, notifier, &[&write]).await.map_err(write_error);
-                let _ = reply.send(result);
+                let _ = reply.send(result.map(|claimed| was_claimed(&write, &claimed)));
             }
         }
     }
@@ -148,14 +153,24 @@ fn is_environmental(err: &sqlx::Error) -> bool {
 /// step names a run committed before it was sent. Always the same text, so prepared once.
 const BATCH: &str = "WITH new_events AS (
     INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
-      triggered_by)
+      triggered_by, trace_parent)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-      $6::text[], $7::text[], $8::text[], $9::bytea[], $10::text[])
+      $6::text[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::text[])
 ), new_runs AS (
     INSERT INTO runs (id, event_id, workflow, version, status, created_at, started_at,
       lease_owner, lease_until)
-    SELECT * FROM UNNEST($11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-      $16::text[], $17::text[], $18::text[], $19::text[])
+    SELECT id, event_id, workflow, version, CASE WHEN claim THEN 'running' ELSE 'queued' END,
+      created_at, CASE WHEN claim THEN $19 END, CASE WHEN claim THEN lease_owner END,
+      CASE WHEN claim THEN lease_until END
+    FROM (SELECT run.*, run.lease_owner IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM UNNEST($13::text[], $14::text[]) AS sibling(event_id, workflow)
+            JOIN paused_workflows AS paused ON paused.workflow = sibling.workflow
+            WHERE sibling.event_id = run.event_id) AS claim
+          FROM UNNEST($12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+            $17::text[], $18::text[])
+            AS run(id, event_id, workflow, version, created_at, lease_owner, lease_until)
+    ) AS accepted
+    RETURNING id, status
 ), records AS (
     INSERT INTO steps (run_id, idx, name, kind, status, filtered, input, output, error,
       started_at, duration_ms, attempts, earlier)
@@ -172,23 +187,44 @@ const BATCH: &str = "WITH new_events AS (
       finished_at = $37
     FROM UNNEST($33::text[], $34::text[], $35::text[], $36::text[])
       AS e(id, status, error, response)
-    WHERE runs.id = e.id
+    WHERE runs.id = e.id AND runs.status <> 'cancelled'
 )
-SELECT CASE WHEN $38 THEN pg_notify($39, $40) END";
+SELECT ARRAY(SELECT id FROM new_runs WHERE status = 'running') AS claimed,
+  (SELECT count(*) FROM (SELECT pg_notify($39, $40) WHERE $38) AS woken) AS woken";
 
-async fn apply(pool: &PgPool, notifier: &Notifier, writes: &[&Batched]) -> Result<(), sqlx::Error> {
+/// Commit `writes`; answers the runs claimed in their accept. A run's end never overwrites
+/// `cancelled` (a cancel wins over the end its owner was about to record); runs of an event
+/// with a run of a paused workflow are only queued.
+async fn apply(
+    pool: &PgPool,
+    notifier: &Notifier,
+    writes: &[&Batched],
+) -> Result<HashSet<String>, sqlx::Error> {
     let accepts: Vec<Accept<'_>> = writes.iter().filter_map(|w| Accept::of(w)).collect();
     let notify = !accepts.is_empty() && notifier();
     let query = bind_accepts(sqlx::query(BATCH), &accepts);
     let query = bind_steps(query, writes);
     let query = bind_ends(query, writes);
-    query
+    let row = query
         .bind(notify)
         .bind(CHANNEL)
         .bind(Wakeup::RunsQueued.as_str())
-        .execute(pool)
-        .await
-        .map(|_| ())
+        .fetch_one(pool)
+        .await?;
+    let claimed: Vec<String> = row.try_get("claimed")?;
+    Ok(claimed.into_iter().collect())
+}
+
+/// Whether `write` is an accept whose runs were claimed (all of them are, or none).
+fn was_claimed(write: &Batched, claimed: &HashSet<String>) -> bool {
+    match write {
+        Batched::Accept {
+            runs,
+            lease: Some(_),
+            ..
+        } => runs.first().is_some_and(|run| claimed.contains(&run.id)),
+        _ => false,
+    }
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -213,13 +249,17 @@ impl<'a> Accept<'a> {
     }
 }
 
-/// Every accept's event, then every run: `$1` to `$19`.
+/// Every accept's event (`$1` to `$11`), then every run (`$12` to `$19`).
 fn bind_accepts<'q>(query: Query<'q>, accepts: &[Accept<'_>]) -> Query<'q> {
     let column = |f: &dyn Fn(&Event) -> String| -> Vec<String> {
         accepts.iter().map(|a| f(a.event)).collect()
     };
     let raw: Vec<Vec<u8>> = accepts.iter().map(|a| a.event.raw.to_vec()).collect();
     let triggers: Vec<Option<String>> = accepts.iter().map(|a| triggered_by(a.event)).collect();
+    let traces: Vec<Option<String>> = accepts
+        .iter()
+        .map(|a| a.event.trace.map(|t| t.to_string()))
+        .collect();
     let query = query
         .bind(column(&|e| e.id.clone()))
         .bind(column(&|e| timestamp(e.received_at)))
@@ -230,7 +270,8 @@ fn bind_accepts<'q>(query: Query<'q>, accepts: &[Accept<'_>]) -> Query<'q> {
         .bind(column(&|e| to_text(&e.headers)))
         .bind(column(&|e| to_text(&e.body)))
         .bind(raw)
-        .bind(triggers);
+        .bind(triggers)
+        .bind(traces);
     bind_runs(query, accepts)
 }
 
@@ -251,18 +292,10 @@ fn bind_runs<'q>(query: Query<'q>, accepts: &[Accept<'_>]) -> Query<'q> {
         .bind(text(&|a, _| a.event.id.clone()))
         .bind(text(&|_, r| r.workflow.clone()))
         .bind(text(&|_, r| r.version.clone()))
-        .bind(text(&|a, _| {
-            if a.lease.is_some() {
-                "running"
-            } else {
-                "queued"
-            }
-            .to_owned()
-        }))
         .bind(text(&|a, _| timestamp(a.event.received_at)))
-        .bind(leased(&|_| now.clone()))
         .bind(leased(&|l| l.owner.clone()))
         .bind(leased(&|l| timestamp(l.until)))
+        .bind(now)
 }
 
 /// The batch's step records, `$20` to `$32`; of a step recorded twice in the batch, the later

@@ -153,6 +153,13 @@ CREATE TABLE rate_buckets (
 );
 "#,
     ),
+    // The `traceparent` of the request's span; NULL when traces were off (decision 023).
+    (
+        10,
+        r#"
+ALTER TABLE events ADD COLUMN trace_parent TEXT;
+"#,
+    ),
 ];
 
 /// The migration that partitions the tables, in Rust: it makes a partition for each day the

@@ -101,7 +101,7 @@ impl PostgresStore {
         }
         sqlx::query(
             "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
-             triggered_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             triggered_by, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&event.id)
         .bind(&received)
@@ -113,6 +113,7 @@ impl PostgresStore {
         .bind(to_text(&event.body))
         .bind(event.raw.as_slice())
         .bind(triggered_by(event))
+        .bind(event.trace.map(|t| t.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(write_error)?;
@@ -203,8 +204,8 @@ impl PostgresStore {
         if runs.is_empty() {
             return Ok(Accepted::default());
         }
-        let claimed = lease.is_some();
-        self.batcher
+        let claimed = self
+            .batcher
             .commit(Batched::Accept {
                 event,
                 runs: runs.to_vec(),
@@ -234,7 +235,7 @@ impl PostgresStore {
     }
 
     pub async fn step_finished(&self, run_id: &str, record: &StepRecord) -> Result<(), StoreError> {
-        self.batcher.commit(step(run_id, record)).await
+        self.batcher.commit(step(run_id, record)).await.map(|_| ())
     }
 
     /// The record is on its way in the next shared commit; the answer ends with that commit.
@@ -262,6 +263,7 @@ impl PostgresStore {
                 response,
             })
             .await
+            .map(|_| ())
     }
 
     pub async fn run_retrying(

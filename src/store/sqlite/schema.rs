@@ -168,6 +168,19 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
             .execute(&mut *conn)
             .await?;
     }
+    // The `traceparent` of the request's span (docs/decisions/023); NULL when traces were off.
+    let has_trace = sqlx::query(
+        "SELECT COUNT(*) AS n FROM pragma_table_info('events') WHERE name = 'trace_parent'",
+    )
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get::<i64, _>("n")?
+        > 0;
+    if !has_trace {
+        sqlx::query("ALTER TABLE events ADD COLUMN trace_parent TEXT")
+            .execute(&mut *conn)
+            .await?;
+    }
     // Each earlier attempt of a retried step, as JSON; NULL for steps tried once (and for
     // the records written before attempts were kept).
     let has_earlier =

@@ -31,7 +31,7 @@ pub(super) async fn insert_plain_accepts(
         })
         .collect();
     let mut events = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw, triggered_by) ",
+        "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw, triggered_by, trace_parent) ",
     );
     events.push_values(&accepts, |mut row, (event, _, _)| {
         row.push_bind(event.id.as_str())
@@ -43,7 +43,8 @@ pub(super) async fn insert_plain_accepts(
             .push_bind(to_text(&event.headers))
             .push_bind(stored_body(event))
             .push_bind(event.raw.as_slice())
-            .push_bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)));
+            .push_bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)))
+            .push_bind(event.trace.map(|t| t.to_string()));
     });
     events.build().execute(&mut *conn).await?;
     let runs: Vec<(&Event, &NewRun, Option<&Lease>)> = accepts
@@ -641,8 +642,8 @@ async fn accept_event(
         return Ok(accepted);
     }
     sqlx::query(
-        "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw, triggered_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw, triggered_by,
+         trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&event.id)
     .bind(timestamp(event.received_at))
@@ -654,6 +655,7 @@ async fn accept_event(
     .bind(stored_body(event))
     .bind(event.raw.as_slice())
     .bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)))
+    .bind(event.trace.map(|t| t.to_string()))
     .execute(&mut *conn)
     .await?;
     for run in created {

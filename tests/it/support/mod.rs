@@ -92,6 +92,7 @@ pub fn settings_for(dir: &Path) -> ServeSettings {
         store_options: Default::default(),
         lease: Duration::from_secs(30),
         rate_limits: Default::default(),
+        traces: None,
     }
 }
 
