@@ -46,7 +46,7 @@ pub enum ServerError {
     #[error("cannot set up the steps' effects: {0}")]
     Effects(String),
     #[error(transparent)]
-    Traces(#[from] crate::observe::trace::TracerSetupError),
+    Traces(#[from] TracerSetupError),
     #[error("listener: {0}")]
     Listener(std::io::Error),
     #[error(transparent)]
@@ -194,7 +194,10 @@ async fn serve_with(
         stopped.clone(),
     );
     let tracer = match &settings.traces {
-        Some(traces) => Some(crate::observe::trace::Tracer::start(traces)?),
+        Some(traces) => Some(crate::observe::trace::Tracer::start(
+            traces,
+            Arc::new(Collector::new()?),
+        )),
         None => None,
     };
     let (worker, tasks) =
@@ -442,5 +445,47 @@ async fn prune_periodically(
             _ = stopped.wait_for(|stop| *stop) => return,
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
         }
+    }
+}
+
+/// Why the trace exporter could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the trace exporter: {0}")]
+pub struct TracerSetupError(#[source] crate::effects::HttpError);
+
+/// The trace exporter's way to its collector: the HTTP client the steps use.
+struct Collector(crate::effects::http::ReqwestClient);
+
+impl Collector {
+    fn new() -> Result<Self, TracerSetupError> {
+        crate::effects::http::ReqwestClient::new()
+            .map(Self)
+            .map_err(TracerSetupError)
+    }
+}
+
+impl crate::observe::trace::CollectorClient for Collector {
+    fn post(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> crate::future::BoxFuture<'_, Result<u16, String>> {
+        use crate::effects::HttpClient;
+        let request = crate::effects::HttpRequest {
+            method: "POST".to_owned(),
+            url: url.to_owned(),
+            headers: vec![("content-type".into(), "application/x-protobuf".into())],
+            body: Some(body),
+            timeout,
+            follow_redirects: false,
+        };
+        Box::pin(async move {
+            self.0
+                .send(request)
+                .await
+                .map(|response| response.status)
+                .map_err(|err| err.to_string())
+        })
     }
 }

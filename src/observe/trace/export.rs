@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::otlp::{Resource, export_request};
 use super::{Span, TraceSettings};
-use crate::effects::{HttpClient, HttpRequest, http::ReqwestClient};
+use crate::future::BoxFuture;
 
 /// Spans waiting to be sent; past this, new ones are dropped.
 const QUEUE: usize = 4096;
@@ -41,24 +41,27 @@ impl std::fmt::Debug for Tracer {
     }
 }
 
-/// Why the exporter could not be set up.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot set up the trace exporter: {0}")]
-pub struct TracerSetupError(#[source] crate::effects::HttpError);
+/// How export requests reach the collector: `serve` hands in the HTTP client the steps use
+/// (this module sits below `effects`, so it names none).
+pub trait CollectorClient: Send + Sync {
+    /// POST `body` (`application/x-protobuf`) to `url`; the answer's status, or why there was
+    /// none.
+    fn post(&self, url: &str, body: Vec<u8>, timeout: Duration)
+    -> BoxFuture<'_, Result<u16, String>>;
+}
 
 impl Tracer {
-    /// Start the exporting task on the current runtime.
-    pub fn start(settings: &TraceSettings) -> Result<Self, TracerSetupError> {
-        let client = ReqwestClient::new().map_err(TracerSetupError)?;
+    /// Start the exporting task on the current runtime, sending through `client`.
+    pub fn start(settings: &TraceSettings, client: Arc<dyn CollectorClient>) -> Self {
         let (queue, spans) = mpsc::channel(QUEUE);
         let exporter = Exporter {
-            client: Arc::new(client),
+            client,
             settings: settings.clone(),
             failing: false,
         };
         tokio::spawn(exporter.run(spans));
         info!(endpoint = %settings.traces_url, service = %settings.service_name, "exporting traces");
-        Ok(Self { queue })
+        Self { queue }
     }
 
     /// Queue a finished span; an unsampled one is not recorded, and one the full queue has no
@@ -87,7 +90,7 @@ impl Tracer {
 }
 
 struct Exporter {
-    client: Arc<dyn HttpClient>,
+    client: Arc<dyn CollectorClient>,
     settings: TraceSettings,
     /// The last export failed: said once when it starts failing and once when it recovers.
     failing: bool,
@@ -120,19 +123,16 @@ impl Exporter {
             service_name: &self.settings.service_name,
             scope_version: env!("CARGO_PKG_VERSION"),
         };
-        let request = HttpRequest {
-            method: "POST".to_owned(),
-            url: self.settings.traces_url.clone(),
-            headers: vec![("content-type".into(), "application/x-protobuf".into())],
-            body: Some(export_request(&resource, &spans)),
-            timeout: EXPORT_TIMEOUT,
-            follow_redirects: false,
-        };
+        let body = export_request(&resource, &spans);
         let count = spans.len() as u64;
-        let problem = match self.client.send(request).await {
-            Ok(response) if (200..300).contains(&response.status) => None,
-            Ok(response) => Some(format!("the collector answered {}", response.status)),
-            Err(err) => Some(err.to_string()),
+        let answer = self
+            .client
+            .post(&self.settings.traces_url, body, EXPORT_TIMEOUT)
+            .await;
+        let problem = match answer {
+            Ok(status) if (200..300).contains(&status) => None,
+            Ok(status) => Some(format!("the collector answered {status}")),
+            Err(err) => Some(err),
         };
         let metrics = crate::observe::metrics::metrics();
         match problem {

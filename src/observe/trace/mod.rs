@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::run::TraceParent;
-pub use export::{Tracer, TracerSetupError};
+pub use export::{CollectorClient, Tracer};
 
 /// Where spans go and who sends them, resolved from the settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
