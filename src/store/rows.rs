@@ -47,6 +47,16 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunSummary, StoreError>
     })
 }
 
+/// The body as stored: nothing when the raw bytes hold it (`body_is_raw_json`), else its JSON
+/// text. A webhook's JSON body is kept once, not twice.
+pub(crate) fn stored_body(event: &Event) -> String {
+    if body_is_raw_json(event) {
+        String::new()
+    } else {
+        serde_json::to_string(&event.body).unwrap_or_else(|_| "null".to_owned())
+    }
+}
+
 /// Whether a webhook's body is its raw bytes parsed as JSON (an `application/json` body that
 /// parsed to an object or array), so storing the raw bytes is enough.
 pub(super) fn body_is_raw_json(event: &Event) -> bool {

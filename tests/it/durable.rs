@@ -445,9 +445,9 @@ mod failing_store {
     use hookflow::run::SyncResponse;
     use hookflow::run::{Event, RunStatus, StepRecord};
     use hookflow::store::{
-        Accepted, ActivityWindow, CancelRequest, Cancelled, Definition, MinuteCount,
-        PauseRequest, PausedWorkflow, ReplayOptions, Replayed, RunDetail, RunDurations, RunFilter,
-        RunSummary, StoreBackend, StoreError,
+        Accepted, ActivityWindow, CancelRequest, Cancelled, Definition, MinuteCount, PauseRequest,
+        PausedWorkflow, ReplayOptions, Replayed, RunDetail, RunDurations, RunFilter, RunSummary,
+        StoreBackend, StoreError,
     };
     use std::sync::atomic::Ordering;
 

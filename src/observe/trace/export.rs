@@ -46,8 +46,12 @@ impl std::fmt::Debug for Tracer {
 pub trait CollectorClient: Send + Sync {
     /// POST `body` (`application/x-protobuf`) to `url`; the answer's status, or why there was
     /// none.
-    fn post(&self, url: &str, body: Vec<u8>, timeout: Duration)
-    -> BoxFuture<'_, Result<u16, String>>;
+    fn post(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<u16, String>>;
 }
 
 impl Tracer {

@@ -14,7 +14,7 @@ use super::notify::CHANNEL;
 use super::reads::write_error;
 use super::transitions::{to_text, triggered_by};
 use crate::run::{Event, NewRun, RunStatus, StepRecord, SyncResponse};
-use crate::store::rows::earlier_text;
+use crate::store::rows::{earlier_text, stored_body};
 use crate::store::{Lease, StoreError, Wakeup, timestamp};
 
 /// Writes waiting while a commit is in flight go in the next one, up to this many.
@@ -268,7 +268,7 @@ fn bind_accepts<'q>(query: Query<'q>, accepts: &[Accept<'_>]) -> Query<'q> {
         .bind(column(&|e| to_text(&e.params)))
         .bind(column(&|e| to_text(&e.query)))
         .bind(column(&|e| to_text(&e.headers)))
-        .bind(column(&|e| to_text(&e.body)))
+        .bind(column(&stored_body))
         .bind(raw)
         .bind(triggers)
         .bind(traces);

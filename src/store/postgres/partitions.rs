@@ -65,10 +65,14 @@ pub(super) async fn ensure_days(
             );
             // In a savepoint, so a day that cannot be made leaves the others to be made.
             let mut savepoint = conn.begin().await?;
-            match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                .execute(&mut *savepoint)
-                .await
-            {
+            let made = async {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *savepoint)
+                    .await?;
+                same_compression(&mut savepoint, table, &name).await
+            }
+            .await;
+            match made {
                 Ok(_) => savepoint.commit().await?,
                 Err(err) => {
                     savepoint.rollback().await?;
@@ -77,6 +81,49 @@ pub(super) async fn ensure_days(
             }
         }
         day = next;
+    }
+    Ok(())
+}
+
+/// Give `partition` the compression its table's columns have (a new partition does not take
+/// it from its table).
+pub(super) async fn same_compression(
+    conn: &mut PgConnection,
+    table: &str,
+    partition: &str,
+) -> Result<(), sqlx::Error> {
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, CASE attcompression WHEN 'l' THEN 'lz4' ELSE 'pglz' END
+         FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0
+           AND NOT attisdropped AND attcompression <> ''",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (column, method) in columns {
+        let statement =
+            format!("ALTER TABLE {partition} ALTER COLUMN {column} SET COMPRESSION {method}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Give every partition of `table` its table's compression (`ALTER TABLE … SET COMPRESSION`
+/// on a partitioned table leaves some of them as they were).
+pub(super) async fn compress_partitions_like(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<(), sqlx::Error> {
+    let partitions: Vec<String> = sqlx::query_scalar(
+        "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = to_regclass($1)",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    for partition in partitions {
+        same_compression(conn, table, &partition).await?;
     }
     Ok(())
 }

@@ -110,7 +110,7 @@ impl PostgresStore {
         .bind(to_text(&event.params))
         .bind(to_text(&event.query))
         .bind(to_text(&event.headers))
-        .bind(to_text(&event.body))
+        .bind(crate::store::rows::stored_body(event))
         .bind(event.raw.as_slice())
         .bind(triggered_by(event))
         .bind(event.trace.map(|t| t.to_string()))

@@ -41,7 +41,7 @@ pub(super) async fn insert_plain_accepts(
             .push_bind(to_text(&event.params))
             .push_bind(to_text(&event.query))
             .push_bind(to_text(&event.headers))
-            .push_bind(stored_body(event))
+            .push_bind(crate::store::rows::stored_body(event))
             .push_bind(event.raw.as_slice())
             .push_bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)))
             .push_bind(event.trace.map(|t| t.to_string()));
@@ -652,7 +652,7 @@ async fn accept_event(
     .bind(to_text(&event.params))
     .bind(to_text(&event.query))
     .bind(to_text(&event.headers))
-    .bind(stored_body(event))
+    .bind(crate::store::rows::stored_body(event))
     .bind(event.raw.as_slice())
     .bind((event.trigger != Trigger::Webhook).then(|| to_text(&event.trigger)))
     .bind(event.trace.map(|t| t.to_string()))
@@ -691,13 +691,6 @@ async fn accept_event(
 
 /// The `body` column: empty when the body is the raw bytes parsed as JSON, which the raw column
 /// already holds (the reader parses them again), so an event's body is written once.
-fn stored_body(event: &Event) -> String {
-    if crate::store::rows::body_is_raw_json(event) {
-        String::new()
-    } else {
-        to_text(&event.body)
-    }
-}
 
 fn to_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
