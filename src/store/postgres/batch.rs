@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
-use sqlx::{PgPool, Row};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::notify::CHANNEL;
@@ -54,24 +55,48 @@ type Reply = oneshot::Sender<Answer>;
 /// The handle writes are sent on; cheap to clone.
 #[derive(Clone)]
 pub(super) struct Batcher {
-    queue: mpsc::Sender<(Batched, Reply)>,
+    /// One queue per lane; each lane commits its batches one after another on a connection of
+    /// its own, and the lanes commit side by side.
+    lanes: Arc<[mpsc::Sender<(Batched, Reply)>]>,
+    /// The lane of the next accept (accepts take turns; a run's writes keep to one lane).
+    next_accept: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// Lanes of the batcher: a batch is one statement, executed by one PostgreSQL backend on one
+/// core, so two lanes let the database use two cores while each run's writes still commit in
+/// the order they were sent.
+const LANES: usize = 2;
+
 impl Batcher {
-    /// Start the task that commits batches on connections of `pool`.
-    pub(super) fn start(pool: PgPool, notifier: Notifier) -> Self {
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, notifier, receiver));
-        Self { queue }
+    /// Start the tasks that commit batches, each on a connection of its own to `options`.
+    pub(super) fn start(options: PgConnectOptions, notifier: Notifier) -> Self {
+        let lanes: Vec<_> = (0..LANES)
+            .map(|_| {
+                let (queue, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(run(options.clone(), Arc::clone(&notifier), receiver));
+                queue
+            })
+            .collect();
+        Self {
+            lanes: lanes.into(),
+            next_accept: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }
     }
 
-    /// Send `write`; the answer ends once its batch committed (or failed).
+    /// Send `write`; the answer ends once its batch committed (or failed). A run's step
+    /// records and end go to the run's lane, so they commit in order.
     pub(super) async fn send(
         &self,
         write: Batched,
     ) -> Result<oneshot::Receiver<Answer>, StoreError> {
+        let lane = match &write {
+            Batched::Accept { .. } => self
+                .next_accept
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            Batched::Step { run_id, .. } | Batched::End { run_id, .. } => lane_of(run_id),
+        } % self.lanes.len();
         let (reply, answer) = oneshot::channel();
-        self.queue
+        self.lanes[lane]
             .send((write, reply))
             .await
             .map_err(|_| StoreError::Closed)?;
@@ -87,6 +112,14 @@ impl Batcher {
     }
 }
 
+/// The lane of a run's writes: a hash of its id.
+fn lane_of(run_id: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    run_id.hash(&mut hasher);
+    hasher.finish() as usize
+}
+
 /// Whether a sent write was committed, once its answer comes.
 pub(super) async fn settled(answer: oneshot::Receiver<Answer>) -> Result<(), StoreError> {
     answer.await.unwrap_or(Err(StoreError::Closed)).map(|_| ())
@@ -96,7 +129,31 @@ pub(super) async fn settled(answer: oneshot::Receiver<Answer>) -> Result<(), Sto
 /// `PostgresStore::notify_due`).
 pub(super) type Notifier = Arc<dyn Fn() -> bool + Send + Sync>;
 
-async fn run(pool: PgPool, notifier: Notifier, mut queue: mpsc::Receiver<(Batched, Reply)>) {
+/// A lane's own connection, opened when first needed and again after a failure (whose
+/// connection is not trusted again), so a batch never waits for the pool.
+struct LaneConnection {
+    options: PgConnectOptions,
+    connection: Option<PgConnection>,
+}
+
+impl LaneConnection {
+    async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if self.connection.is_none() {
+            self.connection = Some(PgConnection::connect_with(&self.options).await?);
+        }
+        self.connection.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+}
+
+async fn run(
+    options: PgConnectOptions,
+    notifier: Notifier,
+    mut queue: mpsc::Receiver<(Batched, Reply)>,
+) {
+    let mut lane = LaneConnection {
+        options,
+        connection: None,
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
@@ -106,17 +163,21 @@ async fn run(pool: PgPool, notifier: Notifier, mut queue: mpsc::Receiver<(Batche
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &notifier, &mut batch).await;
+        commit_batch(&mut lane, &notifier, &mut batch).await;
     }
 }
 
 /// Commit `batch` in one transaction and answer each write; drains it. When the batch fails
 /// for one of its writes (not the database), each is committed on its own so one bad write
 /// does not fail its neighbours.
-async fn commit_batch(pool: &PgPool, notifier: &Notifier, batch: &mut Vec<(Batched, Reply)>) {
+async fn commit_batch(
+    lane: &mut LaneConnection,
+    notifier: &Notifier,
+    batch: &mut Vec<(Batched, Reply)>,
+) {
     let started = std::time::Instant::now();
     let writes: Vec<&Batched> = batch.iter().map(|(write, _)| write).collect();
-    match apply(pool, notifier, &writes).await {
+    match apply(lane, notifier, &writes).await {
         Ok(claimed) => {
             crate::observe::metrics::metrics().store_commit(started.elapsed());
             for (write, reply) in batch.drain(..) {
@@ -131,7 +192,7 @@ async fn commit_batch(pool: &PgPool, notifier: &Notifier, batch: &mut Vec<(Batch
         }
         Err(_) => {
             for (write, reply) in batch.drain(..) {
-                let result = apply(pool, notifier, &[&write]).await.map_err(write_error);
+                let result = apply(lane, notifier, &[&write]).await.map_err(write_error);
                 let _ = reply.send(result.map(|claimed| was_claimed(&write, &claimed)));
             }
         }
@@ -196,21 +257,42 @@ SELECT ARRAY(SELECT id FROM new_runs WHERE status = 'running') AS claimed,
 /// `cancelled` (a cancel wins over the end its owner was about to record); runs of an event
 /// with a run of a paused workflow are only queued.
 async fn apply(
-    pool: &PgPool,
+    lane: &mut LaneConnection,
     notifier: &Notifier,
     writes: &[&Batched],
 ) -> Result<HashSet<String>, sqlx::Error> {
+    let started = std::time::Instant::now();
     let accepts: Vec<Accept<'_>> = writes.iter().filter_map(|w| Accept::of(w)).collect();
     let notify = !accepts.is_empty() && notifier();
     let query = bind_accepts(sqlx::query(BATCH), &accepts);
     let query = bind_steps(query, writes);
     let query = bind_ends(query, writes);
-    let row = query
+    let built = started.elapsed();
+    let conn = lane.get().await?;
+    let acquired = started.elapsed();
+    let answer = query
         .bind(notify)
         .bind(CHANNEL)
         .bind(Wakeup::RunsQueued.as_str())
-        .fetch_one(pool)
-        .await?;
+        .fetch_one(&mut *conn)
+        .await;
+    let row = match answer {
+        Ok(row) => row,
+        Err(err) => {
+            if is_environmental(&err) {
+                lane.connection = None;
+            }
+            return Err(err);
+        }
+    };
+    tracing::debug!(
+        writes = writes.len(),
+        accepts = accepts.len(),
+        built_us = built.as_micros() as u64,
+        acquired_us = acquired.as_micros() as u64,
+        committed_us = started.elapsed().as_micros() as u64,
+        "committed a batch"
+    );
     let claimed: Vec<String> = row.try_get("claimed")?;
     Ok(claimed.into_iter().collect())
 }

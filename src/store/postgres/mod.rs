@@ -73,7 +73,7 @@ impl PostgresStore {
         schema::migrate(&pool).await.map_err(open_error)?;
         let (wakeups, _) = broadcast::channel(64);
         if listen_for_wakeups {
-            tokio::spawn(notify::listen(connect, wakeups.clone()));
+            tokio::spawn(notify::listen(connect.clone(), wakeups.clone()));
         }
         let last_notify = Arc::new(AtomicI64::new(0));
         let notifier: batch::Notifier = {
@@ -81,7 +81,7 @@ impl PostgresStore {
             Arc::new(move || notify::notify_due(&last_notify))
         };
         Ok(Self {
-            batcher: batch::Batcher::start(pool.clone(), notifier),
+            batcher: batch::Batcher::start(connect.clone(), notifier),
             pool,
             wakeups,
             last_notify,
