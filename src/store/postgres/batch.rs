@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -44,10 +44,18 @@ pub(super) enum Batched {
         error: Option<String>,
         response: Option<SyncResponse>,
     },
+    /// Take a run with no concurrency key for `owner` until `until`: queued (its workflow not
+    /// paused), or running with a lease that ended. Answers whether it was taken.
+    Claim {
+        run_id: String,
+        owner: String,
+        until: DateTime<Utc>,
+    },
 }
 
 /// A write's answer once its batch committed: for an accept that asked for a lease, whether
-/// its runs were claimed (not when a workflow of theirs is paused); false for other writes.
+/// its runs were claimed (not when a workflow of theirs is paused); for a claim, whether it took
+/// its run; false for other writes.
 type Answer = Result<bool, StoreError>;
 
 type Reply = oneshot::Sender<Answer>;
@@ -93,7 +101,9 @@ impl Batcher {
             Batched::Accept { .. } => self
                 .next_accept
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            Batched::Step { run_id, .. } | Batched::End { run_id, .. } => lane_of(run_id),
+            Batched::Step { run_id, .. }
+            | Batched::End { run_id, .. }
+            | Batched::Claim { run_id, .. } => lane_of(run_id),
         } % self.lanes.len();
         let (reply, answer) = oneshot::channel();
         self.lanes[lane]
@@ -178,10 +188,10 @@ async fn commit_batch(
     let started = std::time::Instant::now();
     let writes: Vec<&Batched> = batch.iter().map(|(write, _)| write).collect();
     match apply(lane, notifier, &writes).await {
-        Ok(claimed) => {
+        Ok(mut claimed) => {
             crate::observe::metrics::metrics().store_commit(started.elapsed());
             for (write, reply) in batch.drain(..) {
-                let _ = reply.send(Ok(was_claimed(&write, &claimed)));
+                let _ = reply.send(Ok(was_claimed(&write, &mut claimed)));
             }
         }
         Err(err) if batch.len() == 1 || is_environmental(&err) => {
@@ -193,7 +203,7 @@ async fn commit_batch(
         Err(_) => {
             for (write, reply) in batch.drain(..) {
                 let result = apply(lane, notifier, &[&write]).await.map_err(write_error);
-                let _ = reply.send(result.map(|claimed| was_claimed(&write, &claimed)));
+                let _ = reply.send(result.map(|mut claimed| was_claimed(&write, &mut claimed)));
             }
         }
     }
@@ -249,8 +259,19 @@ const BATCH: &str = "WITH new_events AS (
     FROM UNNEST($33::text[], $34::text[], $35::text[], $36::text[])
       AS e(id, status, error, response)
     WHERE runs.id = e.id AND runs.status <> 'cancelled'
+), taken AS (
+    UPDATE runs SET status = 'running', started_at = COALESCE(runs.started_at, $41),
+      lease_owner = c.owner, lease_until = c.until
+    FROM UNNEST($42::text[], $43::text[], $44::text[]) AS c(id, owner, until)
+    WHERE runs.id = c.id AND runs.concurrency_key IS NULL
+      AND (runs.status = 'queued' OR (runs.status = 'running'
+        AND (runs.lease_until IS NULL OR runs.lease_until < $41)))
+      AND (runs.status = 'running' OR NOT EXISTS (SELECT 1 FROM paused_workflows AS paused
+        WHERE paused.workflow = runs.workflow))
+    RETURNING runs.id
 )
-SELECT ARRAY(SELECT id FROM new_runs WHERE status = 'running') AS claimed,
+SELECT ARRAY(SELECT id FROM new_runs WHERE status = 'running')
+    || ARRAY(SELECT id FROM taken) AS claimed,
   (SELECT count(*) FROM (SELECT pg_notify($39, $40) WHERE $38) AS woken) AS woken";
 
 /// Commit `writes`; answers the runs claimed in their accept. A run's end never overwrites
@@ -266,16 +287,15 @@ async fn apply(
     let notify = !accepts.is_empty() && notifier();
     let query = bind_accepts(sqlx::query(BATCH), &accepts);
     let query = bind_steps(query, writes);
-    let query = bind_ends(query, writes);
+    let query = bind_ends(query, writes)
+        .bind(notify)
+        .bind(CHANNEL)
+        .bind(Wakeup::RunsQueued.as_str());
+    let query = bind_claims(query, writes);
     let built = started.elapsed();
     let conn = lane.get().await?;
     let acquired = started.elapsed();
-    let answer = query
-        .bind(notify)
-        .bind(CHANNEL)
-        .bind(Wakeup::RunsQueued.as_str())
-        .fetch_one(&mut *conn)
-        .await;
+    let answer = query.fetch_one(&mut *conn).await;
     let row = match answer {
         Ok(row) => row,
         Err(err) => {
@@ -297,16 +317,43 @@ async fn apply(
     Ok(claimed.into_iter().collect())
 }
 
-/// Whether `write` is an accept whose runs were claimed (all of them are, or none).
-fn was_claimed(write: &Batched, claimed: &HashSet<String>) -> bool {
+/// Whether `write` is an accept whose runs were claimed (all of them are, or none), or a claim
+/// that took its run. A run claimed twice in one batch is taken by the first claim alone.
+fn was_claimed(write: &Batched, claimed: &mut HashSet<String>) -> bool {
     match write {
         Batched::Accept {
             runs,
             lease: Some(_),
             ..
         } => runs.first().is_some_and(|run| claimed.contains(&run.id)),
+        Batched::Claim { run_id, .. } => claimed.remove(run_id),
         _ => false,
     }
+}
+
+/// The batch's claims, `$41` to `$44`.
+fn bind_claims<'q>(query: Query<'q>, writes: &[&Batched]) -> Query<'q> {
+    let claims: Vec<(&String, &String, &DateTime<Utc>)> = writes
+        .iter()
+        .filter_map(|write| match write {
+            Batched::Claim {
+                run_id,
+                owner,
+                until,
+            } => Some((run_id, owner, until)),
+            _ => None,
+        })
+        .collect();
+    query
+        .bind(timestamp(Utc::now()))
+        .bind(claims.iter().map(|c| c.0.clone()).collect::<Vec<String>>())
+        .bind(claims.iter().map(|c| c.1.clone()).collect::<Vec<String>>())
+        .bind(
+            claims
+                .iter()
+                .map(|c| timestamp(*c.2))
+                .collect::<Vec<String>>(),
+        )
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::PostgresStore;
+use super::batch::Batched;
 use super::reads::{get, ids, write_error};
 use crate::store::{StoreError, timestamp};
 
@@ -69,12 +70,17 @@ impl PostgresStore {
                 .bind(owner)
                 .bind(timestamp(until))
         };
-        // Most runs have no key: one statement, which takes nothing from a keyed run.
-        let unkeyed = claim(CLAIM_UNKEYED)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(write_error)?;
-        if unkeyed.is_some() {
+        // Most runs have no key: taken in the next shared commit, which takes nothing from a
+        // keyed run.
+        let unkeyed = self
+            .batcher
+            .commit(Batched::Claim {
+                run_id: run_id.to_owned(),
+                owner: owner.to_owned(),
+                until,
+            })
+            .await?;
+        if unkeyed {
             return Ok(true);
         }
         let key = sqlx::query("SELECT workflow, concurrency_key FROM runs WHERE id = $1")
