@@ -689,9 +689,6 @@ async fn accept_event(
     Ok(accepted)
 }
 
-/// The `body` column: empty when the body is the raw bytes parsed as JSON, which the raw column
-/// already holds (the reader parses them again), so an event's body is written once.
-
 fn to_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
