@@ -221,7 +221,10 @@ fn is_environmental(err: &sqlx::Error) -> bool {
 /// is its own transaction): accepts, step records and run ends are each an `UNNEST` of one
 /// array per column in a data-modifying `WITH`, empty when the batch has none. A run's end
 /// never meets its own accept in a batch (it is claimed and executed in between), and every
-/// step names a run committed before it was sent. Always the same text, so prepared once.
+/// step names a run committed before it was sent. Always the same text, so prepared once. The
+/// updates name their rows with `id = ANY(...)` as well as by the join: the plan is made once
+/// for every size of `runs`, and the index condition keeps it from scanning the table when it
+/// was planned while the table was small.
 const BATCH: &str = "WITH new_events AS (
     INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
       triggered_by, trace_parent)
@@ -258,12 +261,12 @@ const BATCH: &str = "WITH new_events AS (
       finished_at = $37
     FROM UNNEST($33::text[], $34::text[], $35::text[], $36::text[])
       AS e(id, status, error, response)
-    WHERE runs.id = e.id AND runs.status <> 'cancelled'
+    WHERE runs.id = e.id AND runs.id = ANY($33::text[]) AND runs.status <> 'cancelled'
 ), taken AS (
     UPDATE runs SET status = 'running', started_at = COALESCE(runs.started_at, $41),
       lease_owner = c.owner, lease_until = c.until
     FROM UNNEST($42::text[], $43::text[], $44::text[]) AS c(id, owner, until)
-    WHERE runs.id = c.id AND runs.concurrency_key IS NULL
+    WHERE runs.id = c.id AND runs.id = ANY($42::text[]) AND runs.concurrency_key IS NULL
       AND (runs.status = 'queued' OR (runs.status = 'running'
         AND (runs.lease_until IS NULL OR runs.lease_until < $41)))
       AND (runs.status = 'running' OR NOT EXISTS (SELECT 1 FROM paused_workflows AS paused
