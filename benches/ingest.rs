@@ -8,7 +8,10 @@
 //! Run with `cargo bench --bench ingest` (needs `wrk`: `apt-get install wrk`). Settings via env:
 //! BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32), BENCH_THREADS (default 2);
 //! BENCH_SERVER_PRELOAD, a malloc library the hookflow server alone runs with (`LD_PRELOAD`);
-//! BENCH_BINARY, another hookflow build to serve (`target/profiling/hookflow` for `perf`).
+//! BENCH_BINARY, another hookflow build to serve (`target/profiling/hookflow` for `perf`);
+//! BENCH_SERVER_LOG, the servers' `RUST_LOG` (e.g. `warn,hookflow::store::postgres::batch=debug`
+//! for each batch's timings), their log kept in `hookflow-bench-server-<pid>.log` in the
+//! temporary directory.
 //!
 //! `BENCH_MODE=stores` compares stores with the same workflow and load instead: one process on
 //! SQLite, then one, two and three processes on one PostgreSQL database (from
@@ -17,6 +20,8 @@
 //! processes, one `wrk` per process shares the connections; accepted/s is their sum, p50 their
 //! mean and p99 their maximum. Then `pgbench` gives the database's own rate for one durable
 //! insert of the payload per transaction, with the same clients, and the targets' ratios.
+//! `BENCH_STORES` picks lines, e.g. `postgres1,postgres3` (default
+//! `sqlite,postgres1,postgres2,postgres3,pgbench`), for a quicker look at one of them.
 //!
 //! `BENCH_MODE=sync` drives the same load at a `respond: sync` workflow (filter + http to the
 //! receiver + a `respond` step; `ingest-sync-workflow.yaml`) on a SQLite file, checks that every
@@ -501,7 +506,7 @@ fn start_server(binary: &Path, dir: &Path, store: &str) -> (std::process::Child,
             store,
         ])
         .current_dir(dir)
-        .env("RUST_LOG", "warn,hookflow::serve=info")
+        .env("RUST_LOG", server_log_filter())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -532,8 +537,30 @@ fn start_server(binary: &Path, dir: &Path, store: &str) -> (std::process::Child,
         panic!("hookflow exited before reporting its addresses");
     };
     // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let kept = std::env::var_os("BENCH_SERVER_LOG").map(|_| {
+        let path = std::env::temp_dir().join(format!("hookflow-bench-server-{}.log", child.id()));
+        eprintln!("server log: {}", path.display());
+        std::fs::File::create(path).expect("create the server log")
+    });
+    std::thread::spawn(move || match kept {
+        Some(mut file) => {
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+        None => for _ in lines {},
+    });
     (child, webhook, admin)
+}
+
+/// The servers' `RUST_LOG`: `BENCH_SERVER_LOG` when set; else warnings and the line giving
+/// the addresses.
+fn server_log_filter() -> String {
+    let serving = "hookflow::serve=info";
+    match std::env::var("BENCH_SERVER_LOG") {
+        Ok(filter) => format!("{filter},{serving}"),
+        Err(_) => format!("warn,{serving}"),
+    }
 }
 
 async fn start_receiver(count: Arc<AtomicU64>) -> SocketAddr {
@@ -588,25 +615,30 @@ fn compare_stores() {
         "hookflow store comparison: filter + template + http workflow, {} byte payload, {connections} connections, {seconds}s per line\n",
         body.len()
     );
+    let lines = std::env::var("BENCH_STORES")
+        .unwrap_or_else(|_| "sqlite,postgres1,postgres2,postgres3,pgbench".to_owned());
+    let wanted = |line: &str| lines.split(',').any(|l| l.trim() == line);
     let mut results = Vec::new();
     let sqlite = dir.path().join("bench.db").display().to_string();
-    results.push(measure_store(
-        &binary,
-        dir.path(),
-        "sqlite",
-        &sqlite,
-        1,
-        &script,
-        &received,
-        seconds,
-        connections,
-    ));
+    if wanted("sqlite") {
+        results.push(measure_store(
+            &binary,
+            dir.path(),
+            "sqlite",
+            &sqlite,
+            1,
+            &script,
+            &received,
+            seconds,
+            connections,
+        ));
+    }
     match &postgres {
         None => println!(
             "PostgreSQL lines skipped: nothing answers on 127.0.0.1:5432; set BENCH_POSTGRES_URL"
         ),
         Some(base) => {
-            for processes in 1..=3 {
+            for processes in (1..=3).filter(|n| wanted(&format!("postgres{n}"))) {
                 let schema = format!("hf_bench_{}", uuid::Uuid::now_v7().simple());
                 runtime.block_on(schema_ddl(base, &format!("CREATE SCHEMA {schema}")));
                 let separator = if base.contains('?') { '&' } else { '?' };
@@ -628,6 +660,7 @@ fn compare_stores() {
     }
     let pgbench = postgres
         .as_deref()
+        .filter(|_| wanted("pgbench"))
         .and_then(|base| pgbench_single_inserts(base, body.as_bytes(), seconds, connections));
     println!(
         "\n| store | processes | accepted/s | p50 | p99 | refused | all runs done after | largest RSS of a process |"

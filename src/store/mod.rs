@@ -147,6 +147,20 @@ pub trait StoreBackend: Send + Sync {
         filter: &'a RunFilter,
     ) -> BoxFuture<'a, Result<Vec<RunSummary>, StoreError>>;
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>>;
+    /// The runs with these exact ids, with their events and steps, in no particular order; ids
+    /// not found are left out. For the worker, which loads the runs it claimed from the queue
+    /// together rather than one after another in their slots.
+    fn runs<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<RunDetail>, StoreError>> {
+        Box::pin(async move {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(detail) = self.run(id).await? {
+                    found.push(detail);
+                }
+            }
+            Ok(found)
+        })
+    }
     /// Runs created in the window (cut to [`MAX_ACTIVITY_WINDOW`]) counted per minute of
     /// creation and current status, oldest minute first; minutes without runs are absent.
     fn runs_per_minute<'a>(

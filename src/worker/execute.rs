@@ -6,29 +6,12 @@ use super::*;
 use crate::observe::trace::{self, RunTrace};
 
 pub(super) async fn load(store: &Store, job: Job) -> Option<Loaded> {
-    if let Some(fresh) = job.fresh {
-        return Some(Loaded {
-            event: fresh.event,
-            workflow: fresh.workflow,
-            version: fresh.version,
-            attempt: 1,
-            finished: Vec::new(),
-            started_at: None,
-            cancel_requested: false,
-        });
+    if let Some(loaded) = job.loaded {
+        return Some(loaded);
     }
     let run_id = job.run_id.as_str();
     match store.run(run_id).await {
-        Ok(Some(detail)) if detail.run.status.is_final() => None,
-        Ok(Some(detail)) => Some(Loaded {
-            event: Arc::new(detail.event),
-            workflow: detail.run.workflow,
-            version: detail.run.version,
-            attempt: detail.run.attempt,
-            finished: detail.steps,
-            started_at: detail.run.started_at,
-            cancel_requested: detail.run.cancel_requested,
-        }),
+        Ok(Some(detail)) => Loaded::stored(detail),
         Ok(None) => {
             error!(run_id, "queued run not found in the store");
             None

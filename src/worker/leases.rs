@@ -40,7 +40,7 @@ pub(super) async fn keep_leases(worker: Worker, mut shutdown: watch::Receiver<bo
                             info!(run_id = %id, "taking over a run whose lease ended");
                             worker.send(Job {
                                 run_id: id,
-                                fresh: None,
+                                loaded: None,
                                 claimed: true,
                             });
                         }

@@ -90,17 +90,12 @@ struct Inner {
 /// One run to execute.
 pub struct Job {
     run_id: String,
-    fresh: Option<FreshRun>,
+    /// What the run needs, when at hand already: a fresh run's event from the ingress, or a
+    /// run loaded with others it was claimed with. Else it is read from the store in its turn.
+    loaded: Option<Loaded>,
     /// Already claimed for this process (taken from the store's queue or over from a lease
     /// that ended), so the worker does not claim it again.
     claimed: bool,
-}
-
-/// A run accepted moments ago: nothing recorded yet, the event at hand.
-struct FreshRun {
-    event: Arc<Event>,
-    workflow: String,
-    version: String,
 }
 
 /// What a run needs from the store (or from the ingress, for a fresh run).
@@ -114,6 +109,34 @@ struct Loaded {
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Its cancellation was asked before this execution (while it waited, or before a restart).
     cancel_requested: bool,
+}
+
+impl Loaded {
+    /// A run accepted moments ago: nothing recorded yet, the event at hand.
+    fn fresh(run: &NewRun, event: Arc<Event>) -> Self {
+        Self {
+            event,
+            workflow: run.workflow.clone(),
+            version: run.version.clone(),
+            attempt: 1,
+            finished: Vec::new(),
+            started_at: None,
+            cancel_requested: false,
+        }
+    }
+
+    /// A run as the store holds it; `None` when it already ended.
+    fn stored(detail: crate::store::RunDetail) -> Option<Self> {
+        (!detail.run.status.is_final()).then(|| Self {
+            event: Arc::new(detail.event),
+            workflow: detail.run.workflow,
+            version: detail.run.version,
+            attempt: detail.run.attempt,
+            finished: detail.steps,
+            started_at: detail.run.started_at,
+            cancel_requested: detail.run.cancel_requested,
+        })
+    }
 }
 
 pub struct WorkerSettings {
@@ -204,7 +227,7 @@ impl Worker {
     pub fn enqueue(&self, run_id: String) {
         self.send(Job {
             run_id,
-            fresh: None,
+            loaded: None,
             claimed: false,
         });
     }
@@ -221,11 +244,7 @@ impl Worker {
             .fetch_add(1, Ordering::Relaxed);
         self.send(Job {
             run_id: run.id.clone(),
-            fresh: Some(FreshRun {
-                event,
-                workflow: run.workflow.clone(),
-                version: run.version.clone(),
-            }),
+            loaded: Some(Loaded::fresh(run, event)),
             claimed: false,
         });
     }
@@ -275,11 +294,7 @@ impl Worker {
             };
             let job = Job {
                 run_id: run.id.clone(),
-                fresh: Some(FreshRun {
-                    event: Arc::clone(&event),
-                    workflow: run.workflow.clone(),
-                    version: run.version.clone(),
-                }),
+                loaded: Some(Loaded::fresh(run, Arc::clone(&event))),
                 claimed,
             };
             self.send_placed(job, place);
@@ -346,7 +361,7 @@ impl Worker {
             if self.inner.store.claim(id, &self.inner.owner, until).await? {
                 let job = Job {
                     run_id: id.clone(),
-                    fresh: None,
+                    loaded: None,
                     claimed: true,
                 };
                 self.send_placed(job, place);
@@ -440,8 +455,6 @@ async fn dispatch(
                 None => break,
             },
         };
-        crate::observe::metrics::metrics().queue_depth_add(-1);
-        worker.inner.backlog.fetch_sub(1, Ordering::Relaxed);
         let permit = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -450,6 +463,10 @@ async fn dispatch(
                 Err(_) => break,
             },
         };
+        // Counted in the backlog until it has its slot: a run waiting here for one is no
+        // less waiting than those behind it.
+        crate::observe::metrics::metrics().queue_depth_add(-1);
+        worker.inner.backlog.fetch_sub(1, Ordering::Relaxed);
         let worker = worker.clone();
         running.spawn(async move {
             let metrics = crate::observe::metrics::metrics();
@@ -458,7 +475,8 @@ async fn dispatch(
             metrics.runs_in_flight_add(-1);
             drop(place);
             let inner = &worker.inner;
-            if ran && (inner.capped || inner.window.spilled.load(Ordering::Acquire)) {
+            let spilled = inner.window.spilled.load(Ordering::Acquire);
+            if ran && (inner.capped || spilled || inner.store.shared()) {
                 inner.slot_freed.notify_one();
             }
         });

@@ -23,12 +23,20 @@ pub(super) async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiv
     let shared = inner.store.shared();
     let spill_only = !shared && !inner.capped;
     let mut wakeups = inner.store.wakeups();
+    // Whether the last look stopped for want of room rather than of runs: a run ending here
+    // is then worth another look.
+    let mut more_queued = false;
     loop {
         let mut wait_for_handoff = false;
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
             _ = tokio::time::sleep(QUEUE_POLL) => {}
-            _ = inner.slot_freed.notified() => {}
+            _ = inner.slot_freed.notified() => {
+                let spilled = inner.window.spilled.load(Ordering::Acquire);
+                if !(more_queued || spilled || inner.capped) {
+                    continue;
+                }
+            }
             // A store used by one process sends none.
             wakeup = wakeups.recv(), if shared => match wakeup {
                 Ok(Wakeup::RunsQueued) => wait_for_handoff = true,
@@ -62,32 +70,24 @@ pub(super) async fn take_queued_runs(worker: Worker, mut shutdown: watch::Receiv
                 continue;
             }
         }
-        take_while_room(&worker, &shutdown, shared, spill_only).await;
+        more_queued = take_while_room(&worker, &shutdown, shared, spill_only).await;
     }
 }
 
 /// Take runs from the store's queue while this process has room for them, as many per claim
-/// as it has room for; stop when the queue has no more old enough, or at shutdown.
+/// as it has room for; stop when the queue has no more old enough, or at shutdown. Answers
+/// whether it stopped for want of room (the queue may hold more).
 pub(super) async fn take_while_room(
     worker: &Worker,
     shutdown: &watch::Receiver<bool>,
     shared: bool,
     spill_only: bool,
-) {
+) -> bool {
     let inner = &worker.inner;
     loop {
-        // Runs left in the store for want of room are taken as room frees, many per claim.
-        let idle = if spill_only {
-            inner.window.room()
-        } else {
-            inner
-                .slots
-                .available_permits()
-                .saturating_sub(inner.backlog.load(Ordering::Relaxed))
-                .min(inner.window.room())
-        };
+        let idle = worker.room_to_claim(spill_only);
         if idle == 0 || *shutdown.borrow() {
-            return;
+            return idle == 0;
         }
         // Alone on its store, every queued run is this process's: none to hand off, except
         // to the accepting request that is about to hand its fresh run to the worker.
@@ -103,7 +103,7 @@ pub(super) async fn take_while_room(
         let idle = places.len();
         if idle == 0 {
             // No room yet: the runs left behind wait for the next run to end.
-            return;
+            return true;
         }
         let taken = match inner
             .store
@@ -113,14 +113,19 @@ pub(super) async fn take_while_room(
             Ok(taken) => taken,
             Err(err) => {
                 warn!(error = %err, "cannot take runs from the store's queue");
-                return;
+                return false;
             }
         };
         let count = taken.len();
+        let mut loaded = if shared {
+            load_together(&inner.store, &taken).await
+        } else {
+            HashMap::new()
+        };
         for (run_id, place) in taken.into_iter().zip(places) {
             let job = Job {
+                loaded: loaded.remove(&run_id),
                 run_id,
-                fresh: None,
                 claimed: true,
             };
             worker.send_placed(job, place);
@@ -132,10 +137,63 @@ pub(super) async fn take_while_room(
             if spill_only && !inner.window.spilled_lately() {
                 inner.window.spilled.store(false, Ordering::Release);
             }
-            return;
+            return false;
         }
-        // Every idle slot got a run: there may be more waiting once these start.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if !worker.claims_ahead() {
+            // Every idle slot got a run: there may be more waiting once these start.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The runs just claimed, read from the store in one go (so not each in its slot, one after
+/// another); a run that cannot be read now is read again when its turn comes.
+async fn load_together(store: &Store, ids: &[String]) -> HashMap<String, Loaded> {
+    match store.runs(ids).await {
+        Ok(details) => details
+            .into_iter()
+            .filter_map(|detail| {
+                let id = detail.run.id.clone();
+                Loaded::stored(detail).map(|loaded| (id, loaded))
+            })
+            .collect(),
+        Err(err) => {
+            warn!(error = %err, "cannot read the runs taken from the queue; each is read in its turn");
+            HashMap::new()
+        }
+    }
+}
+
+impl Worker {
+    /// Whether runs are claimed from the store's queue ahead of free slots: on a store shared
+    /// with other processes and with no cap (a claimed run counts against the cap, so under
+    /// one a run is claimed only for a free slot).
+    fn claims_ahead(&self) -> bool {
+        self.inner.store.shared() && !self.inner.capped
+    }
+
+    /// How many runs to claim from the store's queue now. Alone on its store, as many as the
+    /// window has room for. On a shared store, runs are claimed ahead: up to `workers` wait
+    /// here for a slot, so a slot that frees has its next run at hand instead of waiting for
+    /// a claim and a read; they are claimed many at a time, once a quarter of that room is
+    /// free. Under a cap, only as many as slots are free.
+    fn room_to_claim(&self, spill_only: bool) -> usize {
+        let inner = &self.inner;
+        if spill_only {
+            return inner.window.room();
+        }
+        let free = inner.slots.available_permits();
+        let backlog = inner.backlog.load(Ordering::Relaxed);
+        if !self.claims_ahead() {
+            return free.saturating_sub(backlog).min(inner.window.room());
+        }
+        let in_hand = inner.workers.saturating_sub(free) + backlog;
+        let room = (2 * inner.workers).saturating_sub(in_hand);
+        let batch = (inner.workers / 4).max(1);
+        if in_hand > 0 && room < batch {
+            return 0;
+        }
+        room.min(inner.window.room())
     }
 }
 

@@ -516,6 +516,69 @@ async fn an_idle_process_takes_the_runs_a_busy_one_accepted() {
     );
 }
 
+/// On a shared store a process claims queued runs ahead of its free slots, so a slot that frees
+/// has its next run at hand (claimed and read already), but never more than `workers` ahead:
+/// the rest stay queued for whichever process is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_claims_queued_runs_ahead_but_no_more_than_its_workers() {
+    let Some(schema) =
+        TestSchema::create("a_process_claims_queued_runs_ahead_but_no_more_than_its_workers").await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.slow("/slow", Duration::from_millis(200));
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_workflow(dir.path(), &receiver);
+    let node = ServeProcess::start_with_env(
+        dir.path(),
+        &["--store", &schema.url, "--workers", "2"],
+        &[("HOOKFLOW_LEASE", LEASE)],
+    );
+    let http = client();
+    let admin = |action: &str| {
+        http.post(format!("{}/api/workflows/shared/{action}", node.admin))
+            .send()
+    };
+    let paused = admin("pause").await.expect("pause");
+    assert_eq!(paused.status().as_u16(), 200);
+    let url = format!("{}/hooks/shared", node.webhook);
+    let mut accepted = 0;
+    for n in 0..16 {
+        if let Sent::Accepted(_) = send(&http, &url, n).await {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 16);
+    // Old enough to be anyone's (a process has a second to start the runs it accepted).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resumed = admin("resume").await.expect("resume");
+    assert_eq!(resumed.status().as_u16(), 200);
+    let mut most_claimed = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let claimed = schema
+            .count("SELECT count(*) FROM runs WHERE status = 'running'")
+            .await;
+        most_claimed = most_claimed.max(claimed);
+        let done = schema
+            .count("SELECT count(*) FROM runs WHERE status = 'succeeded'")
+            .await;
+        if done == 16 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{done} of 16 runs done");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = node.terminate();
+    assert!(status.success());
+    // Two executing (200 ms each at least) and two waiting for them, claimed and read.
+    assert_eq!(
+        most_claimed, 4,
+        "a process with 2 workers holds 2 runs ahead of its slots, no more"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_on_three_processes_fires_once_per_tick() {
     let Some(schema) =

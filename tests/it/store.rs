@@ -581,6 +581,45 @@ async fn step_records(store: Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Runs read together are each what reading it alone gives: its event and its own steps in
+/// order; an unknown id is left out.
+async fn runs_read_together(store: Store) -> Result<(), StoreError> {
+    let (a, b) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&a.id, "node-1", until).await?);
+    store
+        .step_finished(&a.id, &record(1, "second", StepStatus::Succeeded, 1))
+        .await?;
+    store
+        .step_finished(&a.id, &record(0, "first", StepStatus::Succeeded, 1))
+        .await?;
+    let ids = vec![b.id.clone(), "no-such-run".to_owned(), a.id.clone()];
+    let mut together = store.runs(&ids).await?;
+    together.sort_by(|x, y| x.run.id.cmp(&y.run.id));
+    let mut alone = Vec::new();
+    for id in [&a.id, &b.id] {
+        alone.push(store.run(id).await?.expect("run"));
+    }
+    alone.sort_by(|x, y| x.run.id.cmp(&y.run.id));
+    assert_eq!(together.len(), 2, "the unknown id is left out");
+    for (read_together, read_alone) in together.iter().zip(&alone) {
+        assert_eq!(read_together.run.id, read_alone.run.id);
+        assert_eq!(read_together.run.status, read_alone.run.status);
+        assert_eq!(read_together.event.body, read_alone.event.body);
+        assert_eq!(read_together.event.id, read_alone.event.id);
+        let names = |detail: &hookflow::store::RunDetail| -> Vec<String> {
+            detail.steps.iter().map(|s| s.name.clone()).collect()
+        };
+        assert_eq!(names(read_together), names(read_alone));
+    }
+    let with_steps = together.iter().find(|d| d.run.id == a.id).expect("a");
+    assert_eq!(with_steps.steps.len(), 2);
+    assert_eq!(with_steps.steps[0].name, "first");
+    assert_eq!(with_steps.run.status, RunStatus::Running);
+    assert!(store.runs(&[]).await?.is_empty());
+    Ok(())
+}
+
 /// Ending a run keeps its answer and times; a finished run is not claimed again.
 async fn run_end(store: Store) -> Result<(), StoreError> {
     let (a, _) = two_queued(&store).await?;
@@ -1745,6 +1784,7 @@ conformance_cases! {
     a_redelivery_of_a_failed_run_starts_again,
     claims_and_leases,
     step_records,
+    runs_read_together,
     run_end,
     retries_wait_for_their_due_time,
     replay,

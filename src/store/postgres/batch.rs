@@ -7,10 +7,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::connection::OwnConnection;
 use super::notify::CHANNEL;
 use super::reads::write_error;
 use super::transitions::{to_text, triggered_by};
@@ -139,31 +140,12 @@ pub(super) async fn settled(answer: oneshot::Receiver<Answer>) -> Result<(), Sto
 /// `PostgresStore::notify_due`).
 pub(super) type Notifier = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// A lane's own connection, opened when first needed and again after a failure (whose
-/// connection is not trusted again), so a batch never waits for the pool.
-struct LaneConnection {
-    options: PgConnectOptions,
-    connection: Option<PgConnection>,
-}
-
-impl LaneConnection {
-    async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
-        if self.connection.is_none() {
-            self.connection = Some(PgConnection::connect_with(&self.options).await?);
-        }
-        self.connection.as_mut().ok_or(sqlx::Error::PoolClosed)
-    }
-}
-
 async fn run(
     options: PgConnectOptions,
     notifier: Notifier,
     mut queue: mpsc::Receiver<(Batched, Reply)>,
 ) {
-    let mut lane = LaneConnection {
-        options,
-        connection: None,
-    };
+    let mut lane = OwnConnection::new(options);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
@@ -181,7 +163,7 @@ async fn run(
 /// for one of its writes (not the database), each is committed on its own so one bad write
 /// does not fail its neighbours.
 async fn commit_batch(
-    lane: &mut LaneConnection,
+    lane: &mut OwnConnection,
     notifier: &Notifier,
     batch: &mut Vec<(Batched, Reply)>,
 ) {
@@ -281,7 +263,7 @@ SELECT ARRAY(SELECT id FROM new_runs WHERE status = 'running')
 /// `cancelled` (a cancel wins over the end its owner was about to record); runs of an event
 /// with a run of a paused workflow are only queued.
 async fn apply(
-    lane: &mut LaneConnection,
+    lane: &mut OwnConnection,
     notifier: &Notifier,
     writes: &[&Batched],
 ) -> Result<HashSet<String>, sqlx::Error> {
@@ -303,7 +285,7 @@ async fn apply(
         Ok(row) => row,
         Err(err) => {
             if is_environmental(&err) {
-                lane.connection = None;
+                lane.forget();
             }
             return Err(err);
         }

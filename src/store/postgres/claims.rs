@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use sqlx::postgres::PgConnectOptions;
 
 use super::PostgresStore;
 use super::batch::Batched;
@@ -185,10 +186,15 @@ impl PostgresStore {
                 .bind(limit as i64)
         };
         let Some(cap) = self.max_running else {
-            let rows = claim(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(write_error)?;
+            let rows = {
+                let mut queue = self.queue.lock().await;
+                let conn = queue.get().await.map_err(write_error)?;
+                let rows = claim(limit).fetch_all(&mut *conn).await;
+                if rows.is_err() {
+                    queue.forget();
+                }
+                rows.map_err(write_error)?
+            };
             return self
                 .claim_queued_keyed(ids(&rows)?, owner, until, queued_before, limit)
                 .await;
@@ -324,4 +330,14 @@ pub(super) async fn lock_concurrency_key(
         .await
         .map(|_| ())
         .map_err(write_error)
+}
+
+/// The connection queued runs are claimed on: the oldest queued runs, read in the order of
+/// `runs_list_by_status` and cut at the claim's size, without a bitmap scan or a sort. With
+/// the statistics of a day's partition taken while its queue was short (or never), the planner
+/// otherwise reads every queued run (and every dead entry a claim left) and sorts them for
+/// each claim: 25 ms with 7,000 queued against 0.5 ms, measured in the stores bench. The
+/// settings are this connection's alone; the pool's reads keep the planner's choice.
+pub(super) fn queue_options(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("enable_bitmapscan", "off"), ("enable_sort", "off")])
 }

@@ -5,6 +5,7 @@
 
 mod batch;
 mod claims;
+mod connection;
 mod notify;
 mod partitions;
 mod pauses;
@@ -45,6 +46,8 @@ pub struct PostgresStore {
     max_running: Option<u32>,
     /// Accepts of plain runs, step records and run ends, committed in shared transactions.
     batcher: batch::Batcher,
+    /// Where runs are claimed from the queue: see `claims::queue_options`.
+    queue: Arc<tokio::sync::Mutex<connection::OwnConnection>>,
 }
 
 impl PostgresStore {
@@ -80,8 +83,10 @@ impl PostgresStore {
             let last_notify = Arc::clone(&last_notify);
             Arc::new(move || notify::notify_due(&last_notify))
         };
+        let queue = connection::OwnConnection::new(claims::queue_options(connect.clone()));
         Ok(Self {
             batcher: batch::Batcher::start(connect.clone(), notifier),
+            queue: Arc::new(tokio::sync::Mutex::new(queue)),
             pool,
             wakeups,
             last_notify,
@@ -259,6 +264,10 @@ impl StoreBackend for PostgresStore {
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunDetail>, StoreError>> {
         Box::pin(super::reads::run(&self.pool, id))
+    }
+
+    fn runs<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<RunDetail>, StoreError>> {
+        Box::pin(self.runs_by_id(ids))
     }
 
     fn runs_per_minute<'a>(

@@ -6,14 +6,64 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use super::PostgresStore;
-use crate::store::rows::Columns;
-use crate::store::{StoreError, timestamp};
+use crate::run::{Event, StepRecord};
+use crate::store::rows::{Columns, event_from_row, run_from_row, step_from_row};
+use crate::store::{RunDetail, StoreError, timestamp};
 
 /// How long readiness waits for the database.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl PostgresStore {
+    /// Runs by exact id with their events and steps: three reads whatever their number.
+    pub async fn runs_by_id(&self, ids: &[String]) -> Result<Vec<RunDetail>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs = sqlx::query("SELECT * FROM runs WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_error)?
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let event_ids: Vec<&str> = runs.iter().map(|run| run.event_id.as_str()).collect();
+        let mut events = HashMap::new();
+        for row in sqlx::query("SELECT * FROM events WHERE id = ANY($1)")
+            .bind(&event_ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_error)?
+        {
+            events.insert(row.text("id")?, Arc::new(event_from_row(&row)?));
+        }
+        let mut steps: HashMap<String, Vec<StepRecord>> = HashMap::new();
+        for row in sqlx::query("SELECT * FROM steps WHERE run_id = ANY($1) ORDER BY run_id, idx")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_error)?
+        {
+            steps
+                .entry(row.text("run_id")?)
+                .or_default()
+                .push(step_from_row(&row)?);
+        }
+        Ok(runs
+            .into_iter()
+            .filter_map(|run| {
+                // Events are few next to runs (fan-out): each is parsed once and copied per run.
+                let event = Event::clone(events.get(&run.event_id)?);
+                let steps = steps.remove(&run.id).unwrap_or_default();
+                Some(RunDetail { run, event, steps })
+            })
+            .collect())
+    }
+
     pub async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT id FROM runs WHERE status = 'running' AND lease_until < $1 ORDER BY created_at",
