@@ -79,6 +79,7 @@ const LANES: usize = 2;
 impl Batcher {
     /// Start the tasks that commit batches, each on a connection of its own to `options`.
     pub(super) fn start(options: PgConnectOptions, notifier: Notifier) -> Self {
+        let options = planned_once_by_index(options);
         let lanes: Vec<_> = (0..LANES)
             .map(|_| {
                 let (queue, receiver) = mpsc::channel(QUEUE);
@@ -121,6 +122,26 @@ impl Batcher {
             .await
             .unwrap_or(Err(StoreError::Closed))
     }
+}
+
+/// Options for a connection that runs a few statements of fixed shape: each is planned once
+/// (its generic plan), and reaches rows through indexes.
+///
+/// Left to choose (`plan_cache_mode = auto`), PostgreSQL made a custom plan for every execution
+/// of the batch: the generic plan of a statement over partitioned tables covers every partition,
+/// so it always looks dearer. Planning the batch cost more than running it: with three processes
+/// in the stores bench, half of the database's CPU went to the planner. A generic plan is made
+/// with the statistics of the moment, though, and at start a day's partition looks empty: the
+/// planner then picks sequential scans, which stay in the plan as the partition fills. With
+/// sequential and bitmap scans off, the statements' rows are found by primary key (`id =
+/// ANY(...)`) in every partition, whatever the statistics said (`tests::
+/// the_batch_is_planned_by_primary_key_on_an_empty_store` holds the plan).
+pub(super) fn planned_once_by_index(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([
+        ("plan_cache_mode", "force_generic_plan"),
+        ("enable_seqscan", "off"),
+        ("enable_bitmapscan", "off"),
+    ])
 }
 
 /// The lane of a run's writes: a hash of its id.
@@ -206,7 +227,9 @@ fn is_environmental(err: &sqlx::Error) -> bool {
 /// step names a run committed before it was sent. Always the same text, so prepared once. The
 /// updates name their rows with `id = ANY(...)` as well as by the join: the plan is made once
 /// for every size of `runs`, and the index condition keeps it from scanning the table when it
-/// was planned while the table was small.
+/// was planned while the table was small. A claim's `num_nulls(concurrency_key) = 1` is
+/// `concurrency_key IS NULL` that no index can serve, so the claim, too, finds its runs by
+/// primary key (not by scanning `runs_by_concurrency` for every run without a key).
 const BATCH: &str = "WITH new_events AS (
     INSERT INTO events (id, received_at, method, path, params, query, headers, body, raw,
       triggered_by, trace_parent)
@@ -248,7 +271,7 @@ const BATCH: &str = "WITH new_events AS (
     UPDATE runs SET status = 'running', started_at = COALESCE(runs.started_at, $41),
       lease_owner = c.owner, lease_until = c.until
     FROM UNNEST($42::text[], $43::text[], $44::text[]) AS c(id, owner, until)
-    WHERE runs.id = c.id AND runs.id = ANY($42::text[]) AND runs.concurrency_key IS NULL
+    WHERE runs.id = c.id AND runs.id = ANY($42::text[]) AND num_nulls(runs.concurrency_key) = 1
       AND (runs.status = 'queued' OR (runs.status = 'running'
         AND (runs.lease_until IS NULL OR runs.lease_until < $41)))
       AND (runs.status = 'running' OR NOT EXISTS (SELECT 1 FROM paused_workflows AS paused
@@ -515,4 +538,73 @@ fn bind_ends<'q>(query: Query<'q>, writes: &[&Batched]) -> Query<'q> {
                 .collect::<Vec<Option<String>>>(),
         )
         .bind(timestamp(Utc::now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::store::postgres::schema::{self, tests::*};
+
+    /// The plan the batch gets on a lane's connection, with `ids` as the runs it ends and claims.
+    async fn lane_plan(schema_name: &str, ids: &[&str]) -> String {
+        let options = PgConnectOptions::from_str(&test_url())
+            .expect("database URL")
+            .options([("search_path", schema_name)]);
+        let mut lane = OwnConnection::new(planned_once_by_index(options));
+        let conn = lane.get().await.expect("connect");
+        // Only the arrays the updates read need values; nothing is executed.
+        let scalars = [19, 37, 38, 39, 40, 41];
+        let id_list = format!("'{{{}}}'", ids.join(","));
+        let arguments: Vec<String> = (1..=44)
+            .map(|n| match n {
+                38 => "false".to_owned(),
+                33 | 42 => id_list.clone(),
+                n if scalars.contains(&n) => "'2026-12-07T00:00:00.000Z'".to_owned(),
+                _ => "'{}'".to_owned(),
+            })
+            .collect();
+        let statements = format!(
+            "PREPARE batch AS {BATCH}; EXPLAIN (COSTS OFF) EXECUTE batch({})",
+            arguments.join(", ")
+        );
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(statements))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain the batch");
+        rows.iter()
+            .filter_map(|row| row.try_get::<String, _>(0).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// On a store just made, every partition empty and without statistics, the batch's one
+    /// plan finds the runs it ends and claims by primary key in every partition: no
+    /// sequential or bitmap scan, and no other index read whole.
+    #[tokio::test]
+    async fn the_batch_is_planned_by_primary_key_on_an_empty_store() {
+        let test = "the_batch_is_planned_by_primary_key_on_an_empty_store";
+        let Some((pool, schema_name)) = fresh_schema(test).await else {
+            return;
+        };
+        schema::migrate(&pool).await.expect("migrate");
+        let id = uuid::Uuid::now_v7().to_string();
+        let plan = lane_plan(&schema_name, &[&id]).await;
+        drop_schema(&pool, &schema_name).await;
+        for scan in ["Seq Scan on runs", "Bitmap", "concurrency_key_status"] {
+            assert!(!plan.contains(scan), "{scan} in the batch's plan:\n{plan}");
+        }
+        let by_key = plan
+            .lines()
+            .filter(|line| line.contains("Index Scan using runs_") && line.contains("_pkey"))
+            .count();
+        let partitions = plan
+            .lines()
+            .filter(|line| line.trim_start().starts_with("Update on runs_"))
+            .count();
+        // Two updates (ends and claims), each reaching every partition through its key.
+        assert!(partitions >= 2 * 9, "{plan}");
+        assert_eq!(by_key, partitions, "{plan}");
+    }
 }

@@ -260,7 +260,7 @@ async fn apply_migrations(conn: &mut PgConnection, through: i32) -> Result<(), s
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::str::FromStr;
 
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -271,10 +271,15 @@ mod tests {
     /// server every machine here runs.
     const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+    /// The test database's URL.
+    pub(in crate::store::postgres) fn test_url() -> String {
+        std::env::var("HOOKFLOW_TEST_POSTGRES_URL").unwrap_or(DEFAULT_URL.to_owned())
+    }
+
     /// A pool on a fresh schema of the test database; `None` (said loudly, and a failure under
     /// `CI=true`) when there is no database to reach.
-    async fn fresh_schema(test: &str) -> Option<(PgPool, String)> {
-        let url = std::env::var("HOOKFLOW_TEST_POSTGRES_URL").unwrap_or(DEFAULT_URL.to_owned());
+    pub(in crate::store::postgres) async fn fresh_schema(test: &str) -> Option<(PgPool, String)> {
+        let url = test_url();
         let options = PgConnectOptions::from_str(&url).expect("database URL");
         let admin = match PgPoolOptions::new()
             .max_connections(1)
@@ -302,7 +307,7 @@ mod tests {
         Some((pool, schema))
     }
 
-    async fn drop_schema(pool: &PgPool, schema: &str) {
+    pub(in crate::store::postgres) async fn drop_schema(pool: &PgPool, schema: &str) {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .execute(pool)
             .await
