@@ -62,53 +62,34 @@ type Answer = Result<bool, StoreError>;
 type Reply = oneshot::Sender<Answer>;
 
 /// The handle writes are sent on; cheap to clone.
+///
+/// One task commits the batches, one after another, on a connection of its own, so a run's
+/// writes commit in the order they were sent. It was two (each a lane with its connection,
+/// a run's writes hashed to one) while PostgreSQL planned every batch anew and one backend's
+/// core was the bound. Planned once, a batch is bound by the flush of the write-ahead log,
+/// and fewer, larger batches flush less: in the stores bench one lane accepted as much as two
+/// with one process (3,534 against 3,639/s) and 40% more with three (2,726 against 1,951/s),
+/// where two lanes each spent most of their time waiting for `WALWrite`.
 #[derive(Clone)]
 pub(super) struct Batcher {
-    /// One queue per lane; each lane commits its batches one after another on a connection of
-    /// its own, and the lanes commit side by side.
-    lanes: Arc<[mpsc::Sender<(Batched, Reply)>]>,
-    /// The lane of the next accept (accepts take turns; a run's writes keep to one lane).
-    next_accept: Arc<std::sync::atomic::AtomicUsize>,
+    queue: mpsc::Sender<(Batched, Reply)>,
 }
 
-/// Lanes of the batcher: a batch is one statement, executed by one PostgreSQL backend on one
-/// core, so two lanes let the database use two cores while each run's writes still commit in
-/// the order they were sent.
-const LANES: usize = 2;
-
 impl Batcher {
-    /// Start the tasks that commit batches, each on a connection of its own to `options`.
+    /// Start the task that commits batches, on a connection of its own to `options`.
     pub(super) fn start(options: PgConnectOptions, notifier: Notifier) -> Self {
-        let options = planned_once_by_index(options);
-        let lanes: Vec<_> = (0..LANES)
-            .map(|_| {
-                let (queue, receiver) = mpsc::channel(QUEUE);
-                tokio::spawn(run(options.clone(), Arc::clone(&notifier), receiver));
-                queue
-            })
-            .collect();
-        Self {
-            lanes: lanes.into(),
-            next_accept: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-        }
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(run(planned_once_by_index(options), notifier, receiver));
+        Self { queue }
     }
 
-    /// Send `write`; the answer ends once its batch committed (or failed). A run's step
-    /// records and end go to the run's lane, so they commit in order.
+    /// Send `write`; the answer ends once its batch committed (or failed).
     pub(super) async fn send(
         &self,
         write: Batched,
     ) -> Result<oneshot::Receiver<Answer>, StoreError> {
-        let lane = match &write {
-            Batched::Accept { .. } => self
-                .next_accept
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            Batched::Step { run_id, .. }
-            | Batched::End { run_id, .. }
-            | Batched::Claim { run_id, .. } => lane_of(run_id),
-        } % self.lanes.len();
         let (reply, answer) = oneshot::channel();
-        self.lanes[lane]
+        self.queue
             .send((write, reply))
             .await
             .map_err(|_| StoreError::Closed)?;
@@ -142,14 +123,6 @@ pub(super) fn planned_once_by_index(options: PgConnectOptions) -> PgConnectOptio
         ("enable_seqscan", "off"),
         ("enable_bitmapscan", "off"),
     ])
-}
-
-/// The lane of a run's writes: a hash of its id.
-fn lane_of(run_id: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    run_id.hash(&mut hasher);
-    hasher.finish() as usize
 }
 
 /// Whether a sent write was committed, once its answer comes.
@@ -547,8 +520,8 @@ mod tests {
     use super::*;
     use crate::store::postgres::schema::{self, tests::*};
 
-    /// The plan the batch gets on a lane's connection, with `ids` as the runs it ends and claims.
-    async fn lane_plan(schema_name: &str, ids: &[&str]) -> String {
+    /// The plan the batch gets on the batcher's connection, with `ids` as the runs it ends and claims.
+    async fn batch_plan(schema_name: &str, ids: &[&str]) -> String {
         let options = PgConnectOptions::from_str(&test_url())
             .expect("database URL")
             .options([("search_path", schema_name)]);
@@ -590,7 +563,7 @@ mod tests {
         };
         schema::migrate(&pool).await.expect("migrate");
         let id = uuid::Uuid::now_v7().to_string();
-        let plan = lane_plan(&schema_name, &[&id]).await;
+        let plan = batch_plan(&schema_name, &[&id]).await;
         drop_schema(&pool, &schema_name).await;
         for scan in ["Seq Scan on runs", "Bitmap", "concurrency_key_status"] {
             assert!(!plan.contains(scan), "{scan} in the batch's plan:\n{plan}");

@@ -1,5 +1,5 @@
 //! A connection of a task's own, outside the pool: for writers that must never wait for the
-//! pool (the batch lanes) or that need settings of their own (the queue's claims).
+//! pool (the batcher) or that need settings of their own (the queue's claims).
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
