@@ -360,11 +360,12 @@ impl<'a> Accept<'a> {
 }
 
 /// Every accept's event (`$1` to `$11`), then every run (`$12` to `$19`).
-fn bind_accepts<'q>(query: Query<'q>, accepts: &[Accept<'_>]) -> Query<'q> {
+fn bind_accepts<'q>(query: Query<'q>, accepts: &[Accept<'q>]) -> Query<'q> {
     let column = |f: &dyn Fn(&Event) -> String| -> Vec<String> {
         accepts.iter().map(|a| f(a.event)).collect()
     };
-    let raw: Vec<Vec<u8>> = accepts.iter().map(|a| a.event.raw.to_vec()).collect();
+    // Borrowed, not copied: the writes outlive the statement.
+    let raw: Vec<&[u8]> = accepts.iter().map(|a| a.event.raw.as_slice()).collect();
     let triggers: Vec<Option<String>> = accepts.iter().map(|a| triggered_by(a.event)).collect();
     let traces: Vec<Option<String>> = accepts
         .iter()
