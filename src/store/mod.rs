@@ -219,6 +219,19 @@ pub trait StoreBackend: Send + Sync {
         let _ = (owner, until, queued_before, limit);
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// Put back in the queue the runs `owner` claimed but did not start (a process stopping
+    /// gracefully with runs waiting for a slot), so another process takes them at once rather
+    /// than when their leases end; the number put back. A run another process took over
+    /// meanwhile is left alone.
+    fn release<'a>(
+        &'a self,
+        owner: &'a str,
+        run_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        // A store used by one process: its next start queues its unfinished runs again.
+        let _ = (owner, run_ids);
+        Box::pin(async { Ok(0) })
+    }
     /// Take the next slot of the outgoing rate bucket `key` under `limit` at `now`: when its
     /// taker may act. The slot is reserved whatever its time (`run::rate`, GCRA), so takers
     /// queue in the order they asked; on a shared store, across every process.

@@ -445,6 +445,8 @@ async fn dispatch(
 ) {
     let slots = Arc::clone(&worker.inner.slots);
     let mut running = JoinSet::new();
+    // The claimed runs that never got a slot, given back at shutdown.
+    let mut unstarted = Vec::new();
     loop {
         while running.try_join_next().is_some() {}
         let (job, place) = tokio::select! {
@@ -457,7 +459,10 @@ async fn dispatch(
         };
         let permit = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                unstarted.push(job);
+                break;
+            }
             permit = Arc::clone(&slots).acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
@@ -481,6 +486,11 @@ async fn dispatch(
             }
         });
     }
+    receiver.close();
+    while let Ok((job, _)) = receiver.try_recv() {
+        unstarted.push(job);
+    }
+    release_unstarted(&worker, unstarted).await;
     // Runs that already ended are still in the set until joined.
     while running.try_join_next().is_some() {}
     let in_flight = running.len();
@@ -497,6 +507,35 @@ async fn dispatch(
             "runs still in flight at shutdown; they resume at the next start"
         );
         running.abort_all();
+    }
+}
+
+/// Put back in the store's queue the runs claimed here that never got a slot, so another
+/// process takes them now rather than when their leases end. Runs not claimed yet are in the
+/// queue already.
+async fn release_unstarted(worker: &Worker, jobs: Vec<Job>) {
+    let ids: Vec<String> = jobs
+        .into_iter()
+        .filter(|job| job.claimed)
+        .map(|job| job.run_id)
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    if let Ok(mut executing) = worker.inner.executing.lock() {
+        for id in &ids {
+            executing.remove(id);
+        }
+    }
+    match worker.inner.store.release(&worker.inner.owner, &ids).await {
+        Ok(0) => {}
+        Ok(released) => info!(
+            runs = released,
+            "runs not started are queued again for other processes"
+        ),
+        Err(err) => {
+            warn!(error = %err, "cannot queue the runs not started again; they are taken when their leases end")
+        }
     }
 }
 

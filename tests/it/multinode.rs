@@ -579,6 +579,76 @@ async fn a_process_claims_queued_runs_ahead_but_no_more_than_its_workers() {
     );
 }
 
+/// A process stopping gracefully puts the runs it claimed but had not started back in the queue:
+/// another process runs them at once, not when their leases end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_process_gives_back_the_runs_it_had_not_started() {
+    let Some(schema) =
+        TestSchema::create("a_stopping_process_gives_back_the_runs_it_had_not_started").await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.slow("/slow", Duration::from_millis(300));
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_workflow(dir.path(), &receiver);
+    // Leases far longer than the test: only a release can hand the runs on in time.
+    let start = || {
+        ServeProcess::start_with_env(
+            dir.path(),
+            &["--store", &schema.url, "--workers", "1"],
+            &[("HOOKFLOW_LEASE", "120s")],
+        )
+    };
+    let first = start();
+    let http = client();
+    let admin = |node: &ServeProcess, action: &str| {
+        http.post(format!("{}/api/workflows/shared/{action}", node.admin))
+            .send()
+    };
+    assert_eq!(admin(&first, "pause").await.expect("pause").status(), 200);
+    let url = format!("{}/hooks/shared", first.webhook);
+    let mut accepted = Vec::new();
+    for n in 0..6 {
+        if let Sent::Accepted(id) = send(&http, &url, n).await {
+            accepted.push(id);
+        }
+    }
+    assert_eq!(accepted.len(), 6);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(admin(&first, "resume").await.expect("resume").status(), 200);
+    // One run executing and one claimed ahead, waiting for the only slot.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while schema
+        .count("SELECT count(*) FROM runs WHERE status = 'running'")
+        .await
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the process never held 2 runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = first.terminate();
+    assert!(status.success());
+    assert_eq!(
+        schema
+            .count("SELECT count(*) FROM runs WHERE status = 'running'")
+            .await,
+        0,
+        "the run in flight finished and the one waiting went back to the queue"
+    );
+    let second = start();
+    wait_for_succeeded(&schema, accepted.len(), "runs given back").await;
+    let (status, _) = second.terminate();
+    assert!(status.success());
+    let calls = effects(&receiver);
+    assert!(
+        accepted
+            .iter()
+            .all(|id| calls.get(&format!("{id}.b")) == Some(&1)),
+        "every run's last step happened once: {calls:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_on_three_processes_fires_once_per_tick() {
     let Some(schema) =

@@ -620,6 +620,37 @@ async fn runs_read_together(store: Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Runs claimed and not started go back to the queue when their owner gives them back: on a
+/// shared store another process claims them at once; a store used by one process keeps them
+/// for its next start.
+async fn release_gives_back_unstarted_runs(store: Store) -> Result<(), StoreError> {
+    let (a, b) = two_queued(&store).await?;
+    let until = Utc::now() + Duration::seconds(30);
+    assert!(store.claim(&a.id, "node-1", until).await?);
+    assert!(store.claim(&b.id, "node-1", until).await?);
+    assert_eq!(
+        store.release("node-2", std::slice::from_ref(&a.id)).await?,
+        0,
+        "only the owner gives a run back"
+    );
+    let released = store.release("node-1", std::slice::from_ref(&a.id)).await?;
+    if store.shared() {
+        assert_eq!(released, 1);
+        let run = store.run(&a.id).await?.expect("run").run;
+        assert_eq!(run.status, RunStatus::Queued);
+        assert!(run.started_at.is_none(), "it had not started");
+        assert!(
+            store.claim(&a.id, "node-2", until).await?,
+            "another process takes it at once"
+        );
+    } else {
+        assert_eq!(released, 0);
+        assert_eq!(status(&store, &a.id).await, RunStatus::Running);
+    }
+    assert_eq!(status(&store, &b.id).await, RunStatus::Running);
+    Ok(())
+}
+
 /// Ending a run keeps its answer and times; a finished run is not claimed again.
 async fn run_end(store: Store) -> Result<(), StoreError> {
     let (a, _) = two_queued(&store).await?;
@@ -1785,6 +1816,7 @@ conformance_cases! {
     claims_and_leases,
     step_records,
     runs_read_together,
+    release_gives_back_unstarted_runs,
     run_end,
     retries_wait_for_their_due_time,
     replay,

@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 use super::PostgresStore;
 use super::batch::Batched;
 use super::reads::{get, ids, write_error};
-use crate::store::{StoreError, timestamp};
+use crate::store::{StoreError, Wakeup, timestamp};
 
 /// Held, with the schema's hash, by a process claiming runs under `max_running`: counting the
 /// runs `running` and taking one more is one step across every process.
@@ -276,6 +276,32 @@ impl PostgresStore {
             }
         }
         Ok(taken)
+    }
+
+    /// Queue again the runs `owner` holds among `run_ids`, and wake the other processes. A run
+    /// with no step on record had not started: its start time goes too.
+    pub async fn release(&self, owner: &str, run_ids: &[String]) -> Result<usize, StoreError> {
+        if run_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.transaction().await?;
+        let released = sqlx::query(
+            "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_until = NULL,
+               started_at = CASE WHEN EXISTS (SELECT 1 FROM steps WHERE steps.run_id = runs.id)
+                 THEN started_at END
+             WHERE id = ANY($1) AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(run_ids)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?
+        .rows_affected();
+        if released > 0 {
+            super::notify::notify(&mut tx, Wakeup::RunsQueued).await?;
+        }
+        tx.commit().await.map_err(write_error)?;
+        Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
     pub async fn renew_leases(

@@ -165,6 +165,14 @@ impl StoreBackend for PostgresStore {
         ))
     }
 
+    fn release<'a>(
+        &'a self,
+        owner: &'a str,
+        run_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(PostgresStore::release(self, owner, run_ids))
+    }
+
     fn renew_leases<'a>(
         &'a self,
         owner: &'a str,
