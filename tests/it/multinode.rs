@@ -109,6 +109,30 @@ fn effects(receiver: &Receiver) -> HashMap<String, usize> {
     calls
 }
 
+/// Leave `count` runs of `shared` in the store's queue, old enough for any process to take,
+/// and let `node` take them: its workflow is paused while they are accepted (so none is claimed
+/// in its accept), then resumed. The run ids.
+async fn queue_then_resume(node: &ServeProcess, count: usize) -> Vec<String> {
+    let http = client();
+    let admin = |action: &str| {
+        http.post(format!("{}/api/workflows/shared/{action}", node.admin))
+            .send()
+    };
+    assert_eq!(admin("pause").await.expect("pause").status(), 200);
+    let url = format!("{}/hooks/shared", node.webhook);
+    let mut accepted = Vec::new();
+    for n in 0..count {
+        match send(&http, &url, n).await {
+            Sent::Accepted(id) => accepted.push(id),
+            _ => panic!("webhook {n} was not accepted"),
+        }
+    }
+    // Old enough to be anyone's (a process has a second to start the runs it accepted).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(admin("resume").await.expect("resume").status(), 200);
+    accepted
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_processes_share_the_load_and_take_over_a_killed_ones_runs() {
     let test = "three_processes_share_the_load_and_take_over_a_killed_ones_runs";
@@ -535,25 +559,7 @@ async fn a_process_claims_queued_runs_ahead_but_no_more_than_its_workers() {
         &["--store", &schema.url, "--workers", "2"],
         &[("HOOKFLOW_LEASE", LEASE)],
     );
-    let http = client();
-    let admin = |action: &str| {
-        http.post(format!("{}/api/workflows/shared/{action}", node.admin))
-            .send()
-    };
-    let paused = admin("pause").await.expect("pause");
-    assert_eq!(paused.status().as_u16(), 200);
-    let url = format!("{}/hooks/shared", node.webhook);
-    let mut accepted = 0;
-    for n in 0..16 {
-        if let Sent::Accepted(_) = send(&http, &url, n).await {
-            accepted += 1;
-        }
-    }
-    assert_eq!(accepted, 16);
-    // Old enough to be anyone's (a process has a second to start the runs it accepted).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let resumed = admin("resume").await.expect("resume");
-    assert_eq!(resumed.status().as_u16(), 200);
+    queue_then_resume(&node, 16).await;
     let mut most_claimed = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -601,22 +607,7 @@ async fn a_stopping_process_gives_back_the_runs_it_had_not_started() {
         )
     };
     let first = start();
-    let http = client();
-    let admin = |node: &ServeProcess, action: &str| {
-        http.post(format!("{}/api/workflows/shared/{action}", node.admin))
-            .send()
-    };
-    assert_eq!(admin(&first, "pause").await.expect("pause").status(), 200);
-    let url = format!("{}/hooks/shared", first.webhook);
-    let mut accepted = Vec::new();
-    for n in 0..6 {
-        if let Sent::Accepted(id) = send(&http, &url, n).await {
-            accepted.push(id);
-        }
-    }
-    assert_eq!(accepted.len(), 6);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(admin(&first, "resume").await.expect("resume").status(), 200);
+    let accepted = queue_then_resume(&first, 6).await;
     // One run executing and one claimed ahead, waiting for the only slot.
     let deadline = Instant::now() + Duration::from_secs(10);
     while schema
