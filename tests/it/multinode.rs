@@ -109,6 +109,29 @@ fn effects(receiver: &Receiver) -> HashMap<String, usize> {
     calls
 }
 
+/// A schema of its own, a receiver whose `/slow` answers after `slow`, and the workflow in a
+/// directory of its own; `None` when no database answers (said loudly by `TestSchema`).
+async fn slow_setup(
+    test: &str,
+    slow: Duration,
+) -> Option<(TestSchema, Receiver, tempfile::TempDir)> {
+    let schema = TestSchema::create(test).await?;
+    let receiver = Receiver::start().await;
+    receiver.slow("/slow", slow);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_workflow(dir.path(), &receiver);
+    Some((schema, receiver, dir))
+}
+
+/// A process on `schema` with `workers` workers and leases of `lease`.
+fn start_with(dir: &Path, schema: &TestSchema, workers: &str, lease: &str) -> ServeProcess {
+    ServeProcess::start_with_env(
+        dir,
+        &["--store", &schema.url, "--workers", workers],
+        &[("HOOKFLOW_LEASE", lease)],
+    )
+}
+
 /// Leave `count` runs of `shared` in the store's queue, old enough for any process to take,
 /// and let `node` take them: its workflow is paused while they are accepted (so none is claimed
 /// in its accept), then resumed. The run ids.
@@ -494,21 +517,12 @@ fn store_settings_come_from_the_file_and_bad_ones_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_process_takes_the_runs_a_busy_one_accepted() {
-    let Some(schema) =
-        TestSchema::create("an_idle_process_takes_the_runs_a_busy_one_accepted").await
-    else {
+    let test = "an_idle_process_takes_the_runs_a_busy_one_accepted";
+    let Some((schema, receiver, dir)) = slow_setup(test, Duration::from_millis(300)).await else {
         return;
     };
-    let receiver = Receiver::start().await;
-    receiver.slow("/slow", Duration::from_millis(300));
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_workflow(dir.path(), &receiver);
     // One worker: at 300 ms a run, 24 runs keep it busy for several seconds.
-    let busy = ServeProcess::start_with_env(
-        dir.path(),
-        &["--store", &schema.url, "--workers", "1"],
-        &[("HOOKFLOW_LEASE", LEASE)],
-    );
+    let busy = start_with(dir.path(), &schema, "1", LEASE);
     let idle = start_node(dir.path(), &schema);
     let http = client();
     let url = format!("{}/hooks/shared", busy.webhook);
@@ -545,20 +559,11 @@ async fn an_idle_process_takes_the_runs_a_busy_one_accepted() {
 /// the rest stay queued for whichever process is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_claims_queued_runs_ahead_but_no_more_than_its_workers() {
-    let Some(schema) =
-        TestSchema::create("a_process_claims_queued_runs_ahead_but_no_more_than_its_workers").await
-    else {
+    let test = "a_process_claims_queued_runs_ahead_but_no_more_than_its_workers";
+    let Some((schema, _receiver, dir)) = slow_setup(test, Duration::from_millis(200)).await else {
         return;
     };
-    let receiver = Receiver::start().await;
-    receiver.slow("/slow", Duration::from_millis(200));
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_workflow(dir.path(), &receiver);
-    let node = ServeProcess::start_with_env(
-        dir.path(),
-        &["--store", &schema.url, "--workers", "2"],
-        &[("HOOKFLOW_LEASE", LEASE)],
-    );
+    let node = start_with(dir.path(), &schema, "2", LEASE);
     queue_then_resume(&node, 16).await;
     let mut most_claimed = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -589,23 +594,12 @@ async fn a_process_claims_queued_runs_ahead_but_no_more_than_its_workers() {
 /// another process runs them at once, not when their leases end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_process_gives_back_the_runs_it_had_not_started() {
-    let Some(schema) =
-        TestSchema::create("a_stopping_process_gives_back_the_runs_it_had_not_started").await
-    else {
+    let test = "a_stopping_process_gives_back_the_runs_it_had_not_started";
+    let Some((schema, receiver, dir)) = slow_setup(test, Duration::from_millis(300)).await else {
         return;
     };
-    let receiver = Receiver::start().await;
-    receiver.slow("/slow", Duration::from_millis(300));
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_workflow(dir.path(), &receiver);
     // Leases far longer than the test: only a release can hand the runs on in time.
-    let start = || {
-        ServeProcess::start_with_env(
-            dir.path(),
-            &["--store", &schema.url, "--workers", "1"],
-            &[("HOOKFLOW_LEASE", "120s")],
-        )
-    };
+    let start = || start_with(dir.path(), &schema, "1", "120s");
     let first = start();
     let accepted = queue_then_resume(&first, 6).await;
     // One run executing and one claimed ahead, waiting for the only slot.
