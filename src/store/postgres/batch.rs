@@ -139,7 +139,7 @@ async fn run(
     notifier: Notifier,
     mut queue: mpsc::Receiver<(Batched, Reply)>,
 ) {
-    let mut lane = OwnConnection::new(options);
+    let mut connection = OwnConnection::new(options);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
@@ -149,7 +149,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut lane, &notifier, &mut batch).await;
+        commit_batch(&mut connection, &notifier, &mut batch).await;
     }
 }
 
@@ -157,13 +157,13 @@ async fn run(
 /// for one of its writes (not the database), each is committed on its own so one bad write
 /// does not fail its neighbours.
 async fn commit_batch(
-    lane: &mut OwnConnection,
+    connection: &mut OwnConnection,
     notifier: &Notifier,
     batch: &mut Vec<(Batched, Reply)>,
 ) {
     let started = std::time::Instant::now();
     let writes: Vec<&Batched> = batch.iter().map(|(write, _)| write).collect();
-    match apply(lane, notifier, &writes).await {
+    match apply(connection, notifier, &writes).await {
         Ok(mut claimed) => {
             crate::observe::metrics::metrics().store_commit(started.elapsed());
             for (write, reply) in batch.drain(..) {
@@ -178,7 +178,9 @@ async fn commit_batch(
         }
         Err(_) => {
             for (write, reply) in batch.drain(..) {
-                let result = apply(lane, notifier, &[&write]).await.map_err(write_error);
+                let result = apply(connection, notifier, &[&write])
+                    .await
+                    .map_err(write_error);
                 let _ = reply.send(result.map(|mut claimed| was_claimed(&write, &mut claimed)));
             }
         }
@@ -259,7 +261,7 @@ SELECT ARRAY(SELECT id FROM new_runs WHERE status = 'running')
 /// `cancelled` (a cancel wins over the end its owner was about to record); runs of an event
 /// with a run of a paused workflow are only queued.
 async fn apply(
-    lane: &mut OwnConnection,
+    connection: &mut OwnConnection,
     notifier: &Notifier,
     writes: &[&Batched],
 ) -> Result<HashSet<String>, sqlx::Error> {
@@ -274,14 +276,12 @@ async fn apply(
         .bind(Wakeup::RunsQueued.as_str());
     let query = bind_claims(query, writes);
     let built = started.elapsed();
-    let conn = lane.get().await?;
-    let acquired = started.elapsed();
-    let answer = query.fetch_one(&mut *conn).await;
+    let answer = query.fetch_one(connection.get().await?).await;
     let row = match answer {
         Ok(row) => row,
         Err(err) => {
             if is_environmental(&err) {
-                lane.forget();
+                connection.forget();
             }
             return Err(err);
         }
@@ -290,7 +290,6 @@ async fn apply(
         writes = writes.len(),
         accepts = accepts.len(),
         built_us = built.as_micros() as u64,
-        acquired_us = acquired.as_micros() as u64,
         committed_us = started.elapsed().as_micros() as u64,
         "committed a batch"
     );
@@ -313,22 +312,22 @@ fn was_claimed(write: &Batched, claimed: &mut HashSet<String>) -> bool {
 }
 
 /// The batch's claims, `$41` to `$44`.
-fn bind_claims<'q>(query: Query<'q>, writes: &[&Batched]) -> Query<'q> {
-    let claims: Vec<(&String, &String, &DateTime<Utc>)> = writes
+fn bind_claims<'q>(query: Query<'q>, writes: &[&'q Batched]) -> Query<'q> {
+    let claims: Vec<(&str, &str, &DateTime<Utc>)> = writes
         .iter()
         .filter_map(|write| match write {
             Batched::Claim {
                 run_id,
                 owner,
                 until,
-            } => Some((run_id, owner, until)),
+            } => Some((run_id.as_str(), owner.as_str(), until)),
             _ => None,
         })
         .collect();
     query
         .bind(timestamp(Utc::now()))
-        .bind(claims.iter().map(|c| c.0.clone()).collect::<Vec<String>>())
-        .bind(claims.iter().map(|c| c.1.clone()).collect::<Vec<String>>())
+        .bind(claims.iter().map(|c| c.0).collect::<Vec<&str>>())
+        .bind(claims.iter().map(|c| c.1).collect::<Vec<&str>>())
         .bind(
             claims
                 .iter()
@@ -526,8 +525,8 @@ mod tests {
         let options = PgConnectOptions::from_str(&test_url())
             .expect("database URL")
             .options([("search_path", schema_name)]);
-        let mut lane = OwnConnection::new(planned_once_by_index(options));
-        let conn = lane.get().await.expect("connect");
+        let mut connection = OwnConnection::new(planned_once_by_index(options));
+        let conn = connection.get().await.expect("connect");
         // Only the arrays the updates read need values; nothing is executed.
         let scalars = [19, 37, 38, 39, 40, 41];
         let id_list = format!("'{{{}}}'", ids.join(","));

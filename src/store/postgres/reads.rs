@@ -7,10 +7,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::PostgresStore;
-use crate::run::{Event, StepRecord};
+use crate::run::StepRecord;
 use crate::store::rows::{Columns, event_from_row, run_from_row, step_from_row};
 use crate::store::{RunDetail, StoreError, timestamp};
 
@@ -31,7 +30,13 @@ impl PostgresStore {
             .iter()
             .map(run_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let event_ids: Vec<&str> = runs.iter().map(|run| run.event_id.as_str()).collect();
+        // How many of the runs share each event (a fan-out): the last one takes it, the others
+        // a copy, so an event of one run is parsed once and never copied.
+        let mut uses: HashMap<String, usize> = HashMap::new();
+        for run in &runs {
+            *uses.entry(run.event_id.clone()).or_default() += 1;
+        }
+        let event_ids: Vec<&str> = uses.keys().map(String::as_str).collect();
         let mut events = HashMap::new();
         for row in sqlx::query("SELECT * FROM events WHERE id = ANY($1)")
             .bind(&event_ids)
@@ -39,7 +44,7 @@ impl PostgresStore {
             .await
             .map_err(read_error)?
         {
-            events.insert(row.text("id")?, Arc::new(event_from_row(&row)?));
+            events.insert(row.text("id")?, event_from_row(&row)?);
         }
         let mut steps: HashMap<String, Vec<StepRecord>> = HashMap::new();
         for row in sqlx::query("SELECT * FROM steps WHERE run_id = ANY($1) ORDER BY run_id, idx")
@@ -56,8 +61,13 @@ impl PostgresStore {
         Ok(runs
             .into_iter()
             .filter_map(|run| {
-                // Events are few next to runs (fan-out): each is parsed once and copied per run.
-                let event = Event::clone(events.get(&run.event_id)?);
+                let left = uses.get_mut(&run.event_id)?;
+                *left -= 1;
+                let event = if *left == 0 {
+                    events.remove(&run.event_id)?
+                } else {
+                    events.get(&run.event_id)?.clone()
+                };
                 let steps = steps.remove(&run.id).unwrap_or_default();
                 Some(RunDetail { run, event, steps })
             })
